@@ -1,0 +1,228 @@
+//! The `MetaEngine` trait: POSIX metadata operations at inode level.
+
+use async_trait::async_trait;
+
+use crate::{
+    Attr, DirEntry, Entry, FallocMode, FileType, Format, Ino, RenameFlags, Result, Session,
+    SessionInfo, SetAttr, Slice, StatFs, Timestamp,
+};
+
+/// A file whose last name and last open handle are gone: its chunks and slices wait to be
+/// released by [`MetaEngine::purge_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeletedFile {
+    /// The inode.
+    pub ino: Ino,
+    /// Its length when it was deleted.
+    pub length: u64,
+}
+
+/// A transactional metadata engine: one client of one JuiceFS-compatible volume.
+///
+/// Each value is one *client*: after [`MetaEngine::new_session`] it owns one session, and
+/// its open/close calls sustain inodes for that session. Two clients of one volume are two
+/// values opened on the same URL. Every operation is one atomic transaction in the
+/// backend, retried on conflict with bounded backoff; an error leaves nothing changed.
+///
+/// Permission checks use the caller's [`crate::Context`] and the shared rules in
+/// [`crate::perm`]; names are validated with [`crate::name`].
+#[async_trait]
+pub trait MetaEngine: Send + Sync + 'static {
+    /// The engine's scheme name (`sqlite3`, `redis`, `tkv`, …).
+    fn name(&self) -> &'static str;
+
+    // ----- settings -----
+
+    /// Formats the volume: creates the schema, the root directory (`0o777` owned by root, as
+    /// JuiceFS does), the trash directory, the counters and the settings. On an already
+    /// formatted volume, `force` rewrites the settings (name and UUID must match) and
+    /// anything else fails with `Exists`.
+    async fn init(&self, format: &Format, force: bool) -> Result<()>;
+
+    /// Reads the volume's settings; `NotFormatted` when there are none.
+    async fn load(&self) -> Result<Format>;
+
+    // ----- sessions -----
+
+    /// Registers this client's session (heartbeat expiry set from the engine's clock).
+    /// Returns the session id.
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64>;
+
+    /// Extends this client's session.
+    async fn heartbeat(&self) -> Result<()>;
+
+    /// Ends this client's session: its sustained inodes are released (deleted if unlinked).
+    async fn close_session(&self) -> Result<()>;
+
+    /// Lists the volume's sessions.
+    async fn list_sessions(&self) -> Result<Vec<Session>>;
+
+    /// Removes sessions whose expiry is before `now`, releasing their sustained inodes.
+    /// Returns how many were removed. `now` is a parameter so tests control the clock.
+    async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize>;
+
+    // ----- namespace -----
+
+    /// Looks `name` up in directory `parent` (needs search permission on `parent`).
+    /// `.` and `..` resolve to the directory and its parent.
+    async fn lookup(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<Entry>;
+
+    /// The attributes of `ino`.
+    async fn getattr(&self, ino: Ino) -> Result<Attr>;
+
+    /// Changes attributes (see [`crate::perm::apply_setattr`] for the rules). A `size`
+    /// behaves as [`MetaEngine::truncate`] and needs write permission.
+    async fn setattr(&self, ctx: &crate::Context, ino: Ino, set: &SetAttr) -> Result<Attr>;
+
+    /// Creates a non-directory inode of any type (regular, fifo, socket, devices, also
+    /// directories and symlinks for convenience), applying the umask and setgid rules.
+    async fn mknod(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+    ) -> Result<Entry>;
+
+    /// Creates a directory.
+    async fn mkdir(&self, ctx: &crate::Context, parent: Ino, name: &[u8], mode: u16)
+        -> Result<Entry>;
+
+    /// Creates a symbolic link to `target`.
+    async fn symlink(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Entry>;
+
+    /// The target of a symbolic link (`InvalidArgument` if `ino` is not one).
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>>;
+
+    /// Adds a hard link to `ino` named `name` in `parent` (`NotPermitted` for directories).
+    async fn link(&self, ctx: &crate::Context, ino: Ino, parent: Ino, name: &[u8])
+        -> Result<Entry>;
+
+    /// Removes a non-directory entry. When the inode's last link goes and it is open in
+    /// any session it is sustained; otherwise it is queued for deletion.
+    async fn unlink(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<()>;
+
+    /// Removes an empty directory.
+    async fn rmdir(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<()>;
+
+    /// Renames `parent/name` to `new_parent/new_name`, replacing a compatible target
+    /// (file over file, directory over empty directory), honouring `RENAME_NOREPLACE`
+    /// and `RENAME_EXCHANGE`. A directory moved into its own subtree is `InvalidArgument`.
+    async fn rename(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()>;
+
+    /// Lists up to `limit` entries of directory `ino` whose names sort after `after`
+    /// (byte order), in byte order, without `.` and `..`. Pass the last name returned to
+    /// get the next page: entries added or removed meanwhile never make a page skip or
+    /// repeat another entry. `plus` fills in attributes. Needs read permission.
+    async fn readdir(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>>;
+
+    // ----- open files -----
+
+    /// Checks access for `flags` (`O_RDONLY`/`O_WRONLY`/`O_RDWR`, `O_TRUNC`) and records
+    /// the open so that an unlink keeps the inode alive until [`MetaEngine::close`].
+    /// Returns the current attributes (close-to-open: what other clients committed).
+    async fn open(&self, ctx: &crate::Context, ino: Ino, flags: i32) -> Result<Attr>;
+
+    /// Records a close; the last close of an unlinked inode queues it for deletion.
+    async fn close(&self, ino: Ino) -> Result<()>;
+
+    // ----- data -----
+
+    /// The slices of chunk `index` of `ino`, in write order (overlay with
+    /// [`crate::overlay::build`]).
+    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>>;
+
+    /// Appends `slice` to chunk `index` of `ino` and, in the same transaction, extends the
+    /// length to cover it and sets mtime/ctime to `mtime`. The slice's blocks must already
+    /// be stored (data before metadata).
+    async fn write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp)
+        -> Result<()>;
+
+    /// Reserves a new slice id (ids come from the engine in batches; never reused).
+    async fn new_slice_id(&self) -> Result<u64>;
+
+    /// Sets the length of a regular file. Shrinking turns the cut-off range into a hole;
+    /// growing reads as zeros. Needs write permission unless `ctx` is root.
+    async fn truncate(&self, ctx: &crate::Context, ino: Ino, length: u64) -> Result<Attr>;
+
+    /// Allocates, punches or zeroes `off..off+len` of a regular file (Linux semantics).
+    async fn fallocate(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()>;
+
+    /// Copies `len` bytes from `src@src_off` to `dst@dst_off` by referencing the source's
+    /// slices (no data copied). Returns the bytes copied (short at the source's end).
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_file_range(
+        &self,
+        ctx: &crate::Context,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64>;
+
+    // ----- extended attributes -----
+
+    /// The value of xattr `name` (`NoAttr` if missing).
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
+
+    /// Sets xattr `name` with `XATTR_CREATE`/`XATTR_REPLACE` semantics
+    /// ([`crate::XattrFlags`]). Names up to 255 bytes, values up to 64 KiB (`Range`).
+    async fn setxattr(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()>;
+
+    /// The names of all xattrs of `ino`, sorted.
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>>;
+
+    /// Removes xattr `name` (`NoAttr` if missing).
+    async fn removexattr(&self, ctx: &crate::Context, ino: Ino, name: &[u8]) -> Result<()>;
+
+    // ----- space and deletion -----
+
+    /// Volume usage.
+    async fn statfs(&self) -> Result<StatFs>;
+
+    /// Files waiting to be purged (unlinked, not open anywhere), at most `limit`.
+    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>>;
+
+    /// Removes a deleted file's chunks and inode in one transaction, dropping one
+    /// reference from each of its slices; returns the slices nobody references any more,
+    /// whose objects the caller must now delete (metadata before deletion).
+    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>>;
+}

@@ -1,0 +1,181 @@
+//! Volume settings: JuiceFS's `setting` JSON ("Format").
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MetaError, Result};
+
+/// The settings of a volume, stored by every engine under the name `format`/`setting`
+/// as the same JSON JuiceFS writes. Unknown fields are kept so that a round trip through
+/// this client never drops what a newer client wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+#[non_exhaustive]
+pub struct Format {
+    /// Volume name.
+    pub name: String,
+    /// Volume UUID; object keys live under `name/`, the UUID identifies the volume.
+    #[serde(rename = "UUID")]
+    pub uuid: String,
+    /// Storage kind: `file`, `s3`, `mem`, …
+    pub storage: String,
+    /// Storage class for object stores that have them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub storage_class: String,
+    /// Bucket URL or directory (for `file`, ends with `/`).
+    pub bucket: String,
+    /// Access key of the object store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub access_key: String,
+    /// Secret key of the object store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_key: String,
+    /// Session token of the object store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub session_token: String,
+    /// Block size in KiB (default 4096).
+    pub block_size: u32,
+    /// Compression: `none`, `lz4` or `zstd`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub compression: String,
+    /// Number of buckets for sharded object keys.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub shards: u32,
+    /// Whether object keys carry a hash prefix.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hash_prefix: bool,
+    /// Capacity in bytes (0 = unlimited).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub capacity: u64,
+    /// Inode limit (0 = unlimited).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub inodes: u64,
+    /// Encryption key (encrypted volumes are refused).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub encrypt_key: String,
+    /// Encryption algorithm.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub encrypt_algo: String,
+    /// Days deleted files stay in the trash (0 = no trash).
+    #[serde(default)]
+    pub trash_days: u32,
+    /// Metadata version.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub meta_version: u32,
+    /// Oldest client allowed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub min_client_version: String,
+    /// Whether directory statistics are kept.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dir_stats: bool,
+    /// Whether POSIX ACLs are enabled.
+    #[serde(default, rename = "EnableACL")]
+    pub enable_acl: bool,
+    /// Fields this client does not know, kept verbatim.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+impl Format {
+    /// Settings for a new volume named `name` storing blocks in `storage`/`bucket`,
+    /// with JuiceFS's defaults (4 MiB blocks, no compression, trash off) and a fresh UUID.
+    pub fn new(name: &str, uuid: &str, storage: &str, bucket: &str) -> Format {
+        Format {
+            name: name.to_string(),
+            uuid: uuid.to_string(),
+            storage: storage.to_string(),
+            storage_class: String::new(),
+            bucket: bucket.to_string(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            session_token: String::new(),
+            block_size: 4096,
+            compression: "none".to_string(),
+            shards: 0,
+            hash_prefix: false,
+            capacity: 0,
+            inodes: 0,
+            encrypt_key: String::new(),
+            encrypt_algo: String::new(),
+            trash_days: 0,
+            meta_version: 1,
+            min_client_version: "1.1.0-A".to_string(),
+            dir_stats: false,
+            enable_acl: false,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// Parses the stored JSON.
+    pub fn from_json(s: &str) -> Result<Format> {
+        serde_json::from_str(s).map_err(|e| MetaError::Corrupt(format!("volume settings: {e}")))
+    }
+
+    /// Serialises to JuiceFS's JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising a struct of strings, numbers and a JSON map cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Block size in bytes.
+    pub fn block_bytes(&self) -> u64 {
+        u64::from(self.block_size) * 1024
+    }
+
+    /// Refuses settings this client cannot serve correctly.
+    pub fn check_supported(&self) -> Result<()> {
+        if !self.encrypt_key.is_empty() || !self.encrypt_algo.is_empty() {
+            return Err(MetaError::UnsupportedVolume(
+                "the volume is encrypted; encryption is not implemented".into(),
+            ));
+        }
+        if self.block_size == 0 || self.block_size > 64 * 1024 {
+            return Err(MetaError::UnsupportedVolume(format!(
+                "block size {} KiB is out of range",
+                self.block_size
+            )));
+        }
+        match self.compression.as_str() {
+            "" | "none" | "lz4" | "zstd" => Ok(()),
+            other => Err(MetaError::UnsupportedVolume(format!(
+                "compression {other:?} is not supported"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_juicefs_json_and_keeps_unknown_fields() {
+        let s = r#"{"Name":"v","UUID":"u-1","Storage":"file","Bucket":"/tmp/b/","BlockSize":4096,"Compression":"lz4","TrashDays":1,"MetaVersion":1,"MinClientVersion":"1.1.0-A","DirStats":true,"EnableACL":false,"UploadLimit":0,"Future":{"x":1}}"#;
+        let f = Format::from_json(s).unwrap();
+        assert_eq!(f.name, "v");
+        assert_eq!(f.compression, "lz4");
+        assert_eq!(f.trash_days, 1);
+        assert!(f.dir_stats);
+        assert!(f.extra.contains_key("Future"));
+        let back: serde_json::Value = serde_json::from_str(&f.to_json()).unwrap();
+        assert_eq!(back["Future"]["x"], 1);
+        assert_eq!(back["UUID"], "u-1");
+        f.check_supported().unwrap();
+    }
+
+    #[test]
+    fn refuses_encrypted_volumes() {
+        let mut f = Format::new("v", "u", "file", "/x/");
+        f.encrypt_key = "k".into();
+        assert!(matches!(f.check_supported(), Err(MetaError::UnsupportedVolume(_))));
+    }
+}

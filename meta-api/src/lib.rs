@@ -1,0 +1,49 @@
+//! The metadata contract of a JuiceFS-compatible filesystem.
+//!
+//! This crate defines [`MetaEngine`] — the POSIX metadata operations at inode level that
+//! every backend (SQLite, Redis, transactional KV) implements — together with the types,
+//! the one error enum and its errno table, and the logic that is the same for every
+//! engine: [`name`] validation, [`perm`]ission checks, the slice [`overlay`], JuiceFS's
+//! binary [`encoding`] and the volume settings [`Format`].
+//!
+//! With the `testkit` feature it also publishes the conformance suite and the reference
+//! model every engine runs (`meta_api::testkit`).
+//!
+//! ```
+//! use meta_api::{overlay, Slice};
+//!
+//! // Two writes into one chunk: the newer one wins where they overlap.
+//! let first = Slice { pos: 0, id: 1, size: 100, off: 0, len: 100 };
+//! let second = Slice { pos: 50, id: 2, size: 10, off: 0, len: 10 };
+//! let layout = overlay::build(&[first, second]);
+//! let ids: Vec<u64> = overlay::pieces(&layout, 0, 120).iter().map(|p| p.id).collect();
+//! assert_eq!(ids, vec![1, 2, 1, 0]); // the tail past 100 bytes is a hole
+//! ```
+
+pub mod encoding;
+mod engine;
+mod error;
+mod format;
+pub mod name;
+mod openfiles;
+pub mod overlay;
+pub mod perm;
+mod types;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use engine::{DeletedFile, MetaEngine};
+pub use error::{BoxError, MetaError, Result};
+pub use format::Format;
+pub use openfiles::OpenFiles;
+pub use types::*;
+
+/// Heartbeat period of sessions, in seconds; a session expires after five missed beats.
+pub const HEARTBEAT_SECS: i64 = 12;
+/// How long a session lives without a heartbeat, in seconds.
+pub const SESSION_TTL_SECS: i64 = 5 * HEARTBEAT_SECS;
+/// Inode numbers reserved per counter round trip.
+pub const INODE_BATCH: u64 = 1024;
+/// Slice ids reserved per counter round trip.
+pub const SLICE_ID_BATCH: u64 = 4096;
