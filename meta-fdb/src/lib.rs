@@ -1,0 +1,1 @@
+//! meta-fdb (being written).

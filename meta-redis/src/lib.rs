@@ -1,0 +1,1 @@
+//! meta-redis (being written).
