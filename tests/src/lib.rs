@@ -1,0 +1,128 @@
+//! Helpers shared by the cross-crate integration tests: locating the services the project's
+//! test script starts (`scripts/services.sh`) and driving the real `juicefs` client.
+//!
+//! A test that needs a service asks for it here. When the service is missing, the test
+//! fails if `CI` is set (CI must never silently skip) and otherwise prints a loud SKIP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Whether we run under CI, where a missing service is a failure.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The value of environment variable `var` naming a service, or `None` (with a loud
+/// message) when it is unset outside CI. Panics under CI when it is unset.
+pub fn service(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                !in_ci(),
+                "{var} is not set but CI is: run the tests through scripts/test-all.sh"
+            );
+            eprintln!(
+                "\n*** SKIP: {var} is not set; run scripts/test-all.sh to start the services ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// The real juicefs client, used as the interop oracle.
+#[derive(Debug, Clone)]
+pub struct Juicefs {
+    bin: PathBuf,
+}
+
+impl Juicefs {
+    /// The client named by `JUICEFS_BIN` (see [`service`] for the missing case).
+    pub fn from_env() -> Option<Juicefs> {
+        service("JUICEFS_BIN").map(|b| Juicefs { bin: b.into() })
+    }
+
+    /// Runs `juicefs args…` with `envs`, panicking with its output when it fails.
+    pub fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let out = self.try_run(args, envs);
+        assert!(
+            out.status.success(),
+            "juicefs {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs `juicefs args…` and returns its output whatever the status.
+    pub fn try_run(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args).env("JFS_NO_CHECK_OBJECT_STORAGE", "1");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        match cmd.output() {
+            Ok(o) => o,
+            Err(e) => panic!("cannot run {}: {e}", self.bin.display()),
+        }
+    }
+
+    /// `juicefs format` of a SQLite + local-directory volume (trash off) with extra args.
+    pub fn format_sqlite_file(&self, meta_url: &str, name: &str, bucket: &Path, extra: &[&str]) {
+        let bucket = format!("{}/", bucket.display());
+        let mut args = vec![
+            "format",
+            "--no-update",
+            "--trash-days",
+            "0",
+            "--storage",
+            "file",
+            "--bucket",
+            &bucket,
+        ];
+        args.extend_from_slice(extra);
+        args.push(meta_url);
+        args.push(name);
+        self.run(&args, &[]);
+    }
+
+    /// `juicefs sync SRC DST` where either side may be `jfs://VOL/…`; the metadata URL is
+    /// passed through the environment variable `VOL` as juicefs expects.
+    pub fn sync(&self, meta_url: &str, src: &str, dst: &str, extra: &[&str]) {
+        let mut args = vec!["sync", "--links", "--threads", "4"];
+        args.extend_from_slice(extra);
+        args.push(src);
+        args.push(dst);
+        self.run(&args, &[("VOL", meta_url)]);
+    }
+
+    /// `juicefs dump META` parsed as JSON.
+    pub fn dump(&self, meta_url: &str) -> serde_json::Value {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("dump.json");
+        let p = path.to_string_lossy().into_owned();
+        self.run(&["dump", meta_url, &p], &[]);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read dump: {e}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse dump: {e}"))
+    }
+
+    /// `juicefs fsck META`; panics (with the report) unless it finds nothing wrong.
+    pub fn fsck(&self, meta_url: &str) {
+        let out = self.try_run(&["fsck", meta_url], &[]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "juicefs fsck failed:\n{text}");
+        for bad in ["lost", "broken", "corrupt", "<ERROR>", "<FATAL>"] {
+            assert!(!text.contains(bad), "juicefs fsck reported {bad:?}:\n{text}");
+        }
+    }
+}
+
+/// A `sqlite3://` URL for a database file.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite3://{}", path.display())
+}
