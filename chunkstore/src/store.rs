@@ -46,8 +46,12 @@ pub trait ChunkStore: Send + Sync + 'static {
 
     /// Lists up to `limit` objects whose keys start with `prefix` and sort after
     /// `start_after`, in key order.
-    async fn list_page(&self, prefix: &str, start_after: Option<&str>, limit: usize)
-        -> Result<ListPage>;
+    async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage>;
 
     /// Size and time of `key`; `NotFound` if missing.
     async fn head(&self, key: &str) -> Result<ObjectMeta>;
