@@ -124,8 +124,12 @@ enum Op {
 }
 
 /// Maps an I/O error to the store's kinds: missing → `NotFound`, `EACCES`/`EPERM` →
-/// `Denied`, a key/directory clash on write → `Invalid`, anything else → `Other`.
+/// `Denied`, a key/directory clash on write or a segment longer than the file system allows
+/// → `Invalid`, anything else → `Other`.
 fn map_io(e: io::Error, key: &str, op: Op) -> StoreError {
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        return StoreError::Invalid(format!("{key}: a segment is too long for a file name"));
+    }
     match e.kind() {
         ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
         // A path through a regular file: the object cannot exist.
@@ -513,6 +517,18 @@ mod tests {
         ));
         s.delete("vol/chunks").await.unwrap();
         assert!(dir.path().join("bucket/vol/chunks").is_dir());
+    }
+
+    #[tokio::test]
+    async fn overlong_segments_are_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path());
+        let k = format!("d/{}", "n".repeat(300));
+        assert!(matches!(
+            s.put(&k, Bytes::new()).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(s.get(&k).await, Err(StoreError::Invalid(_))));
     }
 
     #[tokio::test]
