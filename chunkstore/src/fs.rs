@@ -181,6 +181,7 @@ fn put_file(root: &Path, path: &Path, data: &[u8], dir_known_durable: bool) -> i
             ))
         }
     };
+    let mut sync_ancestors = !dir_known_durable;
     let mut attempt = 0;
     let (tmp, mut file) = loop {
         attempt += 1;
@@ -188,7 +189,10 @@ fn put_file(root: &Path, path: &Path, data: &[u8], dir_known_durable: bool) -> i
         match OpenOptions::new().write(true).create_new(true).open(&tmp) {
             Ok(f) => break (tmp, f),
             Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < 8 => continue,
-            Err(e) if e.kind() == ErrorKind::NotFound && attempt < 8 => fs::create_dir_all(dir)?,
+            Err(e) if e.kind() == ErrorKind::NotFound && attempt < 8 => {
+                fs::create_dir_all(dir)?;
+                sync_ancestors = true;
+            }
             Err(e) => return Err(e),
         }
     };
@@ -204,7 +208,7 @@ fn put_file(root: &Path, path: &Path, data: &[u8], dir_known_durable: bool) -> i
         return Err(e);
     }
     sync_dir(dir)?;
-    if !dir_known_durable {
+    if sync_ancestors {
         for p in dir.ancestors().skip(1) {
             if !p.starts_with(root) {
                 break;
