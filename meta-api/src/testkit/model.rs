@@ -1,0 +1,1199 @@
+//! The reference model: a plain in-memory [`MetaEngine`] that is obviously correct rather
+//! than fast. One mutex guards the whole volume (`BTreeMap`s of inodes, sessions, the
+//! deletion queue and slice reference counts); clients of one volume share it through an
+//! `Arc`, each with its own session id and [`OpenFiles`].
+//!
+//! It passes the conformance suite and is the oracle of the property test. Where the
+//! contract leaves a choice, the model's behaviour is the contract (see the error order in
+//! [`crate::testkit`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{Harness, TestVolume};
+use crate::name::{validate_name, validate_symlink_target};
+use crate::perm::{apply_setattr, check_access, check_remove, new_inode_owner, open_mask};
+use crate::{
+    access, overlay, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format,
+    Ino, MetaEngine, MetaError, OpenFiles, RenameFlags, Result, Session, SessionInfo, SetAttr,
+    SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE, MAX_FILE_SIZE, MAX_XATTR_NAME_LEN,
+    MAX_XATTR_VALUE_LEN, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
+};
+
+/// Capacity reported when the volume sets none (1 PiB).
+const UNLIMITED_SPACE: u64 = 1 << 50;
+/// Inode count reported as available when the volume sets no limit.
+const UNLIMITED_INODES: u64 = 1 << 40;
+
+/// One inode of the model.
+#[derive(Debug, Clone)]
+struct Node {
+    attr: Attr,
+    /// Directory entries (directories only), in byte order.
+    entries: BTreeMap<Vec<u8>, Ino>,
+    /// Symlink target (symlinks only).
+    target: Vec<u8>,
+    /// Slices of each chunk in write order (regular files only).
+    chunks: BTreeMap<u32, Vec<Slice>>,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Node {
+    fn new(attr: Attr) -> Node {
+        Node {
+            attr,
+            entries: BTreeMap::new(),
+            target: Vec::new(),
+            chunks: BTreeMap::new(),
+            xattrs: BTreeMap::new(),
+        }
+    }
+}
+
+/// A registered session.
+#[derive(Debug, Clone)]
+struct SessionRec {
+    info: SessionInfo,
+    expire: i64,
+    /// Inodes this session has open; those with no links left are the sustained ones.
+    open: BTreeSet<Ino>,
+}
+
+/// A file waiting for [`MetaEngine::purge_file`]: its inode is gone, its chunks are not.
+#[derive(Debug, Clone)]
+struct Deleted {
+    length: u64,
+    chunks: BTreeMap<u32, Vec<Slice>>,
+}
+
+/// Reference count of one slice object.
+#[derive(Debug, Clone, Copy)]
+struct SliceRef {
+    size: u32,
+    refs: u32,
+}
+
+/// The whole volume.
+#[derive(Debug, Default)]
+struct State {
+    format: Option<Format>,
+    next_ino: Ino,
+    next_slice: u64,
+    next_sid: u64,
+    nodes: BTreeMap<Ino, Node>,
+    sessions: BTreeMap<u64, SessionRec>,
+    deleted: BTreeMap<Ino, Deleted>,
+    refs: BTreeMap<u64, SliceRef>,
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn not_found<T>() -> Result<T> {
+    Err(MetaError::NotFound)
+}
+
+impl State {
+    fn formatted(&self) -> Result<()> {
+        match self.format {
+            Some(_) => Ok(()),
+            None => Err(MetaError::NotFormatted),
+        }
+    }
+
+    fn node(&self, ino: Ino) -> Result<&Node> {
+        self.nodes.get(&ino).ok_or(MetaError::NotFound)
+    }
+
+    fn node_mut(&mut self, ino: Ino) -> Result<&mut Node> {
+        self.nodes.get_mut(&ino).ok_or(MetaError::NotFound)
+    }
+
+    fn attr(&self, ino: Ino) -> Result<Attr> {
+        Ok(self.node(ino)?.attr.clone())
+    }
+
+    /// The directory `ino` (`NotFound`, `NotDir`).
+    fn dir(&self, ino: Ino) -> Result<&Node> {
+        let n = self.node(ino)?;
+        if n.attr.typ != FileType::Directory {
+            return Err(MetaError::NotDir);
+        }
+        Ok(n)
+    }
+
+    /// The regular file `ino` (`NotFound`, `IsDir`, `InvalidArgument`).
+    fn regular(&self, ino: Ino) -> Result<&Node> {
+        let n = self.node(ino)?;
+        match n.attr.typ {
+            FileType::Regular => Ok(n),
+            FileType::Directory => Err(MetaError::IsDir),
+            _ => Err(MetaError::InvalidArgument("not a regular file")),
+        }
+    }
+
+    fn child(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.nodes.get(&parent)?.entries.get(name).copied()
+    }
+
+    fn entry(&self, ino: Ino) -> Result<Entry> {
+        Ok(Entry {
+            ino,
+            attr: self.attr(ino)?,
+        })
+    }
+
+    fn is_open(&self, ino: Ino) -> bool {
+        self.sessions.values().any(|s| s.open.contains(&ino))
+    }
+
+    /// Sets mtime and ctime of a directory whose entries changed.
+    fn touch(&mut self, ino: Ino, t: Timestamp) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.mtime = t;
+            n.attr.ctime = t;
+        }
+    }
+
+    fn add_nlink(&mut self, ino: Ino, delta: i32) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.nlink = n.attr.nlink.saturating_add_signed(delta);
+        }
+    }
+
+    /// Whether `anc` is `ino` or one of its ancestors.
+    fn is_ancestor(&self, anc: Ino, ino: Ino) -> bool {
+        let mut cur = ino;
+        for _ in 0..=self.nodes.len() {
+            if cur == anc {
+                return true;
+            }
+            if cur == ROOT_INO {
+                return false;
+            }
+            match self.nodes.get(&cur) {
+                Some(n) => cur = n.attr.parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Drops one link of a non-directory; the last one releases the inode.
+    fn drop_link(&mut self, ino: Ino, t: Timestamp) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.attr.nlink = n.attr.nlink.saturating_sub(1);
+            n.attr.ctime = t;
+        }
+        self.release(ino);
+    }
+
+    /// Deletes an inode that has no links and is open nowhere; a regular file's chunks go
+    /// to the deletion queue.
+    fn release(&mut self, ino: Ino) {
+        let gone = match self.nodes.get(&ino) {
+            Some(n) => n.attr.nlink == 0 && n.attr.typ != FileType::Directory,
+            None => false,
+        };
+        if !gone || self.is_open(ino) {
+            return;
+        }
+        if let Some(n) = self.nodes.remove(&ino) {
+            if n.attr.typ == FileType::Regular {
+                self.deleted.insert(
+                    ino,
+                    Deleted {
+                        length: n.attr.length,
+                        chunks: n.chunks,
+                    },
+                );
+            }
+        }
+    }
+
+    fn new_ino(&mut self) -> Ino {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        ino
+    }
+
+    /// Creates an inode named `name` in `parent` (the checks of step 2–4 of the error order).
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Entry> {
+        let pattr = self.dir(parent)?.attr.clone();
+        check_access(ctx, &pattr, access::W | access::X)?;
+        if self.child(parent, name).is_some() {
+            return Err(MetaError::Exists);
+        }
+        let t = now();
+        let (mode, gid) = new_inode_owner(ctx, &pattr, typ, mode);
+        let mut attr = Attr::new(typ, mode, ctx.uid, gid, t);
+        attr.parent = parent;
+        attr.rdev = rdev;
+        match typ {
+            FileType::Directory => {
+                attr.nlink = 2;
+                attr.length = 4096;
+            }
+            FileType::Symlink => attr.length = target.len() as u64,
+            _ => {}
+        }
+        let ino = self.new_ino();
+        let mut node = Node::new(attr);
+        node.target = target.to_vec();
+        self.nodes.insert(ino, node);
+        let p = self.node_mut(parent)?;
+        p.entries.insert(name.to_vec(), ino);
+        if typ == FileType::Directory {
+            self.add_nlink(parent, 1);
+        }
+        self.touch(parent, t);
+        self.entry(ino)
+    }
+
+    /// Appends hole slices over `from..to` of every existing chunk of `ino` it touches.
+    fn punch(&mut self, ino: Ino, from: u64, to: u64) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let first = (from / CHUNK_SIZE) as u32;
+        let last = ((to - 1) / CHUNK_SIZE) as u32;
+        let node = self.node_mut(ino)?;
+        for (&idx, slices) in node.chunks.range_mut(first..=last) {
+            let start = u64::from(idx) * CHUNK_SIZE;
+            let lo = from.max(start) - start;
+            let hi = to.min(start + CHUNK_SIZE) - start;
+            slices.push(Slice {
+                pos: lo as u32,
+                id: 0,
+                size: 0,
+                off: 0,
+                len: (hi - lo) as u32,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets a regular file's length; a shrink turns the cut-off range into holes.
+    fn set_length(&mut self, ino: Ino, length: u64, t: Timestamp) -> Result<()> {
+        let old = self.node(ino)?.attr.length;
+        if length < old {
+            self.punch(ino, length, old)?;
+        }
+        let n = self.node_mut(ino)?;
+        n.attr.length = length;
+        n.attr.mtime = t;
+        n.attr.ctime = t;
+        Ok(())
+    }
+
+    /// Appends a slice record to a chunk, counting a reference to its object.
+    fn add_slice(&mut self, ino: Ino, index: u32, s: Slice) -> Result<()> {
+        self.node_mut(ino)?.chunks.entry(index).or_default().push(s);
+        if s.id != 0 {
+            self.refs
+                .entry(s.id)
+                .or_insert(SliceRef {
+                    size: s.size,
+                    refs: 0,
+                })
+                .refs += 1;
+        }
+        Ok(())
+    }
+
+    /// The truncate checks shared by `truncate` and `setattr` with a size.
+    fn check_truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<()> {
+        if length > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let n = self.regular(ino)?;
+        check_access(ctx, &n.attr, access::W)
+    }
+
+    /// Closes every open inode of session `sid` and forgets the session.
+    fn end_session(&mut self, sid: u64) {
+        if let Some(s) = self.sessions.remove(&sid) {
+            for ino in s.open {
+                self.release(ino);
+            }
+        }
+    }
+
+    fn statfs(&self) -> StatFs {
+        let used: u64 = self.nodes.values().map(|n| align4k(n.attr.length)).sum();
+        let inodes = self
+            .nodes
+            .keys()
+            .filter(|&&i| i != ROOT_INO && i != TRASH_INO)
+            .count() as u64;
+        let (capacity, max_inodes) = match &self.format {
+            Some(f) => (f.capacity, f.inodes),
+            None => (0, 0),
+        };
+        let total = if capacity > 0 {
+            capacity
+        } else {
+            UNLIMITED_SPACE.max(used)
+        };
+        let avail_inodes = if max_inodes > 0 {
+            max_inodes.saturating_sub(inodes)
+        } else {
+            UNLIMITED_INODES
+        };
+        StatFs {
+            total_space: total,
+            avail_space: total.saturating_sub(used),
+            used_inodes: inodes,
+            avail_inodes,
+        }
+    }
+}
+
+/// Space an inode of `length` bytes takes, as JuiceFS counts it (at least one 4 KiB block).
+fn align4k(length: u64) -> u64 {
+    if length == 0 {
+        4096
+    } else {
+        length.div_ceil(4096) * 4096
+    }
+}
+
+fn check_xattr_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(MetaError::InvalidArgument("empty xattr name"));
+    }
+    if name.len() > MAX_XATTR_NAME_LEN {
+        return Err(MetaError::NameTooLong);
+    }
+    Ok(())
+}
+
+/// A client of a model volume.
+pub struct ModelEngine {
+    state: Arc<Mutex<State>>,
+    sid: Mutex<Option<u64>>,
+    open: OpenFiles,
+}
+
+impl std::fmt::Debug for ModelEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelEngine")
+            .field("sid", &*self.sid_lock())
+            .finish()
+    }
+}
+
+impl ModelEngine {
+    /// A client, without a session, of a new volume that is not formatted yet.
+    pub fn unformatted() -> ModelEngine {
+        ModelEngine::sharing(Arc::new(Mutex::new(State::default())))
+    }
+
+    /// Another client, without a session, of the same volume as `self`.
+    pub fn another_client(&self) -> ModelEngine {
+        ModelEngine::sharing(self.state.clone())
+    }
+
+    fn sharing(state: Arc<Mutex<State>>) -> ModelEngine {
+        ModelEngine {
+            state,
+            sid: Mutex::new(None),
+            open: OpenFiles::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way the
+        // suite relies on, so a poisoned lock is used as is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sid_lock(&self) -> MutexGuard<'_, Option<u64>> {
+        self.sid.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The formatted state, locked.
+    fn ready(&self) -> Result<MutexGuard<'_, State>> {
+        let st = self.lock();
+        st.formatted()?;
+        Ok(st)
+    }
+}
+
+#[async_trait]
+impl MetaEngine for ModelEngine {
+    fn name(&self) -> &'static str {
+        "model"
+    }
+
+    async fn init(&self, format: &Format, force: bool) -> Result<()> {
+        let mut st = self.lock();
+        if let Some(cur) = &st.format {
+            if !force {
+                return Err(MetaError::Exists);
+            }
+            if cur.name != format.name || cur.uuid != format.uuid {
+                return Err(MetaError::InvalidArgument(
+                    "a forced format must keep the volume's name and UUID",
+                ));
+            }
+            st.format = Some(format.clone());
+            return Ok(());
+        }
+        format.check_supported()?;
+        let t = now();
+        let mut root = Attr::new(FileType::Directory, 0o777, 0, 0, t);
+        root.nlink = 2;
+        root.length = 4096;
+        root.parent = ROOT_INO;
+        let mut trash = Attr::new(FileType::Directory, 0o555, 0, 0, t);
+        trash.nlink = 2;
+        trash.length = 4096;
+        trash.parent = ROOT_INO;
+        st.nodes.insert(ROOT_INO, Node::new(root));
+        st.nodes.insert(TRASH_INO, Node::new(trash));
+        st.next_ino = ROOT_INO + 1;
+        st.next_slice = 1;
+        st.next_sid = 1;
+        st.format = Some(format.clone());
+        Ok(())
+    }
+
+    async fn load(&self) -> Result<Format> {
+        self.lock().format.clone().ok_or(MetaError::NotFormatted)
+    }
+
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
+        let mut st = self.ready()?;
+        let mut mine = self.sid_lock();
+        if mine.is_some() {
+            return Err(MetaError::InvalidArgument(
+                "this client already has a session",
+            ));
+        }
+        let sid = st.next_sid;
+        st.next_sid += 1;
+        st.sessions.insert(
+            sid,
+            SessionRec {
+                info: info.clone(),
+                expire: now().sec + SESSION_TTL_SECS,
+                open: BTreeSet::new(),
+            },
+        );
+        *mine = Some(sid);
+        Ok(sid)
+    }
+
+    async fn heartbeat(&self) -> Result<()> {
+        let mut st = self.ready()?;
+        let sid = (*self.sid_lock()).ok_or(MetaError::BadHandle)?;
+        let s = st.sessions.get_mut(&sid).ok_or(MetaError::BadHandle)?;
+        s.expire = now().sec + SESSION_TTL_SECS;
+        Ok(())
+    }
+
+    async fn close_session(&self) -> Result<()> {
+        let mut st = self.ready()?;
+        if let Some(sid) = self.sid_lock().take() {
+            st.end_session(sid);
+        }
+        self.open.clear();
+        Ok(())
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        let st = self.ready()?;
+        Ok(st
+            .sessions
+            .iter()
+            .map(|(&sid, s)| Session {
+                sid,
+                expire: s.expire,
+                info: s.info.clone(),
+                sustained: s
+                    .open
+                    .iter()
+                    .copied()
+                    .filter(|i| st.nodes.get(i).is_some_and(|n| n.attr.nlink == 0))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn reap_stale_sessions(&self, at: Timestamp) -> Result<usize> {
+        let mut st = self.ready()?;
+        let stale: Vec<u64> = st
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expire < at.sec)
+            .map(|(&sid, _)| sid)
+            .collect();
+        for &sid in &stale {
+            st.end_session(sid);
+        }
+        Ok(stale.len())
+    }
+
+    async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        let st = self.ready()?;
+        let dots = name == b"." || name == b"..";
+        if !dots {
+            validate_name(name)?;
+        }
+        let p = st.dir(parent)?;
+        check_access(ctx, &p.attr, access::X)?;
+        match name {
+            b"." => st.entry(parent),
+            b".." => st.entry(p.attr.parent),
+            _ => match p.entries.get(name) {
+                Some(&ino) => st.entry(ino),
+                None => not_found(),
+            },
+        }
+    }
+
+    async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        self.ready()?.attr(ino)
+    }
+
+    async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        let mut st = self.ready()?;
+        let cur = st.attr(ino)?;
+        let t = now();
+        let mut a = apply_setattr(ctx, &cur, set, t)?;
+        if let Some(size) = set.size {
+            st.check_truncate(ctx, ino, size)?;
+            st.set_length(ino, size, t)?;
+            a.length = size;
+            a.ctime = t;
+            if !matches!(set.mtime, Some(SetTime::At(_))) {
+                a.mtime = t;
+            }
+        }
+        st.node_mut(ino)?.attr = a.clone();
+        Ok(a)
+    }
+
+    async fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+    ) -> Result<Entry> {
+        let mut st = self.ready()?;
+        validate_name(name)?;
+        st.create(ctx, parent, name, typ, mode, rdev, b"")
+    }
+
+    async fn mkdir(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
+        let mut st = self.ready()?;
+        validate_name(name)?;
+        st.create(ctx, parent, name, FileType::Directory, mode, 0, b"")
+    }
+
+    async fn symlink(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Entry> {
+        let mut st = self.ready()?;
+        validate_name(name)?;
+        validate_symlink_target(target)?;
+        st.create(ctx, parent, name, FileType::Symlink, 0o777, 0, target)
+    }
+
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let st = self.ready()?;
+        let n = st.node(ino)?;
+        if n.attr.typ != FileType::Symlink {
+            return Err(MetaError::InvalidArgument("not a symbolic link"));
+        }
+        Ok(n.target.clone())
+    }
+
+    async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
+        let mut st = self.ready()?;
+        validate_name(name)?;
+        let a = st.attr(ino)?;
+        if a.typ == FileType::Directory {
+            return Err(MetaError::NotPermitted);
+        }
+        if a.nlink == 0 {
+            return not_found();
+        }
+        let pattr = st.dir(parent)?.attr.clone();
+        check_access(ctx, &pattr, access::W | access::X)?;
+        if st.child(parent, name).is_some() {
+            return Err(MetaError::Exists);
+        }
+        let t = now();
+        st.node_mut(parent)?.entries.insert(name.to_vec(), ino);
+        st.touch(parent, t);
+        let n = st.node_mut(ino)?;
+        n.attr.nlink += 1;
+        n.attr.parent = 0;
+        n.attr.ctime = t;
+        st.entry(ino)
+    }
+
+    async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        let mut st = self.ready()?;
+        validate_name(name)?;
+        let pattr = st.dir(parent)?.attr.clone();
+        check_access(ctx, &pattr, access::W | access::X)?;
+        let ino = st.child(parent, name).ok_or(MetaError::NotFound)?;
+        let victim = st.attr(ino)?;
+        check_remove(ctx, &pattr, &victim)?;
+        if victim.typ == FileType::Directory {
+            return Err(MetaError::IsDir);
+        }
+        let t = now();
+        st.node_mut(parent)?.entries.remove(name);
+        st.touch(parent, t);
+        st.drop_link(ino, t);
+        Ok(())
+    }
+
+    async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        let mut st = self.ready()?;
+        validate_name(name)?;
+        let pattr = st.dir(parent)?.attr.clone();
+        check_access(ctx, &pattr, access::W | access::X)?;
+        let ino = st.child(parent, name).ok_or(MetaError::NotFound)?;
+        let victim = st.node(ino)?;
+        check_remove(ctx, &pattr, &victim.attr)?;
+        if victim.attr.typ != FileType::Directory {
+            return Err(MetaError::NotDir);
+        }
+        if !victim.entries.is_empty() {
+            return Err(MetaError::NotEmpty);
+        }
+        let t = now();
+        st.node_mut(parent)?.entries.remove(name);
+        st.add_nlink(parent, -1);
+        st.touch(parent, t);
+        st.nodes.remove(&ino);
+        Ok(())
+    }
+
+    async fn rename(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        let mut st = self.ready()?;
+        if flags.0 & !(RenameFlags::NOREPLACE | RenameFlags::EXCHANGE) != 0 {
+            return Err(MetaError::InvalidArgument("unsupported rename flags"));
+        }
+        if flags.noreplace() && flags.exchange() {
+            return Err(MetaError::InvalidArgument("NOREPLACE with EXCHANGE"));
+        }
+        validate_name(name)?;
+        validate_name(new_name)?;
+        let pattr = st.dir(parent)?.attr.clone();
+        let npattr = st.dir(new_parent)?.attr.clone();
+        check_access(ctx, &pattr, access::W | access::X)?;
+        check_access(ctx, &npattr, access::W | access::X)?;
+        let src = st.child(parent, name).ok_or(MetaError::NotFound)?;
+        let dst = st.child(new_parent, new_name);
+        if flags.exchange() && dst.is_none() {
+            return not_found();
+        }
+        if flags.noreplace() && dst.is_some() {
+            return Err(MetaError::Exists);
+        }
+        if dst == Some(src) {
+            return Ok(());
+        }
+        let sa = st.attr(src)?;
+        let da = match dst {
+            Some(d) => Some(st.attr(d)?),
+            None => None,
+        };
+        if sa.is_dir() && st.is_ancestor(src, new_parent) {
+            return Err(MetaError::InvalidArgument(
+                "directory moved into its own subtree",
+            ));
+        }
+        if let (true, Some(d), Some(da)) = (flags.exchange(), dst, &da) {
+            if da.is_dir() && st.is_ancestor(d, parent) {
+                return Err(MetaError::InvalidArgument(
+                    "directory moved into its own subtree",
+                ));
+            }
+        }
+        check_remove(ctx, &pattr, &sa)?;
+        if let Some(da) = &da {
+            check_remove(ctx, &npattr, da)?;
+        }
+        let t = now();
+        if flags.exchange() {
+            let (Some(d), Some(da)) = (dst, da) else {
+                return not_found();
+            };
+            st.node_mut(parent)?.entries.insert(name.to_vec(), d);
+            st.node_mut(new_parent)?
+                .entries
+                .insert(new_name.to_vec(), src);
+            if parent != new_parent {
+                if sa.is_dir() {
+                    st.add_nlink(parent, -1);
+                    st.add_nlink(new_parent, 1);
+                }
+                if da.is_dir() {
+                    st.add_nlink(new_parent, -1);
+                    st.add_nlink(parent, 1);
+                }
+            }
+            for (ino, to) in [(src, new_parent), (d, parent)] {
+                let n = st.node_mut(ino)?;
+                if n.attr.parent != 0 {
+                    n.attr.parent = to;
+                }
+                n.attr.ctime = t;
+            }
+        } else {
+            if let (Some(d), Some(da)) = (dst, &da) {
+                if sa.is_dir() && !da.is_dir() {
+                    return Err(MetaError::NotDir);
+                }
+                if !sa.is_dir() && da.is_dir() {
+                    return Err(MetaError::IsDir);
+                }
+                if da.is_dir() && !st.node(d)?.entries.is_empty() {
+                    return Err(MetaError::NotEmpty);
+                }
+            }
+            st.node_mut(parent)?.entries.remove(name);
+            st.node_mut(new_parent)?
+                .entries
+                .insert(new_name.to_vec(), src);
+            if let (Some(d), Some(da)) = (dst, &da) {
+                if da.is_dir() {
+                    st.nodes.remove(&d);
+                    st.add_nlink(new_parent, -1);
+                } else {
+                    st.drop_link(d, t);
+                }
+            }
+            if sa.is_dir() && parent != new_parent {
+                st.add_nlink(parent, -1);
+                st.add_nlink(new_parent, 1);
+            }
+            let n = st.node_mut(src)?;
+            if n.attr.parent != 0 {
+                n.attr.parent = new_parent;
+            }
+            n.attr.ctime = t;
+        }
+        st.touch(parent, t);
+        st.touch(new_parent, t);
+        Ok(())
+    }
+
+    async fn readdir(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        let st = self.ready()?;
+        let d = st.dir(ino)?;
+        check_access(ctx, &d.attr, access::R)?;
+        let lower = match after {
+            Some(a) => Bound::Excluded(a.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for (name, &child) in d.entries.range((lower, Bound::Unbounded)).take(limit) {
+            let attr = st.attr(child)?;
+            out.push(DirEntry {
+                name: name.clone(),
+                ino: child,
+                typ: attr.typ,
+                attr: plus.then_some(attr),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+        let mut st = self.ready()?;
+        let a = st.attr(ino)?;
+        let mask = open_mask(flags);
+        if a.typ == FileType::Directory && mask & access::W != 0 {
+            return Err(MetaError::IsDir);
+        }
+        check_access(ctx, &a, mask)?;
+        self.open.open(ino);
+        if let Some(sid) = *self.sid_lock() {
+            if let Some(s) = st.sessions.get_mut(&sid) {
+                s.open.insert(ino);
+            }
+        }
+        Ok(a)
+    }
+
+    async fn close(&self, ino: Ino) -> Result<()> {
+        let mut st = self.ready()?;
+        if self.open.close(ino) {
+            if let Some(sid) = *self.sid_lock() {
+                if let Some(s) = st.sessions.get_mut(&sid) {
+                    s.open.remove(&ino);
+                }
+            }
+            st.release(ino);
+        }
+        Ok(())
+    }
+
+    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        let st = self.ready()?;
+        let n = st.node(ino)?;
+        if n.attr.typ == FileType::Directory {
+            return Err(MetaError::IsDir);
+        }
+        Ok(n.chunks.get(&index).cloned().unwrap_or_default())
+    }
+
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<()> {
+        let mut st = self.ready()?;
+        let end_in_chunk = u64::from(slice.pos) + u64::from(slice.len);
+        if end_in_chunk > CHUNK_SIZE {
+            return Err(MetaError::InvalidArgument("slice crosses the chunk's end"));
+        }
+        if u64::from(slice.off) + u64::from(slice.len) > u64::from(slice.size) && slice.id != 0 {
+            return Err(MetaError::InvalidArgument("slice range outside its object"));
+        }
+        let end = u64::from(index) * CHUNK_SIZE + end_in_chunk;
+        if end > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        st.regular(ino)?;
+        st.add_slice(ino, index, slice)?;
+        let n = st.node_mut(ino)?;
+        n.attr.length = n.attr.length.max(end);
+        n.attr.mtime = mtime;
+        n.attr.ctime = mtime;
+        Ok(())
+    }
+
+    async fn new_slice_id(&self) -> Result<u64> {
+        let mut st = self.ready()?;
+        let id = st.next_slice;
+        st.next_slice += 1;
+        Ok(id)
+    }
+
+    async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
+        let mut st = self.ready()?;
+        st.check_truncate(ctx, ino, length)?;
+        st.set_length(ino, length, now())?;
+        st.attr(ino)
+    }
+
+    async fn fallocate(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
+        let mut st = self.ready()?;
+        let known = FallocMode::KEEP_SIZE | FallocMode::PUNCH_HOLE | FallocMode::ZERO_RANGE;
+        if mode.0 & !known != 0 {
+            return Err(MetaError::NotSupported("fallocate mode"));
+        }
+        let punch = mode.contains(FallocMode::PUNCH_HOLE);
+        let zero = mode.contains(FallocMode::ZERO_RANGE);
+        let keep = mode.contains(FallocMode::KEEP_SIZE);
+        if punch && !keep {
+            return Err(MetaError::InvalidArgument("PUNCH_HOLE needs KEEP_SIZE"));
+        }
+        if punch && zero {
+            return Err(MetaError::InvalidArgument("PUNCH_HOLE with ZERO_RANGE"));
+        }
+        if len == 0 {
+            return Err(MetaError::InvalidArgument("zero length"));
+        }
+        let end = off.checked_add(len).ok_or(MetaError::FileTooBig)?;
+        if end > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let a = st.regular(ino)?.attr.clone();
+        check_access(ctx, &a, access::W)?;
+        if punch || zero {
+            st.punch(ino, off, end)?;
+        }
+        let t = now();
+        let n = st.node_mut(ino)?;
+        if !keep && end > n.attr.length {
+            n.attr.length = end;
+        }
+        n.attr.mtime = t;
+        n.attr.ctime = t;
+        Ok(())
+    }
+
+    async fn copy_file_range(
+        &self,
+        ctx: &Context,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let mut st = self.ready()?;
+        let sa = st.regular(src)?.attr.clone();
+        let da = st.regular(dst)?.attr.clone();
+        check_access(ctx, &sa, access::R)?;
+        check_access(ctx, &da, access::W)?;
+        let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;
+        if dst_end > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        if src == dst && src_off < dst_end && dst_off < src_off.saturating_add(len) {
+            return Err(MetaError::InvalidArgument("overlapping ranges in one file"));
+        }
+        if src_off >= sa.length {
+            return Ok(0);
+        }
+        let n = len.min(sa.length - src_off);
+        // The data pieces of the source range, placed at their destination offsets.
+        let mut placed: Vec<(u64, Slice)> = Vec::new();
+        let first = (src_off / CHUNK_SIZE) as u32;
+        let last = ((src_off + n - 1) / CHUNK_SIZE) as u32;
+        for (&idx, slices) in st.node(src)?.chunks.range(first..=last) {
+            let start = u64::from(idx) * CHUNK_SIZE;
+            let lo = src_off.max(start);
+            let hi = (src_off + n).min(start + CHUNK_SIZE);
+            let layout = overlay::build(slices);
+            for p in overlay::pieces(&layout, (lo - start) as u32, (hi - lo) as u32) {
+                if p.id != 0 {
+                    placed.push((start + u64::from(p.pos) - src_off + dst_off, p));
+                }
+            }
+        }
+        st.punch(dst, dst_off, dst_off + n)?;
+        for (mut at, p) in placed {
+            let mut done = 0u32;
+            while done < p.len {
+                let idx = (at / CHUNK_SIZE) as u32;
+                let pos = (at % CHUNK_SIZE) as u32;
+                let take = (p.len - done).min((CHUNK_SIZE - u64::from(pos)) as u32);
+                let s = Slice {
+                    pos,
+                    id: p.id,
+                    size: p.size,
+                    off: p.off + done,
+                    len: take,
+                };
+                st.add_slice(dst, idx, s)?;
+                done += take;
+                at += u64::from(take);
+            }
+        }
+        let t = now();
+        let node = st.node_mut(dst)?;
+        node.attr.length = node.attr.length.max(dst_off + n);
+        node.attr.mtime = t;
+        node.attr.ctime = t;
+        Ok(n)
+    }
+
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        let st = self.ready()?;
+        check_xattr_name(name)?;
+        st.node(ino)?
+            .xattrs
+            .get(name)
+            .cloned()
+            .ok_or(MetaError::NoAttr)
+    }
+
+    async fn setxattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        let mut st = self.ready()?;
+        check_xattr_name(name)?;
+        if value.len() > MAX_XATTR_VALUE_LEN {
+            return Err(MetaError::Range);
+        }
+        let both = XattrFlags::CREATE | XattrFlags::REPLACE;
+        if flags & !both != 0 || flags == both {
+            return Err(MetaError::InvalidArgument("xattr flags"));
+        }
+        let n = st.node(ino)?;
+        check_access(ctx, &n.attr, access::W)?;
+        let exists = n.xattrs.contains_key(name);
+        if flags == XattrFlags::CREATE && exists {
+            return Err(MetaError::Exists);
+        }
+        if flags == XattrFlags::REPLACE && !exists {
+            return Err(MetaError::NoAttr);
+        }
+        let n = st.node_mut(ino)?;
+        n.xattrs.insert(name.to_vec(), value.to_vec());
+        n.attr.ctime = now();
+        Ok(())
+    }
+
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let st = self.ready()?;
+        Ok(st.node(ino)?.xattrs.keys().cloned().collect())
+    }
+
+    async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
+        let mut st = self.ready()?;
+        check_xattr_name(name)?;
+        let n = st.node(ino)?;
+        check_access(ctx, &n.attr, access::W)?;
+        let n = st.node_mut(ino)?;
+        if n.xattrs.remove(name).is_none() {
+            return Err(MetaError::NoAttr);
+        }
+        n.attr.ctime = now();
+        Ok(())
+    }
+
+    async fn statfs(&self) -> Result<StatFs> {
+        Ok(self.ready()?.statfs())
+    }
+
+    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
+        let st = self.ready()?;
+        Ok(st
+            .deleted
+            .iter()
+            .take(limit)
+            .map(|(&ino, d)| DeletedFile {
+                ino,
+                length: d.length,
+            })
+            .collect())
+    }
+
+    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
+        let mut st = self.ready()?;
+        let Some(d) = st.deleted.remove(&ino) else {
+            return if st.nodes.contains_key(&ino) {
+                Err(MetaError::InvalidArgument("the file is not deleted"))
+            } else {
+                not_found()
+            };
+        };
+        let mut freed = BTreeMap::new();
+        for s in d.chunks.values().flatten().filter(|s| s.id != 0) {
+            if let Some(r) = st.refs.get_mut(&s.id) {
+                r.refs = r.refs.saturating_sub(1);
+                if r.refs == 0 {
+                    freed.insert(s.id, r.size);
+                    st.refs.remove(&s.id);
+                }
+            }
+        }
+        Ok(freed
+            .into_iter()
+            .map(|(id, size)| Slice {
+                pos: 0,
+                id,
+                size,
+                off: 0,
+                len: size,
+            })
+            .collect())
+    }
+}
+
+/// A [`Harness`] of model volumes.
+#[derive(Debug, Default)]
+pub struct ModelHarness {
+    volumes: std::sync::atomic::AtomicU64,
+}
+
+impl ModelHarness {
+    /// A harness; every volume it makes is independent.
+    pub fn new() -> ModelHarness {
+        ModelHarness::default()
+    }
+}
+
+/// A formatted model volume.
+#[derive(Debug)]
+pub struct ModelVolume {
+    /// A session-less client that holds the volume's state.
+    holder: ModelEngine,
+}
+
+#[async_trait]
+impl Harness for ModelHarness {
+    async fn new_volume(&self) -> Result<Box<dyn TestVolume>> {
+        let n = self
+            .volumes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let holder = ModelEngine::unformatted();
+        let uuid = format!("00000000-0000-4000-8000-{n:012x}");
+        holder
+            .init(&Format::new("model", &uuid, "mem", "model/"), false)
+            .await?;
+        Ok(Box::new(ModelVolume { holder }))
+    }
+
+    async fn unformatted_client(&self) -> Result<Arc<dyn MetaEngine>> {
+        Ok(Arc::new(ModelEngine::unformatted()))
+    }
+}
+
+#[async_trait]
+impl TestVolume for ModelVolume {
+    async fn connect(&self) -> Result<Arc<dyn MetaEngine>> {
+        let e = self.holder.another_client();
+        let info = SessionInfo {
+            version: "model".into(),
+            host_name: "localhost".into(),
+            mount_point: "model".into(),
+            process_id: std::process::id(),
+        };
+        e.new_session(&info).await?;
+        Ok(Arc::new(e))
+    }
+}
