@@ -1,0 +1,613 @@
+//! [`RedisMeta`]: opening a client, shared helpers, and the [`MetaEngine`] implementation
+//! (the operations themselves live in the child modules).
+
+mod data;
+mod namespace;
+mod session;
+mod xattr;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use meta_api::encoding::{decode_attr, encode_attr};
+use meta_api::{
+    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
+    MetaError, OpenFiles, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs,
+    Timestamp,
+};
+
+use crate::conn::{Conns, Timing};
+use crate::keys::Keys;
+use crate::txn::{self, Step, Tx};
+
+/// JuiceFS's inode flag: the inode cannot be changed.
+pub(crate) const FLAG_IMMUTABLE: u8 = 1;
+/// JuiceFS's inode flag: the file can only be appended to.
+pub(crate) const FLAG_APPEND: u8 = 2;
+
+/// Local locks striping transactions by their first watched key, so that one client's
+/// concurrent operations on the same directory wait for each other instead of
+/// conflicting in the server (JuiceFS does the same).
+const STRIPES: usize = 64;
+
+/// How a [`RedisMeta`] connects and retries.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// Prefix of every key of the volume. `None` uses JuiceFS's choice for a single
+    /// server: no prefix. Give a distinct prefix (e.g. `{vol1}`, a hash tag) to keep
+    /// several volumes in one database; the real `juicefs` client only opens volumes
+    /// without a prefix (or `{N}` on Redis Cluster).
+    pub key_prefix: Option<String>,
+    /// Limit of one request to the server.
+    pub op_timeout: Duration,
+    /// How long connection failures and busy replies are retried before a call fails.
+    pub retry_window: Duration,
+    /// Most dedicated connections used for transactions at once.
+    pub pool_size: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            key_prefix: None,
+            op_timeout: Duration::from_secs(10),
+            retry_window: Duration::from_secs(30),
+            pool_size: 16,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Sets the key prefix.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = Some(prefix.into());
+        self
+    }
+    /// Sets the per-request timeout.
+    pub fn op_timeout(mut self, t: Duration) -> Self {
+        self.op_timeout = t;
+        self
+    }
+    /// Sets how long failures are retried.
+    pub fn retry_window(mut self, t: Duration) -> Self {
+        self.retry_window = t;
+        self
+    }
+    /// Sets the size of the transaction connection pool.
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n;
+        self
+    }
+}
+
+/// A range of ids reserved from a counter: `next..end` are still free.
+#[derive(Debug, Default)]
+struct IdRange {
+    next: u64,
+    end: u64,
+}
+
+/// One client of a JuiceFS volume whose metadata lives in Redis.
+///
+/// Open it with [`RedisMeta::open`]; see the [crate docs](crate) for the schema and the
+/// rules it follows.
+pub struct RedisMeta {
+    conns: Conns,
+    keys: Keys,
+    lookup_script: redis::Script,
+    sid: AtomicU64,
+    session_info: RwLock<Option<SessionInfo>>,
+    open_files: OpenFiles,
+    inodes: tokio::sync::Mutex<IdRange>,
+    slice_ids: tokio::sync::Mutex<IdRange>,
+    format: RwLock<Option<Format>>,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for RedisMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisMeta")
+            .field("prefix", &self.keys.prefix())
+            .field("sid", &self.sid.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Lua script of `lookup`: one round trip reading the parent's attributes, the
+/// entry and the child's attributes. The child's key is built in Lua from the entry's
+/// big-endian inode by long division, because Lua numbers are doubles and cannot hold
+/// every 64-bit inode exactly.
+const LOOKUP_LUA: &str = r#"
+local pattr = redis.call('GET', KEYS[1])
+if not pattr then return {} end
+local entry = redis.call('HGET', KEYS[2], ARGV[1])
+if not entry then return {pattr} end
+if string.len(entry) ~= 9 then return {pattr, entry} end
+local b = {string.byte(entry, 2, 9)}
+local digits = {}
+repeat
+  local rem, more = 0, false
+  for i = 1, 8 do
+    local cur = rem * 256 + b[i]
+    b[i] = math.floor(cur / 10)
+    rem = cur % 10
+    if b[i] ~= 0 then more = true end
+  end
+  digits[#digits + 1] = tostring(rem)
+until not more
+local s = {}
+for i = #digits, 1, -1 do s[#s + 1] = digits[i] end
+local cattr = redis.call('GET', ARGV[2] .. 'i' .. table.concat(s))
+if not cattr then return {pattr, entry} end
+return {pattr, entry, cattr}
+"#;
+
+impl RedisMeta {
+    /// Connects to the volume at `url` with default options.
+    ///
+    /// `redis://[user:password@]host:port/db` (and `rediss://` for TLS, when built with
+    /// the `tls` feature). A password missing from the URL is taken from
+    /// `META_PASSWORD` or `REDIS_PASSWORD`, as JuiceFS does.
+    pub async fn open(url: &str) -> Result<RedisMeta> {
+        RedisMeta::open_with(url, RedisOptions::default()).await
+    }
+
+    /// Connects to the volume at `url` with `opts`.
+    pub async fn open_with(url: &str, opts: RedisOptions) -> Result<RedisMeta> {
+        let info = crate::url::parse(url)?;
+        let client = redis::Client::open(info).map_err(|e| {
+            MetaError::backend(false, format!("invalid redis URL {}: {e}", crate::url::redact(url)))
+        })?;
+        let timing = Timing {
+            op_timeout: opts.op_timeout,
+            retry_window: opts.retry_window,
+        };
+        let conns = Conns::connect(client, timing, opts.pool_size).await?;
+        let cluster: Option<String> = conns
+            .shared(|mut c| async move {
+                match redis::cmd("CLUSTER").arg("INFO").query_async::<String>(&mut c).await {
+                    Ok(s) => Ok(Some(s)),
+                    Err(e) if e.kind() == redis::ErrorKind::ResponseError => Ok(None),
+                    Err(e) if e.to_string().contains("cluster") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if cluster.is_some_and(|s| s.contains("cluster_state:")) {
+            return Err(MetaError::NotSupported(
+                "Redis Cluster (use a single server or Sentinel-managed primary)",
+            ));
+        }
+        let keys = Keys::new(opts.key_prefix.as_deref().unwrap_or(""));
+        Ok(RedisMeta {
+            conns,
+            keys,
+            lookup_script: redis::Script::new(LOOKUP_LUA),
+            sid: AtomicU64::new(0),
+            session_info: RwLock::new(None),
+            open_files: OpenFiles::new(),
+            inodes: tokio::sync::Mutex::new(IdRange::default()),
+            slice_ids: tokio::sync::Mutex::new(IdRange::default()),
+            format: RwLock::new(None),
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        })
+    }
+
+    /// The prefix of every key of this volume.
+    pub fn key_prefix(&self) -> &str {
+        self.keys.prefix()
+    }
+
+    /// This client's session id (0 before [`MetaEngine::new_session`]).
+    pub fn session_id(&self) -> u64 {
+        self.sid.load(Ordering::Relaxed)
+    }
+
+    /// Runs one retried transaction watching `watch` (see [`crate::txn`]).
+    pub(crate) async fn txn<T, F, Fut>(&self, watch: &[String], f: F) -> Result<T>
+    where
+        F: FnMut(Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<Step<T>>>,
+    {
+        let stripe = watch.first().map(|k| stripe_of(k)).unwrap_or(0);
+        let _local = self.stripes[stripe].lock().await;
+        txn::run(&self.conns, &self.keys, watch, f).await
+    }
+
+    /// Reads through the shared connection (retried on connection failures).
+    pub(crate) async fn read<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.conns
+            .shared(|mut c| async move { cmd.query_async::<T>(&mut c).await })
+            .await
+    }
+
+    /// Runs a non-atomic pipeline of reads or idempotent writes on the shared connection.
+    pub(crate) async fn read_pipe<T: redis::FromRedisValue>(&self, p: &redis::Pipeline) -> Result<T> {
+        self.conns
+            .shared(|mut c| async move { p.query_async::<T>(&mut c).await })
+            .await
+    }
+
+    /// The cached settings, loading them on first use.
+    pub(crate) async fn settings(&self) -> Result<Format> {
+        if let Some(f) = self.read_format_cache() {
+            return Ok(f);
+        }
+        self.load_format().await
+    }
+
+    fn read_format_cache(&self) -> Option<Format> {
+        self.format.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn store_format_cache(&self, f: &Format) {
+        *self.format.write().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
+    }
+
+    async fn load_format(&self) -> Result<Format> {
+        let body: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(self.keys.setting())).await?;
+        let body = body.ok_or(MetaError::NotFormatted)?;
+        let text = String::from_utf8(body)
+            .map_err(|_| MetaError::Corrupt("volume settings are not UTF-8".into()))?;
+        let f = Format::from_json(&text)?;
+        self.store_format_cache(&f);
+        Ok(f)
+    }
+
+    /// Takes the next id from a counter reserved in batches. The Redis counters hold the
+    /// last id handed out (JuiceFS's Redis convention, one less than its SQL/TKV
+    /// counters), so a reservation of `batch` ids after `INCRBY` returned `v` is
+    /// `v-batch+1 ..= v`. Ids below `min` are skipped (the root inode).
+    async fn next_id(&self, range: &tokio::sync::Mutex<IdRange>, key: String, batch: u64, min: u64) -> Result<u64> {
+        let mut r = range.lock().await;
+        loop {
+            if r.next < r.end {
+                let n = r.next;
+                r.next += 1;
+                if n >= min {
+                    return Ok(n);
+                }
+                continue;
+            }
+            // A lost reply only wastes a batch: ids are never handed out twice.
+            let v: i64 = self.read(redis::cmd("INCRBY").arg(&key).arg(batch)).await?;
+            let v = u64::try_from(v)
+                .map_err(|_| MetaError::Corrupt(format!("counter {key} is negative")))?;
+            r.next = (v + 1).saturating_sub(batch);
+            r.end = v + 1;
+        }
+    }
+
+    pub(crate) async fn new_inode(&self) -> Result<Ino> {
+        self.next_id(&self.inodes, self.keys.next_inode(), meta_api::INODE_BATCH, 2)
+            .await
+    }
+
+    /// The attributes of `ino` through the shared connection.
+    pub(crate) async fn get_attr(&self, ino: Ino) -> Result<Option<Attr>> {
+        let v: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(self.keys.inode(ino))).await?;
+        v.map(|b| decode_attr(&b)).transpose()
+    }
+
+    /// Fails with `NoSpace` when the volume's capacity or inode limit would be passed.
+    pub(crate) async fn check_capacity(&self, tx: &mut Tx, space: i64, inodes: i64) -> Result<()> {
+        let f = self.settings().await?;
+        if (f.capacity == 0 || space <= 0) && (f.inodes == 0 || inodes <= 0) {
+            return Ok(());
+        }
+        let (used, count): (Option<i64>, Option<i64>) = tx
+            .cmd(
+                redis::cmd("MGET")
+                    .arg(self.keys.used_space())
+                    .arg(self.keys.total_inodes()),
+            )
+            .await?;
+        if f.capacity > 0 && space > 0 && used.unwrap_or(0).saturating_add(space) > f.capacity as i64 {
+            return Err(MetaError::NoSpace);
+        }
+        if f.inodes > 0 && inodes > 0 && count.unwrap_or(0).saturating_add(inodes) > f.inodes as i64 {
+            return Err(MetaError::NoSpace);
+        }
+        Ok(())
+    }
+}
+
+/// Which local stripe a key belongs to (FNV-1a).
+fn stripe_of(key: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h as usize) % STRIPES
+}
+
+/// Space an inode of `length` bytes is counted for: rounded up to 4 KiB, and 4 KiB
+/// for an empty one (JuiceFS's `align4K`).
+pub(crate) fn align4k(length: u64) -> i64 {
+    if length == 0 {
+        return 4096;
+    }
+    ((((length - 1) >> 12) + 1) << 12) as i64
+}
+
+/// The writes of one transaction, queued for `MULTI`/`EXEC`.
+pub(crate) struct Writes {
+    pub(crate) p: redis::Pipeline,
+}
+
+impl Writes {
+    pub(crate) fn new() -> Writes {
+        Writes { p: redis::pipe() }
+    }
+    pub(crate) fn set(&mut self, key: String, value: &[u8]) -> &mut Self {
+        self.p.cmd("SET").arg(key).arg(value).ignore();
+        self
+    }
+    pub(crate) fn set_attr(&mut self, keys: &Keys, ino: Ino, attr: &Attr) -> &mut Self {
+        self.set(keys.inode(ino), &encode_attr(attr))
+    }
+    pub(crate) fn del(&mut self, key: String) -> &mut Self {
+        self.p.cmd("DEL").arg(key).ignore();
+        self
+    }
+    pub(crate) fn hset(&mut self, key: String, field: &[u8], value: &[u8]) -> &mut Self {
+        self.p.cmd("HSET").arg(key).arg(field).arg(value).ignore();
+        self
+    }
+    pub(crate) fn hdel(&mut self, key: String, field: &[u8]) -> &mut Self {
+        self.p.cmd("HDEL").arg(key).arg(field).ignore();
+        self
+    }
+    pub(crate) fn hincrby(&mut self, key: String, field: &[u8], by: i64) -> &mut Self {
+        self.p.cmd("HINCRBY").arg(key).arg(field).arg(by).ignore();
+        self
+    }
+    pub(crate) fn incrby(&mut self, key: String, by: i64) -> &mut Self {
+        self.p.cmd("INCRBY").arg(key).arg(by).ignore();
+        self
+    }
+    pub(crate) fn zadd(&mut self, key: String, score: i64, member: &str) -> &mut Self {
+        self.p.cmd("ZADD").arg(key).arg(score).arg(member).ignore();
+        self
+    }
+    pub(crate) fn zrem(&mut self, key: String, member: &[u8]) -> &mut Self {
+        self.p.cmd("ZREM").arg(key).arg(member).ignore();
+        self
+    }
+    pub(crate) fn sadd(&mut self, key: String, member: u64) -> &mut Self {
+        self.p.cmd("SADD").arg(key).arg(member).ignore();
+        self
+    }
+    pub(crate) fn srem(&mut self, key: String, member: u64) -> &mut Self {
+        self.p.cmd("SREM").arg(key).arg(member).ignore();
+        self
+    }
+    pub(crate) fn rpush(&mut self, key: String, value: &[u8]) -> &mut Self {
+        self.p.cmd("RPUSH").arg(key).arg(value).ignore();
+        self
+    }
+    pub(crate) fn rpushx(&mut self, key: String, value: &[u8]) -> &mut Self {
+        self.p.cmd("RPUSHX").arg(key).arg(value).ignore();
+        self
+    }
+    pub(crate) fn commit<T>(self, value: T) -> Step<T> {
+        Step::Commit(self.p, value)
+    }
+}
+
+/// `NotFound` for a missing inode, `NotDir` for one that is not a directory.
+pub(crate) fn need_dir(attr: Option<Attr>) -> Result<Attr> {
+    let a = attr.ok_or(MetaError::NotFound)?;
+    if !a.is_dir() {
+        return Err(MetaError::NotDir);
+    }
+    Ok(a)
+}
+
+/// The current time of this engine's clock.
+pub(crate) fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+#[async_trait]
+impl MetaEngine for RedisMeta {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn init(&self, format: &Format, force: bool) -> Result<()> {
+        self.do_init(format, force).await
+    }
+
+    async fn load(&self) -> Result<Format> {
+        self.load_format().await
+    }
+
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
+        self.do_new_session(info).await
+    }
+
+    async fn heartbeat(&self) -> Result<()> {
+        self.do_heartbeat().await
+    }
+
+    async fn close_session(&self) -> Result<()> {
+        self.do_close_session().await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        self.do_list_sessions().await
+    }
+
+    async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
+        self.do_reap_stale_sessions(now).await
+    }
+
+    async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        self.do_lookup(ctx, parent, name).await
+    }
+
+    async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        self.get_attr(ino).await?.ok_or(MetaError::NotFound)
+    }
+
+    async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        self.do_setattr(ctx, ino, set).await
+    }
+
+    async fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+    ) -> Result<Entry> {
+        self.do_mknod(ctx, parent, name, typ, mode, rdev, None).await
+    }
+
+    async fn mkdir(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
+        self.do_mknod(ctx, parent, name, FileType::Directory, mode, 0, None)
+            .await
+    }
+
+    async fn symlink(&self, ctx: &Context, parent: Ino, name: &[u8], target: &[u8]) -> Result<Entry> {
+        self.do_mknod(ctx, parent, name, FileType::Symlink, 0o777, 0, Some(target))
+            .await
+    }
+
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.do_readlink(ino).await
+    }
+
+    async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
+        self.do_link(ctx, ino, parent, name).await
+    }
+
+    async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        self.do_unlink(ctx, parent, name).await
+    }
+
+    async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        self.do_rmdir(ctx, parent, name).await
+    }
+
+    async fn rename(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.do_rename(ctx, parent, name, new_parent, new_name, flags)
+            .await
+    }
+
+    async fn readdir(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        self.do_readdir(ctx, ino, after, limit, plus).await
+    }
+
+    async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+        self.do_open(ctx, ino, flags).await
+    }
+
+    async fn close(&self, ino: Ino) -> Result<()> {
+        self.do_close(ino).await
+    }
+
+    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        self.do_read_chunk(ino, index).await
+    }
+
+    async fn write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
+        self.do_write_slice(ino, index, slice, mtime).await
+    }
+
+    async fn new_slice_id(&self) -> Result<u64> {
+        self.next_id(&self.slice_ids, self.keys.next_chunk(), meta_api::SLICE_ID_BATCH, 1)
+            .await
+    }
+
+    async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
+        self.do_truncate(ctx, ino, length).await
+    }
+
+    async fn fallocate(&self, ctx: &Context, ino: Ino, mode: FallocMode, off: u64, len: u64) -> Result<()> {
+        self.do_fallocate(ctx, ino, mode, off, len).await
+    }
+
+    async fn copy_file_range(
+        &self,
+        ctx: &Context,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        self.do_copy_file_range(ctx, src, src_off, dst, dst_off, len)
+            .await
+    }
+
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.do_getxattr(ino, name).await
+    }
+
+    async fn setxattr(&self, ctx: &Context, ino: Ino, name: &[u8], value: &[u8], flags: u32) -> Result<()> {
+        self.do_setxattr(ctx, ino, name, value, flags).await
+    }
+
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.do_listxattr(ino).await
+    }
+
+    async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
+        self.do_removexattr(ctx, ino, name).await
+    }
+
+    async fn statfs(&self) -> Result<StatFs> {
+        self.do_statfs().await
+    }
+
+    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
+        self.do_deleted_files(limit).await
+    }
+
+    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
+        self.do_purge_file(ino).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn align4k_matches_juicefs() {
+        assert_eq!(align4k(0), 4096);
+        assert_eq!(align4k(1), 4096);
+        assert_eq!(align4k(4096), 4096);
+        assert_eq!(align4k(4097), 8192);
+    }
+
+    #[test]
+    fn stripes_spread() {
+        let a = stripe_of("d1");
+        assert!(a < STRIPES);
+        assert_eq!(a, stripe_of("d1"));
+    }
+}

@@ -1,0 +1,419 @@
+//! Chunks and slices: reading, writing, truncating, fallocate, copy_file_range, statfs.
+
+use meta_api::perm::{check_access, clear_suid_on_write};
+use meta_api::{
+    access, overlay, Attr, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, StatFs,
+    Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+};
+
+use super::{align4k, now, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
+use crate::keys::slice_ref_field;
+use crate::txn::{Step, Tx};
+
+/// Ranges longer than this many chunks find their existing chunk keys with `SCAN`
+/// instead of one `RPUSHX` per chunk (JuiceFS's threshold).
+const SCAN_CHUNKS_ABOVE: u64 = 10_000;
+
+/// A zero (hole) slice record at `pos` of length `len`.
+fn hole(pos: u32, len: u32) -> [u8; 24] {
+    Slice {
+        pos,
+        id: 0,
+        size: 0,
+        off: 0,
+        len,
+    }
+    .encode()
+}
+
+/// `IsDir` for directories and `InvalidArgument` for other non-regular inodes.
+fn need_regular(a: &Attr) -> Result<()> {
+    match a.typ {
+        FileType::Regular => Ok(()),
+        FileType::Directory => Err(MetaError::IsDir),
+        _ => Err(MetaError::InvalidArgument("not a regular file")),
+    }
+}
+
+impl RedisMeta {
+    pub(crate) async fn do_read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        let mut p = redis::pipe();
+        p.cmd("LRANGE")
+            .arg(self.keys.chunk(ino, index))
+            .arg(0)
+            .arg(-1)
+            .cmd("EXISTS")
+            .arg(self.keys.inode(ino));
+        let (records, exists): (Vec<Vec<u8>>, bool) = self.read_pipe(&p).await?;
+        if !exists {
+            return Err(MetaError::NotFound);
+        }
+        decode_records(ino, index, &records)
+    }
+
+    pub(crate) async fn do_write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
+        let end_in_chunk = u64::from(slice.pos) + u64::from(slice.len);
+        if end_in_chunk > CHUNK_SIZE {
+            return Err(MetaError::InvalidArgument("slice crosses the chunk's end"));
+        }
+        let new_len = u64::from(index) * CHUNK_SIZE + end_in_chunk;
+        if new_len > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let keys = [self.keys.inode(ino)];
+        self.txn(&keys, |mut tx| async move {
+            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            need_regular(&attr)?;
+            if attr.flags & FLAG_IMMUTABLE != 0 {
+                return Err(MetaError::NotPermitted);
+            }
+            let mut delta = 0;
+            if new_len > attr.length {
+                delta = align4k(new_len) - align4k(attr.length);
+                self.check_capacity(&mut tx, delta, 0).await?;
+                attr.length = new_len;
+            }
+            attr.mtime = mtime;
+            attr.ctime = mtime;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.rpush(k.chunk(ino, index), &slice.encode())
+                .set_attr(k, ino, &attr);
+            if delta > 0 {
+                w.incrby(k.used_space(), delta);
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    pub(crate) async fn do_truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
+        if length > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let keys = [self.keys.inode(ino)];
+        self.txn(&keys, |mut tx| async move {
+            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            need_regular(&attr)?;
+            check_access(ctx, &attr, access::W)?;
+            if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+                return Err(MetaError::NotPermitted);
+            }
+            if length == attr.length {
+                return Ok(Step::Done(attr));
+            }
+            let delta = align4k(length) - align4k(attr.length);
+            self.check_capacity(&mut tx, delta, 0).await?;
+            let mut w = Writes::new();
+            self.truncate_writes(&mut tx, &mut w, ino, attr.length, length)
+                .await?;
+            let t = now();
+            attr.length = length;
+            attr.mtime = t;
+            attr.ctime = t;
+            clear_suid_on_write(ctx, &mut attr);
+            w.set_attr(&self.keys, ino, &attr)
+                .incrby(self.keys.used_space(), delta);
+            Ok(w.commit(attr))
+        })
+        .await
+    }
+
+    /// Queues the hole slices that make `old..new` (either direction) read as zeros, as
+    /// JuiceFS does: the first chunk gets a hole from the cut, chunks in between that
+    /// exist get a whole-chunk hole, the last chunk a hole up to the end.
+    pub(crate) async fn truncate_writes(&self, tx: &mut Tx, w: &mut Writes, ino: Ino, old: u64, new: u64) -> Result<()> {
+        let (left, right) = if old < new { (old, new) } else { (new, old) };
+        let first = left / CHUNK_SIZE;
+        let last = right / CHUNK_SIZE;
+        let first_len = if right > (first + 1) * CHUNK_SIZE {
+            CHUNK_SIZE - left % CHUNK_SIZE
+        } else {
+            right - left
+        };
+        w.rpush(
+            self.keys.chunk(ino, first as u32),
+            &hole((left % CHUNK_SIZE) as u32, first_len as u32),
+        );
+        let whole = hole(0, CHUNK_SIZE as u32);
+        if last.saturating_sub(first) > SCAN_CHUNKS_ABOVE {
+            for indx in self.chunk_indexes(tx, ino).await? {
+                if u64::from(indx) > first && u64::from(indx) < last {
+                    w.rpushx(self.keys.chunk(ino, indx), &whole);
+                }
+            }
+        } else {
+            for indx in first + 1..last {
+                w.rpushx(self.keys.chunk(ino, indx as u32), &whole);
+            }
+        }
+        if right > (first + 1) * CHUNK_SIZE && right % CHUNK_SIZE > 0 {
+            w.rpush(
+                self.keys.chunk(ino, last as u32),
+                &hole(0, (right % CHUNK_SIZE) as u32),
+            );
+        }
+        Ok(())
+    }
+
+    /// The indexes of the chunk keys of `ino` that exist (a `SCAN` of the keyspace).
+    async fn chunk_indexes(&self, tx: &mut Tx, ino: Ino) -> Result<Vec<u32>> {
+        let prefix = self.keys.chunk(ino, 0);
+        let prefix = prefix.trim_end_matches('0');
+        let pattern = format!("{prefix}*");
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = tx
+                .cmd(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(10_000),
+                )
+                .await?;
+            out.extend(keys.iter().filter_map(|k| k.strip_prefix(prefix)?.parse::<u32>().ok()));
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    pub(crate) async fn do_fallocate(&self, ctx: &Context, ino: Ino, mode: FallocMode, off: u64, len: u64) -> Result<()> {
+        let known = FallocMode::KEEP_SIZE | FallocMode::PUNCH_HOLE | FallocMode::ZERO_RANGE;
+        if mode.0 & !known != 0 {
+            return Err(MetaError::NotSupported("fallocate mode"));
+        }
+        if mode.contains(FallocMode::PUNCH_HOLE) && mode.contains(FallocMode::ZERO_RANGE) {
+            return Err(MetaError::InvalidArgument("PUNCH_HOLE with ZERO_RANGE"));
+        }
+        if mode.contains(FallocMode::PUNCH_HOLE) && !mode.contains(FallocMode::KEEP_SIZE) {
+            return Err(MetaError::InvalidArgument("PUNCH_HOLE needs KEEP_SIZE"));
+        }
+        if len == 0 {
+            return Err(MetaError::InvalidArgument("fallocate of zero bytes"));
+        }
+        let end = off.checked_add(len).ok_or(MetaError::FileTooBig)?;
+        if end > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let keys = [self.keys.inode(ino)];
+        self.txn(&keys, |mut tx| async move {
+            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            need_regular(&attr)?;
+            check_access(ctx, &attr, access::W)?;
+            if attr.flags & FLAG_IMMUTABLE != 0
+                || (attr.flags & FLAG_APPEND != 0 && mode.0 & !FallocMode::KEEP_SIZE != 0)
+            {
+                return Err(MetaError::NotPermitted);
+            }
+            let old = attr.length;
+            let mut length = old;
+            if end > old && !mode.contains(FallocMode::KEEP_SIZE) {
+                length = end;
+            }
+            let delta = align4k(length) - align4k(old);
+            self.check_capacity(&mut tx, delta, 0).await?;
+            let t = now();
+            attr.length = length;
+            attr.mtime = t;
+            attr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.set_attr(k, ino, &attr);
+            if mode.0 & (FallocMode::ZERO_RANGE | FallocMode::PUNCH_HOLE) != 0 && off < old {
+                let mut pos = off;
+                let stop = end.min(old);
+                while pos < stop {
+                    let indx = pos / CHUNK_SIZE;
+                    let coff = pos % CHUNK_SIZE;
+                    let l = (stop - pos).min(CHUNK_SIZE - coff);
+                    w.rpush(k.chunk(ino, indx as u32), &hole(coff as u32, l as u32));
+                    pos += l;
+                }
+            }
+            if delta != 0 {
+                w.incrby(k.used_space(), delta);
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    pub(crate) async fn do_copy_file_range(
+        &self,
+        ctx: &Context,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        if src_off.checked_add(len).is_none() || dst_off.checked_add(len).is_none() {
+            return Err(MetaError::FileTooBig);
+        }
+        let keys = [self.keys.inode(dst), self.keys.inode(src)];
+        self.txn(&keys, |mut tx| async move {
+            let got = tx.attrs(&[src, dst]).await?;
+            let mut it = got.into_iter();
+            let sattr = it.next().flatten().ok_or(MetaError::NotFound)?;
+            let mut dattr = it.next().flatten().ok_or(MetaError::NotFound)?;
+            need_regular(&sattr)?;
+            need_regular(&dattr)?;
+            check_access(ctx, &sattr, access::R)?;
+            check_access(ctx, &dattr, access::W)?;
+            if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+                return Err(MetaError::NotPermitted);
+            }
+            if src == dst && src_off < dst_off + len && dst_off < src_off + len {
+                return Err(MetaError::InvalidArgument("overlapping ranges of one file"));
+            }
+            if len == 0 || src_off >= sattr.length {
+                return Ok(Step::Done(0));
+            }
+            let size = len.min(sattr.length - src_off);
+            let new_end = dst_off + size;
+            if new_end > MAX_FILE_SIZE {
+                return Err(MetaError::FileTooBig);
+            }
+            let mut delta = 0;
+            if new_end > dattr.length {
+                delta = align4k(new_end) - align4k(dattr.length);
+                self.check_capacity(&mut tx, delta, 0).await?;
+                dattr.length = new_end;
+            }
+            let first = src_off / CHUNK_SIZE;
+            let last = (src_off + size - 1) / CHUNK_SIZE;
+            let mut p = redis::pipe();
+            for indx in first..=last {
+                p.cmd("LRANGE")
+                    .arg(self.keys.chunk(src, indx as u32))
+                    .arg(0)
+                    .arg(-1);
+            }
+            let chunks: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            let (lo, hi) = (src_off, src_off + size);
+            for (i, records) in chunks.iter().enumerate() {
+                let indx = first + i as u64;
+                let base = indx * CHUNK_SIZE;
+                let mut slices = vec![Slice {
+                    pos: 0,
+                    id: 0,
+                    size: 0,
+                    off: 0,
+                    len: CHUNK_SIZE as u32,
+                }];
+                slices.extend(decode_records(src, indx as u32, records)?);
+                for piece in overlay::build(&slices) {
+                    let start = base + u64::from(piece.pos);
+                    let end = start + u64::from(piece.len);
+                    if end <= lo || start >= hi {
+                        continue;
+                    }
+                    let cut_lo = lo.max(start);
+                    let cut_hi = hi.min(end);
+                    let mut s = piece;
+                    s.off += (cut_lo - start) as u32;
+                    s.len = (cut_hi - cut_lo) as u32;
+                    if s.id == 0 {
+                        s.off = 0;
+                        s.size = 0;
+                    }
+                    let at = cut_lo - src_off + dst_off;
+                    self.place(&mut w, dst, at, s);
+                }
+            }
+            let t = now();
+            dattr.mtime = t;
+            dattr.ctime = t;
+            clear_suid_on_write(ctx, &mut dattr);
+            w.set_attr(k, dst, &dattr);
+            if delta > 0 {
+                w.incrby(k.used_space(), delta);
+            }
+            Ok(w.commit(size))
+        })
+        .await
+    }
+
+    /// Appends piece `s` at file offset `at` of `dst`, split at a chunk boundary, with
+    /// one more reference to its slice for each record.
+    fn place(&self, w: &mut Writes, dst: Ino, at: u64, s: Slice) {
+        let mut at = at;
+        let mut s = s;
+        while s.len > 0 {
+            let indx = at / CHUNK_SIZE;
+            let pos = (at % CHUNK_SIZE) as u32;
+            let fit = (CHUNK_SIZE as u32 - pos).min(s.len);
+            let rec = Slice { pos, len: fit, ..s };
+            w.rpush(self.keys.chunk(dst, indx as u32), &rec.encode());
+            if rec.id > 0 {
+                w.hincrby(self.keys.slice_refs(), slice_ref_field(rec.id, rec.size).as_bytes(), 1);
+            }
+            at += u64::from(fit);
+            if s.id > 0 {
+                s.off += fit;
+            }
+            s.len -= fit;
+        }
+    }
+
+    pub(crate) async fn do_statfs(&self) -> Result<StatFs> {
+        let f = self.settings().await?;
+        let (used, inodes): (Option<i64>, Option<i64>) = self
+            .read(
+                redis::cmd("MGET")
+                    .arg(self.keys.used_space())
+                    .arg(self.keys.total_inodes()),
+            )
+            .await?;
+        let used = used.unwrap_or(0).max(0) as u64;
+        let inodes = inodes.unwrap_or(0).max(0) as u64;
+        // JuiceFS's numbers for unlimited volumes: 1 PiB, doubled while over 80% used.
+        let total = if f.capacity > 0 {
+            f.capacity
+        } else {
+            let mut t: u64 = 1 << 50;
+            while t.saturating_mul(8) < used.saturating_mul(10) {
+                t = t.saturating_mul(2);
+            }
+            t
+        };
+        let avail_inodes = if f.inodes > 0 {
+            f.inodes.saturating_sub(inodes)
+        } else {
+            let mut a: u64 = 10 << 20;
+            while inodes.saturating_mul(10) > (inodes + a).saturating_mul(8) {
+                a = a.saturating_mul(2);
+            }
+            a
+        };
+        Ok(StatFs {
+            total_space: total,
+            avail_space: total.saturating_sub(used),
+            used_inodes: inodes,
+            avail_inodes,
+        })
+    }
+}
+
+/// Decodes the 24-byte records of chunk `indx` of `ino`.
+pub(crate) fn decode_records(ino: Ino, indx: u32, records: &[Vec<u8>]) -> Result<Vec<Slice>> {
+    records
+        .iter()
+        .map(|r| {
+            let b: &[u8; 24] = r.as_slice().try_into().map_err(|_| {
+                MetaError::Corrupt(format!(
+                    "chunk {indx} of inode {ino} has a record of {} bytes",
+                    r.len()
+                ))
+            })?;
+            Ok(Slice::decode(b))
+        })
+        .collect()
+}

@@ -1,0 +1,654 @@
+//! Lookup, attributes, creation, links, removal, rename and listing.
+
+use meta_api::encoding::{decode_attr, decode_entry, encode_entry};
+use meta_api::perm::{apply_setattr, check_access, check_remove, clear_suid_on_write, new_inode_owner};
+use meta_api::{
+    access, name, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
+    SetAttr, MAX_FILE_SIZE, ROOT_INO,
+};
+
+use super::{align4k, need_dir, now, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
+use crate::txn::{Step, Tx};
+
+/// Deepest directory chain walked when checking that a directory is not moved into
+/// its own subtree (a longer chain means a cycle in corrupt metadata).
+const MAX_DEPTH: usize = 100_000;
+
+fn immutable(a: &Attr) -> bool {
+    a.flags & FLAG_IMMUTABLE != 0
+}
+
+fn frozen(a: &Attr) -> bool {
+    a.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0
+}
+
+/// Stand-in attributes for a dangling entry whose inode is gone, for permission checks.
+fn ghost(typ: FileType) -> Attr {
+    Attr::new(typ, 0, u32::MAX, u32::MAX, Default::default())
+}
+
+impl RedisMeta {
+    pub(crate) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        if name == b"." || name == b".." {
+            let pattr = need_dir(self.get_attr(parent).await?)?;
+            check_access(ctx, &pattr, access::X)?;
+            if name == b"." {
+                return Ok(Entry { ino: parent, attr: pattr });
+            }
+            let up = if parent == ROOT_INO || pattr.parent == 0 {
+                ROOT_INO
+            } else {
+                pattr.parent
+            };
+            let attr = self.get_attr(up).await?.ok_or(MetaError::NotFound)?;
+            return Ok(Entry { ino: up, attr });
+        }
+        name::validate_name(name)?;
+        let ki = self.keys.inode(parent);
+        let kd = self.keys.entries(parent);
+        let prefix = self.keys.prefix();
+        let script = &self.lookup_script;
+        let parts: Vec<Vec<u8>> = self
+            .conns
+            .shared(|mut c| {
+                let (ki, kd) = (&ki, &kd);
+                async move {
+                    script
+                        .key(ki)
+                        .key(kd)
+                        .arg(name)
+                        .arg(prefix)
+                        .invoke_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut it = parts.into_iter();
+        let pattr = need_dir(it.next().map(|b| decode_attr(&b)).transpose()?)?;
+        check_access(ctx, &pattr, access::X)?;
+        let (_, ino) = decode_entry(&it.next().ok_or(MetaError::NotFound)?)?;
+        let attr = decode_attr(&it.next().ok_or(MetaError::NotFound)?)?;
+        Ok(Entry { ino, attr })
+    }
+
+    pub(crate) async fn do_setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        if let Some(size) = set.size {
+            if size > MAX_FILE_SIZE {
+                return Err(MetaError::FileTooBig);
+            }
+        }
+        let keys = [self.keys.inode(ino)];
+        self.txn(&keys, |mut tx| async move {
+            let cur = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            if immutable(&cur) && set.flags.is_none() {
+                return Err(MetaError::NotPermitted);
+            }
+            let t = now();
+            let mut new = apply_setattr(ctx, &cur, set, t)?;
+            let mut w = Writes::new();
+            if let Some(size) = set.size {
+                match cur.typ {
+                    FileType::Regular => {}
+                    FileType::Directory => return Err(MetaError::IsDir),
+                    _ => return Err(MetaError::InvalidArgument("size of a non-regular file")),
+                }
+                check_access(ctx, &cur, access::W)?;
+                if cur.flags & FLAG_APPEND != 0 {
+                    return Err(MetaError::NotPermitted);
+                }
+                if size != cur.length {
+                    let delta = align4k(size) - align4k(cur.length);
+                    self.check_capacity(&mut tx, delta, 0).await?;
+                    self.truncate_writes(&mut tx, &mut w, ino, cur.length, size).await?;
+                    w.incrby(self.keys.used_space(), delta);
+                    new.length = size;
+                    if set.mtime.is_none() {
+                        new.mtime = t;
+                    }
+                    new.ctime = t;
+                    clear_suid_on_write(ctx, &mut new);
+                }
+            }
+            if new == cur {
+                return Ok(Step::Done(cur));
+            }
+            w.set_attr(&self.keys, ino, &new);
+            Ok(w.commit(new))
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn do_mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: Option<&[u8]>,
+    ) -> Result<Entry> {
+        name::validate_name(name)?;
+        match (typ, target) {
+            (FileType::Symlink, Some(t)) => name::validate_symlink_target(t)?,
+            (FileType::Symlink, None) => {
+                return Err(MetaError::InvalidArgument("a symlink needs a target"))
+            }
+            _ => {}
+        }
+        let ino = self.new_inode().await?;
+        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
+        self.txn(&keys, |mut tx| async move {
+            let mut pattr = need_dir(tx.attr(parent).await?)?;
+            check_access(ctx, &pattr, access::X)?;
+            if tx.entry(parent, name).await?.is_some() {
+                return Err(MetaError::Exists);
+            }
+            check_access(ctx, &pattr, access::W)?;
+            if immutable(&pattr) {
+                return Err(MetaError::NotPermitted);
+            }
+            self.check_capacity(&mut tx, align4k(0), 1).await?;
+            let t = now();
+            let (mode, gid) = new_inode_owner(ctx, &pattr, typ, mode);
+            let mut attr = Attr::new(typ, mode, ctx.uid, gid, t);
+            attr.parent = parent;
+            match typ {
+                FileType::Directory => {
+                    attr.nlink = 2;
+                    attr.length = 4096;
+                    pattr.nlink += 1;
+                }
+                FileType::Symlink => attr.length = target.map_or(0, |t| t.len() as u64),
+                FileType::BlockDevice | FileType::CharDevice => attr.rdev = rdev,
+                _ => {}
+            }
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.set_attr(k, ino, &attr).set_attr(k, parent, &pattr);
+            if let Some(target) = target {
+                w.set(k.symlink(ino), target);
+            }
+            w.hset(k.entries(parent), name, &encode_entry(typ, ino));
+            if typ == FileType::Directory {
+                let field = ino.to_string();
+                for key in [k.dir_used_inodes(), k.dir_data_length(), k.dir_used_space()] {
+                    w.hset(key, field.as_bytes(), b"0");
+                }
+            }
+            w.incrby(k.used_space(), align4k(0)).incrby(k.total_inodes(), 1);
+            Ok(w.commit(Entry { ino, attr }))
+        })
+        .await
+    }
+
+    pub(crate) async fn do_readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let (a, t): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .read(
+                redis::cmd("MGET")
+                    .arg(self.keys.inode(ino))
+                    .arg(self.keys.symlink(ino)),
+            )
+            .await?;
+        let attr = decode_attr(&a.ok_or(MetaError::NotFound)?)?;
+        if attr.typ != FileType::Symlink {
+            return Err(MetaError::InvalidArgument("not a symlink"));
+        }
+        t.ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
+    }
+
+    pub(crate) async fn do_link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
+        name::validate_name(name)?;
+        let keys = [
+            self.keys.inode(parent),
+            self.keys.entries(parent),
+            self.keys.inode(ino),
+        ];
+        self.txn(&keys, |mut tx| async move {
+            let got = tx.attrs(&[parent, ino]).await?;
+            let mut it = got.into_iter();
+            let mut pattr = need_dir(it.next().flatten())?;
+            let mut iattr = it.next().flatten().ok_or(MetaError::NotFound)?;
+            check_access(ctx, &pattr, access::X)?;
+            if tx.entry(parent, name).await?.is_some() {
+                return Err(MetaError::Exists);
+            }
+            check_access(ctx, &pattr, access::W)?;
+            if iattr.is_dir() {
+                return Err(MetaError::NotPermitted);
+            }
+            if iattr.nlink == 0 {
+                return Err(MetaError::NotFound);
+            }
+            if immutable(&pattr) || frozen(&iattr) {
+                return Err(MetaError::NotPermitted);
+            }
+            if iattr.nlink == u32::MAX {
+                return Err(MetaError::TooManyLinks);
+            }
+            let t = now();
+            let old_parent = iattr.parent;
+            iattr.parent = 0;
+            iattr.nlink += 1;
+            iattr.ctime = t;
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.hset(k.entries(parent), name, &encode_entry(iattr.typ, ino))
+                .set_attr(k, parent, &pattr)
+                .set_attr(k, ino, &iattr);
+            if old_parent > 0 {
+                w.hincrby(k.parents(ino), old_parent.to_string().as_bytes(), 1);
+            }
+            w.hincrby(k.parents(ino), parent.to_string().as_bytes(), 1);
+            Ok(w.commit(Entry { ino, attr: iattr }))
+        })
+        .await
+    }
+
+    pub(crate) async fn do_unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        name::validate_name(name)?;
+        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
+        self.txn(&keys, |mut tx| async move {
+            let mut pattr = need_dir(tx.attr(parent).await?)?;
+            check_access(ctx, &pattr, access::X)?;
+            let (typ, ino) = tx.entry(parent, name).await?.ok_or(MetaError::NotFound)?;
+            tx.watch(&[self.keys.inode(ino), self.keys.openers(ino)]).await?;
+            let iattr = tx.attr(ino).await?;
+            check_remove(ctx, &pattr, iattr.as_ref().unwrap_or(&ghost(typ)))?;
+            if typ == FileType::Directory {
+                return Err(MetaError::IsDir);
+            }
+            if frozen(&pattr) || iattr.as_ref().is_some_and(frozen) {
+                return Err(MetaError::NotPermitted);
+            }
+            let t = now();
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
+            if let Some(mut a) = iattr {
+                a.nlink = a.nlink.saturating_sub(1);
+                a.ctime = t;
+                if a.nlink > 0 {
+                    w.set_attr(k, ino, &a);
+                    if a.parent == 0 {
+                        w.hincrby(k.parents(ino), parent.to_string().as_bytes(), -1);
+                    }
+                } else {
+                    self.drop_inode(&mut tx, &mut w, ino, &a).await?;
+                }
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    pub(crate) async fn do_rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        if name == b".." {
+            return Err(MetaError::NotEmpty);
+        }
+        name::validate_name(name)?;
+        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
+        self.txn(&keys, |mut tx| async move {
+            let mut pattr = need_dir(tx.attr(parent).await?)?;
+            check_access(ctx, &pattr, access::X)?;
+            let (typ, ino) = tx.entry(parent, name).await?.ok_or(MetaError::NotFound)?;
+            tx.watch(&[self.keys.inode(ino), self.keys.entries(ino)]).await?;
+            let iattr = tx.attr(ino).await?;
+            check_remove(ctx, &pattr, iattr.as_ref().unwrap_or(&ghost(typ)))?;
+            if typ != FileType::Directory {
+                return Err(MetaError::NotDir);
+            }
+            let n: u64 = tx.cmd(redis::cmd("HLEN").arg(self.keys.entries(ino))).await?;
+            if n > 0 {
+                return Err(MetaError::NotEmpty);
+            }
+            if frozen(&pattr) || iattr.as_ref().is_some_and(frozen) {
+                return Err(MetaError::NotPermitted);
+            }
+            let t = now();
+            pattr.nlink = pattr.nlink.saturating_sub(1).max(2);
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
+            if let Some(a) = iattr {
+                self.drop_inode(&mut tx, &mut w, ino, &a).await?;
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    /// Queues the writes that remove inode `ino` whose last name is gone (`attr.nlink`
+    /// is already 0 for files). A regular file open in any live session is sustained
+    /// by each of those sessions instead; otherwise files go to `delfiles` for their
+    /// data to be purged.
+    pub(crate) async fn drop_inode(&self, tx: &mut Tx, w: &mut Writes, ino: Ino, attr: &Attr) -> Result<()> {
+        let k = &self.keys;
+        match attr.typ {
+            FileType::Regular => {
+                tx.watch(&[k.openers(ino)]).await?;
+                let live = self.live_openers(tx, ino).await?;
+                if live.is_empty() {
+                    w.zadd(k.delfiles(), now().sec, &crate::keys::delfile_member(ino, attr.length))
+                        .del(k.inode(ino))
+                        .del(k.openers(ino))
+                        .incrby(k.used_space(), -align4k(attr.length))
+                        .incrby(k.total_inodes(), -1);
+                } else {
+                    let mut a = attr.clone();
+                    a.nlink = 0;
+                    w.set_attr(k, ino, &a);
+                    for sid in live {
+                        w.sadd(k.sustained(sid), ino);
+                    }
+                }
+            }
+            FileType::Directory => {
+                let field = ino.to_string();
+                w.del(k.inode(ino)).del(k.entries(ino));
+                for key in [
+                    k.dir_data_length(),
+                    k.dir_used_space(),
+                    k.dir_used_inodes(),
+                    k.dir_quota(),
+                    k.dir_quota_used_space(),
+                    k.dir_quota_used_inodes(),
+                ] {
+                    w.hdel(key, field.as_bytes());
+                }
+                w.incrby(k.used_space(), -align4k(0))
+                    .incrby(k.total_inodes(), -1);
+            }
+            typ => {
+                if typ == FileType::Symlink {
+                    w.del(k.symlink(ino));
+                }
+                w.del(k.inode(ino))
+                    .incrby(k.used_space(), -align4k(0))
+                    .incrby(k.total_inodes(), -1);
+            }
+        }
+        w.del(k.xattrs(ino));
+        if attr.parent == 0 {
+            w.del(k.parents(ino));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn do_rename(
+        &self,
+        ctx: &Context,
+        ps: Ino,
+        name: &[u8],
+        pd: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        if flags.0 & !(RenameFlags::NOREPLACE | RenameFlags::EXCHANGE) != 0 {
+            return Err(MetaError::InvalidArgument("unsupported rename flags"));
+        }
+        if flags.noreplace() && flags.exchange() {
+            return Err(MetaError::InvalidArgument("RENAME_NOREPLACE with RENAME_EXCHANGE"));
+        }
+        name::validate_name(name)?;
+        name::validate_name(new_name)?;
+        let mut keys = vec![self.keys.inode(ps), self.keys.entries(ps)];
+        if pd != ps {
+            keys.push(self.keys.inode(pd));
+            keys.push(self.keys.entries(pd));
+        }
+        self.txn(&keys, |mut tx| async move {
+            let got = tx.attrs(&[ps, pd]).await?;
+            let mut it = got.into_iter();
+            let mut sattr = need_dir(it.next().flatten())?;
+            let mut dattr = need_dir(it.next().flatten())?;
+            check_access(ctx, &sattr, access::X)?;
+            check_access(ctx, &dattr, access::X)?;
+            let (typ, ino) = tx.entry(ps, name).await?.ok_or(MetaError::NotFound)?;
+            let dentry = tx.entry(pd, new_name).await?;
+            if ps == pd && name == new_name {
+                return Ok(Step::Done(()));
+            }
+            if flags.noreplace() && dentry.is_some() {
+                return Err(MetaError::Exists);
+            }
+            if flags.exchange() && dentry.is_none() {
+                return Err(MetaError::NotFound);
+            }
+            let k = &self.keys;
+            let mut watch = vec![k.inode(ino)];
+            if let Some((dtyp, dino)) = dentry {
+                if dino == ino {
+                    // Two names of one inode: POSIX says do nothing.
+                    return Ok(Step::Done(()));
+                }
+                watch.push(k.inode(dino));
+                watch.push(k.openers(dino));
+                if dtyp == FileType::Directory {
+                    watch.push(k.entries(dino));
+                }
+            }
+            tx.watch(&watch).await?;
+            let mut iattr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            let mut tattr = match dentry {
+                Some((dtyp, dino)) => Some(tx.attr(dino).await?.unwrap_or_else(|| ghost(dtyp))),
+                None => None,
+            };
+            check_remove(ctx, &sattr, &iattr)?;
+            match &tattr {
+                Some(t) => check_remove(ctx, &dattr, t)?,
+                None => check_access(ctx, &dattr, access::W | access::X)?,
+            }
+            if ps != pd && iattr.is_dir() {
+                check_access(ctx, &iattr, access::W)?;
+            }
+            if flags.exchange() && ps != pd {
+                if let Some(t) = tattr.as_ref().filter(|t| t.is_dir()) {
+                    check_access(ctx, t, access::W)?;
+                }
+            }
+            if let (Some((dtyp, dino)), false) = (dentry, flags.exchange()) {
+                if typ == FileType::Directory && dtyp != FileType::Directory {
+                    return Err(MetaError::NotDir);
+                }
+                if typ != FileType::Directory && dtyp == FileType::Directory {
+                    return Err(MetaError::IsDir);
+                }
+                if dtyp == FileType::Directory {
+                    let n: u64 = tx.cmd(redis::cmd("HLEN").arg(k.entries(dino))).await?;
+                    if n > 0 {
+                        return Err(MetaError::NotEmpty);
+                    }
+                }
+            }
+            if ps != pd {
+                if typ == FileType::Directory {
+                    self.check_not_inside(&mut tx, ino, pd, &dattr).await?;
+                }
+                if let (Some((FileType::Directory, dino)), true) = (dentry, flags.exchange()) {
+                    self.check_not_inside(&mut tx, dino, ps, &sattr).await?;
+                }
+            }
+            if immutable(&sattr)
+                || immutable(&dattr)
+                || frozen(&iattr)
+                || tattr.as_ref().is_some_and(frozen)
+                || (frozen(&sattr) && ps != pd)
+            {
+                return Err(MetaError::NotPermitted);
+            }
+
+            let t = now();
+            let mut w = Writes::new();
+            let (mut s_links, mut d_links) = (0i64, 0i64);
+            if flags.exchange() {
+                let Some((dtyp, dino)) = dentry else {
+                    return Err(MetaError::NotFound);
+                };
+                let Some(mut ta) = tattr.take() else {
+                    return Err(MetaError::NotFound);
+                };
+                w.hset(k.entries(ps), name, &encode_entry(dtyp, dino));
+                w.hset(k.entries(pd), new_name, &encode_entry(typ, ino));
+                if ps != pd {
+                    move_parent(&mut w, k, ino, &mut iattr, ps, pd, &mut s_links, &mut d_links);
+                    move_parent(&mut w, k, dino, &mut ta, pd, ps, &mut d_links, &mut s_links);
+                }
+                ta.ctime = t;
+                w.set_attr(k, dino, &ta);
+            } else {
+                w.hdel(k.entries(ps), name);
+                w.hset(k.entries(pd), new_name, &encode_entry(typ, ino));
+                if let (Some((dtyp, dino)), Some(mut ta)) = (dentry, tattr.take()) {
+                    if dtyp == FileType::Directory {
+                        d_links -= 1;
+                        self.drop_inode(&mut tx, &mut w, dino, &ta).await?;
+                    } else {
+                        ta.nlink = ta.nlink.saturating_sub(1);
+                        ta.ctime = t;
+                        if ta.nlink > 0 {
+                            w.set_attr(k, dino, &ta);
+                            if ta.parent == 0 {
+                                w.hincrby(k.parents(dino), pd.to_string().as_bytes(), -1);
+                            }
+                        } else {
+                            self.drop_inode(&mut tx, &mut w, dino, &ta).await?;
+                        }
+                    }
+                }
+                if ps != pd {
+                    move_parent(&mut w, k, ino, &mut iattr, ps, pd, &mut s_links, &mut d_links);
+                }
+            }
+            iattr.ctime = t;
+            w.set_attr(k, ino, &iattr);
+            if ps == pd {
+                sattr.nlink = add_links(sattr.nlink, s_links + d_links);
+                sattr.mtime = t;
+                sattr.ctime = t;
+                w.set_attr(k, ps, &sattr);
+            } else {
+                sattr.nlink = add_links(sattr.nlink, s_links);
+                dattr.nlink = add_links(dattr.nlink, d_links);
+                for a in [&mut sattr, &mut dattr] {
+                    a.mtime = t;
+                    a.ctime = t;
+                }
+                w.set_attr(k, ps, &sattr).set_attr(k, pd, &dattr);
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    /// Fails with `InvalidArgument` if directory `moved` is `dest` or one of its
+    /// ancestors, watching every ancestor read so that a concurrent move is noticed.
+    async fn check_not_inside(&self, tx: &mut Tx, moved: Ino, dest: Ino, dest_attr: &Attr) -> Result<()> {
+        let mut cur = dest;
+        let mut parent = dest_attr.parent;
+        for _ in 0..MAX_DEPTH {
+            if cur == moved {
+                return Err(MetaError::InvalidArgument("a directory cannot move into itself"));
+            }
+            if cur == ROOT_INO || parent == 0 {
+                return Ok(());
+            }
+            cur = parent;
+            tx.watch(&[self.keys.inode(cur)]).await?;
+            parent = match tx.attr(cur).await? {
+                Some(a) => a.parent,
+                None => return Err(MetaError::NotFound),
+            };
+        }
+        Err(MetaError::Corrupt(format!("directory chain above {dest} is too deep")))
+    }
+
+    pub(crate) async fn do_readdir(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        let attr = need_dir(self.get_attr(ino).await?)?;
+        check_access(ctx, &attr, access::R)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let flat: Vec<Vec<u8>> = self.read(redis::cmd("HGETALL").arg(self.keys.entries(ino))).await?;
+        let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(flat.len() / 2);
+        let mut it = flat.into_iter();
+        while let (Some(name), Some(value)) = (it.next(), it.next()) {
+            if !name.is_empty() && after.is_none_or(|a| name.as_slice() > a) {
+                all.push((name, value));
+            }
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.truncate(limit);
+        let mut out = Vec::with_capacity(all.len());
+        for (name, value) in all {
+            let (typ, ino) = decode_entry(&value)?;
+            out.push(DirEntry {
+                name,
+                ino,
+                typ,
+                attr: None,
+            });
+        }
+        if plus && !out.is_empty() {
+            let keys: Vec<String> = out.iter().map(|e| self.keys.inode(e.ino)).collect();
+            let attrs: Vec<Option<Vec<u8>>> = self.read(redis::cmd("MGET").arg(&keys)).await?;
+            let mut kept = Vec::with_capacity(out.len());
+            for (mut e, a) in out.into_iter().zip(attrs) {
+                // An entry whose inode vanished meanwhile was removed concurrently.
+                if let Some(a) = a {
+                    e.attr = Some(decode_attr(&a)?);
+                    kept.push(e);
+                }
+            }
+            out = kept;
+        }
+        Ok(out)
+    }
+}
+
+/// Moves `ino` (attributes `a`) from directory `from` to `to`: a directory changes its
+/// parent and the two link counts, a single-parent file its parent field, a hard-linked
+/// file its `p{ino}` counts.
+#[allow(clippy::too_many_arguments)]
+fn move_parent(
+    w: &mut Writes,
+    k: &crate::keys::Keys,
+    ino: Ino,
+    a: &mut Attr,
+    from: Ino,
+    to: Ino,
+    from_links: &mut i64,
+    to_links: &mut i64,
+) {
+    if a.is_dir() {
+        a.parent = to;
+        *from_links -= 1;
+        *to_links += 1;
+    } else if a.parent > 0 {
+        a.parent = to;
+    } else {
+        w.hincrby(k.parents(ino), to.to_string().as_bytes(), 1);
+        w.hincrby(k.parents(ino), from.to_string().as_bytes(), -1);
+    }
+}
+
+fn add_links(n: u32, delta: i64) -> u32 {
+    (i64::from(n) + delta).clamp(0, i64::from(u32::MAX)) as u32
+}

@@ -1,0 +1,113 @@
+//! Extended attributes: the `x{ino}` hash.
+
+use meta_api::perm::check_access;
+use meta_api::{
+    access, Context, Ino, MetaError, Result, XattrFlags, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN,
+};
+
+use super::{RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
+use crate::txn::Step;
+
+/// Checks an attribute name: not empty (`EINVAL`), at most 255 bytes (`ENAMETOOLONG`).
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(MetaError::InvalidArgument("empty xattr name"));
+    }
+    if name.len() > MAX_XATTR_NAME_LEN {
+        return Err(MetaError::NameTooLong);
+    }
+    Ok(())
+}
+
+impl RedisMeta {
+    pub(crate) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        check_name(name)?;
+        let mut p = redis::pipe();
+        p.cmd("EXISTS")
+            .arg(self.keys.inode(ino))
+            .cmd("HGET")
+            .arg(self.keys.xattrs(ino))
+            .arg(name);
+        let (exists, value): (bool, Option<Vec<u8>>) = self.read_pipe(&p).await?;
+        if !exists {
+            return Err(MetaError::NotFound);
+        }
+        value.ok_or(MetaError::NoAttr)
+    }
+
+    pub(crate) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let mut p = redis::pipe();
+        p.cmd("EXISTS")
+            .arg(self.keys.inode(ino))
+            .cmd("HKEYS")
+            .arg(self.keys.xattrs(ino));
+        let (exists, mut names): (bool, Vec<Vec<u8>>) = self.read_pipe(&p).await?;
+        if !exists {
+            return Err(MetaError::NotFound);
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    pub(crate) async fn do_setxattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        check_name(name)?;
+        if value.len() > MAX_XATTR_VALUE_LEN {
+            return Err(MetaError::Range);
+        }
+        let create = flags & XattrFlags::CREATE != 0;
+        let replace = flags & XattrFlags::REPLACE != 0;
+        if flags & !(XattrFlags::CREATE | XattrFlags::REPLACE) != 0 || (create && replace) {
+            return Err(MetaError::InvalidArgument("xattr flags"));
+        }
+        let keys = [self.keys.inode(ino), self.keys.xattrs(ino)];
+        self.txn(&keys, |mut tx| async move {
+            let attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            check_access(ctx, &attr, access::W)?;
+            if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+                return Err(MetaError::NotPermitted);
+            }
+            let exists: bool = tx
+                .cmd(redis::cmd("HEXISTS").arg(self.keys.xattrs(ino)).arg(name))
+                .await?;
+            if create && exists {
+                return Err(MetaError::Exists);
+            }
+            if replace && !exists {
+                return Err(MetaError::NoAttr);
+            }
+            let mut w = Writes::new();
+            w.hset(self.keys.xattrs(ino), name, value);
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    pub(crate) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        let keys = [self.keys.inode(ino), self.keys.xattrs(ino)];
+        self.txn(&keys, |mut tx| async move {
+            let attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            check_access(ctx, &attr, access::W)?;
+            if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+                return Err(MetaError::NotPermitted);
+            }
+            let exists: bool = tx
+                .cmd(redis::cmd("HEXISTS").arg(self.keys.xattrs(ino)).arg(name))
+                .await?;
+            if !exists {
+                return Err(MetaError::NoAttr);
+            }
+            let mut w = Writes::new();
+            w.hdel(self.keys.xattrs(ino), name);
+            Ok(Step::Commit(w.p, ()))
+        })
+        .await
+    }
+}

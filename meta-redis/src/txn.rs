@@ -1,0 +1,349 @@
+//! Retried optimistic transactions: `WATCH`, read, `MULTI`…`EXEC`, written once and
+//! shaped as a closure (like foundationdb-rs's `Database::run`).
+//!
+//! # Retry rule
+//!
+//! * A conflict (`EXEC` answers nil because a watched key changed) re-runs the closure,
+//!   with a short random backoff, at most [`MAX_CONFLICT_RETRIES`] times.
+//! * A failure before the commit is sent (connecting, `WATCH`, reads) changed nothing:
+//!   the transaction is re-run on a fresh connection until the retry window closes.
+//! * Outcomes that write nothing (a `Done` value or an error such as `NotFound`) are
+//!   validated with an empty `MULTI`/`EXEC`, so they are never based on reads that a
+//!   concurrent writer made inconsistent.
+//! * The commit itself is never blindly repeated. Every commit also sets this
+//!   connection's marker key `txmark{token}` to a fresh sequence number inside the same
+//!   `MULTI`. When the reply to `EXEC` is lost, the client fences the old connection
+//!   (`CLIENT KILL ID`, unless the server's `run_id` shows it restarted, which ended the
+//!   connection anyway) so that the commit can no longer run later, then reads the
+//!   marker: if it holds the sequence number the commit ran and its result is returned;
+//!   otherwise nothing ran and the transaction is re-run. If the server cannot be reached
+//!   before the retry window closes, the call fails with
+//!   [`TransportKind::OutcomeUnknown`](crate::TransportKind::OutcomeUnknown).
+
+use std::future::Future;
+use std::time::Duration;
+
+use meta_api::encoding::{decode_attr, decode_entry};
+use meta_api::{Attr, FileType, Ino, MetaError, Result};
+use redis::aio::MultiplexedConnection;
+use redis::{FromRedisValue, Value};
+use tokio::time::Instant;
+
+use crate::conn::{classify, failure_to_meta, reconnect_backoff, timed_out, Conns, Failure};
+use crate::error::{Transport, TransportKind};
+use crate::keys::Keys;
+
+/// Conflicts tolerated before a transaction gives up with [`MetaError::Conflict`].
+pub(crate) const MAX_CONFLICT_RETRIES: u32 = 50;
+
+/// How long a commit marker outlives the connection's last commit.
+const MARKER_TTL_MS: u64 = 3_600_000;
+
+/// What a transaction's closure decided.
+pub(crate) enum Step<T> {
+    /// Apply these writes atomically (the pipeline is sent inside `MULTI`/`EXEC`), then
+    /// return the value.
+    Commit(redis::Pipeline, T),
+    /// Nothing to write: return the value (after checking no watched key changed).
+    Done(T),
+}
+
+/// The read side of a transaction: a dedicated connection with `WATCH` in force.
+pub(crate) struct Tx {
+    conn: MultiplexedConnection,
+    op_timeout: Duration,
+    pub(crate) keys: Keys,
+}
+
+impl Tx {
+    async fn run<T, Fut>(&self, fut: Fut) -> Result<T>
+    where
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        match tokio::time::timeout(self.op_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(failure_to_meta(classify(e))),
+            Err(_) => Err(failure_to_meta(Failure::Transport(timed_out(self.op_timeout)))),
+        }
+    }
+
+    /// Watches more keys (before any write is decided).
+    pub(crate) async fn watch(&mut self, keys: &[String]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let cmd = redis::cmd("WATCH").arg(keys).clone();
+        self.run(async move { cmd.query_async::<()>(&mut c).await }).await
+    }
+
+    /// Sends one command.
+    pub(crate) async fn cmd<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T> {
+        let mut c = self.conn.clone();
+        self.run(async move { cmd.query_async::<T>(&mut c).await }).await
+    }
+
+    /// Sends a (non-atomic) pipeline of reads in one round trip.
+    pub(crate) async fn pipe<T: FromRedisValue>(&mut self, p: &redis::Pipeline) -> Result<T> {
+        let mut c = self.conn.clone();
+        self.run(async move { p.query_async::<T>(&mut c).await }).await
+    }
+
+    /// The attributes of `ino`, `None` if it does not exist.
+    pub(crate) async fn attr(&mut self, ino: Ino) -> Result<Option<Attr>> {
+        let v: Option<Vec<u8>> = self.cmd(redis::cmd("GET").arg(self.keys.inode(ino))).await?;
+        v.map(|b| decode_attr(&b)).transpose()
+    }
+
+    /// The attributes of several inodes in one round trip.
+    pub(crate) async fn attrs(&mut self, inos: &[Ino]) -> Result<Vec<Option<Attr>>> {
+        let keys: Vec<String> = inos.iter().map(|i| self.keys.inode(*i)).collect();
+        let v: Vec<Option<Vec<u8>>> = self.cmd(redis::cmd("MGET").arg(&keys)).await?;
+        v.into_iter()
+            .map(|o| o.map(|b| decode_attr(&b)).transpose())
+            .collect()
+    }
+
+    /// The entry `name` of directory `parent`.
+    pub(crate) async fn entry(&mut self, parent: Ino, name: &[u8]) -> Result<Option<(FileType, Ino)>> {
+        let v: Option<Vec<u8>> = self
+            .cmd(redis::cmd("HGET").arg(self.keys.entries(parent)).arg(name))
+            .await?;
+        v.map(|b| decode_entry(&b)).transpose()
+    }
+}
+
+/// Runs `f` as one atomic transaction watching `watch` (see the module docs for the
+/// retry rule). `f` gets a [`Tx`] to read through and may watch more keys before it
+/// decides.
+pub(crate) async fn run<T, F, Fut>(conns: &Conns, keys: &Keys, watch: &[String], mut f: F) -> Result<T>
+where
+    F: FnMut(Tx) -> Fut,
+    Fut: Future<Output = Result<Step<T>>>,
+{
+    let timing = conns.timing;
+    let deadline = Instant::now() + timing.retry_window;
+    let mut conflicts = 0u32;
+    let mut failures = 0u32;
+    loop {
+        let mut lease = conns.lease().await?;
+        let mut tx = Tx {
+            conn: lease.get().conn.clone(),
+            op_timeout: timing.op_timeout,
+            keys: keys.clone(),
+        };
+        let decided = match tx.watch(watch).await {
+            Ok(()) => f(tx).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match decided {
+            Ok(Step::Commit(pipe, value)) => match commit(conns, keys, lease, pipe, deadline).await {
+                Ok(Committed::Applied) => return Ok(value),
+                Ok(Committed::Conflict) => Attempt::Conflict,
+                Ok(Committed::NotApplied(e)) => Attempt::Failed(e),
+                Err(e) => return Err(e),
+            },
+            Ok(Step::Done(value)) => match validate(&mut lease, timing.op_timeout).await {
+                Ok(true) => return Ok(value),
+                Ok(false) => Attempt::Conflict,
+                Err(e) => {
+                    lease.discard();
+                    Attempt::Failed(e)
+                }
+            },
+            Err(e) if matches!(e, MetaError::Backend { .. }) => {
+                // The connection's state after a failed read is unknown: never reuse it.
+                lease.discard();
+                if !e.is_retryable() {
+                    return Err(e);
+                }
+                Attempt::Failed(e)
+            }
+            Err(e) => match validate(&mut lease, timing.op_timeout).await {
+                Ok(true) => return Err(e),
+                Ok(false) => Attempt::Conflict,
+                Err(v) => {
+                    lease.discard();
+                    Attempt::Failed(v)
+                }
+            },
+        };
+        match outcome {
+            Attempt::Conflict => {
+                conflicts += 1;
+                if conflicts >= MAX_CONFLICT_RETRIES {
+                    return Err(MetaError::Conflict);
+                }
+                tokio::time::sleep(conflict_backoff(conflicts)).await;
+            }
+            Attempt::Failed(e) => {
+                if Instant::now() >= deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(reconnect_backoff(failures)).await;
+                failures += 1;
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Conflict,
+    Failed(MetaError),
+}
+
+enum Committed {
+    Applied,
+    Conflict,
+    /// Nothing was applied (a busy reply, or a lost reply proven not to have run).
+    NotApplied(MetaError),
+}
+
+/// The delay before re-running a transaction after its `n`th conflict: random, growing
+/// quadratically (as JuiceFS does) up to 100 ms.
+fn conflict_backoff(n: u32) -> Duration {
+    let cap = u64::from((n + 1) * (n + 1)).min(100);
+    Duration::from_millis(rand::random::<u64>() % cap)
+}
+
+/// Checks with an empty `MULTI`/`EXEC` that no watched key changed; clears the watch.
+async fn validate(lease: &mut crate::conn::Lease<'_>, op_timeout: Duration) -> Result<bool> {
+    let mut c = lease.get().conn.clone();
+    let mut p = redis::pipe();
+    p.cmd("MULTI").ignore().cmd("EXEC");
+    let r = tokio::time::timeout(op_timeout, p.query_async::<(Value,)>(&mut c)).await;
+    match r {
+        Ok(Ok((Value::Nil,))) => Ok(false),
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) => Err(failure_to_meta(classify(e))),
+        Err(_) => Err(failure_to_meta(Failure::Transport(timed_out(op_timeout)))),
+    }
+}
+
+/// Sends the writes with this connection's commit marker and works out what happened.
+async fn commit(
+    conns: &Conns,
+    keys: &Keys,
+    mut lease: crate::conn::Lease<'_>,
+    mut pipe: redis::Pipeline,
+    deadline: Instant,
+) -> Result<Committed> {
+    let op_timeout = conns.timing.op_timeout;
+    let d = lease.get();
+    d.seq += 1;
+    let seq = d.seq;
+    let marker = keys.txn_marker(&d.token);
+    pipe.atomic()
+        .cmd("SET")
+        .arg(&marker)
+        .arg(seq)
+        .arg("PX")
+        .arg(MARKER_TTL_MS)
+        .ignore();
+    let mut c = d.conn.clone();
+    let sent = tokio::time::timeout(op_timeout, pipe.query_async::<Value>(&mut c)).await;
+    let failure = match sent {
+        Ok(Ok(Value::Nil)) => return Ok(Committed::Conflict),
+        Ok(Ok(_)) => return Ok(Committed::Applied),
+        Ok(Err(e)) => classify(e),
+        Err(_) => Failure::Transport(timed_out(op_timeout)),
+    };
+    let lost = lease.discard();
+    match failure {
+        // EXECABORT, LOADING and the like: the server refused the whole transaction.
+        Failure::Busy(e) => Ok(Committed::NotApplied(MetaError::backend(true, e))),
+        // An error inside EXEC's reply: part of the writes may have run.
+        Failure::Fatal(e) => Err(MetaError::backend(false, e)),
+        Failure::Transport(e) => match learn_outcome(conns, &marker, &lost, seq, deadline).await {
+            Some(true) => Ok(Committed::Applied),
+            Some(false) => Ok(Committed::NotApplied(failure_to_meta(Failure::Transport(e)))),
+            None => Err(MetaError::backend(
+                false,
+                Transport {
+                    kind: TransportKind::OutcomeUnknown,
+                    source: e,
+                },
+            )),
+        },
+    }
+}
+
+/// What could be learnt about a lost commit.
+enum Learned {
+    /// The marker's value once the old connection can no longer run anything.
+    Marker(Option<Vec<u8>>),
+    /// The old connection cannot be fenced (its id is unknown), so no read is conclusive.
+    Unfenceable,
+}
+
+/// After a lost commit reply: fences the old connection and reads its marker. `None`
+/// when the outcome cannot be learnt before the deadline.
+async fn learn_outcome(
+    conns: &Conns,
+    marker: &str,
+    lost: &crate::conn::Dedicated,
+    seq: u64,
+    deadline: Instant,
+) -> Option<bool> {
+    let mut attempt = 0u32;
+    loop {
+        match fence_and_read(conns, marker, lost).await {
+            Ok(Learned::Marker(v)) => return Some(v.as_deref() == Some(seq.to_string().as_bytes())),
+            Ok(Learned::Unfenceable) => return None,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(reconnect_backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn fence_and_read(conns: &Conns, marker: &str, lost: &crate::conn::Dedicated) -> Result<Learned> {
+    let now_run_id = conns.run_id().await?;
+    let restarted = match (&lost.run_id, &now_run_id) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    };
+    if !restarted {
+        let Some(id) = lost.client_id else {
+            return Ok(Learned::Unfenceable);
+        };
+        // "No such client" means the server already dropped the connection: fenced too.
+        conns
+            .shared(|mut c| async move {
+                match redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("ID")
+                    .arg(id)
+                    .query_async::<i64>(&mut c)
+                    .await
+                {
+                    Err(e) if e.to_string().contains("No such client") => Ok(0),
+                    other => other,
+                }
+            })
+            .await?;
+    }
+    let v = conns
+        .shared(|mut c| async move {
+            redis::cmd("GET")
+                .arg(marker)
+                .query_async::<Option<Vec<u8>>>(&mut c)
+                .await
+        })
+        .await?;
+    Ok(Learned::Marker(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_backoff_is_bounded() {
+        for n in 0..200 {
+            assert!(conflict_backoff(n) < Duration::from_millis(100));
+        }
+    }
+}
