@@ -1,0 +1,600 @@
+//! Directory operations: lookup, create, link, unlink, rmdir, rename, readdir.
+
+use meta_api::encoding::encode_entry;
+use meta_api::name::validate_name;
+use meta_api::perm::{check_access, check_remove, new_inode_owner};
+use meta_api::{
+    access, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
+    Timestamp, ROOT_INO,
+};
+
+use super::{
+    add_usage, align4k, check_limits, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta,
+    FLAG_APPEND, FLAG_IMMUTABLE,
+};
+use crate::keys::{pack_int64, Keys};
+use crate::kv::{key_after, KvStore, KvTxn};
+
+/// The name JuiceFS reserves in the root directory for the trash.
+const TRASH_NAME: &[u8] = b".trash";
+
+/// How far up the tree the rename loop check walks before calling the tree corrupt.
+const MAX_DEPTH: usize = 100_000;
+
+/// What removing a name did to the inode it pointed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    /// Nothing beyond the name (other links remain, or nothing was removed).
+    Nothing,
+    /// The inode is unlinked but open here: this session now sustains it.
+    Sustained(Ino),
+}
+
+fn is_locked(flags: u8) -> bool {
+    flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0
+}
+
+/// Drops one link of the non-directory `ino` (attributes `attr`, entry already removed
+/// from `parent`): updates its link count and hard-link parents, and when the last link
+/// goes either sustains it (open here) or deletes it, queueing a regular file's data for
+/// purging. Returns whether it was sustained.
+#[allow(clippy::too_many_arguments)]
+fn drop_link<T: KvTxn>(
+    tx: &T,
+    keys: &Keys,
+    ino: Ino,
+    mut attr: Attr,
+    parent: Ino,
+    now: Timestamp,
+    sid: u64,
+    open_here: bool,
+) -> Dropped {
+    attr.ctime = now;
+    attr.nlink = attr.nlink.saturating_sub(1);
+    if attr.nlink > 0 {
+        put_attr(tx, keys, ino, &attr);
+        if attr.parent == 0 {
+            tx.atomic_add(&keys.parent(ino, parent), -1);
+        }
+        return Dropped::Nothing;
+    }
+    let mut dropped = Dropped::Nothing;
+    match attr.typ {
+        FileType::Regular if open_here && sid != 0 => {
+            put_attr(tx, keys, ino, &attr);
+            tx.set(&keys.sustained(sid, ino), &[1]);
+            dropped = Dropped::Sustained(ino);
+        }
+        FileType::Regular => {
+            tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
+            tx.clear(&keys.inode(ino));
+            add_usage(tx, keys, -align4k(attr.length), -1);
+        }
+        typ => {
+            if typ == FileType::Symlink {
+                tx.clear(&keys.symlink(ino));
+            }
+            tx.clear(&keys.inode(ino));
+            add_usage(tx, keys, -align4k(0), -1);
+        }
+    }
+    let xattrs = keys.xattrs(ino);
+    tx.clear_range(&xattrs, &Keys::end_of(&xattrs));
+    if attr.parent == 0 {
+        let parents = keys.parents(ino);
+        tx.clear_range(&parents, &Keys::end_of(&parents));
+    }
+    dropped
+}
+
+/// Removes the empty directory `ino` (its entry is already gone).
+fn drop_dir<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) {
+    tx.clear(&keys.inode(ino));
+    tx.clear(&keys.dir_stat(ino));
+    tx.clear(&keys.dir_quota(ino));
+    let xattrs = keys.xattrs(ino);
+    tx.clear_range(&xattrs, &Keys::end_of(&xattrs));
+    add_usage(tx, keys, -align4k(0), -1);
+}
+
+async fn is_empty_dir<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<bool> {
+    let p = keys.entries(ino);
+    Ok(tx.scan(&p, &Keys::end_of(&p), 1, false).await?.is_empty())
+}
+
+/// Whether `dir` is `ino` or below it, walking up the parents of directories.
+async fn is_within<T: KvTxn>(tx: &T, keys: &Keys, mut dir: Ino, ino: Ino) -> Result<bool> {
+    for _ in 0..MAX_DEPTH {
+        if dir == ino {
+            return Ok(true);
+        }
+        if dir == ROOT_INO || dir == 0 {
+            return Ok(false);
+        }
+        dir = must_attr(tx, keys, dir).await?.parent;
+    }
+    Err(MetaError::Corrupt(format!(
+        "directory {dir} is more than {MAX_DEPTH} levels deep or in a loop"
+    )))
+}
+
+impl<K: KvStore> TkvMeta<K> {
+    pub(super) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        let dots = name == b"." || name == b"..";
+        if !dots {
+            validate_name(name)?;
+        }
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let pattr = dir_attr(&tx, keys, parent).await?;
+                check_access(ctx, &pattr, access::X)?;
+                if name == b"." {
+                    return Ok(Entry {
+                        ino: parent,
+                        attr: pattr,
+                    });
+                }
+                if name == b".." {
+                    let up = if parent == ROOT_INO || pattr.parent == 0 {
+                        ROOT_INO
+                    } else {
+                        pattr.parent
+                    };
+                    let attr = must_attr(&tx, keys, up).await?;
+                    return Ok(Entry { ino: up, attr });
+                }
+                let (_, ino) = get_entry(&tx, keys, parent, name)
+                    .await?
+                    .ok_or(MetaError::NotFound)?;
+                let attr = get_attr(&tx, keys, ino).await?.ok_or_else(|| {
+                    MetaError::Corrupt(format!("entry in {parent} points to missing inode {ino}"))
+                })?;
+                Ok(Entry { ino, attr })
+            })
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn do_mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Entry> {
+        validate_name(name)?;
+        if parent == ROOT_INO && name == TRASH_NAME {
+            return Err(MetaError::NotPermitted);
+        }
+        let ino = self.next_inode().await?;
+        let limits = self.usage_limits().await?;
+        let now = self.now();
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                check_access(ctx, &pattr, access::W | access::X)?;
+                if pattr.flags & FLAG_IMMUTABLE != 0 {
+                    return Err(MetaError::NotPermitted);
+                }
+                if get_entry(&tx, keys, parent, name).await?.is_some() {
+                    return Err(MetaError::Exists);
+                }
+                check_limits(limits, align4k(0), 1)?;
+                let (mode, gid) = new_inode_owner(ctx, &pattr, typ, mode);
+                let mut attr = Attr::new(typ, mode, ctx.uid, gid, now);
+                attr.parent = parent;
+                match typ {
+                    FileType::Directory => {
+                        attr.nlink = 2;
+                        attr.length = 4096;
+                        pattr.nlink += 1;
+                    }
+                    FileType::Symlink => attr.length = target.len() as u64,
+                    FileType::BlockDevice | FileType::CharDevice => attr.rdev = rdev,
+                    _ => {}
+                }
+                pattr.mtime = now;
+                pattr.ctime = now;
+                tx.set(&keys.entry(parent, name), &encode_entry(typ, ino));
+                put_attr(&tx, keys, parent, &pattr);
+                put_attr(&tx, keys, ino, &attr);
+                match typ {
+                    FileType::Symlink => tx.set(&keys.symlink(ino), target),
+                    // JuiceFS creates empty directory statistics with every directory.
+                    FileType::Directory => tx.set(&keys.dir_stat(ino), &[0u8; 24]),
+                    _ => {}
+                }
+                add_usage(&tx, keys, align4k(0), 1);
+                Ok(Entry { ino, attr })
+            })
+            .await
+    }
+
+    pub(super) async fn do_link(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<Entry> {
+        validate_name(name)?;
+        if parent == ROOT_INO && name == TRASH_NAME {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = self.now();
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                check_access(ctx, &pattr, access::W | access::X)?;
+                if pattr.flags & FLAG_IMMUTABLE != 0 {
+                    return Err(MetaError::NotPermitted);
+                }
+                let mut attr = must_attr(&tx, keys, ino).await?;
+                if attr.typ == FileType::Directory {
+                    return Err(MetaError::NotPermitted);
+                }
+                if attr.nlink == 0 {
+                    // Unlinked but kept open: Linux refuses to give it a name again.
+                    return Err(MetaError::NotFound);
+                }
+                if is_locked(attr.flags) {
+                    return Err(MetaError::NotPermitted);
+                }
+                if get_entry(&tx, keys, parent, name).await?.is_some() {
+                    return Err(MetaError::Exists);
+                }
+                pattr.mtime = now;
+                pattr.ctime = now;
+                // A hard-linked inode has no single parent: JuiceFS sets it to 0 and counts
+                // the links per parent directory instead.
+                let old_parent = attr.parent;
+                attr.parent = 0;
+                attr.ctime = now;
+                attr.nlink += 1;
+                tx.set(&keys.entry(parent, name), &encode_entry(attr.typ, ino));
+                put_attr(&tx, keys, parent, &pattr);
+                put_attr(&tx, keys, ino, &attr);
+                if old_parent > 0 {
+                    tx.atomic_add(&keys.parent(ino, old_parent), 1);
+                }
+                tx.atomic_add(&keys.parent(ino, parent), 1);
+                Ok(Entry { ino, attr })
+            })
+            .await
+    }
+
+    pub(super) async fn do_unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        validate_name(name)?;
+        let now = self.now();
+        let sid = self.sid.load(std::sync::atomic::Ordering::SeqCst);
+        let keys = &self.keys;
+        let open_files = &self.open_files;
+        let dropped = self
+            .kv
+            .txn(|tx| async move {
+                let (typ, ino) = get_entry(&tx, keys, parent, name)
+                    .await?
+                    .ok_or(MetaError::NotFound)?;
+                if typ == FileType::Directory {
+                    return Err(MetaError::IsDir);
+                }
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                if is_locked(pattr.flags) {
+                    return Err(MetaError::NotPermitted);
+                }
+                let attr = get_attr(&tx, keys, ino).await?;
+                match &attr {
+                    Some(attr) => {
+                        check_remove(ctx, &pattr, attr)?;
+                        if is_locked(attr.flags) {
+                            return Err(MetaError::NotPermitted);
+                        }
+                    }
+                    None => check_access(ctx, &pattr, access::W | access::X)?,
+                }
+                pattr.mtime = now;
+                pattr.ctime = now;
+                tx.clear(&keys.entry(parent, name));
+                put_attr(&tx, keys, parent, &pattr);
+                // An entry whose inode is gone (a corrupt volume) just loses its name.
+                let Some(attr) = attr else {
+                    return Ok(Dropped::Nothing);
+                };
+                Ok(drop_link(
+                    &tx,
+                    keys,
+                    ino,
+                    attr,
+                    parent,
+                    now,
+                    sid,
+                    open_files.is_open(ino),
+                ))
+            })
+            .await?;
+        if let Dropped::Sustained(ino) = dropped {
+            self.sustained_set().insert(ino);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn do_rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        if name == b".." {
+            return Err(MetaError::NotEmpty);
+        }
+        validate_name(name)?;
+        let now = self.now();
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let (typ, ino) = get_entry(&tx, keys, parent, name)
+                    .await?
+                    .ok_or(MetaError::NotFound)?;
+                if typ != FileType::Directory {
+                    return Err(MetaError::NotDir);
+                }
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                if is_locked(pattr.flags) {
+                    return Err(MetaError::NotPermitted);
+                }
+                match get_attr(&tx, keys, ino).await? {
+                    Some(attr) => {
+                        check_remove(ctx, &pattr, &attr)?;
+                        if is_locked(attr.flags) {
+                            return Err(MetaError::NotPermitted);
+                        }
+                    }
+                    None => check_access(ctx, &pattr, access::W | access::X)?,
+                }
+                if !is_empty_dir(&tx, keys, ino).await? {
+                    return Err(MetaError::NotEmpty);
+                }
+                pattr.nlink = pattr.nlink.saturating_sub(1);
+                pattr.mtime = now;
+                pattr.ctime = now;
+                tx.clear(&keys.entry(parent, name));
+                put_attr(&tx, keys, parent, &pattr);
+                drop_dir(&tx, keys, ino);
+                Ok(())
+            })
+            .await
+    }
+
+    pub(super) async fn do_rename(
+        &self,
+        ctx: &Context,
+        psrc: Ino,
+        nsrc: &[u8],
+        pdst: Ino,
+        ndst: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        let known = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE;
+        if flags.0 & !known != 0 {
+            return Err(MetaError::InvalidArgument("unsupported rename flags"));
+        }
+        if flags.noreplace() && flags.exchange() {
+            return Err(MetaError::InvalidArgument(
+                "RENAME_NOREPLACE and RENAME_EXCHANGE together",
+            ));
+        }
+        validate_name(nsrc)?;
+        validate_name(ndst)?;
+        if pdst == ROOT_INO && ndst == TRASH_NAME {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = self.now();
+        let sid = self.sid.load(std::sync::atomic::Ordering::SeqCst);
+        let keys = &self.keys;
+        let open_files = &self.open_files;
+        let dropped = self
+            .kv
+            .txn(|tx| async move {
+                rename_txn(
+                    &tx, keys, ctx, psrc, nsrc, pdst, ndst, flags, now, sid, open_files,
+                )
+                .await
+            })
+            .await?;
+        if let Dropped::Sustained(ino) = dropped {
+            self.sustained_set().insert(ino);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn do_readdir(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = &self.keys;
+        let prefix = keys.entries(ino);
+        let begin = match after {
+            Some(name) => key_after(&keys.entry(ino, name)),
+            None => prefix.clone(),
+        };
+        let end = Keys::end_of(&prefix);
+        let (begin, end, prefix_len) = (&begin, &end, prefix.len());
+        self.kv
+            .txn(|tx| async move {
+                let attr = dir_attr(&tx, keys, ino).await?;
+                check_access(ctx, &attr, access::R)?;
+                let pairs = tx.scan(begin, end, limit, false).await?;
+                let mut out = Vec::with_capacity(pairs.len());
+                for (k, v) in pairs {
+                    let name = k.get(prefix_len..).unwrap_or_default().to_vec();
+                    if name.is_empty() {
+                        continue; // JuiceFS skips corrupt entries without a name
+                    }
+                    let (typ, child) = meta_api::encoding::decode_entry(&v)?;
+                    let attr = if plus {
+                        get_attr(&tx, keys, child).await?
+                    } else {
+                        None
+                    };
+                    out.push(DirEntry {
+                        name,
+                        ino: child,
+                        typ,
+                        attr,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+}
+
+/// The body of a rename, in one transaction.
+#[allow(clippy::too_many_arguments)]
+async fn rename_txn<T: KvTxn>(
+    tx: &T,
+    keys: &Keys,
+    ctx: &Context,
+    psrc: Ino,
+    nsrc: &[u8],
+    pdst: Ino,
+    ndst: &[u8],
+    flags: RenameFlags,
+    now: Timestamp,
+    sid: u64,
+    open_files: &meta_api::OpenFiles,
+) -> Result<Dropped> {
+    let exchange = flags.exchange();
+    let (typ, ino) = get_entry(tx, keys, psrc, nsrc)
+        .await?
+        .ok_or(MetaError::NotFound)?;
+    let target = get_entry(tx, keys, pdst, ndst).await?;
+    if target.is_some() && flags.noreplace() {
+        return Err(MetaError::Exists);
+    }
+    if psrc == pdst && nsrc == ndst {
+        return Ok(Dropped::Nothing);
+    }
+    let mut sattr = dir_attr(tx, keys, psrc).await?;
+    let mut dattr = if pdst == psrc {
+        sattr.clone()
+    } else {
+        dir_attr(tx, keys, pdst).await?
+    };
+    check_access(ctx, &dattr, access::W | access::X)?;
+    let mut iattr = must_attr(tx, keys, ino).await?;
+    check_remove(ctx, &sattr, &iattr)?;
+    if is_locked(sattr.flags) || dattr.flags & FLAG_IMMUTABLE != 0 || is_locked(iattr.flags) {
+        return Err(MetaError::NotPermitted);
+    }
+    // A directory must not move below itself.
+    if typ == FileType::Directory && psrc != pdst && is_within(tx, keys, pdst, ino).await? {
+        return Err(MetaError::InvalidArgument(
+            "cannot move a directory into its own subtree",
+        ));
+    }
+
+    let mut dropped = Dropped::Nothing;
+    let mut tattr: Option<(FileType, Ino, Attr)> = None;
+    match target {
+        None if exchange => return Err(MetaError::NotFound),
+        None => {}
+        Some((dtyp, dino)) => {
+            if dino == ino {
+                // Two names of the same inode: POSIX says rename does nothing.
+                return Ok(Dropped::Nothing);
+            }
+            let mut ta = must_attr(tx, keys, dino).await?;
+            check_remove(ctx, &dattr, &ta)?;
+            if is_locked(ta.flags) {
+                return Err(MetaError::NotPermitted);
+            }
+            ta.ctime = now;
+            if exchange {
+                if dtyp == FileType::Directory
+                    && psrc != pdst
+                    && is_within(tx, keys, psrc, dino).await?
+                {
+                    return Err(MetaError::InvalidArgument(
+                        "cannot move a directory into its own subtree",
+                    ));
+                }
+                if psrc != pdst {
+                    if dtyp == FileType::Directory {
+                        ta.parent = psrc;
+                        dattr.nlink = dattr.nlink.saturating_sub(1);
+                        sattr.nlink += 1;
+                    } else if ta.parent > 0 {
+                        ta.parent = psrc;
+                    }
+                }
+            } else if typ == FileType::Directory && dtyp != FileType::Directory {
+                return Err(MetaError::NotDir);
+            } else if typ != FileType::Directory && dtyp == FileType::Directory {
+                return Err(MetaError::IsDir);
+            } else if dtyp == FileType::Directory && !is_empty_dir(tx, keys, dino).await? {
+                return Err(MetaError::NotEmpty);
+            }
+            tattr = Some((dtyp, dino, ta));
+        }
+    }
+
+    // Move the source.
+    if psrc != pdst {
+        if typ == FileType::Directory {
+            iattr.parent = pdst;
+            sattr.nlink = sattr.nlink.saturating_sub(1);
+            dattr.nlink += 1;
+        } else if iattr.parent > 0 {
+            iattr.parent = pdst;
+        } else {
+            tx.atomic_add(&keys.parent(ino, pdst), 1);
+            tx.atomic_add(&keys.parent(ino, psrc), -1);
+        }
+    }
+    iattr.ctime = now;
+    let src_entry = encode_entry(typ, ino);
+
+    match tattr {
+        Some((dtyp, dino, ta)) if exchange => {
+            tx.set(&keys.entry(psrc, nsrc), &encode_entry(dtyp, dino));
+            put_attr(tx, keys, dino, &ta);
+            if psrc != pdst && ta.parent == 0 {
+                tx.atomic_add(&keys.parent(dino, psrc), 1);
+                tx.atomic_add(&keys.parent(dino, pdst), -1);
+            }
+        }
+        Some((dtyp, dino, ta)) => {
+            tx.clear(&keys.entry(psrc, nsrc));
+            if dtyp == FileType::Directory {
+                dattr.nlink = dattr.nlink.saturating_sub(1);
+                drop_dir(tx, keys, dino);
+            } else {
+                dropped = drop_link(tx, keys, dino, ta, pdst, now, sid, open_files.is_open(dino));
+            }
+        }
+        None => tx.clear(&keys.entry(psrc, nsrc)),
+    }
+
+    sattr.mtime = now;
+    sattr.ctime = now;
+    dattr.mtime = now;
+    dattr.ctime = now;
+    put_attr(tx, keys, ino, &iattr);
+    tx.set(&keys.entry(pdst, ndst), &src_entry);
+    if psrc == pdst {
+        put_attr(tx, keys, pdst, &dattr);
+    } else {
+        put_attr(tx, keys, psrc, &sattr);
+        put_attr(tx, keys, pdst, &dattr);
+    }
+    Ok(dropped)
+}

@@ -1,0 +1,115 @@
+//! Extended attributes (`A{ino}X{name}` keys).
+
+use meta_api::perm::check_access;
+use meta_api::{
+    access, Context, Ino, MetaError, Result, XattrFlags, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN,
+};
+
+use super::{must_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE};
+use crate::keys::Keys;
+use crate::kv::{KvStore, KvTxn};
+
+/// Checks an attribute name: not empty (`EINVAL`, as JuiceFS) and at most 255 bytes
+/// (`ERANGE`, as Linux).
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(MetaError::InvalidArgument("empty extended attribute name"));
+    }
+    if name.len() > MAX_XATTR_NAME_LEN {
+        return Err(MetaError::Range);
+    }
+    Ok(())
+}
+
+impl<K: KvStore> TkvMeta<K> {
+    pub(super) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        check_name(name)?;
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                if let Some(v) = tx.get(&keys.xattr(ino, name)).await? {
+                    return Ok(v);
+                }
+                must_attr(&tx, keys, ino).await?;
+                Err(MetaError::NoAttr)
+            })
+            .await
+    }
+
+    pub(super) async fn do_setxattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        check_name(name)?;
+        if value.len() > MAX_XATTR_VALUE_LEN {
+            return Err(MetaError::Range);
+        }
+        let known = XattrFlags::CREATE | XattrFlags::REPLACE;
+        if flags & !known != 0 || flags == known {
+            return Err(MetaError::InvalidArgument("bad setxattr flags"));
+        }
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let attr = must_attr(&tx, keys, ino).await?;
+                check_access(ctx, &attr, access::W)?;
+                if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+                    return Err(MetaError::NotPermitted);
+                }
+                let key = keys.xattr(ino, name);
+                let old = tx.get(&key).await?;
+                if flags == XattrFlags::CREATE && old.is_some() {
+                    return Err(MetaError::Exists);
+                }
+                if flags == XattrFlags::REPLACE && old.is_none() {
+                    return Err(MetaError::NoAttr);
+                }
+                if old.as_deref() != Some(value) {
+                    tx.set(&key, value);
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub(super) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                must_attr(&tx, keys, ino).await?;
+                let prefix = keys.xattrs(ino);
+                let names = tx
+                    .scan(&prefix, &Keys::end_of(&prefix), 0, false)
+                    .await?
+                    .into_iter()
+                    .map(|(k, _)| k[prefix.len()..].to_vec())
+                    .collect();
+                Ok(names)
+            })
+            .await
+    }
+
+    pub(super) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let attr = must_attr(&tx, keys, ino).await?;
+                check_access(ctx, &attr, access::W)?;
+                if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+                    return Err(MetaError::NotPermitted);
+                }
+                let key = keys.xattr(ino, name);
+                if tx.get(&key).await?.is_none() {
+                    return Err(MetaError::NoAttr);
+                }
+                tx.clear(&key);
+                Ok(())
+            })
+            .await
+    }
+}
