@@ -221,7 +221,11 @@ impl<S: ChunkStore> Cached<S> {
                 }
             }
             if n > 0 {
-                tracing::info!(blocks = n, bytes, "uploading blocks staged before a restart");
+                tracing::info!(
+                    blocks = n,
+                    bytes,
+                    "uploading blocks staged before a restart"
+                );
             }
         }
 
@@ -229,13 +233,19 @@ impl<S: ChunkStore> Cached<S> {
         if let Some(rx) = up_rx {
             let rx = Arc::new(AsyncMutex::new(rx));
             for _ in 0..core.opts.upload_concurrency {
-                workers.push(tokio::spawn(upload_worker(Arc::clone(&core), Arc::clone(&rx))));
+                workers.push(tokio::spawn(upload_worker(
+                    Arc::clone(&core),
+                    Arc::clone(&rx),
+                )));
             }
         }
         if let Some(rx) = pf_rx {
             let rx = Arc::new(AsyncMutex::new(rx));
             for _ in 0..core.opts.prefetch_concurrency {
-                workers.push(tokio::spawn(prefetch_worker(Arc::clone(&core), Arc::clone(&rx))));
+                workers.push(tokio::spawn(prefetch_worker(
+                    Arc::clone(&core),
+                    Arc::clone(&rx),
+                )));
             }
         }
         Ok(Cached { core, workers })
@@ -345,7 +355,13 @@ impl<S: ChunkStore> Core<S> {
         }
     }
 
-    async fn read_disk(&self, key: &str, block_len: u64, off: u64, len: Option<u64>) -> Option<Bytes> {
+    async fn read_disk(
+        &self,
+        key: &str,
+        block_len: u64,
+        off: u64,
+        len: Option<u64>,
+    ) -> Option<Bytes> {
         let disk = self.disk.as_ref()?;
         if !disk.contains(key) {
             return None;
@@ -378,7 +394,10 @@ impl<S: ChunkStore> Core<S> {
             return;
         };
         let Some(token) = self.bg.enter(data.len() as u64) else {
-            tracing::debug!(key, "disk cache writes backed up; not caching block on disk");
+            tracing::debug!(
+                key,
+                "disk cache writes backed up; not caching block on disk"
+            );
             return;
         };
         let (disk, key) = (Arc::clone(disk), key.to_string());

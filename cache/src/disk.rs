@@ -71,7 +71,10 @@ pub struct DiskCache {
 impl std::fmt::Debug for DiskCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskCache")
-            .field("dirs", &self.dirs.iter().map(|d| &d.root).collect::<Vec<_>>())
+            .field(
+                "dirs",
+                &self.dirs.iter().map(|d| &d.root).collect::<Vec<_>>(),
+            )
             .field("capacity", &self.capacity())
             .field("used", &self.used_bytes())
             .finish()
@@ -179,8 +182,12 @@ impl CacheDir {
         for sub in [RAW, STAGING, TMP] {
             fs::create_dir_all(self.root.join(sub))?;
         }
-        // Staged files must survive a crash, and so must the directory that names them.
-        sync_dir(&self.root)
+        // Staged files must survive a crash, and so must the directories that name them.
+        sync_dir(&self.root)?;
+        if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        Ok(())
     }
 
     fn clear_tmp(&self) {
@@ -285,12 +292,19 @@ impl CacheDir {
                     (None, Some(_)) => true,
                     (_, None) => false,
                 };
-                if !ft.is_file() || !block_ok || cache_rel(&key).is_none() || pick_of(&key, ndirs) != me {
+                if !ft.is_file()
+                    || !block_ok
+                    || cache_rel(&key).is_none()
+                    || pick_of(&key, ndirs) != me
+                {
                     remove_quietly(&path);
                     dropped += 1;
                     continue;
                 }
-                let used = meta.accessed().or_else(|_| meta.modified()).unwrap_or(UNIX_EPOCH);
+                let used = meta
+                    .accessed()
+                    .or_else(|_| meta.modified())
+                    .unwrap_or(UNIX_EPOCH);
                 found.push((used, key, meta.len()));
             }
         }
@@ -372,7 +386,8 @@ impl DiskCache {
         for k in keys {
             remove_quietly(&d.raw(Path::new(k)));
         }
-        self.evictions.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        self.evictions
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
     }
 
     /// Evicts blocks of `d` until a file of `need` bytes fits both the free-space floor and
@@ -582,15 +597,23 @@ impl DiskCache {
     /// survives a crash of the process or the machine.
     pub(crate) fn stage(&self, dir: usize, key: &str, data: &[u8]) -> io::Result<()> {
         let (Some(d), Some(path)) = (self.dirs.get(dir), self.staged_path(dir, key)) else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "key cannot be staged"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "key cannot be staged",
+            ));
         };
         if !d.usable() {
-            return Err(io::Error::other("cache directory is being bypassed after errors"));
+            return Err(io::Error::other(
+                "cache directory is being bypassed after errors",
+            ));
         }
         // Staged blocks are bounded separately; only the free-space floor applies, and
         // cached blocks give way to them.
         if !self.make_room(d, format::file_len(data.len() as u64), false) {
-            return Err(io::Error::new(io::ErrorKind::StorageFull, "cache disk is full"));
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "cache disk is full",
+            ));
         }
         d.write_atomic(&path, data, true).inspect_err(|e| {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -685,9 +708,7 @@ impl DiskCache {
                 let data_len = meta.as_ref().and_then(|m| format::data_len_of(m.len()));
                 match (key, data_len) {
                     (Some(key), Some(data_len)) if validate_key(&key).is_ok() => {
-                        let mtime = meta
-                            .and_then(|m| m.modified().ok())
-                            .map_or(0, unix_secs);
+                        let mtime = meta.and_then(|m| m.modified().ok()).map_or(0, unix_secs);
                         out.push(StagedFile {
                             key,
                             dir: i,
@@ -715,7 +736,9 @@ mod tests {
     use super::*;
 
     fn bytes(n: usize, seed: u8) -> Vec<u8> {
-        (0..n).map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed)).collect()
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+            .collect()
     }
 
     fn key(i: u64, len: usize) -> String {
@@ -916,16 +939,25 @@ mod tests {
         let d = c.dir_for(&k).unwrap();
         assert!(c.can_stage(&k));
         c.stage(d, &k, &data).unwrap();
-        assert_eq!(c.read_staged(d, &k, 100, Some(10)).unwrap(), &data[100..110]);
+        assert_eq!(
+            c.read_staged(d, &k, 100, Some(10)).unwrap(),
+            &data[100..110]
+        );
         let found = c.scan_staging();
         assert_eq!(found.len(), 1);
-        assert_eq!((found[0].key.as_str(), found[0].data_len), (k.as_str(), 3000));
+        assert_eq!(
+            (found[0].key.as_str(), found[0].data_len),
+            (k.as_str(), 3000)
+        );
         assert!(c.adopt_staged(d, &k, 3000));
         assert!(c.scan_staging().is_empty());
         assert_eq!(c.get(&k).unwrap(), &data[..]);
         // A damaged staged file is dropped at scan.
         c.stage(d, &key(6, 10), &bytes(10, 0)).unwrap();
-        let p = dir.path().join(STAGING).join(staged_name(&key(6, 10)).unwrap());
+        let p = dir
+            .path()
+            .join(STAGING)
+            .join(staged_name(&key(6, 10)).unwrap());
         fs::write(&p, b"short").unwrap();
         assert!(c.scan_staging().is_empty());
         assert!(!p.exists());

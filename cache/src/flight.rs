@@ -148,7 +148,13 @@ mod tests {
     fn copied_errors_keep_their_kind() {
         let e = copy_error(&StoreError::transient("slow down"));
         assert!(e.is_retryable());
-        assert!(matches!(copy_error(&StoreError::NotFound("k".into())), StoreError::NotFound(_)));
-        assert!(matches!(copy_error(&StoreError::other("x")), StoreError::Other { .. }));
+        assert!(matches!(
+            copy_error(&StoreError::NotFound("k".into())),
+            StoreError::NotFound(_)
+        ));
+        assert!(matches!(
+            copy_error(&StoreError::other("x")),
+            StoreError::Other { .. }
+        ));
     }
 }

@@ -169,11 +169,20 @@ mod tests {
             .unwrap();
         assert_eq!(o.dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(
-            (o.memory_bytes, o.disk_bytes, o.staging_bytes, o.upload_concurrency, o.prefetch_concurrency),
+            (
+                o.memory_bytes,
+                o.disk_bytes,
+                o.staging_bytes,
+                o.upload_concurrency,
+                o.prefetch_concurrency
+            ),
             (1, 2, 3, 4, 5)
         );
         assert!(o.writeback);
-        assert_eq!(CacheOptions::builder().build().unwrap(), CacheOptions::default());
+        assert_eq!(
+            CacheOptions::builder().build().unwrap(),
+            CacheOptions::default()
+        );
     }
 
     #[test]
@@ -183,8 +192,14 @@ mod tests {
             CacheOptions::builder().free_space_ratio(-0.1),
             CacheOptions::builder().free_space_ratio(f64::NAN),
             CacheOptions::builder().writeback(true),
-            CacheOptions::builder().writeback(true).dir("/a").upload_concurrency(0),
-            CacheOptions::builder().writeback(true).dir("/a").staging_bytes(0),
+            CacheOptions::builder()
+                .writeback(true)
+                .dir("/a")
+                .upload_concurrency(0),
+            CacheOptions::builder()
+                .writeback(true)
+                .dir("/a")
+                .staging_bytes(0),
         ];
         for b in bad {
             assert!(matches!(b.build(), Err(StoreError::Invalid(_))));

@@ -76,10 +76,7 @@ pub(crate) fn trailer(data: &[u8]) -> Vec<u8> {
 /// Writes `data` and its trailer to a new file at `path` (which must not exist); with
 /// `durable`, the file's contents are on stable storage when this returns.
 pub(crate) fn write_new(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
     f.write_all(data)?;
     f.write_all(&trailer(data))?;
     if durable {
@@ -100,7 +97,9 @@ pub(crate) fn read_range(path: &Path, off: u64, len: Option<u64>) -> Result<Byte
     let f = File::open(path)?;
     let size = f.metadata()?.len();
     let Some(data_len) = data_len_of(size) else {
-        return Err(Fault::Corrupt(format!("file of {size} bytes is not a block file")));
+        return Err(Fault::Corrupt(format!(
+            "file of {size} bytes is not a block file"
+        )));
     };
     let mut footer = [0u8; FOOTER as usize];
     f.read_exact_at(&mut footer, size - FOOTER)?;
@@ -109,7 +108,9 @@ pub(crate) fn read_range(path: &Path, off: u64, len: Option<u64>) -> Result<Byte
     }
     let len_bytes = &footer[4..12];
     if u64::from_le_bytes(len_bytes.try_into().unwrap_or_default()) != data_len {
-        return Err(Fault::Corrupt("footer length disagrees with file length".into()));
+        return Err(Fault::Corrupt(
+            "footer length disagrees with file length".into(),
+        ));
     }
     let mut table = vec![0u8; (4 * pages(data_len)) as usize];
     f.read_exact_at(&mut table, data_len)?;
@@ -151,7 +152,18 @@ mod tests {
     #[test]
     fn length_inverse_is_exact() {
         let p = PAGE as usize;
-        for n in [0, 1, 2, p - 1, p, p + 1, 2 * p, 3 * p + 7, 4 << 20, (4 << 20) + 1] {
+        for n in [
+            0,
+            1,
+            2,
+            p - 1,
+            p,
+            p + 1,
+            2 * p,
+            3 * p + 7,
+            4 << 20,
+            (4 << 20) + 1,
+        ] {
             let f = file_len(n as u64);
             assert_eq!(data_len_of(f), Some(n as u64), "{n}");
         }
@@ -179,12 +191,23 @@ mod tests {
             write_new(&path, &data, n % 2 == 0).unwrap();
             assert_eq!(std::fs::metadata(&path).unwrap().len(), file_len(n as u64));
             assert_eq!(read_range(&path, 0, None).unwrap(), &data[..]);
-            for (off, len) in [(0, Some(1)), (p as u64 - 1, Some(2)), (5, None), (n as u64, None)] {
+            for (off, len) in [
+                (0, Some(1)),
+                (p as u64 - 1, Some(2)),
+                (5, None),
+                (n as u64, None),
+            ] {
                 let s = (off as usize).min(n);
                 let e = len.map_or(n, |l| (s + l as usize).min(n));
-                assert_eq!(read_range(&path, off, len).unwrap(), &data[s..e], "{n} {off}");
+                assert_eq!(
+                    read_range(&path, off, len).unwrap(),
+                    &data[s..e],
+                    "{n} {off}"
+                );
             }
-            assert!(read_range(&path, n as u64 + 10, Some(4)).unwrap().is_empty());
+            assert!(read_range(&path, n as u64 + 10, Some(4))
+                .unwrap()
+                .is_empty());
         }
         assert!(write_new(&dir.path().join("b1"), b"x", false).is_err());
     }
@@ -198,7 +221,14 @@ mod tests {
         let good = std::fs::read(&path).unwrap();
         // One byte in each region: first page, last page, checksum table, footer.
         let n = data.len();
-        for pos in [0, n - 1, n + 2, good.len() - 10, good.len() - 1, good.len() - 16] {
+        for pos in [
+            0,
+            n - 1,
+            n + 2,
+            good.len() - 10,
+            good.len() - 1,
+            good.len() - 16,
+        ] {
             let mut bad = good.clone();
             bad[pos] ^= 0x40;
             std::fs::write(&path, &bad).unwrap();
@@ -212,7 +242,10 @@ mod tests {
         bad[n - 1] ^= 1;
         std::fs::write(&path, &bad).unwrap();
         assert_eq!(read_range(&path, 0, Some(10)).unwrap(), &data[..10]);
-        assert!(matches!(read_range(&path, n as u64 - 2, None), Err(Fault::Corrupt(_))));
+        assert!(matches!(
+            read_range(&path, n as u64 - 2, None),
+            Err(Fault::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -223,8 +256,14 @@ mod tests {
         let good = std::fs::read(&path).unwrap();
         for cut in [0, 1, 500, good.len() - 1] {
             std::fs::write(&path, &good[..cut]).unwrap();
-            assert!(matches!(read_range(&path, 0, None), Err(Fault::Corrupt(_))), "{cut}");
+            assert!(
+                matches!(read_range(&path, 0, None), Err(Fault::Corrupt(_))),
+                "{cut}"
+            );
         }
-        assert!(matches!(read_range(&dir.path().join("nope"), 0, None), Err(Fault::Missing)));
+        assert!(matches!(
+            read_range(&dir.path().join("nope"), 0, None),
+            Err(Fault::Missing)
+        ));
     }
 }
