@@ -1,1 +1,64 @@
-//! vfs-core (being written).
+//! The inode-level filesystem of a JuiceFS-compatible volume.
+//!
+//! `vfs-core` composes a metadata engine ([`meta_api::MetaEngine`]: SQLite, Redis, …) and a
+//! block store ([`chunkstore::ChunkStore`]: a local directory, memory, object storage) into
+//! [`Vfs`], the POSIX API at inode level that a FUSE or NFS frontend adapts and that the
+//! path-level API is built on.
+//!
+//! - **Writes** are buffered per file in slices, cut into blocks of the volume's block size,
+//!   and uploaded concurrently as blocks fill; a slice is committed to the engine only once
+//!   all of its blocks are stored (data before metadata). A global memory budget makes
+//!   writers wait when uploads fall behind.
+//! - **Reads** overlay a chunk's slices (newest write wins, holes read as zeros), check every
+//!   block's length against its key, and read ahead for sequential readers.
+//! - **Deleted files** are purged in the background: metadata first, objects after.
+//! - **Volumes** are opened by metadata URL with [`VolumeBuilder`] (`sqlite3://…`), or
+//!   assembled from parts with [`Vfs::new`].
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use bytes::Bytes;
+//! use chunkstore::MemStore;
+//! use meta_api::testkit::model::ModelEngine;
+//! use meta_api::{Context, Format, MetaEngine, ROOT_INO};
+//! use vfs_core::{Vfs, VfsOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> vfs_core::Result<()> {
+//! // An in-memory engine and block store (any `MetaEngine` / `ChunkStore` works).
+//! let meta = ModelEngine::unformatted();
+//! let format = Format::new("demo", "00000000-0000-4000-8000-000000000000", "mem", "");
+//! meta.init(&format, false).await?;
+//! let vfs = Vfs::new(Arc::new(meta), Arc::new(MemStore::new()), format, VfsOptions::default()).await?;
+//! let ctx = Context::root();
+//!
+//! let (entry, fh) = vfs
+//!     .create(&ctx, ROOT_INO, b"hello.txt", 0o644, libc::O_RDWR)
+//!     .await?;
+//! vfs.write(&ctx, fh, 0, Bytes::from_static(b"hello, world")).await?;
+//! vfs.release(&ctx, fh).await?; // uploads the block, then commits the slice
+//!
+//! let fh = vfs.open(&ctx, entry.ino, libc::O_RDONLY).await?;
+//! assert_eq!(&vfs.read(&ctx, fh, 7, 100).await?[..], b"world");
+//! vfs.release(&ctx, fh).await?;
+//! vfs.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod budget;
+mod cache;
+mod error;
+mod file;
+mod jobs;
+mod options;
+mod reader;
+mod vfs;
+mod volume;
+mod writer;
+
+pub use error::{Result, VfsError};
+pub use options::VfsOptions;
+pub use vfs::{DirItem, Vfs};
+pub use volume::{connect_meta, format_volume, open_store, VolumeBuilder};

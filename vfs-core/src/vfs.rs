@@ -1,0 +1,1164 @@
+//! [`Vfs`]: the inode-level POSIX API a frontend (FUSE, NFS, a path-level API) adapts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use chunkstore::ChunkStore;
+use meta_api::{
+    access, perm, Attr, Context, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
+    MetaError, RenameFlags, SetAttr, StatFs, MAX_FILE_SIZE, ROOT_INO,
+};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::budget::BufferBudget;
+use crate::cache::BlockCache;
+use crate::file::OpenFile;
+use crate::{jobs, reader, Result, VfsError, VfsOptions};
+
+/// Directory entries asked from the engine per page at least.
+const READDIR_PAGE: usize = 512;
+
+/// Open flags this VFS understands; any other bit is `EINVAL`.
+const VALID_OPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_SYNC
+    | libc::O_DIRECT
+    | libc::O_LARGEFILE
+    | KERNEL_O_LARGEFILE
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_NOATIME
+    | libc::O_CLOEXEC
+    | libc::O_ASYNC;
+
+/// The kernel's own `O_LARGEFILE` bit, which FUSE passes through although the C library
+/// defines the flag as 0 on 64-bit targets.
+#[cfg(target_arch = "x86_64")]
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
+#[cfg(not(target_arch = "x86_64"))]
+const KERNEL_O_LARGEFILE: i32 = libc::O_LARGEFILE;
+
+/// One entry of a directory listing with its position: pass `offset` to
+/// [`Vfs::readdir`] to continue after this entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DirItem {
+    /// The offset of the next entry.
+    pub offset: u64,
+    /// The entry's name (bytes; `.` and `..` come first).
+    pub name: Vec<u8>,
+    /// The inode it points to.
+    pub ino: Ino,
+    /// The inode's type.
+    pub typ: FileType,
+    /// The attributes, when asked for (`plus`).
+    pub attr: Option<Attr>,
+}
+
+/// How a file handle was opened.
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    read: bool,
+    write: bool,
+    append: bool,
+    sync: bool,
+}
+
+/// Where a handle's reader was, to tell sequential reading from random reading.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    next: u64,
+    ahead: u64,
+}
+
+pub(crate) struct FileHandle {
+    ino: Ino,
+    file: Arc<OpenFile>,
+    access: Access,
+    readahead: Mutex<ReadAhead>,
+}
+
+struct DirHandle {
+    ino: Ino,
+    parent: Ino,
+    listing: tokio::sync::Mutex<Listing>,
+}
+
+#[derive(Default)]
+struct Listing {
+    loaded: bool,
+    done: bool,
+    items: Vec<DirItem>,
+}
+
+#[derive(Default)]
+struct Handles {
+    next: u64,
+    files: HashMap<u64, Arc<FileHandle>>,
+    dirs: HashMap<u64, Arc<DirHandle>>,
+}
+
+/// Everything a [`Vfs`] shares with its background jobs.
+pub(crate) struct Inner {
+    pub(crate) meta: Arc<dyn MetaEngine>,
+    pub(crate) store: Arc<dyn ChunkStore>,
+    pub(crate) format: Format,
+    pub(crate) opts: VfsOptions,
+    pub(crate) block_size: u32,
+    pub(crate) hash_prefix: bool,
+    pub(crate) budget: Arc<BufferBudget>,
+    pub(crate) upload_slots: Arc<Semaphore>,
+    pub(crate) cache: BlockCache,
+    pub(crate) purge_now: Arc<Notify>,
+    files: Mutex<HashMap<Ino, (Arc<OpenFile>, usize)>>,
+    handles: Mutex<Handles>,
+    closed: AtomicBool,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    session_started: bool,
+}
+
+impl Inner {
+    fn files(&self) -> MutexGuard<'_, HashMap<Ino, (Arc<OpenFile>, usize)>> {
+        // Every critical section is a few map operations; consistent even after a panic.
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open files that have buffered or uploading writes.
+    pub(crate) fn files_with_pending(&self) -> Vec<Arc<OpenFile>> {
+        self.files()
+            .values()
+            .filter(|(of, _)| of.has_pending())
+            .map(|(of, _)| of.clone())
+            .collect()
+    }
+
+    fn open_file(&self, ino: Ino) -> Option<Arc<OpenFile>> {
+        self.files().get(&ino).map(|(of, _)| of.clone())
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Background jobs hold no strong reference while idle; tell them to stop now.
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// The inode-level filesystem of one volume: what a FUSE or NFS frontend adapts, and what
+/// the path-level API is built on.
+///
+/// Every call takes the caller's [`Context`] for permission checks. Errors are
+/// [`VfsError`]s; [`VfsError::errno`] gives the errno to answer with.
+///
+/// Data written through a handle is buffered, cut into blocks and uploaded in the
+/// background; it becomes visible to other clients when it is committed: on
+/// [`flush`](Vfs::flush), [`fsync`](Vfs::fsync), [`release`](Vfs::release), about a second
+/// after the last write, or when a slice fills its 64 MiB chunk. Reads through this `Vfs`
+/// always see its own writes. Opening a file sees everything other clients committed
+/// before (close-to-open consistency).
+///
+/// A `Vfs` is cheap to clone (all clones share one client). Call [`Vfs::close`] at the end:
+/// it writes back buffered data and ends the session.
+#[derive(Clone)]
+pub struct Vfs {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Vfs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vfs")
+            .field("engine", &self.inner.meta.name())
+            .field("volume", &self.inner.format.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vfs {
+    /// Assembles a VFS from an engine, a block store (already wrapped for the volume's
+    /// prefix and compression) and the volume's settings, registers a session (unless
+    /// [`VfsOptions::start_session`] is off) and starts the background jobs. Must run
+    /// inside a tokio runtime.
+    pub async fn new(
+        meta: Arc<dyn MetaEngine>,
+        store: Arc<dyn ChunkStore>,
+        format: Format,
+        opts: VfsOptions,
+    ) -> Result<Vfs> {
+        format.check_supported()?;
+        let block_size = u32::try_from(format.block_bytes())
+            .map_err(|_| VfsError::InvalidArgument("block size too large"))?;
+        let budget = Arc::new(BufferBudget::new(
+            opts.buffer_size.max(2 * block_size as usize),
+        ));
+        if opts.start_session {
+            meta.new_session(&opts.effective_session_info()).await?;
+        }
+        let (shutdown, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            hash_prefix: format.hash_prefix,
+            cache: BlockCache::new(opts.block_cache_size),
+            upload_slots: Arc::new(Semaphore::new(opts.upload_concurrency.max(1))),
+            purge_now: Arc::new(Notify::new()),
+            session_started: opts.start_session,
+            meta,
+            store,
+            format,
+            opts,
+            block_size,
+            budget,
+            files: Mutex::new(HashMap::new()),
+            handles: Mutex::new(Handles::default()),
+            closed: AtomicBool::new(false),
+            shutdown,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let tasks = jobs::start(&inner);
+        *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        Ok(Vfs { inner })
+    }
+
+    /// The volume's settings.
+    pub fn format(&self) -> &Format {
+        &self.inner.format
+    }
+
+    /// The metadata engine (one client with this VFS's session).
+    pub fn meta(&self) -> &Arc<dyn MetaEngine> {
+        &self.inner.meta
+    }
+
+    /// The block store, as the VFS uses it (volume prefix and compression applied).
+    pub fn store(&self) -> &Arc<dyn ChunkStore> {
+        &self.inner.store
+    }
+
+    /// The options this VFS runs with.
+    pub fn options(&self) -> &VfsOptions {
+        &self.inner.opts
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(VfsError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn file_handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
+        self.check_open()?;
+        self.inner
+            .handles()
+            .files
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)
+    }
+
+    fn dir_handle(&self, dh: u64) -> Result<Arc<DirHandle>> {
+        self.check_open()?;
+        self.inner
+            .handles()
+            .dirs
+            .get(&dh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)
+    }
+
+    /// Fails with `EMFILE` when the handle table is full.
+    fn check_handle_room(&self) -> Result<()> {
+        let h = self.inner.handles();
+        if h.files.len() + h.dirs.len() >= self.inner.opts.max_open_files {
+            return Err(VfsError::TooManyOpenFiles);
+        }
+        Ok(())
+    }
+
+    fn next_handle(h: &mut Handles) -> u64 {
+        // Handle 0 is never given out: some frontends use it for "no handle".
+        h.next += 1;
+        h.next
+    }
+
+    /// The inode a file handle refers to.
+    pub fn handle_ino(&self, fh: u64) -> Result<Ino> {
+        Ok(self.file_handle(fh)?.ino)
+    }
+
+    /// Makes attributes of a file open here reflect its uncommitted writes.
+    fn patch_attr(&self, ino: Ino, attr: &mut Attr) {
+        if attr.typ != FileType::Regular {
+            return;
+        }
+        if let Some(of) = self.inner.open_file(ino) {
+            if of.has_pending() {
+                attr.length = attr.length.max(of.length());
+            }
+        }
+    }
+
+    // ----- namespace -----
+
+    /// Looks `name` up in directory `parent`.
+    pub async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        self.check_open()?;
+        let mut e = self.inner.meta.lookup(ctx, parent, name).await?;
+        self.patch_attr(e.ino, &mut e.attr);
+        Ok(e)
+    }
+
+    /// The attributes of `ino` (including this client's uncommitted writes in the length).
+    pub async fn getattr(&self, _ctx: &Context, ino: Ino) -> Result<Attr> {
+        self.check_open()?;
+        let mut a = self.inner.meta.getattr(ino).await?;
+        self.patch_attr(ino, &mut a);
+        Ok(a)
+    }
+
+    /// Changes attributes. A new `size` truncates or extends the file (after writing back
+    /// this client's buffered writes, so they cannot land past the new end).
+    pub async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        self.check_open()?;
+        if let Some(size) = set.size {
+            if size > MAX_FILE_SIZE {
+                return Err(VfsError::FileTooBig);
+            }
+            if let Some(of) = self.inner.open_file(ino) {
+                let mut w = of.writer.lock().await;
+                w.flush(&self.inner, &of).await?;
+                let attr = self.inner.meta.setattr(ctx, ino, set).await?;
+                of.set_length(attr.length);
+                of.invalidate_all();
+                return Ok(attr);
+            }
+        }
+        let mut a = self.inner.meta.setattr(ctx, ino, set).await?;
+        self.patch_attr(ino, &mut a);
+        Ok(a)
+    }
+
+    /// Sets the length of the file open as `fh` (which must be open for writing; the
+    /// permission was checked when it was opened).
+    pub async fn ftruncate(&self, ctx: &Context, fh: u64, length: u64) -> Result<Attr> {
+        let h = self.file_handle(fh)?;
+        if !h.access.write {
+            return Err(VfsError::BadHandle);
+        }
+        if length > MAX_FILE_SIZE {
+            return Err(VfsError::FileTooBig);
+        }
+        self.truncate_open(&as_opener(ctx), &h.file, length).await
+    }
+
+    async fn truncate_open(&self, ctx: &Context, of: &OpenFile, length: u64) -> Result<Attr> {
+        let mut w = of.writer.lock().await;
+        w.flush(&self.inner, of).await?;
+        let attr = self.inner.meta.truncate(ctx, of.ino, length).await?;
+        of.set_length(attr.length);
+        of.invalidate_all();
+        Ok(attr)
+    }
+
+    /// Creates a node named `name` in `parent`: `mode` carries the type bits (`S_IFREG`,
+    /// `S_IFIFO`, `S_IFCHR`, … ; none means a regular file) and the permission bits.
+    pub async fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+    ) -> Result<Entry> {
+        self.check_open()?;
+        let typ = if mode & libc::S_IFMT == 0 {
+            FileType::Regular
+        } else {
+            FileType::from_mode(mode).ok_or(VfsError::InvalidArgument("unknown file type"))?
+        };
+        Ok(self
+            .inner
+            .meta
+            .mknod(ctx, parent, name, typ, perm_bits(mode), rdev)
+            .await?)
+    }
+
+    /// Creates a directory.
+    pub async fn mkdir(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u32) -> Result<Entry> {
+        self.check_open()?;
+        Ok(self
+            .inner
+            .meta
+            .mkdir(ctx, parent, name, perm_bits(mode))
+            .await?)
+    }
+
+    /// Removes a non-directory entry. An open file keeps its data until its last handle
+    /// (in any client) is released.
+    pub async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.inner.meta.unlink(ctx, parent, name).await?;
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.inner.meta.rmdir(ctx, parent, name).await?;
+        Ok(())
+    }
+
+    /// Creates a symbolic link `name` in `parent` pointing to `target`.
+    pub async fn symlink(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Entry> {
+        self.check_open()?;
+        Ok(self.inner.meta.symlink(ctx, parent, name, target).await?)
+    }
+
+    /// The target of a symbolic link.
+    pub async fn readlink(&self, _ctx: &Context, ino: Ino) -> Result<Vec<u8>> {
+        self.check_open()?;
+        Ok(self.inner.meta.readlink(ino).await?)
+    }
+
+    /// Renames `parent/name` to `new_parent/new_name`; `flags` are Linux's
+    /// `RENAME_NOREPLACE` / `RENAME_EXCHANGE` bits ([`RenameFlags`]).
+    pub async fn rename(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        self.check_open()?;
+        self.inner
+            .meta
+            .rename(ctx, parent, name, new_parent, new_name, RenameFlags(flags))
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a hard link to `ino` named `new_name` in `new_parent`.
+    pub async fn link(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> Result<Entry> {
+        self.check_open()?;
+        let mut e = self.inner.meta.link(ctx, ino, new_parent, new_name).await?;
+        self.patch_attr(e.ino, &mut e.attr);
+        Ok(e)
+    }
+
+    /// Checks that `ctx` may access `ino` with `mask` (`R_OK | W_OK | X_OK`, or `F_OK`
+    /// for existence only).
+    pub async fn access(&self, ctx: &Context, ino: Ino, mask: i32) -> Result<()> {
+        self.check_open()?;
+        if mask & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0 {
+            return Err(VfsError::InvalidArgument("unknown access mode bits"));
+        }
+        let attr = self.inner.meta.getattr(ino).await?;
+        // The mask bits are the same as `access::{R, W, X}`.
+        perm::check_access(ctx, &attr, (mask & 7) as u8)?;
+        Ok(())
+    }
+
+    /// Volume usage.
+    pub async fn statfs(&self, _ctx: &Context, _ino: Ino) -> Result<StatFs> {
+        self.check_open()?;
+        Ok(self.inner.meta.statfs().await?)
+    }
+
+    // ----- files -----
+
+    /// Opens regular file `ino` and returns a handle. `flags` are `open(2)` flags:
+    /// `O_RDONLY`/`O_WRONLY`/`O_RDWR` are checked against the permission bits, `O_TRUNC`
+    /// empties the file, `O_APPEND` makes every write go to the current end, `O_SYNC` /
+    /// `O_DSYNC` make every write durable before it returns. Directories are `EISDIR` (use
+    /// [`Vfs::opendir`]), symlinks `ELOOP`, other special files `ENOTSUP`.
+    pub async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<u64> {
+        self.check_open()?;
+        let access = check_open_flags(flags)?;
+        self.check_handle_room()?;
+        let flags = flags & !(libc::O_CREAT | libc::O_EXCL);
+        let attr = self.inner.meta.open(ctx, ino, flags).await?;
+        self.finish_open(ctx, ino, attr, access, flags).await
+    }
+
+    /// Registers an open the engine has recorded, truncating for `O_TRUNC`; on failure the
+    /// engine's open is undone.
+    async fn finish_open(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        attr: Attr,
+        access: Access,
+        flags: i32,
+    ) -> Result<u64> {
+        let type_error = match attr.typ {
+            FileType::Regular if flags & libc::O_DIRECTORY != 0 => Some(VfsError::Meta(MetaError::NotDir)),
+            FileType::Regular => None,
+            FileType::Directory => Some(VfsError::Meta(MetaError::IsDir)),
+            FileType::Symlink => Some(VfsError::Meta(MetaError::Loop)),
+            _ => Some(VfsError::NotSupported("opening a special file")),
+        };
+        if let Some(e) = type_error {
+            self.close_quietly(ino).await;
+            return Err(e);
+        }
+        let of = self.register_file(ino, attr.length).await;
+        if flags & libc::O_TRUNC != 0 && (attr.length > 0 || of.has_pending()) {
+            if let Err(e) = self.truncate_open(ctx, &of, 0).await {
+                self.unregister_file(ino);
+                self.close_quietly(ino).await;
+                return Err(e);
+            }
+        }
+        let handle = Arc::new(FileHandle {
+            ino,
+            file: of,
+            access,
+            readahead: Mutex::new(ReadAhead::default()),
+        });
+        let mut h = self.inner.handles();
+        let fh = Self::next_handle(&mut h);
+        h.files.insert(fh, handle);
+        Ok(fh)
+    }
+
+    async fn close_quietly(&self, ino: Ino) {
+        if let Err(e) = self.inner.meta.close(ino).await {
+            tracing::debug!(ino, error = %e, "undoing an open failed");
+        }
+    }
+
+    /// Counts one more local handle of `ino` and refreshes what other clients may have
+    /// changed (close-to-open).
+    async fn register_file(&self, ino: Ino, length: u64) -> Arc<OpenFile> {
+        let of = {
+            let mut files = self.inner.files();
+            let entry = files
+                .entry(ino)
+                .or_insert_with(|| (Arc::new(OpenFile::new(ino, length)), 0));
+            entry.1 += 1;
+            entry.0.clone()
+        };
+        let w = of.writer.lock().await;
+        of.invalidate_all();
+        if w.has_pending() {
+            of.extend_length(length);
+        } else {
+            of.set_length(length);
+        }
+        drop(w);
+        of
+    }
+
+    fn unregister_file(&self, ino: Ino) {
+        let mut files = self.inner.files();
+        if let Some(entry) = files.get_mut(&ino) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                files.remove(&ino);
+            }
+        }
+    }
+
+    /// Creates regular file `name` in `parent` and opens it. Without `O_EXCL` an existing
+    /// file of that name is opened instead (honouring `O_TRUNC`), as `open(2)` with
+    /// `O_CREAT` does; with it, an existing name is `EEXIST`. A new file is opened even if
+    /// `mode` denies the requested access, as POSIX wants.
+    pub async fn create(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Entry, u64)> {
+        self.check_open()?;
+        let access = check_open_flags(flags)?;
+        self.check_handle_room()?;
+        let created = self
+            .inner
+            .meta
+            .mknod(ctx, parent, name, FileType::Regular, perm_bits(mode), 0)
+            .await;
+        let entry = match created {
+            Ok(e) => e,
+            Err(MetaError::Exists) if flags & libc::O_EXCL == 0 => {
+                let existing = self.inner.meta.lookup(ctx, parent, name).await?;
+                let fh = self.open(ctx, existing.ino, flags).await?;
+                let mut attr = self.inner.meta.getattr(existing.ino).await?;
+                self.patch_attr(existing.ino, &mut attr);
+                return Ok((
+                    Entry {
+                        ino: existing.ino,
+                        attr,
+                    },
+                    fh,
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let open_flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
+        let attr = self
+            .inner
+            .meta
+            .open(&as_opener(ctx), entry.ino, open_flags)
+            .await?;
+        let fh = self
+            .finish_open(ctx, entry.ino, attr, access, open_flags)
+            .await?;
+        Ok((entry, fh))
+    }
+
+    /// Reads up to `size` bytes at `off` through `fh` (which must be open for reading).
+    /// The result is shorter at the end of the file and empty past it; holes read as zeros.
+    pub async fn read(&self, _ctx: &Context, fh: u64, off: u64, size: usize) -> Result<Bytes> {
+        let h = self.file_handle(fh)?;
+        if !h.access.read {
+            return Err(VfsError::BadHandle);
+        }
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        let of = &h.file;
+        if of.has_pending() {
+            let mut w = of.writer.lock().await;
+            if w.overlaps_pending(off, size as u64) {
+                w.flush(&self.inner, of).await?;
+            }
+        }
+        let readahead = self.inner.opts.readahead;
+        let (sequential, ahead) = {
+            let mut ra = h.readahead.lock().unwrap_or_else(|p| p.into_inner());
+            let sequential = off == ra.next;
+            let end = off.saturating_add(size as u64);
+            ra.next = end;
+            let mut ahead = None;
+            if sequential && readahead > 0 && ra.ahead < end.saturating_add(readahead / 2) {
+                let start = ra.ahead.max(end);
+                ra.ahead = end.saturating_add(readahead);
+                ahead = Some((start, ra.ahead));
+            }
+            (sequential, ahead)
+        };
+        let data = reader::read(&self.inner, of, off, size, sequential).await?;
+        if let Some((start, end)) = ahead {
+            if start < of.length() {
+                tokio::spawn(reader::prefetch(
+                    self.inner.clone(),
+                    of.clone(),
+                    start,
+                    end,
+                ));
+            }
+        }
+        Ok(data)
+    }
+
+    /// Writes `data` at `off` through `fh` (which must be open for writing; with
+    /// `O_APPEND` the data goes to the current end instead). Returns the bytes written.
+    /// The data is buffered: errors of the upload show up here or in the next
+    /// [`flush`](Vfs::flush) / [`fsync`](Vfs::fsync) / [`release`](Vfs::release).
+    pub async fn write(&self, _ctx: &Context, fh: u64, off: u64, data: Bytes) -> Result<usize> {
+        let h = self.file_handle(fh)?;
+        if !h.access.write {
+            return Err(VfsError::BadHandle);
+        }
+        let total = data.len();
+        if total == 0 {
+            return Ok(0);
+        }
+        if !h.access.append && exceeds_max(off, total) {
+            return Err(VfsError::FileTooBig);
+        }
+        let inner = &self.inner;
+        let of = &h.file;
+        // Large writes go in pieces so that one call never needs more than half the budget.
+        let max_piece = (inner.budget.total() / 2)
+            .min(meta_api::CHUNK_SIZE as usize)
+            .max(1);
+        let mut rest = data;
+        let mut pos = off;
+        let mut first = true;
+        while !rest.is_empty() {
+            let piece = rest.split_to(rest.len().min(max_piece));
+            let n = piece.len();
+            // Reserved before taking the file's writer so that the flusher can still write
+            // this very file back while we wait for memory.
+            let res = inner.budget.reserve(n).await?;
+            let mut w = of.writer.lock().await;
+            w.check_error()?;
+            if first && h.access.append {
+                pos = of.length();
+                if exceeds_max(pos, total) {
+                    return Err(VfsError::FileTooBig);
+                }
+            }
+            first = false;
+            w.write(inner, of, pos, piece, res).await?;
+            of.extend_length(pos + n as u64);
+            w.commit_ready(inner, of).await?;
+            pos += n as u64;
+        }
+        if h.access.sync {
+            self.flush_file(of).await?;
+        }
+        Ok(total)
+    }
+
+    async fn flush_file(&self, of: &OpenFile) -> Result<()> {
+        let mut w = of.writer.lock().await;
+        // A failure stays recorded in the writer and is reported by `take_error`.
+        let _ = w.flush(&self.inner, of).await;
+        w.take_error()
+    }
+
+    /// Writes back everything buffered for the file of `fh` and reports any write-back
+    /// failure since the last flush (called on every `close(2)` of a descriptor).
+    pub async fn flush(&self, _ctx: &Context, fh: u64) -> Result<()> {
+        let h = self.file_handle(fh)?;
+        self.flush_file(&h.file).await
+    }
+
+    /// Makes everything written to the file of `fh` durable: all blocks stored and all
+    /// slices committed (the engine's commit is durable, so `datasync` changes nothing).
+    pub async fn fsync(&self, _ctx: &Context, fh: u64, _datasync: bool) -> Result<()> {
+        let h = self.file_handle(fh)?;
+        self.flush_file(&h.file).await
+    }
+
+    /// Closes `fh`: writes back its file's buffered data, then tells the engine (the last
+    /// close of an unlinked file lets its data be deleted). The handle is gone even when
+    /// an error is returned.
+    pub async fn release(&self, _ctx: &Context, fh: u64) -> Result<()> {
+        self.check_open()?;
+        let h = self
+            .inner
+            .handles()
+            .files
+            .remove(&fh)
+            .ok_or(VfsError::BadHandle)?;
+        let flushed = self.flush_file(&h.file).await;
+        let closed = self.inner.meta.close(h.ino).await;
+        self.unregister_file(h.ino);
+        flushed?;
+        closed?;
+        Ok(())
+    }
+
+    /// Allocates (`mode` 0 or `FALLOC_FL_KEEP_SIZE`), punches (`FALLOC_FL_PUNCH_HOLE |
+    /// FALLOC_FL_KEEP_SIZE`) or zeroes (`FALLOC_FL_ZERO_RANGE`) `off..off+len` of the file
+    /// of `fh`, which must be open for writing.
+    pub async fn fallocate(
+        &self,
+        ctx: &Context,
+        fh: u64,
+        mode: u32,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
+        let h = self.file_handle(fh)?;
+        if !h.access.write {
+            return Err(VfsError::BadHandle);
+        }
+        if len == 0 {
+            return Err(VfsError::InvalidArgument("fallocate of zero bytes"));
+        }
+        if off.checked_add(len).is_none_or(|end| end > MAX_FILE_SIZE) {
+            return Err(VfsError::FileTooBig);
+        }
+        let of = &h.file;
+        let mut w = of.writer.lock().await;
+        w.flush(&self.inner, of).await?;
+        self.inner
+            .meta
+            .fallocate(&as_opener(ctx), h.ino, FallocMode(mode), off, len)
+            .await?;
+        of.invalidate_all();
+        let attr = self.inner.meta.getattr(h.ino).await?;
+        of.set_length(attr.length);
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `fh_in@off_in` to `fh_out@off_out` by sharing the source's
+    /// blocks (no data is copied). Returns the bytes copied, short at the source's end.
+    /// `flags` must be 0; overlapping ranges of one file are `EINVAL`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_file_range(
+        &self,
+        ctx: &Context,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<u64> {
+        let hin = self.file_handle(fh_in)?;
+        let hout = self.file_handle(fh_out)?;
+        if flags != 0 {
+            return Err(VfsError::InvalidArgument("copy_file_range flags must be 0"));
+        }
+        if !hin.access.read || !hout.access.write || hout.access.append {
+            return Err(VfsError::BadHandle);
+        }
+        if hin.ino == hout.ino
+            && off_in < off_out.saturating_add(len)
+            && off_out < off_in.saturating_add(len)
+        {
+            return Err(VfsError::InvalidArgument(
+                "copy_file_range within one file with overlapping ranges",
+            ));
+        }
+        if off_out.checked_add(len).is_none_or(|end| end > MAX_FILE_SIZE) {
+            return Err(VfsError::FileTooBig);
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        if hin.ino != hout.ino {
+            let mut w = hin.file.writer.lock().await;
+            w.flush(&self.inner, &hin.file).await?;
+        }
+        let of = &hout.file;
+        let mut w = of.writer.lock().await;
+        w.flush(&self.inner, of).await?;
+        let n = self
+            .inner
+            .meta
+            .copy_file_range(&as_opener(ctx), hin.ino, off_in, hout.ino, off_out, len)
+            .await?;
+        of.invalidate_all();
+        if n > 0 {
+            of.extend_length(off_out + n);
+        }
+        Ok(n)
+    }
+
+    // ----- directories -----
+
+    /// Opens directory `ino` for listing (needs read permission).
+    pub async fn opendir(&self, ctx: &Context, ino: Ino) -> Result<u64> {
+        self.check_open()?;
+        let attr = self.inner.meta.getattr(ino).await?;
+        if !attr.is_dir() {
+            return Err(MetaError::NotDir.into());
+        }
+        perm::check_access(ctx, &attr, access::R)?;
+        self.check_handle_room()?;
+        let parent = if ino == ROOT_INO || attr.parent == 0 {
+            if ino == ROOT_INO {
+                ROOT_INO
+            } else {
+                ino
+            }
+        } else {
+            attr.parent
+        };
+        let d = Arc::new(DirHandle {
+            ino,
+            parent,
+            listing: tokio::sync::Mutex::new(Listing::default()),
+        });
+        let mut h = self.inner.handles();
+        let dh = Self::next_handle(&mut h);
+        h.dirs.insert(dh, d);
+        Ok(dh)
+    }
+
+    /// Lists up to `limit` entries of the directory open as `dh`, starting at `offset`
+    /// (0 for the beginning, then the `offset` of the last item returned). `.` and `..`
+    /// come first. Offsets stay valid for the handle's life: entries added or removed
+    /// meanwhile never make a later call skip or repeat one; offset 0 starts a fresh listing.
+    /// `plus` fills in attributes.
+    pub async fn readdir(
+        &self,
+        ctx: &Context,
+        dh: u64,
+        offset: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirItem>> {
+        let d = self.dir_handle(dh)?;
+        let mut l = d.listing.lock().await;
+        if offset == 0 || !l.loaded {
+            *l = Listing::default();
+            for (name, ino) in [(&b"."[..], d.ino), (&b".."[..], d.parent)] {
+                let offset = l.items.len() as u64 + 1;
+                l.items.push(DirItem {
+                    offset,
+                    name: name.to_vec(),
+                    ino,
+                    typ: FileType::Directory,
+                    attr: None,
+                });
+            }
+            l.loaded = true;
+        }
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let want = start.saturating_add(limit);
+        while l.items.len() < want && !l.done {
+            let page_size = (want - l.items.len()).max(READDIR_PAGE);
+            let after = if l.items.len() > 2 {
+                l.items.last().map(|i| i.name.clone())
+            } else {
+                None
+            };
+            let page = self
+                .inner
+                .meta
+                .readdir(ctx, d.ino, after.as_deref(), page_size, plus)
+                .await?;
+            if page.len() < page_size {
+                l.done = true;
+            }
+            for DirEntry {
+                name,
+                ino,
+                typ,
+                attr,
+            } in page
+            {
+                let offset = l.items.len() as u64 + 1;
+                l.items.push(DirItem {
+                    offset,
+                    name,
+                    ino,
+                    typ,
+                    attr,
+                });
+            }
+        }
+        let start = start.min(l.items.len());
+        let end = want.min(l.items.len());
+        let mut out = l.items[start..end].to_vec();
+        drop(l);
+        if plus {
+            for item in &mut out {
+                if item.attr.is_none() {
+                    match self.inner.meta.getattr(item.ino).await {
+                        Ok(a) => item.attr = Some(a),
+                        // Removed since it was listed: the entry stays, without attributes.
+                        Err(MetaError::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if let Some(a) = &mut item.attr {
+                    self.patch_attr(item.ino, a);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes a directory handle.
+    pub async fn releasedir(&self, _ctx: &Context, dh: u64) -> Result<()> {
+        self.check_open()?;
+        self.inner
+            .handles()
+            .dirs
+            .remove(&dh)
+            .map(|_| ())
+            .ok_or(VfsError::BadHandle)
+    }
+
+    // ----- extended attributes -----
+
+    /// The value of extended attribute `name` of `ino` (`ENODATA` if missing).
+    pub async fn getxattr(&self, _ctx: &Context, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.check_open()?;
+        Ok(self.inner.meta.getxattr(ino, name).await?)
+    }
+
+    /// Sets extended attribute `name`; `flags` are `XATTR_CREATE` / `XATTR_REPLACE`.
+    pub async fn setxattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        self.check_open()?;
+        Ok(self.inner.meta.setxattr(ctx, ino, name, value, flags).await?)
+    }
+
+    /// The names of the extended attributes of `ino`.
+    pub async fn listxattr(&self, _ctx: &Context, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.check_open()?;
+        Ok(self.inner.meta.listxattr(ino).await?)
+    }
+
+    /// Removes extended attribute `name` (`ENODATA` if missing).
+    pub async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
+        self.check_open()?;
+        Ok(self.inner.meta.removexattr(ctx, ino, name).await?)
+    }
+
+    // ----- whole-VFS operations -----
+
+    /// Writes back the buffered data of every open file; returns the first failure.
+    pub async fn flush_all(&self) -> Result<()> {
+        self.check_open()?;
+        self.flush_everything().await
+    }
+
+    async fn flush_everything(&self) -> Result<()> {
+        let files: Vec<Arc<OpenFile>> = self
+            .inner
+            .files()
+            .values()
+            .map(|(of, _)| of.clone())
+            .collect();
+        let mut first = Ok(());
+        for of in files {
+            let r = self.flush_file(&of).await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Purges deleted files now: releases their metadata, then deletes the blocks nothing
+    /// references any more. Returns how many files were purged. The background job does
+    /// this every [`VfsOptions::purge_interval`].
+    pub async fn purge_deleted(&self) -> Result<usize> {
+        self.check_open()?;
+        jobs::purge_deleted(&self.inner).await
+    }
+
+    /// Wakes the background purge job without waiting for it.
+    pub fn request_purge(&self) {
+        self.inner.purge_now.notify_one();
+    }
+
+    /// Shuts the VFS down: writes back all buffered data, closes every handle, stops the
+    /// background jobs and ends the session. Returns the first failure; the VFS is closed
+    /// either way and every later call fails with [`VfsError::Closed`].
+    pub async fn close(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut first = self.flush_everything().await;
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let handles = std::mem::take(&mut *self.inner.handles());
+        for (_, h) in handles.files {
+            let r = self.inner.meta.close(h.ino).await;
+            if first.is_ok() {
+                first = r.map_err(VfsError::from);
+            }
+        }
+        self.inner.files().clear();
+        self.inner.shutdown.send_replace(true);
+        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::debug!(error = %e, "a background job ended abnormally");
+            }
+        }
+        if self.inner.session_started {
+            let r = self.inner.meta.close_session().await;
+            if first.is_ok() {
+                first = r.map_err(VfsError::from);
+            }
+        }
+        first
+    }
+}
+
+/// Validates `open(2)` flags and tells what the handle may do.
+fn check_open_flags(flags: i32) -> Result<Access> {
+    if flags & !VALID_OPEN_FLAGS != 0 {
+        return Err(VfsError::InvalidArgument("unknown open flags"));
+    }
+    let (read, write) = match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => (true, false),
+        libc::O_WRONLY => (false, true),
+        libc::O_RDWR => (true, true),
+        _ => return Err(VfsError::InvalidArgument("invalid access mode")),
+    };
+    Ok(Access {
+        read,
+        write,
+        append: flags & libc::O_APPEND != 0,
+        sync: flags & (libc::O_SYNC | libc::O_DSYNC) != 0,
+    })
+}
+
+/// The permission bits of a mode (type bits dropped).
+fn perm_bits(mode: u32) -> u16 {
+    // Masked to 12 bits, so it fits.
+    (mode & 0o7777) as u16
+}
+
+/// Whether `len` bytes at `off` would pass the largest file size.
+fn exceeds_max(off: u64, len: usize) -> bool {
+    off.checked_add(len as u64)
+        .is_none_or(|end| end > MAX_FILE_SIZE)
+}
+
+/// The context for operations on a file already opened by `ctx`: access was checked at
+/// open time, as `ftruncate(2)` and friends rely on.
+fn as_opener(ctx: &Context) -> Context {
+    Context {
+        uid: 0,
+        gid: 0,
+        ..ctx.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags() {
+        let a = check_open_flags(libc::O_RDWR | libc::O_APPEND | libc::O_CLOEXEC).unwrap();
+        assert!(a.read && a.write && a.append && !a.sync);
+        let a = check_open_flags(libc::O_WRONLY | libc::O_DSYNC).unwrap();
+        assert!(!a.read && a.write && a.sync);
+        assert!(check_open_flags(libc::O_RDONLY | KERNEL_O_LARGEFILE).is_ok());
+        assert_eq!(check_open_flags(3).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(check_open_flags(libc::O_PATH).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(check_open_flags(1 << 30).unwrap_err().errno(), libc::EINVAL);
+    }
+
+    #[test]
+    fn size_limits() {
+        assert!(!exceeds_max(MAX_FILE_SIZE - 1, 1));
+        assert!(exceeds_max(MAX_FILE_SIZE, 1));
+        assert!(exceeds_max(u64::MAX, 1));
+    }
+}

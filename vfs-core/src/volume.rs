@@ -1,0 +1,277 @@
+//! Opening and formatting volumes by URL: the metadata URL picks the engine, the volume's
+//! settings pick the block store.
+
+use std::sync::Arc;
+
+use chunkstore::{ChunkStore, Compressed, Compression, FsStore, MemStore, Prefixed};
+use futures::future::BoxFuture;
+use meta_api::{Format, MetaEngine};
+
+use crate::{Result, Vfs, VfsError, VfsOptions};
+
+/// Connects to a metadata engine; given the full URL.
+type Connect = fn(&str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>>;
+
+/// A metadata URL scheme and how to connect to it, or `None` with the cargo feature that
+/// builds it in. Adding an engine is one line here and one connect function.
+struct EngineScheme {
+    schemes: &'static [&'static str],
+    connect: Option<Connect>,
+    feature: &'static str,
+}
+
+const ENGINES: &[EngineScheme] = &[
+    EngineScheme {
+        schemes: &["sqlite3"],
+        #[cfg(feature = "sqlite")]
+        connect: Some(connect_sqlite),
+        #[cfg(not(feature = "sqlite"))]
+        connect: None,
+        feature: "sqlite",
+    },
+    EngineScheme {
+        schemes: &["redis", "rediss", "unix"],
+        connect: None,
+        feature: "redis",
+    },
+    EngineScheme {
+        schemes: &["fdb"],
+        connect: None,
+        feature: "fdb",
+    },
+];
+
+#[cfg(feature = "sqlite")]
+fn connect_sqlite(url: &str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>> {
+    Box::pin(async move {
+        let engine = meta_sqlite::SqliteMeta::open(url).await?;
+        Ok(Arc::new(engine) as Arc<dyn MetaEngine>)
+    })
+}
+
+/// The scheme of a URL (`sqlite3` in `sqlite3:///path`).
+fn scheme_of(url: &str) -> Result<&str> {
+    match url.split_once("://") {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.') =>
+        {
+            Ok(scheme)
+        }
+        _ => Err(VfsError::InvalidUrl {
+            url: url.to_string(),
+            reason: "expected scheme://…, e.g. sqlite3:///var/jfs/meta.db",
+        }),
+    }
+}
+
+/// Connects to the metadata engine a URL names (`sqlite3:///path/meta.db`, …). The client
+/// has no session yet.
+pub async fn connect_meta(url: &str) -> Result<Arc<dyn MetaEngine>> {
+    let scheme = scheme_of(url)?;
+    let lower = scheme.to_ascii_lowercase();
+    let Some(engine) = ENGINES.iter().find(|e| e.schemes.contains(&lower.as_str())) else {
+        let known: Vec<&str> = ENGINES
+            .iter()
+            .filter(|e| e.connect.is_some())
+            .flat_map(|e| e.schemes.iter().copied())
+            .collect();
+        return Err(VfsError::UnsupportedScheme {
+            scheme: scheme.to_string(),
+            hint: format!("supported schemes: {}", known.join(", ")),
+        });
+    };
+    match engine.connect {
+        Some(connect) => connect(url).await,
+        None => Err(VfsError::UnsupportedScheme {
+            scheme: scheme.to_string(),
+            hint: format!(
+                "this build of vfs-core has no such engine (cargo feature `{}`)",
+                engine.feature
+            ),
+        }),
+    }
+}
+
+/// The block store a volume's settings describe, with the volume's key prefix
+/// (`{name}/`) and compression applied: `file` is a local directory (the bucket), `mem` an
+/// in-process store (empty at every open).
+pub async fn open_store(format: &Format) -> Result<Arc<dyn ChunkStore>> {
+    let compression = Compression::from_setting(&format.compression)
+        .map_err(|e| VfsError::UnsupportedStorage(e.to_string()))?;
+    let base: Arc<dyn ChunkStore> = match format.storage.as_str() {
+        "file" => {
+            let root = bucket_dir(&format.bucket)?;
+            let fs = FsStore::open(root).await?;
+            Arc::new(Prefixed::new(fs, &format.name)?)
+        }
+        "mem" => Arc::new(Prefixed::new(MemStore::new(), &format.name)?),
+        other => {
+            return Err(VfsError::UnsupportedStorage(format!(
+                "storage {other:?} is not available in this build (supported: file, mem)"
+            )))
+        }
+    };
+    Ok(match compression {
+        Compression::None => base,
+        algo => Arc::new(Compressed::new(base, algo)),
+    })
+}
+
+/// The directory of a `file` bucket (`/var/jfs/` or `file:///var/jfs/`).
+fn bucket_dir(bucket: &str) -> Result<&str> {
+    let dir = bucket.strip_prefix("file://").unwrap_or(bucket);
+    if dir.is_empty() {
+        return Err(VfsError::UnsupportedStorage(
+            "the volume's bucket directory is empty".into(),
+        ));
+    }
+    Ok(dir)
+}
+
+/// Formats a new volume: writes `format` (a fresh UUID if its `uuid` is empty) into the
+/// engine at `meta_url` and prepares the block store (for `file`: creates the bucket
+/// directory and the `juicefs_uuid` marker object JuiceFS writes). An already formatted
+/// volume is `EEXIST`. Returns the settings as stored.
+///
+/// ```no_run
+/// # async fn demo() -> vfs_core::Result<()> {
+/// let format = meta_api::Format::new("myvol", "", "file", "/var/lib/myvol/blocks/");
+/// vfs_core::format_volume("sqlite3:///var/lib/myvol/meta.db", format).await?;
+/// let vfs = vfs_core::VolumeBuilder::new("sqlite3:///var/lib/myvol/meta.db").open().await?;
+/// vfs.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn format_volume(meta_url: &str, mut format: Format) -> Result<Format> {
+    if format.uuid.is_empty() {
+        format.uuid = uuid::Uuid::new_v4().to_string();
+    }
+    format.check_supported()?;
+    let meta = connect_meta(meta_url).await?;
+    let store = open_store(&format).await?;
+    meta.init(&format, false).await?;
+    if format.storage != "mem" {
+        store
+            .put("juicefs_uuid", bytes::Bytes::from(format.uuid.clone()))
+            .await?;
+    }
+    Ok(format)
+}
+
+/// Opens a volume by its metadata URL: connects to the engine, loads and checks the
+/// volume's settings, opens the block store they name, and starts a [`Vfs`].
+///
+/// ```no_run
+/// # async fn demo() -> vfs_core::Result<()> {
+/// use vfs_core::{VfsOptions, VolumeBuilder};
+/// let vfs = VolumeBuilder::new("sqlite3:///var/lib/myvol/meta.db")
+///     .options(VfsOptions::default().buffer_size(128 << 20))
+///     .open()
+///     .await?;
+/// vfs.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct VolumeBuilder {
+    meta_url: String,
+    opts: VfsOptions,
+}
+
+impl VolumeBuilder {
+    /// A builder for the volume whose metadata lives at `meta_url`.
+    pub fn new(meta_url: impl Into<String>) -> VolumeBuilder {
+        VolumeBuilder {
+            meta_url: meta_url.into(),
+            opts: VfsOptions::default(),
+        }
+    }
+
+    /// Replaces all options.
+    pub fn options(mut self, opts: VfsOptions) -> VolumeBuilder {
+        self.opts = opts;
+        self
+    }
+
+    /// Sets the write buffer budget in bytes ([`VfsOptions::buffer_size`]).
+    pub fn buffer_size(mut self, bytes: usize) -> VolumeBuilder {
+        self.opts.buffer_size = bytes;
+        self
+    }
+
+    /// Sets the number of concurrent block uploads ([`VfsOptions::upload_concurrency`]).
+    pub fn upload_concurrency(mut self, n: usize) -> VolumeBuilder {
+        self.opts.upload_concurrency = n;
+        self
+    }
+
+    /// Sets the readahead window in bytes ([`VfsOptions::readahead`]).
+    pub fn readahead(mut self, bytes: u64) -> VolumeBuilder {
+        self.opts.readahead = bytes;
+        self
+    }
+
+    /// Sets the handle limit ([`VfsOptions::max_open_files`]).
+    pub fn max_open_files(mut self, n: usize) -> VolumeBuilder {
+        self.opts.max_open_files = n;
+        self
+    }
+
+    /// Formats a new volume at this builder's URL (see [`format_volume`]).
+    pub async fn format(&self, format: Format) -> Result<Format> {
+        format_volume(&self.meta_url, format).await
+    }
+
+    /// Opens the volume.
+    pub async fn open(self) -> Result<Vfs> {
+        let meta = connect_meta(&self.meta_url).await?;
+        let format = meta.load().await?;
+        format.check_supported()?;
+        let store = open_store(&format).await?;
+        Vfs::new(meta, store, format, self.opts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn url_dispatch_errors_are_clear() {
+        let e = connect_meta("redis://localhost:6379/1").await.err().unwrap();
+        assert!(matches!(&e, VfsError::UnsupportedScheme { scheme, .. } if scheme == "redis"));
+        assert!(e.to_string().contains("feature `redis`"), "{e}");
+        let e = connect_meta("fdb:///etc/foundationdb/fdb.cluster").await.err().unwrap();
+        assert!(matches!(e, VfsError::UnsupportedScheme { .. }));
+        let e = connect_meta("gopher://x").await.err().unwrap();
+        assert!(e.to_string().contains("supported schemes"), "{e}");
+        let e = connect_meta("/just/a/path.db").await.err().unwrap();
+        assert_eq!(e.errno(), libc::EINVAL);
+    }
+
+    #[tokio::test]
+    async fn stores_follow_the_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = format!("{}/", dir.path().join("bucket").display());
+        let mut f = Format::new("vol", "u", "file", &bucket);
+        let store = open_store(&f).await.unwrap();
+        store
+            .put("chunks/0/0/1_0_3", bytes::Bytes::from_static(b"abc"))
+            .await
+            .unwrap();
+        assert!(dir.path().join("bucket/vol/chunks/0/0/1_0_3").exists());
+        f.storage = "s3".into();
+        assert!(matches!(open_store(&f).await, Err(VfsError::UnsupportedStorage(_))));
+        f.storage = "mem".into();
+        f.compression = "lz4".into();
+        let store = open_store(&f).await.unwrap();
+        store
+            .put("k", bytes::Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(&store.get_range("k", 1, Some(3)).await.unwrap()[..], b"ell");
+    }
+}

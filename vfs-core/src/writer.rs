@@ -1,0 +1,467 @@
+//! The write path: per-file slice writers that buffer written bytes in memory, cut each
+//! slice into blocks, upload full blocks as they fill, and commit a slice to the metadata
+//! engine only after all of its blocks are stored (data before metadata).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use chunkstore::{BlockKey, StoreError};
+use meta_api::{Ino, Slice, Timestamp, CHUNK_BITS, CHUNK_SIZE};
+use tokio::task::JoinHandle;
+
+use crate::budget::Reservation;
+use crate::file::OpenFile;
+use crate::vfs::Inner;
+use crate::{Result, VfsError};
+
+/// A chunk keeps at most this many appendable slices; opening another freezes the oldest,
+/// which bounds the slices a random writer leaves per chunk.
+const MAX_OPEN_SLICES_PER_CHUNK: usize = 3;
+
+/// One block handed to the store.
+struct Upload {
+    key: String,
+    task: JoinHandle<std::result::Result<(), StoreError>>,
+}
+
+/// A slice still accepting appends.
+struct SliceWriter {
+    chunk: u32,
+    pos: u32,
+    len: u32,
+    /// 0 until the first block needs a key.
+    id: u64,
+    /// The bytes of the block being filled (the slice's last, partial block).
+    buf: Vec<Bytes>,
+    buf_len: u32,
+    buf_res: Reservation,
+    uploads: Vec<Upload>,
+    mtime: Timestamp,
+}
+
+impl SliceWriter {
+    fn end(&self) -> u32 {
+        self.pos + self.len
+    }
+
+    fn overlaps(&self, pos: u32, len: u32) -> bool {
+        pos < self.end() && self.pos < pos + len
+    }
+}
+
+/// A slice whose blocks are all handed to the store, waiting to be committed.
+struct FrozenSlice {
+    chunk: u32,
+    slice: Slice,
+    uploads: Vec<Upload>,
+    mtime: Timestamp,
+}
+
+/// The buffered writes of one file (shared by every handle of the file in this VFS).
+pub(crate) struct FileWriter {
+    ino: Ino,
+    /// Appendable slices in creation order.
+    open: Vec<SliceWriter>,
+    /// Slices to commit, in creation order (within a chunk: write order).
+    frozen: VecDeque<FrozenSlice>,
+    /// The first write-back failure not yet reported by a flush.
+    error: Option<Arc<VfsError>>,
+    /// When the file was last written, for the idle flush.
+    pub(crate) last_write: Instant,
+}
+
+impl FileWriter {
+    /// An empty writer for `ino`.
+    pub(crate) fn new(ino: Ino) -> FileWriter {
+        FileWriter {
+            ino,
+            open: Vec::new(),
+            frozen: VecDeque::new(),
+            error: None,
+            last_write: Instant::now(),
+        }
+    }
+
+    /// Whether any written byte is not committed yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.open.is_empty() || !self.frozen.is_empty()
+    }
+
+    /// Whether some uncommitted write touches file bytes `off..off+len`.
+    pub(crate) fn overlaps_pending(&self, off: u64, len: u64) -> bool {
+        let end = off.saturating_add(len);
+        let hit = |chunk: u32, pos: u32, slen: u32| {
+            let start = (u64::from(chunk) << CHUNK_BITS) + u64::from(pos);
+            start < end && off < start + u64::from(slen)
+        };
+        self.open.iter().any(|s| hit(s.chunk, s.pos, s.len))
+            || self
+                .frozen
+                .iter()
+                .any(|f| hit(f.chunk, f.slice.pos, f.slice.len))
+    }
+
+    /// The pending write-back failure, if any, without clearing it.
+    pub(crate) fn check_error(&self) -> Result<()> {
+        match &self.error {
+            Some(e) => Err(VfsError::WriteBack(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Reports and clears the pending write-back failure.
+    pub(crate) fn take_error(&mut self) -> Result<()> {
+        match self.error.take() {
+            Some(e) => Err(VfsError::WriteBack(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Buffers `data` at file offset `off`; `res` is its share of the buffer budget.
+    /// Full blocks start uploading at once. On failure every pending write of the file is
+    /// dropped (nothing of it is committed) and the error is also kept for the next flush.
+    pub(crate) async fn write(
+        &mut self,
+        inner: &Inner,
+        of: &OpenFile,
+        off: u64,
+        data: Bytes,
+        res: Reservation,
+    ) -> Result<()> {
+        self.last_write = Instant::now();
+        let r = self.write_pieces(inner, off, data, res).await;
+        let r = match r {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(inner, of, e).await),
+        };
+        of.set_pending(self.has_pending());
+        r
+    }
+
+    async fn write_pieces(
+        &mut self,
+        inner: &Inner,
+        mut off: u64,
+        mut data: Bytes,
+        mut res: Reservation,
+    ) -> Result<()> {
+        while !data.is_empty() {
+            let chunk = u32::try_from(off >> CHUNK_BITS).map_err(|_| VfsError::FileTooBig)?;
+            // The offset within a chunk is below 2^26.
+            let pos = (off & (CHUNK_SIZE - 1)) as u32;
+            let n = (CHUNK_SIZE - u64::from(pos)).min(data.len() as u64) as usize;
+            let piece = data.split_to(n);
+            let piece_res = res.split(n);
+            let idx = self.writable_slice(inner, chunk, pos, n as u32).await?;
+            self.append(inner, idx, piece, piece_res).await?;
+            if u64::from(self.open[idx].end()) == CHUNK_SIZE {
+                self.freeze(inner, idx).await?;
+            }
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    /// The index of the open slice that `len` bytes at `pos` of `chunk` append to, opening
+    /// a new slice when none ends exactly at `pos`. An older slice is only appended to when
+    /// no newer pending slice covers the range, so the newest write still wins.
+    async fn writable_slice(
+        &mut self,
+        inner: &Inner,
+        chunk: u32,
+        pos: u32,
+        len: u32,
+    ) -> Result<usize> {
+        for (i, s) in self.open.iter().enumerate().rev() {
+            if s.chunk != chunk {
+                continue;
+            }
+            if s.end() == pos {
+                return Ok(i);
+            }
+            if s.overlaps(pos, len) {
+                break;
+            }
+        }
+        let in_chunk = self.open.iter().filter(|s| s.chunk == chunk).count();
+        if in_chunk >= MAX_OPEN_SLICES_PER_CHUNK {
+            if let Some(oldest) = self.open.iter().position(|s| s.chunk == chunk) {
+                self.freeze(inner, oldest).await?;
+            }
+        }
+        self.open.push(SliceWriter {
+            chunk,
+            pos,
+            len: 0,
+            id: 0,
+            buf: Vec::new(),
+            buf_len: 0,
+            buf_res: inner.budget.empty(),
+            uploads: Vec::new(),
+            mtime: Timestamp::now(),
+        });
+        Ok(self.open.len() - 1)
+    }
+
+    async fn append(
+        &mut self,
+        inner: &Inner,
+        idx: usize,
+        mut data: Bytes,
+        res: Reservation,
+    ) -> Result<()> {
+        let bs = inner.block_size;
+        let s = &mut self.open[idx];
+        s.buf_res.merge(res);
+        s.mtime = Timestamp::now();
+        while !data.is_empty() {
+            let room = (bs - s.buf_len) as usize;
+            let take = room.min(data.len());
+            s.buf.push(data.split_to(take));
+            // `take` is at most one block.
+            s.buf_len += take as u32;
+            s.len += take as u32;
+            if s.buf_len == bs {
+                upload_buffered(inner, s).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes the open slice at `idx` and, first, every older open slice of its chunk, so
+    /// that slices of one chunk are committed in the order they were written.
+    async fn freeze(&mut self, inner: &Inner, idx: usize) -> Result<()> {
+        let chunk = self.open[idx].chunk;
+        let mut taken = Vec::new();
+        let mut removed = 0;
+        for orig in 0..=idx {
+            let cur = orig - removed;
+            if self.open[cur].chunk == chunk {
+                taken.push(self.open.remove(cur));
+                removed += 1;
+            }
+        }
+        self.freeze_slices(inner, taken).await
+    }
+
+    /// Freezes every open slice.
+    async fn freeze_all(&mut self, inner: &Inner) -> Result<()> {
+        let taken = std::mem::take(&mut self.open);
+        self.freeze_slices(inner, taken).await
+    }
+
+    async fn freeze_slices(&mut self, inner: &Inner, taken: Vec<SliceWriter>) -> Result<()> {
+        let mut result = Ok(());
+        for mut s in taken {
+            if result.is_ok() {
+                result = upload_buffered(inner, &mut s).await;
+            }
+            // Queued even after a failure so that `fail` finds and cleans up its uploads.
+            self.frozen.push_back(FrozenSlice {
+                chunk: s.chunk,
+                slice: Slice {
+                    pos: s.pos,
+                    id: s.id,
+                    size: s.len,
+                    off: 0,
+                    len: s.len,
+                },
+                uploads: s.uploads,
+                mtime: s.mtime,
+            });
+        }
+        result
+    }
+
+    /// Commits, in order, the frozen slices whose uploads have all finished, without waiting.
+    pub(crate) async fn commit_ready(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
+        while let Some(f) = self.frozen.front() {
+            if !f.uploads.iter().all(|u| u.task.is_finished()) {
+                break;
+            }
+            if let Some(f) = self.frozen.pop_front() {
+                if let Err(e) = self.commit(inner, of, f).await {
+                    let e = self.fail(inner, of, e).await;
+                    of.set_pending(self.has_pending());
+                    return Err(e);
+                }
+            }
+        }
+        of.set_pending(self.has_pending());
+        Ok(())
+    }
+
+    /// Turns every buffered byte into uploads and commits what is already uploaded, without
+    /// waiting for the rest (used when the buffer budget runs out).
+    pub(crate) async fn start_flush(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
+        if let Err(e) = self.freeze_all(inner).await {
+            let e = self.fail(inner, of, e).await;
+            of.set_pending(self.has_pending());
+            return Err(e);
+        }
+        self.commit_ready(inner, of).await
+    }
+
+    /// Uploads and commits everything buffered, waiting for it. A failure is returned and
+    /// also kept for [`FileWriter::take_error`], so the next flush of the file reports it.
+    pub(crate) async fn flush(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
+        let mut r = self.freeze_all(inner).await;
+        while r.is_ok() {
+            let Some(f) = self.frozen.pop_front() else {
+                break;
+            };
+            r = self.commit(inner, of, f).await;
+        }
+        let r = match r {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(inner, of, e).await),
+        };
+        of.set_pending(self.has_pending());
+        r
+    }
+
+    /// Waits for a frozen slice's uploads and commits it. A failed upload leaves nothing in
+    /// the metadata and its siblings' objects are deleted again.
+    async fn commit(&mut self, inner: &Inner, of: &OpenFile, f: FrozenSlice) -> Result<()> {
+        let (stored, failure) = wait_uploads(f.uploads).await;
+        if let Some(e) = failure {
+            delete_later(inner, stored);
+            return Err(e);
+        }
+        inner
+            .meta
+            .write_slice(self.ino, f.chunk, f.slice, f.mtime)
+            .await?;
+        of.invalidate_chunk(f.chunk);
+        Ok(())
+    }
+
+    /// Drops every pending write of the file after `e`, keeps `e` for the next flush, puts
+    /// the file length back to what the engine has, and returns the error to report now.
+    async fn fail(&mut self, inner: &Inner, of: &OpenFile, e: VfsError) -> VfsError {
+        let e = match e {
+            VfsError::WriteBack(inner_err) => inner_err,
+            other => Arc::new(other),
+        };
+        tracing::warn!(ino = self.ino, error = %e, "write-back failed; buffered writes dropped");
+        if self.error.is_none() {
+            self.error = Some(e.clone());
+        }
+        let mut uploads = Vec::new();
+        for s in self.open.drain(..) {
+            uploads.extend(s.uploads);
+        }
+        for f in self.frozen.drain(..) {
+            uploads.extend(f.uploads);
+        }
+        if !uploads.is_empty() {
+            let store = inner.store.clone();
+            // Nothing of these was committed, so their objects are garbage: delete them once
+            // the uploads settle.
+            tokio::spawn(async move {
+                let (stored, _) = wait_uploads(uploads).await;
+                for key in stored {
+                    if let Err(err) = store.delete(&key).await {
+                        tracing::debug!(%key, error = %err, "could not delete an orphan block");
+                    }
+                }
+            });
+        }
+        match inner.meta.getattr(self.ino).await {
+            Ok(attr) => of.set_length(attr.length),
+            Err(err) => tracing::debug!(ino = self.ino, error = %err, "length not refreshed"),
+        }
+        VfsError::WriteBack(e)
+    }
+}
+
+/// Uploads the slice's buffered bytes as its next block (allocating the slice id first).
+async fn upload_buffered(inner: &Inner, s: &mut SliceWriter) -> Result<()> {
+    if s.buf_len == 0 {
+        return Ok(());
+    }
+    if s.id == 0 {
+        s.id = inner.meta.new_slice_id().await?;
+    }
+    let index = u32::try_from(s.uploads.len())
+        .map_err(|_| VfsError::InvalidArgument("too many blocks in a slice"))?;
+    let key = BlockKey::new(s.id, index, s.buf_len).to_key(inner.hash_prefix);
+    let data = concat(std::mem::take(&mut s.buf), s.buf_len as usize);
+    let res = s.buf_res.split(s.buf_len as usize);
+    s.buf_len = 0;
+    let task = spawn_upload(inner, key.clone(), data, res);
+    s.uploads.push(Upload { key, task });
+    Ok(())
+}
+
+/// One buffer out of the pieces of a block; no copy when the block came in one write.
+fn concat(mut parts: Vec<Bytes>, len: usize) -> Bytes {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut out = BytesMut::with_capacity(len);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    out.freeze()
+}
+
+fn spawn_upload(
+    inner: &Inner,
+    key: String,
+    data: Bytes,
+    res: Reservation,
+) -> JoinHandle<std::result::Result<(), StoreError>> {
+    let store = inner.store.clone();
+    let slots = inner.upload_slots.clone();
+    let counted = inner.budget.upload_started();
+    tokio::spawn(async move {
+        let _counted = counted;
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::other("the file system is shutting down"))?;
+        let r = store.put(&key, data).await;
+        // The bytes leave the buffer budget once the store has them (or refused them).
+        drop(res);
+        r
+    })
+}
+
+/// Waits for uploads: the keys stored, and the first failure.
+async fn wait_uploads(uploads: Vec<Upload>) -> (Vec<String>, Option<VfsError>) {
+    let mut stored = Vec::with_capacity(uploads.len());
+    let mut failure = None;
+    for u in uploads {
+        match u.task.await {
+            Ok(Ok(())) => stored.push(u.key),
+            Ok(Err(e)) => {
+                failure.get_or_insert(VfsError::from(e));
+            }
+            Err(join) => {
+                failure.get_or_insert(VfsError::from(StoreError::other(format!(
+                    "upload of {} did not finish: {join}",
+                    u.key
+                ))));
+            }
+        }
+    }
+    (stored, failure)
+}
+
+/// Deletes objects nothing references, in the background, best effort.
+fn delete_later(inner: &Inner, keys: Vec<String>) {
+    if keys.is_empty() {
+        return;
+    }
+    let store = inner.store.clone();
+    tokio::spawn(async move {
+        for key in keys {
+            if let Err(err) = store.delete(&key).await {
+                tracing::debug!(%key, error = %err, "could not delete an orphan block");
+            }
+        }
+    });
+}
