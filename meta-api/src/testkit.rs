@@ -1,4 +1,4 @@
-//! The conformance suite every [`MetaEngine`](crate::MetaEngine) runs, and the reference
+//! The conformance suite every [`MetaEngine`] runs, and the reference
 //! model used by the property tests.
 //!
 //! A backend provides a [`Harness`] that makes fresh volumes and connects clients to
@@ -58,9 +58,10 @@ use crate::{MetaEngine, MetaError, Result};
 mod cases;
 pub mod model;
 pub mod proptest_model;
+pub mod regressions;
 
 pub use model::{ModelEngine, ModelHarness};
-pub use proptest_model::{replay, run_model_test, Op, DEFAULT_MODEL_CASES};
+pub use proptest_model::{replay, run_model_test, run_model_test_seeded, Op, DEFAULT_MODEL_CASES};
 
 /// Makes fresh volumes for the suite.
 #[async_trait]

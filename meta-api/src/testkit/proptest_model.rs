@@ -622,6 +622,20 @@ pub async fn run_model_test(h: &dyn Harness, cases: u32) {
             (t.sec as u64).wrapping_mul(1_000_000_007) ^ u64::from(t.nsec)
         }
     };
+    run_model_test_seeded(h, cases, seed).await;
+}
+
+/// [`run_model_test`] with a fixed seed: the same sequences on every run.
+pub async fn run_model_test_seeded(h: &dyn Harness, cases: u32, seed: u64) {
+    for r in super::regressions::all() {
+        match check(h, &r.ops).await {
+            Ok(_) => {}
+            Err(Failure::Setup(why)) => panic!("could not set up volumes: {why}"),
+            Err(Failure::Mismatch(why)) => {
+                panic!("model test: regression {:?} failed: {why}", r.name)
+            }
+        }
+    }
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = Config {
@@ -635,23 +649,43 @@ pub async fn run_model_test(h: &dyn Harness, cases: u32) {
         TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
     );
     let strategy = proptest::collection::vec(op_strategy(), 1..MAX_OPS);
+    let mut total = Tally::default();
     for case in 0..cases {
         let mut tree = match strategy.new_tree(&mut runner) {
             Ok(t) => t,
             Err(reason) => panic!("generating operations failed: {reason}"),
         };
         let failure = match check(h, &tree.current()).await {
-            Ok(()) => continue,
+            Ok(t) => {
+                total.ok += t.ok;
+                total.failed += t.failed;
+                continue;
+            }
             Err(Failure::Setup(why)) => panic!("could not set up volumes: {why}"),
             Err(Failure::Mismatch(why)) => why,
         };
         let (ops, why) = shrink(h, &mut tree, failure).await;
         panic!(
-            "model test failed (case {case} of {cases}, TESTKIT_SEED={seed}):\n{why}\n\n\
-             shrunk sequence ({} ops); keep it as a regression test in meta-api/tests/:\n{ops:#?}",
-            ops.len()
+            "model test: case {case} of {cases} failed (TESTKIT_SEED={seed}):\n{why}\n\n\
+             shrunk sequence ({} ops); keep it in meta-api/src/testkit/regressions.rs:\n{}",
+            ops.len(),
+            pastable(&ops)
         );
     }
+    eprintln!(
+        "model test: {cases} sequences agreed (seed {seed}); {} calls succeeded and {} failed alike",
+        total.ok, total.failed
+    );
+}
+
+/// Prints a sequence as Rust source for `regressions.rs` (one operation per line).
+fn pastable(ops: &[Op]) -> String {
+    let mut out = String::from("vec![\n");
+    for op in ops {
+        out.push_str(&format!("    {op:?},\n"));
+    }
+    out.push(']');
+    out
 }
 
 /// Shrinks a failing sequence with proptest's value tree; returns the smallest failing
@@ -674,7 +708,7 @@ async fn shrink(
         }
         let ops = tree.current();
         match check(h, &ops).await {
-            Ok(()) | Err(Failure::Setup(_)) => last_passed = true,
+            Ok(_) | Err(Failure::Setup(_)) => last_passed = true,
             Err(Failure::Mismatch(why)) => {
                 last_passed = false;
                 best = (ops, why);
@@ -688,7 +722,7 @@ async fn shrink(
 /// is what regression tests call with a shrunk sequence.
 pub async fn replay(h: &dyn Harness, ops: &[Op]) {
     match check(h, ops).await {
-        Ok(()) => {}
+        Ok(_) => {}
         Err(Failure::Setup(why)) => panic!("could not set up volumes: {why}"),
         Err(Failure::Mismatch(why)) => panic!("{why}"),
     }
@@ -702,7 +736,7 @@ enum Failure {
     Mismatch(String),
 }
 
-async fn check(h: &dyn Harness, ops: &[Op]) -> Result<(), Failure> {
+async fn check(h: &dyn Harness, ops: &[Op]) -> Result<Tally, Failure> {
     let mut w = World::new(h).await.map_err(Failure::Setup)?;
     for (i, op) in ops.iter().enumerate() {
         w.step(op)
@@ -711,7 +745,8 @@ async fn check(h: &dyn Harness, ops: &[Op]) -> Result<(), Failure> {
     }
     w.finish()
         .await
-        .map_err(|why| Failure::Mismatch(format!("after the last op: {why}")))
+        .map_err(|why| Failure::Mismatch(format!("after the last op: {why}")))?;
+    Ok(w.tally.get())
 }
 
 /// Two clients of one volume.
@@ -793,6 +828,15 @@ struct World {
     handles: Vec<Handle>,
     /// Engines may count the trash directory in the root's nlink; compare relative to start.
     root_nlink_offset: i64,
+    /// How many compared calls succeeded and failed (alike) in both.
+    tally: std::cell::Cell<Tally>,
+}
+
+/// Counts of compared calls, to show that the sequences do real work.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    ok: u64,
+    failed: u64,
 }
 
 fn kind_eq(m: &MetaError, e: &MetaError) -> bool {
@@ -840,7 +884,20 @@ impl World {
             slices: Bijection::default(),
             handles: Vec::new(),
             root_nlink_offset: i64::from(er.nlink) - i64::from(mr.nlink),
+            tally: std::cell::Cell::new(Tally::default()),
         })
+    }
+
+    /// [`same_outcome`], counted.
+    fn tally<T, U>(&self, m: &crate::Result<T>, e: &crate::Result<U>) -> Result<(), String> {
+        let mut t = self.tally.get();
+        if m.is_ok() {
+            t.ok += 1;
+        } else {
+            t.failed += 1;
+        }
+        self.tally.set(t);
+        same_outcome(m, e)
     }
 
     fn e(&self, model_ino: Ino) -> Result<Ino, String> {
@@ -906,7 +963,7 @@ impl World {
         m: &crate::Result<Entry>,
         e: &crate::Result<Entry>,
     ) -> Result<(), String> {
-        same_outcome(m, e)?;
+        self.tally(m, e)?;
         if let (Ok(m), Ok(e)) = (m, e) {
             self.inos.bind(m.ino, e.ino, "inode")?;
             self.cmp_attr(m.ino, &m.attr, &e.attr)?;
@@ -920,7 +977,7 @@ impl World {
         m: &crate::Result<Attr>,
         e: &crate::Result<Attr>,
     ) -> Result<(), String> {
-        same_outcome(m, e)?;
+        self.tally(m, e)?;
         if let (Ok(m), Ok(e)) = (m, e) {
             self.cmp_attr(ino, m, e)?;
         }
@@ -961,7 +1018,7 @@ impl World {
         let eino = self.e(ino)?;
         let mr = self.model.client(c).read_chunk(ino, index).await;
         let er = self.engine.client(c).read_chunk(eino, index).await;
-        same_outcome(&mr, &er)?;
+        self.tally(&mr, &er)?;
         let (Ok(ms), Ok(es)) = (mr, er) else {
             return Ok(());
         };
@@ -1088,7 +1145,7 @@ impl World {
                     .client(c)
                     .unlink(&who.ctx(), self.e(p)?, &n)
                     .await;
-                same_outcome(&mr, &er)
+                self.tally(&mr, &er)
             }
             Op::Rmdir { c, who, entry: ei } => {
                 let Some((p, n, _, _)) = entry(ei) else {
@@ -1100,7 +1157,7 @@ impl World {
                     .client(c)
                     .rmdir(&who.ctx(), self.e(p)?, &n)
                     .await;
-                same_outcome(&mr, &er)
+                self.tally(&mr, &er)
             }
             Op::Rename {
                 c,
@@ -1129,7 +1186,7 @@ impl World {
                     .client(c)
                     .rename(&who.ctx(), self.e(p)?, &n, self.e(np)?, nn, flags)
                     .await;
-                same_outcome(&mr, &er)
+                self.tally(&mr, &er)
             }
             Op::Lookup {
                 c,
@@ -1229,7 +1286,7 @@ impl World {
                     .client(c)
                     .write_slice(self.e(ino)?, index, s(eid), t)
                     .await;
-                same_outcome(&mr, &er)?;
+                self.tally(&mr, &er)?;
                 self.cmp_chunk(c, ino, index).await
             }
             Op::Truncate {
@@ -1275,7 +1332,7 @@ impl World {
                     .client(c)
                     .copy_file_range(&who.ctx(), self.e(s)?, so, self.e(d)?, doff, n)
                     .await;
-                same_outcome(&mr, &er)?;
+                self.tally(&mr, &er)?;
                 if let (Ok(m), Ok(e)) = (&mr, &er) {
                     if m != e {
                         return Err(format!("copied {m} bytes in the model, {e} in the engine"));
@@ -1314,7 +1371,7 @@ impl World {
                     .client(c)
                     .setxattr(&who.ctx(), self.e(ino)?, n, &v, flags)
                     .await;
-                same_outcome(&mr, &er)
+                self.tally(&mr, &er)
             }
             Op::Removexattr {
                 c,
@@ -1332,7 +1389,7 @@ impl World {
                     .client(c)
                     .removexattr(&who.ctx(), self.e(ino)?, n)
                     .await;
-                same_outcome(&mr, &er)
+                self.tally(&mr, &er)
             }
             Op::Readdir {
                 c,
@@ -1345,7 +1402,7 @@ impl World {
                 let limit = usize::from(limit % 4) + 1;
                 let mr = list_all(self.model.client(c), &who.ctx(), d, limit, plus).await;
                 let er = list_all(self.engine.client(c), &who.ctx(), self.e(d)?, limit, plus).await;
-                same_outcome(&mr, &er)?;
+                self.tally(&mr, &er)?;
                 if let (Ok(m), Ok(e)) = (mr, er) {
                     self.cmp_listing(d, &m, &e)?;
                 }
@@ -1386,7 +1443,7 @@ impl World {
                     .remove(usize::from(handle.0) % self.handles.len());
                 let mr = self.model.client(h.c).close(h.model).await;
                 let er = self.engine.client(h.c).close(h.engine).await;
-                same_outcome(&mr, &er)
+                self.tally(&mr, &er)
             }
             Op::HandleGetattr { handle } => {
                 let Some(h) = self.handle(handle) else {
@@ -1464,7 +1521,7 @@ impl World {
         for &d in &live.dirs {
             let m = list_all(&*self.model.a, &root, d, 1000, true).await;
             let e = list_all(&*self.engine.a, &root, self.e(d)?, 1000, true).await;
-            same_outcome(&m, &e)?;
+            self.tally(&m, &e)?;
             if let (Ok(m), Ok(e)) = (m, e) {
                 self.cmp_listing(d, &m, &e)?;
             }
@@ -1481,7 +1538,7 @@ impl World {
         for h in std::mem::take(&mut self.handles) {
             let mr = self.model.client(h.c).close(h.model).await;
             let er = self.engine.client(h.c).close(h.engine).await;
-            same_outcome(&mr, &er)?;
+            self.tally(&mr, &er)?;
         }
         self.cmp_purges().await
     }
@@ -1496,7 +1553,7 @@ impl World {
         if typ == FileType::Symlink {
             let mt = m.readlink(ino).await;
             let et = e.readlink(eino).await;
-            same_outcome(&mt, &et)?;
+            self.tally(&mt, &et)?;
             if let (Ok(mt), Ok(et)) = (mt, et) {
                 if mt != et {
                     return Err(format!("symlink {ino}: target {mt:?} vs {et:?}"));
@@ -1505,7 +1562,7 @@ impl World {
         }
         let mx = xattrs(m, ino).await;
         let ex = xattrs(e, eino).await;
-        same_outcome(&mx, &ex)?;
+        self.tally(&mx, &ex)?;
         if let (Ok(mx), Ok(ex)) = (mx, ex) {
             if mx != ex {
                 return Err(format!("inode {ino}: xattrs {mx:?} vs {ex:?}"));
