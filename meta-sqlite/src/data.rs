@@ -1,0 +1,643 @@
+//! File data: chunks of slice records, slice reference counts, length changes, copies,
+//! space accounting and the deletion queue.
+
+use std::collections::BTreeMap;
+
+use meta_api::perm::check_access;
+use meta_api::{
+    access, overlay, Attr, Context, DeletedFile, FallocMode, FileType, Format, Ino, MetaError,
+    Result, Slice, StatFs, Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::namespace::{check_truncatable, FLAG_APPEND, FLAG_IMMUTABLE};
+use crate::node::{
+    add_usage, align4k, check_capacity, delete_node, file_dir_stat, get_node, must_node,
+    update_node, usage,
+};
+use crate::txn::db_err;
+use crate::SqliteMeta;
+
+/// Capacity JuiceFS reports for a volume without a limit (1 PiB, doubled while 80 % used).
+const UNLIMITED_SPACE: u64 = 1 << 50;
+/// Inodes JuiceFS reports as available without a limit (doubled while 80 % used).
+const UNLIMITED_INODES: u64 = 10 << 20;
+
+/// A hole record: reads as zeros over `pos..pos+len` of its chunk.
+fn hole(pos: u32, len: u32) -> Slice {
+    Slice {
+        pos,
+        id: 0,
+        size: 0,
+        off: 0,
+        len,
+    }
+}
+
+/// Appends encoded records to chunk `indx` of `ino`; a missing chunk is created only when
+/// `create` (a chunk that does not exist already reads as a hole).
+async fn append_records(
+    c: &mut SqliteConnection,
+    ino: Ino,
+    indx: u64,
+    buf: &[u8],
+    create: bool,
+) -> Result<()> {
+    let sql = if create {
+        "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (inode, indx) DO UPDATE SET slices = slices || ?3"
+    } else {
+        "UPDATE jfs_chunk SET slices = slices || ?3 WHERE inode = ?1 AND indx = ?2"
+    };
+    sqlx::query(sql)
+        .bind(ino as i64)
+        .bind(indx as i64)
+        .bind(buf)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Turns `off..end` of `ino` into a hole by appending hole records to the chunks that exist.
+async fn punch(c: &mut SqliteConnection, ino: Ino, off: u64, end: u64) -> Result<()> {
+    if off >= end {
+        return Ok(());
+    }
+    let (first, last) = (off / CHUNK_SIZE, (end - 1) / CHUNK_SIZE);
+    let head = off % CHUNK_SIZE;
+    if first == last {
+        let rec = hole(head as u32, (end - off) as u32).encode();
+        return append_records(c, ino, first, &rec, false).await;
+    }
+    let (mut full_from, mut full_to) = (first, last);
+    if head != 0 {
+        let rec = hole(head as u32, (CHUNK_SIZE - head) as u32).encode();
+        append_records(c, ino, first, &rec, false).await?;
+        full_from += 1;
+    }
+    let tail = end - last * CHUNK_SIZE;
+    if tail != CHUNK_SIZE {
+        append_records(c, ino, last, &hole(0, tail as u32).encode(), false).await?;
+        full_to -= 1;
+    }
+    if full_from <= full_to {
+        sqlx::query(
+            "UPDATE jfs_chunk SET slices = slices || ? WHERE inode = ? AND indx BETWEEN ? AND ?",
+        )
+        .bind(&hole(0, CHUNK_SIZE as u32).encode()[..])
+        .bind(ino as i64)
+        .bind(full_from as i64)
+        .bind(full_to as i64)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Sets the length of regular file `ino` (whose node is `attr`) to `length`: a shrink turns
+/// the cut-off range into a hole (chunks stay, as JuiceFS keeps them, until the file is
+/// purged); usage counters and directory statistics follow. The caller writes `attr` back.
+pub(crate) async fn resize(
+    c: &mut SqliteConnection,
+    fmt: &Format,
+    ino: Ino,
+    attr: &mut Attr,
+    length: u64,
+) -> Result<()> {
+    if length > MAX_FILE_SIZE {
+        return Err(MetaError::FileTooBig);
+    }
+    let old = attr.length;
+    let space = align4k(length) - align4k(old);
+    check_capacity(c, fmt, space, 0).await?;
+    if length < old {
+        punch(c, ino, length, old).await?;
+    }
+    attr.length = length;
+    add_usage(c, space, 0).await?;
+    file_dir_stat(c, fmt, ino, attr.parent, length as i64 - old as i64, space).await
+}
+
+/// Records of `src` covering `src_off..src_off+size`, placed at `dst_off` in the
+/// destination: (destination chunk, record) pairs in order, split at chunk boundaries.
+fn copy_records(
+    chunks: &BTreeMap<u64, Vec<Slice>>,
+    src_off: u64,
+    dst_off: u64,
+    size: u64,
+) -> Vec<(u64, Slice)> {
+    let mut out = Vec::new();
+    let end = src_off + size;
+    let mut at = src_off;
+    while at < end {
+        let indx = at / CHUNK_SIZE;
+        let chunk_end = ((indx + 1) * CHUNK_SIZE).min(end);
+        let pos = (at % CHUNK_SIZE) as u32;
+        let len = (chunk_end - at) as u32;
+        let layout = overlay::build(chunks.get(&indx).map(Vec::as_slice).unwrap_or_default());
+        for piece in overlay::pieces(&layout, pos, len) {
+            let mut doff = dst_off + (indx * CHUNK_SIZE + u64::from(piece.pos) - src_off);
+            let mut skip = 0u32;
+            while skip < piece.len {
+                let dpos = (doff % CHUNK_SIZE) as u32;
+                let n = (piece.len - skip).min((CHUNK_SIZE - u64::from(dpos)) as u32);
+                let rec = if piece.id == 0 {
+                    hole(dpos, n)
+                } else {
+                    Slice {
+                        pos: dpos,
+                        id: piece.id,
+                        size: piece.size,
+                        off: piece.off + skip,
+                        len: n,
+                    }
+                };
+                out.push((doff / CHUNK_SIZE, rec));
+                doff += u64::from(n);
+                skip += n;
+            }
+        }
+        at = chunk_end;
+    }
+    out
+}
+
+/// Data operations apply to regular files only.
+fn check_regular(attr: &Attr) -> Result<()> {
+    match attr.typ {
+        FileType::Regular => Ok(()),
+        FileType::Directory => Err(MetaError::IsDir),
+        _ => Err(MetaError::InvalidArgument("not a regular file")),
+    }
+}
+
+fn decode_chunk(ino: Ino, indx: i64, buf: &[u8]) -> Result<Vec<Slice>> {
+    Slice::decode_all(buf).ok_or_else(|| {
+        MetaError::Corrupt(format!(
+            "chunk {indx} of inode {ino} is {} bytes, not a multiple of 24",
+            buf.len()
+        ))
+    })
+}
+
+impl SqliteMeta {
+    pub(crate) async fn do_read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        let row = sqlx::query(
+            "SELECT n.type, c.slices FROM jfs_node n LEFT JOIN jfs_chunk c \
+             ON c.inode = n.inode AND c.indx = ?1 WHERE n.inode = ?2",
+        )
+        .bind(i64::from(index))
+        .bind(ino as i64)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(MetaError::NotFound)?;
+        if row.try_get::<i64, _>(0).map_err(db_err)? == FileType::Directory as u8 as i64 {
+            return Err(MetaError::IsDir);
+        }
+        match row.try_get::<Option<Vec<u8>>, _>(1).map_err(db_err)? {
+            None => Ok(Vec::new()),
+            Some(buf) => decode_chunk(ino, i64::from(index), &buf),
+        }
+    }
+
+    pub(crate) async fn do_write_slice(
+        &self,
+        fmt: &Format,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<()> {
+        if u64::from(slice.pos) + u64::from(slice.len) > CHUNK_SIZE {
+            return Err(MetaError::InvalidArgument(
+                "slice crosses the end of its chunk",
+            ));
+        }
+        if slice.id != 0 && u64::from(slice.off) + u64::from(slice.len) > u64::from(slice.size) {
+            return Err(MetaError::InvalidArgument("slice range exceeds the slice"));
+        }
+        let end = u64::from(index) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
+        if end > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let rec = slice.encode();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut attr = must_node(c, ino).await?;
+                    check_regular(&attr)?;
+                    let old = attr.length;
+                    let space = if end > old {
+                        align4k(end) - align4k(old)
+                    } else {
+                        0
+                    };
+                    check_capacity(c, fmt, space, 0).await?;
+                    append_records(c, ino, u64::from(index), &rec, true).await?;
+                    if slice.id != 0 {
+                        sqlx::query(
+                            "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?, ?, 1) \
+                             ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1",
+                        )
+                        .bind(slice.id as i64)
+                        .bind(i64::from(slice.size))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    }
+                    attr.length = old.max(end);
+                    attr.mtime = mtime;
+                    attr.ctime = mtime;
+                    update_node(c, ino, &attr).await?;
+                    if space != 0 {
+                        add_usage(c, space, 0).await?;
+                        let grown = attr.length as i64 - old as i64;
+                        file_dir_stat(c, fmt, ino, attr.parent, grown, space).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn do_truncate(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        ino: Ino,
+        length: u64,
+    ) -> Result<Attr> {
+        if length > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut attr = must_node(c, ino).await?;
+                    check_truncatable(ctx, &attr)?;
+                    resize(c, fmt, ino, &mut attr, length).await?;
+                    attr.mtime = now;
+                    attr.ctime = now;
+                    update_node(c, ino, &attr).await?;
+                    Ok(attr)
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn do_fallocate(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
+        let known = FallocMode::KEEP_SIZE | FallocMode::PUNCH_HOLE | FallocMode::ZERO_RANGE;
+        if mode.0 & !known != 0 {
+            return Err(MetaError::NotSupported("fallocate mode"));
+        }
+        let punch_hole = mode.contains(FallocMode::PUNCH_HOLE);
+        let zero = mode.contains(FallocMode::ZERO_RANGE);
+        let keep = mode.contains(FallocMode::KEEP_SIZE);
+        if punch_hole && !keep {
+            return Err(MetaError::InvalidArgument(
+                "FALLOC_FL_PUNCH_HOLE needs FALLOC_FL_KEEP_SIZE",
+            ));
+        }
+        if punch_hole && zero {
+            return Err(MetaError::InvalidArgument(
+                "FALLOC_FL_PUNCH_HOLE and FALLOC_FL_ZERO_RANGE exclude each other",
+            ));
+        }
+        if len == 0 {
+            return Err(MetaError::InvalidArgument("fallocate of zero bytes"));
+        }
+        let end = off.checked_add(len).ok_or(MetaError::FileTooBig)?;
+        if end > MAX_FILE_SIZE {
+            return Err(MetaError::FileTooBig);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut attr = must_node(c, ino).await?;
+                    check_regular(&attr)?;
+                    if attr.flags & FLAG_IMMUTABLE != 0
+                        || (attr.flags & FLAG_APPEND != 0 && mode.0 & !FallocMode::KEEP_SIZE != 0)
+                    {
+                        return Err(MetaError::NotPermitted);
+                    }
+                    check_access(ctx, &attr, access::W)?;
+                    let old = attr.length;
+                    if punch_hole || zero {
+                        punch(c, ino, off, end.min(old)).await?;
+                    }
+                    if !keep && end > old {
+                        resize(c, fmt, ino, &mut attr, end).await?;
+                    }
+                    attr.mtime = now;
+                    attr.ctime = now;
+                    update_node(c, ino, &attr).await
+                })
+            })
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn do_copy_file_range(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let sattr = must_node(c, src).await?;
+                    let mut dattr = if src == dst {
+                        sattr.clone()
+                    } else {
+                        must_node(c, dst).await?
+                    };
+                    check_regular(&sattr)?;
+                    check_regular(&dattr)?;
+                    check_access(ctx, &sattr, access::R)?;
+                    check_access(ctx, &dattr, access::W)?;
+                    let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;
+                    if dst_end > MAX_FILE_SIZE {
+                        return Err(MetaError::FileTooBig);
+                    }
+                    if src == dst && src_off < dst_end && dst_off < src_off.saturating_add(len) {
+                        return Err(MetaError::InvalidArgument("overlapping copy within one file"));
+                    }
+                    if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+                        return Err(MetaError::NotPermitted);
+                    }
+                    if src_off >= sattr.length || len == 0 {
+                        return Ok(0);
+                    }
+                    let size = len.min(sattr.length - src_off);
+                    let dend = dst_off + size;
+                    let mut chunks = BTreeMap::new();
+                    let rows = sqlx::query(
+                        "SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx BETWEEN ? AND ?",
+                    )
+                    .bind(src as i64)
+                    .bind((src_off / CHUNK_SIZE) as i64)
+                    .bind(((src_off + size - 1) / CHUNK_SIZE) as i64)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    for r in rows {
+                        let indx: i64 = r.try_get(0).map_err(db_err)?;
+                        let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
+                        chunks.insert(indx as u64, decode_chunk(src, indx, &buf)?);
+                    }
+                    // Records per destination chunk (in order), and references per slice.
+                    let mut per_chunk: BTreeMap<u64, (Vec<u8>, bool)> = BTreeMap::new();
+                    let mut refs: BTreeMap<u64, (u32, i64)> = BTreeMap::new();
+                    for (indx, rec) in copy_records(&chunks, src_off, dst_off, size) {
+                        let entry = per_chunk.entry(indx).or_default();
+                        entry.0.extend_from_slice(&rec.encode());
+                        if rec.id != 0 {
+                            entry.1 = true;
+                            refs.entry(rec.id).or_insert((rec.size, 0)).1 += 1;
+                        }
+                    }
+                    let old = dattr.length;
+                    let space = if dend > old {
+                        align4k(dend) - align4k(old)
+                    } else {
+                        0
+                    };
+                    check_capacity(c, fmt, space, 0).await?;
+                    for (indx, (buf, has_data)) in per_chunk {
+                        append_records(c, dst, indx, &buf, has_data).await?;
+                    }
+                    for (id, (slice_size, n)) in refs {
+                        // A slice nobody tracked yet (no row) already had one user: the source.
+                        sqlx::query(
+                            "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?1, ?2, ?3 + 1) \
+                             ON CONFLICT (chunkid) DO UPDATE SET refs = refs + ?3",
+                        )
+                        .bind(id as i64)
+                        .bind(i64::from(slice_size))
+                        .bind(n)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    }
+                    dattr.length = old.max(dend);
+                    dattr.mtime = now;
+                    dattr.ctime = now;
+                    update_node(c, dst, &dattr).await?;
+                    if space != 0 {
+                        add_usage(c, space, 0).await?;
+                        let grown = dattr.length as i64 - old as i64;
+                        file_dir_stat(c, fmt, dst, dattr.parent, grown, space).await?;
+                    }
+                    Ok(size)
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn do_statfs(&self, fmt: &Format) -> Result<StatFs> {
+        let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
+        let (used, inodes) = usage(&mut conn).await?;
+        let used = used.max(0) as u64;
+        let inodes = inodes.max(0) as u64;
+        let total_space = if fmt.capacity > 0 {
+            fmt.capacity.max(used)
+        } else {
+            let mut total = UNLIMITED_SPACE;
+            while total.saturating_mul(8) < used.saturating_mul(10) {
+                total = total.saturating_mul(2);
+            }
+            total
+        };
+        let avail_inodes = if fmt.inodes > 0 {
+            fmt.inodes.saturating_sub(inodes)
+        } else {
+            let mut avail = UNLIMITED_INODES;
+            while inodes.saturating_mul(10) > (inodes + avail).saturating_mul(8) {
+                avail = avail.saturating_mul(2);
+            }
+            avail
+        };
+        Ok(StatFs {
+            total_space,
+            avail_space: total_space - used,
+            used_inodes: inodes,
+            avail_inodes,
+        })
+    }
+
+    pub(crate) async fn do_deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
+        let rows = sqlx::query("SELECT inode, length FROM jfs_delfile ORDER BY inode LIMIT ?")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeletedFile {
+                    ino: r.try_get::<i64, _>(0).map_err(db_err)? as u64,
+                    length: r.try_get::<i64, _>(1).map_err(db_err)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn do_purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let queued = sqlx::query("SELECT 1 FROM jfs_delfile WHERE inode = ?")
+                        .bind(ino as i64)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    let node = get_node(c, ino).await?;
+                    if queued.is_none() {
+                        return Err(match node {
+                            Some(_) => MetaError::InvalidArgument("the file is not deleted"),
+                            None => MetaError::NotFound,
+                        });
+                    }
+                    if node.is_some_and(|a| a.nlink > 0) {
+                        // A live inode is never purged; drop the stale queue entry.
+                        sqlx::query("DELETE FROM jfs_delfile WHERE inode = ?")
+                            .bind(ino as i64)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        return Err(MetaError::InvalidArgument("the file is not deleted"));
+                    }
+                    let rows = sqlx::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ?")
+                        .bind(ino as i64)
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    let mut refs: BTreeMap<u64, (u32, i64)> = BTreeMap::new();
+                    for r in rows {
+                        let indx: i64 = r.try_get(0).map_err(db_err)?;
+                        let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
+                        for s in decode_chunk(ino, indx, &buf)? {
+                            if s.id != 0 {
+                                refs.entry(s.id).or_insert((s.size, 0)).1 += 1;
+                            }
+                        }
+                    }
+                    let mut free = Vec::new();
+                    for (id, (size, n)) in refs {
+                        let left = sqlx::query(
+                            "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
+                        )
+                        .bind(n)
+                        .bind(id as i64)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                        // A slice without a reference row is left alone (leaked, never
+                        // deleted twice): JuiceFS tracks every slice it writes.
+                        let Some(left) = left else { continue };
+                        if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
+                            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
+                                .bind(id as i64)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                            free.push(Slice {
+                                pos: 0,
+                                id,
+                                size,
+                                off: 0,
+                                len: size,
+                            });
+                        }
+                    }
+                    sqlx::query(
+                        "DELETE FROM jfs_chunk WHERE inode = ?1; DELETE FROM jfs_delfile WHERE inode = ?1",
+                    )
+                    .bind(ino as i64)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    delete_node(c, ino).await?;
+                    Ok(free)
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(pos: u32, id: u64, len: u32) -> Slice {
+        Slice {
+            pos,
+            id,
+            size: len,
+            off: 0,
+            len,
+        }
+    }
+
+    #[test]
+    fn copy_records_split_at_destination_chunks() {
+        let mut chunks = BTreeMap::new();
+        chunks.insert(0, vec![s(0, 7, 100)]);
+        // Copy 100 bytes (of which 50 are past the slice: a hole) to straddle chunk 0/1.
+        let recs = copy_records(&chunks, 50, CHUNK_SIZE - 30, 100);
+        let want = vec![
+            (
+                0,
+                Slice {
+                    pos: (CHUNK_SIZE - 30) as u32,
+                    id: 7,
+                    size: 100,
+                    off: 50,
+                    len: 30,
+                },
+            ),
+            (
+                1,
+                Slice {
+                    pos: 0,
+                    id: 7,
+                    size: 100,
+                    off: 80,
+                    len: 20,
+                },
+            ),
+            (1, hole(20, 50)),
+        ];
+        assert_eq!(recs, want);
+    }
+
+    #[test]
+    fn copy_records_cover_the_range_exactly() {
+        let mut chunks = BTreeMap::new();
+        chunks.insert(1, vec![s(10, 3, 20), s(15, 4, 5)]);
+        let src = CHUNK_SIZE + 5;
+        let recs = copy_records(&chunks, src, 0, 40);
+        assert_eq!(recs.iter().map(|(_, r)| u64::from(r.len)).sum::<u64>(), 40);
+        let ids: Vec<u64> = recs.iter().map(|(_, r)| r.id).collect();
+        assert_eq!(ids, vec![0, 3, 4, 3, 0]);
+        assert!(recs.iter().all(|(i, _)| *i == 0));
+    }
+}

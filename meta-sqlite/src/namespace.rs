@@ -1,0 +1,893 @@
+//! The namespace: lookup, create, link, unlink, rmdir, rename, readdir, setattr, readlink.
+
+use std::sync::LazyLock;
+
+use meta_api::name::validate_name;
+use meta_api::perm::{apply_setattr, check_access, check_remove, new_inode_owner};
+use meta_api::{
+    access, Attr, Context, DirEntry, Entry, FileType, Format, Ino, MetaError, RenameFlags, Result,
+    SetAttr, Timestamp, ROOT_INO, TRASH_INO,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::node::{
+    add_usage, align4k, attr_from_row, check_capacity, delete_node, dir_stat, get_node, has_node,
+    insert_node, must_node, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS, SELECT_NODE,
+};
+use crate::sustain;
+use crate::txn::{db_err, is_unique_violation};
+use crate::SqliteMeta;
+
+/// JuiceFS inode flag: nothing may change the inode.
+pub(crate) const FLAG_IMMUTABLE: u8 = 1;
+/// JuiceFS inode flag: data may only be appended.
+pub(crate) const FLAG_APPEND: u8 = 2;
+/// The name under which JuiceFS shows its trash in the root directory.
+const TRASH_NAME: &[u8] = b".trash";
+/// Longest chain of parents followed when checking that a directory is not moved below itself.
+const MAX_DEPTH: usize = 100_000;
+
+/// Parent node, the edge to `name` and the child node, in one statement.
+static LOOKUP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {p}, e.inode, {NODE_COLS_N} FROM jfs_node p \
+         LEFT JOIN jfs_edge e ON e.parent = p.inode AND e.name = ?1 \
+         LEFT JOIN jfs_node n ON n.inode = e.inode WHERE p.inode = ?2",
+        p = NODE_COLS
+            .split(", ")
+            .map(|c| format!("p.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
+
+/// The four readdir statements: with or without attributes, from the start or after a name.
+static READDIR: LazyLock<[String; 4]> = LazyLock::new(|| {
+    let q = |plus: bool, after: bool| {
+        let (cols, join) = if plus {
+            (
+                format!(", {NODE_COLS_N}"),
+                " LEFT JOIN jfs_node n ON n.inode = e.inode",
+            )
+        } else {
+            (String::new(), "")
+        };
+        let cond = if after { " AND e.name > ?2" } else { "" };
+        format!(
+            "SELECT e.name, e.inode, e.type{cols} FROM jfs_edge e{join} WHERE e.parent = ?1{cond} \
+             ORDER BY e.name LIMIT ?3"
+        )
+    };
+    [
+        q(false, false),
+        q(false, true),
+        q(true, false),
+        q(true, true),
+    ]
+});
+
+fn file_type(v: i64) -> Result<FileType> {
+    u8::try_from(v)
+        .ok()
+        .and_then(FileType::from_u8)
+        .ok_or_else(|| MetaError::Corrupt(format!("directory entry of unknown type {v}")))
+}
+
+/// The directory entry `name` in `parent`: its inode and type.
+async fn get_edge(
+    conn: &mut SqliteConnection,
+    parent: Ino,
+    name: &[u8],
+) -> Result<Option<(Ino, FileType)>> {
+    let row = sqlx::query("SELECT inode, type FROM jfs_edge WHERE parent = ? AND name = ?")
+        .bind(parent as i64)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let ino = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
+            Ok(Some((ino, file_type(r.try_get(1).map_err(db_err)?)?)))
+        }
+    }
+}
+
+/// Adds entry `name` → `ino` to `parent`; `Exists` if the name is taken.
+async fn insert_edge(
+    conn: &mut SqliteConnection,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+    typ: FileType,
+) -> Result<()> {
+    sqlx::query("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?, ?, ?, ?)")
+        .bind(parent as i64)
+        .bind(name)
+        .bind(ino as i64)
+        .bind(typ as u8 as i64)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                MetaError::Exists
+            } else {
+                db_err(e)
+            }
+        })?;
+    Ok(())
+}
+
+async fn delete_edge(conn: &mut SqliteConnection, parent: Ino, name: &[u8]) -> Result<()> {
+    sqlx::query("DELETE FROM jfs_edge WHERE parent = ? AND name = ?")
+        .bind(parent as i64)
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+async fn dir_is_empty(conn: &mut SqliteConnection, dir: Ino) -> Result<bool> {
+    let row = sqlx::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
+        .bind(dir as i64)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(row.is_none())
+}
+
+/// Whether `dir` is `start` or one of its ancestors (a directory may not move below itself).
+async fn is_ancestor(conn: &mut SqliteConnection, dir: Ino, start: Ino) -> Result<bool> {
+    let mut at = start;
+    for _ in 0..MAX_DEPTH {
+        if at == dir {
+            return Ok(true);
+        }
+        if at == ROOT_INO || at == 0 {
+            return Ok(false);
+        }
+        at = match get_node(conn, at).await? {
+            Some(a) => a.parent,
+            None => return Ok(false),
+        };
+    }
+    Err(MetaError::Corrupt(format!(
+        "directory {start} has a cycle of parents"
+    )))
+}
+
+/// What an entry adds to its directory's statistics: (data length, space).
+fn entry_usage(attr: &Attr) -> (i64, i64) {
+    if attr.typ == FileType::Regular {
+        (attr.length as i64, align4k(attr.length))
+    } else {
+        (0, align4k(0))
+    }
+}
+
+/// Refuses writes to a directory that is immutable or (for removals) append-only.
+fn check_dir_flags(dir: &Attr, removing: bool) -> Result<()> {
+    if dir.flags & FLAG_IMMUTABLE != 0 || (removing && dir.flags & FLAG_APPEND != 0) {
+        return Err(MetaError::NotPermitted);
+    }
+    Ok(())
+}
+
+fn check_victim_flags(attr: &Attr) -> Result<()> {
+    if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+        return Err(MetaError::NotPermitted);
+    }
+    Ok(())
+}
+
+/// A directory that entries may be added to or removed from by `ctx`.
+fn writable_dir(ctx: &Context, dir: Option<Attr>, removing: bool) -> Result<Attr> {
+    let dir = dir.ok_or(MetaError::NotFound)?;
+    if !dir.is_dir() {
+        return Err(MetaError::NotDir);
+    }
+    if dir.parent > TRASH_INO {
+        // A directory deleted into JuiceFS's trash takes no new entries.
+        return Err(MetaError::NotFound);
+    }
+    check_access(ctx, &dir, access::W | access::X)?;
+    check_dir_flags(&dir, removing)?;
+    Ok(dir)
+}
+
+impl SqliteMeta {
+    /// Node `ino` read outside any write transaction.
+    pub(crate) async fn read_node(&self, ino: Ino) -> Result<Option<Attr>> {
+        let row = sqlx::query(SELECT_NODE)
+            .bind(ino as i64)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| attr_from_row(&r, 0).map(|(_, a)| a))
+            .transpose()
+    }
+
+    pub(crate) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        if name == b"." || name == b".." {
+            let dir = self.read_node(parent).await?.ok_or(MetaError::NotFound)?;
+            if !dir.is_dir() {
+                return Err(MetaError::NotDir);
+            }
+            check_access(ctx, &dir, access::X)?;
+            if name == b"." || parent == ROOT_INO {
+                return Ok(Entry {
+                    ino: parent,
+                    attr: dir,
+                });
+            }
+            let up = dir.parent;
+            let attr = self.read_node(up).await?.ok_or(MetaError::NotFound)?;
+            return Ok(Entry { ino: up, attr });
+        }
+        validate_name(name)?;
+        let row = sqlx::query(&LOOKUP)
+            .bind(name)
+            .bind(parent as i64)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(MetaError::NotFound)?;
+        let (_, dir) = attr_from_row(&row, 0)?;
+        if !dir.is_dir() {
+            return Err(MetaError::NotDir);
+        }
+        check_access(ctx, &dir, access::X)?;
+        if !has_node(&row, NODE_NCOLS + 1)? {
+            if parent == ROOT_INO && name == TRASH_NAME {
+                if let Some(attr) = self.read_node(TRASH_INO).await? {
+                    return Ok(Entry {
+                        ino: TRASH_INO,
+                        attr,
+                    });
+                }
+            }
+            return Err(MetaError::NotFound);
+        }
+        let (ino, attr) = attr_from_row(&row, NODE_NCOLS + 1)?;
+        Ok(Entry { ino, attr })
+    }
+
+    /// Creates an inode of any type named `name` in `parent` (a symlink gets `target`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Entry> {
+        validate_name(name)?;
+        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
+            return Err(MetaError::NotPermitted);
+        }
+        let ino = self.ids.next_inode(&self.db).await?;
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, false)?;
+                    let (mode, gid) = new_inode_owner(ctx, &dir, typ, mode);
+                    let mut attr = Attr::new(typ, mode, ctx.uid, gid, now);
+                    attr.parent = parent;
+                    match typ {
+                        FileType::Directory => {
+                            attr.nlink = 2;
+                            attr.length = 4096;
+                        }
+                        FileType::Symlink => attr.length = target.len() as u64,
+                        _ => {}
+                    }
+                    attr.rdev = rdev;
+                    check_capacity(c, fmt, align4k(0), 1).await?;
+                    insert_edge(c, parent, name, ino, typ).await?;
+                    insert_node(c, ino, &attr).await?;
+                    match typ {
+                        FileType::Symlink => {
+                            sqlx::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
+                                .bind(ino as i64)
+                                .bind(target)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                        }
+                        FileType::Directory => {
+                            sqlx::query(
+                                "INSERT OR IGNORE INTO jfs_dir_stats (inode, data_length, \
+                                 used_space, used_inodes) VALUES (?, 0, 0, 0)",
+                            )
+                            .bind(ino as i64)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                            dir.nlink += 1;
+                        }
+                        _ => {}
+                    }
+                    dir.mtime = now;
+                    dir.ctime = now;
+                    update_node(c, parent, &dir).await?;
+                    add_usage(c, align4k(0), 1).await?;
+                    dir_stat(c, fmt, parent, 0, align4k(0), 1).await?;
+                    Ok(Entry { ino, attr })
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn do_readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let row = sqlx::query(
+            "SELECT n.type, s.target FROM jfs_node n LEFT JOIN jfs_symlink s \
+             ON s.inode = n.inode WHERE n.inode = ?",
+        )
+        .bind(ino as i64)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(MetaError::NotFound)?;
+        if file_type(row.try_get(0).map_err(db_err)?)? != FileType::Symlink {
+            return Err(MetaError::InvalidArgument("not a symbolic link"));
+        }
+        row.try_get::<Option<Vec<u8>>, _>(1)
+            .map_err(db_err)?
+            .ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
+    }
+
+    pub(crate) async fn do_link(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        ino: Ino,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<Entry> {
+        validate_name(name)?;
+        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut attr = must_node(c, ino).await?;
+                    if attr.is_dir() {
+                        return Err(MetaError::NotPermitted);
+                    }
+                    if attr.nlink == 0 {
+                        // An unlinked (sustained) inode cannot get a name back.
+                        return Err(MetaError::NotFound);
+                    }
+                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, false)?;
+                    check_victim_flags(&attr)?;
+                    if attr.nlink == u32::MAX {
+                        return Err(MetaError::TooManyLinks);
+                    }
+                    insert_edge(c, parent, name, ino, attr.typ).await?;
+                    attr.nlink += 1;
+                    attr.parent = 0;
+                    attr.ctime = now;
+                    update_node(c, ino, &attr).await?;
+                    dir.mtime = now;
+                    dir.ctime = now;
+                    update_node(c, parent, &dir).await?;
+                    let (len, space) = entry_usage(&attr);
+                    dir_stat(c, fmt, parent, len, space, 1).await?;
+                    Ok(Entry { ino, attr })
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn do_unlink(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<()> {
+        validate_name(name)?;
+        if parent == ROOT_INO && name == TRASH_NAME {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, true)?;
+                    let (ino, typ) = get_edge(c, parent, name)
+                        .await?
+                        .ok_or(MetaError::NotFound)?;
+                    let victim = get_node(c, ino).await?;
+                    if let Some(v) = &victim {
+                        check_remove(ctx, &dir, v)?;
+                    }
+                    if typ == FileType::Directory {
+                        return Err(MetaError::IsDir);
+                    }
+                    if let Some(v) = &victim {
+                        check_victim_flags(v)?;
+                    }
+                    delete_edge(c, parent, name).await?;
+                    dir.mtime = now;
+                    dir.ctime = now;
+                    update_node(c, parent, &dir).await?;
+                    if let Some(v) = victim {
+                        let (len, space) = entry_usage(&v);
+                        dir_stat(c, fmt, parent, -len, -space, -1).await?;
+                        self.drop_link(c, ino, v, now).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Takes one link away from non-directory `ino`; the last link sustains the inode for
+    /// the sessions that may have it open or deletes it (see [`crate::sustain`]).
+    async fn drop_link(
+        &self,
+        c: &mut SqliteConnection,
+        ino: Ino,
+        mut attr: Attr,
+        now: Timestamp,
+    ) -> Result<()> {
+        attr.nlink = attr.nlink.saturating_sub(1);
+        attr.ctime = now;
+        if attr.nlink > 0 {
+            return update_node(c, ino, &attr).await;
+        }
+        if attr.typ == FileType::Regular {
+            let holders = sustain::holders(
+                c,
+                &self.location,
+                self.session_id(),
+                &self.client,
+                ino,
+                now.sec,
+            )
+            .await?;
+            if !holders.is_empty() {
+                update_node(c, ino, &attr).await?;
+                sqlx::query("DELETE FROM jfs_xattr WHERE inode = ?")
+                    .bind(ino as i64)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                return sustain::sustain(c, &holders, ino).await;
+            }
+            sqlx::query(
+                "INSERT OR IGNORE INTO jfs_delfile (inode, length, expire) VALUES (?, ?, ?)",
+            )
+            .bind(ino as i64)
+            .bind(attr.length as i64)
+            .bind(now.sec)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        }
+        delete_node(c, ino).await?;
+        let space = if attr.typ == FileType::Regular {
+            align4k(attr.length)
+        } else {
+            align4k(0)
+        };
+        add_usage(c, -space, -1).await
+    }
+
+    pub(crate) async fn do_rmdir(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<()> {
+        validate_name(name)?;
+        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, true)?;
+                    let (ino, typ) = get_edge(c, parent, name)
+                        .await?
+                        .ok_or(MetaError::NotFound)?;
+                    let victim = get_node(c, ino).await?;
+                    if let Some(v) = &victim {
+                        check_remove(ctx, &dir, v)?;
+                    }
+                    if typ != FileType::Directory {
+                        return Err(MetaError::NotDir);
+                    }
+                    if let Some(v) = &victim {
+                        check_victim_flags(v)?;
+                    }
+                    if !dir_is_empty(c, ino).await? {
+                        return Err(MetaError::NotEmpty);
+                    }
+                    delete_edge(c, parent, name).await?;
+                    remove_dir_node(c, ino).await?;
+                    dir.nlink = dir.nlink.saturating_sub(1);
+                    dir.mtime = now;
+                    dir.ctime = now;
+                    update_node(c, parent, &dir).await?;
+                    add_usage(c, -align4k(0), -1).await?;
+                    dir_stat(c, fmt, parent, 0, -align4k(0), -1).await
+                })
+            })
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn do_rename(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        sp: Ino,
+        sname: &[u8],
+        dp: Ino,
+        dname: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        validate_name(sname)?;
+        validate_name(dname)?;
+        let known = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE | RenameFlags::WHITEOUT;
+        if flags.0 & !known != 0 {
+            return Err(MetaError::InvalidArgument("unknown rename flags"));
+        }
+        if flags.0 & RenameFlags::WHITEOUT != 0 {
+            return Err(MetaError::InvalidArgument(
+                "RENAME_WHITEOUT is not supported",
+            ));
+        }
+        if flags.noreplace() && flags.exchange() {
+            return Err(MetaError::InvalidArgument(
+                "RENAME_NOREPLACE and RENAME_EXCHANGE exclude each other",
+            ));
+        }
+        let trash_name = |p: Ino, n: &[u8]| p == ROOT_INO && n == TRASH_NAME;
+        if trash_name(sp, sname) || trash_name(dp, dname) || sp == TRASH_INO || dp == TRASH_INO {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let (spa, dpa) = rename_parents(c, ctx, sp, dp).await?;
+                    let (sino, _) = get_edge(c, sp, sname).await?.ok_or(MetaError::NotFound)?;
+                    let dst = get_edge(c, dp, dname).await?;
+                    match dst {
+                        None if flags.exchange() => return Err(MetaError::NotFound),
+                        Some(_) if flags.noreplace() => return Err(MetaError::Exists),
+                        // The same inode under both names (or one name): POSIX does nothing.
+                        Some((dino, _)) if dino == sino => return Ok(()),
+                        _ => {}
+                    }
+                    let sattr = must_node(c, sino).await?;
+                    let dattr = match dst {
+                        Some((dino, _)) => get_node(c, dino).await?,
+                        None => None,
+                    };
+                    if sattr.is_dir() && is_ancestor(c, sino, dp).await? {
+                        return Err(MetaError::InvalidArgument(
+                            "cannot move a directory into itself or its subtree",
+                        ));
+                    }
+                    if let (true, Some((dino, _)), Some(d)) = (flags.exchange(), dst, &dattr) {
+                        if d.is_dir() && is_ancestor(c, dino, sp).await? {
+                            return Err(MetaError::InvalidArgument(
+                                "cannot move a directory into itself or its subtree",
+                            ));
+                        }
+                    }
+                    check_remove(ctx, &spa, &sattr)?;
+                    if let Some(d) = &dattr {
+                        check_remove(ctx, &dpa, d)?;
+                    }
+                    check_victim_flags(&sattr)?;
+                    if let Some(d) = &dattr {
+                        check_victim_flags(d)?;
+                    }
+                    let mut rename = Rename {
+                        sp,
+                        sname,
+                        dp,
+                        dname,
+                        spa,
+                        dpa,
+                        sino,
+                        sattr,
+                        src_nlink: 0,
+                        dst_nlink: 0,
+                        now,
+                    };
+                    match dst {
+                        Some((dino, dtyp)) if flags.exchange() => {
+                            let dattr = dattr.ok_or(MetaError::NotFound)?;
+                            debug_assert_eq!(dattr.typ, dtyp);
+                            rename.exchange(c, fmt, dino, dattr).await?;
+                        }
+                        Some((dino, dtyp)) => {
+                            let sdir = rename.sattr.is_dir();
+                            if sdir && dtyp != FileType::Directory {
+                                return Err(MetaError::NotDir);
+                            }
+                            if !sdir && dtyp == FileType::Directory {
+                                return Err(MetaError::IsDir);
+                            }
+                            if dtyp == FileType::Directory && !dir_is_empty(c, dino).await? {
+                                return Err(MetaError::NotEmpty);
+                            }
+                            delete_edge(c, dp, dname).await?;
+                            if dtyp == FileType::Directory {
+                                remove_dir_node(c, dino).await?;
+                                rename.dst_nlink -= 1;
+                                add_usage(c, -align4k(0), -1).await?;
+                                dir_stat(c, fmt, dp, 0, -align4k(0), -1).await?;
+                            } else if let Some(d) = dattr {
+                                let (len, space) = entry_usage(&d);
+                                dir_stat(c, fmt, dp, -len, -space, -1).await?;
+                                self.drop_link(c, dino, d, now).await?;
+                            }
+                            rename.move_source(c, fmt).await?;
+                        }
+                        None => rename.move_source(c, fmt).await?,
+                    }
+                    rename.finish(c).await
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn do_readdir(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        let dir = self.read_node(ino).await?.ok_or(MetaError::NotFound)?;
+        if !dir.is_dir() {
+            return Err(MetaError::NotDir);
+        }
+        check_access(ctx, &dir, access::R)?;
+        let sql = &READDIR[usize::from(plus) * 2 + usize::from(after.is_some())];
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(sql)
+            .bind(ino as i64)
+            .bind(after.unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let name: Vec<u8> = r.try_get(0).map_err(db_err)?;
+            let ino = r.try_get::<i64, _>(1).map_err(db_err)? as u64;
+            let typ = file_type(r.try_get(2).map_err(db_err)?)?;
+            let attr = if plus && has_node(&r, 3)? {
+                Some(attr_from_row(&r, 3)?.1)
+            } else {
+                None
+            };
+            out.push(DirEntry {
+                name,
+                ino,
+                typ,
+                attr,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn do_setattr(
+        &self,
+        fmt: &Format,
+        ctx: &Context,
+        ino: Ino,
+        set: &SetAttr,
+    ) -> Result<Attr> {
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let cur = must_node(c, ino).await?;
+                    let only_flags = set.flags.is_some()
+                        && set.mode.is_none()
+                        && set.uid.is_none()
+                        && set.gid.is_none()
+                        && set.atime.is_none()
+                        && set.mtime.is_none()
+                        && set.size.is_none();
+                    if cur.flags & FLAG_IMMUTABLE != 0 && !only_flags {
+                        return Err(MetaError::NotPermitted);
+                    }
+                    let mut attr = apply_setattr(ctx, &cur, set, now)?;
+                    if let Some(size) = set.size {
+                        if size > meta_api::MAX_FILE_SIZE {
+                            return Err(MetaError::FileTooBig);
+                        }
+                        check_truncatable(ctx, &cur)?;
+                        crate::data::resize(c, fmt, ino, &mut attr, size).await?;
+                        if !matches!(set.mtime, Some(meta_api::SetTime::At(_))) {
+                            attr.mtime = now;
+                        }
+                        attr.ctime = now;
+                    }
+                    if attr != cur {
+                        update_node(c, ino, &attr).await?;
+                    }
+                    Ok(attr)
+                })
+            })
+            .await
+    }
+}
+
+/// Checks that `ctx` may change the length of `attr`.
+pub(crate) fn check_truncatable(ctx: &Context, attr: &Attr) -> Result<()> {
+    match attr.typ {
+        FileType::Regular => {}
+        FileType::Directory => return Err(MetaError::IsDir),
+        _ => return Err(MetaError::InvalidArgument("not a regular file")),
+    }
+    if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+        return Err(MetaError::NotPermitted);
+    }
+    check_access(ctx, attr, access::W)
+}
+
+/// Deletes an empty directory's node and what JuiceFS keeps beside it.
+async fn remove_dir_node(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
+    delete_node(c, ino).await?;
+    sqlx::query(
+        "DELETE FROM jfs_dir_stats WHERE inode = ?1; DELETE FROM jfs_dir_quota WHERE inode = ?1",
+    )
+    .bind(ino as i64)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Both parents of a rename, checked in the contract's order: existence and type of both,
+/// then write and search permission on both.
+async fn rename_parents(
+    c: &mut SqliteConnection,
+    ctx: &Context,
+    sp: Ino,
+    dp: Ino,
+) -> Result<(Attr, Attr)> {
+    let dir = |a: Option<Attr>| match a {
+        None => Err(MetaError::NotFound),
+        Some(a) if !a.is_dir() => Err(MetaError::NotDir),
+        Some(a) => Ok(a),
+    };
+    let spa = dir(get_node(c, sp).await?)?;
+    let dpa = if dp == sp {
+        spa.clone()
+    } else {
+        dir(get_node(c, dp).await?)?
+    };
+    let spa = writable_dir(ctx, Some(spa), true)?;
+    let dpa = writable_dir(ctx, Some(dpa), false)?;
+    Ok((spa, dpa))
+}
+
+/// A rename in progress: both parents, the source, and what changes to the parents' links.
+struct Rename<'a> {
+    sp: Ino,
+    sname: &'a [u8],
+    dp: Ino,
+    dname: &'a [u8],
+    spa: Attr,
+    dpa: Attr,
+    sino: Ino,
+    sattr: Attr,
+    src_nlink: i64,
+    dst_nlink: i64,
+    now: Timestamp,
+}
+
+impl Rename<'_> {
+    /// Re-parents a moved inode: directories always, files only while they have one link.
+    fn reparent(attr: &mut Attr, to: Ino) {
+        if attr.is_dir() || attr.parent != 0 {
+            attr.parent = to;
+        }
+    }
+
+    /// Moves the source entry to the destination name (whose old entry is already gone).
+    async fn move_source(&mut self, c: &mut SqliteConnection, fmt: &Format) -> Result<()> {
+        sqlx::query("UPDATE jfs_edge SET parent = ?, name = ? WHERE parent = ? AND name = ?")
+            .bind(self.dp as i64)
+            .bind(self.dname)
+            .bind(self.sp as i64)
+            .bind(self.sname)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        if self.sp != self.dp {
+            Self::reparent(&mut self.sattr, self.dp);
+            if self.sattr.is_dir() {
+                self.src_nlink -= 1;
+                self.dst_nlink += 1;
+            }
+            let (len, space) = entry_usage(&self.sattr);
+            dir_stat(c, fmt, self.sp, -len, -space, -1).await?;
+            dir_stat(c, fmt, self.dp, len, space, 1).await?;
+        }
+        self.sattr.ctime = self.now;
+        update_node(c, self.sino, &self.sattr).await
+    }
+
+    /// Swaps the source entry with the existing destination entry `dino`.
+    async fn exchange(
+        &mut self,
+        c: &mut SqliteConnection,
+        fmt: &Format,
+        dino: Ino,
+        mut dattr: Attr,
+    ) -> Result<()> {
+        let set = "UPDATE jfs_edge SET inode = ?, type = ? WHERE parent = ? AND name = ?";
+        for (ino, typ, parent, name) in [
+            (dino, dattr.typ, self.sp, self.sname),
+            (self.sino, self.sattr.typ, self.dp, self.dname),
+        ] {
+            sqlx::query(set)
+                .bind(ino as i64)
+                .bind(typ as u8 as i64)
+                .bind(parent as i64)
+                .bind(name)
+                .execute(&mut *c)
+                .await
+                .map_err(db_err)?;
+        }
+        if self.sp != self.dp {
+            Self::reparent(&mut self.sattr, self.dp);
+            Self::reparent(&mut dattr, self.sp);
+            let moved = i64::from(self.sattr.is_dir()) - i64::from(dattr.is_dir());
+            self.src_nlink -= moved;
+            self.dst_nlink += moved;
+            let (slen, sspace) = entry_usage(&self.sattr);
+            let (dlen, dspace) = entry_usage(&dattr);
+            dir_stat(c, fmt, self.sp, dlen - slen, dspace - sspace, 0).await?;
+            dir_stat(c, fmt, self.dp, slen - dlen, sspace - dspace, 0).await?;
+        }
+        self.sattr.ctime = self.now;
+        dattr.ctime = self.now;
+        update_node(c, self.sino, &self.sattr).await?;
+        update_node(c, dino, &dattr).await
+    }
+
+    /// Writes both parents: times, and the link counts that moved directories changed.
+    async fn finish(self, c: &mut SqliteConnection) -> Result<()> {
+        let apply = |attr: &mut Attr, delta: i64, now: Timestamp| {
+            attr.nlink = (i64::from(attr.nlink) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+            attr.mtime = now;
+            attr.ctime = now;
+        };
+        let mut spa = self.spa;
+        if self.sp == self.dp {
+            apply(&mut spa, self.src_nlink + self.dst_nlink, self.now);
+            return update_node(c, self.sp, &spa).await;
+        }
+        let mut dpa = self.dpa;
+        apply(&mut spa, self.src_nlink, self.now);
+        apply(&mut dpa, self.dst_nlink, self.now);
+        update_node(c, self.sp, &spa).await?;
+        update_node(c, self.dp, &dpa).await
+    }
+}

@@ -1,0 +1,263 @@
+//! Sessions (`jfs_session2`, `jfs_sustained`) and open/close.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use meta_api::perm::{check_access, open_mask};
+use meta_api::{
+    Attr, Context, Ino, MetaError, Result, Session, SessionInfo, Timestamp, SESSION_TTL_SECS,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::namespace::{FLAG_APPEND, FLAG_IMMUTABLE};
+use crate::node::must_node;
+use crate::sustain;
+use crate::txn::db_err;
+use crate::{now_secs, SqliteMeta};
+
+/// Reads what a client stored about itself, leniently: JuiceFS writes more fields (and
+/// very old clients none), and a listing should not fail over one odd session.
+fn parse_info(raw: Option<&[u8]>) -> SessionInfo {
+    let value: serde_json::Value = raw
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let text = |k: &str| {
+        value
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    SessionInfo {
+        version: text("Version"),
+        host_name: text("HostName"),
+        mount_point: text("MountPoint"),
+        process_id: value
+            .get("ProcessID")
+            .and_then(|v| v.as_u64())
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or_default(),
+    }
+}
+
+/// Inserts (or refreshes) the row of session `sid`.
+async fn put_session(c: &mut SqliteConnection, sid: u64, expire: i64, info: &[u8]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO jfs_session2 (sid, expire, info) VALUES (?, ?, ?) \
+         ON CONFLICT (sid) DO UPDATE SET expire = excluded.expire, info = excluded.info",
+    )
+    .bind(sid as i64)
+    .bind(expire)
+    .bind(info)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Checks an open of `attr` with `flags` by `ctx`.
+fn check_open(ctx: &Context, attr: &Attr, flags: i32) -> Result<()> {
+    let mask = open_mask(flags);
+    let writes = mask & meta_api::access::W != 0;
+    if attr.is_dir() && writes {
+        return Err(MetaError::IsDir);
+    }
+    check_access(ctx, attr, mask)?;
+    if writes && attr.flags & FLAG_IMMUTABLE != 0 {
+        return Err(MetaError::NotPermitted);
+    }
+    if attr.flags & FLAG_APPEND != 0
+        && ((writes && flags & libc::O_APPEND == 0) || flags & libc::O_TRUNC != 0)
+    {
+        return Err(MetaError::NotPermitted);
+    }
+    Ok(())
+}
+
+impl SqliteMeta {
+    pub(crate) async fn start_session(&self, info: &SessionInfo) -> Result<u64> {
+        if self.session_id() != 0 {
+            return Err(MetaError::InvalidArgument(
+                "this client already has a session",
+            ));
+        }
+        let json = serde_json::to_vec(info)
+            .map_err(|_| MetaError::InvalidArgument("session info cannot be serialised"))?;
+        *self.info.lock().unwrap_or_else(|p| p.into_inner()) = info.clone();
+        let expire = now_secs() + SESSION_TTL_SECS;
+        let json = &json;
+        let sid = self
+            .db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "INSERT INTO jfs_counter (name, value) VALUES ('nextSession', 1) \
+                         ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+                    )
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    let sid = row.try_get::<i64, _>(0).map_err(db_err)? as u64;
+                    put_session(c, sid, expire, json).await?;
+                    Ok(sid)
+                })
+            })
+            .await?;
+        self.sid.store(sid, Ordering::Release);
+        sustain::register(&self.location, sid, Arc::downgrade(&self.client));
+        Ok(sid)
+    }
+
+    /// Extends the session (recreating its row if a reaper took it meanwhile, as JuiceFS
+    /// does) and lets go of sustained inodes this client does not have open.
+    pub(crate) async fn refresh_session(&self) -> Result<()> {
+        let sid = self.session_id();
+        if sid == 0 {
+            return Err(MetaError::BadHandle);
+        }
+        let info = self.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let json = serde_json::to_vec(&info).unwrap_or_default();
+        let json = &json;
+        let now = now_secs();
+        let client = &self.client;
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
+                        .bind(now + SESSION_TTL_SECS)
+                        .bind(sid as i64)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    if done.rows_affected() == 0 {
+                        put_session(c, sid, now + SESSION_TTL_SECS, json).await?;
+                    }
+                    for ino in sustain::sustained_by(c, sid).await? {
+                        if !client.hold_if_open(ino) {
+                            sustain::release(c, sid, ino, now).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn end_session(&self) -> Result<()> {
+        let sid = self.session_id();
+        if sid == 0 {
+            return Ok(());
+        }
+        let now = now_secs();
+        self.db
+            .txn(|c, _| Box::pin(async move { sustain::end_session(c, sid, now).await }))
+            .await?;
+        sustain::unregister(&self.location, sid);
+        self.client.clear();
+        self.sid.store(0, Ordering::Release);
+        Ok(())
+    }
+
+    pub(crate) async fn sessions(&self) -> Result<Vec<Session>> {
+        let rows = sqlx::query("SELECT sid, expire, info FROM jfs_session2 ORDER BY sid")
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        let held = sqlx::query("SELECT sid, inode FROM jfs_sustained ORDER BY sid, inode")
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        let mut sustained: BTreeMap<u64, Vec<Ino>> = BTreeMap::new();
+        for r in held {
+            let sid = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
+            let ino = r.try_get::<i64, _>(1).map_err(db_err)? as u64;
+            sustained.entry(sid).or_default().push(ino);
+        }
+        rows.iter()
+            .map(|r| {
+                let sid = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
+                let info: Option<Vec<u8>> = r.try_get(2).map_err(db_err)?;
+                Ok(Session {
+                    sid,
+                    expire: r.try_get(1).map_err(db_err)?,
+                    info: parse_info(info.as_deref()),
+                    sustained: sustained.remove(&sid).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Ends every session whose expiry is before `now` — this client's own too, whose
+    /// next heartbeat brings its row back (as JuiceFS does).
+    pub(crate) async fn reap(&self, now: Timestamp) -> Result<usize> {
+        let reaped = self
+            .db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let rows = sqlx::query("SELECT sid FROM jfs_session2 WHERE expire < ?")
+                        .bind(now.sec)
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    let mut sids = Vec::with_capacity(rows.len());
+                    for r in rows {
+                        let sid = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
+                        sustain::end_session(c, sid, now.sec).await?;
+                        sids.push(sid);
+                    }
+                    Ok(sids)
+                })
+            })
+            .await?;
+        let me = self.session_id();
+        for sid in reaped.iter().filter(|&&sid| sid != me) {
+            sustain::unregister(&self.location, *sid);
+        }
+        Ok(reaped.len())
+    }
+
+    /// Records the open first, then checks the inode: see [`crate::sustain`] for why the
+    /// first open of an inode reads it inside a write transaction.
+    pub(crate) async fn do_open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+        let first = !self.client.open.is_open(ino);
+        self.client.open.open(ino);
+        let checked = if first {
+            self.db
+                .txn(|c, _| {
+                    Box::pin(async move {
+                        let attr = must_node(c, ino).await?;
+                        check_open(ctx, &attr, flags)?;
+                        Ok(attr)
+                    })
+                })
+                .await
+        } else {
+            match self.read_node(ino).await {
+                Ok(Some(attr)) => check_open(ctx, &attr, flags).map(|()| attr),
+                Ok(None) => Err(MetaError::NotFound),
+                Err(e) => Err(e),
+            }
+        };
+        if checked.is_err() {
+            self.release_open(ino).await?;
+        }
+        checked
+    }
+
+    pub(crate) async fn do_close(&self, ino: Ino) -> Result<()> {
+        self.release_open(ino).await
+    }
+
+    /// Forgets one open of `ino`; the last one lets go of a sustained row, if any.
+    async fn release_open(&self, ino: Ino) -> Result<()> {
+        let sid = self.session_id();
+        if !self.client.close(ino) || sid == 0 {
+            return Ok(());
+        }
+        let now = now_secs();
+        self.db
+            .txn(|c, _| Box::pin(async move { sustain::release(c, sid, ino, now).await.map(drop) }))
+            .await
+    }
+}

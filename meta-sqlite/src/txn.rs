@@ -1,0 +1,110 @@
+//! The database handle, the one retried write-transaction helper, and the mapping of sqlx
+//! errors onto [`MetaError`].
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use meta_api::{MetaError, Result};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Connection, SqliteConnection};
+
+/// Attempts of one transaction before it gives up with `Conflict`.
+const MAX_ATTEMPTS: u32 = 10;
+/// First pause after a busy/locked database; doubled after each further failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+/// SQLite's primary result codes that mean "someone else holds the lock, try again".
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+/// SQLite's primary result code for a full disk.
+const SQLITE_FULL: i32 = 13;
+
+/// Ties a transaction closure's borrow of the connection (`'c`) to the data it captures
+/// (`'a`): the type's implied bound `'a: 'c` lets the closure's future hold both.
+pub(crate) type Scope<'c, 'a> = PhantomData<&'c &'a ()>;
+
+/// The SQLite result code (primary, low byte) of a database error.
+fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff),
+        _ => None,
+    }
+}
+
+/// Maps a sqlx error: busy/locked databases and pool timeouts are retryable backend errors,
+/// a full disk is `NoSpace`, everything else a permanent backend error.
+pub(crate) fn db_err(e: sqlx::Error) -> MetaError {
+    match sqlite_code(&e) {
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => MetaError::backend(true, e),
+        Some(SQLITE_FULL) => MetaError::NoSpace,
+        _ => {
+            let retryable = matches!(e, sqlx::Error::PoolTimedOut);
+            MetaError::backend(retryable, e)
+        }
+    }
+}
+
+/// Whether `e` is a violated UNIQUE or PRIMARY KEY constraint (a name or row already taken).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.is_unique_violation(),
+        _ => false,
+    }
+}
+
+/// One volume's database: a dedicated writer connection (SQLite has one writer at a time,
+/// so writers of this client queue here instead of spinning on `SQLITE_BUSY`) and a small
+/// pool of readers (WAL lets them run beside the writer).
+pub(crate) struct Db {
+    pub(crate) writer: tokio::sync::Mutex<SqliteConnection>,
+    pub(crate) pool: SqlitePool,
+}
+
+impl Db {
+    /// Runs `f` in one `BEGIN IMMEDIATE` … `COMMIT` transaction on the writer connection,
+    /// retrying the whole closure with bounded exponential backoff while the database is
+    /// busy or locked (then `Conflict`). Any other error rolls back and is returned as is.
+    pub(crate) async fn txn<'a, T, F>(&'a self, mut f: F) -> Result<T>
+    where
+        F: for<'c> FnMut(&'c mut SqliteConnection, Scope<'c, 'a>) -> BoxFuture<'c, Result<T>>,
+    {
+        let mut conn = self.writer.lock().await;
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let outcome: Result<T> = async {
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                let value = f(&mut *tx, PhantomData).await?;
+                tx.commit().await.map_err(db_err)?;
+                Ok(value)
+            }
+            .await;
+            match outcome {
+                Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) if e.is_retryable() => return Err(MetaError::Conflict),
+                other => return other,
+            }
+        }
+        Err(MetaError::Conflict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_is_retryable_and_other_errors_are_not() {
+        assert!(db_err(sqlx::Error::PoolTimedOut).is_retryable());
+        assert!(!db_err(sqlx::Error::RowNotFound).is_retryable());
+        assert!(!db_err(sqlx::Error::Protocol("x".into())).is_retryable());
+    }
+}

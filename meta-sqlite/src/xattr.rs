@@ -1,0 +1,162 @@
+//! Extended attributes (`jfs_xattr`).
+//!
+//! JuiceFS keeps xattr names in a TEXT column; names are bytes here, so they are bound as
+//! blobs and turned into TEXT with the same bytes by `CAST(? AS TEXT)`, which makes them
+//! compare equal to the names the juicefs client wrote.
+
+use meta_api::perm::check_access;
+use meta_api::{
+    access, Context, Ino, MetaError, Result, Timestamp, XattrFlags, MAX_XATTR_NAME_LEN,
+    MAX_XATTR_VALUE_LEN,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::namespace::{FLAG_APPEND, FLAG_IMMUTABLE};
+use crate::node::{must_node, update_node};
+use crate::txn::db_err;
+use crate::SqliteMeta;
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(MetaError::InvalidArgument("empty xattr name"));
+    }
+    if name.len() > MAX_XATTR_NAME_LEN {
+        return Err(MetaError::NameTooLong);
+    }
+    Ok(())
+}
+
+/// Checks that `ctx` may change the xattrs of `ino` and stamps its ctime.
+async fn touch_for_change(
+    c: &mut SqliteConnection,
+    ctx: &Context,
+    ino: Ino,
+    now: Timestamp,
+) -> Result<()> {
+    let mut attr = must_node(c, ino).await?;
+    if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+        return Err(MetaError::NotPermitted);
+    }
+    check_access(ctx, &attr, access::W)?;
+    attr.ctime = now;
+    update_node(c, ino, &attr).await
+}
+
+impl SqliteMeta {
+    /// `NotFound` when `ino` does not exist, otherwise `missing`.
+    async fn missing_or(&self, ino: Ino, missing: MetaError) -> MetaError {
+        match self.read_node(ino).await {
+            Ok(Some(_)) => missing,
+            Ok(None) => MetaError::NotFound,
+            Err(e) => e,
+        }
+    }
+
+    pub(crate) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        check_name(name)?;
+        let row =
+            sqlx::query("SELECT value FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)")
+                .bind(ino as i64)
+                .bind(name)
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(db_err)?;
+        match row {
+            Some(r) => r.try_get(0).map_err(db_err),
+            None => Err(self.missing_or(ino, MetaError::NoAttr).await),
+        }
+    }
+
+    pub(crate) async fn do_setxattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        check_name(name)?;
+        if value.len() > MAX_XATTR_VALUE_LEN {
+            return Err(MetaError::Range);
+        }
+        let known = XattrFlags::CREATE | XattrFlags::REPLACE;
+        if flags & !known != 0 || flags == known {
+            return Err(MetaError::InvalidArgument("bad setxattr flags"));
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    touch_for_change(c, ctx, ino, now).await?;
+                    let exists = sqlx::query(
+                        "SELECT 1 FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)",
+                    )
+                    .bind(ino as i64)
+                    .bind(name)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .is_some();
+                    if flags == XattrFlags::CREATE && exists {
+                        return Err(MetaError::Exists);
+                    }
+                    if flags == XattrFlags::REPLACE && !exists {
+                        return Err(MetaError::NoAttr);
+                    }
+                    sqlx::query(
+                        "INSERT INTO jfs_xattr (inode, name, value) VALUES (?, CAST(? AS TEXT), ?) \
+                         ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(ino as i64)
+                    .bind(name)
+                    .bind(value)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub(crate) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        let rows = sqlx::query("SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY name")
+            .bind(ino as i64)
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        if rows.is_empty() {
+            return match self.read_node(ino).await? {
+                Some(_) => Ok(Vec::new()),
+                None => Err(MetaError::NotFound),
+            };
+        }
+        rows.iter()
+            .map(|r| r.try_get::<Vec<u8>, _>(0).map_err(db_err))
+            .collect()
+    }
+
+    pub(crate) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
+        check_name(name)?;
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    touch_for_change(c, ctx, ino, now).await?;
+                    let done = sqlx::query(
+                        "DELETE FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)",
+                    )
+                    .bind(ino as i64)
+                    .bind(name)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    if done.rows_affected() == 0 {
+                        return Err(MetaError::NoAttr);
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
