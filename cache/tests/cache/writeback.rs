@@ -342,3 +342,33 @@ async fn staged_blocks_survive_sigkill_of_the_writer() {
         );
     }
 }
+
+#[tokio::test]
+async fn writes_go_straight_through_when_staging_is_impossible() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let objects = new_objects();
+    let c = open_wb(&objects, &root, 0, PutMode::Pass, 1 << 30).await;
+    // The staging disk fails: the write is uploaded before `put` returns.
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::write(&root, b"not a directory").unwrap();
+    c.put(&key(1, 500), block(1, 500)).await.unwrap();
+    assert_eq!(objects.get(&key(1, 500)).await.unwrap(), block(1, 500));
+    let m = c.metrics();
+    assert_eq!((m.staging_bypassed, m.staged_blocks), (1, 0));
+    assert_eq!(c.get(&key(1, 500)).await.unwrap(), block(1, 500));
+
+    // So does a write to a disk below its free-space floor.
+    let dir2 = tempfile::tempdir().unwrap();
+    let store = Arc::new(TestStore::new(Arc::clone(&objects)));
+    let o = opts(0, &[dir2.path()])
+        .writeback(true)
+        .free_space_ratio(0.9999999)
+        .build()
+        .unwrap();
+    let c = Cached::open(store, o).await.unwrap();
+    c.put(&key(2, 500), block(2, 500)).await.unwrap();
+    assert_eq!(objects.get(&key(2, 500)).await.unwrap(), block(2, 500));
+    assert_eq!(c.metrics().staging_bypassed, 1);
+    assert!(files_under(&dir2.path().join("staging")).is_empty());
+}
