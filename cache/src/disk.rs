@@ -88,8 +88,11 @@ struct CacheDir {
     index: Mutex<Lru<()>>,
     failed_until: Mutex<Option<Instant>>,
     full_warned: AtomicBool,
-    tmp_seq: AtomicU64,
 }
+
+/// Numbers temporary files; process-wide so that two caches opened on one directory in the
+/// same process (a reopen while the old one finishes a write) never pick the same name.
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The relative path of `key` under `raw/`, if the key can be a path on a local filesystem.
 fn cache_rel(key: &str) -> Option<&Path> {
@@ -161,7 +164,6 @@ impl CacheDir {
             index: Mutex::new(Lru::default()),
             failed_until: Mutex::new(None),
             full_warned: AtomicBool::new(false),
-            tmp_seq: AtomicU64::new(0),
         }
     }
 
@@ -235,7 +237,7 @@ impl CacheDir {
     }
 
     fn try_write(&self, dest: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let seq = TMP_SEQ.fetch_add(1, Ordering::Relaxed);
         let tmp = self
             .root
             .join(TMP)
