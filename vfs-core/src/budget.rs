@@ -104,7 +104,9 @@ pub(crate) struct UploadGuard {
 
 impl Drop for UploadGuard {
     fn drop(&mut self) {
-        self.budget.uploads_in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.budget
+            .uploads_in_flight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -167,8 +167,14 @@ mod tests {
         let store: Arc<dyn ChunkStore> = Arc::new(mem);
         let cache = BlockCache::new(8);
         assert!(cache.get_if_present("a").await.is_none());
-        assert_eq!(&cache.get_or_fetch(&store, "a", 4).await.unwrap()[..], b"aaaa");
-        assert_eq!(&cache.get_or_fetch(&store, "b", 4).await.unwrap()[..], b"bbbb");
+        assert_eq!(
+            &cache.get_or_fetch(&store, "a", 4).await.unwrap()[..],
+            b"aaaa"
+        );
+        assert_eq!(
+            &cache.get_or_fetch(&store, "b", 4).await.unwrap()[..],
+            b"bbbb"
+        );
         // Touch "a" so that "b" is the oldest when "c" comes in.
         assert!(cache.get_if_present("a").await.is_some());
         cache.get_or_fetch(&store, "c", 4).await.unwrap();

@@ -133,7 +133,10 @@ mod tests {
     #[test]
     fn errno_table() {
         assert_eq!(VfsError::from(MetaError::NotEmpty).errno(), libc::ENOTEMPTY);
-        assert_eq!(VfsError::from(StoreError::Denied("x".into())).errno(), libc::EIO);
+        assert_eq!(
+            VfsError::from(StoreError::Denied("x".into())).errno(),
+            libc::EIO
+        );
         assert_eq!(VfsError::BadHandle.errno(), libc::EBADF);
         assert_eq!(VfsError::FileTooBig.errno(), libc::EFBIG);
         let wb = VfsError::WriteBack(Arc::new(MetaError::QuotaExceeded.into()));
@@ -149,7 +152,8 @@ mod tests {
         assert_eq!(io.raw_os_error(), Some(libc::EBADF));
         let io: std::io::Error = VfsError::from(StoreError::Corrupt("short".into())).into();
         assert!(io.to_string().contains("short"));
-        let io: std::io::Error = VfsError::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)).into();
+        let io: std::io::Error =
+            VfsError::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)).into();
         assert_eq!(io.raw_os_error(), Some(libc::ENOSPC));
     }
 }

@@ -522,7 +522,9 @@ impl Vfs {
         flags: i32,
     ) -> Result<u64> {
         let type_error = match attr.typ {
-            FileType::Regular if flags & libc::O_DIRECTORY != 0 => Some(VfsError::Meta(MetaError::NotDir)),
+            FileType::Regular if flags & libc::O_DIRECTORY != 0 => {
+                Some(VfsError::Meta(MetaError::NotDir))
+            }
             FileType::Regular => None,
             FileType::Directory => Some(VfsError::Meta(MetaError::IsDir)),
             FileType::Symlink => Some(VfsError::Meta(MetaError::Loop)),
@@ -673,12 +675,7 @@ impl Vfs {
         let data = reader::read(&self.inner, of, off, size, sequential).await?;
         if let Some((start, end)) = ahead {
             if start < of.length() {
-                tokio::spawn(reader::prefetch(
-                    self.inner.clone(),
-                    of.clone(),
-                    start,
-                    end,
-                ));
+                tokio::spawn(reader::prefetch(self.inner.clone(), of.clone(), start, end));
             }
         }
         Ok(data)
@@ -839,7 +836,10 @@ impl Vfs {
                 "copy_file_range within one file with overlapping ranges",
             ));
         }
-        if off_out.checked_add(len).is_none_or(|end| end > MAX_FILE_SIZE) {
+        if off_out
+            .checked_add(len)
+            .is_none_or(|end| end > MAX_FILE_SIZE)
+        {
             return Err(VfsError::FileTooBig);
         }
         if len == 0 {
@@ -1009,7 +1009,11 @@ impl Vfs {
         flags: u32,
     ) -> Result<()> {
         self.check_open()?;
-        Ok(self.inner.meta.setxattr(ctx, ino, name, value, flags).await?)
+        Ok(self
+            .inner
+            .meta
+            .setxattr(ctx, ino, name, value, flags)
+            .await?)
     }
 
     /// The names of the extended attributes of `ino`.
@@ -1082,7 +1086,8 @@ impl Vfs {
         }
         self.inner.files().clear();
         self.inner.shutdown.send_replace(true);
-        let tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for t in tasks {
             if let Err(e) = t.await {
                 tracing::debug!(error = %e, "a background job ended abnormally");
@@ -1151,7 +1156,10 @@ mod tests {
         assert!(!a.read && a.write && a.sync);
         assert!(check_open_flags(libc::O_RDONLY | KERNEL_O_LARGEFILE).is_ok());
         assert_eq!(check_open_flags(3).unwrap_err().errno(), libc::EINVAL);
-        assert_eq!(check_open_flags(libc::O_PATH).unwrap_err().errno(), libc::EINVAL);
+        assert_eq!(
+            check_open_flags(libc::O_PATH).unwrap_err().errno(),
+            libc::EINVAL
+        );
         assert_eq!(check_open_flags(1 << 30).unwrap_err().errno(), libc::EINVAL);
     }
 

@@ -241,10 +241,16 @@ mod tests {
 
     #[tokio::test]
     async fn url_dispatch_errors_are_clear() {
-        let e = connect_meta("redis://localhost:6379/1").await.err().unwrap();
+        let e = connect_meta("redis://localhost:6379/1")
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(&e, VfsError::UnsupportedScheme { scheme, .. } if scheme == "redis"));
         assert!(e.to_string().contains("feature `redis`"), "{e}");
-        let e = connect_meta("fdb:///etc/foundationdb/fdb.cluster").await.err().unwrap();
+        let e = connect_meta("fdb:///etc/foundationdb/fdb.cluster")
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(e, VfsError::UnsupportedScheme { .. }));
         let e = connect_meta("gopher://x").await.err().unwrap();
         assert!(e.to_string().contains("supported schemes"), "{e}");
@@ -264,7 +270,10 @@ mod tests {
             .unwrap();
         assert!(dir.path().join("bucket/vol/chunks/0/0/1_0_3").exists());
         f.storage = "s3".into();
-        assert!(matches!(open_store(&f).await, Err(VfsError::UnsupportedStorage(_))));
+        assert!(matches!(
+            open_store(&f).await,
+            Err(VfsError::UnsupportedStorage(_))
+        ));
         f.storage = "mem".into();
         f.compression = "lz4".into();
         let store = open_store(&f).await.unwrap();

@@ -3,6 +3,36 @@
 // Test code unwraps: a failure is a panic with the error printed.
 #![allow(clippy::unwrap_used)]
 
+/// Expands each `async fn name(engine: Engine) { … }` into one `#[tokio::test]` per metadata
+/// engine (`on_model::name`, `on_sqlite::name`), so every scenario runs on the reference
+/// model and on SQLite.
+macro_rules! engine_tests {
+    ($(async fn $name:ident($engine:ident: Engine) $body:block)*) => {
+        mod on_model {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $engine = Engine::Model;
+                    $body
+                }
+            )*
+        }
+        mod on_sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $engine = Engine::Sqlite;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
 #[path = "vfs/support.rs"]
 mod support;
 

@@ -86,7 +86,12 @@ impl Model {
 #[derive(Debug, Clone)]
 enum Op {
     /// Write `len` bytes (pattern `seed`) at `off` within a window.
-    Write { high: bool, off: u64, len: u64, seed: u8 },
+    Write {
+        high: bool,
+        off: u64,
+        len: u64,
+        seed: u8,
+    },
     /// Truncate to a length within a window.
     Truncate { high: bool, at: u64 },
     /// Read through the current handle.
@@ -121,17 +126,18 @@ fn op() -> impl Strategy<Value = Op> {
 
 async fn check_all(vfs: &vfs_core::Vfs, fh: u64, ino: u64, model: &Model) {
     assert_eq!(vfs.getattr(&root(), ino).await.unwrap().length, model.len);
-    for (start, n) in [
-        (0, LOW + BLOCK),
-        (HIGH_START - BLOCK, HIGH_LEN + 2 * BLOCK),
-    ] {
+    for (start, n) in [(0, LOW + BLOCK), (HIGH_START - BLOCK, HIGH_LEN + 2 * BLOCK)] {
         let got = read_all(vfs, fh, start, n).await;
-        assert!(got == model.expected(start, n), "contents differ in {start}..{}", start + n);
+        assert!(
+            got == model.expected(start, n),
+            "contents differ in {start}..{}",
+            start + n
+        );
     }
 }
 
-async fn run(ops: Vec<Op>) {
-    let vol = Volume::new().await;
+async fn run(engine: Engine, ops: Vec<Op>) {
+    let vol = Volume::new(engine).await;
     let clients = [vol.client().await, vol.client().await];
     let mut cur = 0;
     let (ino, mut fh) = create(&clients[0], "model").await;
@@ -139,12 +145,20 @@ async fn run(ops: Vec<Op>) {
     for op in ops {
         let vfs = &clients[cur];
         match op {
-            Op::Write { high, off, len, seed } => {
+            Op::Write {
+                high,
+                off,
+                len,
+                seed,
+            } => {
                 let (base, size) = window(high);
                 let off = off % size;
                 let len = len.min(size - off);
                 let data = pattern(seed, base + off, len as usize);
-                let n = vfs.write(&root(), fh, base + off, Bytes::from(data.clone())).await.unwrap();
+                let n = vfs
+                    .write(&root(), fh, base + off, Bytes::from(data.clone()))
+                    .await
+                    .unwrap();
                 assert_eq!(n, data.len());
                 model.write(base + off, &data);
             }
@@ -159,7 +173,10 @@ async fn run(ops: Vec<Op>) {
                 let (base, size) = window(high);
                 let off = base + off % size;
                 let got = vfs.read(&root(), fh, off, len as usize).await.unwrap();
-                assert!(got[..] == model.expected(off, len)[..], "read {off}+{len} differs");
+                assert!(
+                    got[..] == model.expected(off, len)[..],
+                    "read {off}+{len} differs"
+                );
             }
             Op::Flush => vfs.flush(&root(), fh).await.unwrap(),
             Op::Reopen => {
@@ -192,23 +209,53 @@ proptest! {
     })]
 
     #[test]
-    fn file_bytes_match_the_model(ops in proptest::collection::vec(op(), 1..24)) {
+    fn file_bytes_match_the_model(
+        sqlite in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..24),
+    ) {
+        let engine = if sqlite { Engine::Sqlite } else { Engine::Model };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(ops));
+        rt.block_on(run(engine, ops));
     }
 }
 
 #[tokio::test]
 async fn regression_overwrite_then_truncate_across_the_chunk_boundary() {
-    run(vec![
-        Op::Write { high: true, off: 2 * BLOCK, len: 2 * BLOCK, seed: 1 },
-        Op::Flush,
-        Op::Write { high: true, off: 3 * BLOCK - 10, len: 100, seed: 2 },
-        Op::Truncate { high: true, at: 3 * BLOCK + 5 },
-        Op::Switch,
-        Op::Write { high: false, off: 5, len: 10, seed: 3 },
-        Op::Truncate { high: true, at: 4 * BLOCK },
-        Op::Switch,
-    ])
-    .await;
+    for engine in [Engine::Model, Engine::Sqlite] {
+        run(
+            engine,
+            vec![
+                Op::Write {
+                    high: true,
+                    off: 2 * BLOCK,
+                    len: 2 * BLOCK,
+                    seed: 1,
+                },
+                Op::Flush,
+                Op::Write {
+                    high: true,
+                    off: 3 * BLOCK - 10,
+                    len: 100,
+                    seed: 2,
+                },
+                Op::Truncate {
+                    high: true,
+                    at: 3 * BLOCK + 5,
+                },
+                Op::Switch,
+                Op::Write {
+                    high: false,
+                    off: 5,
+                    len: 10,
+                    seed: 3,
+                },
+                Op::Truncate {
+                    high: true,
+                    at: 4 * BLOCK,
+                },
+                Op::Switch,
+            ],
+        )
+        .await;
+    }
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use chunkstore::{ChunkStore, ChunkStoreExt, ListPage, MemStore, ObjectMeta, StoreError};
 use meta_api::testkit::model::ModelEngine;
 use meta_api::{Context, Format, Ino, MetaEngine, CHUNK_SIZE};
+use meta_sqlite::SqliteMeta;
 use vfs_core::{Vfs, VfsOptions};
 
 /// Block size of test volumes: small so that multi-block and multi-chunk files stay cheap.
@@ -32,9 +33,27 @@ pub fn test_options() -> VfsOptions {
         .readahead(1 << 20)
 }
 
+/// The metadata engines the end-to-end tests run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// The reference model of meta-api's testkit.
+    Model,
+    /// SQLite, in memory.
+    Sqlite,
+}
+
+enum Holder {
+    Model(ModelEngine),
+    /// The in-memory database lives as long as one connection to it does.
+    Sqlite {
+        name: String,
+        _keep_alive: SqliteMeta,
+    },
+}
+
 /// A formatted in-memory volume: a metadata engine shared by its clients and one store.
 pub struct Volume {
-    holder: ModelEngine,
+    holder: Holder,
     pub format: Format,
     pub mem: Arc<MemStore>,
     pub store: Arc<dyn ChunkStore>,
@@ -42,16 +61,36 @@ pub struct Volume {
 
 impl Volume {
     /// A new volume on a plain memory store.
-    pub async fn new() -> Volume {
+    pub async fn new(engine: Engine) -> Volume {
         let mem = Arc::new(MemStore::new());
-        Volume::with_store(mem.clone(), mem).await
+        Volume::with_store(engine, mem.clone(), mem).await
     }
 
     /// A new volume whose clients use `store` (which keeps its objects in `mem`).
-    pub async fn with_store(mem: Arc<MemStore>, store: Arc<dyn ChunkStore>) -> Volume {
-        let holder = ModelEngine::unformatted();
+    pub async fn with_store(
+        engine: Engine,
+        mem: Arc<MemStore>,
+        store: Arc<dyn ChunkStore>,
+    ) -> Volume {
+        static VOLUMES: AtomicUsize = AtomicUsize::new(0);
         let format = test_format();
-        holder.init(&format, false).await.unwrap();
+        let holder = match engine {
+            Engine::Model => {
+                let m = ModelEngine::unformatted();
+                m.init(&format, false).await.unwrap();
+                Holder::Model(m)
+            }
+            Engine::Sqlite => {
+                let n = VOLUMES.fetch_add(1, Ordering::Relaxed);
+                let name = format!("vfs-test-{}-{n}", std::process::id());
+                let m = SqliteMeta::memory(&name).await.unwrap();
+                m.init(&format, false).await.unwrap();
+                Holder::Sqlite {
+                    name,
+                    _keep_alive: m,
+                }
+            }
+        };
         Volume {
             holder,
             format,
@@ -67,15 +106,18 @@ impl Volume {
 
     /// A new client of this volume with options.
     pub async fn client_with(&self, opts: VfsOptions) -> Vfs {
-        let meta: Arc<dyn MetaEngine> = Arc::new(self.holder.another_client());
+        let meta = self.meta().await;
         Vfs::new(meta, self.store.clone(), self.format.clone(), opts)
             .await
             .unwrap()
     }
 
-    /// A session-less client of the engine, to inspect the metadata.
-    pub fn meta(&self) -> Arc<dyn MetaEngine> {
-        Arc::new(self.holder.another_client())
+    /// A new session-less client of the engine, to inspect the metadata.
+    pub async fn meta(&self) -> Arc<dyn MetaEngine> {
+        match &self.holder {
+            Holder::Model(m) => Arc::new(m.another_client()),
+            Holder::Sqlite { name, .. } => Arc::new(SqliteMeta::memory(name).await.unwrap()),
+        }
     }
 
     /// Keys of every block object in the store.
@@ -108,7 +150,13 @@ pub fn pattern(seed: u8, off: u64, n: usize) -> Vec<u8> {
 /// Creates `name` in the root directory with `O_RDWR` and returns (ino, fh).
 pub async fn create(vfs: &Vfs, name: &str) -> (Ino, u64) {
     let (e, fh) = vfs
-        .create(&root(), meta_api::ROOT_INO, name.as_bytes(), 0o644, libc::O_RDWR)
+        .create(
+            &root(),
+            meta_api::ROOT_INO,
+            name.as_bytes(),
+            0o644,
+            libc::O_RDWR,
+        )
         .await
         .unwrap();
     (e.ino, fh)
@@ -132,7 +180,7 @@ pub async fn read_all(vfs: &Vfs, fh: u64, off: u64, n: u64) -> Vec<u8> {
 
 /// Checks that every slice the engine has for `ino` points at blocks present in the store.
 pub async fn assert_blocks_exist(vol: &Volume, ino: Ino) {
-    let meta = vol.meta();
+    let meta = vol.meta().await;
     let attr = meta.getattr(ino).await.unwrap();
     let chunks = attr.length.div_ceil(CHUNK);
     let bs = std::num::NonZeroU32::new(vol.format.block_bytes() as u32).unwrap();
@@ -144,7 +192,10 @@ pub async fn assert_blocks_exist(vol: &Volume, ino: Ino) {
             for b in chunkstore::slice_blocks(s.id, s.size, bs) {
                 let key = b.to_key(vol.format.hash_prefix);
                 let head = vol.mem.head(&key).await;
-                assert!(head.is_ok(), "slice {s:?} of chunk {index} needs missing block {key}");
+                assert!(
+                    head.is_ok(),
+                    "slice {s:?} of chunk {index} needs missing block {key}"
+                );
             }
         }
     }
@@ -179,7 +230,9 @@ impl ChunkStore for FaultyStore {
             tokio::time::sleep(self.put_delay).await;
         }
         if self.fail_puts.load(Ordering::SeqCst) {
-            return Err(StoreError::transient(format!("injected failure of put {key}")));
+            return Err(StoreError::transient(format!(
+                "injected failure of put {key}"
+            )));
         }
         self.puts.fetch_add(1, Ordering::SeqCst);
         self.inner.put(key, data).await
