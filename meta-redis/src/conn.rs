@@ -113,7 +113,9 @@ pub(crate) struct Lease<'a> {
 impl Lease<'_> {
     pub(crate) fn get(&mut self) -> &mut Dedicated {
         // The connection is only taken out by `discard`, which consumes the lease.
-        self.conn.as_mut().unwrap_or_else(|| unreachable!("lease used after discard"))
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("lease used after discard"))
     }
 
     /// Drops the connection instead of returning it (after any failure on it, since its
@@ -256,21 +258,24 @@ impl Conns {
             .set_response_timeout(t);
         let mut conn = tokio::time::timeout(
             t,
-            self.client.get_multiplexed_async_connection_with_config(&cfg),
+            self.client
+                .get_multiplexed_async_connection_with_config(&cfg),
         )
         .await
         .map_err(|_| Failure::Transport(timed_out(t)))?
         .map_err(classify)?;
         // CLIENT ID and INFO may be refused by ACLs; the connection still works without
         // them, only a lost reply can then not be fenced.
-        let id: Option<i64> = tokio::time::timeout(t, redis::cmd("CLIENT").arg("ID").query_async(&mut conn))
-            .await
-            .map_err(|_| Failure::Transport(timed_out(t)))?
-            .ok();
-        let info: Option<String> = tokio::time::timeout(t, redis::cmd("INFO").arg("server").query_async(&mut conn))
-            .await
-            .map_err(|_| Failure::Transport(timed_out(t)))?
-            .ok();
+        let id: Option<i64> =
+            tokio::time::timeout(t, redis::cmd("CLIENT").arg("ID").query_async(&mut conn))
+                .await
+                .map_err(|_| Failure::Transport(timed_out(t)))?
+                .ok();
+        let info: Option<String> =
+            tokio::time::timeout(t, redis::cmd("INFO").arg("server").query_async(&mut conn))
+                .await
+                .map_err(|_| Failure::Transport(timed_out(t)))?
+                .ok();
         let n = self.next_token.fetch_add(1, Ordering::Relaxed);
         Ok(Dedicated {
             conn,
@@ -284,7 +289,9 @@ impl Conns {
     /// The server's current `run_id`.
     pub(crate) async fn run_id(&self) -> Result<Option<String>> {
         let info: String = self
-            .shared(|mut c| async move { redis::cmd("INFO").arg("server").query_async(&mut c).await })
+            .shared(
+                |mut c| async move { redis::cmd("INFO").arg("server").query_async(&mut c).await },
+            )
             .await?;
         Ok(parse_run_id(&info))
     }

@@ -159,7 +159,10 @@ impl RedisMeta {
     pub async fn open_with(url: &str, opts: RedisOptions) -> Result<RedisMeta> {
         let info = crate::url::parse(url)?;
         let client = redis::Client::open(info).map_err(|e| {
-            MetaError::backend(false, format!("invalid redis URL {}: {e}", crate::url::redact(url)))
+            MetaError::backend(
+                false,
+                format!("invalid redis URL {}: {e}", crate::url::redact(url)),
+            )
         })?;
         let timing = Timing {
             op_timeout: opts.op_timeout,
@@ -168,7 +171,11 @@ impl RedisMeta {
         let conns = Conns::connect(client, timing, opts.pool_size).await?;
         let cluster: Option<String> = conns
             .shared(|mut c| async move {
-                match redis::cmd("CLUSTER").arg("INFO").query_async::<String>(&mut c).await {
+                match redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async::<String>(&mut c)
+                    .await
+                {
                     Ok(s) => Ok(Some(s)),
                     Err(e) if e.kind() == redis::ErrorKind::ResponseError => Ok(None),
                     Err(e) if e.to_string().contains("cluster") => Ok(None),
@@ -225,7 +232,10 @@ impl RedisMeta {
     }
 
     /// Runs a non-atomic pipeline of reads or idempotent writes on the shared connection.
-    pub(crate) async fn read_pipe<T: redis::FromRedisValue>(&self, p: &redis::Pipeline) -> Result<T> {
+    pub(crate) async fn read_pipe<T: redis::FromRedisValue>(
+        &self,
+        p: &redis::Pipeline,
+    ) -> Result<T> {
         self.conns
             .shared(|mut c| async move { p.query_async::<T>(&mut c).await })
             .await
@@ -240,7 +250,10 @@ impl RedisMeta {
     }
 
     fn read_format_cache(&self) -> Option<Format> {
-        self.format.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.format
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn store_format_cache(&self, f: &Format) {
@@ -248,7 +261,9 @@ impl RedisMeta {
     }
 
     async fn load_format(&self) -> Result<Format> {
-        let body: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(self.keys.setting())).await?;
+        let body: Option<Vec<u8>> = self
+            .read(redis::cmd("GET").arg(self.keys.setting()))
+            .await?;
         let body = body.ok_or(MetaError::NotFormatted)?;
         let text = String::from_utf8(body)
             .map_err(|_| MetaError::Corrupt("volume settings are not UTF-8".into()))?;
@@ -261,7 +276,13 @@ impl RedisMeta {
     /// last id handed out (JuiceFS's Redis convention, one less than its SQL/TKV
     /// counters), so a reservation of `batch` ids after `INCRBY` returned `v` is
     /// `v-batch+1 ..= v`. Ids below `min` are skipped (the root inode).
-    async fn next_id(&self, range: &tokio::sync::Mutex<IdRange>, key: String, batch: u64, min: u64) -> Result<u64> {
+    async fn next_id(
+        &self,
+        range: &tokio::sync::Mutex<IdRange>,
+        key: String,
+        batch: u64,
+        min: u64,
+    ) -> Result<u64> {
         let mut r = range.lock().await;
         loop {
             if r.next < r.end {
@@ -282,13 +303,20 @@ impl RedisMeta {
     }
 
     pub(crate) async fn new_inode(&self) -> Result<Ino> {
-        self.next_id(&self.inodes, self.keys.next_inode(), meta_api::INODE_BATCH, 2)
-            .await
+        self.next_id(
+            &self.inodes,
+            self.keys.next_inode(),
+            meta_api::INODE_BATCH,
+            2,
+        )
+        .await
     }
 
     /// The attributes of `ino` through the shared connection.
     pub(crate) async fn get_attr(&self, ino: Ino) -> Result<Option<Attr>> {
-        let v: Option<Vec<u8>> = self.read(redis::cmd("GET").arg(self.keys.inode(ino))).await?;
+        let v: Option<Vec<u8>> = self
+            .read(redis::cmd("GET").arg(self.keys.inode(ino)))
+            .await?;
         v.map(|b| decode_attr(&b)).transpose()
     }
 
@@ -305,10 +333,14 @@ impl RedisMeta {
                     .arg(self.keys.total_inodes()),
             )
             .await?;
-        if f.capacity > 0 && space > 0 && used.unwrap_or(0).saturating_add(space) > f.capacity as i64 {
+        if f.capacity > 0
+            && space > 0
+            && used.unwrap_or(0).saturating_add(space) > f.capacity as i64
+        {
             return Err(MetaError::NoSpace);
         }
-        if f.inodes > 0 && inodes > 0 && count.unwrap_or(0).saturating_add(inodes) > f.inodes as i64 {
+        if f.inodes > 0 && inodes > 0 && count.unwrap_or(0).saturating_add(inodes) > f.inodes as i64
+        {
             return Err(MetaError::NoSpace);
         }
         Ok(())
@@ -468,7 +500,8 @@ impl MetaEngine for RedisMeta {
         mode: u16,
         rdev: u32,
     ) -> Result<Entry> {
-        self.do_mknod(ctx, parent, name, typ, mode, rdev, None).await
+        self.do_mknod(ctx, parent, name, typ, mode, rdev, None)
+            .await
     }
 
     async fn mkdir(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
@@ -476,7 +509,13 @@ impl MetaEngine for RedisMeta {
             .await
     }
 
-    async fn symlink(&self, ctx: &Context, parent: Ino, name: &[u8], target: &[u8]) -> Result<Entry> {
+    async fn symlink(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Entry> {
         self.do_mknod(ctx, parent, name, FileType::Symlink, 0o777, 0, Some(target))
             .await
     }
@@ -533,20 +572,38 @@ impl MetaEngine for RedisMeta {
         self.do_read_chunk(ino, index).await
     }
 
-    async fn write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<()> {
         self.do_write_slice(ino, index, slice, mtime).await
     }
 
     async fn new_slice_id(&self) -> Result<u64> {
-        self.next_id(&self.slice_ids, self.keys.next_chunk(), meta_api::SLICE_ID_BATCH, 1)
-            .await
+        self.next_id(
+            &self.slice_ids,
+            self.keys.next_chunk(),
+            meta_api::SLICE_ID_BATCH,
+            1,
+        )
+        .await
     }
 
     async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
         self.do_truncate(ctx, ino, length).await
     }
 
-    async fn fallocate(&self, ctx: &Context, ino: Ino, mode: FallocMode, off: u64, len: u64) -> Result<()> {
+    async fn fallocate(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
         self.do_fallocate(ctx, ino, mode, off, len).await
     }
 
@@ -567,7 +624,14 @@ impl MetaEngine for RedisMeta {
         self.do_getxattr(ino, name).await
     }
 
-    async fn setxattr(&self, ctx: &Context, ino: Ino, name: &[u8], value: &[u8], flags: u32) -> Result<()> {
+    async fn setxattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()> {
         self.do_setxattr(ctx, ino, name, value, flags).await
     }
 

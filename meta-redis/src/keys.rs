@@ -82,6 +82,12 @@ impl Keys {
         format!("{}opened{sid}", self.prefix)
     }
 
+    /// `chunkTail`: inode → highest chunk index that may hold slices past the file's
+    /// length after a shrink (this client's addition, so purging finds every chunk).
+    pub(crate) fn chunk_tail(&self) -> String {
+        self.with("chunkTail")
+    }
+
     /// `txmark{token}`: the commit marker of one dedicated connection (see `txn`).
     pub(crate) fn txn_marker(&self, token: &str) -> String {
         format!("{}txmark{token}", self.prefix)

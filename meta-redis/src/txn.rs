@@ -63,7 +63,9 @@ impl Tx {
         match tokio::time::timeout(self.op_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(failure_to_meta(classify(e))),
-            Err(_) => Err(failure_to_meta(Failure::Transport(timed_out(self.op_timeout)))),
+            Err(_) => Err(failure_to_meta(Failure::Transport(timed_out(
+                self.op_timeout,
+            )))),
         }
     }
 
@@ -74,24 +76,29 @@ impl Tx {
         }
         let mut c = self.conn.clone();
         let cmd = redis::cmd("WATCH").arg(keys).clone();
-        self.run(async move { cmd.query_async::<()>(&mut c).await }).await
+        self.run(async move { cmd.query_async::<()>(&mut c).await })
+            .await
     }
 
     /// Sends one command.
     pub(crate) async fn cmd<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T> {
         let mut c = self.conn.clone();
-        self.run(async move { cmd.query_async::<T>(&mut c).await }).await
+        self.run(async move { cmd.query_async::<T>(&mut c).await })
+            .await
     }
 
     /// Sends a (non-atomic) pipeline of reads in one round trip.
     pub(crate) async fn pipe<T: FromRedisValue>(&mut self, p: &redis::Pipeline) -> Result<T> {
         let mut c = self.conn.clone();
-        self.run(async move { p.query_async::<T>(&mut c).await }).await
+        self.run(async move { p.query_async::<T>(&mut c).await })
+            .await
     }
 
     /// The attributes of `ino`, `None` if it does not exist.
     pub(crate) async fn attr(&mut self, ino: Ino) -> Result<Option<Attr>> {
-        let v: Option<Vec<u8>> = self.cmd(redis::cmd("GET").arg(self.keys.inode(ino))).await?;
+        let v: Option<Vec<u8>> = self
+            .cmd(redis::cmd("GET").arg(self.keys.inode(ino)))
+            .await?;
         v.map(|b| decode_attr(&b)).transpose()
     }
 
@@ -105,7 +112,11 @@ impl Tx {
     }
 
     /// The entry `name` of directory `parent`.
-    pub(crate) async fn entry(&mut self, parent: Ino, name: &[u8]) -> Result<Option<(FileType, Ino)>> {
+    pub(crate) async fn entry(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<Option<(FileType, Ino)>> {
         let v: Option<Vec<u8>> = self
             .cmd(redis::cmd("HGET").arg(self.keys.entries(parent)).arg(name))
             .await?;
@@ -116,7 +127,12 @@ impl Tx {
 /// Runs `f` as one atomic transaction watching `watch` (see the module docs for the
 /// retry rule). `f` gets a [`Tx`] to read through and may watch more keys before it
 /// decides.
-pub(crate) async fn run<T, F, Fut>(conns: &Conns, keys: &Keys, watch: &[String], mut f: F) -> Result<T>
+pub(crate) async fn run<T, F, Fut>(
+    conns: &Conns,
+    keys: &Keys,
+    watch: &[String],
+    mut f: F,
+) -> Result<T>
 where
     F: FnMut(Tx) -> Fut,
     Fut: Future<Output = Result<Step<T>>>,
@@ -137,7 +153,8 @@ where
             Err(e) => Err(e),
         };
         let outcome = match decided {
-            Ok(Step::Commit(pipe, value)) => match commit(conns, keys, lease, pipe, deadline).await {
+            Ok(Step::Commit(pipe, value)) => match commit(conns, keys, lease, pipe, deadline).await
+            {
                 Ok(Committed::Applied) => return Ok(value),
                 Ok(Committed::Conflict) => Attempt::Conflict,
                 Ok(Committed::NotApplied(e)) => Attempt::Failed(e),
@@ -256,7 +273,9 @@ async fn commit(
         Failure::Fatal(e) => Err(MetaError::backend(false, e)),
         Failure::Transport(e) => match learn_outcome(conns, &marker, &lost, seq, deadline).await {
             Some(true) => Ok(Committed::Applied),
-            Some(false) => Ok(Committed::NotApplied(failure_to_meta(Failure::Transport(e)))),
+            Some(false) => Ok(Committed::NotApplied(failure_to_meta(Failure::Transport(
+                e,
+            )))),
             None => Err(MetaError::backend(
                 false,
                 Transport {
@@ -288,7 +307,9 @@ async fn learn_outcome(
     let mut attempt = 0u32;
     loop {
         match fence_and_read(conns, marker, lost).await {
-            Ok(Learned::Marker(v)) => return Some(v.as_deref() == Some(seq.to_string().as_bytes())),
+            Ok(Learned::Marker(v)) => {
+                return Some(v.as_deref() == Some(seq.to_string().as_bytes()))
+            }
             Ok(Learned::Unfenceable) => return None,
             Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(reconnect_backoff(attempt)).await;
@@ -299,7 +320,11 @@ async fn learn_outcome(
     }
 }
 
-async fn fence_and_read(conns: &Conns, marker: &str, lost: &crate::conn::Dedicated) -> Result<Learned> {
+async fn fence_and_read(
+    conns: &Conns,
+    marker: &str,
+    lost: &crate::conn::Dedicated,
+) -> Result<Learned> {
     let now_run_id = conns.run_id().await?;
     let restarted = match (&lost.run_id, &now_run_id) {
         (Some(a), Some(b)) => a != b,

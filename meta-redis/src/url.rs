@@ -12,9 +12,9 @@ pub(crate) fn parse(url: &str) -> Result<ConnectionInfo> {
             "rediss:// needs meta-redis built with its `tls` feature",
         ));
     }
-    let mut info = url
-        .into_connection_info()
-        .map_err(|e| MetaError::backend(false, format!("invalid redis URL {}: {e}", redact(url))))?;
+    let mut info = url.into_connection_info().map_err(|e| {
+        MetaError::backend(false, format!("invalid redis URL {}: {e}", redact(url)))
+    })?;
     if info.redis.password.is_none() {
         info.redis.password = ["META_PASSWORD", "REDIS_PASSWORD"]
             .iter()
@@ -56,6 +56,9 @@ mod tests {
     #[cfg(not(feature = "tls"))]
     #[test]
     fn rediss_without_tls_is_refused_clearly() {
-        assert!(matches!(parse("rediss://h:1/0"), Err(MetaError::NotSupported(_))));
+        assert!(matches!(
+            parse("rediss://h:1/0"),
+            Err(MetaError::NotSupported(_))
+        ));
     }
 }

@@ -18,5 +18,9 @@ async fn model() {
     let Some(url) = redis_url("model") else {
         return;
     };
-    meta_api::testkit::run_model_test(&RedisHarness { url }, meta_api::testkit::DEFAULT_MODEL_CASES).await;
+    meta_api::testkit::run_model_test(
+        &RedisHarness { url },
+        meta_api::testkit::DEFAULT_MODEL_CASES,
+    )
+    .await;
 }

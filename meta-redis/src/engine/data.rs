@@ -1,6 +1,7 @@
 //! Chunks and slices: reading, writing, truncating, fallocate, copy_file_range, statfs.
 
-use meta_api::perm::{check_access, clear_suid_on_write};
+use meta_api::encoding::decode_attr;
+use meta_api::perm::check_access;
 use meta_api::{
     access, overlay, Attr, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, StatFs,
     Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
@@ -42,19 +43,29 @@ impl RedisMeta {
             .arg(self.keys.chunk(ino, index))
             .arg(0)
             .arg(-1)
-            .cmd("EXISTS")
+            .cmd("GET")
             .arg(self.keys.inode(ino));
-        let (records, exists): (Vec<Vec<u8>>, bool) = self.read_pipe(&p).await?;
-        if !exists {
-            return Err(MetaError::NotFound);
+        let (records, attr): (Vec<Vec<u8>>, Option<Vec<u8>>) = self.read_pipe(&p).await?;
+        let attr = decode_attr(&attr.ok_or(MetaError::NotFound)?)?;
+        if attr.is_dir() {
+            return Err(MetaError::IsDir);
         }
         decode_records(ino, index, &records)
     }
 
-    pub(crate) async fn do_write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
+    pub(crate) async fn do_write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<()> {
         let end_in_chunk = u64::from(slice.pos) + u64::from(slice.len);
         if end_in_chunk > CHUNK_SIZE {
             return Err(MetaError::InvalidArgument("slice crosses the chunk's end"));
+        }
+        if slice.id != 0 && u64::from(slice.off) + u64::from(slice.len) > u64::from(slice.size) {
+            return Err(MetaError::InvalidArgument("slice range outside its object"));
         }
         let new_len = u64::from(index) * CHUNK_SIZE + end_in_chunk;
         if new_len > MAX_FILE_SIZE {
@@ -99,19 +110,17 @@ impl RedisMeta {
             if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
             }
-            if length == attr.length {
-                return Ok(Step::Done(attr));
-            }
             let delta = align4k(length) - align4k(attr.length);
-            self.check_capacity(&mut tx, delta, 0).await?;
             let mut w = Writes::new();
-            self.truncate_writes(&mut tx, &mut w, ino, attr.length, length)
-                .await?;
+            if length != attr.length {
+                self.check_capacity(&mut tx, delta, 0).await?;
+                self.truncate_writes(&mut tx, &mut w, ino, attr.length, length)
+                    .await?;
+            }
             let t = now();
             attr.length = length;
             attr.mtime = t;
             attr.ctime = t;
-            clear_suid_on_write(ctx, &mut attr);
             w.set_attr(&self.keys, ino, &attr)
                 .incrby(self.keys.used_space(), delta);
             Ok(w.commit(attr))
@@ -122,7 +131,14 @@ impl RedisMeta {
     /// Queues the hole slices that make `old..new` (either direction) read as zeros, as
     /// JuiceFS does: the first chunk gets a hole from the cut, chunks in between that
     /// exist get a whole-chunk hole, the last chunk a hole up to the end.
-    pub(crate) async fn truncate_writes(&self, tx: &mut Tx, w: &mut Writes, ino: Ino, old: u64, new: u64) -> Result<()> {
+    pub(crate) async fn truncate_writes(
+        &self,
+        tx: &mut Tx,
+        w: &mut Writes,
+        ino: Ino,
+        old: u64,
+        new: u64,
+    ) -> Result<()> {
         let (left, right) = if old < new { (old, new) } else { (new, old) };
         let first = left / CHUNK_SIZE;
         let last = right / CHUNK_SIZE;
@@ -153,6 +169,22 @@ impl RedisMeta {
                 &hole(0, (right % CHUNK_SIZE) as u32),
             );
         }
+        if new < old {
+            // Chunks past the new end keep their slices (now behind holes) until the file
+            // is purged, which walks chunks by length: remember how far they reach.
+            let tail = (old - 1) / CHUNK_SIZE;
+            let field = ino.to_string();
+            let known: Option<u64> = tx
+                .cmd(redis::cmd("HGET").arg(self.keys.chunk_tail()).arg(&field))
+                .await?;
+            if tail > chunks_of(new).saturating_sub(1) && known.is_none_or(|k| k < tail) {
+                w.hset(
+                    self.keys.chunk_tail(),
+                    field.as_bytes(),
+                    tail.to_string().as_bytes(),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -174,7 +206,10 @@ impl RedisMeta {
                         .arg(10_000),
                 )
                 .await?;
-            out.extend(keys.iter().filter_map(|k| k.strip_prefix(prefix)?.parse::<u32>().ok()));
+            out.extend(
+                keys.iter()
+                    .filter_map(|k| k.strip_prefix(prefix)?.parse::<u32>().ok()),
+            );
             if next == 0 {
                 return Ok(out);
             }
@@ -182,7 +217,14 @@ impl RedisMeta {
         }
     }
 
-    pub(crate) async fn do_fallocate(&self, ctx: &Context, ino: Ino, mode: FallocMode, off: u64, len: u64) -> Result<()> {
+    pub(crate) async fn do_fallocate(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
         let known = FallocMode::KEEP_SIZE | FallocMode::PUNCH_HOLE | FallocMode::ZERO_RANGE;
         if mode.0 & !known != 0 {
             return Err(MetaError::NotSupported("fallocate mode"));
@@ -268,6 +310,9 @@ impl RedisMeta {
             if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
             }
+            if dst_off + len > MAX_FILE_SIZE {
+                return Err(MetaError::FileTooBig);
+            }
             if src == dst && src_off < dst_off + len && dst_off < src_off + len {
                 return Err(MetaError::InvalidArgument("overlapping ranges of one file"));
             }
@@ -331,7 +376,6 @@ impl RedisMeta {
             let t = now();
             dattr.mtime = t;
             dattr.ctime = t;
-            clear_suid_on_write(ctx, &mut dattr);
             w.set_attr(k, dst, &dattr);
             if delta > 0 {
                 w.incrby(k.used_space(), delta);
@@ -353,7 +397,11 @@ impl RedisMeta {
             let rec = Slice { pos, len: fit, ..s };
             w.rpush(self.keys.chunk(dst, indx as u32), &rec.encode());
             if rec.id > 0 {
-                w.hincrby(self.keys.slice_refs(), slice_ref_field(rec.id, rec.size).as_bytes(), 1);
+                w.hincrby(
+                    self.keys.slice_refs(),
+                    slice_ref_field(rec.id, rec.size).as_bytes(),
+                    1,
+                );
             }
             at += u64::from(fit);
             if s.id > 0 {
@@ -400,6 +448,12 @@ impl RedisMeta {
             avail_inodes,
         })
     }
+}
+
+/// How many chunks a file of `length` bytes spans (at least one: chunk 0 may hold
+/// slices of a file cut to length 0).
+pub(crate) fn chunks_of(length: u64) -> u64 {
+    length.div_ceil(CHUNK_SIZE).max(1)
 }
 
 /// Decodes the 24-byte records of chunk `indx` of `ino`.

@@ -1,7 +1,7 @@
 //! Lookup, attributes, creation, links, removal, rename and listing.
 
 use meta_api::encoding::{decode_attr, decode_entry, encode_entry};
-use meta_api::perm::{apply_setattr, check_access, check_remove, clear_suid_on_write, new_inode_owner};
+use meta_api::perm::{apply_setattr, check_access, check_remove, new_inode_owner};
 use meta_api::{
     access, name, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
     SetAttr, MAX_FILE_SIZE, ROOT_INO,
@@ -33,7 +33,10 @@ impl RedisMeta {
             let pattr = need_dir(self.get_attr(parent).await?)?;
             check_access(ctx, &pattr, access::X)?;
             if name == b"." {
-                return Ok(Entry { ino: parent, attr: pattr });
+                return Ok(Entry {
+                    ino: parent,
+                    attr: pattr,
+                });
             }
             let up = if parent == ROOT_INO || pattr.parent == 0 {
                 ROOT_INO
@@ -72,11 +75,6 @@ impl RedisMeta {
     }
 
     pub(crate) async fn do_setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        if let Some(size) = set.size {
-            if size > MAX_FILE_SIZE {
-                return Err(MetaError::FileTooBig);
-            }
-        }
         let keys = [self.keys.inode(ino)];
         self.txn(&keys, |mut tx| async move {
             let cur = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
@@ -87,6 +85,9 @@ impl RedisMeta {
             let mut new = apply_setattr(ctx, &cur, set, t)?;
             let mut w = Writes::new();
             if let Some(size) = set.size {
+                if size > MAX_FILE_SIZE {
+                    return Err(MetaError::FileTooBig);
+                }
                 match cur.typ {
                     FileType::Regular => {}
                     FileType::Directory => return Err(MetaError::IsDir),
@@ -99,15 +100,16 @@ impl RedisMeta {
                 if size != cur.length {
                     let delta = align4k(size) - align4k(cur.length);
                     self.check_capacity(&mut tx, delta, 0).await?;
-                    self.truncate_writes(&mut tx, &mut w, ino, cur.length, size).await?;
+                    self.truncate_writes(&mut tx, &mut w, ino, cur.length, size)
+                        .await?;
                     w.incrby(self.keys.used_space(), delta);
                     new.length = size;
-                    if set.mtime.is_none() {
-                        new.mtime = t;
-                    }
-                    new.ctime = t;
-                    clear_suid_on_write(ctx, &mut new);
                 }
+                // A size change stamps the times even when the size stays (as truncate(2)).
+                if !matches!(set.mtime, Some(meta_api::SetTime::At(_))) {
+                    new.mtime = t;
+                }
+                new.ctime = t;
             }
             if new == cur {
                 return Ok(Step::Done(cur));
@@ -141,11 +143,10 @@ impl RedisMeta {
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
             let mut pattr = need_dir(tx.attr(parent).await?)?;
-            check_access(ctx, &pattr, access::X)?;
+            check_access(ctx, &pattr, access::W | access::X)?;
             if tx.entry(parent, name).await?.is_some() {
                 return Err(MetaError::Exists);
             }
-            check_access(ctx, &pattr, access::W)?;
             if immutable(&pattr) {
                 return Err(MetaError::NotPermitted);
             }
@@ -179,7 +180,8 @@ impl RedisMeta {
                     w.hset(key, field.as_bytes(), b"0");
                 }
             }
-            w.incrby(k.used_space(), align4k(0)).incrby(k.total_inodes(), 1);
+            w.incrby(k.used_space(), align4k(0))
+                .incrby(k.total_inodes(), 1);
             Ok(w.commit(Entry { ino, attr }))
         })
         .await
@@ -200,7 +202,13 @@ impl RedisMeta {
         t.ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
     }
 
-    pub(crate) async fn do_link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
+    pub(crate) async fn do_link(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<Entry> {
         name::validate_name(name)?;
         let keys = [
             self.keys.inode(parent),
@@ -210,18 +218,18 @@ impl RedisMeta {
         self.txn(&keys, |mut tx| async move {
             let got = tx.attrs(&[parent, ino]).await?;
             let mut it = got.into_iter();
-            let mut pattr = need_dir(it.next().flatten())?;
+            let pattr = it.next().flatten();
             let mut iattr = it.next().flatten().ok_or(MetaError::NotFound)?;
-            check_access(ctx, &pattr, access::X)?;
-            if tx.entry(parent, name).await?.is_some() {
-                return Err(MetaError::Exists);
-            }
-            check_access(ctx, &pattr, access::W)?;
             if iattr.is_dir() {
                 return Err(MetaError::NotPermitted);
             }
             if iattr.nlink == 0 {
                 return Err(MetaError::NotFound);
+            }
+            let mut pattr = need_dir(pattr)?;
+            check_access(ctx, &pattr, access::W | access::X)?;
+            if tx.entry(parent, name).await?.is_some() {
+                return Err(MetaError::Exists);
             }
             if immutable(&pattr) || frozen(&iattr) {
                 return Err(MetaError::NotPermitted);
@@ -255,9 +263,10 @@ impl RedisMeta {
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
             let mut pattr = need_dir(tx.attr(parent).await?)?;
-            check_access(ctx, &pattr, access::X)?;
+            check_access(ctx, &pattr, access::W | access::X)?;
             let (typ, ino) = tx.entry(parent, name).await?.ok_or(MetaError::NotFound)?;
-            tx.watch(&[self.keys.inode(ino), self.keys.openers(ino)]).await?;
+            tx.watch(&[self.keys.inode(ino), self.keys.openers(ino)])
+                .await?;
             let iattr = tx.attr(ino).await?;
             check_remove(ctx, &pattr, iattr.as_ref().unwrap_or(&ghost(typ)))?;
             if typ == FileType::Directory {
@@ -290,22 +299,22 @@ impl RedisMeta {
     }
 
     pub(crate) async fn do_rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
-        if name == b".." {
-            return Err(MetaError::NotEmpty);
-        }
         name::validate_name(name)?;
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
             let mut pattr = need_dir(tx.attr(parent).await?)?;
-            check_access(ctx, &pattr, access::X)?;
+            check_access(ctx, &pattr, access::W | access::X)?;
             let (typ, ino) = tx.entry(parent, name).await?.ok_or(MetaError::NotFound)?;
-            tx.watch(&[self.keys.inode(ino), self.keys.entries(ino)]).await?;
+            tx.watch(&[self.keys.inode(ino), self.keys.entries(ino)])
+                .await?;
             let iattr = tx.attr(ino).await?;
             check_remove(ctx, &pattr, iattr.as_ref().unwrap_or(&ghost(typ)))?;
             if typ != FileType::Directory {
                 return Err(MetaError::NotDir);
             }
-            let n: u64 = tx.cmd(redis::cmd("HLEN").arg(self.keys.entries(ino))).await?;
+            let n: u64 = tx
+                .cmd(redis::cmd("HLEN").arg(self.keys.entries(ino)))
+                .await?;
             if n > 0 {
                 return Err(MetaError::NotEmpty);
             }
@@ -331,18 +340,28 @@ impl RedisMeta {
     /// is already 0 for files). A regular file open in any live session is sustained
     /// by each of those sessions instead; otherwise files go to `delfiles` for their
     /// data to be purged.
-    pub(crate) async fn drop_inode(&self, tx: &mut Tx, w: &mut Writes, ino: Ino, attr: &Attr) -> Result<()> {
+    pub(crate) async fn drop_inode(
+        &self,
+        tx: &mut Tx,
+        w: &mut Writes,
+        ino: Ino,
+        attr: &Attr,
+    ) -> Result<()> {
         let k = &self.keys;
         match attr.typ {
             FileType::Regular => {
                 tx.watch(&[k.openers(ino)]).await?;
                 let live = self.live_openers(tx, ino).await?;
                 if live.is_empty() {
-                    w.zadd(k.delfiles(), now().sec, &crate::keys::delfile_member(ino, attr.length))
-                        .del(k.inode(ino))
-                        .del(k.openers(ino))
-                        .incrby(k.used_space(), -align4k(attr.length))
-                        .incrby(k.total_inodes(), -1);
+                    w.zadd(
+                        k.delfiles(),
+                        now().sec,
+                        &crate::keys::delfile_member(ino, attr.length),
+                    )
+                    .del(k.inode(ino))
+                    .del(k.openers(ino))
+                    .incrby(k.used_space(), -align4k(attr.length))
+                    .incrby(k.total_inodes(), -1);
                 } else {
                     let mut a = attr.clone();
                     a.nlink = 0;
@@ -398,7 +417,9 @@ impl RedisMeta {
             return Err(MetaError::InvalidArgument("unsupported rename flags"));
         }
         if flags.noreplace() && flags.exchange() {
-            return Err(MetaError::InvalidArgument("RENAME_NOREPLACE with RENAME_EXCHANGE"));
+            return Err(MetaError::InvalidArgument(
+                "RENAME_NOREPLACE with RENAME_EXCHANGE",
+            ));
         }
         name::validate_name(name)?;
         name::validate_name(new_name)?;
@@ -412,18 +433,15 @@ impl RedisMeta {
             let mut it = got.into_iter();
             let mut sattr = need_dir(it.next().flatten())?;
             let mut dattr = need_dir(it.next().flatten())?;
-            check_access(ctx, &sattr, access::X)?;
-            check_access(ctx, &dattr, access::X)?;
+            check_access(ctx, &sattr, access::W | access::X)?;
+            check_access(ctx, &dattr, access::W | access::X)?;
             let (typ, ino) = tx.entry(ps, name).await?.ok_or(MetaError::NotFound)?;
             let dentry = tx.entry(pd, new_name).await?;
-            if ps == pd && name == new_name {
-                return Ok(Step::Done(()));
+            if flags.exchange() && dentry.is_none() {
+                return Err(MetaError::NotFound);
             }
             if flags.noreplace() && dentry.is_some() {
                 return Err(MetaError::Exists);
-            }
-            if flags.exchange() && dentry.is_none() {
-                return Err(MetaError::NotFound);
             }
             let k = &self.keys;
             let mut watch = vec![k.inode(ino)];
@@ -444,18 +462,17 @@ impl RedisMeta {
                 Some((dtyp, dino)) => Some(tx.attr(dino).await?.unwrap_or_else(|| ghost(dtyp))),
                 None => None,
             };
-            check_remove(ctx, &sattr, &iattr)?;
-            match &tattr {
-                Some(t) => check_remove(ctx, &dattr, t)?,
-                None => check_access(ctx, &dattr, access::W | access::X)?,
-            }
-            if ps != pd && iattr.is_dir() {
-                check_access(ctx, &iattr, access::W)?;
-            }
-            if flags.exchange() && ps != pd {
-                if let Some(t) = tattr.as_ref().filter(|t| t.is_dir()) {
-                    check_access(ctx, t, access::W)?;
+            if ps != pd {
+                if typ == FileType::Directory {
+                    self.check_not_inside(&mut tx, ino, pd, &dattr).await?;
                 }
+                if let (Some((FileType::Directory, dino)), true) = (dentry, flags.exchange()) {
+                    self.check_not_inside(&mut tx, dino, ps, &sattr).await?;
+                }
+            }
+            check_remove(ctx, &sattr, &iattr)?;
+            if let Some(t) = &tattr {
+                check_remove(ctx, &dattr, t)?;
             }
             if let (Some((dtyp, dino)), false) = (dentry, flags.exchange()) {
                 if typ == FileType::Directory && dtyp != FileType::Directory {
@@ -469,14 +486,6 @@ impl RedisMeta {
                     if n > 0 {
                         return Err(MetaError::NotEmpty);
                     }
-                }
-            }
-            if ps != pd {
-                if typ == FileType::Directory {
-                    self.check_not_inside(&mut tx, ino, pd, &dattr).await?;
-                }
-                if let (Some((FileType::Directory, dino)), true) = (dentry, flags.exchange()) {
-                    self.check_not_inside(&mut tx, dino, ps, &sattr).await?;
                 }
             }
             if immutable(&sattr)
@@ -501,7 +510,16 @@ impl RedisMeta {
                 w.hset(k.entries(ps), name, &encode_entry(dtyp, dino));
                 w.hset(k.entries(pd), new_name, &encode_entry(typ, ino));
                 if ps != pd {
-                    move_parent(&mut w, k, ino, &mut iattr, ps, pd, &mut s_links, &mut d_links);
+                    move_parent(
+                        &mut w,
+                        k,
+                        ino,
+                        &mut iattr,
+                        ps,
+                        pd,
+                        &mut s_links,
+                        &mut d_links,
+                    );
                     move_parent(&mut w, k, dino, &mut ta, pd, ps, &mut d_links, &mut s_links);
                 }
                 ta.ctime = t;
@@ -527,7 +545,16 @@ impl RedisMeta {
                     }
                 }
                 if ps != pd {
-                    move_parent(&mut w, k, ino, &mut iattr, ps, pd, &mut s_links, &mut d_links);
+                    move_parent(
+                        &mut w,
+                        k,
+                        ino,
+                        &mut iattr,
+                        ps,
+                        pd,
+                        &mut s_links,
+                        &mut d_links,
+                    );
                 }
             }
             iattr.ctime = t;
@@ -553,12 +580,20 @@ impl RedisMeta {
 
     /// Fails with `InvalidArgument` if directory `moved` is `dest` or one of its
     /// ancestors, watching every ancestor read so that a concurrent move is noticed.
-    async fn check_not_inside(&self, tx: &mut Tx, moved: Ino, dest: Ino, dest_attr: &Attr) -> Result<()> {
+    async fn check_not_inside(
+        &self,
+        tx: &mut Tx,
+        moved: Ino,
+        dest: Ino,
+        dest_attr: &Attr,
+    ) -> Result<()> {
         let mut cur = dest;
         let mut parent = dest_attr.parent;
         for _ in 0..MAX_DEPTH {
             if cur == moved {
-                return Err(MetaError::InvalidArgument("a directory cannot move into itself"));
+                return Err(MetaError::InvalidArgument(
+                    "a directory cannot move into itself",
+                ));
             }
             if cur == ROOT_INO || parent == 0 {
                 return Ok(());
@@ -570,7 +605,9 @@ impl RedisMeta {
                 None => return Err(MetaError::NotFound),
             };
         }
-        Err(MetaError::Corrupt(format!("directory chain above {dest} is too deep")))
+        Err(MetaError::Corrupt(format!(
+            "directory chain above {dest} is too deep"
+        )))
     }
 
     pub(crate) async fn do_readdir(
@@ -586,7 +623,9 @@ impl RedisMeta {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let flat: Vec<Vec<u8>> = self.read(redis::cmd("HGETALL").arg(self.keys.entries(ino))).await?;
+        let flat: Vec<Vec<u8>> = self
+            .read(redis::cmd("HGETALL").arg(self.keys.entries(ino)))
+            .await?;
         let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(flat.len() / 2);
         let mut it = flat.into_iter();
         while let (Some(name), Some(value)) = (it.next(), it.next()) {

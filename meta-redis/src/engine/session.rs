@@ -7,10 +7,10 @@ use meta_api::encoding::decode_attr;
 use meta_api::perm::{check_access, open_mask};
 use meta_api::{
     Attr, Context, DeletedFile, FileType, Format, Ino, MetaError, Result, Session, SessionInfo,
-    Slice, Timestamp, CHUNK_SIZE, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
+    Slice, Timestamp, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
 };
 
-use super::data::decode_records;
+use super::data::{chunks_of, decode_records};
 use super::{align4k, now, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
 use crate::keys::{delfile_member, parse_delfile_member, slice_ref_field};
 use crate::txn::Tx;
@@ -22,6 +22,7 @@ fn parse_id(b: &[u8]) -> Option<u64> {
 
 impl RedisMeta {
     pub(crate) async fn do_init(&self, format: &Format, force: bool) -> Result<()> {
+        format.check_supported()?;
         let json = format.to_json();
         let keys = [self.keys.setting()];
         self.txn(&keys, |mut tx| {
@@ -32,8 +33,13 @@ impl RedisMeta {
                 let mut w = Writes::new();
                 if let Some(old) = old {
                     let old = Format::from_json(&String::from_utf8_lossy(&old))?;
-                    if !force || old.name != format.name || old.uuid != format.uuid {
+                    if !force {
                         return Err(MetaError::Exists);
+                    }
+                    if old.name != format.name || old.uuid != format.uuid {
+                        return Err(MetaError::InvalidArgument(
+                            "a forced format must keep the volume's name and UUID",
+                        ));
                     }
                     w.set(k.setting(), json.as_bytes());
                     return Ok(w.commit(()));
@@ -63,10 +69,18 @@ impl RedisMeta {
     }
 
     pub(crate) async fn do_new_session(&self, info: &SessionInfo) -> Result<u64> {
+        if self.sid.load(Ordering::Relaxed) != 0 {
+            return Err(MetaError::InvalidArgument(
+                "this client already has a session",
+            ));
+        }
+        self.settings().await?;
         let json = serde_json::to_string(info)
             .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
         // A lost reply only wastes a session id.
-        let sid: u64 = self.read(redis::cmd("INCR").arg(self.keys.next_session())).await?;
+        let sid: u64 = self
+            .read(redis::cmd("INCR").arg(self.keys.next_session()))
+            .await?;
         self.register_session(sid, &json).await?;
         self.sid.store(sid, Ordering::Relaxed);
         *self.session_info.write().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
@@ -102,10 +116,16 @@ impl RedisMeta {
             .clone()
             .unwrap_or_default();
         let known: bool = self
-            .read(redis::cmd("HEXISTS").arg(self.keys.session_infos()).arg(sid))
+            .read(
+                redis::cmd("HEXISTS")
+                    .arg(self.keys.session_infos())
+                    .arg(sid),
+            )
             .await?;
         if !known {
-            tracing::warn!(sid, "session was reaped as stale and comes back");
+            // Reaped as stale: its opens were released, so it cannot simply come back.
+            tracing::warn!(sid, "session was reaped as stale");
+            return Err(MetaError::BadHandle);
         }
         let json = serde_json::to_string(&info)
             .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
@@ -136,10 +156,9 @@ impl RedisMeta {
         let mut sids = Vec::new();
         let mut it = flat.into_iter();
         while let (Some(m), Some(score)) = (it.next(), it.next()) {
-            let (Some(sid), Ok(score)) = (
-                parse_id(&m),
-                String::from_utf8_lossy(&score).parse::<f64>(),
-            ) else {
+            let (Some(sid), Ok(score)) =
+                (parse_id(&m), String::from_utf8_lossy(&score).parse::<f64>())
+            else {
                 continue;
             };
             sids.push((sid, score as i64));
@@ -159,13 +178,13 @@ impl RedisMeta {
             let (Some(info), Some(members)) = (it.next(), it.next()) else {
                 break;
             };
-            let info: Option<Vec<u8>> = redis::from_redis_value(&info)
-                .map_err(|e| MetaError::backend(false, e))?;
+            let info: Option<Vec<u8>> =
+                redis::from_redis_value(&info).map_err(|e| MetaError::backend(false, e))?;
             let info = info
                 .and_then(|b| serde_json::from_slice::<SessionInfo>(&b).ok())
                 .unwrap_or_default();
-            let members: Vec<Vec<u8>> = redis::from_redis_value(&members)
-                .map_err(|e| MetaError::backend(false, e))?;
+            let members: Vec<Vec<u8>> =
+                redis::from_redis_value(&members).map_err(|e| MetaError::backend(false, e))?;
             let mut sustained: Vec<Ino> = members.iter().filter_map(|m| parse_id(m)).collect();
             sustained.sort_unstable();
             out.push(Session {
@@ -179,12 +198,7 @@ impl RedisMeta {
     }
 
     pub(crate) async fn do_reap_stale_sessions(&self, at: Timestamp) -> Result<usize> {
-        // Expiries are whole seconds: one at `at.sec` is already past when `at` is later.
-        let max = if at.nsec > 0 {
-            at.sec.to_string()
-        } else {
-            format!("({}", at.sec)
-        };
+        let max = format!("({}", at.sec);
         let stale: Vec<Vec<u8>> = self
             .read(
                 redis::cmd("ZRANGEBYSCORE")
@@ -312,6 +326,11 @@ impl RedisMeta {
             self.read(redis::cmd("GET").arg(k.inode(ino))).await?
         };
         let attr = decode_attr(&raw.ok_or(MetaError::NotFound)?)?;
+        if sid > 0 && attr.nlink == 0 && attr.typ == FileType::Regular {
+            // Opened by inode after its last name went: this session sustains it too.
+            self.read::<()>(redis::cmd("SADD").arg(k.sustained(sid)).arg(ino))
+                .await?;
+        }
         let mask = open_mask(flags);
         let writes = mask & meta_api::access::W != 0;
         if attr.is_dir() && writes {
@@ -422,10 +441,19 @@ impl RedisMeta {
     }
 
     pub(crate) async fn do_purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        let (member, length) = self.delfile_of(ino).await?.ok_or(MetaError::NotFound)?;
-        // Chunk 0 is always looked at: a file cut to length 0 may still hold slices there.
-        let chunks = length.div_ceil(CHUNK_SIZE).max(1);
-        let chunk_keys: Vec<String> = (0..chunks).map(|i| self.keys.chunk(ino, i as u32)).collect();
+        let Some((member, length)) = self.delfile_of(ino).await? else {
+            return Err(match self.get_attr(ino).await? {
+                Some(_) => MetaError::InvalidArgument("the file is not deleted"),
+                None => MetaError::NotFound,
+            });
+        };
+        let tail: Option<u64> = self
+            .read(redis::cmd("HGET").arg(self.keys.chunk_tail()).arg(ino))
+            .await?;
+        let chunks = chunks_of(length).max(tail.map_or(0, |t| t + 1));
+        let chunk_keys: Vec<String> = (0..chunks)
+            .map(|i| self.keys.chunk(ino, i as u32))
+            .collect();
         let mut keys = vec![
             self.keys.delfiles(),
             self.keys.slice_refs(),
@@ -467,11 +495,15 @@ impl RedisMeta {
                 let mut w = Writes::new();
                 let mut freed = Vec::new();
                 if !uses.is_empty() {
-                    let fields: Vec<String> = uses.keys().map(|(id, size)| slice_ref_field(*id, *size)).collect();
+                    let fields: Vec<String> = uses
+                        .keys()
+                        .map(|(id, size)| slice_ref_field(*id, *size))
+                        .collect();
                     let refs: Vec<Option<i64>> = tx
                         .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
                         .await?;
-                    for (((id, size), n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs)) {
+                    for (((id, size), n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs))
+                    {
                         // The field holds references minus one; a missing one is one reference.
                         let left = cur.unwrap_or(0) - n;
                         if left < 0 {
@@ -484,14 +516,19 @@ impl RedisMeta {
                                 len: *size,
                             });
                         } else {
-                            w.hset(k.slice_refs(), field.as_bytes(), left.to_string().as_bytes());
+                            w.hset(
+                                k.slice_refs(),
+                                field.as_bytes(),
+                                left.to_string().as_bytes(),
+                            );
                         }
                     }
                 }
                 for key in chunk_keys {
                     w.del(key.clone());
                 }
-                w.zrem(k.delfiles(), &member)
+                w.hdel(k.chunk_tail(), ino.to_string().as_bytes())
+                    .zrem(k.delfiles(), &member)
                     .del(k.inode(ino))
                     .del(k.xattrs(ino))
                     .del(k.openers(ino));

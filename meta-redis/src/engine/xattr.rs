@@ -5,8 +5,7 @@ use meta_api::{
     access, Context, Ino, MetaError, Result, XattrFlags, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN,
 };
 
-use super::{RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
-use crate::txn::Step;
+use super::{now, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
 
 /// Checks an attribute name: not empty (`EINVAL`), at most 255 bytes (`ENAMETOOLONG`).
 fn check_name(name: &[u8]) -> Result<()> {
@@ -68,7 +67,7 @@ impl RedisMeta {
         }
         let keys = [self.keys.inode(ino), self.keys.xattrs(ino)];
         self.txn(&keys, |mut tx| async move {
-            let attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
             check_access(ctx, &attr, access::W)?;
             if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
@@ -82,8 +81,10 @@ impl RedisMeta {
             if replace && !exists {
                 return Err(MetaError::NoAttr);
             }
+            attr.ctime = now();
             let mut w = Writes::new();
-            w.hset(self.keys.xattrs(ino), name, value);
+            w.hset(self.keys.xattrs(ino), name, value)
+                .set_attr(&self.keys, ino, &attr);
             Ok(w.commit(()))
         })
         .await
@@ -93,7 +94,7 @@ impl RedisMeta {
         check_name(name)?;
         let keys = [self.keys.inode(ino), self.keys.xattrs(ino)];
         self.txn(&keys, |mut tx| async move {
-            let attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
             check_access(ctx, &attr, access::W)?;
             if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
@@ -104,9 +105,11 @@ impl RedisMeta {
             if !exists {
                 return Err(MetaError::NoAttr);
             }
+            attr.ctime = now();
             let mut w = Writes::new();
-            w.hdel(self.keys.xattrs(ino), name);
-            Ok(Step::Commit(w.p, ()))
+            w.hdel(self.keys.xattrs(ino), name)
+                .set_attr(&self.keys, ino, &attr);
+            Ok(w.commit(()))
         })
         .await
     }

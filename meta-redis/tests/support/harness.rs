@@ -17,10 +17,14 @@ pub fn redis_url(test: &str) -> Option<String> {
     match std::env::var("REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("{test}: REDIS_URL is not set; CI must start a redis-server and export REDIS_URL")
+            panic!(
+                "{test}: REDIS_URL is not set; CI must start a redis-server and export REDIS_URL"
+            )
         }
         _ => {
-            eprintln!("\n*** SKIP {test}: REDIS_URL is not set (e.g. redis://127.0.0.1:16390/) ***\n");
+            eprintln!(
+                "\n*** SKIP {test}: REDIS_URL is not set (e.g. redis://127.0.0.1:16390/) ***\n"
+            );
             None
         }
     }
@@ -50,7 +54,12 @@ pub fn session_info() -> SessionInfo {
 }
 
 pub fn format(name: &str) -> Format {
-    Format::new(name, &format!("uuid-{name}"), "file", "/tmp/meta-redis-test/")
+    Format::new(
+        name,
+        &format!("uuid-{name}"),
+        "file",
+        "/tmp/meta-redis-test/",
+    )
 }
 
 /// Connects a client of the volume at `url` under `prefix`, with a session.
@@ -74,7 +83,8 @@ pub struct RedisVolume {
 impl Harness for RedisHarness {
     async fn new_volume(&self) -> Result<Box<dyn TestVolume>> {
         let prefix = unique_prefix("tk");
-        let m = RedisMeta::open_with(&self.url, RedisOptions::default().key_prefix(&prefix)).await?;
+        let m =
+            RedisMeta::open_with(&self.url, RedisOptions::default().key_prefix(&prefix)).await?;
         m.init(&format(&prefix), false).await?;
         Ok(Box::new(RedisVolume {
             url: self.url.clone(),
@@ -84,7 +94,8 @@ impl Harness for RedisHarness {
 
     async fn unformatted_client(&self) -> Result<Arc<dyn MetaEngine>> {
         let prefix = unique_prefix("tku");
-        let m = RedisMeta::open_with(&self.url, RedisOptions::default().key_prefix(&prefix)).await?;
+        let m =
+            RedisMeta::open_with(&self.url, RedisOptions::default().key_prefix(&prefix)).await?;
         Ok(Arc::new(m))
     }
 }
