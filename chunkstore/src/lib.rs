@@ -37,18 +37,26 @@
 
 mod compress;
 mod error;
+mod faulty;
 mod fs;
 pub mod key;
 mod mem;
 mod prefixed;
+mod retry;
+#[cfg(feature = "s3")]
+mod s3;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use compress::{Compressed, Compression, ZSTD_LEVEL};
 pub use error::{BoxError, Result, StoreError};
+pub use faulty::{FaultConfig, FaultStats, Faulty};
 pub use fs::FsStore;
 pub use key::{slice_blocks, validate_key, BlockKey, SliceBlocks};
 pub use mem::MemStore;
 pub use prefixed::Prefixed;
+pub use retry::{Retry, RetryOptions, RetryStats};
+#[cfg(feature = "s3")]
+pub use s3::{ListOrder, S3Options, S3Store};
 pub use store::{ChunkStore, ChunkStoreExt, ListPage, ObjectMeta};
