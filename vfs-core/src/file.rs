@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use meta_api::{overlay, Ino, Slice};
+use meta_api::{overlay, Ino, Slice, Timestamp};
 
 use crate::vfs::Inner;
 use crate::writer::FileWriter;
@@ -27,6 +27,8 @@ pub(crate) struct OpenFile {
     pub(crate) writer: tokio::sync::Mutex<FileWriter>,
     pending: AtomicBool,
     length: AtomicU64,
+    /// When this client last wrote the file (shown until the write is committed).
+    written: Mutex<Timestamp>,
     layouts: Mutex<Layouts>,
 }
 
@@ -37,6 +39,7 @@ impl OpenFile {
             writer: tokio::sync::Mutex::new(FileWriter::new(ino)),
             pending: AtomicBool::new(false),
             length: AtomicU64::new(length),
+            written: Mutex::new(Timestamp::default()),
             layouts: Mutex::new(Layouts::default()),
         }
     }
@@ -53,6 +56,16 @@ impl OpenFile {
     /// Extends the length to cover a write ending at `end`.
     pub(crate) fn extend_length(&self, end: u64) {
         self.length.fetch_max(end, Ordering::AcqRel);
+    }
+
+    /// Records that the file was written now.
+    pub(crate) fn touch(&self) {
+        *self.written.lock().unwrap_or_else(|p| p.into_inner()) = Timestamp::now();
+    }
+
+    /// When this client last wrote the file.
+    pub(crate) fn written(&self) -> Timestamp {
+        *self.written.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether some writes are buffered or uploading (cheap check before taking the writer).

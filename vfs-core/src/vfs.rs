@@ -1,7 +1,7 @@
 //! [`Vfs`]: the inode-level POSIX API a frontend (FUSE, NFS, a path-level API) adapts.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -85,6 +85,8 @@ pub(crate) struct FileHandle {
     file: Arc<OpenFile>,
     access: Access,
     readahead: Mutex<ReadAhead>,
+    /// The file's write-back failure count this handle has reported.
+    seen_errors: AtomicU64,
 }
 
 struct DirHandle {
@@ -176,7 +178,9 @@ impl Drop for Inner {
 /// before (close-to-open consistency).
 ///
 /// A `Vfs` is cheap to clone (all clones share one client). Call [`Vfs::close`] at the end:
-/// it writes back buffered data and ends the session.
+/// it writes back buffered data and ends the session. Dropping the last clone without
+/// closing stops the background jobs but loses buffered writes and leaves the session to
+/// expire.
 #[derive(Clone)]
 pub struct Vfs {
     inner: Arc<Inner>,
@@ -303,7 +307,7 @@ impl Vfs {
         Ok(self.file_handle(fh)?.ino)
     }
 
-    /// Makes attributes of a file open here reflect its uncommitted writes.
+    /// Makes attributes of a file open here reflect its uncommitted writes (length, times).
     fn patch_attr(&self, ino: Ino, attr: &mut Attr) {
         if attr.typ != FileType::Regular {
             return;
@@ -311,6 +315,9 @@ impl Vfs {
         if let Some(of) = self.inner.open_file(ino) {
             if of.has_pending() {
                 attr.length = attr.length.max(of.length());
+                let written = of.written();
+                attr.mtime = attr.mtime.max(written);
+                attr.ctime = attr.ctime.max(written);
             }
         }
     }
@@ -542,11 +549,14 @@ impl Vfs {
                 return Err(e);
             }
         }
+        // Failures before this open are not this handle's to report.
+        let seen = of.writer.lock().await.error_seq();
         let handle = Arc::new(FileHandle {
             ino,
             file: of,
             access,
             readahead: Mutex::new(ReadAhead::default()),
+            seen_errors: AtomicU64::new(seen),
         });
         let mut h = self.inner.handles();
         let fh = Self::next_handle(&mut h);
@@ -683,8 +693,10 @@ impl Vfs {
 
     /// Writes `data` at `off` through `fh` (which must be open for writing; with
     /// `O_APPEND` the data goes to the current end instead). Returns the bytes written.
-    /// The data is buffered: errors of the upload show up here or in the next
-    /// [`flush`](Vfs::flush) / [`fsync`](Vfs::fsync) / [`release`](Vfs::release).
+    /// The data is buffered: a failed upload shows up here or in the next
+    /// [`flush`](Vfs::flush) / [`fsync`](Vfs::fsync) / [`release`](Vfs::release) of each
+    /// handle of the file, once per handle. A write larger than half the buffer budget is
+    /// buffered in pieces, between which other writers of this VFS may get a turn.
     pub async fn write(&self, _ctx: &Context, fh: u64, off: u64, data: Bytes) -> Result<usize> {
         let h = self.file_handle(fh)?;
         if !h.access.write {
@@ -713,7 +725,6 @@ impl Vfs {
             // this very file back while we wait for memory.
             let res = inner.budget.reserve(n).await?;
             let mut w = of.writer.lock().await;
-            w.check_error()?;
             if first && h.access.append {
                 pos = of.length();
                 if exceeds_max(pos, total) {
@@ -721,36 +732,48 @@ impl Vfs {
                 }
             }
             first = false;
-            w.write(inner, of, pos, piece, res).await?;
-            of.extend_length(pos + n as u64);
-            w.commit_ready(inner, of).await?;
+            let mut r = w.write(inner, of, pos, piece, res).await;
+            if r.is_ok() {
+                of.extend_length(pos + n as u64);
+                of.touch();
+                r = w.commit_ready(inner, of).await;
+            }
+            if let Err(e) = r {
+                // Reported by this call, so this handle's next flush does not repeat it.
+                h.seen_errors.store(w.error_seq(), Ordering::Release);
+                return Err(e);
+            }
             pos += n as u64;
         }
         if h.access.sync {
-            self.flush_file(of).await?;
+            self.flush_handle(&h).await?;
         }
         Ok(total)
     }
 
-    async fn flush_file(&self, of: &OpenFile) -> Result<()> {
+    /// Writes back the file of `h` and reports the write-back failures `h` has not reported.
+    async fn flush_handle(&self, h: &FileHandle) -> Result<()> {
+        let of = &h.file;
         let mut w = of.writer.lock().await;
-        // A failure stays recorded in the writer and is reported by `take_error`.
+        // A failure here is counted by the writer and reported just below.
         let _ = w.flush(&self.inner, of).await;
-        w.take_error()
+        let seq = w.error_seq();
+        let seen = h.seen_errors.swap(seq, Ordering::AcqRel);
+        w.error_since(seen)
     }
 
     /// Writes back everything buffered for the file of `fh` and reports any write-back
     /// failure since the last flush (called on every `close(2)` of a descriptor).
     pub async fn flush(&self, _ctx: &Context, fh: u64) -> Result<()> {
         let h = self.file_handle(fh)?;
-        self.flush_file(&h.file).await
+        self.flush_handle(&h).await
     }
 
     /// Makes everything written to the file of `fh` durable: all blocks stored and all
     /// slices committed (the engine's commit is durable, so `datasync` changes nothing).
     pub async fn fsync(&self, _ctx: &Context, fh: u64, _datasync: bool) -> Result<()> {
         let h = self.file_handle(fh)?;
-        self.flush_file(&h.file).await
+        self.flush_handle(&h).await
     }
 
     /// Closes `fh`: writes back its file's buffered data, then tells the engine (the last
@@ -764,7 +787,7 @@ impl Vfs {
             .files
             .remove(&fh)
             .ok_or(VfsError::BadHandle)?;
-        let flushed = self.flush_file(&h.file).await;
+        let flushed = self.flush_handle(&h).await;
         let closed = self.inner.meta.close(h.ino).await;
         self.unregister_file(h.ino);
         flushed?;
@@ -1045,7 +1068,7 @@ impl Vfs {
             .collect();
         let mut first = Ok(());
         for of in files {
-            let r = self.flush_file(&of).await;
+            let r = of.writer.lock().await.flush(&self.inner, &of).await;
             if first.is_ok() {
                 first = r;
             }

@@ -66,8 +66,10 @@ pub(crate) struct FileWriter {
     open: Vec<SliceWriter>,
     /// Slices to commit, in creation order (within a chunk: write order).
     frozen: VecDeque<FrozenSlice>,
-    /// The first write-back failure not yet reported by a flush.
+    /// The latest write-back failure, and how many there were: each handle remembers the
+    /// count it has reported, so every handle sees each failure once (like Linux's errseq).
     error: Option<Arc<VfsError>>,
+    error_seq: u64,
     /// When the file was last written, for the idle flush.
     pub(crate) last_write: Instant,
 }
@@ -80,6 +82,7 @@ impl FileWriter {
             open: Vec::new(),
             frozen: VecDeque::new(),
             error: None,
+            error_seq: 0,
             last_write: Instant::now(),
         }
     }
@@ -103,25 +106,22 @@ impl FileWriter {
                 .any(|f| hit(f.chunk, f.slice.pos, f.slice.len))
     }
 
-    /// The pending write-back failure, if any, without clearing it.
-    pub(crate) fn check_error(&self) -> Result<()> {
-        match &self.error {
-            Some(e) => Err(VfsError::WriteBack(e.clone())),
-            None => Ok(()),
-        }
+    /// How many write-back failures the file has had.
+    pub(crate) fn error_seq(&self) -> u64 {
+        self.error_seq
     }
 
-    /// Reports and clears the pending write-back failure.
-    pub(crate) fn take_error(&mut self) -> Result<()> {
-        match self.error.take() {
-            Some(e) => Err(VfsError::WriteBack(e)),
-            None => Ok(()),
+    /// The latest write-back failure if there was one after the `seen`-th.
+    pub(crate) fn error_since(&self, seen: u64) -> Result<()> {
+        match &self.error {
+            Some(e) if self.error_seq > seen => Err(VfsError::WriteBack(e.clone())),
+            _ => Ok(()),
         }
     }
 
     /// Buffers `data` at file offset `off`; `res` is its share of the buffer budget.
     /// Full blocks start uploading at once. On failure every pending write of the file is
-    /// dropped (nothing of it is committed) and the error is also kept for the next flush.
+    /// dropped (nothing of it is committed) and the failure is counted for the handles.
     pub(crate) async fn write(
         &mut self,
         inner: &Inner,
@@ -305,7 +305,7 @@ impl FileWriter {
     }
 
     /// Uploads and commits everything buffered, waiting for it. A failure is returned and
-    /// also kept for [`FileWriter::take_error`], so the next flush of the file reports it.
+    /// also counted (see [`FileWriter::error_since`]).
     pub(crate) async fn flush(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
         let mut r = self.freeze_all(inner).await;
         while r.is_ok() {
@@ -338,7 +338,7 @@ impl FileWriter {
         Ok(())
     }
 
-    /// Drops every pending write of the file after `e`, keeps `e` for the next flush, puts
+    /// Drops every pending write of the file after `e`, counts `e` for the handles, puts
     /// the file length back to what the engine has, and returns the error to report now.
     async fn fail(&mut self, inner: &Inner, of: &OpenFile, e: VfsError) -> VfsError {
         let e = match e {
@@ -346,9 +346,8 @@ impl FileWriter {
             other => Arc::new(other),
         };
         tracing::warn!(ino = self.ino, error = %e, "write-back failed; buffered writes dropped");
-        if self.error.is_none() {
-            self.error = Some(e.clone());
-        }
+        self.error = Some(e.clone());
+        self.error_seq += 1;
         let mut uploads = Vec::new();
         for s in self.open.drain(..) {
             uploads.extend(s.uploads);

@@ -86,4 +86,27 @@ engine_tests! {
         vfs.release(&root(), fh).await.unwrap();
         vfs.release(&root(), fh2).await.unwrap();
     }
+
+    async fn each_handle_reports_a_failure_once(engine: Engine) {
+        let mem = Arc::new(MemStore::new());
+        let faulty = Arc::new(FaultyStore::new(mem.clone()));
+        let vol = Volume::with_store(engine, mem, faulty.clone()).await;
+        let vfs = vol.client().await;
+        let (ino, w) = create(&vfs, "f").await;
+        let r = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
+        faulty.fail_puts.store(true, Ordering::SeqCst);
+        vfs.write(&root(), w, 0, Bytes::from_static(b"lost")).await.unwrap();
+        // Flushing through the reader writes the file back and sees the failure...
+        assert_eq!(vfs.flush(&root(), r).await.unwrap_err().errno(), libc::EIO);
+        // ...which the writer still gets to see, once.
+        assert_eq!(vfs.fsync(&root(), w, false).await.unwrap_err().errno(), libc::EIO);
+        vfs.fsync(&root(), w, false).await.unwrap();
+        faulty.fail_puts.store(false, Ordering::SeqCst);
+        // A handle opened after the failure has nothing to report.
+        let late = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
+        vfs.flush(&root(), late).await.unwrap();
+        for fh in [w, r, late] {
+            vfs.release(&root(), fh).await.unwrap();
+        }
+    }
 }
