@@ -47,7 +47,7 @@ enum Holder {
     /// The in-memory database lives as long as one connection to it does.
     Sqlite {
         name: String,
-        _keep_alive: SqliteMeta,
+        _keep_alive: Box<SqliteMeta>,
     },
 }
 
@@ -87,7 +87,7 @@ impl Volume {
                 m.init(&format, false).await.unwrap();
                 Holder::Sqlite {
                     name,
-                    _keep_alive: m,
+                    _keep_alive: Box::new(m),
                 }
             }
         };
