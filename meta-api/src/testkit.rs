@@ -43,6 +43,10 @@
 //! 5. a directory moved into its own subtree (`InvalidArgument`);
 //! 6. the sticky bit of the directory (`NotPermitted`);
 //! 7. the type of the victim: `IsDir`, `NotDir`, `NotEmpty`.
+//!
+//! One exception, as in Linux (which checks the file descriptors first):
+//! `copy_file_range` checks both files (`NotFound`, `IsDir`, access) before its range
+//! (`FileTooBig`, then `InvalidArgument` for overlapping ranges of one file).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -978,6 +978,8 @@ impl MetaEngine for ModelEngine {
         len: u64,
     ) -> Result<u64> {
         let mut st = self.ready()?;
+        // Like Linux, which checks the file descriptors first, the files and their access
+        // come before the offsets.
         let sa = st.regular(src)?.attr.clone();
         let da = st.regular(dst)?.attr.clone();
         check_access(ctx, &sa, access::R)?;

@@ -25,8 +25,8 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use super::cases::normalize;
 use super::{Harness, ModelHarness, TestVolume};
 use crate::{
-    overlay, Attr, Context, Entry, FileType, Ino, MetaEngine, MetaError, RenameFlags, SetAttr,
-    SetTime, Slice, Timestamp, XattrFlags, CHUNK_SIZE, ROOT_INO,
+    overlay, Attr, Context, Entry, FallocMode, FileType, Ino, MetaEngine, MetaError, RenameFlags,
+    SetAttr, SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE, ROOT_INO,
 };
 
 /// The number of random sequences backends run by default.
@@ -39,6 +39,8 @@ const MAX_SHRINK_ITERS: u32 = 1024;
 const CHUNK: u32 = CHUNK_SIZE as u32;
 /// Names of entries: few, so that operations collide often; one is not UTF-8.
 const NAMES: [&[u8]; 6] = [b"a", b"b", b"c", b"dd", b"\xffA", b"e"];
+/// Names looked up: the entry names and the two dot names.
+const LOOKUP_NAMES: [&[u8]; 8] = [b"a", b"b", b"c", b"dd", b"\xffA", b"e", b".", b".."];
 /// Permission bits for mkdir, mknod and chmod.
 const MODES: [u16; 10] = [
     0o755, 0o700, 0o644, 0o600, 0o777, 0o1777, 0o2775, 0o555, 0o000, 0o640,
@@ -62,6 +64,16 @@ const SIZES: [u64; 8] = [
 const OFFSETS: [u64; 5] = [0, 100, 4096, CHUNK_SIZE - 100, CHUNK_SIZE + 50];
 /// Lengths for copy_file_range.
 const COPY_LENGTHS: [u64; 4] = [1, 100, 5000, 200_000];
+/// Modes of fallocate: allocate, keep size, punch, zero, zero keeping size, and the
+/// invalid punch without keep-size.
+const FALLOC_MODES: [u32; 6] = [
+    0,
+    FallocMode::KEEP_SIZE,
+    FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE,
+    FallocMode::ZERO_RANGE,
+    FallocMode::ZERO_RANGE | FallocMode::KEEP_SIZE,
+    FallocMode::PUNCH_HOLE,
+];
 /// Extended attribute names.
 const XATTRS: [&[u8]; 3] = [b"user.a", b"user.b", b"trusted.c"];
 /// Explicit times are small, so that they never look like "now".
@@ -281,12 +293,22 @@ pub enum Op {
         pos: Pick,
         len: Pick,
     },
-    /// `truncate`.
+    /// `truncate`, or `setattr` with a size when `via_setattr`.
     Truncate {
         c: Client,
         who: Who,
         file: FileIdx,
         size: Pick,
+        via_setattr: bool,
+    },
+    /// `fallocate` with one of [`FALLOC_MODES`].
+    Fallocate {
+        c: Client,
+        who: Who,
+        file: FileIdx,
+        mode: Pick,
+        off: Pick,
+        len: Pick,
     },
     /// `copy_file_range`.
     Copy {
@@ -509,12 +531,26 @@ fn op_strategy() -> BoxedStrategy<Op> {
         ),
         (
             2,
-            (c(), who(), idx(), p())
-                .prop_map(|(c, who, f, size)| Op::Truncate {
+            (c(), who(), idx(), p(), any::<bool>())
+                .prop_map(|(c, who, f, size, via_setattr)| Op::Truncate {
                     c,
                     who,
                     file: FileIdx(f),
                     size,
+                    via_setattr,
+                })
+                .boxed(),
+        ),
+        (
+            2,
+            (c(), who(), idx(), p(), p(), p())
+                .prop_map(|(c, who, f, mode, off, len)| Op::Fallocate {
+                    c,
+                    who,
+                    file: FileIdx(f),
+                    mode,
+                    off,
+                    len,
                 })
                 .boxed(),
         ),
@@ -830,6 +866,8 @@ struct World {
     root_nlink_offset: i64,
     /// How many compared calls succeeded and failed (alike) in both.
     tally: std::cell::Cell<Tally>,
+    /// `statfs` of the model and the engine before the first operation.
+    statfs_at_start: (StatFs, StatFs),
 }
 
 /// Counts of compared calls, to show that the sequences do real work.
@@ -867,6 +905,18 @@ impl World {
             .map_err(|e| format!("model: {e:?}"))?;
         let mut inos = Bijection::default();
         inos.bind(ROOT_INO, ROOT_INO, "root")?;
+        let statfs_at_start = (
+            model
+                .a
+                .statfs()
+                .await
+                .map_err(|e| format!("model statfs: {e:?}"))?,
+            engine
+                .a
+                .statfs()
+                .await
+                .map_err(|e| format!("engine statfs: {e:?}"))?,
+        );
         let mr = model
             .a
             .getattr(ROOT_INO)
@@ -885,6 +935,7 @@ impl World {
             handles: Vec::new(),
             root_nlink_offset: i64::from(er.nlink) - i64::from(mr.nlink),
             tally: std::cell::Cell::new(Tally::default()),
+            statfs_at_start,
         })
     }
 
@@ -1194,7 +1245,7 @@ impl World {
                 parent,
                 name,
             } => {
-                let (p, n) = (dir(parent), pick(&NAMES, name));
+                let (p, n) = (dir(parent), pick(&LOOKUP_NAMES, name));
                 let mr = self.model.client(c).lookup(&who.ctx(), p, n).await;
                 let er = self
                     .engine
@@ -1294,16 +1345,51 @@ impl World {
                 who,
                 file: fi,
                 size,
+                via_setattr,
             } => {
                 let Some(ino) = file(fi) else { return Ok(()) };
                 let size = pick(&SIZES, size);
+                if via_setattr {
+                    return self.setattr(c, who, ino, SetAttr::new().size(size)).await;
+                }
                 let mr = self.model.client(c).truncate(&who.ctx(), ino, size).await;
                 let er = self
                     .engine
                     .client(c)
                     .truncate(&who.ctx(), self.e(ino)?, size)
                     .await;
-                self.cmp_attr_result(ino, &mr, &er)
+                self.cmp_attr_result(ino, &mr, &er)?;
+                self.cmp_chunk(c, ino, 0).await
+            }
+            Op::Fallocate {
+                c,
+                who,
+                file: fi,
+                mode,
+                off,
+                len,
+            } => {
+                let Some(ino) = file(fi) else { return Ok(()) };
+                let mode = FallocMode(pick(&FALLOC_MODES, mode));
+                let (off, len) = (pick(&OFFSETS, off), pick(&COPY_LENGTHS, len));
+                let mr = self
+                    .model
+                    .client(c)
+                    .fallocate(&who.ctx(), ino, mode, off, len)
+                    .await;
+                let er = self
+                    .engine
+                    .client(c)
+                    .fallocate(&who.ctx(), self.e(ino)?, mode, off, len)
+                    .await;
+                self.tally(&mr, &er)?;
+                let ma = self.model.client(c).getattr(ino).await;
+                let ea = self.engine.client(c).getattr(self.e(ino)?).await;
+                self.cmp_attr_result(ino, &ma, &ea)?;
+                for index in 0..2 {
+                    self.cmp_chunk(c, ino, index).await?;
+                }
+                Ok(())
             }
             Op::Copy {
                 c,
@@ -1675,6 +1761,44 @@ impl World {
                     d.ino
                 ));
             }
+        }
+        self.cmp_usage().await
+    }
+
+    /// With everything closed and purged, both volumes count the same growth in inodes
+    /// and in space (JuiceFS's rule: each inode its length rounded up to 4 KiB, at least
+    /// 4 KiB).
+    async fn cmp_usage(&self) -> Result<(), String> {
+        let m = self
+            .model
+            .a
+            .statfs()
+            .await
+            .map_err(|e| format!("model statfs: {e:?}"))?;
+        let e = self
+            .engine
+            .a
+            .statfs()
+            .await
+            .map_err(|e| format!("engine statfs: {e:?}"))?;
+        let (m0, e0) = self.statfs_at_start;
+        let inodes =
+            |now: StatFs, then: StatFs| i128::from(now.used_inodes) - i128::from(then.used_inodes);
+        let used = |s: StatFs| i128::from(s.total_space) - i128::from(s.avail_space);
+        let space = |now: StatFs, then: StatFs| used(now) - used(then);
+        if inodes(m, m0) != inodes(e, e0) {
+            return Err(format!(
+                "used inodes grew by {} in the model, {} in the engine",
+                inodes(m, m0),
+                inodes(e, e0)
+            ));
+        }
+        if space(m, m0) != space(e, e0) {
+            return Err(format!(
+                "used space grew by {} in the model, {} in the engine",
+                space(m, m0),
+                space(e, e0)
+            ));
         }
         Ok(())
     }
