@@ -50,6 +50,7 @@ pub struct S3Options {
     pub session_token: Option<String>,
     /// Longest time one request may take, from sending it to the last byte of the reply
     /// (waiting for a free request slot is not counted). Running out is a transient error.
+    /// Zero means no limit.
     pub request_timeout: Duration,
     /// Longest time to establish a connection.
     pub connect_timeout: Duration,
@@ -387,7 +388,9 @@ impl S3Store {
             checksums: opts.checksums,
             list_order: opts.list_order,
             timeout: opts.request_timeout,
-            slots: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
+            slots: Arc::new(Semaphore::new(
+                opts.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
+            )),
         })
     }
 
@@ -451,6 +454,9 @@ impl S3Store {
             .acquire()
             .await
             .map_err(|_| StoreError::other(S3Error::new(op, key, "request limiter closed")))?;
+        if self.timeout.is_zero() {
+            return fut.await;
+        }
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::transient(S3Error::new(
