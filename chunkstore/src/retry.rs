@@ -161,7 +161,8 @@ impl<S: ChunkStore> Retry<S> {
         Fut: Future<Output = Result<T>>,
     {
         let start = Instant::now();
-        let deadline = start + self.opts.max_elapsed;
+        // A budget too large to add to the clock means no time limit at all.
+        let deadline = start.checked_add(self.opts.max_elapsed);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -169,7 +170,11 @@ impl<S: ChunkStore> Retry<S> {
             if attempt > 1 {
                 self.retries.fetch_add(1, Ordering::Relaxed);
             }
-            let err = match tokio::time::timeout_at(deadline, op()).await {
+            let outcome = match deadline {
+                Some(d) => tokio::time::timeout_at(d, op()).await,
+                None => Ok(op().await),
+            };
+            let err = match outcome {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) if !e.is_retryable() => return Err(e),
                 Ok(Err(e)) => e,
@@ -188,7 +193,7 @@ impl<S: ChunkStore> Retry<S> {
             let delay = self.jitter(self.opts.ceiling(attempt));
             // Sleeping past the deadline would only end in the timeout above: stop now and
             // report the real error instead.
-            if Instant::now() + delay >= deadline {
+            if deadline.is_some_and(|d| Instant::now().checked_add(delay).is_none_or(|t| t >= d)) {
                 self.exhausted.fetch_add(1, Ordering::Relaxed);
                 return Err(err);
             }

@@ -662,7 +662,8 @@ impl S3Store {
                     if after.is_some_and(|a| a >= dir.as_str() && !a.starts_with(dir.as_str())) {
                         continue;
                     }
-                    // Listed directories hold objects, all after the keys already taken.
+                    // A listed directory holds objects, all after the keys already taken (were
+                    // it empty after all, the next page would merely come back empty).
                     if objects.len() == limit {
                         return Ok(ListPage {
                             objects,

@@ -337,3 +337,13 @@ fn chunkstore_test_rng(seed: u64) -> impl Fn() -> u64 {
         z ^ (z >> 31)
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_unbounded_time_budget_is_fine() {
+    let opts = quick()
+        .max_elapsed(Duration::MAX)
+        .max_backoff(Duration::MAX);
+    let store = Retry::new(Scripted::failing(transient(2)), opts);
+    store.put("k", Bytes::from_static(b"v")).await.unwrap();
+    assert_eq!(store.inner().calls(), 3);
+}
