@@ -674,6 +674,10 @@ impl Vfs {
             let sequential = off == ra.next;
             let end = off.saturating_add(size as u64);
             ra.next = end;
+            if !sequential {
+                // A seek: whatever was read ahead is for another place.
+                ra.ahead = 0;
+            }
             let mut ahead = None;
             if sequential && readahead > 0 && ra.ahead < end.saturating_add(readahead / 2) {
                 let start = ra.ahead.max(end);
@@ -898,12 +902,9 @@ impl Vfs {
         }
         perm::check_access(ctx, &attr, access::R)?;
         self.check_handle_room()?;
+        // The root is its own parent; a directory without a recorded parent uses itself.
         let parent = if ino == ROOT_INO || attr.parent == 0 {
-            if ino == ROOT_INO {
-                ROOT_INO
-            } else {
-                ino
-            }
+            ino
         } else {
             attr.parent
         };
@@ -1093,13 +1094,11 @@ impl Vfs {
     /// background jobs and ends the session. Returns the first failure; the VFS is closed
     /// either way and every later call fails with [`VfsError::Closed`].
     pub async fn close(&self) -> Result<()> {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let mut first = self.flush_everything().await;
+        // New calls are refused from here on; what is buffered is written back below.
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        let mut first = self.flush_everything().await;
         let handles = std::mem::take(&mut *self.inner.handles());
         for (_, h) in handles.files {
             let r = self.inner.meta.close(h.ino).await;

@@ -289,11 +289,17 @@ engine_tests! {
     }
 
     async fn sequential_reads_use_readahead_and_random_reads_use_ranges(engine: Engine) {
-        let vol = Volume::new(engine).await;
+        use std::sync::atomic::Ordering;
+        let mem = std::sync::Arc::new(chunkstore::MemStore::new());
+        let counting = std::sync::Arc::new(FaultyStore::new(mem.clone()));
+        let vol = Volume::with_store(engine, mem, counting.clone()).await;
         let vfs = vol.client().await;
         let (ino, fh) = create(&vfs, "seq").await;
-        let n = 40 * BLOCK as usize;
-        vfs.write(&root(), fh, 0, Bytes::from(pattern(5, 0, n))).await.unwrap();
+        let blocks = 40;
+        let n = blocks * BLOCK as usize;
+        vfs.write(&root(), fh, 0, Bytes::from(pattern(5, 0, n)))
+            .await
+            .unwrap();
         vfs.release(&root(), fh).await.unwrap();
         let fh = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
         let mut off = 0;
@@ -302,14 +308,30 @@ engine_tests! {
             assert_eq!(&got[..], &pattern(5, off, 4096)[..]);
             off += 4096;
         }
-        // Random reads from another handle.
+        // Whole blocks, each fetched once (by the reader or by readahead), not 16 ranges each.
+        assert_eq!(counting.gets.load(Ordering::SeqCst), blocks);
+        // Random reads from another handle fetch only what they need.
         let fh2 = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
+        let before = counting.gets.load(Ordering::SeqCst);
         for off in [7 * BLOCK + 3, 100, 33 * BLOCK - 2, 12] {
             let got = vfs.read(&root(), fh2, off, 9).await.unwrap();
             assert_eq!(&got[..], &pattern(5, off, 9)[..]);
         }
+        // Small blocks of a 64 KiB test volume all fit the block cache: served from it.
+        assert_eq!(counting.gets.load(Ordering::SeqCst), before);
         vfs.release(&root(), fh).await.unwrap();
         vfs.release(&root(), fh2).await.unwrap();
+        // A client with a cold cache makes one ranged read per random read.
+        let cold = vol.client().await;
+        let fh = cold.open(&root(), ino, libc::O_RDONLY).await.unwrap();
+        let before = counting.gets.load(Ordering::SeqCst);
+        for off in [7 * BLOCK + 3, 100, 33 * BLOCK - 2] {
+            let got = cold.read(&root(), fh, off, 9).await.unwrap();
+            assert_eq!(&got[..], &pattern(5, off, 9)[..]);
+        }
+        // The last read spans two blocks.
+        assert_eq!(counting.gets.load(Ordering::SeqCst), before + 4);
+        cold.release(&root(), fh).await.unwrap();
     }
 
     async fn copy_file_range_and_fallocate(engine: Engine) {

@@ -207,6 +207,7 @@ pub struct FaultyStore {
     pub fail_puts: AtomicBool,
     pub short_reads: AtomicBool,
     pub puts: AtomicUsize,
+    pub gets: AtomicUsize,
     /// Delay of every put, to keep uploads in flight.
     pub put_delay: Duration,
 }
@@ -218,6 +219,7 @@ impl FaultyStore {
             fail_puts: AtomicBool::new(false),
             short_reads: AtomicBool::new(false),
             puts: AtomicUsize::new(0),
+            gets: AtomicUsize::new(0),
             put_delay: Duration::ZERO,
         }
     }
@@ -239,6 +241,7 @@ impl ChunkStore for FaultyStore {
     }
 
     async fn get_range(&self, key: &str, off: u64, len: Option<u64>) -> chunkstore::Result<Bytes> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
         let data = self.inner.get_range(key, off, len).await?;
         if self.short_reads.load(Ordering::SeqCst) && !data.is_empty() {
             return Ok(data.slice(..data.len() - 1));
