@@ -13,7 +13,7 @@ use sqlx::{Row, SqliteConnection};
 use crate::namespace::{check_truncatable, FLAG_APPEND, FLAG_IMMUTABLE};
 use crate::node::{
     add_usage, align4k, check_capacity, delete_node, file_dir_stat, get_node, must_node,
-    update_node, usage,
+    split_time, update_node, usage,
 };
 use crate::txn::db_err;
 use crate::SqliteMeta;
@@ -22,6 +22,18 @@ use crate::SqliteMeta;
 const UNLIMITED_SPACE: u64 = 1 << 50;
 /// Inodes JuiceFS reports as available without a limit (doubled while 80 % used).
 const UNLIMITED_INODES: u64 = 10 << 20;
+
+/// One round trip of a write, with anonymous parameters bound in textual order (inode,
+/// index, record, record; slice id, size, id; length, t, t, tn, tn, inode; space, space):
+/// append the record to the chunk (creating it), count a reference to the slice (not for
+/// holes), set the length and times, add to the used space.
+const WRITE_SLICE: &str = "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?, ?, ?) \
+     ON CONFLICT (inode, indx) DO UPDATE SET slices = slices || ?; \
+     INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 WHERE ? != 0 \
+     ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1; \
+     UPDATE jfs_node SET length = ?, mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
+     WHERE inode = ?; \
+     UPDATE jfs_counter SET value = value + ? WHERE name = 'usedSpace' AND ? != 0";
 
 /// A hole record: reads as zeros over `pos..pos+len` of its chunk.
 fn hole(pos: u32, len: u32) -> Slice {
@@ -236,24 +248,28 @@ impl SqliteMeta {
                         0
                     };
                     check_capacity(c, fmt, space, 0).await?;
-                    append_records(c, ino, u64::from(index), &rec, true).await?;
-                    if slice.id != 0 {
-                        sqlx::query(
-                            "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?, ?, 1) \
-                             ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1",
-                        )
+                    attr.length = old.max(end);
+                    let (t, tn) = split_time(mtime);
+                    sqlx::query(WRITE_SLICE)
+                        .bind(ino as i64)
+                        .bind(i64::from(index))
+                        .bind(&rec[..])
+                        .bind(&rec[..])
                         .bind(slice.id as i64)
                         .bind(i64::from(slice.size))
+                        .bind(slice.id as i64)
+                        .bind(attr.length as i64)
+                        .bind(t)
+                        .bind(t)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(ino as i64)
+                        .bind(space)
+                        .bind(space)
                         .execute(&mut *c)
                         .await
                         .map_err(db_err)?;
-                    }
-                    attr.length = old.max(end);
-                    attr.mtime = mtime;
-                    attr.ctime = mtime;
-                    update_node(c, ino, &attr).await?;
                     if space != 0 {
-                        add_usage(c, space, 0).await?;
                         let grown = attr.length as i64 - old as i64;
                         file_dir_stat(c, fmt, ino, attr.parent, grown, space).await?;
                     }

@@ -154,6 +154,8 @@ impl SqliteMeta {
         let pool = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(0)
+            // A local database needs no round trip to prove a connection is alive.
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(Db {
             writer: tokio::sync::Mutex::new(writer),

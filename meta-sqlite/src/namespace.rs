@@ -12,7 +12,7 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::node::{
     add_usage, align4k, attr_from_row, check_capacity, delete_node, dir_stat, get_node, has_node,
-    insert_node, must_node, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS, SELECT_NODE,
+    must_node, split_time, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS, SELECT_NODE,
 };
 use crate::sustain;
 use crate::txn::{db_err, is_unique_violation};
@@ -27,10 +27,10 @@ const TRASH_NAME: &[u8] = b".trash";
 /// Longest chain of parents followed when checking that a directory is not moved below itself.
 const MAX_DEPTH: usize = 100_000;
 
-/// Parent node, the edge to `name` and the child node, in one statement.
-static LOOKUP: LazyLock<String> = LazyLock::new(|| {
+/// Parent node, the entry `name` (inode, type) and the child node, in one statement.
+static ENTRY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {p}, e.inode, {NODE_COLS_N} FROM jfs_node p \
+        "SELECT {p}, e.inode, e.type, {NODE_COLS_N} FROM jfs_node p \
          LEFT JOIN jfs_edge e ON e.parent = p.inode AND e.name = ?1 \
          LEFT JOIN jfs_node n ON n.inode = e.inode WHERE p.inode = ?2",
         p = NODE_COLS
@@ -40,6 +40,60 @@ static LOOKUP: LazyLock<String> = LazyLock::new(|| {
             .join(", ")
     )
 });
+
+/// Column of [`ENTRY`] where the child's node columns start.
+const CHILD_AT: usize = NODE_NCOLS + 2;
+
+// Statements run as one round trip use anonymous `?` parameters bound in textual order:
+// sqlx numbers anonymous parameters across the statements of one query, and numbered ones
+// (`?3`) with gaps in a statement would shift that numbering.
+
+/// One round trip of a create: the entry, the node, the parent's times and link count and
+/// the usage counters; a symlink or directory adds one statement.
+macro_rules! create_sql {
+    ($extra:literal) => {
+        concat!(
+            "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?, ?, ?, ?); ",
+            "INSERT INTO jfs_node (inode, type, flags, mode, uid, gid, atime, mtime, ctime, ",
+            "atimensec, mtimensec, ctimensec, nlink, length, rdev, parent, access_acl_id, ",
+            "default_acl_id, tier_id) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ",
+            "0, 0, 0); ",
+            "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, ",
+            "nlink = nlink + ? WHERE inode = ?; ",
+            "UPDATE jfs_counter SET value = value + CASE name WHEN 'usedSpace' THEN 4096 ",
+            "ELSE 1 END WHERE name IN ('usedSpace', 'totalInodes')",
+            $extra
+        )
+    };
+}
+const CREATE: &str = create_sql!("");
+const CREATE_SYMLINK: &str = create_sql!("; INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)");
+const CREATE_DIR: &str = create_sql!(
+    "; INSERT OR IGNORE INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) \
+     VALUES (?, 0, 0, 0)"
+);
+
+/// Removes an entry (parent, name) and stamps the parent's times (t, t, tn, tn, parent).
+const REMOVE_ENTRY: &str = "DELETE FROM jfs_edge WHERE parent = ? AND name = ?; \
+     UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? WHERE inode = ?";
+
+/// Deletes an inode with no links left (inode, length, time, is regular, inode, inode,
+/// inode, space): a regular file is queued in `jfs_delfile`; the usage counters give back
+/// the space and one inode.
+const DROP_INODE: &str = "INSERT OR IGNORE INTO jfs_delfile (inode, length, expire) \
+     SELECT ?, ?, ? WHERE ?; \
+     DELETE FROM jfs_node WHERE inode = ?; DELETE FROM jfs_symlink WHERE inode = ?; \
+     DELETE FROM jfs_xattr WHERE inode = ?; \
+     UPDATE jfs_counter SET value = value + CASE name WHEN 'usedSpace' THEN ? ELSE -1 END \
+     WHERE name IN ('usedSpace', 'totalInodes')";
+
+/// Sets the link count and ctime of an inode (nlink, t, tn, inode).
+const SET_NLINK: &str = "UPDATE jfs_node SET nlink = ?, ctime = ?, ctimensec = ? WHERE inode = ?";
+
+/// [`SET_NLINK`] for a file kept alive by open handles, whose xattrs go now as JuiceFS
+/// does (nlink, t, tn, inode, inode).
+const KEEP_UNLINKED: &str = "UPDATE jfs_node SET nlink = ?, ctime = ?, ctimensec = ? \
+     WHERE inode = ?; DELETE FROM jfs_xattr WHERE inode = ?";
 
 /// The four readdir statements: with or without attributes, from the start or after a name.
 static READDIR: LazyLock<[String; 4]> = LazyLock::new(|| {
@@ -124,6 +178,28 @@ async fn delete_edge(conn: &mut SqliteConnection, parent: Ino, name: &[u8]) -> R
         .bind(parent as i64)
         .bind(name)
         .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Removes entry `name` from `dir` and stamps the directory's mtime and ctime.
+async fn remove_entry(
+    c: &mut SqliteConnection,
+    dir: Ino,
+    name: &[u8],
+    now: Timestamp,
+) -> Result<()> {
+    let (t, tn) = split_time(now);
+    sqlx::query(REMOVE_ENTRY)
+        .bind(dir as i64)
+        .bind(name)
+        .bind(t)
+        .bind(t)
+        .bind(tn)
+        .bind(tn)
+        .bind(dir as i64)
+        .execute(&mut *c)
         .await
         .map_err(db_err)?;
     Ok(())
@@ -227,7 +303,7 @@ impl SqliteMeta {
             return Ok(Entry { ino: up, attr });
         }
         validate_name(name)?;
-        let row = sqlx::query(&LOOKUP)
+        let row = sqlx::query(&ENTRY)
             .bind(name)
             .bind(parent as i64)
             .fetch_optional(&self.db.pool)
@@ -239,7 +315,7 @@ impl SqliteMeta {
             return Err(MetaError::NotDir);
         }
         check_access(ctx, &dir, access::X)?;
-        if !has_node(&row, NODE_NCOLS + 1)? {
+        if !has_node(&row, CHILD_AT)? {
             if parent == ROOT_INO && name == TRASH_NAME {
                 if let Some(attr) = self.read_node(TRASH_INO).await? {
                     return Ok(Entry {
@@ -250,7 +326,7 @@ impl SqliteMeta {
             }
             return Err(MetaError::NotFound);
         }
-        let (ino, attr) = attr_from_row(&row, NODE_NCOLS + 1)?;
+        let (ino, attr) = attr_from_row(&row, CHILD_AT)?;
         Ok(Entry { ino, attr })
     }
 
@@ -276,7 +352,7 @@ impl SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, false)?;
+                    let dir = writable_dir(ctx, get_node(c, parent).await?, false)?;
                     let (mode, gid) = new_inode_owner(ctx, &dir, typ, mode);
                     let mut attr = Attr::new(typ, mode, ctx.uid, gid, now);
                     attr.parent = parent;
@@ -290,34 +366,52 @@ impl SqliteMeta {
                     }
                     attr.rdev = rdev;
                     check_capacity(c, fmt, align4k(0), 1).await?;
-                    insert_edge(c, parent, name, ino, typ).await?;
-                    insert_node(c, ino, &attr).await?;
-                    match typ {
-                        FileType::Symlink => {
-                            sqlx::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
-                                .bind(ino as i64)
-                                .bind(target)
-                                .execute(&mut *c)
-                                .await
-                                .map_err(db_err)?;
-                        }
-                        FileType::Directory => {
-                            sqlx::query(
-                                "INSERT OR IGNORE INTO jfs_dir_stats (inode, data_length, \
-                                 used_space, used_inodes) VALUES (?, 0, 0, 0)",
-                            )
-                            .bind(ino as i64)
-                            .execute(&mut *c)
-                            .await
-                            .map_err(db_err)?;
-                            dir.nlink += 1;
-                        }
-                        _ => {}
-                    }
-                    dir.mtime = now;
-                    dir.ctime = now;
-                    update_node(c, parent, &dir).await?;
-                    add_usage(c, align4k(0), 1).await?;
+                    let sql = match typ {
+                        FileType::Symlink => CREATE_SYMLINK,
+                        FileType::Directory => CREATE_DIR,
+                        _ => CREATE,
+                    };
+                    let (t, tn) = split_time(now);
+                    let q = sqlx::query(sql)
+                        .bind(parent as i64)
+                        .bind(name)
+                        .bind(ino as i64)
+                        .bind(typ as u8 as i64)
+                        .bind(ino as i64)
+                        .bind(typ as u8 as i64)
+                        .bind(i64::from(attr.mode))
+                        .bind(i64::from(attr.uid))
+                        .bind(i64::from(attr.gid))
+                        .bind(t)
+                        .bind(t)
+                        .bind(t)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(i64::from(attr.nlink))
+                        .bind(attr.length as i64)
+                        .bind(i64::from(attr.rdev))
+                        .bind(parent as i64)
+                        .bind(t)
+                        .bind(t)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(i64::from(typ == FileType::Directory))
+                        .bind(parent as i64);
+                    let q = match typ {
+                        FileType::Symlink => q.bind(ino as i64).bind(target),
+                        FileType::Directory => q.bind(ino as i64),
+                        _ => q,
+                    };
+                    q                        .execute(&mut *c)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                MetaError::Exists
+                            } else {
+                                db_err(e)
+                            }
+                        })?;
                     dir_stat(c, fmt, parent, 0, align4k(0), 1).await?;
                     Ok(Entry { ino, attr })
                 })
@@ -403,11 +497,24 @@ impl SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, true)?;
-                    let (ino, typ) = get_edge(c, parent, name)
-                        .await?
+                    let row = sqlx::query(&ENTRY)
+                        .bind(name)
+                        .bind(parent as i64)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?
                         .ok_or(MetaError::NotFound)?;
-                    let victim = get_node(c, ino).await?;
+                    let dir = writable_dir(ctx, Some(attr_from_row(&row, 0)?.1), true)?;
+                    let ino = row
+                        .try_get::<Option<i64>, _>(NODE_NCOLS)
+                        .map_err(db_err)?
+                        .ok_or(MetaError::NotFound)? as u64;
+                    let typ = file_type(row.try_get(NODE_NCOLS + 1).map_err(db_err)?)?;
+                    let victim = if has_node(&row, CHILD_AT)? {
+                        Some(attr_from_row(&row, CHILD_AT)?.1)
+                    } else {
+                        None
+                    };
                     if let Some(v) = &victim {
                         check_remove(ctx, &dir, v)?;
                     }
@@ -417,10 +524,7 @@ impl SqliteMeta {
                     if let Some(v) = &victim {
                         check_victim_flags(v)?;
                     }
-                    delete_edge(c, parent, name).await?;
-                    dir.mtime = now;
-                    dir.ctime = now;
-                    update_node(c, parent, &dir).await?;
+                    remove_entry(c, parent, name, now).await?;
                     if let Some(v) = victim {
                         let (len, space) = entry_usage(&v);
                         dir_stat(c, fmt, parent, -len, -space, -1).await?;
@@ -438,50 +542,54 @@ impl SqliteMeta {
         &self,
         c: &mut SqliteConnection,
         ino: Ino,
-        mut attr: Attr,
+        attr: Attr,
         now: Timestamp,
     ) -> Result<()> {
-        attr.nlink = attr.nlink.saturating_sub(1);
-        attr.ctime = now;
-        if attr.nlink > 0 {
-            return update_node(c, ino, &attr).await;
+        let nlink = attr.nlink.saturating_sub(1);
+        let (t, tn) = split_time(now);
+        let set_nlink = |sql: &'static str| {
+            sqlx::query(sql)
+                .bind(i64::from(nlink))
+                .bind(t)
+                .bind(tn)
+                .bind(ino as i64)
+                .bind(ino as i64)
+        };
+        if nlink > 0 {
+            set_nlink(SET_NLINK).execute(&mut *c).await.map_err(db_err)?;
+            return Ok(());
         }
-        if attr.typ == FileType::Regular {
-            let holders = sustain::holders(
-                c,
-                &self.location,
-                self.session_id(),
-                &self.client,
-                ino,
-                now.sec,
-            )
-            .await?;
+        let regular = attr.typ == FileType::Regular;
+        if regular {
+            let me = self.session_id();
+            let holders =
+                sustain::holders(c, &self.location, me, &self.client, ino, now.sec).await?;
             if !holders.is_empty() {
-                update_node(c, ino, &attr).await?;
-                sqlx::query("DELETE FROM jfs_xattr WHERE inode = ?")
-                    .bind(ino as i64)
+                set_nlink(KEEP_UNLINKED)
                     .execute(&mut *c)
                     .await
                     .map_err(db_err)?;
                 return sustain::sustain(c, &holders, ino).await;
             }
-            sqlx::query(
-                "INSERT OR IGNORE INTO jfs_delfile (inode, length, expire) VALUES (?, ?, ?)",
-            )
-            .bind(ino as i64)
-            .bind(attr.length as i64)
-            .bind(now.sec)
-            .execute(&mut *c)
-            .await
-            .map_err(db_err)?;
         }
-        delete_node(c, ino).await?;
-        let space = if attr.typ == FileType::Regular {
+        let space = if regular {
             align4k(attr.length)
         } else {
             align4k(0)
         };
-        add_usage(c, -space, -1).await
+        sqlx::query(DROP_INODE)
+            .bind(ino as i64)
+            .bind(attr.length as i64)
+            .bind(now.sec)
+            .bind(regular)
+            .bind(ino as i64)
+            .bind(ino as i64)
+            .bind(ino as i64)
+            .bind(-space)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     pub(crate) async fn do_rmdir(
