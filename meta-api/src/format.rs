@@ -133,7 +133,8 @@ impl Format {
 
     /// Refuses settings this client cannot serve correctly.
     pub fn check_supported(&self) -> Result<()> {
-        if !self.encrypt_key.is_empty() || !self.encrypt_algo.is_empty() {
+        // JuiceFS 1.4 writes `EncryptAlgo` on every volume; only a key means encryption.
+        if !self.encrypt_key.is_empty() {
             return Err(MetaError::UnsupportedVolume(
                 "the volume is encrypted; encryption is not implemented".into(),
             ));
@@ -175,6 +176,8 @@ mod tests {
     #[test]
     fn refuses_encrypted_volumes() {
         let mut f = Format::new("v", "u", "file", "/x/");
+        f.encrypt_algo = "aes256gcm-rsa".into();
+        assert!(f.check_supported().is_ok(), "juicefs 1.4 sets the algorithm on every volume");
         f.encrypt_key = "k".into();
         assert!(matches!(f.check_supported(), Err(MetaError::UnsupportedVolume(_))));
     }
