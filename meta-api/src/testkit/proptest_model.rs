@@ -1795,7 +1795,8 @@ impl World {
         }
         if space(m, m0) != space(e, e0) {
             return Err(format!(
-                "used space grew by {} in the model, {} in the engine",
+                "used space grew by {} in the model, {} in the engine \
+                 (model {m0:?} -> {m:?}, engine {e0:?} -> {e:?})",
                 space(m, m0),
                 space(e, e0)
             ));
