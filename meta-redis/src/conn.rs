@@ -178,6 +178,12 @@ impl Conns {
         })
     }
 
+    /// Forgets every idle dedicated connection: after one died on the way (say, the
+    /// server restarted) the others most likely are dead too.
+    pub(crate) fn drop_idle(&self) {
+        self.lock_idle().clear();
+    }
+
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Dedicated>> {
         // The vector stays consistent even if a holder panicked: pushes and pops are atomic.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())

@@ -158,6 +158,12 @@ impl RedisMeta {
     /// Connects to the volume at `url` with `opts`.
     pub async fn open_with(url: &str, opts: RedisOptions) -> Result<RedisMeta> {
         let info = crate::url::parse(url)?;
+        #[cfg(feature = "tls")]
+        {
+            // rustls needs one process-wide crypto provider; another library may have
+            // installed one already, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = redis::Client::open(info).map_err(|e| {
             MetaError::backend(
                 false,

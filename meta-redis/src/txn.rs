@@ -194,6 +194,9 @@ where
                 tokio::time::sleep(conflict_backoff(conflicts)).await;
             }
             Attempt::Failed(e) => {
+                if crate::error::transport_kind(&e).is_some() {
+                    conns.drop_idle();
+                }
                 if Instant::now() >= deadline {
                     return Err(e);
                 }
