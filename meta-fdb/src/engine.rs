@@ -1,8 +1,7 @@
 //! `TkvMeta`: the [`MetaEngine`] written once over [`KvStore`], with JuiceFS's TKV layout.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use meta_api::encoding::{decode_attr, decode_entry, encode_attr};
@@ -51,8 +50,6 @@ pub struct TkvMeta<K: KvStore> {
     clock: Clock,
     sid: AtomicU64,
     open_files: OpenFiles,
-    /// Inodes this client's session keeps alive: unlinked while open here.
-    sustained: Mutex<HashSet<Ino>>,
     inode_ids: tokio::sync::Mutex<IdRange>,
     slice_ids: tokio::sync::Mutex<IdRange>,
     /// The settings as last loaded or written, for the capacity and inode limits.
@@ -68,7 +65,6 @@ impl<K: KvStore> TkvMeta<K> {
             clock: Arc::new(Timestamp::now),
             sid: AtomicU64::new(0),
             open_files: OpenFiles::new(),
-            sustained: Mutex::new(HashSet::new()),
             inode_ids: tokio::sync::Mutex::new(IdRange::default()),
             slice_ids: tokio::sync::Mutex::new(IdRange::default()),
             format: RwLock::new(None),
@@ -101,11 +97,6 @@ impl<K: KvStore> TkvMeta<K> {
 
     fn now(&self) -> Timestamp {
         (self.clock)()
-    }
-
-    fn sustained_set(&self) -> std::sync::MutexGuard<'_, HashSet<Ino>> {
-        // Each critical section is one insert/remove/clear: a poisoned set is still whole.
-        self.sustained.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cached_format(&self) -> Option<Format> {
@@ -394,7 +385,7 @@ impl<K: KvStore> MetaEngine for TkvMeta<K> {
     }
 
     async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        self.do_setattr(ctx, ino, set).await
+        self.do_setattr(ctx, ino, set, false).await
     }
 
     async fn mknod(
@@ -504,7 +495,7 @@ impl<K: KvStore> MetaEngine for TkvMeta<K> {
     }
 
     async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
-        self.do_setattr(ctx, ino, &SetAttr::new().size(length))
+        self.do_setattr(ctx, ino, &SetAttr::new().size(length), true)
             .await
     }
 

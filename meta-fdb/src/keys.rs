@@ -21,6 +21,13 @@
 //! | `SS{sid}{ino}` | inode sustained by a session (open after its last unlink) |
 //! | `U{ino}` | directory statistics |
 //! | `QD{ino}` | directory quota |
+//! | `OI{ino}{sid}` | *this client's addition:* session `sid` has `ino` open |
+//! | `OS{sid}{ino}` | *this client's addition:* the same, indexed by session |
+//!
+//! JuiceFS only knows a client's own open files, so an unlink by one client deletes a
+//! file another client still has open. The `O` keys record opens in the volume so that an
+//! unlink by any client sustains the file for every session that has it open; JuiceFS
+//! clients ignore them (no JuiceFS key starts with `O`).
 //!
 //! Inode numbers in keys are **little-endian** 8 bytes (JuiceFS's `encodeInode`); every
 //! other number (chunk index, slice id and size, length, session id) is big-endian.
@@ -216,6 +223,33 @@ impl Keys {
         self.sid_key(b"SS", sid)
     }
 
+    /// `OI{ino}{sid}`: session `sid` has `ino` open.
+    pub fn opener(&self, ino: Ino, sid: u64) -> Vec<u8> {
+        let mut k = self.openers(ino);
+        k.extend_from_slice(&sid.to_be_bytes());
+        k
+    }
+
+    /// `OI{ino}`: the prefix of the sessions that have `ino` open.
+    pub fn openers(&self, ino: Ino) -> Vec<u8> {
+        let mut k = self.key(18);
+        k.extend_from_slice(b"OI");
+        k.extend_from_slice(&ino.to_le_bytes());
+        k
+    }
+
+    /// `OS{sid}{ino}`: `ino` is open in session `sid` (the reverse of [`Keys::opener`]).
+    pub fn opened(&self, sid: u64, ino: Ino) -> Vec<u8> {
+        let mut k = self.sid_key(b"OS", sid);
+        k.extend_from_slice(&ino.to_le_bytes());
+        k
+    }
+
+    /// `OS{sid}`: the prefix of the inodes open in session `sid`.
+    pub fn opened_by(&self, sid: u64) -> Vec<u8> {
+        self.sid_key(b"OS", sid)
+    }
+
     /// `U{ino}`: directory statistics.
     pub fn dir_stat(&self, ino: Ino) -> Vec<u8> {
         let mut k = self.key(9);
@@ -336,6 +370,15 @@ mod tests {
         assert_eq!(k.dir_stat(1), p(b"U\x01\0\0\0\0\0\0\0"));
         assert_eq!(k.dir_quota(1), p(b"QD\x01\0\0\0\0\0\0\0"));
         assert_eq!(k.strip(&k.inode(1)), b"A\x01\0\0\0\0\0\0\0I");
+        // This client's additions keep the same conventions.
+        assert_eq!(
+            k.opener(ino, 5),
+            p(&[&b"OI"[..], &ino_le, b"\0\0\0\0\0\0\0\x05"].concat())
+        );
+        assert_eq!(
+            k.opened(5, ino),
+            p(&[&b"OS\0\0\0\0\0\0\0\x05"[..], &ino_le].concat())
+        );
     }
 
     #[test]

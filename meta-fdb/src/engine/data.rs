@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use meta_api::perm::{apply_setattr, check_access};
 use meta_api::{
     access, overlay, Attr, Context, DeletedFile, FallocMode, FileType, Ino, MetaError, Result,
-    SetAttr, Slice, Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+    SetAttr, SetTime, Slice, Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
 };
 
 use super::{
@@ -82,8 +82,17 @@ async fn truncate_chunks<T: KvTxn>(
 }
 
 impl<K: KvStore> TkvMeta<K> {
-    pub(super) async fn do_setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        if set.size.is_some_and(|s| s > MAX_FILE_SIZE) {
+    /// `setattr`, and `truncate` as a `setattr` of the size alone. The checks follow the
+    /// suite's order: the inode, the non-size changes, then the size (a truncate checks the
+    /// size limit first, as an invalid argument).
+    pub(super) async fn do_setattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        set: &SetAttr,
+        truncate: bool,
+    ) -> Result<Attr> {
+        if truncate && set.size.is_some_and(|s| s > MAX_FILE_SIZE) {
             return Err(MetaError::FileTooBig);
         }
         let limits = match set.size {
@@ -97,20 +106,24 @@ impl<K: KvStore> TkvMeta<K> {
                 let cur = must_attr(&tx, keys, ino).await?;
                 let mut attr = apply_setattr(ctx, &cur, set, now)?;
                 if let Some(size) = set.size {
+                    if size > MAX_FILE_SIZE {
+                        return Err(MetaError::FileTooBig);
+                    }
                     if cur.typ != FileType::Regular {
                         return Err(not_regular(cur.typ));
                     }
+                    check_access(ctx, &cur, access::W)?;
                     if cur.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                         return Err(MetaError::NotPermitted);
                     }
-                    check_access(ctx, &cur, access::W)?;
-                    if size != cur.length {
-                        let delta = truncate_chunks(&tx, keys, ino, cur.length, size).await?;
-                        check_limits(limits, delta, 0)?;
-                        add_usage(&tx, keys, delta, 0);
-                        attr.length = size;
+                    let delta = truncate_chunks(&tx, keys, ino, cur.length, size).await?;
+                    check_limits(limits, delta, 0)?;
+                    add_usage(&tx, keys, delta, 0);
+                    attr.length = size;
+                    // Like ftruncate(2), even to the same length; an explicit mtime wins.
+                    attr.ctime = now;
+                    if !matches!(set.mtime, Some(SetTime::At(_))) {
                         attr.mtime = now;
-                        attr.ctime = now;
                     }
                 }
                 if attr != cur {
@@ -128,8 +141,8 @@ impl<K: KvStore> TkvMeta<K> {
                 let slices = get_slices(&tx, keys, ino, indx).await?;
                 if slices.is_empty() {
                     let attr = must_attr(&tx, keys, ino).await?;
-                    if attr.typ != FileType::Regular {
-                        return Err(not_regular(attr.typ));
+                    if attr.typ == FileType::Directory {
+                        return Err(MetaError::IsDir);
                     }
                 }
                 Ok(slices)
@@ -160,7 +173,6 @@ impl<K: KvStore> TkvMeta<K> {
             return Err(MetaError::FileTooBig);
         }
         let limits = self.usage_limits().await?;
-        let now = self.now();
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -183,7 +195,7 @@ impl<K: KvStore> TkvMeta<K> {
                     attr.length = end;
                 }
                 attr.mtime = mtime;
-                attr.ctime = now;
+                attr.ctime = mtime;
                 raw.extend_from_slice(&record);
                 tx.set(&key, &raw);
                 put_attr(&tx, keys, ino, &attr);
@@ -273,14 +285,6 @@ impl<K: KvStore> TkvMeta<K> {
         dst_off: u64,
         len: u64,
     ) -> Result<u64> {
-        if src == dst
-            && src_off < dst_off.saturating_add(len)
-            && dst_off < src_off.saturating_add(len)
-        {
-            return Err(MetaError::InvalidArgument(
-                "overlapping copy within one file",
-            ));
-        }
         let limits = self.usage_limits().await?;
         let now = self.now();
         let keys = &self.keys;
@@ -299,6 +303,17 @@ impl<K: KvStore> TkvMeta<K> {
                 }
                 check_access(ctx, &sattr, access::R)?;
                 check_access(ctx, &dattr, access::W)?;
+                // Like Linux, which checks the file descriptors first, the files and their
+                // access come before the offsets.
+                let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;
+                if dst_end > MAX_FILE_SIZE {
+                    return Err(MetaError::FileTooBig);
+                }
+                if src == dst && src_off < dst_end && dst_off < src_off.saturating_add(len) {
+                    return Err(MetaError::InvalidArgument(
+                        "overlapping copy within one file",
+                    ));
+                }
                 if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                     return Err(MetaError::NotPermitted);
                 }
@@ -306,10 +321,7 @@ impl<K: KvStore> TkvMeta<K> {
                     return Ok(0);
                 }
                 let size = len.min(sattr.length - src_off);
-                let new_end = dst_off.checked_add(size).ok_or(MetaError::FileTooBig)?;
-                if new_end > MAX_FILE_SIZE {
-                    return Err(MetaError::FileTooBig);
-                }
+                let new_end = dst_off + size;
                 let mut delta = 0;
                 if new_end > dattr.length {
                     delta = align4k(new_end) - align4k(dattr.length);
@@ -419,7 +431,10 @@ async fn purge_batch<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<(Vec<Sli
     let dprefix = keys.delfiles_of(ino);
     let marker = tx.scan(&dprefix, &Keys::end_of(&dprefix), 1, false).await?;
     let Some((dkey, _)) = marker.into_iter().next() else {
-        return Err(MetaError::NotFound);
+        return match get_attr(tx, keys, ino).await? {
+            Some(_) => Err(MetaError::InvalidArgument("the file is not deleted")),
+            None => Err(MetaError::NotFound),
+        };
     };
     if get_attr(tx, keys, ino).await?.is_some() {
         return Err(MetaError::Corrupt(format!(

@@ -8,6 +8,7 @@ use meta_api::{
     Timestamp, ROOT_INO,
 };
 
+use super::session::live_openers;
 use super::{
     add_usage, align4k, check_limits, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta,
     FLAG_APPEND, FLAG_IMMUTABLE,
@@ -21,34 +22,22 @@ const TRASH_NAME: &[u8] = b".trash";
 /// How far up the tree the rename loop check walks before calling the tree corrupt.
 const MAX_DEPTH: usize = 100_000;
 
-/// What removing a name did to the inode it pointed to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dropped {
-    /// Nothing beyond the name (other links remain, or nothing was removed).
-    Nothing,
-    /// The inode is unlinked but open here: this session now sustains it.
-    Sustained(Ino),
-}
-
 fn is_locked(flags: u8) -> bool {
     flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0
 }
 
 /// Drops one link of the non-directory `ino` (attributes `attr`, entry already removed
 /// from `parent`): updates its link count and hard-link parents, and when the last link
-/// goes either sustains it (open here) or deletes it, queueing a regular file's data for
-/// purging. Returns whether it was sustained.
-#[allow(clippy::too_many_arguments)]
-fn drop_link<T: KvTxn>(
+/// goes either keeps a regular file for every live session that has it open (they
+/// sustain it) or deletes the inode, queueing a regular file's data for purging.
+async fn drop_link<T: KvTxn>(
     tx: &T,
     keys: &Keys,
     ino: Ino,
     mut attr: Attr,
     parent: Ino,
     now: Timestamp,
-    sid: u64,
-    open_here: bool,
-) -> Dropped {
+) -> Result<()> {
     attr.ctime = now;
     attr.nlink = attr.nlink.saturating_sub(1);
     if attr.nlink > 0 {
@@ -56,27 +45,30 @@ fn drop_link<T: KvTxn>(
         if attr.parent == 0 {
             tx.atomic_add(&keys.parent(ino, parent), -1);
         }
-        return Dropped::Nothing;
+        return Ok(());
     }
-    let mut dropped = Dropped::Nothing;
-    match attr.typ {
-        FileType::Regular if open_here && sid != 0 => {
-            put_attr(tx, keys, ino, &attr);
+    let openers = match attr.typ {
+        FileType::Regular => live_openers(tx, keys, ino, 0).await?,
+        _ => Vec::new(),
+    };
+    if !openers.is_empty() {
+        put_attr(tx, keys, ino, &attr);
+        for sid in openers {
             tx.set(&keys.sustained(sid, ino), &[1]);
-            dropped = Dropped::Sustained(ino);
         }
-        FileType::Regular => {
-            tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
-            tx.clear(&keys.inode(ino));
-            add_usage(tx, keys, -align4k(attr.length), -1);
-        }
-        typ => {
-            if typ == FileType::Symlink {
-                tx.clear(&keys.symlink(ino));
+    } else {
+        match attr.typ {
+            FileType::Regular => {
+                tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
+                add_usage(tx, keys, -align4k(attr.length), -1);
             }
-            tx.clear(&keys.inode(ino));
-            add_usage(tx, keys, -align4k(0), -1);
+            FileType::Symlink => {
+                tx.clear(&keys.symlink(ino));
+                add_usage(tx, keys, -align4k(0), -1);
+            }
+            _ => add_usage(tx, keys, -align4k(0), -1),
         }
+        tx.clear(&keys.inode(ino));
     }
     let xattrs = keys.xattrs(ino);
     tx.clear_range(&xattrs, &Keys::end_of(&xattrs));
@@ -84,7 +76,7 @@ fn drop_link<T: KvTxn>(
         let parents = keys.parents(ino);
         tx.clear_range(&parents, &Keys::end_of(&parents));
     }
-    dropped
+    Ok(())
 }
 
 /// Removes the empty directory `ino` (its entry is already gone).
@@ -195,9 +187,9 @@ impl<K: KvStore> TkvMeta<K> {
                         pattr.nlink += 1;
                     }
                     FileType::Symlink => attr.length = target.len() as u64,
-                    FileType::BlockDevice | FileType::CharDevice => attr.rdev = rdev,
                     _ => {}
                 }
+                attr.rdev = rdev;
                 pattr.mtime = now;
                 pattr.ctime = now;
                 tx.set(&keys.entry(parent, name), &encode_entry(typ, ino));
@@ -230,11 +222,6 @@ impl<K: KvStore> TkvMeta<K> {
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
-                let mut pattr = dir_attr(&tx, keys, parent).await?;
-                check_access(ctx, &pattr, access::W | access::X)?;
-                if pattr.flags & FLAG_IMMUTABLE != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
                 let mut attr = must_attr(&tx, keys, ino).await?;
                 if attr.typ == FileType::Directory {
                     return Err(MetaError::NotPermitted);
@@ -243,11 +230,13 @@ impl<K: KvStore> TkvMeta<K> {
                     // Unlinked but kept open: Linux refuses to give it a name again.
                     return Err(MetaError::NotFound);
                 }
-                if is_locked(attr.flags) {
-                    return Err(MetaError::NotPermitted);
-                }
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                check_access(ctx, &pattr, access::W | access::X)?;
                 if get_entry(&tx, keys, parent, name).await?.is_some() {
                     return Err(MetaError::Exists);
+                }
+                if pattr.flags & FLAG_IMMUTABLE != 0 || is_locked(attr.flags) {
+                    return Err(MetaError::NotPermitted);
                 }
                 pattr.mtime = now;
                 pattr.ctime = now;
@@ -272,88 +261,60 @@ impl<K: KvStore> TkvMeta<K> {
     pub(super) async fn do_unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         validate_name(name)?;
         let now = self.now();
-        let sid = self.sid.load(std::sync::atomic::Ordering::SeqCst);
         let keys = &self.keys;
-        let open_files = &self.open_files;
-        let dropped = self
-            .kv
+        self.kv
             .txn(|tx| async move {
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                check_access(ctx, &pattr, access::W | access::X)?;
                 let (typ, ino) = get_entry(&tx, keys, parent, name)
                     .await?
                     .ok_or(MetaError::NotFound)?;
+                let attr = get_attr(&tx, keys, ino).await?;
+                if let Some(attr) = &attr {
+                    check_remove(ctx, &pattr, attr)?;
+                }
                 if typ == FileType::Directory {
                     return Err(MetaError::IsDir);
                 }
-                let mut pattr = dir_attr(&tx, keys, parent).await?;
-                if is_locked(pattr.flags) {
+                if is_locked(pattr.flags) || attr.as_ref().is_some_and(|a| is_locked(a.flags)) {
                     return Err(MetaError::NotPermitted);
-                }
-                let attr = get_attr(&tx, keys, ino).await?;
-                match &attr {
-                    Some(attr) => {
-                        check_remove(ctx, &pattr, attr)?;
-                        if is_locked(attr.flags) {
-                            return Err(MetaError::NotPermitted);
-                        }
-                    }
-                    None => check_access(ctx, &pattr, access::W | access::X)?,
                 }
                 pattr.mtime = now;
                 pattr.ctime = now;
                 tx.clear(&keys.entry(parent, name));
                 put_attr(&tx, keys, parent, &pattr);
                 // An entry whose inode is gone (a corrupt volume) just loses its name.
-                let Some(attr) = attr else {
-                    return Ok(Dropped::Nothing);
-                };
-                Ok(drop_link(
-                    &tx,
-                    keys,
-                    ino,
-                    attr,
-                    parent,
-                    now,
-                    sid,
-                    open_files.is_open(ino),
-                ))
+                match attr {
+                    Some(attr) => drop_link(&tx, keys, ino, attr, parent, now).await,
+                    None => Ok(()),
+                }
             })
-            .await?;
-        if let Dropped::Sustained(ino) = dropped {
-            self.sustained_set().insert(ino);
-        }
-        Ok(())
+            .await
     }
 
     pub(super) async fn do_rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
-        if name == b".." {
-            return Err(MetaError::NotEmpty);
-        }
         validate_name(name)?;
         let now = self.now();
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                check_access(ctx, &pattr, access::W | access::X)?;
                 let (typ, ino) = get_entry(&tx, keys, parent, name)
                     .await?
                     .ok_or(MetaError::NotFound)?;
+                let attr = get_attr(&tx, keys, ino).await?;
+                if let Some(attr) = &attr {
+                    check_remove(ctx, &pattr, attr)?;
+                }
                 if typ != FileType::Directory {
                     return Err(MetaError::NotDir);
                 }
-                let mut pattr = dir_attr(&tx, keys, parent).await?;
-                if is_locked(pattr.flags) {
-                    return Err(MetaError::NotPermitted);
-                }
-                match get_attr(&tx, keys, ino).await? {
-                    Some(attr) => {
-                        check_remove(ctx, &pattr, &attr)?;
-                        if is_locked(attr.flags) {
-                            return Err(MetaError::NotPermitted);
-                        }
-                    }
-                    None => check_access(ctx, &pattr, access::W | access::X)?,
-                }
                 if !is_empty_dir(&tx, keys, ino).await? {
                     return Err(MetaError::NotEmpty);
+                }
+                if is_locked(pattr.flags) || attr.as_ref().is_some_and(|a| is_locked(a.flags)) {
+                    return Err(MetaError::NotPermitted);
                 }
                 pattr.nlink = pattr.nlink.saturating_sub(1);
                 pattr.mtime = now;
@@ -390,22 +351,12 @@ impl<K: KvStore> TkvMeta<K> {
             return Err(MetaError::NotPermitted);
         }
         let now = self.now();
-        let sid = self.sid.load(std::sync::atomic::Ordering::SeqCst);
         let keys = &self.keys;
-        let open_files = &self.open_files;
-        let dropped = self
-            .kv
+        self.kv
             .txn(|tx| async move {
-                rename_txn(
-                    &tx, keys, ctx, psrc, nsrc, pdst, ndst, flags, now, sid, open_files,
-                )
-                .await
+                rename_txn(&tx, keys, ctx, psrc, nsrc, pdst, ndst, flags, now).await
             })
-            .await?;
-        if let Dropped::Sustained(ino) = dropped {
-            self.sustained_set().insert(ino);
-        }
-        Ok(())
+            .await
     }
 
     pub(super) async fn do_readdir(
@@ -469,82 +420,87 @@ async fn rename_txn<T: KvTxn>(
     ndst: &[u8],
     flags: RenameFlags,
     now: Timestamp,
-    sid: u64,
-    open_files: &meta_api::OpenFiles,
-) -> Result<Dropped> {
+) -> Result<()> {
     let exchange = flags.exchange();
-    let (typ, ino) = get_entry(tx, keys, psrc, nsrc)
-        .await?
-        .ok_or(MetaError::NotFound)?;
-    let target = get_entry(tx, keys, pdst, ndst).await?;
-    if target.is_some() && flags.noreplace() {
-        return Err(MetaError::Exists);
-    }
-    if psrc == pdst && nsrc == ndst {
-        return Ok(Dropped::Nothing);
-    }
     let mut sattr = dir_attr(tx, keys, psrc).await?;
     let mut dattr = if pdst == psrc {
         sattr.clone()
     } else {
         dir_attr(tx, keys, pdst).await?
     };
+    check_access(ctx, &sattr, access::W | access::X)?;
     check_access(ctx, &dattr, access::W | access::X)?;
-    let mut iattr = must_attr(tx, keys, ino).await?;
-    check_remove(ctx, &sattr, &iattr)?;
-    if is_locked(sattr.flags) || dattr.flags & FLAG_IMMUTABLE != 0 || is_locked(iattr.flags) {
-        return Err(MetaError::NotPermitted);
+    let (typ, ino) = get_entry(tx, keys, psrc, nsrc)
+        .await?
+        .ok_or(MetaError::NotFound)?;
+    let target = get_entry(tx, keys, pdst, ndst).await?;
+    if exchange && target.is_none() {
+        return Err(MetaError::NotFound);
     }
+    if flags.noreplace() && target.is_some() {
+        return Err(MetaError::Exists);
+    }
+    if target.is_some_and(|(_, dino)| dino == ino) {
+        // Two names of one inode (or the same name): POSIX makes this a no-op.
+        return Ok(());
+    }
+    let mut iattr = must_attr(tx, keys, ino).await?;
+    let target = match target {
+        Some((dtyp, dino)) => Some((dtyp, dino, must_attr(tx, keys, dino).await?)),
+        None => None,
+    };
     // A directory must not move below itself.
     if typ == FileType::Directory && psrc != pdst && is_within(tx, keys, pdst, ino).await? {
         return Err(MetaError::InvalidArgument(
             "cannot move a directory into its own subtree",
         ));
     }
-
-    let mut dropped = Dropped::Nothing;
-    let mut tattr: Option<(FileType, Ino, Attr)> = None;
-    match target {
-        None if exchange => return Err(MetaError::NotFound),
-        None => {}
-        Some((dtyp, dino)) => {
-            if dino == ino {
-                // Two names of the same inode: POSIX says rename does nothing.
-                return Ok(Dropped::Nothing);
-            }
-            let mut ta = must_attr(tx, keys, dino).await?;
-            check_remove(ctx, &dattr, &ta)?;
-            if is_locked(ta.flags) {
-                return Err(MetaError::NotPermitted);
-            }
-            ta.ctime = now;
-            if exchange {
-                if dtyp == FileType::Directory
-                    && psrc != pdst
-                    && is_within(tx, keys, psrc, dino).await?
-                {
-                    return Err(MetaError::InvalidArgument(
-                        "cannot move a directory into its own subtree",
-                    ));
-                }
-                if psrc != pdst {
-                    if dtyp == FileType::Directory {
-                        ta.parent = psrc;
-                        dattr.nlink = dattr.nlink.saturating_sub(1);
-                        sattr.nlink += 1;
-                    } else if ta.parent > 0 {
-                        ta.parent = psrc;
-                    }
-                }
-            } else if typ == FileType::Directory && dtyp != FileType::Directory {
-                return Err(MetaError::NotDir);
-            } else if typ != FileType::Directory && dtyp == FileType::Directory {
-                return Err(MetaError::IsDir);
-            } else if dtyp == FileType::Directory && !is_empty_dir(tx, keys, dino).await? {
-                return Err(MetaError::NotEmpty);
-            }
-            tattr = Some((dtyp, dino, ta));
+    if let (true, Some((FileType::Directory, dino, _))) = (exchange, &target) {
+        if psrc != pdst && is_within(tx, keys, psrc, *dino).await? {
+            return Err(MetaError::InvalidArgument(
+                "cannot move a directory into its own subtree",
+            ));
         }
+    }
+    check_remove(ctx, &sattr, &iattr)?;
+    if let Some((_, _, ta)) = &target {
+        check_remove(ctx, &dattr, ta)?;
+    }
+    if let (false, Some((dtyp, dino, _))) = (exchange, &target) {
+        if typ == FileType::Directory && *dtyp != FileType::Directory {
+            return Err(MetaError::NotDir);
+        }
+        if typ != FileType::Directory && *dtyp == FileType::Directory {
+            return Err(MetaError::IsDir);
+        }
+        if *dtyp == FileType::Directory && !is_empty_dir(tx, keys, *dino).await? {
+            return Err(MetaError::NotEmpty);
+        }
+    }
+    let target_locked = target
+        .as_ref()
+        .is_some_and(|(_, _, ta)| is_locked(ta.flags));
+    if is_locked(sattr.flags)
+        || dattr.flags & FLAG_IMMUTABLE != 0
+        || is_locked(iattr.flags)
+        || target_locked
+    {
+        return Err(MetaError::NotPermitted);
+    }
+
+    let mut tattr: Option<(FileType, Ino, Attr)> = None;
+    if let Some((dtyp, dino, mut ta)) = target {
+        ta.ctime = now;
+        if exchange && psrc != pdst {
+            if dtyp == FileType::Directory {
+                ta.parent = psrc;
+                dattr.nlink = dattr.nlink.saturating_sub(1);
+                sattr.nlink += 1;
+            } else if ta.parent > 0 {
+                ta.parent = psrc;
+            }
+        }
+        tattr = Some((dtyp, dino, ta));
     }
 
     // Move the source.
@@ -578,7 +534,7 @@ async fn rename_txn<T: KvTxn>(
                 dattr.nlink = dattr.nlink.saturating_sub(1);
                 drop_dir(tx, keys, dino);
             } else {
-                dropped = drop_link(tx, keys, dino, ta, pdst, now, sid, open_files.is_open(dino));
+                drop_link(tx, keys, dino, ta, pdst, now).await?;
             }
         }
         None => tx.clear(&keys.entry(psrc, nsrc)),
@@ -596,5 +552,5 @@ async fn rename_txn<T: KvTxn>(
         put_attr(tx, keys, psrc, &sattr);
         put_attr(tx, keys, pdst, &dattr);
     }
-    Ok(dropped)
+    Ok(())
 }

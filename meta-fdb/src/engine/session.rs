@@ -1,10 +1,16 @@
 //! Sessions, open files and the inodes sessions sustain.
+//!
+//! An open is recorded in the volume (`OI{ino}{sid}` and `OS{sid}{ino}`, see
+//! [`crate::keys`]) so that an unlink by any client sees every live session that has the
+//! file open: each of them then sustains it (`SS{sid}{ino}`, JuiceFS's key). A session
+//! lets go of a file at its last close, when it is closed or when it is reaped; the last
+//! one to let go of an unlinked file queues it for deletion.
 
 use std::sync::atomic::Ordering;
 
 use meta_api::perm::{check_access, open_mask};
 use meta_api::{
-    Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
+    access, Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
     SESSION_TTL_SECS,
 };
 
@@ -12,7 +18,7 @@ use super::{add_usage, align4k, get_attr, incr, must_attr, TkvMeta, FLAG_APPEND,
 use crate::keys::{be_u64, le_u64, pack_int64, parse_int64, Keys, NEXT_SESSION};
 use crate::kv::{KvStore, KvTxn};
 
-/// Sustained inodes released per transaction when a session is cleaned up.
+/// Inodes let go of per transaction when a session is cleaned up.
 const RELEASE_BATCH: usize = 128;
 
 /// How long a pre-1.0 (`SH`) session lives after its last heartbeat, in seconds.
@@ -43,28 +49,79 @@ fn parse_session_info(raw: Option<&[u8]>) -> SessionInfo {
     }
 }
 
-/// Deletes the sustained inode `ino` of session `sid`: queues its data for purging and
-/// drops the inode and the session's claim on it (JuiceFS's `doDeleteSustainedInode`).
-async fn release_sustained<T: KvTxn>(
+/// Whether session `sid` exists (current or pre-1.0 record).
+async fn session_exists<T: KvTxn>(tx: &T, keys: &Keys, sid: u64) -> Result<bool> {
+    Ok(tx.get(&keys.session(sid)).await?.is_some()
+        || tx.get(&keys.legacy_session(sid)).await?.is_some())
+}
+
+/// The sessions other than `except` that have `ino` open and still exist; the records of
+/// sessions that are gone are dropped on the way.
+pub(crate) async fn live_openers<T: KvTxn>(
     tx: &T,
     keys: &Keys,
-    sid: u64,
     ino: Ino,
-    now: Timestamp,
-) -> Result<()> {
-    if let Some(attr) = get_attr(tx, keys, ino).await? {
-        if attr.nlink == 0 {
-            tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
-            tx.clear(&keys.inode(ino));
-            add_usage(tx, keys, -align4k(attr.length), -1);
+    except: u64,
+) -> Result<Vec<u64>> {
+    let prefix = keys.openers(ino);
+    let mut live = Vec::new();
+    for (k, _) in tx.scan(&prefix, &Keys::end_of(&prefix), 0, false).await? {
+        let Some(sid) = be_u64(&k, prefix.len()) else {
+            tx.clear(&k);
+            continue;
+        };
+        if sid == except {
+            continue;
+        }
+        if session_exists(tx, keys, sid).await? {
+            live.push(sid);
+        } else {
+            tx.clear(&k);
+            tx.clear(&keys.opened(sid, ino));
         }
     }
+    Ok(live)
+}
+
+/// Session `sid` lets go of `ino`: it no longer has it open nor sustains it. An unlinked
+/// file nobody else has open is deleted and its data queued for purging (JuiceFS's
+/// `doDeleteSustainedInode`).
+async fn release<T: KvTxn>(tx: &T, keys: &Keys, sid: u64, ino: Ino, now: Timestamp) -> Result<()> {
+    tx.clear(&keys.opener(ino, sid));
+    tx.clear(&keys.opened(sid, ino));
     tx.clear(&keys.sustained(sid, ino));
+    let Some(attr) = get_attr(tx, keys, ino).await? else {
+        return Ok(());
+    };
+    if attr.nlink > 0 || attr.typ != FileType::Regular {
+        return Ok(());
+    }
+    if live_openers(tx, keys, ino, sid).await?.is_empty() {
+        tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
+        tx.clear(&keys.inode(ino));
+        add_usage(tx, keys, -align4k(attr.length), -1);
+    }
     Ok(())
+}
+
+/// The inode numbers of one batch of keys `{prefix}{ino}` (little-endian inode last).
+fn inodes_of(keys: &Keys, batch: &[crate::KeyValue]) -> Vec<Option<Ino>> {
+    batch
+        .iter()
+        .map(|(k, _)| {
+            let k = keys.strip(k);
+            le_u64(k, k.len().saturating_sub(8)).filter(|_| k.len() == 18)
+        })
+        .collect()
 }
 
 impl<K: KvStore> TkvMeta<K> {
     pub(super) async fn do_new_session(&self, info: &SessionInfo) -> Result<u64> {
+        if self.session_id().is_some() {
+            return Err(MetaError::InvalidArgument(
+                "this client already has a session",
+            ));
+        }
         let info = serde_json::to_vec(info)
             .map_err(|e| MetaError::Corrupt(format!("session info: {e}")))?;
         let expire = self.now().sec + SESSION_TTL_SECS;
@@ -93,13 +150,11 @@ impl<K: KvStore> TkvMeta<K> {
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
-                if tx.get(&keys.session(sid)).await?.is_none() {
-                    // Reaped as stale while we were away: the sustained inodes are gone,
-                    // but the session can carry on (JuiceFS writes its info back).
+                if tx.get(&keys.session_info(sid)).await?.is_none() {
+                    // Reaped as stale while away: carry on with an empty description, as
+                    // JuiceFS does (what the session held was released by the reaper).
                     let info = serde_json::to_vec(&SessionInfo::default()).unwrap_or_default();
-                    if tx.get(&keys.session_info(sid)).await?.is_none() {
-                        tx.set(&keys.session_info(sid), &info);
-                    }
+                    tx.set(&keys.session_info(sid), &info);
                 }
                 tx.set(&keys.session(sid), &pack_int64(expire));
                 Ok(())
@@ -113,46 +168,50 @@ impl<K: KvStore> TkvMeta<K> {
         };
         self.clean_session(sid).await?;
         self.sid.store(0, Ordering::SeqCst);
-        self.sustained_set().clear();
         self.open_files.clear();
         Ok(())
     }
 
-    /// Releases everything session `sid` holds, in batches, then drops the session.
+    /// Lets go of everything session `sid` has open or sustains, in batches, then drops
+    /// the session. Each batch is one transaction, so a cleanup cut short is finished by
+    /// the next one.
     async fn clean_session(&self, sid: u64) -> Result<()> {
         let keys = &self.keys;
         let now = self.now();
-        let prefix = keys.sustained_of(sid);
-        let (begin, end) = (&prefix, &Keys::end_of(&prefix));
-        loop {
-            let done = self
-                .kv
-                .txn(|tx| async move {
-                    let batch = tx.scan(begin, end, RELEASE_BATCH, false).await?;
-                    for (k, _) in &batch {
-                        // `SS` + session id + inode (little-endian).
-                        if let Some(ino) = le_u64(keys.strip(k), 10) {
-                            release_sustained(&tx, keys, sid, ino, now).await?;
-                        } else {
-                            tx.clear(k);
+        for prefix in [keys.opened_by(sid), keys.sustained_of(sid)] {
+            let (begin, end) = (&prefix, &Keys::end_of(&prefix));
+            loop {
+                let more = self
+                    .kv
+                    .txn(|tx| async move {
+                        let batch = tx.scan(begin, end, RELEASE_BATCH, false).await?;
+                        for (ino, (k, _)) in inodes_of(keys, &batch).into_iter().zip(&batch) {
+                            match ino {
+                                Some(ino) => release(&tx, keys, sid, ino, now).await?,
+                                None => tx.clear(k),
+                            }
                         }
-                    }
-                    if batch.len() < RELEASE_BATCH {
-                        tx.clear(&keys.session(sid));
-                        tx.clear(&keys.legacy_session(sid));
-                        tx.clear(&keys.session_info(sid));
-                        return Ok(true);
-                    }
-                    Ok(false)
-                })
-                .await?;
-            if done {
-                return Ok(());
+                        Ok(batch.len() == RELEASE_BATCH)
+                    })
+                    .await?;
+                if !more {
+                    break;
+                }
             }
         }
+        self.kv
+            .txn(|tx| async move {
+                tx.clear(&keys.session(sid));
+                tx.clear(&keys.legacy_session(sid));
+                tx.clear(&keys.session_info(sid));
+                Ok(())
+            })
+            .await
     }
 
-    pub(super) async fn do_list_sessions(&self) -> Result<Vec<Session>> {
+    /// Session ids with their expiry (`SE`, and `SH` of pre-1.0 clients, which expire
+    /// five minutes after their heartbeat).
+    async fn session_expiries(&self) -> Result<Vec<(u64, i64)>> {
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -160,52 +219,55 @@ impl<K: KvStore> TkvMeta<K> {
                 for (tag, extra) in [(&b"SE"[..], 0), (&b"SH"[..], LEGACY_TTL_SECS)] {
                     let prefix = keys.tag(tag);
                     for (k, v) in tx.scan(&prefix, &Keys::end_of(&prefix), 0, false).await? {
-                        let (Some(sid), Some(at)) = (be_u64(keys.strip(&k), 2), parse_int64(&v))
-                        else {
-                            continue;
-                        };
-                        let info = tx.get(&keys.session_info(sid)).await?;
-                        let sprefix = keys.sustained_of(sid);
-                        let sustained = tx
-                            .scan(&sprefix, &Keys::end_of(&sprefix), 0, false)
-                            .await?
-                            .iter()
-                            .filter_map(|(k, _)| le_u64(keys.strip(k), 10))
-                            .collect();
-                        out.push(Session {
-                            sid,
-                            expire: at + extra,
-                            info: parse_session_info(info.as_deref()),
-                            sustained,
-                        });
+                        let k = keys.strip(&k);
+                        if let (10, Some(sid), Some(at)) = (k.len(), be_u64(k, 2), parse_int64(&v))
+                        {
+                            out.push((sid, at.saturating_add(extra)));
+                        }
                     }
                 }
-                out.sort_by_key(|s| s.sid);
                 Ok(out)
             })
             .await
     }
 
-    pub(super) async fn do_reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
+    pub(super) async fn do_list_sessions(&self) -> Result<Vec<Session>> {
         let keys = &self.keys;
-        let stale = self
-            .kv
-            .txn(|tx| async move {
-                let mut sids = Vec::new();
-                for (tag, extra) in [(&b"SE"[..], 0), (&b"SH"[..], LEGACY_TTL_SECS)] {
-                    let prefix = keys.tag(tag);
-                    for (k, v) in tx.scan(&prefix, &Keys::end_of(&prefix), 0, false).await? {
-                        if let (Some(sid), Some(at)) = (be_u64(keys.strip(&k), 2), parse_int64(&v))
-                        {
-                            if at + extra < now.sec {
-                                sids.push(sid);
-                            }
-                        }
-                    }
-                }
-                Ok(sids)
-            })
-            .await?;
+        let mut out = Vec::new();
+        for (sid, expire) in self.session_expiries().await? {
+            let (info, sustained) = self
+                .kv
+                .txn(|tx| async move {
+                    let info = tx.get(&keys.session_info(sid)).await?;
+                    let prefix = keys.sustained_of(sid);
+                    let batch = tx.scan(&prefix, &Keys::end_of(&prefix), 0, false).await?;
+                    let sustained: Vec<Ino> =
+                        inodes_of(keys, &batch).into_iter().flatten().collect();
+                    Ok((info, sustained))
+                })
+                .await?;
+            out.push(Session {
+                sid,
+                expire,
+                info: parse_session_info(info.as_deref()),
+                sustained,
+            });
+        }
+        out.sort_by_key(|s| s.sid);
+        out.dedup_by_key(|s| s.sid);
+        Ok(out)
+    }
+
+    pub(super) async fn do_reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
+        let mut stale: Vec<u64> = self
+            .session_expiries()
+            .await?
+            .into_iter()
+            .filter(|(_, expire)| *expire < now.sec)
+            .map(|(sid, _)| sid)
+            .collect();
+        stale.sort_unstable();
+        stale.dedup();
         for sid in &stale {
             self.clean_session(*sid).await?;
         }
@@ -213,25 +275,36 @@ impl<K: KvStore> TkvMeta<K> {
     }
 
     pub(super) async fn do_open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+        let sid = self.session_id().unwrap_or(0);
         let keys = &self.keys;
         let attr = self
             .kv
-            .txn(|tx| async move { must_attr(&tx, keys, ino).await })
+            .txn(|tx| async move {
+                let attr = must_attr(&tx, keys, ino).await?;
+                let mask = open_mask(flags);
+                let writes = mask & access::W != 0;
+                if attr.typ == FileType::Directory && writes {
+                    return Err(MetaError::IsDir);
+                }
+                check_access(ctx, &attr, mask)?;
+                if writes && attr.flags & FLAG_IMMUTABLE != 0 {
+                    return Err(MetaError::NotPermitted);
+                }
+                if writes
+                    && attr.flags & FLAG_APPEND != 0
+                    && (flags & libc::O_APPEND == 0 || flags & libc::O_TRUNC != 0)
+                {
+                    return Err(MetaError::NotPermitted);
+                }
+                // Record the open in the same transaction that read the attributes: an
+                // unlink that commits after it finds the open and sustains the file.
+                if sid != 0 && attr.typ == FileType::Regular {
+                    tx.set(&keys.opener(ino, sid), &[1]);
+                    tx.set(&keys.opened(sid, ino), &[1]);
+                }
+                Ok(attr)
+            })
             .await?;
-        let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        if attr.typ == FileType::Directory && writes {
-            return Err(MetaError::IsDir);
-        }
-        check_access(ctx, &attr, open_mask(flags))?;
-        if attr.flags & FLAG_IMMUTABLE != 0 && writes {
-            return Err(MetaError::NotPermitted);
-        }
-        if attr.flags & FLAG_APPEND != 0
-            && writes
-            && (flags & libc::O_APPEND == 0 || flags & libc::O_TRUNC != 0)
-        {
-            return Err(MetaError::NotPermitted);
-        }
         self.open_files.open(ino);
         Ok(attr)
     }
@@ -240,14 +313,13 @@ impl<K: KvStore> TkvMeta<K> {
         if !self.open_files.close(ino) {
             return Ok(());
         }
-        let sustained = self.sustained_set().remove(&ino);
-        let Some(sid) = self.session_id().filter(|_| sustained) else {
+        let Some(sid) = self.session_id() else {
             return Ok(());
         };
         let keys = &self.keys;
         let now = self.now();
         self.kv
-            .txn(|tx| async move { release_sustained(&tx, keys, sid, ino, now).await })
+            .txn(|tx| async move { release(&tx, keys, sid, ino, now).await })
             .await
     }
 }

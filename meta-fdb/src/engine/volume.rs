@@ -46,11 +46,17 @@ impl<K: KvStore> TkvMeta<K> {
                             MetaError::Corrupt("volume settings are not UTF-8".into())
                         })?;
                         let old = Format::from_json(&text)?;
-                        if !force || old.name != format.name || old.uuid != format.uuid {
+                        if !force {
                             return Err(MetaError::Exists);
+                        }
+                        if old.name != format.name || old.uuid != format.uuid {
+                            return Err(MetaError::InvalidArgument(
+                                "a forced format must keep the volume's name and UUID",
+                            ));
                         }
                     }
                     None => {
+                        format.check_supported()?;
                         put_attr(&tx, keys, ROOT_INO, &volume_dir(0o777, now));
                         // JuiceFS starts the counters so that the first batch hands out
                         // inode 2 and slice id 1.

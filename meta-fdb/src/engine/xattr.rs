@@ -2,23 +2,31 @@
 
 use meta_api::perm::check_access;
 use meta_api::{
-    access, Context, Ino, MetaError, Result, XattrFlags, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN,
+    access, Attr, Context, Ino, MetaError, Result, Timestamp, XattrFlags, MAX_XATTR_NAME_LEN,
+    MAX_XATTR_VALUE_LEN,
 };
 
-use super::{must_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE};
+use super::{must_attr, put_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE};
 use crate::keys::Keys;
 use crate::kv::{KvStore, KvTxn};
 
 /// Checks an attribute name: not empty (`EINVAL`, as JuiceFS) and at most 255 bytes
-/// (`ERANGE`, as Linux).
+/// (`ENAMETOOLONG`).
 fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() {
         return Err(MetaError::InvalidArgument("empty extended attribute name"));
     }
     if name.len() > MAX_XATTR_NAME_LEN {
-        return Err(MetaError::Range);
+        return Err(MetaError::NameTooLong);
     }
     Ok(())
+}
+
+/// Changing extended attributes changes the inode (Linux updates ctime; JuiceFS does not,
+/// which no reader depends on).
+fn touch_ctime<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino, mut attr: Attr, now: Timestamp) {
+    attr.ctime = now;
+    put_attr(tx, keys, ino, &attr);
 }
 
 impl<K: KvStore> TkvMeta<K> {
@@ -48,6 +56,7 @@ impl<K: KvStore> TkvMeta<K> {
         if value.len() > MAX_XATTR_VALUE_LEN {
             return Err(MetaError::Range);
         }
+        let now = self.now();
         let known = XattrFlags::CREATE | XattrFlags::REPLACE;
         if flags & !known != 0 || flags == known {
             return Err(MetaError::InvalidArgument("bad setxattr flags"));
@@ -71,6 +80,7 @@ impl<K: KvStore> TkvMeta<K> {
                 if old.as_deref() != Some(value) {
                     tx.set(&key, value);
                 }
+                touch_ctime(&tx, keys, ino, attr, now);
                 Ok(())
             })
             .await
@@ -95,6 +105,7 @@ impl<K: KvStore> TkvMeta<K> {
 
     pub(super) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         check_name(name)?;
+        let now = self.now();
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -108,6 +119,7 @@ impl<K: KvStore> TkvMeta<K> {
                     return Err(MetaError::NoAttr);
                 }
                 tx.clear(&key);
+                touch_ctime(&tx, keys, ino, attr, now);
                 Ok(())
             })
             .await

@@ -651,7 +651,7 @@ mod tests {
         assert_eq!(attempts.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_increments_are_serializable() {
         let kv = MemKv::new();
         let mut tasks = Vec::new();
