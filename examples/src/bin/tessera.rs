@@ -1,0 +1,507 @@
+//! `tessera`: the admin CLI of tessera volumes. Volumes are named by their metadata URL,
+//! as `juicefs` names them (`sqlite3:///var/lib/vol/meta.db`).
+//!
+//! ```sh
+//! tessera format sqlite3:///tmp/vol/meta.db myvol --bucket /tmp/vol/blocks/
+//! tessera put sqlite3:///tmp/vol/meta.db ./photos /
+//! tessera ls -l sqlite3:///tmp/vol/meta.db /photos
+//! tessera get sqlite3:///tmp/vol/meta.db /photos ./restored
+//! ```
+//!
+//! Errors print one line on stderr and exit with status 1.
+
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use tessera_examples::transfer::{self, TransferOptions};
+use tessera_examples::volume::{self, FormatRequest};
+use tessera_examples::{at_path, human_bytes, plain};
+use tokio::io::AsyncWriteExt;
+use vfs_core::{FileSystem, Metadata, VfsOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Administer tessera (JuiceFS-compatible) volumes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Format a new volume
+    Format {
+        /// Metadata URL (sqlite3:///path/meta.db)
+        meta_url: String,
+        /// Volume name (lowercase letters, digits, '-')
+        name: String,
+        /// Object storage kind
+        #[arg(long, default_value = "file")]
+        storage: String,
+        /// Directory of the blocks (default: ~/.juicefs/local/)
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Block size in KiB
+        #[arg(long, default_value_t = 4096)]
+        block_size: u32,
+        /// Compression of blocks: none, lz4 or zstd
+        #[arg(long, default_value = "none")]
+        compress: String,
+        /// Days deleted files stay in the trash (0 disables the trash)
+        #[arg(long, default_value_t = 1)]
+        trash_days: u32,
+        /// Capacity in GiB (0: unlimited)
+        #[arg(long, default_value_t = 0)]
+        capacity: u64,
+        /// Inode limit (0: unlimited)
+        #[arg(long, default_value_t = 0)]
+        inodes: u64,
+    },
+    /// Show a volume's settings, usage and sessions
+    Info {
+        /// Metadata URL
+        meta_url: String,
+    },
+    /// List a directory
+    Ls {
+        /// Long format: mode, links, owner, size, time
+        #[arg(short = 'l')]
+        long: bool,
+        /// Metadata URL
+        meta_url: String,
+        /// Volume path
+        #[arg(default_value = "/")]
+        path: PathBuf,
+    },
+    /// Print a file to stdout
+    Cat {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume path
+        path: PathBuf,
+    },
+    /// Copy local files and directories into the volume (recursive)
+    Put {
+        /// Metadata URL
+        meta_url: String,
+        /// Local files or directories
+        #[arg(required = true, value_name = "LOCAL")]
+        sources: Vec<PathBuf>,
+        /// Volume destination (copied into it if it is a directory)
+        #[arg(value_name = "VOLPATH")]
+        dest: PathBuf,
+        /// No progress bar or summary
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Copy a volume file or directory to the local file system (recursive)
+    Get {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume file or directory
+        #[arg(value_name = "VOLPATH")]
+        path: PathBuf,
+        /// Local destination (copied into it if it is a directory)
+        local: PathBuf,
+        /// No progress bar or summary
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Create directories
+    Mkdir {
+        /// Create parents as needed; no error if it exists
+        #[arg(short)]
+        p: bool,
+        /// Metadata URL
+        meta_url: String,
+        /// Volume paths
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Remove files (and directories with -r)
+    Rm {
+        /// Remove directories and their contents
+        #[arg(short)]
+        r: bool,
+        /// Metadata URL
+        meta_url: String,
+        /// Volume paths
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Rename or move a file or directory
+    Mv {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume source
+        src: PathBuf,
+        /// Volume destination (moved into it if it is a directory)
+        dst: PathBuf,
+    },
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera: {}", plain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> io::Result<()> {
+    match command {
+        Command::Format {
+            meta_url,
+            name,
+            storage,
+            bucket,
+            block_size,
+            compress,
+            trash_days,
+            capacity,
+            inodes,
+        } => {
+            let mut req = FormatRequest::new(&name, &bucket.unwrap_or_else(volume::default_bucket));
+            req.storage = storage;
+            req.block_size_kib = block_size;
+            req.compression = compress;
+            req.trash_days = trash_days;
+            req.capacity = capacity.saturating_mul(1 << 30);
+            req.inodes = inodes;
+            let f = volume::format(&meta_url, &req).await?;
+            println!(
+                "formatted volume {:?} (uuid {}) at {meta_url}: storage {} {}, {} KiB blocks, compression {}, trash {} days",
+                f.name, f.uuid, f.storage, f.bucket, f.block_size, f.compression, f.trash_days
+            );
+            Ok(())
+        }
+        Command::Info { meta_url } => info(&meta_url).await,
+        Command::Ls {
+            long,
+            meta_url,
+            path,
+        } => with_volume(&meta_url, |fs| async move { ls(&fs, &path, long).await }).await,
+        Command::Cat { meta_url, path } => {
+            with_volume(&meta_url, |fs| async move { cat(&fs, &path).await }).await
+        }
+        Command::Put {
+            meta_url,
+            sources,
+            dest,
+            quiet,
+        } => {
+            let paths = sources;
+            with_volume(&meta_url, |fs| async move {
+                let opts = transfer_options(quiet);
+                let summary = transfer::put(&fs, &paths, &dest, opts).await?;
+                if !quiet {
+                    eprintln!("put {summary}");
+                }
+                Ok(())
+            })
+            .await
+        }
+        Command::Get {
+            meta_url,
+            path,
+            local,
+            quiet,
+        } => {
+            with_volume(&meta_url, |fs| async move {
+                let summary = transfer::get(&fs, &path, &local, transfer_options(quiet)).await?;
+                if !quiet {
+                    eprintln!("got {summary}");
+                }
+                Ok(())
+            })
+            .await
+        }
+        Command::Mkdir { p, meta_url, paths } => {
+            with_volume(&meta_url, |fs| async move {
+                for path in &paths {
+                    let made = if p {
+                        fs.create_dir_all(path).await
+                    } else {
+                        fs.create_dir(path).await
+                    };
+                    made.map_err(|e| at_path(path, e))?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        Command::Rm { r, meta_url, paths } => {
+            with_volume(&meta_url, |fs| async move {
+                for path in &paths {
+                    remove(&fs, path, r).await.map_err(|e| at_path(path, e))?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        Command::Mv { meta_url, src, dst } => {
+            with_volume(&meta_url, |fs| async move {
+                let target = match fs.metadata(&dst).await {
+                    Ok(m) if m.is_dir() => match src.file_name() {
+                        Some(name) => dst.join(name),
+                        None => dst.clone(),
+                    },
+                    _ => dst.clone(),
+                };
+                fs.rename(&src, &target).await.map_err(|e| at_path(&src, e))
+            })
+            .await
+        }
+    }
+}
+
+/// Progress and summary only for people watching.
+fn transfer_options(quiet: bool) -> TransferOptions {
+    TransferOptions {
+        progress: !quiet && io::stderr().is_terminal(),
+    }
+}
+
+/// Opens the volume, runs `f`, and closes the volume whatever happened.
+async fn with_volume<F, Fut>(meta_url: &str, f: F) -> io::Result<()>
+where
+    F: FnOnce(FileSystem) -> Fut,
+    Fut: std::future::Future<Output = io::Result<()>>,
+{
+    let fs = volume::open(meta_url, VfsOptions::default()).await?;
+    let result = f(fs.clone()).await;
+    let closed = fs.close().await;
+    result?;
+    closed
+}
+
+async fn info(meta_url: &str) -> io::Result<()> {
+    let i = volume::info(meta_url).await?;
+    let f = &i.format;
+    println!("volume:       {}", f.name);
+    println!("uuid:         {}", f.uuid);
+    println!("storage:      {} {}", f.storage, f.bucket);
+    println!("block size:   {} KiB", f.block_size);
+    println!(
+        "compression:  {}",
+        if f.compression.is_empty() {
+            "none"
+        } else {
+            &f.compression
+        }
+    );
+    println!("trash days:   {}", f.trash_days);
+    let limit = |n: u64, show: &dyn Fn(u64) -> String| {
+        if n == 0 {
+            "unlimited".to_string()
+        } else {
+            show(n)
+        }
+    };
+    println!("capacity:     {}", limit(f.capacity, &|n| human_bytes(n)));
+    println!("inode limit:  {}", limit(f.inodes, &|n| n.to_string()));
+    let used = i.usage.total_space.saturating_sub(i.usage.avail_space);
+    println!("used space:   {}", human_bytes(used));
+    println!("used inodes:  {}", i.usage.used_inodes);
+    println!("sessions:     {}", i.sessions.len());
+    for s in &i.sessions {
+        println!(
+            "  {:>4}  {} pid {} {} (expires {})",
+            s.sid,
+            s.info.host_name,
+            s.info.process_id,
+            s.info.version,
+            format_time(
+                UNIX_EPOCH + std::time::Duration::from_secs(s.expire.max(0).unsigned_abs())
+            )
+        );
+    }
+    Ok(())
+}
+
+async fn ls(fs: &FileSystem, path: &Path, long: bool) -> io::Result<()> {
+    let meta = fs.metadata(path).await.map_err(|e| at_path(path, e))?;
+    let mut out = io::stdout().lock();
+    if !meta.is_dir() {
+        let name = path.as_os_str().as_encoded_bytes().to_vec();
+        return print_entry(&mut out, fs, path, &name, &meta, long).await;
+    }
+    let mut rd = fs.read_dir_plus(path).await.map_err(|e| at_path(path, e))?;
+    let mut entries = Vec::new();
+    while let Some(e) = rd.next_entry().await.map_err(|e| at_path(path, e))? {
+        let m = e.metadata().await.map_err(|err| at_path(e.path(), err))?;
+        entries.push((e.name_bytes().to_vec(), e.path(), m));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, p, m) in &entries {
+        print_entry(&mut out, fs, p, name, m, long).await?;
+    }
+    Ok(())
+}
+
+/// One line of `ls` (names are written as the raw bytes they are).
+async fn print_entry(
+    out: &mut impl io::Write,
+    fs: &FileSystem,
+    path: &Path,
+    name: &[u8],
+    m: &Metadata,
+    long: bool,
+) -> io::Result<()> {
+    if long {
+        write!(
+            out,
+            "{} {:>3} {:>5} {:>5} {:>12} {} ",
+            mode_string(m),
+            m.nlink(),
+            m.uid(),
+            m.gid(),
+            m.len(),
+            format_time(m.modified().unwrap_or(UNIX_EPOCH)),
+        )?;
+    }
+    out.write_all(name)?;
+    if long && m.is_symlink() {
+        let target = fs.read_link(path).await.map_err(|e| at_path(path, e))?;
+        out.write_all(b" -> ")?;
+        out.write_all(target.as_os_str().as_encoded_bytes())?;
+    }
+    out.write_all(b"\n")
+}
+
+/// `drwxr-xr-x`-style type and permission bits.
+fn mode_string(m: &Metadata) -> String {
+    let ft = m.file_type();
+    let kind = if ft.is_dir() {
+        'd'
+    } else if ft.is_symlink() {
+        'l'
+    } else if ft.is_fifo() {
+        'p'
+    } else if ft.is_socket() {
+        's'
+    } else if ft.is_block_device() {
+        'b'
+    } else if ft.is_char_device() {
+        'c'
+    } else {
+        '-'
+    };
+    let mode = m.permissions().mode();
+    let mut s = String::from(kind);
+    for (shift, special, special_char) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = (mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        let x = bits & 1 != 0;
+        s.push(match (mode & special != 0, x) {
+            (true, true) => special_char,
+            (true, false) => special_char.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    s
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+fn format_time(t: SystemTime) -> String {
+    let secs = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    };
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+async fn cat(fs: &FileSystem, path: &Path) -> io::Result<()> {
+    let file = fs.open(path).await.map_err(|e| at_path(path, e))?;
+    let mut stdout = tokio::io::stdout();
+    let copied = async {
+        let mut off = 0u64;
+        loop {
+            let piece = file
+                .read_bytes_at(off, transfer::PIECE)
+                .await
+                .map_err(|e| at_path(path, e))?;
+            if piece.is_empty() {
+                return stdout.flush().await;
+            }
+            off += piece.len() as u64;
+            stdout.write_all(&piece).await?;
+        }
+    }
+    .await;
+    let closed = file.close().await;
+    match copied {
+        // A reader that went away (`| head`) is not an error.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    closed.map_err(|e| at_path(path, e))
+}
+
+async fn remove(fs: &FileSystem, path: &Path, recursive: bool) -> io::Result<()> {
+    let m = fs.symlink_metadata(path).await?;
+    if m.is_dir() {
+        if !recursive {
+            return Err(io::Error::new(
+                io::ErrorKind::IsADirectory,
+                "is a directory (use rm -r)",
+            ));
+        }
+        fs.remove_dir_all(path).await
+    } else {
+        fs.remove_file(path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_in_utc() {
+        assert_eq!(format_time(UNIX_EPOCH), "1970-01-01 00:00");
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_709_210_096);
+        assert_eq!(format_time(t), "2024-02-29 12:34");
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let cli = Cli::try_parse_from(["tessera", "ls", "-l", "sqlite3:///x.db", "/a"]).unwrap();
+        assert!(matches!(cli.command, Command::Ls { long: true, .. }));
+        let cli = Cli::try_parse_from(["tessera", "put", "u", "a", "b", "/d"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Put { ref sources, ref dest, .. } if sources.len() == 2 && dest == Path::new("/d")
+        ));
+        assert!(Cli::try_parse_from(["tessera", "put", "u", "a"]).is_err());
+        assert!(Cli::try_parse_from(["tessera", "rm", "u"]).is_err());
+    }
+}

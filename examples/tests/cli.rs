@@ -1,0 +1,288 @@
+//! The `tessera` CLI end to end: the built binary on a SQLite + local-directory volume.
+
+// Helpers are test code too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, UNIX_EPOCH};
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .expect("run the tessera binary")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tessera(args);
+    assert!(
+        out.status.success(),
+        "tessera {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// Runs a command that must fail with status 1 and a one-line message; returns it.
+fn fails(args: &[&str]) -> String {
+    let out = tessera(args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "tessera {args:?} should fail: {out:?}"
+    );
+    let err = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
+    assert!(err.starts_with("tessera: "), "{err:?}");
+    err
+}
+
+/// A formatted volume in a temporary directory.
+struct Vol {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Vol {
+    fn new() -> Vol {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite3://{}/meta.db", dir.path().display());
+        let bucket = format!("{}/blocks/", dir.path().display());
+        let out = ok(&[
+            "format",
+            &url,
+            "testvol",
+            "--bucket",
+            &bucket,
+            "--trash-days",
+            "0",
+            "--block-size",
+            "1024",
+        ]);
+        assert!(out.contains("testvol"), "{out}");
+        Vol { dir, url }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+/// Deterministic bytes.
+fn pattern(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A local tree with nested directories, small files, a multi-piece file, a symlink,
+/// unusual modes and old modification times.
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("docs/deep/er")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    for i in 0..40 {
+        fs::write(
+            root.join(format!("docs/f{i}.txt")),
+            pattern(i, 1000 + i as usize * 37),
+        )
+        .unwrap();
+    }
+    fs::write(root.join("docs/deep/er/leaf"), b"leaf").unwrap();
+    fs::write(root.join("zero"), b"").unwrap();
+    // Larger than one 8 MiB transfer piece, not a multiple of anything.
+    fs::write(root.join("big.bin"), pattern(99, (17 << 20) + 12345)).unwrap();
+    std::os::unix::fs::symlink("docs/f1.txt", root.join("link")).unwrap();
+    fs::set_permissions(root.join("docs/f2.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(root.join("docs/deep"), fs::Permissions::from_mode(0o750)).unwrap();
+    let old = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    let f = fs::File::options()
+        .write(true)
+        .open(root.join("docs/f3.txt"))
+        .unwrap();
+    f.set_modified(old).unwrap();
+    let d = fs::File::open(root.join("docs/deep/er")).unwrap();
+    d.set_modified(old).unwrap();
+}
+
+/// Asserts two local trees have the same names, types, bytes, modes, mtimes and links.
+fn assert_same_tree(a: &Path, b: &Path) {
+    let mut stack = vec![(a.to_path_buf(), b.to_path_buf())];
+    let mut seen = 0;
+    while let Some((x, y)) = stack.pop() {
+        seen += 1;
+        let (mx, my) = (
+            fs::symlink_metadata(&x).unwrap(),
+            fs::symlink_metadata(&y).unwrap(),
+        );
+        assert_eq!(mx.file_type(), my.file_type(), "{}", y.display());
+        if mx.file_type().is_symlink() {
+            assert_eq!(fs::read_link(&x).unwrap(), fs::read_link(&y).unwrap());
+            continue;
+        }
+        assert_eq!(
+            mx.mode() & 0o7777,
+            my.mode() & 0o7777,
+            "mode of {}",
+            y.display()
+        );
+        assert_eq!(mx.mtime(), my.mtime(), "mtime of {}", y.display());
+        if mx.is_file() {
+            assert!(
+                fs::read(&x).unwrap() == fs::read(&y).unwrap(),
+                "bytes of {}",
+                y.display()
+            );
+        } else {
+            let mut names_x: Vec<_> = fs::read_dir(&x)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            let mut names_y: Vec<_> = fs::read_dir(&y)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names_x.sort();
+            names_y.sort();
+            assert_eq!(names_x, names_y, "entries of {}", y.display());
+            for n in names_x {
+                stack.push((x.join(&n), y.join(&n)));
+            }
+        }
+    }
+    assert!(seen > 40);
+}
+
+#[test]
+fn put_ls_cat_get_round_trip() {
+    let vol = Vol::new();
+    let src = vol.path("src");
+    make_tree(&src);
+    ok(&["put", "-q", &vol.url, src.to_str().unwrap(), "/"]);
+
+    let root = ok(&["ls", &vol.url]);
+    assert_eq!(root, "src\n");
+    let listing = ok(&["ls", &vol.url, "/src"]);
+    assert_eq!(listing, "big.bin\ndocs\nempty\nlink\nzero\n");
+    let long = ok(&["ls", "-l", &vol.url, "/src"]);
+    assert!(long.contains("lrwxrwxrwx"), "{long}");
+    assert!(long.contains("link -> docs/f1.txt"), "{long}");
+    assert!(long.contains(&format!("{}", (17 << 20) + 12345)), "{long}");
+    let f2 = ok(&["ls", "-l", &vol.url, "/src/docs/f2.txt"]);
+    assert!(f2.starts_with("-rw-------"), "{f2}");
+    assert_eq!(ok(&["cat", &vol.url, "/src/docs/deep/er/leaf"]), "leaf");
+    let out = tessera(&["cat", &vol.url, "/src/big.bin"]);
+    assert!(out.status.success());
+    assert!(out.stdout == fs::read(src.join("big.bin")).unwrap());
+
+    // Out again, into an existing directory: lands as out/src.
+    let out_dir = vol.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    ok(&["get", "-q", &vol.url, "/src", out_dir.to_str().unwrap()]);
+    assert_same_tree(&src, &out_dir.join("src"));
+
+    // A second put over the same tree replaces files in place.
+    fs::write(src.join("docs/f0.txt"), b"changed").unwrap();
+    ok(&["put", "-q", &vol.url, src.to_str().unwrap(), "/"]);
+    assert_eq!(ok(&["cat", &vol.url, "/src/docs/f0.txt"]), "changed");
+    // Several sources into a new directory; a single file to a new name.
+    let a = vol.path("a.txt");
+    fs::write(&a, b"A").unwrap();
+    ok(&[
+        "put",
+        "-q",
+        &vol.url,
+        a.to_str().unwrap(),
+        src.join("zero").to_str().unwrap(),
+        "/multi",
+    ]);
+    assert_eq!(ok(&["ls", &vol.url, "/multi"]), "a.txt\nzero\n");
+    ok(&["put", "-q", &vol.url, a.to_str().unwrap(), "/renamed.txt"]);
+    assert_eq!(ok(&["cat", &vol.url, "/renamed.txt"]), "A");
+    let single = vol.path("single.txt");
+    ok(&[
+        "get",
+        "-q",
+        &vol.url,
+        "/renamed.txt",
+        single.to_str().unwrap(),
+    ]);
+    assert_eq!(fs::read(&single).unwrap(), b"A");
+}
+
+#[test]
+fn mkdir_mv_rm_and_info() {
+    let vol = Vol::new();
+    ok(&["mkdir", "-p", &vol.url, "/a/b/c", "/x"]);
+    fails(&["mkdir", &vol.url, "/a"]);
+    fails(&["mkdir", &vol.url, "/missing/child"]);
+    ok(&["mv", &vol.url, "/a/b", "/x"]);
+    assert_eq!(ok(&["ls", &vol.url, "/x"]), "b\n");
+    ok(&["mv", &vol.url, "/x/b", "/renamed"]);
+    assert_eq!(ok(&["ls", &vol.url, "/renamed"]), "c\n");
+    let err = fails(&["rm", &vol.url, "/renamed"]);
+    assert!(err.contains("rm -r"), "{err}");
+    ok(&["rm", "-r", &vol.url, "/renamed", "/a"]);
+    assert_eq!(ok(&["ls", &vol.url]), "x\n");
+    let info = ok(&["info", &vol.url]);
+    assert!(info.contains("volume:       testvol"), "{info}");
+    assert!(info.contains("block size:   1024 KiB"), "{info}");
+    assert!(info.contains("trash days:   0"), "{info}");
+}
+
+#[test]
+fn errors_are_one_line_with_status_1() {
+    let vol = Vol::new();
+    // Formatting twice.
+    let bucket = vol.path("b2").display().to_string();
+    let err = fails(&["format", &vol.url, "testvol", "--bucket", &bucket]);
+    assert!(err.contains("already formatted"), "{err}");
+    // A URL that is not one, an engine not built in.
+    let err = fails(&["ls", "not-a-url"]);
+    assert!(err.contains("URL"), "{err}");
+    let err = fails(&["ls", "gopher://host/1"]);
+    assert!(err.contains("scheme"), "{err}");
+    // No volume there: nothing is created as a side effect.
+    let missing = vol.path("nothing/meta.db");
+    let url = format!("sqlite3://{}", missing.display());
+    let err = fails(&["ls", &url]);
+    assert!(err.contains("no volume"), "{err}");
+    assert!(!missing.exists());
+    // A database that was never formatted.
+    let empty = vol.path("empty.db");
+    fs::write(&empty, b"").unwrap();
+    let err = fails(&["info", &format!("sqlite3://{}", empty.display())]);
+    assert!(err.contains("not formatted"), "{err}");
+    // Bad paths.
+    let err = fails(&["cat", &vol.url, "/nope"]);
+    assert!(
+        err.contains("/nope") && err.contains("No such file"),
+        "{err}"
+    );
+    let err = fails(&["get", &vol.url, "/nope", vol.path("x").to_str().unwrap()]);
+    assert!(err.contains("/nope"), "{err}");
+    let err = fails(&["put", &vol.url, vol.path("no-local").to_str().unwrap(), "/"]);
+    assert!(err.contains("no-local"), "{err}");
+    // Bad format arguments.
+    let other = format!("sqlite3://{}", vol.path("other.db").display());
+    let err = fails(&["format", &other, "Bad_Name", "--bucket", &bucket]);
+    assert!(err.contains("volume name"), "{err}");
+    let err = fails(&[
+        "format",
+        &other,
+        "good",
+        "--bucket",
+        &bucket,
+        "--compress",
+        "gzip",
+    ]);
+    assert!(err.contains("compression"), "{err}");
+}
