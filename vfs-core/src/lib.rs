@@ -51,6 +51,7 @@ mod budget;
 mod cache;
 mod error;
 mod file;
+mod fs;
 mod jobs;
 mod options;
 mod reader;
@@ -59,6 +60,7 @@ mod volume;
 mod writer;
 
 pub use error::{Result, VfsError};
+pub use fs::{DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir};
 pub use options::VfsOptions;
 pub use vfs::{DirItem, Vfs};
 pub use volume::{connect_meta, format_volume, open_store, VolumeBuilder};
