@@ -4,6 +4,8 @@
 //! A test that needs a service asks for it here. When the service is missing, the test
 //! fails if `CI` is set (CI must never silently skip) and otherwise prints a loud SKIP.
 
+pub mod tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -117,7 +119,10 @@ impl Juicefs {
         );
         assert!(out.status.success(), "juicefs fsck failed:\n{text}");
         for bad in ["lost", "broken", "corrupt", "<ERROR>", "<FATAL>"] {
-            assert!(!text.contains(bad), "juicefs fsck reported {bad:?}:\n{text}");
+            assert!(
+                !text.contains(bad),
+                "juicefs fsck reported {bad:?}:\n{text}"
+            );
         }
     }
 }

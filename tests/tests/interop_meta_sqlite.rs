@@ -8,8 +8,12 @@ use serde_json::Value;
 use tessera_tests::{sqlite_url, Juicefs};
 
 async fn client(url: &str) -> SqliteMeta {
-    let m = SqliteMeta::open(url).await.expect("open juicefs-formatted volume");
-    m.new_session(&SessionInfo::default()).await.expect("session");
+    let m = SqliteMeta::open(url)
+        .await
+        .expect("open juicefs-formatted volume");
+    m.new_session(&SessionInfo::default())
+        .await
+        .expect("session");
     m
 }
 
@@ -27,7 +31,9 @@ fn attr_u64(node: &Value, field: &str) -> u64 {
 
 #[tokio::test]
 async fn meta_sqlite_entries_match_juicefs_dump_and_fsck() {
-    let Some(jfs) = Juicefs::from_env() else { return };
+    let Some(jfs) = Juicefs::from_env() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir.path().join("meta.db"));
     jfs.format_sqlite_file(&url, "interop", &dir.path().join("bucket"), &[]);
@@ -37,18 +43,33 @@ async fn meta_sqlite_entries_match_juicefs_dump_and_fsck() {
     assert_eq!(format.name, "interop");
     assert_eq!(format.storage, "file");
     assert_eq!(format.block_size, 4096);
-    assert!(m.readdir(&Context::root(), ROOT_INO, None, 100, false).await.unwrap().is_empty());
+    assert!(m
+        .readdir(&Context::root(), ROOT_INO, None, 100, false)
+        .await
+        .unwrap()
+        .is_empty());
 
     let root = Context::root();
     let user = Context::new(1000, 1000);
     let d = m.mkdir(&root, ROOT_INO, b"docs", 0o755).await.unwrap();
-    m.setattr(&root, d.ino, &meta_api::SetAttr::new().uid(1000).gid(1000)).await.unwrap();
+    m.setattr(&root, d.ino, &meta_api::SetAttr::new().uid(1000).gid(1000))
+        .await
+        .unwrap();
     let sub = m.mkdir(&user, d.ino, b"sub", 0o700).await.unwrap();
-    let f = m.mknod(&user, d.ino, b"empty.txt", FileType::Regular, 0o640, 0).await.unwrap();
-    m.symlink(&user, d.ino, b"link", b"empty.txt").await.unwrap();
+    let f = m
+        .mknod(&user, d.ino, b"empty.txt", FileType::Regular, 0o640, 0)
+        .await
+        .unwrap();
+    m.symlink(&user, d.ino, b"link", b"empty.txt")
+        .await
+        .unwrap();
     m.link(&user, f.ino, sub.ino, b"hard").await.unwrap();
-    m.setxattr(&user, f.ino, b"user.color", b"blue", XattrFlags::CREATE).await.unwrap();
-    m.mknod(&root, ROOT_INO, b"fifo", FileType::Fifo, 0o600, 0).await.unwrap();
+    m.setxattr(&user, f.ino, b"user.color", b"blue", XattrFlags::CREATE)
+        .await
+        .unwrap();
+    m.mknod(&root, ROOT_INO, b"fifo", FileType::Fifo, 0o600, 0)
+        .await
+        .unwrap();
     m.close_session().await.unwrap();
 
     let dump = jfs.dump(&url);
@@ -83,7 +104,9 @@ async fn meta_sqlite_entries_match_juicefs_dump_and_fsck() {
 
 #[tokio::test]
 async fn juicefs_sync_tree_is_seen_by_meta_sqlite() {
-    let Some(jfs) = Juicefs::from_env() else { return };
+    let Some(jfs) = Juicefs::from_env() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir.path().join("meta.db"));
     jfs.format_sqlite_file(&url, "fromjfs", &dir.path().join("bucket"), &[]);
@@ -121,12 +144,21 @@ async fn juicefs_sync_tree_is_seen_by_meta_sqlite() {
         .into_iter()
         .map(|e| e.name)
         .collect();
-    assert_eq!(names, vec![b"a".to_vec(), b"ln".to_vec(), b"top.bin".to_vec()]);
+    assert_eq!(
+        names,
+        vec![b"a".to_vec(), b"ln".to_vec(), b"top.bin".to_vec()]
+    );
     // Our new ids must not collide with what juicefs handed out.
-    let n = m.mknod(&ctx, ROOT_INO, b"ours", FileType::Regular, 0o644, 0).await.unwrap();
+    let n = m
+        .mknod(&ctx, ROOT_INO, b"ours", FileType::Regular, 0o644, 0)
+        .await
+        .unwrap();
     assert!(n.ino > top.ino.max(hello.ino).max(ln.ino));
     let id = m.new_slice_id().await.unwrap();
-    assert!(slices.iter().all(|s| s.id < id), "slice ids must not be reused");
+    assert!(
+        slices.iter().all(|s| s.id < id),
+        "slice ids must not be reused"
+    );
     m.close_session().await.unwrap();
     jfs.fsck(&url);
 }
