@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use chunkstore::{ChunkStore, Compressed, Compression, FsStore, MemStore, Prefixed};
+use chunkstore::{
+    ChunkStore, Compressed, Compression, FsStore, MemStore, Prefixed, Retry, RetryOptions,
+};
 use futures::future::BoxFuture;
 use meta_api::{Format, MetaEngine};
 
@@ -96,21 +98,29 @@ pub async fn connect_meta(url: &str) -> Result<Arc<dyn MetaEngine>> {
 }
 
 /// The block store a volume's settings describe, with the volume's key prefix
-/// (`{name}/`) and compression applied: `file` is a local directory (the bucket), `mem` an
-/// in-process store (empty at every open).
+/// (`{name}/`), retries of transient failures and compression applied: `file` is a local
+/// directory (the bucket), `mem` an in-process store (empty at every open), `s3` / `minio`
+/// an S3-compatible bucket (cargo feature `s3`).
 pub async fn open_store(format: &Format) -> Result<Arc<dyn ChunkStore>> {
     let compression = Compression::from_setting(&format.compression)
         .map_err(|e| VfsError::UnsupportedStorage(e.to_string()))?;
+    let retry = RetryOptions::default();
     let base: Arc<dyn ChunkStore> = match format.storage.as_str() {
         "file" => {
             let root = bucket_dir(&format.bucket)?;
             let fs = FsStore::open(root).await?;
-            Arc::new(Prefixed::new(fs, &format.name)?)
+            Arc::new(Prefixed::new(Retry::new(fs, retry), &format.name)?)
         }
         "mem" => Arc::new(Prefixed::new(MemStore::new(), &format.name)?),
+        #[cfg(feature = "s3")]
+        "s3" | "minio" => {
+            let s3 = s3_store(format)?;
+            Arc::new(Prefixed::new(Retry::new(s3, retry), &format.name)?)
+        }
         other => {
             return Err(VfsError::UnsupportedStorage(format!(
-                "storage {other:?} is not available in this build (supported: file, mem)"
+                "storage {other:?} is not available in this build (supported: {})",
+                SUPPORTED_STORAGE
             )))
         }
     };
@@ -118,6 +128,24 @@ pub async fn open_store(format: &Format) -> Result<Arc<dyn ChunkStore>> {
         Compression::None => base,
         algo => Arc::new(Compressed::new(base, algo)),
     })
+}
+
+#[cfg(feature = "s3")]
+const SUPPORTED_STORAGE: &str = "file, mem, s3, minio";
+#[cfg(not(feature = "s3"))]
+const SUPPORTED_STORAGE: &str = "file, mem; s3 and minio need cargo feature `s3`";
+
+/// An S3 store for the volume's bucket URL and keys (empty keys: from the environment).
+#[cfg(feature = "s3")]
+fn s3_store(format: &Format) -> Result<chunkstore::S3Store> {
+    let mut opts = chunkstore::S3Options::from_bucket_url(&format.bucket)?;
+    if !format.access_key.is_empty() || !format.secret_key.is_empty() {
+        opts = opts.credentials(&format.access_key, &format.secret_key);
+    }
+    if !format.session_token.is_empty() {
+        opts = opts.session_token(&format.session_token);
+    }
+    Ok(chunkstore::S3Store::new(opts)?)
 }
 
 /// The directory of a `file` bucket (`/var/jfs/` or `file:///var/jfs/`).
@@ -269,11 +297,19 @@ mod tests {
             .await
             .unwrap();
         assert!(dir.path().join("bucket/vol/chunks/0/0/1_0_3").exists());
-        f.storage = "s3".into();
+        f.storage = "gs".into();
         assert!(matches!(
             open_store(&f).await,
             Err(VfsError::UnsupportedStorage(_))
         ));
+        f.storage = "s3".into();
+        let err = open_store(&f).await.err().unwrap();
+        if cfg!(feature = "s3") {
+            // A directory is no bucket URL.
+            assert_eq!(err.errno(), libc::EIO, "{err}");
+        } else {
+            assert!(err.to_string().contains("feature `s3`"), "{err}");
+        }
         f.storage = "mem".into();
         f.compression = "lz4".into();
         let store = open_store(&f).await.unwrap();
