@@ -159,7 +159,13 @@ impl<K: KvStore> TkvMeta<K> {
                 tx.set(&keys.session(sid), &pack_int64(expire));
                 Ok(())
             })
-            .await
+            .await?;
+        // Pick up settings other clients changed (capacity, inode limit), as JuiceFS
+        // reloads them with every heartbeat.
+        match self.load_format().await {
+            Ok(_) | Err(MetaError::NotFormatted) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub(super) async fn do_close_session(&self) -> Result<()> {
