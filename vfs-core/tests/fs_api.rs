@@ -11,14 +11,16 @@ use std::ffi::OsStr;
 use std::io::{ErrorKind, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use chunkstore::MemStore;
 use futures::TryStreamExt;
 use meta_api::Context;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use vfs_core::{FileSystem, Permissions};
 
-use support::{pattern, Engine, Volume};
+use support::{pattern, Engine, FaultyStore, Volume};
 
 /// Runs a scenario on every engine of the test volumes.
 macro_rules! on_every_engine {
@@ -38,6 +40,8 @@ macro_rules! on_every_engine {
 }
 
 on_every_engine!(
+    slow_uploads_write_behind_and_drop,
+    partial_writes_and_stalling_readers,
     tree_create_read_write_rename_remove,
     remove_dir_all_handles_deep_and_wide_trees,
     symlinks_resolve_like_linux,
@@ -631,6 +635,116 @@ async fn dropping_a_file_releases_it_in_the_background(engine: Engine) {
     let mut rd = fs.read_dir("/").await.unwrap();
     assert!(rd.next_entry().await.unwrap().is_some());
     drop(rd);
+    fs.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+/// Reads `path` through another client until it has `want` bytes (a background release
+/// commits them), for at most a few seconds.
+async fn eventually_read(fs: &FileSystem, path: &str, want: usize) -> Vec<u8> {
+    let mut seen = Vec::new();
+    for _ in 0..500 {
+        seen = fs.read(path).await.unwrap();
+        if seen.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
+}
+
+async fn slow_uploads_write_behind_and_drop(engine: Engine) {
+    let mem = Arc::new(MemStore::new());
+    let mut slow = FaultyStore::new(mem.clone());
+    slow.put_delay = Duration::from_millis(3);
+    let vol = Volume::with_store(engine, mem, Arc::new(slow)).await;
+    // A buffer of two blocks: writers keep waiting for uploads.
+    let tight = support::test_options().buffer_size(0);
+    let fs = FileSystem::new(vol.client_with(tight.clone()).await);
+    let data = pattern(7, 0, 3 << 20);
+
+    let mut f = fs.create("/slow").await.unwrap();
+    for piece in data.chunks(100_000) {
+        f.write_all(piece).await.unwrap();
+    }
+    // A write-only handle refuses reads (after finishing the write in flight).
+    let mut head = vec![0u8; 1000];
+    assert_eq!(
+        errno(&f.read_at(&mut head, 0).await.unwrap_err()),
+        libc::EBADF
+    );
+    f.close().await.unwrap();
+    assert!(fs.read("/slow").await.unwrap() == data);
+
+    // Read and write interleaved on one handle while uploads lag; positional reads wait
+    // for a write still in flight.
+    let mut f = fs
+        .open_options()
+        .read(true)
+        .write(true)
+        .open("/slow")
+        .await
+        .unwrap();
+    f.seek(SeekFrom::Start(500_000)).await.unwrap();
+    f.write_all(&[9u8; 300_000]).await.unwrap();
+    let mut buf = vec![0u8; 10];
+    assert_eq!(f.read_at(&mut buf, 799_995).await.unwrap(), 10);
+    assert_eq!(buf[..5], [9u8; 5]);
+    assert_eq!(buf[5..], data[800_000..800_005]);
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest).await.unwrap();
+    assert!(rest == data[800_000..]);
+    f.close().await.unwrap();
+
+    // Dropped with writes in flight: they finish and the handle is released.
+    let mut f = fs.create("/dropped-busy").await.unwrap();
+    for piece in data.chunks(256 << 10) {
+        f.write_all(piece).await.unwrap();
+    }
+    drop(f);
+    let other = FileSystem::new(vol.client_with(tight).await);
+    assert!(eventually_read(&other, "/dropped-busy", data.len()).await == data);
+    fs.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+async fn partial_writes_and_stalling_readers(engine: Engine) {
+    let vol = Volume::new(engine).await;
+    let fs = fs_on(&vol).await;
+    // One call takes at most 8 MiB; write_all loops over the rest.
+    let big = pattern(4, 0, 10 << 20);
+    let mut f = fs.create("/partial").await.unwrap();
+    let n = f.write(&big).await.unwrap();
+    assert_eq!(n, 8 << 20);
+    f.write_all(&big[n..]).await.unwrap();
+    // A read into a tiny buffer, then a larger one: nothing is skipped or repeated.
+    f.close().await.unwrap();
+    let mut f = fs.open("/partial").await.unwrap();
+    let mut one = [0u8; 1];
+    f.read_exact(&mut one).await.unwrap();
+    let mut more = vec![0u8; 200_000];
+    f.read_exact(&mut more).await.unwrap();
+    assert_eq!(one[0], big[0]);
+    assert!(more == big[1..200_001]);
+    f.close().await.unwrap();
+
+    // A source that stalls: tokio::io::copy flushes the file while it waits.
+    let data = pattern(6, 0, 600_000);
+    let (mut tx, mut rx) = tokio::io::duplex(8192);
+    let feed = data.clone();
+    let feeder = tokio::spawn(async move {
+        for piece in feed.chunks(50_000) {
+            tx.write_all(piece).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut f = fs.create("/piped").await.unwrap();
+    let copied = tokio::io::copy(&mut rx, &mut f).await.unwrap();
+    feeder.await.unwrap();
+    assert_eq!(copied, data.len() as u64);
+    f.close().await.unwrap();
+    let other = fs_on(&vol).await;
+    assert!(other.read("/piped").await.unwrap() == data);
     fs.close().await.unwrap();
     other.close().await.unwrap();
 }

@@ -128,8 +128,10 @@ impl State {
 ///
 /// It implements tokio's [`AsyncRead`], [`AsyncWrite`] and [`AsyncSeek`] with a cursor,
 /// and offers positional I/O ([`read_at`](File::read_at), [`write_at`](File::write_at))
-/// that leaves the cursor alone. A write has reached the VFS when the write call returns:
-/// reads through this volume see it at once; other clients see it after
+/// that leaves the cursor alone. A write has normally reached the VFS when the write call
+/// returns, and reads through this volume see it at once; one that must wait for buffer
+/// space is finished by the next call on the file, which reports its failure (as
+/// `tokio::fs::File` does). Other clients see writes after
 /// [`flush`](tokio::io::AsyncWriteExt::flush), [`sync_all`](File::sync_all) or
 /// [`close`](File::close). `poll_flush` writes buffered data back; `poll_shutdown` closes
 /// the file (`shutdown().await` is an async close).
@@ -149,6 +151,23 @@ impl std::fmt::Debug for File {
             .field("ino", &self.handle.ino)
             .field("fh", &self.handle.fh)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // A write taken by `poll_write` may still be in flight: finish it before the
+        // handle (which the operation holds) is released.
+        if let Some(op) = self.state.get_mut().op.take() {
+            release_in_background(async move {
+                match op {
+                    Op::Write(f) => f.await.map(drop),
+                    Op::Read(f) => f.await.map(drop),
+                    Op::Seek(f) => f.await.map(drop),
+                    Op::Flush(f) | Op::Release(f) => f.await,
+                }
+            });
+        }
     }
 }
 
@@ -436,12 +455,10 @@ impl AsyncWrite for File {
         let this = self.get_mut();
         let st = this.state.get_mut();
         loop {
-            match ready!(st.poll_op(cx)) {
-                // The data was taken when the write started (by this call or an earlier
-                // one that returned `Pending`).
-                Some(Ok(Done::Wrote(n))) => return Poll::Ready(Ok(n)),
-                Some(Err(e)) => return Poll::Ready(Err(e)),
-                Some(Ok(_)) | None => {}
+            // An earlier write still in flight was reported as done: only its failure is
+            // news now.
+            if let Some(Err(e)) = ready!(st.poll_op(cx)) {
+                return Poll::Ready(Err(e));
             }
             st.check_open()?;
             if buf.is_empty() {
@@ -454,6 +471,14 @@ impl AsyncWrite for File {
                 continue;
             }
             FileRef(&this.handle).start_write(st, Bytes::copy_from_slice(&buf[..n]));
+            // Most writes finish at once (into the VFS's buffer); one that waits for
+            // buffer space has taken the data and finishes in the next call on this file,
+            // which reports its failure (as `tokio::fs::File` does).
+            return match st.poll_op(cx) {
+                Poll::Ready(Some(Ok(Done::Wrote(n)))) => Poll::Ready(Ok(n)),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Err(e)),
+                Poll::Ready(_) | Poll::Pending => Poll::Ready(Ok(n)),
+            };
         }
     }
 
