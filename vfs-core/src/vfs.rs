@@ -679,7 +679,9 @@ impl Vfs {
                 ra.ahead = 0;
             }
             let mut ahead = None;
-            if sequential && readahead > 0 && ra.ahead < end.saturating_add(readahead / 2) {
+            let cached = self.inner.opts.block_cache_size > 0;
+            if sequential && cached && readahead > 0 && ra.ahead < end.saturating_add(readahead / 2)
+            {
                 let start = ra.ahead.max(end);
                 ra.ahead = end.saturating_add(readahead);
                 ahead = Some((start, ra.ahead));
@@ -1183,6 +1185,41 @@ mod tests {
             libc::EINVAL
         );
         assert_eq!(check_open_flags(1 << 30).unwrap_err().errno(), libc::EINVAL);
+    }
+
+    /// Compiles only if the futures of the API are `Send + 'static` when they own their
+    /// arguments, which frontends that box or spawn them need.
+    #[allow(dead_code)]
+    fn api_futures_are_send(vfs: Vfs, ctx: Context) {
+        use futures::future::BoxFuture;
+        fn boxed<T>(_: BoxFuture<'static, T>) {}
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(async move { v.read(&c, 1, 0, 1).await }));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(
+            async move { v.write(&c, 1, 0, Bytes::new()).await },
+        ));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(
+            async move { v.create(&c, 1, b"x", 0o644, 0).await },
+        ));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(async move { v.open(&c, 1, 0).await }));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(async move { v.release(&c, 1).await }));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(async move { v.fsync(&c, 1, false).await }));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(async move { v.readdir(&c, 1, 0, 10, true).await }));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(async move {
+            v.setattr(&c, 1, &SetAttr::new().size(0)).await
+        }));
+        let (v, c) = (vfs.clone(), ctx.clone());
+        boxed(Box::pin(async move {
+            v.copy_file_range(&c, 1, 0, 2, 0, 1, 0).await
+        }));
+        boxed(Box::pin(async move { vfs.close().await }));
     }
 
     #[test]
