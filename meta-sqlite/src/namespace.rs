@@ -74,26 +74,64 @@ const CREATE_DIR: &str = create_sql!(
 );
 
 /// Removes an entry (parent, name) and stamps the parent's times (t, t, tn, tn, parent).
-const REMOVE_ENTRY: &str = "DELETE FROM jfs_edge WHERE parent = ? AND name = ?; \
-     UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? WHERE inode = ?";
+macro_rules! remove_entry_sql {
+    () => {
+        "DELETE FROM jfs_edge WHERE parent = ? AND name = ?; \
+         UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? WHERE inode = ?"
+    };
+}
+
+/// Sets the link count and ctime of an inode (nlink, t, tn, inode).
+macro_rules! set_nlink_sql {
+    () => {
+        "UPDATE jfs_node SET nlink = ?, ctime = ?, ctimensec = ? WHERE inode = ?"
+    };
+}
+
+/// Keeps a file with no links alive for open handles: as [`set_nlink_sql`], and its xattrs
+/// go now as JuiceFS does (nlink, t, tn, inode, inode).
+macro_rules! keep_unlinked_sql {
+    () => {
+        concat!(set_nlink_sql!(), "; DELETE FROM jfs_xattr WHERE inode = ?")
+    };
+}
 
 /// Deletes an inode with no links left (inode, length, time, is regular, inode, inode,
 /// inode, space): a regular file is queued in `jfs_delfile`; the usage counters give back
 /// the space and one inode.
-const DROP_INODE: &str = "INSERT OR IGNORE INTO jfs_delfile (inode, length, expire) \
-     SELECT ?, ?, ? WHERE ?; \
-     DELETE FROM jfs_node WHERE inode = ?; DELETE FROM jfs_symlink WHERE inode = ?; \
-     DELETE FROM jfs_xattr WHERE inode = ?; \
-     UPDATE jfs_counter SET value = value + CASE name WHEN 'usedSpace' THEN ? ELSE -1 END \
-     WHERE name IN ('usedSpace', 'totalInodes')";
+macro_rules! drop_inode_sql {
+    () => {
+        "INSERT OR IGNORE INTO jfs_delfile (inode, length, expire) SELECT ?, ?, ? WHERE ?; \
+         DELETE FROM jfs_node WHERE inode = ?; DELETE FROM jfs_symlink WHERE inode = ?; \
+         DELETE FROM jfs_xattr WHERE inode = ?; \
+         UPDATE jfs_counter SET value = value + CASE name WHEN 'usedSpace' THEN ? ELSE -1 END \
+         WHERE name IN ('usedSpace', 'totalInodes')"
+    };
+}
 
-/// Sets the link count and ctime of an inode (nlink, t, tn, inode).
-const SET_NLINK: &str = "UPDATE jfs_node SET nlink = ?, ctime = ?, ctimensec = ? WHERE inode = ?";
+const REMOVE_ENTRY: &str = remove_entry_sql!();
+/// What happens to an inode losing a link: without and with its entry's removal first.
+const SET_NLINK: [&str; 2] = [
+    set_nlink_sql!(),
+    concat!(remove_entry_sql!(), "; ", set_nlink_sql!()),
+];
+const KEEP_UNLINKED: [&str; 2] = [
+    keep_unlinked_sql!(),
+    concat!(remove_entry_sql!(), "; ", keep_unlinked_sql!()),
+];
+const DROP_INODE: [&str; 2] = [
+    drop_inode_sql!(),
+    concat!(remove_entry_sql!(), "; ", drop_inode_sql!()),
+];
 
-/// [`SET_NLINK`] for a file kept alive by open handles, whose xattrs go now as JuiceFS
-/// does (nlink, t, tn, inode, inode).
-const KEEP_UNLINKED: &str = "UPDATE jfs_node SET nlink = ?, ctime = ?, ctimensec = ? \
-     WHERE inode = ?; DELETE FROM jfs_xattr WHERE inode = ?";
+/// [`ENTRY`] plus the live sessions (`?3`: now), for an unlink.
+static UNLINK_ENTRY: LazyLock<String> = LazyLock::new(|| {
+    ENTRY.replacen(
+        " FROM jfs_node p",
+        ", (SELECT group_concat(sid) FROM jfs_session2 WHERE expire >= ?3) FROM jfs_node p",
+        1,
+    )
+});
 
 /// The four readdir statements: with or without attributes, from the start or after a name.
 static READDIR: LazyLock<[String; 4]> = LazyLock::new(|| {
@@ -403,15 +441,13 @@ impl SqliteMeta {
                         FileType::Directory => q.bind(ino as i64),
                         _ => q,
                     };
-                    q                        .execute(&mut *c)
-                        .await
-                        .map_err(|e| {
-                            if is_unique_violation(&e) {
-                                MetaError::Exists
-                            } else {
-                                db_err(e)
-                            }
-                        })?;
+                    q.execute(&mut *c).await.map_err(|e| {
+                        if is_unique_violation(&e) {
+                            MetaError::Exists
+                        } else {
+                            db_err(e)
+                        }
+                    })?;
                     dir_stat(c, fmt, parent, 0, align4k(0), 1).await?;
                     Ok(Entry { ino, attr })
                 })
@@ -497,9 +533,10 @@ impl SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let row = sqlx::query(&ENTRY)
+                    let row = sqlx::query(&UNLINK_ENTRY)
                         .bind(name)
                         .bind(parent as i64)
+                        .bind(now.sec)
                         .fetch_optional(&mut *c)
                         .await
                         .map_err(db_err)?
@@ -524,72 +561,89 @@ impl SqliteMeta {
                     if let Some(v) = &victim {
                         check_victim_flags(v)?;
                     }
-                    remove_entry(c, parent, name, now).await?;
-                    if let Some(v) = victim {
-                        let (len, space) = entry_usage(&v);
-                        dir_stat(c, fmt, parent, -len, -space, -1).await?;
-                        self.drop_link(c, ino, v, now).await?;
-                    }
-                    Ok(())
+                    let Some(v) = victim else {
+                        return remove_entry(c, parent, name, now).await;
+                    };
+                    let live: Option<String> =
+                        row.try_get(CHILD_AT + NODE_NCOLS).map_err(db_err)?;
+                    let live = sustain::parse_sessions(live.as_deref());
+                    let (len, space) = entry_usage(&v);
+                    self.drop_link(c, ino, v, now, Some((parent, name)), Some(live))
+                        .await?;
+                    dir_stat(c, fmt, parent, -len, -space, -1).await
                 })
             })
             .await
     }
 
     /// Takes one link away from non-directory `ino`; the last link sustains the inode for
-    /// the sessions that may have it open or deletes it (see [`crate::sustain`]).
+    /// the sessions that may have it open or deletes it (see [`crate::sustain`]). With
+    /// `entry`, the entry (parent, name) is removed in the same round trip; `live` are the
+    /// live sessions when the caller fetched them already.
     async fn drop_link(
         &self,
         c: &mut SqliteConnection,
         ino: Ino,
         attr: Attr,
         now: Timestamp,
+        entry: Option<(Ino, &[u8])>,
+        live: Option<Vec<u64>>,
     ) -> Result<()> {
         let nlink = attr.nlink.saturating_sub(1);
+        let regular = attr.typ == FileType::Regular;
+        let holders = if nlink == 0 && regular {
+            let live = match live {
+                Some(l) => l,
+                None => sustain::live_sessions(c, now.sec).await?,
+            };
+            let me = self.session_id();
+            sustain::holders(&self.location, me, &self.client, ino, &live)
+        } else {
+            Vec::new()
+        };
         let (t, tn) = split_time(now);
-        let set_nlink = |sql: &'static str| {
-            sqlx::query(sql)
-                .bind(i64::from(nlink))
+        let with_entry = usize::from(entry.is_some());
+        let sql = if nlink > 0 {
+            SET_NLINK[with_entry]
+        } else if !holders.is_empty() {
+            KEEP_UNLINKED[with_entry]
+        } else {
+            DROP_INODE[with_entry]
+        };
+        let mut q = sqlx::query(sql);
+        if let Some((parent, name)) = entry {
+            q = q
+                .bind(parent as i64)
+                .bind(name)
+                .bind(t)
                 .bind(t)
                 .bind(tn)
-                .bind(ino as i64)
-                .bind(ino as i64)
-        };
-        if nlink > 0 {
-            set_nlink(SET_NLINK).execute(&mut *c).await.map_err(db_err)?;
-            return Ok(());
+                .bind(tn)
+                .bind(parent as i64);
         }
-        let regular = attr.typ == FileType::Regular;
-        if regular {
-            let me = self.session_id();
-            let holders =
-                sustain::holders(c, &self.location, me, &self.client, ino, now.sec).await?;
-            if !holders.is_empty() {
-                set_nlink(KEEP_UNLINKED)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                return sustain::sustain(c, &holders, ino).await;
+        if nlink > 0 || !holders.is_empty() {
+            q = q.bind(i64::from(nlink)).bind(t).bind(tn).bind(ino as i64);
+            if nlink == 0 {
+                q = q.bind(ino as i64);
             }
-        }
-        let space = if regular {
-            align4k(attr.length)
         } else {
-            align4k(0)
-        };
-        sqlx::query(DROP_INODE)
-            .bind(ino as i64)
-            .bind(attr.length as i64)
-            .bind(now.sec)
-            .bind(regular)
-            .bind(ino as i64)
-            .bind(ino as i64)
-            .bind(ino as i64)
-            .bind(-space)
-            .execute(&mut *c)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+            let space = if regular {
+                align4k(attr.length)
+            } else {
+                align4k(0)
+            };
+            q = q
+                .bind(ino as i64)
+                .bind(attr.length as i64)
+                .bind(now.sec)
+                .bind(regular)
+                .bind(ino as i64)
+                .bind(ino as i64)
+                .bind(ino as i64)
+                .bind(-space);
+        }
+        q.execute(&mut *c).await.map_err(db_err)?;
+        sustain::sustain(c, &holders, ino).await
     }
 
     pub(crate) async fn do_rmdir(
@@ -746,7 +800,7 @@ impl SqliteMeta {
                             } else if let Some(d) = dattr {
                                 let (len, space) = entry_usage(&d);
                                 dir_stat(c, fmt, dp, -len, -space, -1).await?;
-                                self.drop_link(c, dino, d, now).await?;
+                                self.drop_link(c, dino, d, now, None, None).await?;
                             }
                             rename.move_source(c, fmt).await?;
                         }

@@ -115,33 +115,45 @@ fn might_hold(location: &str, sid: u64, ino: Ino) -> bool {
     }
 }
 
-/// The sessions that must sustain regular file `ino`, whose last link the client with
-/// session `me` (0 = none) and state `mine` is removing at time `now` (Unix seconds).
-pub(crate) async fn holders(
-    conn: &mut SqliteConnection,
-    location: &str,
-    me: u64,
-    mine: &ClientState,
-    ino: Ino,
-    now: i64,
-) -> Result<Vec<u64>> {
-    let mut out = Vec::new();
-    if me != 0 && mine.hold_if_open(ino) {
-        out.push(me);
-    }
-    let rows = sqlx::query("SELECT sid FROM jfs_session2 WHERE sid != ? AND expire >= ?")
-        .bind(me as i64)
+/// The live sessions (expiry not passed at `now`, Unix seconds) of the volume.
+pub(crate) async fn live_sessions(conn: &mut SqliteConnection, now: i64) -> Result<Vec<u64>> {
+    let rows = sqlx::query("SELECT sid FROM jfs_session2 WHERE expire >= ?")
         .bind(now)
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
-    for r in rows {
-        let sid = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
-        if might_hold(location, sid, ino) {
+    rows.iter()
+        .map(|r| r.try_get::<i64, _>(0).map(|v| v as u64).map_err(db_err))
+        .collect()
+}
+
+/// Parses the `group_concat(sid)` of live sessions a query fetched alongside other columns.
+pub(crate) fn parse_sessions(list: Option<&str>) -> Vec<u64> {
+    list.unwrap_or_default()
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
+}
+
+/// The sessions that must sustain regular file `ino`, whose last link the client with
+/// session `me` (0 = none) and state `mine` is removing; `live` are the live sessions.
+pub(crate) fn holders(
+    location: &str,
+    me: u64,
+    mine: &ClientState,
+    ino: Ino,
+    live: &[u64],
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    if me != 0 && mine.hold_if_open(ino) {
+        out.push(me);
+    }
+    for &sid in live {
+        if sid != me && might_hold(location, sid, ino) {
             out.push(sid);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Records that the sessions `sids` keep `ino` alive.

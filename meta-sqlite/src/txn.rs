@@ -79,7 +79,7 @@ impl Db {
         for attempt in 1..=MAX_ATTEMPTS {
             let outcome: Result<T> = async {
                 let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-                let value = f(&mut *tx, PhantomData).await?;
+                let value = f(&mut tx, PhantomData).await?;
                 tx.commit().await.map_err(db_err)?;
                 Ok(value)
             }
