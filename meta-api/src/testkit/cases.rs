@@ -124,6 +124,7 @@ pub(super) fn all() -> Vec<Case> {
         attrs::setattr_size_needs_write,
         attrs::setattr_of_missing_is_not_found,
         attrs::setattr_returns_what_getattr_sees,
+        attrs::flags_need_root,
         create::mknod_every_type,
         create::mknod_existing_is_exists,
         create::mknod_in_file_is_not_dir,

@@ -26,7 +26,7 @@ use super::cases::normalize;
 use super::{Harness, ModelHarness, TestVolume};
 use crate::{
     overlay, Attr, Context, Entry, FallocMode, FileType, Ino, MetaEngine, MetaError, RenameFlags,
-    SetAttr, SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE, ROOT_INO,
+    SessionInfo, SetAttr, SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE, ROOT_INO,
 };
 
 /// The number of random sequences backends run by default.
@@ -357,6 +357,8 @@ pub enum Op {
     HandleGetattr { handle: HandleIdx },
     /// `read_chunk` through a handle (works after unlink).
     HandleRead { handle: HandleIdx, chunk: u8 },
+    /// `close_session` then `new_session` on one client: its open files are released.
+    Reconnect { c: Client },
 }
 
 fn pick<T: Copy>(table: &[T], p: Pick) -> T {
@@ -640,6 +642,7 @@ fn op_strategy() -> BoxedStrategy<Op> {
                 })
                 .boxed(),
         ),
+        (1, c().prop_map(|c| Op::Reconnect { c }).boxed()),
     ];
     proptest::strategy::Union::new_weighted(options).boxed()
 }
@@ -1544,6 +1547,23 @@ impl World {
                     return Ok(());
                 };
                 self.cmp_chunk(h.c, h.model, u32::from(chunk % 3)).await
+            }
+            Op::Reconnect { c } => {
+                let mr = self.model.client(c).close_session().await;
+                let er = self.engine.client(c).close_session().await;
+                self.tally(&mr, &er)?;
+                // Closing the session closed this client's handles.
+                self.handles.retain(|h| h.c != c);
+                let info = SessionInfo {
+                    version: "testkit".into(),
+                    host_name: "model-test".into(),
+                    mount_point: format!("{c:?}"),
+                    process_id: 1,
+                };
+                let mr = self.model.client(c).new_session(&info).await;
+                let er = self.engine.client(c).new_session(&info).await;
+                self.tally(&mr, &er)?;
+                self.cmp_sustained().await
             }
         }
     }

@@ -197,3 +197,17 @@ pub(super) async fn setattr_returns_what_getattr_sees(fx: &Fixture<'_>) -> Resul
     assert_eq!(a.mode, 0o604);
     Ok(())
 }
+
+pub(super) async fn flags_need_root(fx: &Fixture<'_>) -> Result<()> {
+    let e = &*fx.a;
+    let f = owned_file(e, ROOT_INO, "f", ALICE, 0o644).await?;
+    let mut set = SetAttr::new();
+    set.flags = Some(0);
+    assert_err!(
+        e.setattr(&user(ALICE), f, &set).await,
+        MetaError::NotPermitted
+    );
+    let a = e.setattr(&root(), f, &set).await?;
+    assert_eq!(a.flags, 0);
+    Ok(())
+}
