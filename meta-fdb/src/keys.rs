@@ -14,6 +14,8 @@
 //! | `A{ino}S` | symlink target |
 //! | `A{ino}X{name}` | extended attribute `name` |
 //! | `D{ino}{length}` | deleted file waiting to be purged; value: deletion time (big-endian `i64`) |
+//! | `F{ino}` | BSD locks of `ino`: 17-byte records `sid owner type` |
+//! | `P{ino}` | POSIX locks of `ino`: records `sid owner length data` |
 //! | `K{id}{size}` | extra references of slice `id` (counter; absent = one reference) |
 //! | `SE{sid}` | session expiry (big-endian `i64` seconds) |
 //! | `SH{sid}` | heartbeat of a pre-1.0 session (big-endian `i64` seconds) |
@@ -178,6 +180,20 @@ impl Keys {
     /// `D`: the prefix of all deleted files.
     pub fn delfiles(&self) -> Vec<u8> {
         self.tag(b"D")
+    }
+
+    /// `F{ino}`: the BSD (flock) locks of `ino`.
+    pub fn flock(&self, ino: Ino) -> Vec<u8> {
+        let mut k = self.tag(b"F");
+        k.extend_from_slice(&ino.to_le_bytes());
+        k
+    }
+
+    /// `P{ino}`: the POSIX (fcntl) locks of `ino`.
+    pub fn plock(&self, ino: Ino) -> Vec<u8> {
+        let mut k = self.tag(b"P");
+        k.extend_from_slice(&ino.to_le_bytes());
+        k
     }
 
     /// `K{id}{size}`: the extra references of a slice.
@@ -368,6 +384,8 @@ mod tests {
             p(&[&b"SS\0\0\0\0\0\0\0\x05"[..], &ino_le].concat())
         );
         assert_eq!(k.dir_stat(1), p(b"U\x01\0\0\0\0\0\0\0"));
+        assert_eq!(k.flock(1), p(b"F\x01\0\0\0\0\0\0\0"));
+        assert_eq!(k.plock(1), p(b"P\x01\0\0\0\0\0\0\0"));
         assert_eq!(k.dir_quota(1), p(b"QD\x01\0\0\0\0\0\0\0"));
         assert_eq!(k.strip(&k.inode(1)), b"A\x01\0\0\0\0\0\0\0I");
         // This client's additions keep the same conventions.

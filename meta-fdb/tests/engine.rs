@@ -10,7 +10,7 @@ use std::sync::Arc;
 use harness::{format, mem_volume, session_info, PREFIX};
 use meta_api::encoding::{decode_attr, encode_entry};
 use meta_api::{Context, FileType, MetaEngine, MetaError, Slice, Timestamp, CHUNK_SIZE, ROOT_INO};
-use meta_fdb::{MemKv, TkvMeta};
+use meta_fdb::{KvTxn, MemKv, TkvMeta};
 
 const T0: i64 = 1_700_000_000;
 
@@ -449,4 +449,44 @@ async fn reformat_rules() {
         m.init(&other, true).await,
         Err(MetaError::InvalidArgument(_))
     ));
+}
+
+#[tokio::test]
+async fn reaping_drops_the_locks_juicefs_clients_recorded() {
+    let vol = mem_volume().await.unwrap();
+    let a = vol.client().await.unwrap();
+    let b = vol.client().await.unwrap();
+    let (sa, sb) = (a.session_id().unwrap(), b.session_id().unwrap());
+    let flock =
+        |sid: u64, owner: u64| [&sid.to_be_bytes()[..], &owner.to_be_bytes(), b"R"].concat();
+    let plock = |sid: u64| {
+        [
+            &sid.to_be_bytes()[..],
+            &7u64.to_be_bytes(),
+            &0u32.to_be_bytes(),
+        ]
+        .concat()
+    };
+    let kv = a.kv().clone();
+    let keys = a.keys().clone();
+    let t = kv.begin();
+    t.set(&keys.flock(5), &[flock(sa, 1), flock(sb, 2)].concat());
+    t.set(&keys.flock(6), &flock(sa, 3));
+    t.set(&keys.plock(5), &[plock(sa), plock(sb)].concat());
+    t.commit().unwrap();
+    // Only A is stale: its heartbeat lies in the past, B's was just renewed.
+    let until = Timestamp::new(Timestamp::now().sec + 3600, 0);
+    let b = TkvMeta::new(kv.clone(), PREFIX).with_clock(Arc::new(move || until));
+    b.new_session(&session_info()).await.unwrap();
+    let t = kv.begin();
+    t.set(&keys.session(sb), &(until.sec + 60).to_be_bytes());
+    t.commit().unwrap();
+    assert_eq!(b.reap_stale_sessions(until).await.unwrap(), 1);
+    let d = dump(&kv);
+    let f5 = keys.strip(&keys.flock(5)).to_vec();
+    let f6 = keys.strip(&keys.flock(6)).to_vec();
+    let p5 = keys.strip(&keys.plock(5)).to_vec();
+    assert_eq!(d[&f5], flock(sb, 2));
+    assert!(!d.contains_key(&f6));
+    assert_eq!(d[&p5], plock(sb));
 }

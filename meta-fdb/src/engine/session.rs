@@ -15,7 +15,7 @@ use meta_api::{
 };
 
 use super::{add_usage, align4k, get_attr, incr, must_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE};
-use crate::keys::{be_u64, le_u64, pack_int64, parse_int64, Keys, NEXT_SESSION};
+use crate::keys::{be_u32, be_u64, le_u64, pack_int64, parse_int64, Keys, NEXT_SESSION};
 use crate::kv::{KvStore, KvTxn};
 
 /// Inodes let go of per transaction when a session is cleaned up.
@@ -115,6 +115,39 @@ fn inodes_of(keys: &Keys, batch: &[crate::KeyValue]) -> Vec<Option<Ino>> {
         .collect()
 }
 
+/// A BSD lock record without the locks of session `sid` (records of 17 bytes: session,
+/// owner, lock type); `None` when nothing changes or the record cannot be read.
+fn without_flocks_of(v: &[u8], sid: u64) -> Option<Vec<u8>> {
+    if v.len() % 17 != 0 {
+        return None;
+    }
+    let kept: Vec<u8> = v
+        .chunks_exact(17)
+        .filter(|r| be_u64(r, 0) != Some(sid))
+        .flatten()
+        .copied()
+        .collect();
+    (kept.len() != v.len()).then_some(kept)
+}
+
+/// A POSIX lock record without the locks of session `sid` (records of session, owner,
+/// a big-endian `u32` length and that many bytes of ranges); `None` when nothing changes
+/// or the record cannot be read.
+fn without_plocks_of(v: &[u8], sid: u64) -> Option<Vec<u8>> {
+    let mut kept = Vec::with_capacity(v.len());
+    let mut at = 0;
+    while at < v.len() {
+        let n = be_u32(v, at + 16)? as usize;
+        let end = (at + 20).checked_add(n)?;
+        let record = v.get(at..end)?;
+        if be_u64(record, 0)? != sid {
+            kept.extend_from_slice(record);
+        }
+        at = end;
+    }
+    (kept.len() != v.len()).then_some(kept)
+}
+
 impl<K: KvStore> TkvMeta<K> {
     pub(super) async fn do_new_session(&self, info: &SessionInfo) -> Result<u64> {
         if self.session_id().is_some() {
@@ -205,6 +238,9 @@ impl<K: KvStore> TkvMeta<K> {
                 }
             }
         }
+        for tag in [&b"F"[..], &b"P"[..]] {
+            self.release_locks(sid, tag).await?;
+        }
         self.kv
             .txn(|tx| async move {
                 tx.clear(&keys.session(sid));
@@ -213,6 +249,43 @@ impl<K: KvStore> TkvMeta<K> {
                 Ok(())
             })
             .await
+    }
+
+    /// Drops the locks session `sid` holds in the `F` (BSD) or `P` (POSIX) lock records
+    /// that JuiceFS clients keep, a batch of records per transaction.
+    async fn release_locks(&self, sid: u64, tag: &[u8]) -> Result<()> {
+        let keys = &self.keys;
+        let prefix = keys.tag(tag);
+        let end = &Keys::end_of(&prefix);
+        let posix = tag == b"P";
+        let mut from = prefix.clone();
+        loop {
+            let begin = &from;
+            let last = self
+                .kv
+                .txn(|tx| async move {
+                    let batch = tx.scan(begin, end, RELEASE_BATCH, false).await?;
+                    for (k, v) in &batch {
+                        let kept = if posix {
+                            without_plocks_of(v, sid)
+                        } else {
+                            without_flocks_of(v, sid)
+                        };
+                        match kept {
+                            Some(kept) if kept.is_empty() => tx.clear(k),
+                            Some(kept) => tx.set(k, &kept),
+                            None => {}
+                        }
+                    }
+                    let more = batch.len() == RELEASE_BATCH;
+                    Ok(batch.into_iter().last().filter(|_| more).map(|(k, _)| k))
+                })
+                .await?;
+            match last {
+                Some(k) => from = crate::kv::key_after(&k),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Session ids with their expiry (`SE`, and `SH` of pre-1.0 clients, which expire
@@ -333,6 +406,30 @@ impl<K: KvStore> TkvMeta<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flock(sid: u64, owner: u64, t: u8) -> Vec<u8> {
+        [&sid.to_be_bytes()[..], &owner.to_be_bytes(), &[t]].concat()
+    }
+
+    fn plock(sid: u64, owner: u64, data: &[u8]) -> Vec<u8> {
+        let n = (data.len() as u32).to_be_bytes();
+        [&sid.to_be_bytes()[..], &owner.to_be_bytes(), &n, data].concat()
+    }
+
+    #[test]
+    fn locks_of_a_session_are_dropped() {
+        let both = [flock(1, 10, b'R'), flock(2, 20, b'R')].concat();
+        assert_eq!(without_flocks_of(&both, 1), Some(flock(2, 20, b'R')));
+        assert_eq!(without_flocks_of(&both, 3), None);
+        assert_eq!(without_flocks_of(&flock(1, 1, b'W'), 1), Some(Vec::new()));
+        assert_eq!(without_flocks_of(&[1, 2, 3], 1), None);
+
+        let both = [plock(1, 10, &[7; 24]), plock(2, 20, &[8; 48])].concat();
+        assert_eq!(without_plocks_of(&both, 1), Some(plock(2, 20, &[8; 48])));
+        assert_eq!(without_plocks_of(&both, 2), Some(plock(1, 10, &[7; 24])));
+        assert_eq!(without_plocks_of(&both, 9), None);
+        assert_eq!(without_plocks_of(&both[..30], 1), None, "truncated record");
+    }
 
     #[test]
     fn session_info_is_read_leniently() {

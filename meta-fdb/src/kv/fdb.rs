@@ -29,6 +29,9 @@ use super::{KeyValue, KvStore, KvTxn, MAX_ATTEMPTS};
 /// Milliseconds after which a transaction, with all its retries, gives up.
 const TXN_TIMEOUT_MS: i32 = 60_000;
 
+/// FoundationDB's error code for a commit that lost a conflict.
+const NOT_COMMITTED: i32 = 1020;
+
 enum Network {
     NotStarted,
     /// Held only to be dropped: dropping it stops the network and joins its thread.
@@ -201,6 +204,10 @@ fn from_binding(e: FdbBindingError) -> MetaError {
             Ok(me) => *me,
             Err(other) => MetaError::backend(false, other),
         },
+        // `not_committed` left over once the retry limit is spent: a lost conflict.
+        FdbBindingError::NonRetryableFdbError(fdb) if fdb.code() == NOT_COMMITTED => {
+            MetaError::Conflict
+        }
         FdbBindingError::NonRetryableFdbError(fdb) => fdb_err(fdb),
         other => MetaError::backend(false, other),
     }
