@@ -301,7 +301,8 @@ pub enum Op {
         size: Pick,
         via_setattr: bool,
     },
-    /// `fallocate` with one of [`FALLOC_MODES`].
+    /// `fallocate` with mode 0, keep-size, punch, zero, zero keeping size, or the invalid
+    /// punch without keep-size.
     Fallocate {
         c: Client,
         who: Who,
