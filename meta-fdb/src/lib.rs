@@ -60,7 +60,20 @@
 //! FoundationDB aborts transactions that run longer than 5 s or write more than 10 MB.
 //! Every operation is one transaction except the two that grow without bound: purging a
 //! deleted file (batches of [`PURGE_BATCH`] chunks) and cleaning up a session (batches of
-//! sustained inodes). Each batch leaves the volume consistent and the next call resumes.
+//! sustained inodes, open records and lock records). Each batch leaves the volume
+//! consistent and the next call resumes.
+//!
+//! # Differences from JuiceFS
+//!
+//! - Opens are recorded in the volume (`OI`/`OS` keys, see [`keys`]) so that an unlink by
+//!   any client sustains a file that another client's session has open; JuiceFS only
+//!   looks at the unlinking client's own open files. JuiceFS clients ignore these keys.
+//! - Deleted files go straight to the deletion queue: a volume's trash (`TrashDays`) is
+//!   created by `init` but not filled, and directory statistics (`U` keys) are created
+//!   empty with each directory but not maintained (`juicefs fsck --sync-dir-stat` fixes
+//!   them for JuiceFS clients that use them).
+//! - Chunks are never compacted here: FoundationDB refuses values over 100 kB, which a
+//!   chunk reaches after about 4 000 writes into it without a JuiceFS client compacting.
 
 mod engine;
 pub mod keys;
