@@ -21,6 +21,12 @@
 //! answers `NotSupported` (or any unexpected error) fails it. Set `TESTKIT_ONLY=<substring>`
 //! to run only the cases whose names contain it while debugging (the run says so loudly).
 //!
+//! [`run_model_test`] is an `async fn` so that it runs inside the backend's
+//! `#[tokio::test]` runtime (current-thread or multi-thread); it starts no runtime of its
+//! own, so from a plain `#[test]` build one and `block_on` it. It runs
+//! [`DEFAULT_MODEL_CASES`] (64) sequences of up to 48 operations by default, after replaying
+//! the kept [`regressions`]; `TESTKIT_SEED=<u64>` fixes the random sequences.
+//!
 //! The [`model`] module is the reference implementation ([`ModelEngine`], [`ModelHarness`]):
 //! one mutex around `BTreeMap`s, obviously correct rather than fast. It passes the suite
 //! itself and is the oracle of the property test in [`proptest_model`].
