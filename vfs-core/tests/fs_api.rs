@@ -748,3 +748,13 @@ async fn partial_writes_and_stalling_readers(engine: Engine) {
     fs.close().await.unwrap();
     other.close().await.unwrap();
 }
+
+#[test]
+fn handles_move_between_tasks() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<FileSystem>();
+    send_sync::<vfs_core::File>();
+    send_sync::<vfs_core::DirEntry>();
+    send::<vfs_core::ReadDir>();
+}
