@@ -168,6 +168,7 @@ async fn sustained_and_open_records_use_session_keys() {
         .await
         .unwrap()
         .ino;
+    a.setxattr(&ctx, f, b"user.k", b"v", 0).await.unwrap();
     a.open(&ctx, f, libc::O_RDWR).await.unwrap();
     let sid = a.session_id().unwrap();
     let kv = a.kv().clone();
@@ -182,12 +183,14 @@ async fn sustained_and_open_records_use_session_keys() {
     ss.extend_from_slice(&f.to_le_bytes());
     assert_eq!(dump(&kv)[&ss], vec![1]);
     assert_eq!(a.getattr(f).await.unwrap().nlink, 0);
+    assert_eq!(a.getxattr(f, b"user.k").await.unwrap(), b"v".to_vec());
 
     a.close(f).await.unwrap();
     let d = dump(&kv);
     assert!(!d.contains_key(&ss));
     assert!(!d.contains_key(&opener));
     assert!(!d.contains_key(&ino_key(f, b'I', b"")));
+    assert!(!d.contains_key(&ino_key(f, b'X', b"user.k")));
     assert_eq!(b.deleted_files(10).await.unwrap()[0].ino, f);
 }
 

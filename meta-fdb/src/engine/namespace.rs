@@ -52,24 +52,30 @@ async fn drop_link<T: KvTxn>(
         _ => Vec::new(),
     };
     if !openers.is_empty() {
+        // Still readable through the open handles, extended attributes included; the
+        // last session to let go deletes it (`session::release`).
         put_attr(tx, keys, ino, &attr);
         for sid in openers {
             tx.set(&keys.sustained(sid, ino), &[1]);
         }
-    } else {
-        match attr.typ {
-            FileType::Regular => {
-                tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
-                add_usage(tx, keys, -align4k(attr.length), -1);
-            }
-            FileType::Symlink => {
-                tx.clear(&keys.symlink(ino));
-                add_usage(tx, keys, -align4k(0), -1);
-            }
-            _ => add_usage(tx, keys, -align4k(0), -1),
+        if attr.parent == 0 {
+            let parents = keys.parents(ino);
+            tx.clear_range(&parents, &Keys::end_of(&parents));
         }
-        tx.clear(&keys.inode(ino));
+        return Ok(());
     }
+    match attr.typ {
+        FileType::Regular => {
+            tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
+            add_usage(tx, keys, -align4k(attr.length), -1);
+        }
+        FileType::Symlink => {
+            tx.clear(&keys.symlink(ino));
+            add_usage(tx, keys, -align4k(0), -1);
+        }
+        _ => add_usage(tx, keys, -align4k(0), -1),
+    }
+    tx.clear(&keys.inode(ino));
     let xattrs = keys.xattrs(ino);
     tx.clear_range(&xattrs, &Keys::end_of(&xattrs));
     if attr.parent == 0 {

@@ -99,6 +99,8 @@ async fn release<T: KvTxn>(tx: &T, keys: &Keys, sid: u64, ino: Ino, now: Timesta
     if live_openers(tx, keys, ino, sid).await?.is_empty() {
         tx.set(&keys.delfile(ino, attr.length), &pack_int64(now.sec));
         tx.clear(&keys.inode(ino));
+        let xattrs = keys.xattrs(ino);
+        tx.clear_range(&xattrs, &Keys::end_of(&xattrs));
         add_usage(tx, keys, -align4k(attr.length), -1);
     }
     Ok(())
