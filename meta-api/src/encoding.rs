@@ -117,7 +117,10 @@ pub fn encode_entry(typ: FileType, ino: crate::Ino) -> [u8; 9] {
 /// Decodes a directory entry value.
 pub fn decode_entry(buf: &[u8]) -> Result<(FileType, crate::Ino)> {
     if buf.len() != 9 {
-        return Err(MetaError::Corrupt(format!("entry record of {} bytes", buf.len())));
+        return Err(MetaError::Corrupt(format!(
+            "entry record of {} bytes",
+            buf.len()
+        )));
     }
     let typ = FileType::from_u8(buf[0])
         .ok_or_else(|| MetaError::Corrupt(format!("unknown entry type {}", buf[0])))?;
@@ -132,7 +135,13 @@ mod tests {
 
     #[test]
     fn attr_round_trip_with_and_without_acl() {
-        let mut a = Attr::new(FileType::Symlink, 0o4755, 7, 8, Timestamp::new(1_700_000_000, 5));
+        let mut a = Attr::new(
+            FileType::Symlink,
+            0o4755,
+            7,
+            8,
+            Timestamp::new(1_700_000_000, 5),
+        );
         a.length = 12;
         a.parent = 99;
         a.nlink = 3;

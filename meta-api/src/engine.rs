@@ -87,8 +87,13 @@ pub trait MetaEngine: Send + Sync + 'static {
     ) -> Result<Entry>;
 
     /// Creates a directory.
-    async fn mkdir(&self, ctx: &crate::Context, parent: Ino, name: &[u8], mode: u16)
-        -> Result<Entry>;
+    async fn mkdir(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<Entry>;
 
     /// Creates a symbolic link to `target`.
     async fn symlink(

@@ -177,8 +177,14 @@ mod tests {
     fn refuses_encrypted_volumes() {
         let mut f = Format::new("v", "u", "file", "/x/");
         f.encrypt_algo = "aes256gcm-rsa".into();
-        assert!(f.check_supported().is_ok(), "juicefs 1.4 sets the algorithm on every volume");
+        assert!(
+            f.check_supported().is_ok(),
+            "juicefs 1.4 sets the algorithm on every volume"
+        );
         f.encrypt_key = "k".into();
-        assert!(matches!(f.check_supported(), Err(MetaError::UnsupportedVolume(_))));
+        assert!(matches!(
+            f.check_supported(),
+            Err(MetaError::UnsupportedVolume(_))
+        ));
     }
 }

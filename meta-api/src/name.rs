@@ -42,14 +42,35 @@ mod tests {
     #[test]
     fn names() {
         assert!(validate_name(b"a").is_ok());
-        assert!(validate_name(&[0xff, 0xfe]).is_ok(), "names are bytes, not UTF-8");
+        assert!(
+            validate_name(&[0xff, 0xfe]).is_ok(),
+            "names are bytes, not UTF-8"
+        );
         assert!(validate_name(&[b'x'; 255]).is_ok());
-        assert!(matches!(validate_name(&[b'x'; 256]), Err(MetaError::NameTooLong)));
-        assert!(matches!(validate_name(b"a/b"), Err(MetaError::InvalidArgument(_))));
-        assert!(matches!(validate_name(b"a\0b"), Err(MetaError::InvalidArgument(_))));
-        assert!(matches!(validate_name(b".."), Err(MetaError::InvalidArgument(_))));
-        assert!(matches!(validate_name(b""), Err(MetaError::InvalidArgument(_))));
+        assert!(matches!(
+            validate_name(&[b'x'; 256]),
+            Err(MetaError::NameTooLong)
+        ));
+        assert!(matches!(
+            validate_name(b"a/b"),
+            Err(MetaError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            validate_name(b"a\0b"),
+            Err(MetaError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            validate_name(b".."),
+            Err(MetaError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            validate_name(b""),
+            Err(MetaError::InvalidArgument(_))
+        ));
         assert!(validate_symlink_target(&[b'a'; 4096]).is_ok());
-        assert!(matches!(validate_symlink_target(&[b'a'; 4097]), Err(MetaError::NameTooLong)));
+        assert!(matches!(
+            validate_symlink_target(&[b'a'; 4097]),
+            Err(MetaError::NameTooLong)
+        ));
     }
 }

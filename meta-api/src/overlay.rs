@@ -56,7 +56,13 @@ pub fn pieces(layout: &[Slice], pos: u32, len: u32) -> Vec<Slice> {
             continue;
         }
         if p.pos > at {
-            out.push(Slice { pos: at, id: 0, size: 0, off: 0, len: p.pos - at });
+            out.push(Slice {
+                pos: at,
+                id: 0,
+                size: 0,
+                off: 0,
+                len: p.pos - at,
+            });
             at = p.pos;
         }
         let cut_end = pend.min(end);
@@ -69,7 +75,13 @@ pub fn pieces(layout: &[Slice], pos: u32, len: u32) -> Vec<Slice> {
         at = cut_end;
     }
     if at < end {
-        out.push(Slice { pos: at, id: 0, size: 0, off: 0, len: end - at });
+        out.push(Slice {
+            pos: at,
+            id: 0,
+            size: 0,
+            off: 0,
+            len: end - at,
+        });
     }
     out
 }
@@ -79,7 +91,13 @@ mod tests {
     use super::*;
 
     fn s(pos: u32, id: u64, len: u32) -> Slice {
-        Slice { pos, id, size: len, off: 0, len }
+        Slice {
+            pos,
+            id,
+            size: len,
+            off: 0,
+            len,
+        }
     }
 
     /// Byte-level reference: which slice id owns each byte.
@@ -124,7 +142,13 @@ mod tests {
                 let pos = rnd(60);
                 let len = 1 + rnd(30);
                 let off = rnd(5);
-                slices.push(Slice { pos, id: u64::from(id), size: off + len, off, len });
+                slices.push(Slice {
+                    pos,
+                    id: u64::from(id),
+                    size: off + len,
+                    off,
+                    len,
+                });
             }
             let layout = build(&slices);
             let (a, b) = (rnd(50), rnd(50));

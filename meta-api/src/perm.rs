@@ -213,7 +213,10 @@ mod tests {
         let dir = Attr::new(FileType::Directory, 0o1777, 0, 0, Timestamp::new(1, 0));
         let victim = file(0o644, 10, 10);
         assert!(check_remove(&Context::new(10, 10), &dir, &victim).is_ok());
-        assert!(matches!(check_remove(&Context::new(11, 10), &dir, &victim), Err(MetaError::NotPermitted)));
+        assert!(matches!(
+            check_remove(&Context::new(11, 10), &dir, &victim),
+            Err(MetaError::NotPermitted)
+        ));
         assert!(check_remove(&Context::root(), &dir, &victim).is_ok());
     }
 
@@ -222,9 +225,18 @@ mod tests {
         let parent = Attr::new(FileType::Directory, 0o2775, 0, 50, Timestamp::new(1, 0));
         let mut ctx = Context::new(10, 10);
         ctx.umask = 0o022;
-        assert_eq!(new_inode_owner(&ctx, &parent, FileType::Directory, 0o777), (0o2755, 50));
-        assert_eq!(new_inode_owner(&ctx, &parent, FileType::Regular, 0o666), (0o644, 50));
-        assert_eq!(new_inode_owner(&ctx, &parent, FileType::Symlink, 0o600), (0o777, 50));
+        assert_eq!(
+            new_inode_owner(&ctx, &parent, FileType::Directory, 0o777),
+            (0o2755, 50)
+        );
+        assert_eq!(
+            new_inode_owner(&ctx, &parent, FileType::Regular, 0o666),
+            (0o644, 50)
+        );
+        assert_eq!(
+            new_inode_owner(&ctx, &parent, FileType::Symlink, 0o600),
+            (0o777, 50)
+        );
     }
 
     #[test]
@@ -237,9 +249,18 @@ mod tests {
         assert_eq!(b.gid, 20);
         assert_eq!(b.mode, 0o0755, "suid and group-exec sgid cleared on chown");
         assert_eq!(b.ctime, now);
-        assert!(matches!(apply_setattr(&ctx, &a, &SetAttr::new().gid(30), now), Err(MetaError::NotPermitted)));
-        assert!(matches!(apply_setattr(&ctx, &a, &SetAttr::new().uid(11), now), Err(MetaError::NotPermitted)));
-        assert!(matches!(apply_setattr(&Context::new(11, 10), &a, &SetAttr::new().mode(0o777), now), Err(MetaError::NotPermitted)));
+        assert!(matches!(
+            apply_setattr(&ctx, &a, &SetAttr::new().gid(30), now),
+            Err(MetaError::NotPermitted)
+        ));
+        assert!(matches!(
+            apply_setattr(&ctx, &a, &SetAttr::new().uid(11), now),
+            Err(MetaError::NotPermitted)
+        ));
+        assert!(matches!(
+            apply_setattr(&Context::new(11, 10), &a, &SetAttr::new().mode(0o777), now),
+            Err(MetaError::NotPermitted)
+        ));
         let c = apply_setattr(&Context::root(), &a, &SetAttr::new().uid(11), now).unwrap();
         assert_eq!(c.uid, 11);
     }

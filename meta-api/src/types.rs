@@ -406,8 +406,14 @@ impl SetAttr {
         m |= bit(self.size.is_some(), SetAttrMask::SIZE);
         m |= bit(self.atime.is_some(), SetAttrMask::ATIME);
         m |= bit(self.mtime.is_some(), SetAttrMask::MTIME);
-        m |= bit(matches!(self.atime, Some(SetTime::Now)), SetAttrMask::ATIME_NOW);
-        m |= bit(matches!(self.mtime, Some(SetTime::Now)), SetAttrMask::MTIME_NOW);
+        m |= bit(
+            matches!(self.atime, Some(SetTime::Now)),
+            SetAttrMask::ATIME_NOW,
+        );
+        m |= bit(
+            matches!(self.mtime, Some(SetTime::Now)),
+            SetAttrMask::MTIME_NOW,
+        );
         m |= bit(self.flags.is_some(), SetAttrMask::FLAG);
         SetAttrMask(m)
     }
