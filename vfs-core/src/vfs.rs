@@ -740,8 +740,6 @@ impl Vfs {
             first = false;
             let mut r = w.write(inner, of, pos, piece, res).await;
             if r.is_ok() {
-                of.extend_length(pos + n as u64);
-                of.touch();
                 r = w.commit_ready(inner, of).await;
             }
             if let Err(e) = r {

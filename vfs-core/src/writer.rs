@@ -1,6 +1,10 @@
 //! The write path: per-file slice writers that buffer written bytes in memory, cut each
 //! slice into blocks, upload full blocks as they fill, and commit a slice to the metadata
 //! engine only after all of its blocks are stored (data before metadata).
+//!
+//! The state lives in the writer, never in a future's locals, so that a caller that drops a
+//! write or flush half way (a timeout, a cancelled request) loses nothing: what was buffered
+//! stays buffered, and a slice leaves the commit queue only once the engine has it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,10 +24,36 @@ use crate::{Result, VfsError};
 /// which bounds the slices a random writer leaves per chunk.
 const MAX_OPEN_SLICES_PER_CHUNK: usize = 3;
 
+type UploadResult = std::result::Result<(), Arc<StoreError>>;
+
 /// One block handed to the store.
 struct Upload {
     key: String,
-    task: JoinHandle<std::result::Result<(), StoreError>>,
+    /// The running upload, until its outcome is collected into `done`.
+    task: Option<JoinHandle<std::result::Result<(), StoreError>>>,
+    done: Option<UploadResult>,
+}
+
+impl Upload {
+    fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the outcome. Cancel-safe: the handle is only given up once it has answered.
+    async fn wait(&mut self) -> UploadResult {
+        if let Some(task) = &mut self.task {
+            let r = match task.await {
+                Ok(r) => r.map_err(Arc::new),
+                Err(join) => Err(Arc::new(StoreError::other(format!(
+                    "upload of {} did not finish: {join}",
+                    self.key
+                )))),
+            };
+            self.task = None;
+            self.done = Some(r);
+        }
+        self.done.clone().unwrap_or(Ok(()))
+    }
 }
 
 /// A slice still accepting appends.
@@ -31,7 +61,6 @@ struct SliceWriter {
     chunk: u32,
     pos: u32,
     len: u32,
-    /// 0 until the first block needs a key.
     id: u64,
     /// The bytes of the block being filled (the slice's last, partial block).
     buf: Vec<Bytes>,
@@ -48,6 +77,26 @@ impl SliceWriter {
 
     fn overlaps(&self, pos: u32, len: u32) -> bool {
         pos < self.end() && self.pos < pos + len
+    }
+
+    /// Hands the buffered bytes to the store as the slice's next block.
+    fn upload_buffered(&mut self, inner: &Inner) -> Result<()> {
+        if self.buf_len == 0 {
+            return Ok(());
+        }
+        let index = u32::try_from(self.uploads.len())
+            .map_err(|_| VfsError::InvalidArgument("too many blocks in a slice"))?;
+        let key = BlockKey::new(self.id, index, self.buf_len).to_key(inner.hash_prefix);
+        let data = concat(std::mem::take(&mut self.buf), self.buf_len as usize);
+        let res = self.buf_res.split(self.buf_len as usize);
+        self.buf_len = 0;
+        let task = spawn_upload(inner, key.clone(), data, res);
+        self.uploads.push(Upload {
+            key,
+            task: Some(task),
+            done: None,
+        });
+        Ok(())
     }
 }
 
@@ -131,7 +180,7 @@ impl FileWriter {
         res: Reservation,
     ) -> Result<()> {
         self.last_write = Instant::now();
-        let r = self.write_pieces(inner, off, data, res).await;
+        let r = self.write_pieces(inner, of, off, data, res).await;
         let r = match r {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(inner, of, e).await),
@@ -143,6 +192,7 @@ impl FileWriter {
     async fn write_pieces(
         &mut self,
         inner: &Inner,
+        of: &OpenFile,
         mut off: u64,
         mut data: Bytes,
         mut res: Reservation,
@@ -152,14 +202,17 @@ impl FileWriter {
             // The offset within a chunk is below 2^26.
             let pos = (off & (CHUNK_SIZE - 1)) as u32;
             let n = (CHUNK_SIZE - u64::from(pos)).min(data.len() as u64) as usize;
-            let piece = data.split_to(n);
-            let piece_res = res.split(n);
+            // The only await of a piece comes before any change to the writer's state.
             let idx = self.writable_slice(inner, chunk, pos, n as u32).await?;
-            self.append(inner, idx, piece, piece_res).await?;
-            if u64::from(self.open[idx].end()) == CHUNK_SIZE {
-                self.freeze(inner, idx).await?;
-            }
+            let piece = data.split_to(n);
+            self.append(inner, idx, piece, res.split(n))?;
             off += n as u64;
+            of.set_pending(true);
+            of.extend_length(off);
+            of.touch();
+            if u64::from(self.open[idx].end()) == CHUNK_SIZE {
+                self.freeze(inner, idx)?;
+            }
         }
         Ok(())
     }
@@ -185,17 +238,19 @@ impl FileWriter {
                 break;
             }
         }
+        // Ids come from the engine in batches, so this is rarely a round trip.
+        let id = inner.meta.new_slice_id().await?;
         let in_chunk = self.open.iter().filter(|s| s.chunk == chunk).count();
         if in_chunk >= MAX_OPEN_SLICES_PER_CHUNK {
             if let Some(oldest) = self.open.iter().position(|s| s.chunk == chunk) {
-                self.freeze(inner, oldest).await?;
+                self.freeze(inner, oldest)?;
             }
         }
         self.open.push(SliceWriter {
             chunk,
             pos,
             len: 0,
-            id: 0,
+            id,
             buf: Vec::new(),
             buf_len: 0,
             buf_res: inner.budget.empty(),
@@ -205,7 +260,7 @@ impl FileWriter {
         Ok(self.open.len() - 1)
     }
 
-    async fn append(
+    fn append(
         &mut self,
         inner: &Inner,
         idx: usize,
@@ -224,7 +279,7 @@ impl FileWriter {
             s.buf_len += take as u32;
             s.len += take as u32;
             if s.buf_len == bs {
-                upload_buffered(inner, s).await?;
+                s.upload_buffered(inner)?;
             }
         }
         Ok(())
@@ -232,7 +287,7 @@ impl FileWriter {
 
     /// Freezes the open slice at `idx` and, first, every older open slice of its chunk, so
     /// that slices of one chunk are committed in the order they were written.
-    async fn freeze(&mut self, inner: &Inner, idx: usize) -> Result<()> {
+    fn freeze(&mut self, inner: &Inner, idx: usize) -> Result<()> {
         let chunk = self.open[idx].chunk;
         let mut taken = Vec::new();
         let mut removed = 0;
@@ -243,20 +298,20 @@ impl FileWriter {
                 removed += 1;
             }
         }
-        self.freeze_slices(inner, taken).await
+        self.freeze_slices(inner, taken)
     }
 
     /// Freezes every open slice.
-    async fn freeze_all(&mut self, inner: &Inner) -> Result<()> {
+    fn freeze_all(&mut self, inner: &Inner) -> Result<()> {
         let taken = std::mem::take(&mut self.open);
-        self.freeze_slices(inner, taken).await
+        self.freeze_slices(inner, taken)
     }
 
-    async fn freeze_slices(&mut self, inner: &Inner, taken: Vec<SliceWriter>) -> Result<()> {
+    fn freeze_slices(&mut self, inner: &Inner, taken: Vec<SliceWriter>) -> Result<()> {
         let mut result = Ok(());
         for mut s in taken {
             if result.is_ok() {
-                result = upload_buffered(inner, &mut s).await;
+                result = s.upload_buffered(inner);
             }
             // Queued even after a failure so that `fail` finds and cleans up its uploads.
             self.frozen.push_back(FrozenSlice {
@@ -277,29 +332,24 @@ impl FileWriter {
 
     /// Commits, in order, the frozen slices whose uploads have all finished, without waiting.
     pub(crate) async fn commit_ready(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
-        while let Some(f) = self.frozen.front() {
-            if !f.uploads.iter().all(|u| u.task.is_finished()) {
-                break;
-            }
-            if let Some(f) = self.frozen.pop_front() {
-                if let Err(e) = self.commit(inner, of, f).await {
-                    let e = self.fail(inner, of, e).await;
-                    of.set_pending(self.has_pending());
-                    return Err(e);
-                }
-            }
+        let mut r = Ok(());
+        while r.is_ok()
+            && self
+                .frozen
+                .front()
+                .is_some_and(|f| f.uploads.iter().all(Upload::is_finished))
+        {
+            r = self.commit_front(inner, of).await;
         }
-        of.set_pending(self.has_pending());
-        Ok(())
+        self.settle(inner, of, r).await
     }
 
     /// Turns every buffered byte into uploads and commits what is already uploaded, without
     /// waiting for the rest (used when the buffer budget runs out).
     pub(crate) async fn start_flush(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
-        if let Err(e) = self.freeze_all(inner).await {
-            let e = self.fail(inner, of, e).await;
-            of.set_pending(self.has_pending());
-            return Err(e);
+        let r = self.freeze_all(inner);
+        if r.is_err() {
+            return self.settle(inner, of, r).await;
         }
         self.commit_ready(inner, of).await
     }
@@ -307,13 +357,15 @@ impl FileWriter {
     /// Uploads and commits everything buffered, waiting for it. A failure is returned and
     /// also counted (see [`FileWriter::error_since`]).
     pub(crate) async fn flush(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
-        let mut r = self.freeze_all(inner).await;
-        while r.is_ok() {
-            let Some(f) = self.frozen.pop_front() else {
-                break;
-            };
-            r = self.commit(inner, of, f).await;
+        let mut r = self.freeze_all(inner);
+        while r.is_ok() && !self.frozen.is_empty() {
+            r = self.commit_front(inner, of).await;
         }
+        self.settle(inner, of, r).await
+    }
+
+    /// Turns a failure into dropped writes and a counted error; updates the pending flag.
+    async fn settle(&mut self, inner: &Inner, of: &OpenFile, r: Result<()>) -> Result<()> {
         let r = match r {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(inner, of, e).await),
@@ -322,24 +374,37 @@ impl FileWriter {
         r
     }
 
-    /// Waits for a frozen slice's uploads and commits it. A failed upload leaves nothing in
-    /// the metadata and its siblings' objects are deleted again.
-    async fn commit(&mut self, inner: &Inner, of: &OpenFile, f: FrozenSlice) -> Result<()> {
-        let (stored, failure) = wait_uploads(f.uploads).await;
-        if let Some(e) = failure {
-            delete_later(inner, stored);
-            return Err(e);
+    /// Waits for the oldest frozen slice's uploads and commits it; it leaves the queue only
+    /// once committed. A failed upload leaves nothing in the metadata and its siblings'
+    /// objects are deleted again.
+    async fn commit_front(&mut self, inner: &Inner, of: &OpenFile) -> Result<()> {
+        let Some(f) = self.frozen.front_mut() else {
+            return Ok(());
+        };
+        let mut failure = None;
+        for u in &mut f.uploads {
+            if let Err(e) = u.wait().await {
+                failure.get_or_insert(e);
+            }
         }
+        if let Some(e) = failure {
+            return Err(VfsError::Store(e));
+        }
+        let (chunk, slice, mtime) = (f.chunk, f.slice, f.mtime);
         inner
             .meta
-            .write_slice(self.ino, f.chunk, f.slice, f.mtime)
+            .write_slice(self.ino, chunk, slice, mtime)
             .await?;
-        of.invalidate_chunk(f.chunk);
+        self.frozen.pop_front();
+        of.invalidate_chunk(chunk);
         Ok(())
     }
 
     /// Drops every pending write of the file after `e`, counts `e` for the handles, puts
     /// the file length back to what the engine has, and returns the error to report now.
+    ///
+    /// The objects of dropped slices are deleted, except those of a slice whose commit
+    /// failed: the engine may have recorded it after all, so only gc may judge them.
     async fn fail(&mut self, inner: &Inner, of: &OpenFile, e: VfsError) -> VfsError {
         let e = match e {
             VfsError::WriteBack(inner_err) => inner_err,
@@ -348,22 +413,25 @@ impl FileWriter {
         tracing::warn!(ino = self.ino, error = %e, "write-back failed; buffered writes dropped");
         self.error = Some(e.clone());
         self.error_seq += 1;
+        let commit_failed = matches!(*e, VfsError::Meta(_));
         let mut uploads = Vec::new();
         for s in self.open.drain(..) {
             uploads.extend(s.uploads);
         }
-        for f in self.frozen.drain(..) {
-            uploads.extend(f.uploads);
+        for (i, f) in self.frozen.drain(..).enumerate() {
+            // The front slice is the one whose commit was attempted.
+            if !(i == 0 && commit_failed) {
+                uploads.extend(f.uploads);
+            }
         }
         if !uploads.is_empty() {
             let store = inner.store.clone();
-            // Nothing of these was committed, so their objects are garbage: delete them once
-            // the uploads settle.
             tokio::spawn(async move {
-                let (stored, _) = wait_uploads(uploads).await;
-                for key in stored {
-                    if let Err(err) = store.delete(&key).await {
-                        tracing::debug!(%key, error = %err, "could not delete an orphan block");
+                for mut u in uploads {
+                    if u.wait().await.is_ok() {
+                        if let Err(err) = store.delete(&u.key).await {
+                            tracing::debug!(key = %u.key, error = %err, "could not delete an orphan block");
+                        }
                     }
                 }
             });
@@ -374,25 +442,6 @@ impl FileWriter {
         }
         VfsError::WriteBack(e)
     }
-}
-
-/// Uploads the slice's buffered bytes as its next block (allocating the slice id first).
-async fn upload_buffered(inner: &Inner, s: &mut SliceWriter) -> Result<()> {
-    if s.buf_len == 0 {
-        return Ok(());
-    }
-    if s.id == 0 {
-        s.id = inner.meta.new_slice_id().await?;
-    }
-    let index = u32::try_from(s.uploads.len())
-        .map_err(|_| VfsError::InvalidArgument("too many blocks in a slice"))?;
-    let key = BlockKey::new(s.id, index, s.buf_len).to_key(inner.hash_prefix);
-    let data = concat(std::mem::take(&mut s.buf), s.buf_len as usize);
-    let res = s.buf_res.split(s.buf_len as usize);
-    s.buf_len = 0;
-    let task = spawn_upload(inner, key.clone(), data, res);
-    s.uploads.push(Upload { key, task });
-    Ok(())
 }
 
 /// One buffer out of the pieces of a block; no copy when the block came in one write.
@@ -427,40 +476,4 @@ fn spawn_upload(
         drop(res);
         r
     })
-}
-
-/// Waits for uploads: the keys stored, and the first failure.
-async fn wait_uploads(uploads: Vec<Upload>) -> (Vec<String>, Option<VfsError>) {
-    let mut stored = Vec::with_capacity(uploads.len());
-    let mut failure = None;
-    for u in uploads {
-        match u.task.await {
-            Ok(Ok(())) => stored.push(u.key),
-            Ok(Err(e)) => {
-                failure.get_or_insert(VfsError::from(e));
-            }
-            Err(join) => {
-                failure.get_or_insert(VfsError::from(StoreError::other(format!(
-                    "upload of {} did not finish: {join}",
-                    u.key
-                ))));
-            }
-        }
-    }
-    (stored, failure)
-}
-
-/// Deletes objects nothing references, in the background, best effort.
-fn delete_later(inner: &Inner, keys: Vec<String>) {
-    if keys.is_empty() {
-        return;
-    }
-    let store = inner.store.clone();
-    tokio::spawn(async move {
-        for key in keys {
-            if let Err(err) = store.delete(&key).await {
-                tracing::debug!(%key, error = %err, "could not delete an orphan block");
-            }
-        }
-    });
 }

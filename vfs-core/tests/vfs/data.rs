@@ -422,4 +422,82 @@ engine_tests! {
         assert_eq!(seen, 5);
         vfs.release(&root(), fh).await.unwrap();
     }
+
+    async fn slices_keep_write_order_within_a_chunk(engine: Engine) {
+        let vol = Volume::new(engine).await;
+        let vfs = vol.client().await;
+        let (ino, fh) = create(&vfs, "order").await;
+        let put = |off: u64, len: usize, b: u8| {
+            let vfs = vfs.clone();
+            async move {
+                vfs.write(&root(), fh, off, Bytes::from(vec![b; len]))
+                    .await
+                    .unwrap();
+            }
+        };
+        put(0, 100, b'a').await;
+        put(50, 100, b'b').await;
+        // Ends where the first slice ends, but the second (newer) one covers it: new slice.
+        put(100, 20, b'c').await;
+        // Appends to the second slice: nothing newer covers 150..200.
+        put(150, 50, b'd').await;
+        vfs.flush(&root(), fh).await.unwrap();
+        assert_eq!(vol.meta().await.read_chunk(ino, 0).await.unwrap().len(), 3);
+        let mut want = vec![b'a'; 50];
+        want.extend(vec![b'b'; 50]);
+        want.extend(vec![b'c'; 20]);
+        want.extend(vec![b'b'; 30]);
+        want.extend(vec![b'd'; 50]);
+        assert_eq!(read_all(&vfs, fh, 0, 1000).await, want);
+        vfs.release(&root(), fh).await.unwrap();
+    }
+
+    async fn many_scattered_writes_in_one_chunk(engine: Engine) {
+        let vol = Volume::new(engine).await;
+        let vfs = vol.client().await;
+        let (ino, fh) = create(&vfs, "scatter").await;
+        let mut want = vec![0u8; 10 * BLOCK as usize];
+        // Overlapping, out-of-order writes: more open slices than a chunk keeps at once.
+        for i in 0..40u64 {
+            let off = (i * 7919 * 13) % (9 * BLOCK);
+            let len = 1000 + (i * 4099) % (BLOCK + 500);
+            let data = pattern(i as u8, off, len as usize);
+            vfs.write(&root(), fh, off, Bytes::from(data.clone()))
+                .await
+                .unwrap();
+            want[off as usize..(off + len) as usize].copy_from_slice(&data);
+        }
+        let len = vfs.getattr(&root(), ino).await.unwrap().length;
+        want.truncate(len as usize);
+        vfs.release(&root(), fh).await.unwrap();
+        let other = vol.client().await;
+        let fh = other.open(&root(), ino, libc::O_RDONLY).await.unwrap();
+        assert!(read_all(&other, fh, 0, len).await == want);
+        other.release(&root(), fh).await.unwrap();
+        assert_blocks_exist(&vol, ino).await;
+    }
+
+    async fn a_cancelled_fsync_loses_nothing(engine: Engine) {
+        let mem = std::sync::Arc::new(chunkstore::MemStore::new());
+        let mut slow = FaultyStore::new(mem.clone());
+        slow.put_delay = std::time::Duration::from_millis(30);
+        let vol = Volume::with_store(engine, mem, std::sync::Arc::new(slow)).await;
+        let vfs = vol.client().await;
+        let (ino, fh) = create(&vfs, "cancel").await;
+        let n = 3 * BLOCK as usize + 5;
+        vfs.write(&root(), fh, 0, Bytes::from(pattern(14, 0, n)))
+            .await
+            .unwrap();
+        let quick = std::time::Duration::from_millis(1);
+        assert!(tokio::time::timeout(quick, vfs.fsync(&root(), fh, false))
+            .await
+            .is_err());
+        vfs.fsync(&root(), fh, false).await.unwrap();
+        assert_eq!(vol.meta().await.getattr(ino).await.unwrap().length, n as u64);
+        let other = vol.client().await;
+        let rfh = other.open(&root(), ino, libc::O_RDONLY).await.unwrap();
+        assert_eq!(read_all(&other, rfh, 0, n as u64).await, pattern(14, 0, n));
+        other.release(&root(), rfh).await.unwrap();
+        vfs.release(&root(), fh).await.unwrap();
+    }
 }
