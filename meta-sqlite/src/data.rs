@@ -269,10 +269,8 @@ impl SqliteMeta {
                         .execute(&mut *c)
                         .await
                         .map_err(db_err)?;
-                    if space != 0 {
-                        let grown = attr.length as i64 - old as i64;
-                        file_dir_stat(c, fmt, ino, attr.parent, grown, space).await?;
-                    }
+                    let grown = attr.length as i64 - old as i64;
+                    file_dir_stat(c, fmt, ino, attr.parent, grown, space).await?;
                     Ok(())
                 })
             })
@@ -458,11 +456,9 @@ impl SqliteMeta {
                     dattr.mtime = now;
                     dattr.ctime = now;
                     update_node(c, dst, &dattr).await?;
-                    if space != 0 {
-                        add_usage(c, space, 0).await?;
-                        let grown = dattr.length as i64 - old as i64;
-                        file_dir_stat(c, fmt, dst, dattr.parent, grown, space).await?;
-                    }
+                    add_usage(c, space, 0).await?;
+                    let grown = dattr.length as i64 - old as i64;
+                    file_dir_stat(c, fmt, dst, dattr.parent, grown, space).await?;
                     Ok(size)
                 })
             })

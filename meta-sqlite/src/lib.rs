@@ -156,10 +156,11 @@ impl SqliteMeta {
             .min_connections(0)
             // A local database needs no round trip to prove a connection is alive.
             .test_before_acquire(false)
-            .connect_lazy_with(options);
+            .connect_lazy_with(options.clone());
         Ok(Db {
             writer: tokio::sync::Mutex::new(writer),
             pool,
+            options,
         })
     }
 

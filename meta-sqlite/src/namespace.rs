@@ -51,7 +51,7 @@ const CHILD_AT: usize = NODE_NCOLS + 2;
 /// One round trip of a create: the entry, the node, the parent's times and link count and
 /// the usage counters; a symlink or directory adds one statement.
 macro_rules! create_sql {
-    ($extra:literal) => {
+    ($($extra:expr),*) => {
         concat!(
             "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?, ?, ?, ?); ",
             "INSERT INTO jfs_node (inode, type, flags, mode, uid, gid, atime, mtime, ctime, ",
@@ -61,17 +61,42 @@ macro_rules! create_sql {
             "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, ",
             "nlink = nlink + ? WHERE inode = ?; ",
             "UPDATE jfs_counter SET value = value + CASE name WHEN 'usedSpace' THEN 4096 ",
-            "ELSE 1 END WHERE name IN ('usedSpace', 'totalInodes')",
-            $extra
+            "ELSE 1 END WHERE name IN ('usedSpace', 'totalInodes')"
+            $(, $extra)*
         )
     };
 }
-const CREATE: &str = create_sql!("");
-const CREATE_SYMLINK: &str = create_sql!("; INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)");
-const CREATE_DIR: &str = create_sql!(
-    "; INSERT OR IGNORE INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) \
-     VALUES (?, 0, 0, 0)"
-);
+/// Adds a new entry to the parent's JuiceFS directory statistics (parent).
+macro_rules! create_stats_sql {
+    () => {
+        "; UPDATE jfs_dir_stats SET used_space = used_space + 4096, \
+         used_inodes = used_inodes + 1 WHERE inode = ?"
+    };
+}
+/// The create statements: by whether the volume keeps directory statistics, then for a
+/// regular file (or device, fifo, socket), a symlink (target) and a directory.
+const CREATE: [[&str; 3]; 2] = [
+    [
+        create_sql!(""),
+        create_sql!("; INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)"),
+        create_sql!(
+            "; INSERT OR IGNORE INTO jfs_dir_stats (inode, data_length, used_space, \
+             used_inodes) VALUES (?, 0, 0, 0)"
+        ),
+    ],
+    [
+        create_sql!(create_stats_sql!()),
+        create_sql!(concat!(
+            "; INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)",
+            create_stats_sql!()
+        )),
+        create_sql!(concat!(
+            "; INSERT OR IGNORE INTO jfs_dir_stats (inode, data_length, used_space, \
+             used_inodes) VALUES (?, 0, 0, 0)",
+            create_stats_sql!()
+        )),
+    ],
+];
 
 /// Removes an entry (parent, name) and stamps the parent's times (t, t, tn, tn, parent).
 macro_rules! remove_entry_sql {
@@ -124,11 +149,11 @@ const DROP_INODE: [&str; 2] = [
     concat!(remove_entry_sql!(), "; ", drop_inode_sql!()),
 ];
 
-/// [`ENTRY`] plus the live sessions (`?3`: now), for an unlink.
+/// [`ENTRY`] plus the sessions of the volume (`?3`: now), for an unlink.
 static UNLINK_ENTRY: LazyLock<String> = LazyLock::new(|| {
     ENTRY.replacen(
         " FROM jfs_node p",
-        ", (SELECT group_concat(sid) FROM jfs_session2 WHERE expire >= ?3) FROM jfs_node p",
+        &format!(", {} FROM jfs_node p", sustain::SESSIONS_EXPR),
         1,
     )
 });
@@ -404,11 +429,11 @@ impl SqliteMeta {
                     }
                     attr.rdev = rdev;
                     check_capacity(c, fmt, align4k(0), 1).await?;
-                    let sql = match typ {
-                        FileType::Symlink => CREATE_SYMLINK,
-                        FileType::Directory => CREATE_DIR,
-                        _ => CREATE,
-                    };
+                    let sql = CREATE[usize::from(fmt.dir_stats)][match typ {
+                        FileType::Symlink => 1,
+                        FileType::Directory => 2,
+                        _ => 0,
+                    }];
                     let (t, tn) = split_time(now);
                     let q = sqlx::query(sql)
                         .bind(parent as i64)
@@ -441,6 +466,11 @@ impl SqliteMeta {
                         FileType::Directory => q.bind(ino as i64),
                         _ => q,
                     };
+                    let q = if fmt.dir_stats {
+                        q.bind(parent as i64)
+                    } else {
+                        q
+                    };
                     q.execute(&mut *c).await.map_err(|e| {
                         if is_unique_violation(&e) {
                             MetaError::Exists
@@ -448,7 +478,6 @@ impl SqliteMeta {
                             db_err(e)
                         }
                     })?;
-                    dir_stat(c, fmt, parent, 0, align4k(0), 1).await?;
                     Ok(Entry { ino, attr })
                 })
             })
@@ -579,7 +608,7 @@ impl SqliteMeta {
     /// Takes one link away from non-directory `ino`; the last link sustains the inode for
     /// the sessions that may have it open or deletes it (see [`crate::sustain`]). With
     /// `entry`, the entry (parent, name) is removed in the same round trip; `live` are the
-    /// live sessions when the caller fetched them already.
+    /// volume's sessions when the caller fetched them already.
     async fn drop_link(
         &self,
         c: &mut SqliteConnection,
@@ -587,14 +616,14 @@ impl SqliteMeta {
         attr: Attr,
         now: Timestamp,
         entry: Option<(Ino, &[u8])>,
-        live: Option<Vec<u64>>,
+        live: Option<Vec<sustain::SessionLiveness>>,
     ) -> Result<()> {
         let nlink = attr.nlink.saturating_sub(1);
         let regular = attr.typ == FileType::Regular;
         let holders = if nlink == 0 && regular {
             let live = match live {
                 Some(l) => l,
-                None => sustain::live_sessions(c, now.sec).await?,
+                None => sustain::sessions(c, now.sec).await?,
             };
             let me = self.session_id();
             sustain::holders(&self.location, me, &self.client, ino, &live)

@@ -9,13 +9,13 @@
 //!
 //! 1. The unlinking client adds a row for *its own* session if it has the file open (its
 //!    [`OpenFiles`] says so).
-//! 2. For every *other* live session (expiry not passed) it adds a row when that session
-//!    might have the file open:
+//! 2. For every *other* session it adds a row when that session might have the file open:
 //!    - a session of a client in this process is asked directly (its open table is in the
 //!      process-wide registry below), so the answer is exact;
 //!    - a session whose client in this process is gone cannot hold anything open: no row;
-//!    - a session of another process (or of the juicefs client) cannot be asked, so it is
-//!      assumed to have the file open and gets a row.
+//!    - a live session (expiry not passed) of another process, or of the juicefs client,
+//!      cannot be asked, so it is assumed to have the file open and gets a row; an expired
+//!      one is as good as reaped.
 //! 3. No row at all: the node is deleted and the file queued in `jfs_delfile`, as JuiceFS does.
 //!
 //! A session lets go of its row — and the last row to go queues the file in `jfs_delfile`
@@ -103,11 +103,13 @@ pub(crate) fn unregister(location: &str, sid: u64) {
     registry().remove(&(location.to_string(), sid));
 }
 
-/// Whether session `sid` might have `ino` open (step 2 of the rule).
-fn might_hold(location: &str, sid: u64, ino: Ino) -> bool {
+/// Whether session `sid` (live or not, as `live` says) might have `ino` open: step 2 of
+/// the rule. A client of this process is asked whatever its expiry says, since it is known
+/// to be there; a session of another process counts only while it is live.
+fn might_hold(location: &str, sid: u64, live: bool, ino: Ino) -> bool {
     let entry = registry().get(&(location.to_string(), sid)).cloned();
     match entry {
-        None => true,
+        None => live,
         Some(weak) => match weak.upgrade() {
             Some(state) => state.hold_if_open(ino),
             None => false,
@@ -115,41 +117,58 @@ fn might_hold(location: &str, sid: u64, ino: Ino) -> bool {
     }
 }
 
-/// The live sessions (expiry not passed at `now`, Unix seconds) of the volume.
-pub(crate) async fn live_sessions(conn: &mut SqliteConnection, now: i64) -> Result<Vec<u64>> {
-    let rows = sqlx::query("SELECT sid FROM jfs_session2 WHERE expire >= ?")
+/// A session of the volume and whether it is live (its expiry has not passed).
+pub(crate) type SessionLiveness = (u64, bool);
+
+/// The SQL expression listing every session as `sid:live` (`?` is now, in seconds), for
+/// [`parse_sessions`]; a subquery so that callers can fetch it with other columns.
+pub(crate) const SESSIONS_EXPR: &str =
+    "(SELECT group_concat(sid || ':' || (expire >= ?3)) FROM jfs_session2)";
+
+/// Every session of the volume with its liveness at `now` (Unix seconds).
+pub(crate) async fn sessions(
+    conn: &mut SqliteConnection,
+    now: i64,
+) -> Result<Vec<SessionLiveness>> {
+    let rows = sqlx::query("SELECT sid, expire >= ? FROM jfs_session2")
         .bind(now)
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
     rows.iter()
-        .map(|r| r.try_get::<i64, _>(0).map(|v| v as u64).map_err(db_err))
+        .map(|r| {
+            let sid = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
+            Ok((sid, r.try_get::<bool, _>(1).map_err(db_err)?))
+        })
         .collect()
 }
 
-/// Parses the `group_concat(sid)` of live sessions a query fetched alongside other columns.
-pub(crate) fn parse_sessions(list: Option<&str>) -> Vec<u64> {
+/// Parses what [`SESSIONS_EXPR`] returned.
+pub(crate) fn parse_sessions(list: Option<&str>) -> Vec<SessionLiveness> {
     list.unwrap_or_default()
         .split(',')
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|item| {
+            let (sid, live) = item.split_once(':')?;
+            Some((sid.trim().parse().ok()?, live.trim() == "1"))
+        })
         .collect()
 }
 
 /// The sessions that must sustain regular file `ino`, whose last link the client with
-/// session `me` (0 = none) and state `mine` is removing; `live` are the live sessions.
+/// session `me` (0 = none) and state `mine` is removing; `all` are the volume's sessions.
 pub(crate) fn holders(
     location: &str,
     me: u64,
     mine: &ClientState,
     ino: Ino,
-    live: &[u64],
+    all: &[SessionLiveness],
 ) -> Vec<u64> {
     let mut out = Vec::new();
     if me != 0 && mine.hold_if_open(ino) {
         out.push(me);
     }
-    for &sid in live {
-        if sid != me && might_hold(location, sid, ino) {
+    for &(sid, live) in all {
+        if sid != me && might_hold(location, sid, live, ino) {
             out.push(sid);
         }
     }

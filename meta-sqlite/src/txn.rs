@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meta_api::{MetaError, Result};
-use sqlx::sqlite::SqlitePool;
-use sqlx::{Connection, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 /// Attempts of one transaction before it gives up with `Conflict`.
 const MAX_ATTEMPTS: u32 = 10;
@@ -64,6 +64,8 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 pub(crate) struct Db {
     pub(crate) writer: tokio::sync::Mutex<SqliteConnection>,
     pub(crate) pool: SqlitePool,
+    /// How to open the writer connection again if it dies.
+    pub(crate) options: SqliteConnectOptions,
 }
 
 impl Db {
@@ -77,13 +79,26 @@ impl Db {
         let mut conn = self.writer.lock().await;
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=MAX_ATTEMPTS {
-            let outcome: Result<T> = async {
-                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-                let value = f(&mut tx, PhantomData).await?;
-                tx.commit().await.map_err(db_err)?;
-                Ok(value)
+            let (outcome, lost): (Result<T>, bool) = match conn.begin_with("BEGIN IMMEDIATE").await
+            {
+                Ok(mut tx) => {
+                    let outcome = async {
+                        let value = f(&mut tx, PhantomData).await?;
+                        tx.commit().await.map_err(db_err)?;
+                        Ok(value)
+                    }
+                    .await;
+                    (outcome, false)
+                }
+                Err(e @ (sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) => {
+                    (Err(MetaError::backend(true, e)), true)
+                }
+                Err(e) => (Err(db_err(e)), false),
+            };
+            if lost {
+                // The writer connection is gone: open a new one and try again.
+                *conn = self.options.connect().await.map_err(db_err)?;
             }
-            .await;
             match outcome {
                 Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
                     tokio::time::sleep(backoff).await;

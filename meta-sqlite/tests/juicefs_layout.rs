@@ -530,12 +530,32 @@ async fn opens_a_volume_written_the_way_juicefs_writes_it() {
         .execute(&mut raw)
         .await
         .unwrap();
+    let g = m
+        .mknod(&root, ROOT_INO, b"g", FileType::Regular, 0o644, 0)
+        .await
+        .unwrap();
+    assert_eq!(root_stats(&mut raw).await, (11, 12288, 3));
+    let s = Slice {
+        pos: 0,
+        id: m.new_slice_id().await.unwrap(),
+        size: 100,
+        off: 0,
+        len: 100,
+    };
+    m.write_slice(g.ino, 0, s, Timestamp::now()).await.unwrap();
+    assert_eq!(
+        root_stats(&mut raw).await,
+        (111, 12288, 3),
+        "100 bytes fit the block charged already"
+    );
     m.unlink(&root, ROOT_INO, b"hello").await.unwrap();
-    let stats: (i64, i64, i64) = sqlx::query_as(
-        "SELECT data_length, used_space, used_inodes FROM jfs_dir_stats WHERE inode = 1",
-    )
-    .fetch_one(&mut raw)
-    .await
-    .unwrap();
-    assert_eq!(stats, (0, 4096, 1));
+    assert_eq!(root_stats(&mut raw).await, (100, 8192, 2));
+}
+
+/// The JuiceFS directory statistics of the root: (data length, space, inodes).
+async fn root_stats(raw: &mut sqlx::SqliteConnection) -> (i64, i64, i64) {
+    sqlx::query_as("SELECT data_length, used_space, used_inodes FROM jfs_dir_stats WHERE inode = 1")
+        .fetch_one(raw)
+        .await
+        .unwrap()
 }
