@@ -353,6 +353,136 @@ impl RedisMeta {
     }
 }
 
+/// Changes to JuiceFS's per-directory statistics (`dirDataLength`, `dirUsedSpace`,
+/// `dirUsedInodes`: the length, space and number of a directory's direct entries),
+/// collected by an operation and written in its transaction.
+#[derive(Debug, Default)]
+pub(crate) struct DirStats(Vec<(Ino, i64, i64, i64)>);
+
+impl DirStats {
+    /// Adds `n` entries (negative: removes) of usage `(length, space)` to `dir`.
+    pub(crate) fn entry(&mut self, dir: Ino, usage: (i64, i64), n: i64) -> &mut Self {
+        self.0.push((dir, usage.0 * n, usage.1 * n, n));
+        self
+    }
+
+    /// Adds a change of one entry's length and space to `dir`.
+    pub(crate) fn resize(&mut self, dir: Ino, length: i64, space: i64) -> &mut Self {
+        self.0.push((dir, length, space, 0));
+        self
+    }
+}
+
+/// What one entry of inode `a` adds to its directory's statistics: a regular file its
+/// length and space, anything else 4 KiB of space (as JuiceFS counts).
+pub(crate) fn entry_usage(a: &Attr) -> (i64, i64) {
+    if a.typ == FileType::Regular {
+        (a.length as i64, align4k(a.length))
+    } else {
+        (0, align4k(0))
+    }
+}
+
+impl RedisMeta {
+    /// Queues `stats` when the volume keeps directory statistics. Only directories whose
+    /// statistics exist are updated: a missing one is recomputed by JuiceFS when needed,
+    /// and an increment would make it look complete.
+    pub(crate) async fn write_dir_stats(
+        &self,
+        tx: &mut Tx,
+        w: &mut Writes,
+        stats: &DirStats,
+    ) -> Result<()> {
+        if !self.settings().await?.dir_stats {
+            return Ok(());
+        }
+        let mut merged: std::collections::BTreeMap<Ino, (i64, i64, i64)> = Default::default();
+        for &(dir, l, s, n) in &stats.0 {
+            let e = merged.entry(dir).or_default();
+            e.0 += l;
+            e.1 += s;
+            e.2 += n;
+        }
+        merged.retain(|_, v| *v != (0, 0, 0));
+        if merged.is_empty() {
+            return Ok(());
+        }
+        let k = &self.keys;
+        let mut p = redis::pipe();
+        for dir in merged.keys() {
+            p.cmd("HEXISTS").arg(k.dir_used_space()).arg(*dir);
+        }
+        let present: Vec<bool> = tx.pipe(&p).await?;
+        for ((dir, (l, s, n)), there) in merged.into_iter().zip(present) {
+            if !there {
+                continue;
+            }
+            let field = dir.to_string();
+            for (key, v) in [
+                (k.dir_data_length(), l),
+                (k.dir_used_space(), s),
+                (k.dir_used_inodes(), n),
+            ] {
+                if v != 0 {
+                    w.hincrby(key, field.as_bytes(), v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The directories holding names of file `ino`: its parent, or for a hard-linked
+    /// file (parent 0) the parents counted in `p{ino}`. Read only when stats are kept.
+    pub(crate) async fn file_dirs(&self, tx: &mut Tx, ino: Ino, a: &Attr) -> Result<Vec<Ino>> {
+        if a.parent > 0 {
+            return Ok(vec![a.parent]);
+        }
+        if !self.settings().await?.dir_stats {
+            return Ok(Vec::new());
+        }
+        let flat: Vec<Vec<u8>> = tx
+            .cmd(redis::cmd("HGETALL").arg(self.keys.parents(ino)))
+            .await?;
+        let mut out = Vec::new();
+        let mut it = flat.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            let parent = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|s| s.parse::<Ino>().ok());
+            let count = std::str::from_utf8(&v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok());
+            if let (Some(p), Some(c)) = (parent, count) {
+                if c > 0 {
+                    out.push(p);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues the statistics change of file `ino` growing or shrinking from `old` to
+    /// `new` bytes, in every directory that names it.
+    pub(crate) async fn resize_stats(
+        &self,
+        tx: &mut Tx,
+        w: &mut Writes,
+        ino: Ino,
+        a: &Attr,
+        old: u64,
+        new: u64,
+    ) -> Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let mut st = DirStats::default();
+        for dir in self.file_dirs(tx, ino, a).await? {
+            st.resize(dir, new as i64 - old as i64, align4k(new) - align4k(old));
+        }
+        self.write_dir_stats(tx, w, &st).await
+    }
+}
+
 /// Which local stripe a key belongs to (FNV-1a).
 fn stripe_of(key: &str) -> usize {
     let mut h: u32 = 0x811c_9dc5;

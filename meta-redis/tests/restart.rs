@@ -118,7 +118,7 @@ fn server_bin() -> Option<String> {
     if std::env::var_os("CI").is_some() {
         panic!("restart test: no redis-server (set REDIS_SERVER_BIN or put redis-server on PATH)");
     }
-    eprintln!("\n*** SKIP restart test: no redis-server (REDIS_SERVER_BIN / PATH) ***\n");
+    harness::skip("restart test: no redis-server (REDIS_SERVER_BIN / PATH)");
     None
 }
 

@@ -272,7 +272,7 @@ async fn tls_connects() {
         Ok(u) if !u.is_empty() => u,
         _ if std::env::var_os("CI").is_some() => panic!("tls_connects: REDIS_TLS_URL is not set"),
         _ => {
-            eprintln!("\n*** SKIP tls_connects: REDIS_TLS_URL is not set ***\n");
+            harness::skip("tls_connects: REDIS_TLS_URL is not set");
             return;
         }
     };
@@ -288,4 +288,73 @@ async fn tls_connects() {
             .ino,
         d.ino
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_statistics_follow_entries() {
+    let Some(url) = harness::redis_url("directory_statistics_follow_entries") else {
+        return;
+    };
+    let (p, m) = volume(&url, "dirstats").await;
+    let mut r = raw(&url).await;
+    let ctx = Context::root();
+    let stats = |r: &mut redis::aio::MultiplexedConnection, dir: u64| {
+        let mut r = r.clone();
+        let p = p.clone();
+        async move {
+            let mut out = Vec::new();
+            for h in ["dirDataLength", "dirUsedSpace", "dirUsedInodes"] {
+                let v: Option<i64> = r.hget(format!("{p}{h}"), dir).await.unwrap();
+                out.push(v);
+            }
+            out
+        }
+    };
+    let d = m.mkdir(&ctx, ROOT_INO, b"d", 0o755).await.unwrap();
+    let e = m.mkdir(&ctx, ROOT_INO, b"e", 0o755).await.unwrap();
+    assert_eq!(stats(&mut r, d.ino).await, vec![Some(0), Some(0), Some(0)]);
+    let f = m
+        .mknod(&ctx, d.ino, b"f", FileType::Regular, 0o644, 0)
+        .await
+        .unwrap();
+    let id = m.new_slice_id().await.unwrap();
+    m.write_slice(f.ino, 0, slice(id, 0, 5000), Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        stats(&mut r, d.ino).await,
+        vec![Some(5000), Some(8192), Some(1)]
+    );
+    m.link(&ctx, f.ino, e.ino, b"g").await.unwrap();
+    m.truncate(&ctx, f.ino, 100).await.unwrap();
+    assert_eq!(
+        stats(&mut r, d.ino).await,
+        vec![Some(100), Some(4096), Some(1)]
+    );
+    assert_eq!(
+        stats(&mut r, e.ino).await,
+        vec![Some(100), Some(4096), Some(1)],
+        "both names count"
+    );
+    m.rename(&ctx, d.ino, b"f", e.ino, b"h", RenameFlags::empty())
+        .await
+        .unwrap();
+    assert_eq!(stats(&mut r, d.ino).await, vec![Some(0), Some(0), Some(0)]);
+    assert_eq!(
+        stats(&mut r, e.ino).await,
+        vec![Some(200), Some(8192), Some(2)]
+    );
+    m.symlink(&ctx, e.ino, b"s", b"x").await.unwrap();
+    assert_eq!(
+        stats(&mut r, e.ino).await,
+        vec![Some(200), Some(12288), Some(3)]
+    );
+    for n in [&b"g"[..], b"h", b"s"] {
+        m.unlink(&ctx, e.ino, n).await.unwrap();
+    }
+    assert_eq!(stats(&mut r, e.ino).await, vec![Some(0), Some(0), Some(0)]);
+    // The root's statistics do not exist until JuiceFS computes them: never half-made.
+    assert_eq!(stats(&mut r, ROOT_INO).await, vec![None, None, None]);
+    m.rmdir(&ctx, ROOT_INO, b"d").await.unwrap();
+    assert_eq!(stats(&mut r, d.ino).await, vec![None, None, None]);
 }

@@ -79,15 +79,17 @@ impl RedisMeta {
                 return Err(MetaError::NotPermitted);
             }
             let mut delta = 0;
+            let mut w = Writes::new();
             if new_len > attr.length {
                 delta = align4k(new_len) - align4k(attr.length);
                 self.check_capacity(&mut tx, delta, 0).await?;
+                self.resize_stats(&mut tx, &mut w, ino, &attr, attr.length, new_len)
+                    .await?;
                 attr.length = new_len;
             }
             attr.mtime = mtime;
             attr.ctime = mtime;
             let k = &self.keys;
-            let mut w = Writes::new();
             w.rpush(k.chunk(ino, index), &slice.encode())
                 .set_attr(k, ino, &attr);
             if delta > 0 {
@@ -115,6 +117,8 @@ impl RedisMeta {
             if length != attr.length {
                 self.check_capacity(&mut tx, delta, 0).await?;
                 self.truncate_writes(&mut tx, &mut w, ino, attr.length, length)
+                    .await?;
+                self.resize_stats(&mut tx, &mut w, ino, &attr, attr.length, length)
                     .await?;
             }
             let t = now();
@@ -259,12 +263,14 @@ impl RedisMeta {
             }
             let delta = align4k(length) - align4k(old);
             self.check_capacity(&mut tx, delta, 0).await?;
+            let mut w = Writes::new();
+            self.resize_stats(&mut tx, &mut w, ino, &attr, old, length)
+                .await?;
             let t = now();
             attr.length = length;
             attr.mtime = t;
             attr.ctime = t;
             let k = &self.keys;
-            let mut w = Writes::new();
             w.set_attr(k, ino, &attr);
             if mode.0 & (FallocMode::ZERO_RANGE | FallocMode::PUNCH_HOLE) != 0 && off < old {
                 let mut pos = off;
@@ -325,9 +331,12 @@ impl RedisMeta {
                 return Err(MetaError::FileTooBig);
             }
             let mut delta = 0;
+            let mut w = Writes::new();
             if new_end > dattr.length {
                 delta = align4k(new_end) - align4k(dattr.length);
                 self.check_capacity(&mut tx, delta, 0).await?;
+                self.resize_stats(&mut tx, &mut w, dst, &dattr, dattr.length, new_end)
+                    .await?;
                 dattr.length = new_end;
             }
             let first = src_off / CHUNK_SIZE;
@@ -341,7 +350,6 @@ impl RedisMeta {
             }
             let chunks: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
             let k = &self.keys;
-            let mut w = Writes::new();
             let (lo, hi) = (src_off, src_off + size);
             for (i, records) in chunks.iter().enumerate() {
                 let indx = first + i as u64;

@@ -7,7 +7,9 @@ use meta_api::{
     SetAttr, MAX_FILE_SIZE, ROOT_INO,
 };
 
-use super::{align4k, need_dir, now, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
+use super::{
+    align4k, entry_usage, need_dir, now, DirStats, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE,
+};
 use crate::txn::{Step, Tx};
 
 /// Deepest directory chain walked when checking that a directory is not moved into
@@ -102,6 +104,8 @@ impl RedisMeta {
                     self.check_capacity(&mut tx, delta, 0).await?;
                     self.truncate_writes(&mut tx, &mut w, ino, cur.length, size)
                         .await?;
+                    self.resize_stats(&mut tx, &mut w, ino, &cur, cur.length, size)
+                        .await?;
                     w.incrby(self.keys.used_space(), delta);
                     new.length = size;
                 }
@@ -182,6 +186,9 @@ impl RedisMeta {
             }
             w.incrby(k.used_space(), align4k(0))
                 .incrby(k.total_inodes(), 1);
+            let mut st = DirStats::default();
+            st.entry(parent, entry_usage(&attr), 1);
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
             Ok(w.commit(Entry { ino, attr }))
         })
         .await
@@ -253,6 +260,9 @@ impl RedisMeta {
                 w.hincrby(k.parents(ino), old_parent.to_string().as_bytes(), 1);
             }
             w.hincrby(k.parents(ino), parent.to_string().as_bytes(), 1);
+            let mut st = DirStats::default();
+            st.entry(parent, entry_usage(&iattr), 1);
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
             Ok(w.commit(Entry { ino, attr: iattr }))
         })
         .await
@@ -281,6 +291,13 @@ impl RedisMeta {
             let k = &self.keys;
             let mut w = Writes::new();
             w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
+            let mut st = DirStats::default();
+            st.entry(
+                parent,
+                iattr.as_ref().map_or((0, align4k(0)), entry_usage),
+                -1,
+            );
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
             if let Some(mut a) = iattr {
                 a.nlink = a.nlink.saturating_sub(1);
                 a.ctime = t;
@@ -328,6 +345,9 @@ impl RedisMeta {
             let k = &self.keys;
             let mut w = Writes::new();
             w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
+            let mut st = DirStats::default();
+            st.entry(parent, (0, align4k(0)), -1);
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
             if let Some(a) = iattr {
                 self.drop_inode(&mut tx, &mut w, ino, &a).await?;
             }
@@ -497,8 +517,21 @@ impl RedisMeta {
                 return Err(MetaError::NotPermitted);
             }
 
+            let mut st = DirStats::default();
+            if ps != pd {
+                st.entry(ps, entry_usage(&iattr), -1)
+                    .entry(pd, entry_usage(&iattr), 1);
+                if let (Some(ta), true) = (&tattr, flags.exchange()) {
+                    st.entry(pd, entry_usage(ta), -1)
+                        .entry(ps, entry_usage(ta), 1);
+                }
+            }
+            if let (Some(ta), false) = (&tattr, flags.exchange()) {
+                st.entry(pd, entry_usage(ta), -1);
+            }
             let t = now();
             let mut w = Writes::new();
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
             let (mut s_links, mut d_links) = (0i64, 0i64);
             if flags.exchange() {
                 let Some((dtyp, dino)) = dentry else {

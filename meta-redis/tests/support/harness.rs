@@ -22,12 +22,19 @@ pub fn redis_url(test: &str) -> Option<String> {
             )
         }
         _ => {
-            eprintln!(
-                "\n*** SKIP {test}: REDIS_URL is not set (e.g. redis://127.0.0.1:16390/) ***\n"
-            );
+            skip(&format!(
+                "{test}: REDIS_URL is not set (e.g. redis://127.0.0.1:16390/)"
+            ));
             None
         }
     }
+}
+
+/// Prints a SKIP notice straight to the process's stderr, past the test harness's
+/// output capture, so that a skipped test is visible in a normal run.
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIP {why} ***\n");
 }
 
 /// A prefix no other test (nor an earlier run) uses.
@@ -53,13 +60,16 @@ pub fn session_info() -> SessionInfo {
     }
 }
 
+/// Volume settings as `juicefs format` makes them by default (directory statistics on).
 pub fn format(name: &str) -> Format {
-    Format::new(
+    let mut f = Format::new(
         name,
         &format!("uuid-{name}"),
         "file",
         "/tmp/meta-redis-test/",
-    )
+    );
+    f.dir_stats = true;
+    f
 }
 
 /// Connects a client of the volume at `url` under `prefix`, with a session.
