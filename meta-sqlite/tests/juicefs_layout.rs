@@ -2,6 +2,8 @@
 //! rows `format` writes, and the encodings of nodes, entries, chunks, counters and sessions.
 //! The expectations were captured from `juicefs format sqlite3://…` of juicefs 1.4.2.
 
+#![allow(clippy::unwrap_used)] // Helpers of tests: a failure is the test's failure.
+
 #[path = "support/volume.rs"]
 mod support;
 
