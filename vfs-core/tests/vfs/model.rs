@@ -77,6 +77,25 @@ impl Model {
         self.len = len;
     }
 
+    fn punch(&mut self, off: u64, n: u64) {
+        for o in off..(off + n).min(self.len) {
+            if let Some(s) = self.slot(o) {
+                *s = 0;
+            }
+        }
+    }
+
+    /// How many bytes an append of `n` may write without leaving the windows.
+    fn append_room(&self, n: u64) -> u64 {
+        if self.len < LOW {
+            n.min(LOW - self.len)
+        } else if (HIGH_START..HIGH_START + HIGH_LEN).contains(&self.len) {
+            n.min(HIGH_START + HIGH_LEN - self.len)
+        } else {
+            0
+        }
+    }
+
     fn expected(&self, off: u64, n: u64) -> Vec<u8> {
         let end = (off + n).min(self.len);
         (off..end.max(off)).map(|o| self.byte(o)).collect()
@@ -96,6 +115,10 @@ enum Op {
     Truncate { high: bool, at: u64 },
     /// Read through the current handle.
     Read { high: bool, off: u64, len: u64 },
+    /// Punch a hole (`FALLOC_FL_PUNCH_HOLE`) within a window.
+    Punch { high: bool, off: u64, len: u64 },
+    /// Append through a second, `O_APPEND` handle of the current client, then close it.
+    Append { len: u64, seed: u8 },
     /// Flush the current handle.
     Flush,
     /// Release and reopen on the same client.
@@ -118,6 +141,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(high, off, len, seed)| Op::Write { high, off, len, seed }),
         1 => (any::<bool>(), 0..=HIGH_LEN).prop_map(|(high, at)| Op::Truncate { high, at }),
         2 => (any::<bool>(), 0..HIGH_LEN, 1..(2 * BLOCK)).prop_map(|(high, off, len)| Op::Read { high, off, len }),
+        1 => (any::<bool>(), 0..HIGH_LEN, 1..(2 * BLOCK)).prop_map(|(high, off, len)| Op::Punch { high, off, len }),
+        1 => (1..(BLOCK + 100), any::<u8>()).prop_map(|(len, seed)| Op::Append { len, seed }),
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
         1 => Just(Op::Switch),
@@ -178,6 +203,32 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                     "read {off}+{len} differs"
                 );
             }
+            Op::Punch { high, off, len } => {
+                let (base, size) = window(high);
+                let off = off % size;
+                let len = len.min(size - off);
+                let mode = (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE) as u32;
+                vfs.fallocate(&root(), fh, mode, base + off, len)
+                    .await
+                    .unwrap();
+                model.punch(base + off, len);
+            }
+            Op::Append { len, seed } => {
+                let len = model.append_room(len);
+                if len > 0 {
+                    let at = model.len;
+                    let data = pattern(seed, at, len as usize);
+                    let ah = vfs
+                        .open(&root(), ino, libc::O_WRONLY | libc::O_APPEND)
+                        .await
+                        .unwrap();
+                    vfs.write(&root(), ah, 0, Bytes::from(data.clone()))
+                        .await
+                        .unwrap();
+                    vfs.release(&root(), ah).await.unwrap();
+                    model.write(at, &data);
+                }
+            }
             Op::Flush => vfs.flush(&root(), fh).await.unwrap(),
             Op::Reopen => {
                 vfs.release(&root(), fh).await.unwrap();
@@ -203,7 +254,8 @@ async fn run(engine: Engine, ops: Vec<Op>) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 32,
+        // PROPTEST_CASES raises it for a longer run.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(32),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
