@@ -340,26 +340,25 @@ impl Vfs {
         Ok(a)
     }
 
-    /// Changes attributes. A new `size` truncates or extends the file (after writing back
-    /// this client's buffered writes, so they cannot land past the new end).
+    /// Changes attributes. A new `size` truncates or extends the file. Buffered writes of
+    /// a file open here are written back first, so that they can neither land past a new
+    /// end nor overwrite a modification time set explicitly.
     pub async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.check_open()?;
-        if let Some(size) = set.size {
-            if size > MAX_FILE_SIZE {
-                return Err(VfsError::FileTooBig);
-            }
-            if let Some(of) = self.inner.open_file(ino) {
-                let mut w = of.writer.lock().await;
-                w.flush(&self.inner, &of).await?;
-                let attr = self.inner.meta.setattr(ctx, ino, set).await?;
+        if set.size.is_some_and(|size| size > MAX_FILE_SIZE) {
+            return Err(VfsError::FileTooBig);
+        }
+        if let Some(of) = self.inner.open_file(ino) {
+            let mut w = of.writer.lock().await;
+            w.flush(&self.inner, &of).await?;
+            let attr = self.inner.meta.setattr(ctx, ino, set).await?;
+            if set.size.is_some() {
                 of.set_length(attr.length);
                 of.invalidate_all();
-                return Ok(attr);
             }
+            return Ok(attr);
         }
-        let mut a = self.inner.meta.setattr(ctx, ino, set).await?;
-        self.patch_attr(ino, &mut a);
-        Ok(a)
+        Ok(self.inner.meta.setattr(ctx, ino, set).await?)
     }
 
     /// Sets the length of the file open as `fh` (which must be open for writing; the

@@ -500,4 +500,23 @@ engine_tests! {
         other.release(&root(), rfh).await.unwrap();
         vfs.release(&root(), fh).await.unwrap();
     }
+
+    async fn utimens_after_a_buffered_write_sticks(engine: Engine) {
+        let vol = Volume::new(engine).await;
+        let vfs = vol.client().await;
+        let (ino, fh) = create(&vfs, "times").await;
+        vfs.write(&root(), fh, 0, Bytes::from_static(b"data"))
+            .await
+            .unwrap();
+        // Buffered writes show in the times this client reports.
+        let before = vfs.getattr(&root(), ino).await.unwrap();
+        assert_eq!(before.length, 4);
+        let when = meta_api::Timestamp::new(1_000_000, 5);
+        let set = SetAttr::new().mtime(meta_api::SetTime::At(when));
+        vfs.setattr(&root(), ino, &set).await.unwrap();
+        vfs.release(&root(), fh).await.unwrap();
+        let after = vol.meta().await.getattr(ino).await.unwrap();
+        assert_eq!(after.mtime, when);
+        assert_eq!(after.length, 4);
+    }
 }
