@@ -158,7 +158,9 @@ static UNLINK_ENTRY: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The four readdir statements: with or without attributes, from the start or after a name.
+/// The four readdir statements (with or without attributes, from the start or after a
+/// name): the directory's type and permission columns on every row, then its entries in
+/// byte order (one row of NULLs for an empty page), so that one statement checks and lists.
 static READDIR: LazyLock<[String; 4]> = LazyLock::new(|| {
     let q = |plus: bool, after: bool| {
         let (cols, join) = if plus {
@@ -171,7 +173,8 @@ static READDIR: LazyLock<[String; 4]> = LazyLock::new(|| {
         };
         let cond = if after { " AND e.name > ?2" } else { "" };
         format!(
-            "SELECT e.name, e.inode, e.type{cols} FROM jfs_edge e{join} WHERE e.parent = ?1{cond} \
+            "SELECT p.type, p.mode, p.uid, p.gid, e.name, e.inode, e.type{cols} FROM jfs_node p \
+             LEFT JOIN jfs_edge e ON e.parent = p.inode{cond}{join} WHERE p.inode = ?1 \
              ORDER BY e.name LIMIT ?3"
         )
     };
@@ -181,6 +184,23 @@ static READDIR: LazyLock<[String; 4]> = LazyLock::new(|| {
         q(true, false),
         q(true, true),
     ]
+});
+
+/// A directory and its parent, for `.` and `..`.
+static DOTS: LazyLock<String> = LazyLock::new(|| {
+    let cols = |a: &str| {
+        NODE_COLS
+            .split(", ")
+            .map(|c| format!("{a}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "SELECT {}, {} FROM jfs_node p LEFT JOIN jfs_node u ON u.inode = p.parent \
+         WHERE p.inode = ?",
+        cols("p"),
+        cols("u")
+    )
 });
 
 fn file_type(v: i64) -> Result<FileType> {
@@ -350,7 +370,13 @@ impl SqliteMeta {
 
     pub(crate) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
         if name == b"." || name == b".." {
-            let dir = self.read_node(parent).await?.ok_or(MetaError::NotFound)?;
+            let row = sqlx::query(&DOTS)
+                .bind(parent as i64)
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(db_err)?
+                .ok_or(MetaError::NotFound)?;
+            let (_, dir) = attr_from_row(&row, 0)?;
             if !dir.is_dir() {
                 return Err(MetaError::NotDir);
             }
@@ -361,9 +387,11 @@ impl SqliteMeta {
                     attr: dir,
                 });
             }
-            let up = dir.parent;
-            let attr = self.read_node(up).await?.ok_or(MetaError::NotFound)?;
-            return Ok(Entry { ino: up, attr });
+            if !has_node(&row, NODE_NCOLS)? {
+                return Err(MetaError::NotFound);
+            }
+            let (ino, attr) = attr_from_row(&row, NODE_NCOLS)?;
+            return Ok(Entry { ino, attr });
         }
         validate_name(name)?;
         let row = sqlx::query(&ENTRY)
@@ -849,27 +877,38 @@ impl SqliteMeta {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
-        let dir = self.read_node(ino).await?.ok_or(MetaError::NotFound)?;
-        if !dir.is_dir() {
-            return Err(MetaError::NotDir);
-        }
-        check_access(ctx, &dir, access::R)?;
         let sql = &READDIR[usize::from(plus) * 2 + usize::from(after.is_some())];
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // At least one row comes back, so that a missing directory shows even for limit 0.
         let rows = sqlx::query(sql)
             .bind(ino as i64)
             .bind(after.unwrap_or_default())
-            .bind(limit)
+            .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
             .fetch_all(&self.db.pool)
             .await
             .map_err(db_err)?;
+        let first = rows.first().ok_or(MetaError::NotFound)?;
+        let typ = file_type(first.try_get(0).map_err(db_err)?)?;
+        if typ != FileType::Directory {
+            return Err(MetaError::NotDir);
+        }
+        let get = |i: usize| first.try_get::<i64, _>(i).map_err(db_err);
+        let dir = Attr::new(
+            typ,
+            get(1)? as u16,
+            get(2)? as u32,
+            get(3)? as u32,
+            Timestamp::default(),
+        );
+        check_access(ctx, &dir, access::R)?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let name: Vec<u8> = r.try_get(0).map_err(db_err)?;
-            let ino = r.try_get::<i64, _>(1).map_err(db_err)? as u64;
-            let typ = file_type(r.try_get(2).map_err(db_err)?)?;
-            let attr = if plus && has_node(&r, 3)? {
-                Some(attr_from_row(&r, 3)?.1)
+        for r in rows.iter().take(limit) {
+            let Some(name) = r.try_get::<Option<Vec<u8>>, _>(4).map_err(db_err)? else {
+                break;
+            };
+            let ino = r.try_get::<i64, _>(5).map_err(db_err)? as u64;
+            let typ = file_type(r.try_get(6).map_err(db_err)?)?;
+            let attr = if plus && has_node(r, 7)? {
+                Some(attr_from_row(r, 7)?.1)
             } else {
                 None
             };

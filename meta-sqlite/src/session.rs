@@ -1,6 +1,5 @@
 //! Sessions (`jfs_session2`, `jfs_sustained`) and open/close.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -160,32 +159,31 @@ impl SqliteMeta {
     }
 
     pub(crate) async fn sessions(&self) -> Result<Vec<Session>> {
-        let rows = sqlx::query("SELECT sid, expire, info FROM jfs_session2 ORDER BY sid")
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db_err)?;
-        let held = sqlx::query("SELECT sid, inode FROM jfs_sustained ORDER BY sid, inode")
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db_err)?;
-        let mut sustained: BTreeMap<u64, Vec<Ino>> = BTreeMap::new();
-        for r in held {
+        let rows = sqlx::query(
+            "SELECT s.sid, s.expire, s.info, t.inode FROM jfs_session2 s \
+             LEFT JOIN jfs_sustained t ON t.sid = s.sid ORDER BY s.sid, t.inode",
+        )
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        let mut out: Vec<Session> = Vec::new();
+        for r in rows {
             let sid = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
-            let ino = r.try_get::<i64, _>(1).map_err(db_err)? as u64;
-            sustained.entry(sid).or_default().push(ino);
-        }
-        rows.iter()
-            .map(|r| {
-                let sid = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
+            if out.last().is_none_or(|s| s.sid != sid) {
                 let info: Option<Vec<u8>> = r.try_get(2).map_err(db_err)?;
-                Ok(Session {
+                out.push(Session {
                     sid,
                     expire: r.try_get(1).map_err(db_err)?,
                     info: parse_info(info.as_deref()),
-                    sustained: sustained.remove(&sid).unwrap_or_default(),
-                })
-            })
-            .collect()
+                    sustained: Vec::new(),
+                });
+            }
+            let ino: Option<i64> = r.try_get(3).map_err(db_err)?;
+            if let (Some(s), Some(ino)) = (out.last_mut(), ino) {
+                s.sustained.push(ino as u64);
+            }
+        }
+        Ok(out)
     }
 
     /// Ends every session whose expiry is before `now` — this client's own too, whose

@@ -43,28 +43,21 @@ async fn touch_for_change(
 }
 
 impl SqliteMeta {
-    /// `NotFound` when `ino` does not exist, otherwise `missing`.
-    async fn missing_or(&self, ino: Ino, missing: MetaError) -> MetaError {
-        match self.read_node(ino).await {
-            Ok(Some(_)) => missing,
-            Ok(None) => MetaError::NotFound,
-            Err(e) => e,
-        }
-    }
-
     pub(crate) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         check_name(name)?;
-        let row =
-            sqlx::query("SELECT value FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)")
-                .bind(ino as i64)
-                .bind(name)
-                .fetch_optional(&self.db.pool)
-                .await
-                .map_err(db_err)?;
-        match row {
-            Some(r) => r.try_get(0).map_err(db_err),
-            None => Err(self.missing_or(ino, MetaError::NoAttr).await),
-        }
+        let row = sqlx::query(
+            "SELECT x.value FROM jfs_node n LEFT JOIN jfs_xattr x \
+             ON x.inode = n.inode AND x.name = CAST(?1 AS TEXT) WHERE n.inode = ?2",
+        )
+        .bind(name)
+        .bind(ino as i64)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(MetaError::NotFound)?;
+        row.try_get::<Option<Vec<u8>>, _>(0)
+            .map_err(db_err)?
+            .ok_or(MetaError::NoAttr)
     }
 
     pub(crate) async fn do_setxattr(
@@ -120,20 +113,24 @@ impl SqliteMeta {
     }
 
     pub(crate) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        let rows = sqlx::query("SELECT name FROM jfs_xattr WHERE inode = ? ORDER BY name")
-            .bind(ino as i64)
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT x.name FROM jfs_node n LEFT JOIN jfs_xattr x ON x.inode = n.inode \
+             WHERE n.inode = ? ORDER BY x.name",
+        )
+        .bind(ino as i64)
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
         if rows.is_empty() {
-            return match self.read_node(ino).await? {
-                Some(_) => Ok(Vec::new()),
-                None => Err(MetaError::NotFound),
-            };
+            return Err(MetaError::NotFound);
         }
-        rows.iter()
-            .map(|r| r.try_get::<Vec<u8>, _>(0).map_err(db_err))
-            .collect()
+        let mut names = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(name) = r.try_get::<Option<Vec<u8>>, _>(0).map_err(db_err)? {
+                names.push(name);
+            }
+        }
+        Ok(names)
     }
 
     pub(crate) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
