@@ -13,7 +13,11 @@
 //!   block's length against its key, and read ahead for sequential readers.
 //! - **Deleted files** are purged in the background: metadata first, objects after.
 //! - **Volumes** are opened by metadata URL with [`VolumeBuilder`] (`sqlite3://…`), or
-//!   assembled from parts with [`Vfs::new`].
+//!   assembled from parts with [`Vfs::new`]; [`format_volume`] creates one.
+//!
+//! Cargo features: `sqlite` (default) builds in the SQLite engine for `sqlite3://` URLs;
+//! `s3` adds S3-compatible object storage (`s3` / `minio` volumes). Local directories
+//! (`file`) and memory (`mem`) are always available.
 //!
 //! ```
 //! use std::sync::Arc;
