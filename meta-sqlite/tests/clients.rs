@@ -302,3 +302,60 @@ async fn inode_and_slice_ranges_of_clients_never_overlap() {
     assert!(inos.iter().all(|&i| i > ROOT_INO));
     assert!(ids.iter().all(|&i| i > 0));
 }
+
+/// Creates `n` files named `{tag}{i}` in `dir` as root.
+async fn create_many(m: std::sync::Arc<SqliteMeta>, dir: u64, tag: &'static str, n: usize) {
+    for i in 0..n {
+        let name = format!("{tag}{i}");
+        m.mknod(
+            &Context::root(),
+            dir,
+            name.as_bytes(),
+            FileType::Regular,
+            0o644,
+            0,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn concurrent_creates(a: SqliteMeta, b: SqliteMeta) {
+    let d = a
+        .mkdir(&Context::root(), ROOT_INO, b"d", 0o755)
+        .await
+        .unwrap();
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let tasks = [
+        tokio::spawn(create_many(a.clone(), d.ino, "a", 150)),
+        tokio::spawn(create_many(a.clone(), d.ino, "x", 150)),
+        tokio::spawn(create_many(b.clone(), d.ino, "b", 150)),
+    ];
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = b
+        .readdir(&Context::root(), d.ino, None, 1000, true)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 450);
+    assert_eq!(a.statfs().await.unwrap().used_inodes, 451);
+    let mut inos: Vec<u64> = entries.iter().map(|e| e.ino).collect();
+    inos.sort_unstable();
+    inos.dedup();
+    assert_eq!(inos.len(), 450);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_of_a_file_volume() {
+    let v = Volume::formatted(&test_format()).await;
+    concurrent_creates(v.client().await, v.client().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_of_an_in_memory_volume() {
+    let a = SqliteMeta::memory("clients-concurrent").await.unwrap();
+    a.init(&test_format(), false).await.unwrap();
+    let b = SqliteMeta::memory("clients-concurrent").await.unwrap();
+    concurrent_creates(a, b).await;
+}
