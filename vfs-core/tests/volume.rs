@@ -105,7 +105,7 @@ async fn opening_an_unformatted_or_unsupported_volume_fails_clearly() {
     let err = format_volume(&url2, f).await.unwrap_err();
     assert!(err.to_string().contains("encrypt"), "{err}");
 
-    let err = VolumeBuilder::new("redis://127.0.0.1:1/1")
+    let err = VolumeBuilder::new("gopher://127.0.0.1:1/1")
         .open()
         .await
         .unwrap_err();
