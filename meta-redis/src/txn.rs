@@ -21,6 +21,7 @@
 //!   [`TransportKind::OutcomeUnknown`](crate::TransportKind::OutcomeUnknown).
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meta_api::encoding::{decode_attr, decode_entry};
@@ -53,6 +54,9 @@ pub(crate) struct Tx {
     conn: MultiplexedConnection,
     op_timeout: Duration,
     pub(crate) keys: Keys,
+    /// Keys to `WATCH` that are not sent yet: they go in front of the next read, in the
+    /// same round trip, or before the commit (shared with the runner for that).
+    unwatched: Arc<Mutex<Vec<String>>>,
 }
 
 impl Tx {
@@ -69,29 +73,86 @@ impl Tx {
         }
     }
 
-    /// Watches more keys (before any write is decided).
+    /// Watches more keys (before any write is decided). The `WATCH` travels with the
+    /// next read, which therefore sees the keys' state from the watch on.
     pub(crate) async fn watch(&mut self, keys: &[String]) -> Result<()> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let mut c = self.conn.clone();
-        let cmd = redis::cmd("WATCH").arg(keys).clone();
-        self.run(async move { cmd.query_async::<()>(&mut c).await })
-            .await
+        lock(&self.unwatched).extend(keys.iter().cloned());
+        Ok(())
     }
 
-    /// Sends one command.
+    /// The pending `WATCH`, taken out of the shared list.
+    fn take_watch(&self) -> Option<redis::Cmd> {
+        let keys = std::mem::take(&mut *lock(&self.unwatched));
+        (!keys.is_empty()).then(|| redis::cmd("WATCH").arg(keys).clone())
+    }
+
+    /// Sends one command (after any pending `WATCH`, in the same round trip).
     pub(crate) async fn cmd<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T> {
         let mut c = self.conn.clone();
-        self.run(async move { cmd.query_async::<T>(&mut c).await })
-            .await
+        match self.take_watch() {
+            None => {
+                self.run(async move { cmd.query_async::<T>(&mut c).await })
+                    .await
+            }
+            Some(w) => {
+                let mut p = redis::pipe();
+                p.add_command(w).ignore().add_command(cmd.clone());
+                let (v,): (T,) = self.run(async move { p.query_async(&mut c).await }).await?;
+                Ok(v)
+            }
+        }
     }
 
-    /// Sends a (non-atomic) pipeline of reads in one round trip.
+    /// Sends a (non-atomic) pipeline of reads in one round trip (after any pending
+    /// `WATCH`). The pipeline's commands must not be marked ignored.
     pub(crate) async fn pipe<T: FromRedisValue>(&mut self, p: &redis::Pipeline) -> Result<T> {
         let mut c = self.conn.clone();
-        self.run(async move { p.query_async::<T>(&mut c).await })
-            .await
+        match self.take_watch() {
+            None => {
+                self.run(async move { p.query_async::<T>(&mut c).await })
+                    .await
+            }
+            Some(w) => {
+                let mut q = redis::pipe();
+                q.add_command(w).ignore();
+                for cmd in p.cmd_iter() {
+                    q.add_command(cmd.clone());
+                }
+                self.run(async move { q.query_async::<T>(&mut c).await })
+                    .await
+            }
+        }
+    }
+
+    /// Sends the pending `WATCH` on its own (before a commit that read nothing after it).
+    async fn flush_watch(&mut self) -> Result<()> {
+        match self.take_watch() {
+            None => Ok(()),
+            Some(w) => {
+                let mut c = self.conn.clone();
+                self.run(async move { w.query_async::<()>(&mut c).await })
+                    .await
+            }
+        }
+    }
+
+    /// The attributes of `parent` and its entry `name`, in one round trip.
+    pub(crate) async fn attr_and_entry(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<(Option<Attr>, Option<(FileType, Ino)>)> {
+        let mut p = redis::pipe();
+        p.cmd("GET")
+            .arg(self.keys.inode(parent))
+            .cmd("HGET")
+            .arg(self.keys.entries(parent))
+            .arg(name);
+        let (a, e): (Option<Vec<u8>>, Option<Vec<u8>>) = self.pipe(&p).await?;
+        Ok((
+            a.map(|b| decode_attr(&b)).transpose()?,
+            e.map(|b| decode_entry(&b)).transpose()?,
+        ))
     }
 
     /// The attributes of `ino`, `None` if it does not exist.
@@ -124,6 +185,11 @@ impl Tx {
     }
 }
 
+fn lock(m: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+    // A plain list of key names cannot be left inconsistent by a panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs `f` as one atomic transaction watching `watch` (see the module docs for the
 /// retry rule). `f` gets a [`Tx`] to read through and may watch more keys before it
 /// decides.
@@ -143,15 +209,28 @@ where
     let mut failures = 0u32;
     loop {
         let mut lease = conns.lease().await?;
-        let mut tx = Tx {
+        let unwatched = Arc::new(Mutex::new(watch.to_vec()));
+        let tx = Tx {
             conn: lease.get().conn.clone(),
             op_timeout: timing.op_timeout,
             keys: keys.clone(),
+            unwatched: unwatched.clone(),
         };
-        let decided = match tx.watch(watch).await {
-            Ok(()) => f(tx).await,
-            Err(e) => Err(e),
-        };
+        let mut decided = f(tx).await;
+        if decided.is_ok()
+            || matches!(decided, Err(ref e) if !matches!(e, MetaError::Backend { .. }))
+        {
+            // Keys watched after the last read still have to be watched before deciding.
+            let mut rest = Tx {
+                conn: lease.get().conn.clone(),
+                op_timeout: timing.op_timeout,
+                keys: keys.clone(),
+                unwatched,
+            };
+            if let Err(e) = rest.flush_watch().await {
+                decided = Err(e);
+            }
+        }
         let outcome = match decided {
             Ok(Step::Commit(pipe, value)) => match commit(conns, keys, lease, pipe, deadline).await
             {

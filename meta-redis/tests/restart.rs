@@ -337,6 +337,36 @@ async fn clients_recover_from_server_restarts() {
             "unexpected entry {n}"
         );
     }
+    // The usage counters were changed in the same transactions: exactly once each.
+    let mut used = 0i64;
+    for e in checker
+        .readdir(&Context::root(), ROOT_INO, None, usize::MAX, true)
+        .await
+        .unwrap()
+    {
+        let len = e.attr.unwrap().length;
+        used += if len == 0 {
+            4096
+        } else {
+            (len.div_ceil(4096) * 4096) as i64
+        };
+    }
+    let mut raw = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (space, inodes): (i64, i64) = redis::cmd("MGET")
+        .arg("usedSpace")
+        .arg("totalInodes")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        (space, inodes as usize),
+        (used, names.len()),
+        "usage counters"
+    );
     let done: usize = records
         .iter()
         .map(|r| r.created.values().filter(|(t, _)| *t == Told::Done).count())

@@ -146,9 +146,10 @@ impl RedisMeta {
         let ino = self.new_inode().await?;
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
-            let mut pattr = need_dir(tx.attr(parent).await?)?;
+            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
+            let mut pattr = need_dir(pattr)?;
             check_access(ctx, &pattr, access::W | access::X)?;
-            if tx.entry(parent, name).await?.is_some() {
+            if entry.is_some() {
                 return Err(MetaError::Exists);
             }
             if immutable(&pattr) {
@@ -272,9 +273,10 @@ impl RedisMeta {
         name::validate_name(name)?;
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
-            let mut pattr = need_dir(tx.attr(parent).await?)?;
+            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
+            let mut pattr = need_dir(pattr)?;
             check_access(ctx, &pattr, access::W | access::X)?;
-            let (typ, ino) = tx.entry(parent, name).await?.ok_or(MetaError::NotFound)?;
+            let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
             tx.watch(&[self.keys.inode(ino), self.keys.openers(ino)])
                 .await?;
             let iattr = tx.attr(ino).await?;
@@ -319,9 +321,10 @@ impl RedisMeta {
         name::validate_name(name)?;
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
-            let mut pattr = need_dir(tx.attr(parent).await?)?;
+            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
+            let mut pattr = need_dir(pattr)?;
             check_access(ctx, &pattr, access::W | access::X)?;
-            let (typ, ino) = tx.entry(parent, name).await?.ok_or(MetaError::NotFound)?;
+            let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
             tx.watch(&[self.keys.inode(ino), self.keys.entries(ino)])
                 .await?;
             let iattr = tx.attr(ino).await?;

@@ -351,7 +351,31 @@ impl RedisMeta {
 
     pub(crate) async fn do_close(&self, ino: Ino) -> Result<()> {
         let sid = self.sid.load(Ordering::Relaxed);
-        if self.open_files.close(ino) && sid > 0 {
+        if !self.open_files.close(ino) || sid == 0 {
+            return Ok(());
+        }
+        // One atomic round trip unregisters the open and shows whether the inode still has
+        // a name; only an unlinked one needs the full release. An unlink that commits
+        // after it no longer sees this session; one before it left nlink at 0.
+        let k = &self.keys;
+        let mut p = redis::pipe();
+        p.atomic()
+            .cmd("SREM")
+            .arg(k.openers(ino))
+            .arg(sid)
+            .ignore()
+            .cmd("SREM")
+            .arg(k.opened(sid))
+            .arg(ino)
+            .ignore()
+            .cmd("GET")
+            .arg(k.inode(ino));
+        let (raw,): (Option<Vec<u8>>,) = self.read_pipe(&p).await?;
+        let unlinked = match raw {
+            Some(b) => decode_attr(&b)?.nlink == 0,
+            None => true,
+        };
+        if unlinked {
             self.release(ino, sid).await?;
         }
         Ok(())
