@@ -17,12 +17,16 @@
 //! | `session{sid}` | set | inodes a session sustains (unlinked while open) |
 //! | `nextinode`, `nextchunk`, `nextsession` | counters | the **last** id handed out |
 //! | `usedSpace`, `totalInodes`, `setting` | strings | usage counters, settings JSON |
+//! | `dirDataLength`, `dirUsedSpace`, `dirUsedInodes` | hashes | per-directory statistics (when `DirStats` is on) |
 //!
 //! Every key starts with the volume's prefix: none on a single server (as `juicefs`
 //! does), `{N}` on Redis Cluster in JuiceFS, or what [`RedisOptions::key_prefix`] says.
-//! This client adds three kinds of keys of its own, which `juicefs` ignores: `o{ino}`
-//! (the sessions that have a file open) and `opened{sid}` (its reverse) so that an unlink
-//! by *any* client sustains a file open in another one, and `txmark{token}` (see below).
+//! This client adds a few keys of its own, which `juicefs` ignores: `o{ino}` (the
+//! sessions that have a file open) and `opened{sid}` (its reverse) so that an unlink by
+//! *any* client sustains a file open in another one; `chunkTail` (inode → last chunk
+//! that may hold slices past the length after a shrink) so that purging a file releases
+//! every slice; and `txmark{token}`, one short-lived commit marker per connection (see
+//! below).
 //!
 //! Counters follow JuiceFS's Redis convention: they hold the last id used, ids are
 //! reserved in batches ([`meta_api::INODE_BATCH`], [`meta_api::SLICE_ID_BATCH`]) with one
@@ -31,12 +35,16 @@
 //! # Atomicity and retries
 //!
 //! Every operation is one atomic step: a `WATCH`/`MULTI`/`EXEC` transaction on a
-//! dedicated connection (retried on conflict), or a single read (lookup is one Lua
-//! script). Reads and idempotent writes are retried after connection failures until
-//! [`RedisOptions::retry_window`] closes; a commit whose reply was lost is never blindly
-//! repeated: the client learns whether it ran from its commit marker (see `txn` in the
-//! source) and otherwise fails with [`TransportKind::OutcomeUnknown`]. Every request has
-//! a timeout ([`RedisOptions::op_timeout`]).
+//! dedicated connection from a small pool (retried on conflict), one atomic pipeline, or
+//! a single read (lookup is one Lua script). Reads and idempotent writes are retried
+//! after connection failures, with backoff, until [`RedisOptions::retry_window`] closes;
+//! a failure before a commit is sent changed nothing and is retried the same way. A
+//! commit whose reply was lost is never blindly repeated: every commit also sets its
+//! connection's marker key, and after a lost reply the client fences the old connection
+//! (`CLIENT KILL ID`, or the server's new `run_id` after a restart) and reads the marker
+//! to learn whether the commit ran. Only if the server stays unreachable does the call
+//! fail with [`TransportKind::OutcomeUnknown`] (not retryable). Every request has a
+//! timeout ([`RedisOptions::op_timeout`]).
 //!
 //! # Example
 //!
@@ -56,10 +64,11 @@
 //!
 //! # Not (yet) covered
 //!
-//! Redis Cluster (refused with a clear error), TLS (`rediss://`, refused unless built with
-//! the `tls` feature), moving deleted files to the trash (files are deleted directly even
-//! when the volume's `TrashDays` is set), directory statistics and quotas (the fields
-//! JuiceFS creates for a new directory are created, but not updated).
+//! Redis Cluster and Sentinel addresses (Cluster is refused with a clear error), TLS
+//! (`rediss://` is refused unless built with the `tls` feature), moving deleted files to
+//! the trash (files are deleted directly even when the volume's `TrashDays` is set),
+//! quotas (their fields are removed with their directory but neither enforced nor
+//! updated), locks (a reaped session's locks are released, none are taken).
 
 mod conn;
 mod engine;
