@@ -4,6 +4,7 @@
 //! A test that needs a service asks for it here. When the service is missing, the test
 //! fails if `CI` is set (CI must never silently skip) and otherwise prints a loud SKIP.
 
+pub mod interop;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -70,8 +71,9 @@ impl Juicefs {
         }
     }
 
-    /// `juicefs format` of a SQLite + local-directory volume (trash off) with extra args.
-    pub fn format_sqlite_file(&self, meta_url: &str, name: &str, bucket: &Path, extra: &[&str]) {
+    /// `juicefs format` of a volume on any metadata URL with local-directory storage (trash
+    /// off) and extra args.
+    pub fn format_file_volume(&self, meta_url: &str, name: &str, bucket: &Path, extra: &[&str]) {
         let bucket = format!("{}/", bucket.display());
         let mut args = vec![
             "format",

@@ -36,7 +36,7 @@ async fn meta_sqlite_entries_match_juicefs_dump_and_fsck() {
     };
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir.path().join("meta.db"));
-    jfs.format_sqlite_file(&url, "interop", &dir.path().join("bucket"), &[]);
+    jfs.format_file_volume(&url, "interop", &dir.path().join("bucket"), &[]);
 
     let m = client(&url).await;
     let format = m.load().await.unwrap();
@@ -109,7 +109,7 @@ async fn juicefs_sync_tree_is_seen_by_meta_sqlite() {
     };
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir.path().join("meta.db"));
-    jfs.format_sqlite_file(&url, "fromjfs", &dir.path().join("bucket"), &[]);
+    jfs.format_file_volume(&url, "fromjfs", &dir.path().join("bucket"), &[]);
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("a/b")).unwrap();
     std::fs::write(src.join("a/b/hello.txt"), b"hello juicefs").unwrap();
