@@ -252,7 +252,7 @@ impl Slice {
     /// Decodes a concatenation of records (a chunk value); `None` if the length is not a
     /// multiple of 24.
     pub fn decode_all(buf: &[u8]) -> Option<Vec<Slice>> {
-        if buf.len() % SLICE_BYTES != 0 {
+        if !buf.len().is_multiple_of(SLICE_BYTES) {
             return None;
         }
         Some(
