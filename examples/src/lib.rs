@@ -5,8 +5,11 @@
 //! The programs themselves are `src/bin/quickstart.rs` (a tour of
 //! [`vfs_core::FileSystem`] on the embedded default: SQLite + a local directory) and
 //! `src/bin/tessera.rs` (the admin CLI: `format`, `info`, `ls`, `cat`, `put`, `get`,
-//! `mkdir`, `rm`, `mv`).
+//! `mkdir`, `rm`, `mv`, and the benchmarks `mdtest` ([`mdtest`]) and `bench` ([`bench`])
+//! that run the workloads of JuiceFS's tools of those names).
 
+pub mod bench;
+pub mod mdtest;
 pub mod transfer;
 pub mod volume;
 

@@ -78,10 +78,15 @@ pub async fn connect(url: &str) -> io::Result<std::sync::Arc<dyn MetaEngine>> {
 pub struct FormatRequest {
     /// Volume name (lowercase letters, digits and `-`, 3 to 63 characters).
     pub name: String,
-    /// Storage kind (`file`).
+    /// Storage kind (`file`, or `s3` / `minio` when vfs-core is built with `s3`).
     pub storage: String,
-    /// Bucket: for `file`, a directory (made absolute, with a trailing `/`).
+    /// Bucket: for `file`, a directory (made absolute, with a trailing `/`); for `s3`
+    /// and `minio`, the bucket URL (`http://host:9000/bucket`).
     pub bucket: String,
+    /// Access key of the object storage (empty: from the environment).
+    pub access_key: String,
+    /// Secret key of the object storage.
+    pub secret_key: String,
     /// Block size in KiB: a power of two from 64 to 16384.
     pub block_size_kib: u32,
     /// `none`, `lz4` or `zstd`.
@@ -102,6 +107,8 @@ impl FormatRequest {
             name: name.to_string(),
             storage: "file".to_string(),
             bucket: bucket.to_string(),
+            access_key: String::new(),
+            secret_key: String::new(),
             block_size_kib: 4096,
             compression: "none".to_string(),
             trash_days: 1,
@@ -139,13 +146,22 @@ impl FormatRequest {
         }
         let bucket = match self.storage.as_str() {
             "file" => file_bucket(&self.bucket)?,
+            "s3" | "minio" if self.bucket.contains("://") => self.bucket.clone(),
+            "s3" | "minio" => {
+                return Err(bad(format!(
+                    "invalid bucket {:?}: {} storage needs a bucket URL (http://host:port/bucket)",
+                    self.bucket, self.storage
+                )))
+            }
             other => {
                 return Err(bad(format!(
-                    "unsupported storage {other:?}: this build stores blocks in a local directory (--storage file)"
+                    "unsupported storage {other:?}: use file, s3 or minio"
                 )))
             }
         };
         let mut f = Format::new(&self.name, "", &self.storage, &bucket);
+        f.access_key = self.access_key.clone();
+        f.secret_key = self.secret_key.clone();
         f.block_size = bs;
         f.compression = self.compression.clone();
         f.trash_days = self.trash_days;
@@ -282,6 +298,10 @@ mod tests {
             },
             FormatRequest {
                 storage: "s3".into(),
+                ..ok.clone()
+            },
+            FormatRequest {
+                storage: "gs".into(),
                 ..ok.clone()
             },
         ] {

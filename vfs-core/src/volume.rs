@@ -33,6 +33,9 @@ const ENGINES: &[EngineScheme] = &[
     },
     EngineScheme {
         schemes: &["redis", "rediss", "unix"],
+        #[cfg(feature = "redis")]
+        connect: Some(connect_redis),
+        #[cfg(not(feature = "redis"))]
         connect: None,
         feature: "redis",
     },
@@ -47,6 +50,14 @@ const ENGINES: &[EngineScheme] = &[
 fn connect_sqlite(url: &str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>> {
     Box::pin(async move {
         let engine = meta_sqlite::SqliteMeta::open(url).await?;
+        Ok(Arc::new(engine) as Arc<dyn MetaEngine>)
+    })
+}
+
+#[cfg(feature = "redis")]
+fn connect_redis(url: &str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>> {
+    Box::pin(async move {
+        let engine = meta_redis::RedisMeta::open(url).await?;
         Ok(Arc::new(engine) as Arc<dyn MetaEngine>)
     })
 }
@@ -269,12 +280,14 @@ mod tests {
 
     #[tokio::test]
     async fn url_dispatch_errors_are_clear() {
-        let e = connect_meta("redis://localhost:6379/1")
-            .await
-            .err()
-            .unwrap();
-        assert!(matches!(&e, VfsError::UnsupportedScheme { scheme, .. } if scheme == "redis"));
-        assert!(e.to_string().contains("feature `redis`"), "{e}");
+        if !cfg!(feature = "redis") {
+            let e = connect_meta("redis://localhost:6379/1")
+                .await
+                .err()
+                .unwrap();
+            assert!(matches!(&e, VfsError::UnsupportedScheme { scheme, .. } if scheme == "redis"));
+            assert!(e.to_string().contains("feature `redis`"), "{e}");
+        }
         let e = connect_meta("fdb:///etc/foundationdb/fdb.cluster")
             .await
             .err()

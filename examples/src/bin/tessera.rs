@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
+use tessera_examples::bench::{self, BenchOptions};
+use tessera_examples::mdtest::{self, MdtestOptions};
 use tessera_examples::transfer::{self, TransferOptions};
 use tessera_examples::volume::{self, FormatRequest};
 use tessera_examples::{at_path, human_bytes, plain};
@@ -62,6 +64,12 @@ enum Command {
         /// Inode limit (0: unlimited)
         #[arg(long, default_value_t = 0)]
         inodes: u64,
+        /// Access key of the object storage (s3, minio)
+        #[arg(long, default_value = "")]
+        access_key: String,
+        /// Secret key of the object storage (s3, minio)
+        #[arg(long, default_value = "")]
+        secret_key: String,
     },
     /// Show a volume's settings, usage and sessions
     Info {
@@ -144,6 +152,53 @@ enum Command {
         /// Volume destination (moved into it if it is a directory)
         dst: PathBuf,
     },
+    /// Metadata benchmark with the workload of `juicefs mdtest`, plus stat, readdir and
+    /// remove phases
+    Mdtest {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume directory to work in (made if missing)
+        path: String,
+        /// Concurrent workers
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Subdirectories per directory
+        #[arg(long, default_value_t = 3)]
+        dirs: usize,
+        /// Levels of the tree
+        #[arg(long, default_value_t = 2)]
+        depth: usize,
+        /// Files per worker in each directory
+        #[arg(long, default_value_t = 10)]
+        files: usize,
+        /// Bytes recorded per file (metadata only)
+        #[arg(long, default_value_t = 0)]
+        write: u64,
+    },
+    /// Throughput benchmark with the workloads of `juicefs bench`, on a volume or (given
+    /// a local directory instead of a URL) through std::fs
+    Bench {
+        /// Metadata URL, or a local directory (a mount point, say)
+        target: String,
+        /// Volume directory to work in (with a metadata URL)
+        #[arg(default_value = "/")]
+        path: PathBuf,
+        /// Bytes per I/O call (default unit MiB)
+        #[arg(long, default_value = "1M")]
+        block_size: String,
+        /// Size of each big file (default unit MiB; 0 skips big files)
+        #[arg(long, default_value = "1G")]
+        big_file_size: String,
+        /// Size of each small file (default unit KiB; 0 skips small files)
+        #[arg(long, default_value = "128K")]
+        small_file_size: String,
+        /// Small files per thread
+        #[arg(long, default_value_t = 100)]
+        small_file_count: usize,
+        /// Concurrent workers
+        #[arg(short = 'p', long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -170,9 +225,13 @@ async fn run(command: Command) -> io::Result<()> {
             trash_days,
             capacity,
             inodes,
+            access_key,
+            secret_key,
         } => {
             let mut req = FormatRequest::new(&name, &bucket.unwrap_or_else(volume::default_bucket));
             req.storage = storage;
+            req.access_key = access_key;
+            req.secret_key = secret_key;
             req.block_size_kib = block_size;
             req.compression = compress;
             req.trash_days = trash_days;
@@ -262,6 +321,75 @@ async fn run(command: Command) -> io::Result<()> {
             })
             .await
         }
+        Command::Mdtest {
+            meta_url,
+            path,
+            threads,
+            dirs,
+            depth,
+            files,
+            write,
+        } => {
+            let opts = MdtestOptions {
+                threads,
+                dirs,
+                depth,
+                files,
+                write,
+            };
+            with_volume(&meta_url, |fs| async move {
+                mdtest::run(fs.vfs(), &path, opts, |line| println!("<INFO>: {line}"))
+                    .await
+                    .map(|_| ())
+            })
+            .await
+        }
+        Command::Bench {
+            target,
+            path,
+            block_size,
+            big_file_size,
+            small_file_size,
+            small_file_count,
+            threads,
+        } => {
+            let size = |s: &str, unit| {
+                bench::parse_size(s, unit)
+                    .map_err(|m| io::Error::new(io::ErrorKind::InvalidInput, m))
+            };
+            let opts = BenchOptions {
+                block_size: usize::try_from(size(&block_size, 'M')?).unwrap_or(usize::MAX),
+                big_file_size: size(&big_file_size, 'M')?,
+                small_file_size: size(&small_file_size, 'K')?,
+                small_file_count,
+                threads,
+            };
+            if opts.block_size == 0 || threads == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the block size and the thread count must not be 0",
+                ));
+            }
+            let rows = if target.contains("://") {
+                with_volume(&target, |fs| async move {
+                    bench::run_on_volume(&fs, &path, opts).await
+                })
+                .await?
+            } else {
+                bench::run_on_local(Path::new(&target), opts).await?
+            };
+            println!("Benchmark finished!");
+            println!(
+                "BlockSize: {}, BigFileSize: {}, SmallFileSize: {}, SmallFileCount: {}, NumThreads: {}",
+                bench::ibytes(opts.block_size as u64),
+                bench::ibytes(opts.big_file_size),
+                bench::ibytes(opts.small_file_size),
+                opts.small_file_count,
+                opts.threads
+            );
+            print!("{}", bench::table(&rows));
+            Ok(())
+        }
     }
 }
 
@@ -273,16 +401,17 @@ fn transfer_options(quiet: bool) -> TransferOptions {
 }
 
 /// Opens the volume, runs `f`, and closes the volume whatever happened.
-async fn with_volume<F, Fut>(meta_url: &str, f: F) -> io::Result<()>
+async fn with_volume<T, F, Fut>(meta_url: &str, f: F) -> io::Result<T>
 where
     F: FnOnce(FileSystem) -> Fut,
-    Fut: std::future::Future<Output = io::Result<()>>,
+    Fut: std::future::Future<Output = io::Result<T>>,
 {
     let fs = volume::open(meta_url, VfsOptions::default()).await?;
     let result = f(fs.clone()).await;
     let closed = fs.close().await;
-    result?;
-    closed
+    let value = result?;
+    closed?;
+    Ok(value)
 }
 
 async fn info(meta_url: &str) -> io::Result<()> {
