@@ -110,14 +110,15 @@ async fn punch(c: &mut SqliteConnection, ino: Ino, off: u64, end: u64) -> Result
 
 /// Sets the length of regular file `ino` (whose node is `attr`) to `length`: a shrink turns
 /// the cut-off range into a hole (chunks stay, as JuiceFS keeps them, until the file is
-/// purged); usage counters and directory statistics follow. The caller writes `attr` back.
+/// purged); the usage counters follow. The caller writes `attr` back, then applies the
+/// returned change to the directory statistics.
 pub(crate) async fn resize(
     c: &mut SqliteConnection,
     fmt: &Format,
     ino: Ino,
     attr: &mut Attr,
     length: u64,
-) -> Result<()> {
+) -> Result<Resized> {
     if length > MAX_FILE_SIZE {
         return Err(MetaError::FileTooBig);
     }
@@ -129,7 +130,31 @@ pub(crate) async fn resize(
     }
     attr.length = length;
     add_usage(c, space, 0).await?;
-    file_dir_stat(c, fmt, ino, attr.parent, length as i64 - old as i64, space).await
+    Ok(Resized {
+        length: length as i64 - old as i64,
+        space,
+    })
+}
+
+/// How a length change moved the data length and the space charged, for the directory
+/// statistics the caller updates once the node is written.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Resized {
+    length: i64,
+    space: i64,
+}
+
+impl Resized {
+    /// Updates the JuiceFS directory statistics of the file's parent(s).
+    pub(crate) async fn apply(
+        self,
+        c: &mut SqliteConnection,
+        fmt: &Format,
+        ino: Ino,
+        parent: Ino,
+    ) -> Result<()> {
+        file_dir_stat(c, fmt, ino, parent, self.length, self.space).await
+    }
 }
 
 /// Records of `src` covering `src_off..src_off+size`, placed at `dst_off` in the
@@ -293,10 +318,11 @@ impl SqliteMeta {
                 Box::pin(async move {
                     let mut attr = must_node(c, ino).await?;
                     check_truncatable(ctx, &attr)?;
-                    resize(c, fmt, ino, &mut attr, length).await?;
+                    let resized = resize(c, fmt, ino, &mut attr, length).await?;
                     attr.mtime = now;
                     attr.ctime = now;
                     update_node(c, ino, &attr).await?;
+                    resized.apply(c, fmt, ino, attr.parent).await?;
                     Ok(attr)
                 })
             })
@@ -352,12 +378,14 @@ impl SqliteMeta {
                     if punch_hole || zero {
                         punch(c, ino, off, end.min(old)).await?;
                     }
+                    let mut resized = Resized::default();
                     if !keep && end > old {
-                        resize(c, fmt, ino, &mut attr, end).await?;
+                        resized = resize(c, fmt, ino, &mut attr, end).await?;
                     }
                     attr.mtime = now;
                     attr.ctime = now;
-                    update_node(c, ino, &attr).await
+                    update_node(c, ino, &attr).await?;
+                    resized.apply(c, fmt, ino, attr.parent).await
                 })
             })
             .await

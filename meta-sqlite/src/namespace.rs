@@ -12,7 +12,8 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::node::{
     add_usage, align4k, attr_from_row, check_capacity, delete_node, dir_stat, get_node, has_node,
-    must_node, split_time, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS, SELECT_NODE,
+    must_node, split_time, sync_dir_stats_sql, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS,
+    SELECT_NODE,
 };
 use crate::sustain;
 use crate::txn::{db_err, is_unique_violation};
@@ -66,11 +67,15 @@ macro_rules! create_sql {
         )
     };
 }
-/// Adds a new entry to the parent's JuiceFS directory statistics (parent).
+/// Adds a new entry to the parent's JuiceFS directory statistics, or computes them when the
+/// parent has no row yet (parent, then parent five times).
 macro_rules! create_stats_sql {
     () => {
-        "; UPDATE jfs_dir_stats SET used_space = used_space + 4096, \
-         used_inodes = used_inodes + 1 WHERE inode = ?"
+        concat!(
+            "; UPDATE jfs_dir_stats SET used_space = used_space + 4096, ",
+            "used_inodes = used_inodes + 1 WHERE inode = ?; ",
+            sync_dir_stats_sql!()
+        )
     };
 }
 /// The create statements: by whether the volume keeps directory statistics, then for a
@@ -495,7 +500,7 @@ impl SqliteMeta {
                         _ => q,
                     };
                     let q = if fmt.dir_stats {
-                        q.bind(parent as i64)
+                        (0..6).fold(q, |q, _| q.bind(parent as i64))
                     } else {
                         q
                     };
@@ -945,12 +950,13 @@ impl SqliteMeta {
                         return Err(MetaError::NotPermitted);
                     }
                     let mut attr = apply_setattr(ctx, &cur, set, now)?;
+                    let mut resized = crate::data::Resized::default();
                     if let Some(size) = set.size {
                         if size > meta_api::MAX_FILE_SIZE {
                             return Err(MetaError::FileTooBig);
                         }
                         check_truncatable(ctx, &cur)?;
-                        crate::data::resize(c, fmt, ino, &mut attr, size).await?;
+                        resized = crate::data::resize(c, fmt, ino, &mut attr, size).await?;
                         if !matches!(set.mtime, Some(meta_api::SetTime::At(_))) {
                             attr.mtime = now;
                         }
@@ -959,6 +965,7 @@ impl SqliteMeta {
                     if attr != cur {
                         update_node(c, ino, &attr).await?;
                     }
+                    resized.apply(c, fmt, ino, attr.parent).await?;
                     Ok(attr)
                 })
             })

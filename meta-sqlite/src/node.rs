@@ -255,8 +255,27 @@ pub(crate) async fn usage(conn: &mut SqliteConnection) -> Result<(i64, i64)> {
     Ok((used, count))
 }
 
+/// Computes the statistics row of a directory that has none, as JuiceFS's `calcDirStat`
+/// does: every entry counts one inode and its space (4 KiB blocks, at least one), regular
+/// files their length. Anonymous parameters, all the directory's inode (five of them); a
+/// no-op (one index lookup) when the row exists.
+macro_rules! sync_dir_stats_sql {
+    () => {
+        "INSERT INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) SELECT ?, \
+         (SELECT COALESCE(SUM(n.length), 0) FROM jfs_edge e JOIN jfs_node n \
+         ON n.inode = e.inode WHERE e.parent = ? AND n.type = 1), \
+         (SELECT COALESCE(SUM(CASE WHEN n.type = 1 AND n.length > 0 \
+         THEN (n.length + 4095) / 4096 * 4096 ELSE 4096 END), 0) FROM jfs_edge e \
+         LEFT JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = ?), \
+         (SELECT COUNT(*) FROM jfs_edge WHERE parent = ?) \
+         WHERE NOT EXISTS (SELECT 1 FROM jfs_dir_stats WHERE inode = ?)"
+    };
+}
+pub(crate) use sync_dir_stats_sql;
+
 /// Keeps JuiceFS's per-directory statistics (`jfs_dir_stats`) current when the volume has
-/// them enabled; a directory without a row is left alone (JuiceFS recomputes it on demand).
+/// them enabled. Call it right after the change it describes: a directory without a row
+/// gets one computed from its entries as they now are, instead of the delta.
 pub(crate) async fn dir_stat(
     conn: &mut SqliteConnection,
     fmt: &Format,
@@ -268,7 +287,7 @@ pub(crate) async fn dir_stat(
     if !fmt.dir_stats || (length == 0 && space == 0 && inodes == 0) {
         return Ok(());
     }
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE jfs_dir_stats SET data_length = data_length + ?, used_space = used_space + ?, \
          used_inodes = used_inodes + ? WHERE inode = ?",
     )
@@ -279,6 +298,13 @@ pub(crate) async fn dir_stat(
     .execute(&mut *conn)
     .await
     .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        let mut q = sqlx::query(sync_dir_stats_sql!());
+        for _ in 0..5 {
+            q = q.bind(dir as i64);
+        }
+        q.execute(&mut *conn).await.map_err(db_err)?;
+    }
     Ok(())
 }
 

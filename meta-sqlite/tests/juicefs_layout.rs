@@ -561,3 +561,122 @@ async fn root_stats(raw: &mut sqlx::SqliteConnection) -> (i64, i64, i64) {
         .await
         .unwrap()
 }
+
+/// Every `jfs_dir_stats` row against a recount of its directory's entries, as JuiceFS's
+/// `calcDirStat` counts them; returns how many rows there are.
+async fn check_dir_stats(raw: &mut sqlx::SqliteConnection) -> usize {
+    let rows: Vec<(i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT s.inode, s.data_length, s.used_space, s.used_inodes, \
+         (SELECT COALESCE(SUM(CASE WHEN n.type = 1 THEN n.length ELSE 0 END), 0) \
+          FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = s.inode), \
+         (SELECT COALESCE(SUM(CASE WHEN n.type = 1 AND n.length > 0 \
+          THEN (n.length + 4095) / 4096 * 4096 ELSE 4096 END), 0) \
+          FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = s.inode), \
+         (SELECT COUNT(*) FROM jfs_edge e WHERE e.parent = s.inode) FROM jfs_dir_stats s",
+    )
+    .fetch_all(raw)
+    .await
+    .unwrap();
+    for (ino, len, space, inodes, want_len, want_space, want_inodes) in &rows {
+        assert_eq!(
+            (len, space, inodes),
+            (want_len, want_space, want_inodes),
+            "statistics of directory {ino}"
+        );
+    }
+    rows.len()
+}
+
+#[tokio::test]
+async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
+    let mut f = test_format();
+    f.dir_stats = true;
+    let v = Volume::formatted(&f).await;
+    let m = v.client().await;
+    let mut raw = v.raw().await;
+    let root = Context::root();
+    let d = m.mkdir(&root, ROOT_INO, b"d", 0o755).await.unwrap();
+    assert_eq!(
+        check_dir_stats(&mut raw).await,
+        2,
+        "the root's row was computed"
+    );
+    let file = m
+        .mknod(&root, d.ino, b"f", FileType::Regular, 0o644, 0)
+        .await
+        .unwrap();
+    let s = Slice {
+        pos: 0,
+        id: m.new_slice_id().await.unwrap(),
+        size: 5000,
+        off: 0,
+        len: 5000,
+    };
+    m.write_slice(file.ino, 0, s, Timestamp::now())
+        .await
+        .unwrap();
+    check_dir_stats(&mut raw).await;
+    m.truncate(&root, file.ino, 70_000).await.unwrap();
+    check_dir_stats(&mut raw).await;
+    m.fallocate(&root, file.ino, meta_api::FallocMode(0), 0, 100_000)
+        .await
+        .unwrap();
+    check_dir_stats(&mut raw).await;
+    let g = m
+        .mknod(&root, ROOT_INO, b"g", FileType::Regular, 0o644, 0)
+        .await
+        .unwrap();
+    m.copy_file_range(&root, file.ino, 0, g.ino, 0, 9000)
+        .await
+        .unwrap();
+    check_dir_stats(&mut raw).await;
+    m.link(&root, g.ino, d.ino, b"g2").await.unwrap();
+    m.symlink(&root, d.ino, b"ln", b"f").await.unwrap();
+    check_dir_stats(&mut raw).await;
+    // Lost rows are computed again at the next change.
+    sqlx::query("DELETE FROM jfs_dir_stats")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    m.rename(
+        &root,
+        d.ino,
+        b"f",
+        ROOT_INO,
+        b"f",
+        meta_api::RenameFlags::empty(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(check_dir_stats(&mut raw).await, 2);
+    m.rename(
+        &root,
+        ROOT_INO,
+        b"g",
+        d.ino,
+        b"ln",
+        meta_api::RenameFlags::empty(),
+    )
+    .await
+    .unwrap();
+    check_dir_stats(&mut raw).await;
+    m.rename(
+        &root,
+        ROOT_INO,
+        b"f",
+        d.ino,
+        b"g2",
+        meta_api::RenameFlags(meta_api::RenameFlags::EXCHANGE),
+    )
+    .await
+    .unwrap();
+    check_dir_stats(&mut raw).await;
+    let sub = m.mkdir(&root, d.ino, b"sub", 0o755).await.unwrap();
+    m.setattr(&root, g.ino, &meta_api::SetAttr::new().size(1))
+        .await
+        .unwrap();
+    m.unlink(&root, d.ino, b"ln").await.unwrap();
+    m.rmdir(&root, d.ino, b"sub").await.unwrap();
+    assert!(m.getattr(sub.ino).await.is_err());
+    assert_eq!(check_dir_stats(&mut raw).await, 2);
+}
