@@ -15,9 +15,14 @@
 //! - **Volumes** are opened by metadata URL with [`VolumeBuilder`] (`sqlite3://…`), or
 //!   assembled from parts with [`Vfs::new`]; [`format_volume`] creates one.
 //!
+//! - **Caching**: blocks are read through a block cache (the `cache` crate: memory, and
+//!   local disk when cache directories are given), optionally with writeback staging; see
+//!   [`Vfs`] for what `fsync` and `close` mean then, and [`open_store`] for the order of
+//!   the store layers.
+//!
 //! Cargo features: `sqlite` (default) builds in the SQLite engine for `sqlite3://` URLs;
-//! `s3` adds S3-compatible object storage (`s3` / `minio` volumes). Local directories
-//! (`file`) and memory (`mem`) are always available.
+//! `s3` (default) adds S3-compatible object storage (`s3` / `minio` volumes). Local
+//! directories (`file`) and memory (`mem`) are always available.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -63,6 +68,7 @@ mod vfs;
 mod volume;
 mod writer;
 
+pub use ::cache::CacheMetrics;
 pub use error::{Result, VfsError};
 pub use fs::{DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir};
 pub use options::VfsOptions;

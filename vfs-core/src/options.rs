@@ -1,8 +1,12 @@
 //! Tunables of a [`Vfs`](crate::Vfs).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use cache::CacheOptions;
 use meta_api::SessionInfo;
+
+use crate::{Result, VfsError};
 
 /// Options of a [`Vfs`](crate::Vfs): memory budgets, concurrency and background-job timing.
 ///
@@ -25,9 +29,37 @@ pub struct VfsOptions {
     /// Blocks uploaded at the same time (default 20, JuiceFS's `--max-uploads`).
     pub upload_concurrency: usize,
     /// Bytes read ahead of a sequential reader (default 8 MiB; 0 disables readahead).
+    /// Readahead fills the block cache, so it needs one: with neither a memory cache
+    /// ([`block_cache_size`](Self::block_cache_size) 0) nor a cache directory, there is none.
     pub readahead: u64,
-    /// Bytes of whole blocks kept in memory for readers (default 64 MiB).
+    /// Bytes of whole blocks kept in memory for readers: the memory tier of the block
+    /// cache (default 64 MiB; 0 turns it off).
     pub block_cache_size: usize,
+    /// Directories of the disk block cache, one per disk (default none: no disk cache).
+    /// Each volume uses a subdirectory named by its UUID, as JuiceFS's `--cache-dir` does,
+    /// so one directory can serve several volumes; a volume's subdirectory must be used by
+    /// one process at a time.
+    pub cache_dirs: Vec<PathBuf>,
+    /// Bytes of cached blocks on disk over all cache directories (default 100 GiB,
+    /// JuiceFS's `--cache-size`); blocks staged for writeback are bounded separately by
+    /// [`staging_size`](Self::staging_size).
+    pub cache_size: u64,
+    /// Fraction of each cache disk kept free (default 0.1, JuiceFS's `--free-space-ratio`).
+    pub cache_free_ratio: f64,
+    /// Writeback (default off; needs a cache directory): a block counts as written once it
+    /// is durable in a local staging directory, and is uploaded in the background. `fsync`
+    /// then means "durable on this machine's cache disk"; see [`Vfs`](crate::Vfs) for what
+    /// that means when the disk is lost and for [`Vfs::close`](crate::Vfs::close).
+    pub writeback: bool,
+    /// Bytes of staged blocks waiting for upload in writeback mode; writers wait when it
+    /// is reached (default 1 GiB).
+    pub staging_size: u64,
+    /// How long [`Vfs::close`](crate::Vfs::close) waits for staged blocks to be uploaded
+    /// in writeback mode (default 30 s). Blocks still staged then stay on the cache disk
+    /// and are uploaded by the next VFS opened with the same cache directories.
+    pub upload_wait_on_close: Duration,
+    /// Blocks fetched in the background at once for readahead, over all files (default 8).
+    pub prefetch_concurrency: usize,
     /// Open file and directory handles allowed at once; more is `EMFILE` (default 65536).
     pub max_open_files: usize,
     /// A file's buffered writes are written back after this long without a write
@@ -52,6 +84,13 @@ impl Default for VfsOptions {
             upload_concurrency: 20,
             readahead: 8 << 20,
             block_cache_size: 64 << 20,
+            cache_dirs: Vec::new(),
+            cache_size: 100 << 30,
+            cache_free_ratio: 0.1,
+            writeback: false,
+            staging_size: 1 << 30,
+            upload_wait_on_close: Duration::from_secs(30),
+            prefetch_concurrency: 8,
             max_open_files: 65536,
             flush_idle: Duration::from_secs(1),
             purge_interval: Some(Duration::from_secs(5)),
@@ -83,6 +122,41 @@ impl VfsOptions {
         self.block_cache_size = bytes;
         self
     }
+    /// Adds a disk cache directory ([`VfsOptions::cache_dirs`]).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dirs.push(dir.into());
+        self
+    }
+    /// Sets [`VfsOptions::cache_size`].
+    pub fn cache_size(mut self, bytes: u64) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+    /// Sets [`VfsOptions::cache_free_ratio`].
+    pub fn cache_free_ratio(mut self, ratio: f64) -> Self {
+        self.cache_free_ratio = ratio;
+        self
+    }
+    /// Sets [`VfsOptions::writeback`].
+    pub fn writeback(mut self, on: bool) -> Self {
+        self.writeback = on;
+        self
+    }
+    /// Sets [`VfsOptions::staging_size`].
+    pub fn staging_size(mut self, bytes: u64) -> Self {
+        self.staging_size = bytes;
+        self
+    }
+    /// Sets [`VfsOptions::upload_wait_on_close`].
+    pub fn upload_wait_on_close(mut self, d: Duration) -> Self {
+        self.upload_wait_on_close = d;
+        self
+    }
+    /// Sets [`VfsOptions::prefetch_concurrency`].
+    pub fn prefetch_concurrency(mut self, n: usize) -> Self {
+        self.prefetch_concurrency = n;
+        self
+    }
     /// Sets [`VfsOptions::max_open_files`].
     pub fn max_open_files(mut self, n: usize) -> Self {
         self.max_open_files = n;
@@ -112,6 +186,46 @@ impl VfsOptions {
     pub fn session_info(mut self, info: SessionInfo) -> Self {
         self.session_info = Some(info);
         self
+    }
+
+    /// The block cache these options ask for, for the volume `volume_id` (its UUID);
+    /// `None` when there is neither a memory cache nor a cache directory.
+    pub(crate) fn cache_options(&self, volume_id: &str) -> Result<Option<CacheOptions>> {
+        if self.writeback && self.cache_dirs.is_empty() {
+            return Err(VfsError::InvalidArgument(
+                "writeback needs a cache directory to stage blocks in",
+            ));
+        }
+        if self.block_cache_size == 0 && self.cache_dirs.is_empty() {
+            return Ok(None);
+        }
+        if !(0.0..1.0).contains(&self.cache_free_ratio) {
+            return Err(VfsError::InvalidArgument(
+                "cache_free_ratio must be in [0, 1)",
+            ));
+        }
+        // The UUID names the volume's cache subdirectory; anything that is not a plain
+        // file name must not pick a directory elsewhere.
+        if volume_id.is_empty()
+            || volume_id.starts_with('.')
+            || volume_id.contains(['/', '\\', '\0'])
+        {
+            return Err(VfsError::InvalidArgument(
+                "the volume has no UUID to name its cache directory by",
+            ));
+        }
+        let opts = CacheOptions::builder()
+            .memory_bytes(self.block_cache_size as u64)
+            .dirs(self.cache_dirs.iter().map(|d| d.join(volume_id)))
+            .disk_bytes(self.cache_size)
+            .free_space_ratio(self.cache_free_ratio)
+            .writeback(self.writeback)
+            .staging_bytes(self.staging_size.max(1))
+            .upload_concurrency(self.upload_concurrency.max(1))
+            .prefetch_concurrency(self.prefetch_concurrency)
+            .build()
+            .map_err(|e| VfsError::Store(std::sync::Arc::new(e)))?;
+        Ok(Some(opts))
     }
 
     /// The session description used when none was given.

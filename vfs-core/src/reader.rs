@@ -1,22 +1,19 @@
 //! The read path: chunk layouts from the engine (cached per open file), the slice overlay,
-//! then ranged or whole-block reads from the store, every block checked against the length
-//! in its key. Holes read as zeros; readahead fills the block cache for sequential readers.
-
-use std::sync::Arc;
+//! then ranged or whole-block reads through the block cache or from the store, every block
+//! checked against the length in its key. Holes read as zeros; readahead asks the block
+//! cache to prefetch the blocks ahead of a sequential reader.
 
 use bytes::{Bytes, BytesMut};
-use chunkstore::{BlockKey, StoreError};
+use chunkstore::{BlockKey, ChunkStore, ChunkStoreExt, StoreError};
 use futures::{StreamExt, TryStreamExt};
 use meta_api::{overlay, Slice, CHUNK_BITS, CHUNK_SIZE};
 
 use crate::file::OpenFile;
 use crate::vfs::Inner;
-use crate::{Result, VfsError};
+use crate::{cache, Result, VfsError};
 
 /// Block fetches one read runs at the same time.
 const READ_PARALLELISM: usize = 16;
-/// Block fetches one readahead runs at the same time.
-const READAHEAD_PARALLELISM: usize = 4;
 
 /// The part of one block a read needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +68,8 @@ fn blocks_of(piece: &Slice, block_size: u32, hash_prefix: bool) -> Result<Vec<Bl
 }
 
 /// Reads up to `size` bytes at `off`, clipped to the length this client sees. With
-/// `whole_blocks`, blocks are fetched whole and cached (sequential readers); otherwise only
-/// the needed range is fetched unless the block is cached already.
+/// `whole_blocks` (a sequential reader), blocks are read through the block cache, which
+/// fetches and keeps them whole; see [`fetch`] for random readers.
 pub(crate) async fn read(
     inner: &Inner,
     of: &OpenFile,
@@ -130,21 +127,33 @@ pub(crate) async fn read(
     Ok(out.freeze())
 }
 
-/// The bytes of one block part: from the cache, whole from the store (length-checked), or
-/// as a ranged read whose length must be exactly what was asked.
+/// The bytes of one block part.
+///
+/// With a block cache, a part is read through it (the cache fetches the whole block once
+/// and serves every later range of it) unless it is a small piece from the middle of a
+/// block the cache does not hold and the reader is not sequential: then, as JuiceFS does
+/// for reads of at most a quarter block at a non-zero offset, only that range is fetched,
+/// so random small reads do not pull whole blocks. In writeback mode everything goes
+/// through the cache, which also holds the blocks not uploaded yet. Without a cache, whole
+/// blocks are fetched with their length checked and anything else as a ranged read.
 async fn fetch(inner: &Inner, b: &BlockPart, whole_blocks: bool) -> Result<Bytes> {
-    let (start, end) = (b.off as usize, (b.off + b.len) as usize);
-    if let Some(Ok(block)) = inner.cache.get_if_present(&b.key).await {
-        return Ok(block.slice(start..end));
-    }
-    if whole_blocks || (b.off == 0 && b.len == b.block_len) {
-        let block = inner
-            .cache
-            .get_or_fetch(&inner.store, &b.key, b.block_len)
-            .await?;
-        return Ok(block.slice(start..end));
-    }
-    let data = inner.store.get_range(&b.key, b.off, Some(b.len)).await?;
+    let whole = b.off == 0 && b.len == b.block_len;
+    let data = match &inner.cached {
+        Some(c) => {
+            let small_random = !whole_blocks
+                && b.off > 0
+                && b.len <= u64::from(inner.block_size) / 4
+                && !c.options().writeback
+                && !cache::holds(c, &b.key);
+            if small_random {
+                inner.backing.get_range(&b.key, b.off, Some(b.len)).await?
+            } else {
+                c.get_range(&b.key, b.off, Some(b.len)).await?
+            }
+        }
+        None if whole => inner.backing.get_block(&b.key, b.block_len).await?,
+        None => inner.backing.get_range(&b.key, b.off, Some(b.len)).await?,
+    };
     if data.len() as u64 != b.len {
         return Err(VfsError::from(StoreError::Corrupt(format!(
             "{}: {} bytes at {}, expected {} (block of {} bytes)",
@@ -158,10 +167,14 @@ async fn fetch(inner: &Inner, b: &BlockPart, whole_blocks: bool) -> Result<Bytes
     Ok(data)
 }
 
-/// Fetches the blocks behind file bytes `start..end` into the block cache, best effort.
-pub(crate) async fn prefetch(inner: Arc<Inner>, of: Arc<OpenFile>, start: u64, end: u64) {
+/// Asks the block cache to prefetch the blocks behind file bytes `start..end` (best
+/// effort: the cache drops requests when its queue is full).
+pub(crate) async fn prefetch(inner: &Inner, of: &OpenFile, start: u64, end: u64) {
+    let Some(c) = &inner.cached else {
+        return;
+    };
     let end = end.min(of.length());
-    let mut wanted: Vec<BlockPart> = Vec::new();
+    let mut last: Option<String> = None;
     let mut at = start;
     while at < end {
         let Ok(chunk) = u32::try_from(at >> CHUNK_BITS) else {
@@ -169,7 +182,7 @@ pub(crate) async fn prefetch(inner: Arc<Inner>, of: Arc<OpenFile>, start: u64, e
         };
         let pos = (at & (CHUNK_SIZE - 1)) as u32;
         let n = (CHUNK_SIZE - u64::from(pos)).min(end - at) as u32;
-        let Ok(layout) = of.layout(&inner, chunk).await else {
+        let Ok(layout) = of.layout(inner, chunk).await else {
             return;
         };
         for p in overlay::pieces(&layout, pos, n) {
@@ -180,25 +193,14 @@ pub(crate) async fn prefetch(inner: Arc<Inner>, of: Arc<OpenFile>, start: u64, e
                 return;
             };
             for b in blocks {
-                if wanted.last().map(|w| &w.key) != Some(&b.key) {
-                    wanted.push(b);
+                if last.as_ref() != Some(&b.key) {
+                    c.prefetch(&b.key);
+                    last = Some(b.key);
                 }
             }
         }
         at += u64::from(n);
     }
-    let inner = &inner;
-    futures::stream::iter(wanted)
-        .for_each_concurrent(READAHEAD_PARALLELISM, |b| async move {
-            if let Err(e) = inner
-                .cache
-                .get_or_fetch(&inner.store, &b.key, b.block_len)
-                .await
-            {
-                tracing::debug!(key = %b.key, error = %e, "readahead failed");
-            }
-        })
-        .await;
 }
 
 #[cfg(test)]

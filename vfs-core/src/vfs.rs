@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use cache::{CacheMetrics, Cached};
 use chunkstore::ChunkStore;
 use meta_api::{
     access, perm, Attr, Context, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
@@ -14,7 +15,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::budget::BufferBudget;
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, ReadaheadTasks};
 use crate::file::OpenFile;
 use crate::{jobs, reader, Result, VfsError, VfsOptions};
 
@@ -112,14 +113,20 @@ struct Handles {
 /// Everything a [`Vfs`] shares with its background jobs.
 pub(crate) struct Inner {
     pub(crate) meta: Arc<dyn MetaEngine>,
+    /// The store blocks are written to and read through: the block cache when there is
+    /// one, else `backing`.
     pub(crate) store: Arc<dyn ChunkStore>,
+    /// The volume's store without the cache, for ranged reads the cache would widen.
+    pub(crate) backing: Arc<dyn ChunkStore>,
+    /// The block cache (memory, disk, writeback staging), when the options ask for one.
+    pub(crate) cached: Option<Arc<BlockCache>>,
+    pub(crate) readaheads: Arc<ReadaheadTasks>,
     pub(crate) format: Format,
     pub(crate) opts: VfsOptions,
     pub(crate) block_size: u32,
     pub(crate) hash_prefix: bool,
     pub(crate) budget: Arc<BufferBudget>,
     pub(crate) upload_slots: Arc<Semaphore>,
-    pub(crate) cache: BlockCache,
     pub(crate) purge_now: Arc<Notify>,
     files: Mutex<HashMap<Ino, (Arc<OpenFile>, usize)>>,
     handles: Mutex<Handles>,
@@ -181,6 +188,29 @@ impl Drop for Inner {
 /// it writes back buffered data and ends the session. Dropping the last clone without
 /// closing stops the background jobs but loses buffered writes and leaves the session to
 /// expire.
+///
+/// # Block cache and writeback
+///
+/// Unless [`VfsOptions`] turn it off, blocks are read through a block cache
+/// ([`cache::Cached`]) in front of the store: memory always
+/// ([`block_cache_size`](VfsOptions::block_cache_size), 64 MiB by default), local disk when
+/// [`cache_dirs`](VfsOptions::cache_dirs) are given (none by default). Sequential readers
+/// get readahead through the cache's prefetch. Losing the cache never loses data: a cache
+/// file that fails its checksum is dropped and the block fetched again.
+///
+/// With [`writeback`](VfsOptions::writeback), written blocks are staged durably on a cache
+/// disk and uploaded in the background, and slices are committed once their blocks are
+/// staged. So, in writeback mode:
+///
+/// - [`fsync`](Vfs::fsync), [`flush`](Vfs::flush) and [`release`](Vfs::release) return
+///   when the data is durable **in local staging**, not in the object store; the blocks
+///   reach the store later, and a crash only delays them: the next VFS opened with the same
+///   cache directories uploads what is staged. Losing that disk before the upload loses
+///   those blocks, and other clients cannot read them until they are uploaded.
+/// - [`close`](Vfs::close) waits for uploads at most
+///   [`upload_wait_on_close`](VfsOptions::upload_wait_on_close), so a store that is down
+///   cannot hang it; what is still staged stays staged. [`flush_uploads`](Vfs::flush_uploads)
+///   waits for every upload, [`cache_metrics`](Vfs::cache_metrics) shows what is staged.
 #[derive(Clone)]
 pub struct Vfs {
     inner: Arc<Inner>,
@@ -197,9 +227,10 @@ impl std::fmt::Debug for Vfs {
 
 impl Vfs {
     /// Assembles a VFS from an engine, a block store (already wrapped for the volume's
-    /// prefix and compression) and the volume's settings, registers a session (unless
-    /// [`VfsOptions::start_session`] is off) and starts the background jobs. Must run
-    /// inside a tokio runtime.
+    /// prefix and compression, see [`open_store`](crate::open_store)) and the volume's
+    /// settings, puts the block cache the options ask for in front of the store, registers
+    /// a session (unless [`VfsOptions::start_session`] is off) and starts the background
+    /// jobs. Must run inside a tokio runtime.
     pub async fn new(
         meta: Arc<dyn MetaEngine>,
         store: Arc<dyn ChunkStore>,
@@ -212,13 +243,34 @@ impl Vfs {
         let budget = Arc::new(BufferBudget::new(
             opts.buffer_size.max(2 * block_size as usize),
         ));
+        let volume_id = if format.uuid.is_empty() {
+            &format.name
+        } else {
+            &format.uuid
+        };
+        // Opened before the session so that a bad cache setting leaves nothing behind.
+        let cached = match opts.cache_options(volume_id)? {
+            Some(co) => Some(Arc::new(
+                Cached::open(store.clone(), co)
+                    .await
+                    .map_err(|e| VfsError::Store(Arc::new(e)))?,
+            )),
+            None => None,
+        };
+        let backing = store;
+        let store: Arc<dyn ChunkStore> = match &cached {
+            Some(c) => c.clone(),
+            None => backing.clone(),
+        };
         if opts.start_session {
             meta.new_session(&opts.effective_session_info()).await?;
         }
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             hash_prefix: format.hash_prefix,
-            cache: BlockCache::new(opts.block_cache_size),
+            cached,
+            backing,
+            readaheads: Arc::new(ReadaheadTasks::default()),
             upload_slots: Arc::new(Semaphore::new(opts.upload_concurrency.max(1))),
             purge_now: Arc::new(Notify::new()),
             session_started: opts.start_session,
@@ -249,9 +301,35 @@ impl Vfs {
         &self.inner.meta
     }
 
-    /// The block store, as the VFS uses it (volume prefix and compression applied).
+    /// The block store, as the VFS uses it: volume prefix and compression applied, and the
+    /// block cache in front when there is one (so in writeback mode it also answers for
+    /// blocks still staged locally).
     pub fn store(&self) -> &Arc<dyn ChunkStore> {
         &self.inner.store
+    }
+
+    /// A snapshot of the block cache's counters (hits, misses, fetches, prefetches,
+    /// uploads, staged bytes…); `None` when the VFS runs without a cache.
+    pub fn cache_metrics(&self) -> Option<CacheMetrics> {
+        self.inner.cached.as_ref().map(|c| c.metrics())
+    }
+
+    /// Waits until every block staged for writeback before the call is uploaded to the
+    /// object store; at once without writeback. Uploads are retried until they succeed,
+    /// so this waits as long as the store is down: wrap it in a timeout if that matters.
+    pub async fn flush_uploads(&self) {
+        if let Some(c) = &self.inner.cached {
+            c.flush().await;
+        }
+    }
+
+    /// Waits until the readahead started so far and the cache's background fills (memory
+    /// to disk) have finished. For tests and benchmarks that need a settled cache.
+    pub async fn cache_idle(&self) {
+        self.inner.readaheads.wait_idle().await;
+        if let Some(c) = &self.inner.cached {
+            c.idle().await;
+        }
     }
 
     /// The options this VFS runs with.
@@ -678,7 +756,7 @@ impl Vfs {
                 ra.ahead = 0;
             }
             let mut ahead = None;
-            let cached = self.inner.opts.block_cache_size > 0;
+            let cached = self.inner.cached.is_some();
             if sequential && cached && readahead > 0 && ra.ahead < end.saturating_add(readahead / 2)
             {
                 let start = ra.ahead.max(end);
@@ -690,7 +768,12 @@ impl Vfs {
         let data = reader::read(&self.inner, of, off, size, sequential).await?;
         if let Some((start, end)) = ahead {
             if start < of.length() {
-                tokio::spawn(reader::prefetch(self.inner.clone(), of.clone(), start, end));
+                let token = self.inner.readaheads.start();
+                let (inner, of) = (self.inner.clone(), of.clone());
+                tokio::spawn(async move {
+                    reader::prefetch(&inner, &of, start, end).await;
+                    drop(token);
+                });
             }
         }
         Ok(data)
@@ -1096,8 +1179,11 @@ impl Vfs {
     }
 
     /// Shuts the VFS down: writes back all buffered data, closes every handle, stops the
-    /// background jobs and ends the session. Returns the first failure; the VFS is closed
-    /// either way and every later call fails with [`VfsError::Closed`].
+    /// background jobs, in writeback mode waits (at most
+    /// [`VfsOptions::upload_wait_on_close`]) for staged blocks to be uploaded, and ends the
+    /// session. Returns the first failure; the VFS is closed either way and every later
+    /// call fails with [`VfsError::Closed`]. The cache directories stay in use until the
+    /// last clone of the VFS is dropped.
     pub async fn close(&self) -> Result<()> {
         // New calls are refused from here on; what is buffered is written back below.
         if self.inner.closed.swap(true, Ordering::AcqRel) {
@@ -1118,6 +1204,20 @@ impl Vfs {
         for t in tasks {
             if let Err(e) = t.await {
                 tracing::debug!(error = %e, "a background job ended abnormally");
+            }
+        }
+        if let Some(c) = self.inner.cached.as_ref().filter(|c| c.options().writeback) {
+            // Staged blocks are durable locally; waiting forever for a store that is down
+            // would turn a clean shutdown into a hang.
+            let wait = self.inner.opts.upload_wait_on_close;
+            if tokio::time::timeout(wait, c.flush()).await.is_err() {
+                let m = c.metrics();
+                tracing::warn!(
+                    blocks = m.staged_blocks,
+                    bytes = m.staged_bytes,
+                    "closing with staged blocks not uploaded yet; the next VFS opened with \
+                     the same cache directories uploads them"
+                );
             }
         }
         if self.inner.session_started {

@@ -111,7 +111,32 @@ pub async fn connect_meta(url: &str) -> Result<Arc<dyn MetaEngine>> {
 /// The block store a volume's settings describe, with the volume's key prefix
 /// (`{name}/`), retries of transient failures and compression applied: `file` is a local
 /// directory (the bucket), `mem` an in-process store (empty at every open), `s3` / `minio`
-/// an S3-compatible bucket (cargo feature `s3`).
+/// an S3-compatible bucket (cargo feature `s3`, on by default).
+///
+/// # The store stack
+///
+/// A volume's blocks go through these layers, outermost first; [`Vfs::new`] adds the
+/// first, this function builds the rest:
+///
+/// ```text
+/// Cached         block cache: memory, disk, writeback staging    (VfsOptions, in Vfs::new)
+///  Compressed    LZ4 / zstd per block                            (if the volume says so)
+///   Prefixed     "{volume name}/" before every key
+///    Retry       transient failures retried with backoff         (file and s3)
+///     S3Store | FsStore | MemStore
+/// ```
+///
+/// - The cache sits **above** compression: it keeps plain block bytes, checks them against
+///   the length in the block key (which is the uncompressed length) and serves hits without
+///   decompressing again.
+/// - Compression sits above the prefix and retries, so a retried request resends the same
+///   compressed bytes instead of compressing again; the prefix only rewrites keys, so its
+///   place relative to compression does not matter, and the cache and compression both see
+///   the plain `chunks/…` keys they parse.
+/// - Retry is innermost, right on the backend, so that it sees the backend's own
+///   transient errors and each attempt is one request; above the cache it would repeat
+///   cache work, and in writeback mode the cache retries its background uploads itself.
+///   `mem` needs no retries.
 pub async fn open_store(format: &Format) -> Result<Arc<dyn ChunkStore>> {
     let compression = Compression::from_setting(&format.compression)
         .map_err(|e| VfsError::UnsupportedStorage(e.to_string()))?;
@@ -256,6 +281,38 @@ impl VolumeBuilder {
     /// Sets the handle limit ([`VfsOptions::max_open_files`]).
     pub fn max_open_files(mut self, n: usize) -> VolumeBuilder {
         self.opts.max_open_files = n;
+        self
+    }
+
+    /// Sets the memory block cache in bytes ([`VfsOptions::block_cache_size`]; 0 turns
+    /// it off).
+    pub fn block_cache_size(mut self, bytes: usize) -> VolumeBuilder {
+        self.opts.block_cache_size = bytes;
+        self
+    }
+
+    /// Adds a disk cache directory ([`VfsOptions::cache_dirs`]).
+    pub fn cache_dir(mut self, dir: impl Into<std::path::PathBuf>) -> VolumeBuilder {
+        self.opts.cache_dirs.push(dir.into());
+        self
+    }
+
+    /// Sets the disk cache size in bytes ([`VfsOptions::cache_size`]).
+    pub fn cache_size(mut self, bytes: u64) -> VolumeBuilder {
+        self.opts.cache_size = bytes;
+        self
+    }
+
+    /// Turns writeback on or off ([`VfsOptions::writeback`]; needs a cache directory).
+    pub fn writeback(mut self, on: bool) -> VolumeBuilder {
+        self.opts.writeback = on;
+        self
+    }
+
+    /// Sets the bytes of blocks staged for upload in writeback mode
+    /// ([`VfsOptions::staging_size`]).
+    pub fn staging_size(mut self, bytes: u64) -> VolumeBuilder {
+        self.opts.staging_size = bytes;
         self
     }
 

@@ -301,6 +301,9 @@ engine_tests! {
             .await
             .unwrap();
         vfs.release(&root(), fh).await.unwrap();
+        vfs.close().await.unwrap();
+        // Written blocks stay in the writer's cache: read from a client that has none.
+        let vfs = vol.client().await;
         let fh = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
         let mut off = 0;
         while off < n as u64 {
@@ -308,8 +311,10 @@ engine_tests! {
             assert_eq!(&got[..], &pattern(5, off, 4096)[..]);
             off += 4096;
         }
+        vfs.cache_idle().await;
         // Whole blocks, each fetched once (by the reader or by readahead), not 16 ranges each.
         assert_eq!(counting.gets.load(Ordering::SeqCst), blocks);
+        assert_eq!(vfs.cache_metrics().unwrap().fetches, blocks as u64);
         // Random reads from another handle fetch only what they need.
         let fh2 = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
         let before = counting.gets.load(Ordering::SeqCst);

@@ -69,6 +69,9 @@ engine_tests! {
             .await
             .unwrap();
         vfs.release(&root(), fh).await.unwrap();
+        vfs.close().await.unwrap();
+        // A client whose cache the writes did not warm.
+        let vfs = vol.client().await;
         faulty.short_reads.store(true, Ordering::SeqCst);
         // Whole-block reads (sequential) and ranged reads (random) both check lengths.
         let fh = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
