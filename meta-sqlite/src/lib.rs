@@ -10,6 +10,15 @@
 //! small pool beside it (WAL mode). Inode numbers and slice ids are reserved from the
 //! volume's counters in batches, so creating a file is a single transaction.
 //!
+//! An unlinked file stays readable until its last close in any session, this client's or
+//! another's: see the `sustain` module for the rule and how it works across processes.
+//!
+//! What JuiceFS does and this engine does not (yet): with `TrashDays > 0`, unlinked files
+//! are deleted rather than moved to the trash; directory quotas (`jfs_dir_quota`) are
+//! neither enforced nor counted; POSIX ACLs are kept but not applied; a truncated file
+//! keeps its chunks past the end (covered by hole records, as JuiceFS does) until it is
+//! purged.
+//!
 //! ```
 //! use meta_api::{Context, Format, MetaEngine, SessionInfo, ROOT_INO};
 //! use meta_sqlite::SqliteMeta;
