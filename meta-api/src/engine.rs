@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    Attr, DirEntry, Entry, FallocMode, FileType, Format, Ino, RenameFlags, Result, Session,
-    SessionInfo, SetAttr, Slice, StatFs, Timestamp,
+    Attr, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType, PlockRequest, RenameFlags,
+    Result, Session, SessionInfo, SetAttr, Slice, StatFs, Timestamp,
 };
 
 /// A file whose last name and last open handle are gone: its chunks and slices wait to be
@@ -217,6 +217,72 @@ pub trait MetaEngine: Send + Sync + 'static {
 
     /// Removes xattr `name` (`NoAttr` if missing).
     async fn removexattr(&self, ctx: &crate::Context, ino: Ino, name: &[u8]) -> Result<()>;
+
+    // ----- file locks -----
+    //
+    // Locks belong to this client's session and an `owner` number chosen by the frontend;
+    // they are visible to every client of the volume (including `juicefs` clients) and are
+    // dropped when the session is closed or reaped. Rules and encodings: [`crate::locks`].
+    //
+    // The engine keeps no handles, so releasing locks when files close is the frontend's
+    // job: on every close (FUSE `flush`) of a file by a process, POSIX drops that
+    // process's `fcntl` locks on it — call `setlk(.., Unlock, 0, u64::MAX, ..)` with its
+    // owner; when the last descriptor of an open file description goes (FUSE `release`
+    // with `FUSE_RELEASE_FLOCK_UNLOCK`), call `flock(.., Unlock, ..)` with its owner. The
+    // engine checks no access mode either: `F_RDLCK` needs a handle open for reading and
+    // `F_WRLCK` one open for writing (`EBADF` otherwise), which only the frontend knows.
+
+    /// BSD `flock` on `ino` for `owner` of this session: `Read` (shared), `Write`
+    /// (exclusive) or `Unlock`. An owner may convert its own lock either way. A request
+    /// that conflicts with another owner's lock — in any session, this one included —
+    /// fails with `WouldBlock` unless `block`, in which case it is retried (without
+    /// holding a transaction) until it succeeds; drop the future to stop waiting. Locks
+    /// are allowed on every inode type, directories included. `NotFound` for a missing
+    /// inode, `BadHandle` without a session; unlocking never fails for either.
+    async fn flock(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        owner: u64,
+        ltype: LockType,
+        block: bool,
+    ) -> Result<()>;
+
+    /// POSIX `F_GETLK`: replaces `lock` with the lock of another owner (any session) that
+    /// conflicts with it, or with [`PlockRequest::unlocked`] when none does. The pid is
+    /// reported for locks of this session only (0 for other sessions'). `InvalidArgument`
+    /// for a range `setlk` refuses and for an `Unlock` query; `NotFound` for a missing
+    /// inode.
+    async fn getlk(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        owner: u64,
+        lock: &mut PlockRequest,
+    ) -> Result<()>;
+
+    /// POSIX `F_SETLK` (`F_SETLKW` when `block`): sets `ltype` on the inclusive range
+    /// `start..=end` for `owner` of this session. An end of `u64::MAX` — or of anything
+    /// from the kernel's `OFFSET_MAX` ([`crate::locks::OFFSET_MAX`]) up — reaches the end
+    /// of the file, and `getlk` reports it as `u64::MAX`. Only other owners conflict
+    /// (`WouldBlock`, or a retried wait when `block`, cancelled by dropping the future);
+    /// the owner's own locks in the range are replaced, split where the range cuts them
+    /// and merged with touching ranges of the same type and pid. `Unlock` releases the
+    /// range. Allowed on every inode type. `InvalidArgument` when `start > end` or
+    /// `start > OFFSET_MAX`; `NotFound` for a missing inode and `BadHandle` without a
+    /// session, except that unlocking never fails for either.
+    #[allow(clippy::too_many_arguments)]
+    async fn setlk(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        owner: u64,
+        block: bool,
+        ltype: LockType,
+        start: u64,
+        end: u64,
+        pid: u32,
+    ) -> Result<()>;
 
     // ----- space and deletion -----
 

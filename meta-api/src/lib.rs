@@ -24,6 +24,7 @@ pub mod encoding;
 mod engine;
 mod error;
 mod format;
+pub mod locks;
 pub mod name;
 mod openfiles;
 pub mod overlay;
@@ -36,6 +37,7 @@ pub mod testkit;
 pub use engine::{DeletedFile, MetaEngine};
 pub use error::{BoxError, MetaError, Result};
 pub use format::Format;
+pub use locks::{LockOwner, LockType, PlockRequest};
 pub use openfiles::OpenFiles;
 pub use types::*;
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use meta_api::testkit::{run_all, run_model_test_seeded, Harness, ModelHarness, TestVolume};
 use meta_api::{
-    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
-    RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs, Timestamp,
+    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType,
+    MetaEngine, PlockRequest, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs,
+    Timestamp,
 };
 
 /// The planted bug.
@@ -19,6 +20,10 @@ enum Bug {
     PagingSkipsEntry,
     /// The last `close` of an unlinked file forgets to queue it for purge.
     LastCloseLeaks,
+    /// Unlocking any POSIX range releases the owner's whole file.
+    UnlockReleasesEverything,
+    /// Blocking lock requests do not wait: they fail like non-blocking ones.
+    BlockingDoesNotWait,
 }
 
 struct Buggy {
@@ -200,6 +205,46 @@ impl MetaEngine for Buggy {
     async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         self.inner.removexattr(ctx, ino, name).await
     }
+    async fn flock(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        ltype: LockType,
+        block: bool,
+    ) -> Result<()> {
+        let block = block && !matches!(self.bug, Bug::BlockingDoesNotWait);
+        self.inner.flock(ctx, ino, owner, ltype, block).await
+    }
+    async fn getlk(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        lock: &mut PlockRequest,
+    ) -> Result<()> {
+        self.inner.getlk(ctx, ino, owner, lock).await
+    }
+    async fn setlk(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        block: bool,
+        ltype: LockType,
+        start: u64,
+        end: u64,
+        pid: u32,
+    ) -> Result<()> {
+        let block = block && !matches!(self.bug, Bug::BlockingDoesNotWait);
+        let (start, end) = match (self.bug, ltype) {
+            (Bug::UnlockReleasesEverything, LockType::Unlock) if start <= end => (0, u64::MAX),
+            _ => (start, end),
+        };
+        self.inner
+            .setlk(ctx, ino, owner, block, ltype, start, end, pid)
+            .await
+    }
     async fn statfs(&self) -> Result<StatFs> {
         self.inner.statfs().await
     }
@@ -270,6 +315,18 @@ async fn suite_catches_paging_that_skips() {
 #[should_panic(expected = "open::unlinked_open_file_stays_readable")]
 async fn suite_catches_leaking_last_close() {
     run_all(&harness(Bug::LastCloseLeaks)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "locks::plock_unlock_splits_and_relock_merges")]
+async fn suite_catches_unlock_of_the_whole_file() {
+    run_all(&harness(Bug::UnlockReleasesEverything)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "locks::flock_blocking_waits_for_unlock")]
+async fn suite_catches_blocking_locks_that_do_not_wait() {
+    run_all(&harness(Bug::BlockingDoesNotWait)).await;
 }
 
 #[tokio::test]

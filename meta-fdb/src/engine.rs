@@ -6,15 +6,16 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use meta_api::encoding::{decode_attr, decode_entry, encode_attr};
 use meta_api::{
-    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
-    MetaError, OpenFiles, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs,
-    Timestamp,
+    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType,
+    MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result, Session, SessionInfo,
+    SetAttr, Slice, StatFs, Timestamp,
 };
 
 use crate::keys::{Keys, NEXT_CHUNK, NEXT_INODE, TOTAL_INODES, USED_SPACE};
 use crate::kv::{parse_counter, KvStore, KvTxn};
 
 mod data;
+mod locks;
 mod namespace;
 mod session;
 mod volume;
@@ -544,6 +545,42 @@ impl<K: KvStore> MetaEngine for TkvMeta<K> {
 
     async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         self.do_removexattr(ctx, ino, name).await
+    }
+
+    async fn flock(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        ltype: LockType,
+        block: bool,
+    ) -> Result<()> {
+        self.do_flock(ino, owner, ltype, block).await
+    }
+
+    async fn getlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        lock: &mut PlockRequest,
+    ) -> Result<()> {
+        self.do_getlk(ino, owner, lock).await
+    }
+
+    async fn setlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        block: bool,
+        ltype: LockType,
+        start: u64,
+        end: u64,
+        pid: u32,
+    ) -> Result<()> {
+        self.do_setlk(ino, owner, block, ltype, start, end, pid)
+            .await
     }
 
     async fn statfs(&self) -> Result<StatFs> {

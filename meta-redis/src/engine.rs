@@ -2,6 +2,7 @@
 //! (the operations themselves live in the child modules).
 
 mod data;
+mod locks;
 mod namespace;
 mod session;
 mod xattr;
@@ -13,9 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use meta_api::encoding::{decode_attr, encode_attr};
 use meta_api::{
-    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
-    MetaError, OpenFiles, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs,
-    Timestamp,
+    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType,
+    MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result, Session, SessionInfo,
+    SetAttr, Slice, StatFs, Timestamp,
 };
 
 use crate::conn::{Conns, Timing};
@@ -777,6 +778,42 @@ impl MetaEngine for RedisMeta {
 
     async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         self.do_removexattr(ctx, ino, name).await
+    }
+
+    async fn flock(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        ltype: LockType,
+        block: bool,
+    ) -> Result<()> {
+        self.do_flock(ino, owner, ltype, block).await
+    }
+
+    async fn getlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        lock: &mut PlockRequest,
+    ) -> Result<()> {
+        self.do_getlk(ino, owner, lock).await
+    }
+
+    async fn setlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        block: bool,
+        ltype: LockType,
+        start: u64,
+        end: u64,
+        pid: u32,
+    ) -> Result<()> {
+        self.do_setlk(ino, owner, block, ltype, start, end, pid)
+            .await
     }
 
     async fn statfs(&self) -> Result<StatFs> {

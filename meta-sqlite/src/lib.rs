@@ -46,14 +46,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use meta_api::{
-    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
-    MetaError, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs, Timestamp,
+    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType,
+    MetaEngine, MetaError, PlockRequest, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice,
+    StatFs, Timestamp,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::ConnectOptions;
 
 mod data;
 mod ids;
+mod locks;
 mod namespace;
 mod node;
 mod schema;
@@ -457,6 +459,45 @@ impl MetaEngine for SqliteMeta {
     async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         self.fmt().await?;
         self.do_removexattr(ctx, ino, name).await
+    }
+
+    async fn flock(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        ltype: LockType,
+        block: bool,
+    ) -> Result<()> {
+        self.fmt().await?;
+        self.do_flock(ino, owner, ltype, block).await
+    }
+
+    async fn getlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        lock: &mut PlockRequest,
+    ) -> Result<()> {
+        self.fmt().await?;
+        self.do_getlk(ino, owner, lock).await
+    }
+
+    async fn setlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        block: bool,
+        ltype: LockType,
+        start: u64,
+        end: u64,
+        pid: u32,
+    ) -> Result<()> {
+        self.fmt().await?;
+        self.do_setlk(ino, owner, block, ltype, start, end, pid)
+            .await
     }
 
     async fn statfs(&self) -> Result<StatFs> {

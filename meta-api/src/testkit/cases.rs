@@ -14,6 +14,7 @@ mod attrs;
 mod clients;
 mod create;
 mod data;
+mod locks;
 mod lookup;
 mod names;
 mod open;
@@ -237,6 +238,27 @@ pub(super) fn all() -> Vec<Case> {
         space::unlinked_file_is_queued_for_purge,
         space::purge_refuses_live_file,
         space::deleted_files_respects_limit,
+        locks::flock_shared_locks_coexist,
+        locks::flock_exclusive_conflicts_across_clients,
+        locks::flock_owners_of_one_session_conflict,
+        locks::flock_upgrade_and_downgrade,
+        locks::flock_unlock_releases,
+        locks::flock_on_directory_and_missing_inode,
+        locks::flock_blocking_waits_for_unlock,
+        locks::blocking_wait_is_cancelled_by_dropping_it,
+        locks::plock_getlk_without_conflict_is_unlock,
+        locks::plock_conflicts_across_clients,
+        locks::plock_unlock_splits_and_relock_merges,
+        locks::plock_same_owner_replaces_its_locks,
+        locks::plock_owners_of_one_session_conflict,
+        locks::plock_to_end_of_file,
+        locks::plock_blocking_waits_for_unlock,
+        locks::plock_invalid_requests,
+        locks::plock_on_directory,
+        locks::flock_and_plock_are_independent,
+        locks::close_session_releases_locks,
+        locks::reap_releases_locks,
+        locks::locks_need_a_session,
         clients::create_in_a_visible_in_b,
         clients::write_in_a_readable_in_b,
         clients::rename_in_b_visible_in_a,

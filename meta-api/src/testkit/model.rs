@@ -14,13 +14,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{Harness, TestVolume};
+use crate::locks::{
+    check_range, find_conflict, flock_outcome, setlk_outcome, LockWait, PlockRecord,
+};
 use crate::name::{validate_name, validate_symlink_target};
 use crate::perm::{apply_setattr, check_access, check_remove, new_inode_owner, open_mask};
 use crate::{
     access, overlay, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format,
-    Ino, MetaEngine, MetaError, OpenFiles, RenameFlags, Result, Session, SessionInfo, SetAttr,
-    SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE, MAX_FILE_SIZE, MAX_XATTR_NAME_LEN,
-    MAX_XATTR_VALUE_LEN, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
+    Ino, LockOwner, LockType, MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result,
+    Session, SessionInfo, SetAttr, SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE,
+    MAX_FILE_SIZE, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
 };
 
 /// Capacity reported when the volume sets none (1 PiB).
@@ -87,6 +90,10 @@ struct State {
     sessions: BTreeMap<u64, SessionRec>,
     deleted: BTreeMap<Ino, Deleted>,
     refs: BTreeMap<u64, SliceRef>,
+    /// BSD locks of each inode, by owner.
+    flocks: BTreeMap<Ino, BTreeMap<LockOwner, LockType>>,
+    /// POSIX locks of each inode: every owner's ranges.
+    plocks: BTreeMap<Ino, BTreeMap<LockOwner, Vec<PlockRecord>>>,
 }
 
 fn now() -> Timestamp {
@@ -324,13 +331,21 @@ impl State {
         check_access(ctx, &n.attr, access::W)
     }
 
-    /// Closes every open inode of session `sid` and forgets the session.
+    /// Closes every open inode of session `sid`, drops its locks and forgets the session.
     fn end_session(&mut self, sid: u64) {
         if let Some(s) = self.sessions.remove(&sid) {
             for ino in s.open {
                 self.release(ino);
             }
         }
+        for owners in self.flocks.values_mut() {
+            owners.retain(|o, _| o.sid != sid);
+        }
+        self.flocks.retain(|_, owners| !owners.is_empty());
+        for owners in self.plocks.values_mut() {
+            owners.retain(|o, _| o.sid != sid);
+        }
+        self.plocks.retain(|_, owners| !owners.is_empty());
     }
 
     fn statfs(&self) -> StatFs {
@@ -431,6 +446,56 @@ impl ModelEngine {
         let st = self.lock();
         st.formatted()?;
         Ok(st)
+    }
+
+    /// One attempt of a `flock` request.
+    fn try_flock(&self, ino: Ino, owner: u64, ltype: LockType) -> Result<()> {
+        let mut st = self.ready()?;
+        let sid = *self.sid_lock();
+        if ltype == LockType::Unlock {
+            if let (Some(sid), Some(owners)) = (sid, st.flocks.get_mut(&ino)) {
+                owners.remove(&LockOwner::new(sid, owner));
+                if owners.is_empty() {
+                    st.flocks.remove(&ino);
+                }
+            }
+            return Ok(());
+        }
+        let me = LockOwner::new(sid.ok_or(MetaError::BadHandle)?, owner);
+        st.node(ino)?;
+        let owners = st.flocks.entry(ino).or_default();
+        let held = owners.iter().map(|(o, t)| (*o, *t));
+        match flock_outcome(held, me, ltype)? {
+            Some(t) => owners.insert(me, t),
+            None => owners.remove(&me),
+        };
+        Ok(())
+    }
+
+    /// One attempt of a `setlk` request (the range is checked).
+    fn try_setlk(&self, ino: Ino, owner: u64, req: &PlockRequest) -> Result<()> {
+        let mut st = self.ready()?;
+        let sid = *self.sid_lock();
+        let me = match sid {
+            Some(sid) => LockOwner::new(sid, owner),
+            None if req.ltype == LockType::Unlock => return Ok(()),
+            None => return Err(MetaError::BadHandle),
+        };
+        if req.ltype != LockType::Unlock {
+            st.node(ino)?;
+        }
+        let owners = st.plocks.entry(ino).or_default();
+        let held = owners.iter().map(|(o, r)| (*o, r.as_slice()));
+        let mine = setlk_outcome(held, me, req)?;
+        if mine.is_empty() {
+            owners.remove(&me);
+        } else {
+            owners.insert(me, mine);
+        }
+        if owners.is_empty() {
+            st.plocks.remove(&ino);
+        }
+        Ok(())
     }
 }
 
@@ -1095,6 +1160,74 @@ impl MetaEngine for ModelEngine {
         }
         n.attr.ctime = now();
         Ok(())
+    }
+
+    async fn flock(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        ltype: LockType,
+        block: bool,
+    ) -> Result<()> {
+        let mut wait = LockWait::new();
+        loop {
+            match self.try_flock(ino, owner, ltype) {
+                Err(MetaError::WouldBlock) if block => {
+                    tokio::time::sleep(wait.next_pause()).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn getlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        lock: &mut PlockRequest,
+    ) -> Result<()> {
+        check_range(lock.start, lock.end)?;
+        if lock.ltype == LockType::Unlock {
+            return Err(MetaError::InvalidArgument("F_GETLK of F_UNLCK"));
+        }
+        let st = self.ready()?;
+        st.node(ino)?;
+        // Without a session nothing is ours: session 0 is never handed out.
+        let me = LockOwner::new((*self.sid_lock()).unwrap_or(0), owner);
+        let held = st
+            .plocks
+            .get(&ino)
+            .into_iter()
+            .flatten()
+            .map(|(o, r)| (*o, r.as_slice()));
+        *lock = find_conflict(held, me, lock);
+        Ok(())
+    }
+
+    async fn setlk(
+        &self,
+        _ctx: &Context,
+        ino: Ino,
+        owner: u64,
+        block: bool,
+        ltype: LockType,
+        start: u64,
+        end: u64,
+        pid: u32,
+    ) -> Result<()> {
+        check_range(start, end)?;
+        let req = PlockRequest::new(ltype, start, end, pid);
+        let mut wait = LockWait::new();
+        loop {
+            match self.try_setlk(ino, owner, &req) {
+                Err(MetaError::WouldBlock) if block => {
+                    tokio::time::sleep(wait.next_pause()).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn statfs(&self) -> Result<StatFs> {
