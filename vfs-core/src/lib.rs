@@ -74,3 +74,8 @@ pub use fs::{DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permis
 pub use options::VfsOptions;
 pub use vfs::{DirItem, Vfs};
 pub use volume::{connect_meta, format_volume, open_store, VolumeBuilder};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
