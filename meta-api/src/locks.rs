@@ -264,7 +264,7 @@ impl PlockRecord {
 /// `Unlock` or with `start > end` hold nothing and are dropped, as JuiceFS drops them,
 /// and ends past [`OFFSET_MAX`] are read as [`OFFSET_MAX`]; a length that is not a multiple of 24 or an unknown lock type is `Corrupt`.
 pub fn decode_records(buf: &[u8]) -> Result<Vec<PlockRecord>> {
-    if buf.len() % PLOCK_RECORD_BYTES != 0 {
+    if !buf.len().is_multiple_of(PLOCK_RECORD_BYTES) {
         return Err(MetaError::Corrupt(format!(
             "POSIX lock value of {} bytes is not a list of 24-byte records",
             buf.len()

@@ -26,7 +26,7 @@ const FLOCK_RECORD: usize = 17;
 
 /// Decodes an `F{ino}` value.
 fn decode_flocks(v: &[u8]) -> Result<BTreeMap<LockOwner, LockType>> {
-    if v.len() % FLOCK_RECORD != 0 {
+    if !v.len().is_multiple_of(FLOCK_RECORD) {
         return Err(MetaError::Corrupt(format!(
             "flock value of {} bytes is not a list of 17-byte records",
             v.len()

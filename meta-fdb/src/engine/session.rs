@@ -120,7 +120,7 @@ fn inodes_of(keys: &Keys, batch: &[crate::KeyValue]) -> Vec<Option<Ino>> {
 /// A BSD lock record without the locks of session `sid` (records of 17 bytes: session,
 /// owner, lock type); `None` when nothing changes or the record cannot be read.
 fn without_flocks_of(v: &[u8], sid: u64) -> Option<Vec<u8>> {
-    if v.len() % 17 != 0 {
+    if !v.len().is_multiple_of(17) {
         return None;
     }
     let kept: Vec<u8> = v
