@@ -3,8 +3,8 @@
 //! This crate defines [`MetaEngine`] — the POSIX metadata operations at inode level that
 //! every backend (SQLite, Redis, transactional KV) implements — together with the types,
 //! the one error enum and its errno table, and the logic that is the same for every
-//! engine: [`name`] validation, [`perm`]ission checks, the slice [`overlay`], JuiceFS's
-//! binary [`encoding`] and the volume settings [`Format`].
+//! engine: [`name`] validation, [`perm`]ission checks, POSIX [`acl`]s, the slice
+//! [`overlay`], JuiceFS's binary [`encoding`] and the volume settings [`Format`].
 //!
 //! With the `testkit` feature it also publishes the conformance suite and the reference
 //! model every engine runs (`meta_api::testkit`).
@@ -20,6 +20,7 @@
 //! assert_eq!(ids, vec![1, 2, 1, 0]); // the tail past 100 bytes is a hole
 //! ```
 
+pub mod acl;
 pub mod encoding;
 mod engine;
 mod error;

@@ -1,6 +1,7 @@
 //! POSIX permission logic shared by every engine: access checks, sticky directories,
 //! ownership of new inodes, and the rules of `chmod`/`chown`/`utimens`.
 
+use crate::acl::{self, Rule};
 use crate::{access, Attr, Context, FileType, MetaError, Result, SetAttr, SetTime, Timestamp};
 
 const S_ISUID: u16 = 0o4000;
@@ -21,7 +22,18 @@ fn triplet(ctx: &Context, attr: &Attr) -> u8 {
 
 /// Checks that `ctx` may access `attr` with `mask` (a combination of [`access`] bits).
 /// Root may read and write anything and execute anything with an execute bit (or a directory).
+///
+/// This looks at the mode bits only. An inode with an access ACL
+/// ([`acl::rule_for_check`] says which) needs [`check_access_with`] and its rule.
 pub fn check_access(ctx: &Context, attr: &Attr, mask: u8) -> Result<()> {
+    check_access_with(ctx, attr, None, mask)
+}
+
+/// Checks that `ctx` may access `attr` with `mask`, consulting `rule`, the inode's access
+/// ACL, when [`acl::rule_for_check`] names one (POSIX.1e, see [`Rule::allows`]); without
+/// a rule, or when the check needs none, the mode bits decide. Root is treated as in
+/// [`check_access`].
+pub fn check_access_with(ctx: &Context, attr: &Attr, rule: Option<&Rule>, mask: u8) -> Result<()> {
     if mask == 0 {
         return Ok(());
     }
@@ -32,7 +44,11 @@ pub fn check_access(ctx: &Context, attr: &Attr, mask: u8) -> Result<()> {
         }
         return Ok(());
     }
-    if triplet(ctx, attr) & mask == mask {
+    let allowed = match (acl::rule_for_check(attr), rule) {
+        (Some(_), Some(rule)) => rule.allows(ctx, attr.uid, attr.gid, mask),
+        _ => triplet(ctx, attr) & mask == mask,
+    };
+    if allowed {
         Ok(())
     } else {
         Err(MetaError::PermissionDenied)
@@ -43,7 +59,18 @@ pub fn check_access(ctx: &Context, attr: &Attr, mask: u8) -> Result<()> {
 /// write and search permission on `dir`, and in a sticky directory ownership of either
 /// the directory or the victim (`EPERM` otherwise, as Linux).
 pub fn check_remove(ctx: &Context, dir: &Attr, victim: &Attr) -> Result<()> {
-    check_access(ctx, dir, access::W | access::X)?;
+    check_remove_with(ctx, dir, None, victim)
+}
+
+/// [`check_remove`] with `dir_rule`, the directory's access ACL (see
+/// [`check_access_with`]).
+pub fn check_remove_with(
+    ctx: &Context,
+    dir: &Attr,
+    dir_rule: Option<&Rule>,
+    victim: &Attr,
+) -> Result<()> {
+    check_access_with(ctx, dir, dir_rule, access::W | access::X)?;
     if dir.mode & S_ISVTX != 0 && !ctx.is_root() && ctx.uid != dir.uid && ctx.uid != victim.uid {
         return Err(MetaError::NotPermitted);
     }
@@ -54,11 +81,76 @@ pub fn check_remove(ctx: &Context, dir: &Attr, victim: &Attr) -> Result<()> {
 /// the umask applies (not to symlinks), the group comes from a setgid parent, and new
 /// directories inherit the setgid bit.
 pub fn new_inode_owner(ctx: &Context, parent: &Attr, typ: FileType, mode: u16) -> (u16, u32) {
-    let mut mode = if typ == FileType::Symlink {
+    let mode = if typ == FileType::Symlink {
         0o777
     } else {
         mode & 0o7777 & !(ctx.umask & 0o777)
     };
+    setgid_rules(ctx, parent, typ, mode)
+}
+
+/// The mode, group and ACLs of an inode created by `ctx` in `parent` with requested
+/// `mode`, where `parent_default` is the parent's default ACL (the rule of
+/// `parent.default_acl`, `None` when it has none).
+///
+/// With a default ACL (not for symlinks) the umask does not apply: a minimal default ACL
+/// limits the mode bits, any other becomes the new inode's access ACL limited by the
+/// requested mode ([`Rule::child_access`]), and a new directory also gets the parent's
+/// default ACL. The setgid rules of [`new_inode_owner`] apply either way.
+pub fn new_inode_with_acl(
+    ctx: &Context,
+    parent: &Attr,
+    parent_default: Option<&Rule>,
+    typ: FileType,
+    mode: u16,
+) -> NewInode {
+    let rule = match parent_default {
+        Some(rule) if parent.default_acl != 0 && typ != FileType::Symlink => rule,
+        _ => {
+            let (mode, gid) = new_inode_owner(ctx, parent, typ, mode);
+            return NewInode {
+                mode,
+                gid,
+                access_rule: None,
+                default_acl: 0,
+            };
+        }
+    };
+    let mode = mode & 0o7777;
+    let (mode, access_rule) = if rule.is_minimal() {
+        (mode & (0o7000 | rule.mode()), None)
+    } else {
+        let child = rule.child_access(mode);
+        ((mode & 0o7000) | child.mode(), Some(child))
+    };
+    let (mode, gid) = setgid_rules(ctx, parent, typ, mode);
+    NewInode {
+        mode,
+        gid,
+        access_rule,
+        default_acl: if typ == FileType::Directory {
+            parent.default_acl
+        } else {
+            0
+        },
+    }
+}
+
+/// What [`new_inode_with_acl`] decides for a new inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInode {
+    /// Permission bits (`0o7777`).
+    pub mode: u16,
+    /// Group.
+    pub gid: u32,
+    /// The access ACL to store for it (its id goes to [`Attr::access_acl`]).
+    pub access_rule: Option<Rule>,
+    /// Its default ACL id (a new directory inherits its parent's).
+    pub default_acl: u32,
+}
+
+/// The group of a new inode and the setgid bit of its mode, from a setgid `parent`.
+fn setgid_rules(ctx: &Context, parent: &Attr, typ: FileType, mut mode: u16) -> (u16, u32) {
     let gid = if parent.mode & S_ISGID != 0 {
         if typ == FileType::Directory {
             mode |= S_ISGID;
@@ -74,9 +166,26 @@ pub fn new_inode_owner(ctx: &Context, parent: &Attr, typ: FileType, mode: u16) -
 }
 
 /// Applies the non-size fields of `set` to `cur` under POSIX rules, returning the new
-/// attributes (ctime updated when anything changed). `now` is the engine's clock.
+/// attributes (ctime updated when anything changed, unless [`SetAttr::keep_ctime`]).
+/// `now` is the engine's clock.
 pub fn apply_setattr(ctx: &Context, cur: &Attr, set: &SetAttr, now: Timestamp) -> Result<Attr> {
+    apply_setattr_with(ctx, cur, None, set, now).map(|(a, _)| a)
+}
+
+/// [`apply_setattr`] for an inode whose access ACL is `rule` (the rule of
+/// `cur.access_acl`, `None` when it has none): access checks consult it, and a mode change
+/// rewrites it ([`Rule::with_mode`]). Returns the new attributes and, when the ACL
+/// changed, the new rule, which the engine stores and whose id it puts in
+/// [`Attr::access_acl`].
+pub fn apply_setattr_with(
+    ctx: &Context,
+    cur: &Attr,
+    rule: Option<&Rule>,
+    set: &SetAttr,
+    now: Timestamp,
+) -> Result<(Attr, Option<Rule>)> {
     let mut a = cur.clone();
+    let mut new_rule = None;
     let owner = ctx.is_root() || ctx.uid == cur.uid;
     let mut changed = false;
 
@@ -91,7 +200,8 @@ pub fn apply_setattr(ctx: &Context, cur: &Attr, set: &SetAttr, now: Timestamp) -
             if new_gid != cur.gid && (ctx.uid != cur.uid || !ctx.in_group(new_gid)) {
                 return Err(MetaError::NotPermitted);
             }
-            if set.uid.is_some() && ctx.uid != cur.uid {
+            // Even a chown to the current owner or group is the owner's alone.
+            if ctx.uid != cur.uid {
                 return Err(MetaError::NotPermitted);
             }
         }
@@ -119,6 +229,13 @@ pub fn apply_setattr(ctx: &Context, cur: &Attr, set: &SetAttr, now: Timestamp) -
             // Unprivileged users cannot set the sticky bit on files (BSD rule Linux keeps for ext4 et al. off; harmless either way).
         }
         a.mode = mode;
+        if let (Some(rule), true) = (rule, cur.access_acl != 0) {
+            let r = rule.with_mode(mode);
+            a.mode = (mode & 0o7000) | r.mode();
+            if &r != rule {
+                new_rule = Some(r);
+            }
+        }
         changed = true;
     }
 
@@ -127,7 +244,8 @@ pub fn apply_setattr(ctx: &Context, cur: &Attr, set: &SetAttr, now: Timestamp) -
             None => {}
             Some(SetTime::Now) => {
                 if !owner {
-                    check_access(ctx, cur, access::W).map_err(|_| MetaError::PermissionDenied)?;
+                    check_access_with(ctx, cur, rule, access::W)
+                        .map_err(|_| MetaError::PermissionDenied)?;
                 }
                 *target = now;
                 changed = true;
@@ -150,10 +268,10 @@ pub fn apply_setattr(ctx: &Context, cur: &Attr, set: &SetAttr, now: Timestamp) -
         changed = true;
     }
 
-    if changed {
+    if changed && !set.keep_ctime {
         a.ctime = now;
     }
-    Ok(a)
+    Ok((a, new_rule))
 }
 
 /// Clears setuid, and setgid when group-executable, after a write by a non-root caller,
@@ -240,6 +358,79 @@ mod tests {
     }
 
     #[test]
+    fn acl_checks_and_inheritance() {
+        use crate::acl::{AclEntry, Rule};
+        // user::rw-, user:1000:rw-, group::r--, mask::rw-, other::---
+        let rule = Rule {
+            owner: 6,
+            group: 4,
+            mask: 6,
+            other: 0,
+            named_users: vec![AclEntry { id: 1000, perm: 6 }],
+            named_groups: vec![],
+        };
+        let mut a = file(0o660, 10, 20);
+        a.access_acl = 7;
+        let named = Context::new(1000, 1000);
+        assert!(check_access_with(&named, &a, Some(&rule), access::W).is_ok());
+        assert!(check_access(&named, &a, access::R).is_err(), "mode bits alone");
+        let group = Context::new(11, 20);
+        assert!(check_access_with(&group, &a, Some(&rule), access::W).is_err());
+        // A zero mask turns the ACL off, as in Linux.
+        let mut off = a.clone();
+        off.mode = 0o604;
+        assert!(check_access_with(&named, &off, Some(&rule), access::R).is_ok());
+
+        // chmod rewrites the mask and returns the new rule.
+        let now = Timestamp::new(9, 0);
+        let (b, r) = apply_setattr_with(
+            &Context::new(10, 10),
+            &a,
+            Some(&rule),
+            &SetAttr::new().mode(0o640),
+            now,
+        )
+        .unwrap();
+        assert_eq!(b.mode, 0o640);
+        let r = r.unwrap();
+        assert_eq!((r.owner, r.mask, r.other, r.group), (6, 4, 0, 4));
+        assert!(check_access_with(&named, &b, Some(&r), access::W).is_err());
+        assert!(check_access_with(&named, &b, Some(&r), access::R).is_ok());
+
+        // Inheritance ignores the umask and limits by the requested mode.
+        let mut dir = Attr::new(FileType::Directory, 0o755, 0, 0, now);
+        dir.default_acl = 3;
+        let mut ctx = Context::new(10, 10);
+        ctx.umask = 0o077;
+        let def = Rule {
+            owner: 7,
+            group: 5,
+            mask: 7,
+            other: 5,
+            named_users: vec![AclEntry { id: 1000, perm: 5 }],
+            named_groups: vec![],
+        };
+        let f = new_inode_with_acl(&ctx, &dir, Some(&def), FileType::Regular, 0o666);
+        assert_eq!((f.mode, f.default_acl), (0o664, 0));
+        assert_eq!(f.access_rule.as_ref().map(|r| r.mode()), Some(0o664));
+        let d = new_inode_with_acl(&ctx, &dir, Some(&def), FileType::Directory, 0o777);
+        assert_eq!((d.mode, d.default_acl), (0o775, 3));
+        assert_eq!(d.access_rule, Some(def.clone()));
+        let l = new_inode_with_acl(&ctx, &dir, Some(&def), FileType::Symlink, 0o777);
+        assert_eq!((l.mode, l.access_rule, l.default_acl), (0o777, None, 0));
+        let minimal = Rule {
+            mask: crate::acl::UNSET,
+            named_users: vec![],
+            ..def.clone()
+        };
+        let m = new_inode_with_acl(&ctx, &dir, Some(&minimal), FileType::Regular, 0o666);
+        assert_eq!((m.mode, m.access_rule), (0o644, None));
+        dir.default_acl = 0;
+        let plain = new_inode_with_acl(&ctx, &dir, None, FileType::Regular, 0o666);
+        assert_eq!(plain.mode, 0o600);
+    }
+
+    #[test]
     fn chown_rules() {
         let a = file(0o6755, 10, 10);
         let now = Timestamp::new(5, 0);
@@ -263,5 +454,25 @@ mod tests {
         ));
         let c = apply_setattr(&Context::root(), &a, &SetAttr::new().uid(11), now).unwrap();
         assert_eq!(c.uid, 11);
+    }
+
+    #[test]
+    fn chown_to_the_same_ids_and_atime_updates() {
+        let a = file(0o644, 10, 10);
+        let now = Timestamp::new(5, 0);
+        // A non-owner may not chown, even to the ids the file already has (Linux).
+        for set in [SetAttr::new().gid(10), SetAttr::new().uid(10)] {
+            assert!(matches!(
+                apply_setattr(&Context::new(11, 10), &a, &set, now),
+                Err(MetaError::NotPermitted)
+            ));
+        }
+        assert!(apply_setattr(&Context::new(10, 10), &a, &SetAttr::new().gid(10), now).is_ok());
+        // An access-time update leaves ctime alone; a plain utimens stamps it.
+        let set = SetAttr::new().atime(SetTime::At(now)).keep_ctime();
+        let b = apply_setattr(&Context::root(), &a, &set, now).unwrap();
+        assert_eq!((b.atime, b.ctime), (now, a.ctime));
+        let set = SetAttr::new().atime(SetTime::At(now));
+        assert_eq!(apply_setattr(&Context::root(), &a, &set, now).unwrap().ctime, now);
     }
 }
