@@ -359,6 +359,9 @@ pub struct SetAttr {
     pub size: Option<u64>,
     /// New JuiceFS flags.
     pub flags: Option<u8>,
+    /// Leave ctime as it is: for the access-time update of a read, which POSIX does not
+    /// count as a status change (any other change still stamps it).
+    pub keep_ctime: bool,
 }
 
 impl SetAttr {
@@ -394,6 +397,11 @@ impl SetAttr {
     /// Sets the length.
     pub fn size(mut self, size: u64) -> Self {
         self.size = Some(size);
+        self
+    }
+    /// Sets [`SetAttr::keep_ctime`].
+    pub fn keep_ctime(mut self) -> Self {
+        self.keep_ctime = true;
         self
     }
     /// The mask of fields set, as [`SetAttrMask`] bits.
