@@ -71,7 +71,7 @@ mod writer;
 pub use ::cache::CacheMetrics;
 pub use error::{Result, VfsError};
 pub use fs::{DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir};
-pub use options::VfsOptions;
+pub use options::{AtimeMode, VfsOptions};
 pub use vfs::{DirItem, Vfs};
 pub use volume::{connect_meta, format_volume, open_store, VolumeBuilder};
 

@@ -75,6 +75,24 @@ pub struct VfsOptions {
     pub start_session: bool,
     /// What the session says about this client; `None` fills in host, process and version.
     pub session_info: Option<SessionInfo>,
+    /// When reads and directory listings update access times (default
+    /// [`AtimeMode::RelAtime`]).
+    pub atime_mode: AtimeMode,
+}
+
+/// When reading a file or listing a directory updates its access time (`atime`), as
+/// Linux's mount options of the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AtimeMode {
+    /// Never: reads change no metadata.
+    NoAtime,
+    /// Only when the access time is not after the modification or change time, or is at
+    /// least a day old: at most one metadata update per change or per day.
+    #[default]
+    RelAtime,
+    /// On every read and listing (one metadata update each).
+    StrictAtime,
 }
 
 impl Default for VfsOptions {
@@ -97,6 +115,7 @@ impl Default for VfsOptions {
             heartbeat_interval: Duration::from_secs(meta_api::HEARTBEAT_SECS.unsigned_abs()),
             start_session: true,
             session_info: None,
+            atime_mode: AtimeMode::default(),
         }
     }
 }
@@ -185,6 +204,11 @@ impl VfsOptions {
     /// Sets [`VfsOptions::session_info`].
     pub fn session_info(mut self, info: SessionInfo) -> Self {
         self.session_info = Some(info);
+        self
+    }
+    /// Sets [`VfsOptions::atime_mode`].
+    pub fn atime_mode(mut self, mode: AtimeMode) -> Self {
+        self.atime_mode = mode;
         self
     }
 
