@@ -236,9 +236,10 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// (exclusive) or `Unlock`. An owner may convert its own lock either way. A request
     /// that conflicts with another owner's lock — in any session, this one included —
     /// fails with `WouldBlock` unless `block`, in which case it is retried (without
-    /// holding a transaction) until it succeeds; drop the future to stop waiting. Locks
-    /// are allowed on every inode type, directories included. `NotFound` for a missing
-    /// inode, `BadHandle` without a session; unlocking never fails for either.
+    /// holding a transaction) until it succeeds; drop the future to stop waiting (closing
+    /// the client's session ends the wait with `BadHandle`). Locks are allowed on every
+    /// inode type, directories included. `NotFound` for a missing inode, `BadHandle`
+    /// without a session; unlocking never fails for either.
     async fn flock(
         &self,
         ctx: &crate::Context,
@@ -265,7 +266,7 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// `start..=end` for `owner` of this session. An end of `u64::MAX` — or of anything
     /// from the kernel's `OFFSET_MAX` ([`crate::locks::OFFSET_MAX`]) up — reaches the end
     /// of the file, and `getlk` reports it as `u64::MAX`. Only other owners conflict
-    /// (`WouldBlock`, or a retried wait when `block`, cancelled by dropping the future);
+    /// (`WouldBlock`, or a retried wait when `block`, ended like `flock`'s);
     /// the owner's own locks in the range are replaced, split where the range cuts them
     /// and merged with touching ranges of the same type and pid. `Unlock` releases the
     /// range. Allowed on every inode type. `InvalidArgument` when `start > end` or

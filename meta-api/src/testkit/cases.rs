@@ -246,6 +246,7 @@ pub(super) fn all() -> Vec<Case> {
         locks::flock_on_directory_and_missing_inode,
         locks::flock_blocking_waits_for_unlock,
         locks::blocking_wait_is_cancelled_by_dropping_it,
+        locks::blocking_wait_ends_with_the_session,
         locks::plock_getlk_without_conflict_is_unlock,
         locks::plock_conflicts_across_clients,
         locks::plock_unlock_splits_and_relock_merges,

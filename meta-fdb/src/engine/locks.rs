@@ -117,6 +117,10 @@ impl<K: KvStore> TkvMeta<K> {
             match self.try_flock(ino, me, ltype).await {
                 Err(MetaError::WouldBlock) if block => {
                     tokio::time::sleep(wait.next_pause()).await;
+                    if self.lock_sid() != me.sid {
+                        // The session ended while waiting: a lock taken now would outlive it.
+                        return Err(MetaError::BadHandle);
+                    }
                 }
                 other => return other,
             }
@@ -205,6 +209,10 @@ impl<K: KvStore> TkvMeta<K> {
             match self.try_setlk(ino, me, req).await {
                 Err(MetaError::WouldBlock) if block => {
                     tokio::time::sleep(wait.next_pause()).await;
+                    if self.lock_sid() != me.sid {
+                        // The session ended while waiting: a lock taken now would outlive it.
+                        return Err(MetaError::BadHandle);
+                    }
                 }
                 other => return other,
             }

@@ -170,6 +170,10 @@ impl RedisMeta {
             match self.try_flock(ino, me, ltype).await {
                 Err(MetaError::WouldBlock) if block => {
                     tokio::time::sleep(wait.next_pause()).await;
+                    if self.session_id() != me.sid {
+                        // The session ended while waiting: a lock taken now would outlive it.
+                        return Err(MetaError::BadHandle);
+                    }
                 }
                 other => return other,
             }
@@ -245,6 +249,10 @@ impl RedisMeta {
             match self.try_setlk(ino, me, req).await {
                 Err(MetaError::WouldBlock) if block => {
                     tokio::time::sleep(wait.next_pause()).await;
+                    if self.session_id() != me.sid {
+                        // The session ended while waiting: a lock taken now would outlive it.
+                        return Err(MetaError::BadHandle);
+                    }
                 }
                 other => return other,
             }

@@ -160,7 +160,7 @@ async fn woken(task: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
     match tokio::time::timeout(WAKE, task).await {
         Ok(Ok(r)) => r,
         Ok(Err(join)) => panic!("the waiting task failed: {join}"),
-        Err(_) => panic!("a blocking request was still waiting {WAKE:?} after the unlock"),
+        Err(_) => panic!("a blocking request was still waiting {WAKE:?} after what should end it"),
     }
 }
 
@@ -203,6 +203,31 @@ pub(super) async fn blocking_wait_is_cancelled_by_dropping_it(fx: &Fixture<'_>) 
     // The cancelled waits took nothing.
     flock(&*fx.a, f, 2, W).await?;
     setlk(&*fx.a, f, 2, W, 0, EOF).await?;
+    Ok(())
+}
+
+pub(super) async fn blocking_wait_ends_with_the_session(fx: &Fixture<'_>) -> Result<()> {
+    let b = fx.client().await?;
+    let f = lock_file(fx).await?;
+    flock(&*fx.a, f, 1, W).await?;
+    setlk(&*fx.a, f, 1, W, 0, EOF).await?;
+    let waiting_flock = {
+        let b = b.clone();
+        parked(async move { b.flock(&ctx(), f, 7, W, true).await }).await
+    };
+    let waiting_plock = {
+        let b = b.clone();
+        parked(async move { b.setlk(&ctx(), f, 7, true, R, 0, 0, 0).await }).await
+    };
+    b.close_session().await?;
+    // A lock granted now would belong to no session and never be released.
+    assert_err!(woken(waiting_flock).await, MetaError::BadHandle);
+    assert_err!(woken(waiting_plock).await, MetaError::BadHandle);
+    flock(&*fx.a, f, 1, U).await?;
+    setlk(&*fx.a, f, 1, U, 0, EOF).await?;
+    let c = fx.client().await?;
+    flock(&*c, f, 1, W).await?;
+    setlk(&*c, f, 1, W, 0, EOF).await?;
     Ok(())
 }
 
