@@ -6,9 +6,11 @@
 //! [`vfs_core::FileSystem`] on the embedded default: SQLite + a local directory) and
 //! `src/bin/tessera.rs` (the admin CLI: `format`, `info`, `ls`, `cat`, `put`, `get`,
 //! `mkdir`, `rm`, `mv`, and the benchmarks `mdtest` ([`mdtest`]) and `bench` ([`bench`])
-//! that run the workloads of JuiceFS's tools of those names).
+//! that run the workloads of JuiceFS's tools of those names). `tessera mount` serves a
+//! volume through FUSE with the adapter in [`fuse`].
 
 pub mod bench;
+pub mod fuse;
 pub mod mdtest;
 pub mod transfer;
 pub mod volume;

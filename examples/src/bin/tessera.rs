@@ -152,6 +152,10 @@ enum Command {
         /// Volume destination (moved into it if it is a directory)
         dst: PathBuf,
     },
+    /// Mount a volume with FUSE (foreground; -d for background)
+    Mount(tessera_examples::fuse::daemon::MountArgs),
+    /// Unmount a volume mounted with `tessera mount`
+    Umount(tessera_examples::fuse::daemon::UmountArgs),
     /// Metadata benchmark with the workload of `juicefs mdtest`, plus stat, readdir and
     /// remove phases
     Mdtest {
@@ -308,6 +312,8 @@ async fn run(command: Command) -> io::Result<()> {
             })
             .await
         }
+        Command::Mount(args) => tessera_examples::fuse::daemon::mount(args).await,
+        Command::Umount(args) => tessera_examples::fuse::daemon::umount(&args),
         Command::Mv { meta_url, src, dst } => {
             with_volume(&meta_url, |fs| async move {
                 let target = match fs.metadata(&dst).await {
