@@ -33,6 +33,7 @@ install_tools() {
   local need_apt=()
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+  command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
   dpkg -s libclang-dev >/dev/null 2>&1 || need_apt+=(libclang-dev)
   if [ ${#need_apt[@]} -gt 0 ]; then
     svc_log "installing Debian packages: ${need_apt[*]}"
