@@ -175,7 +175,7 @@ async fn heartbeat(weak: Weak<Inner>, mut stop: watch::Receiver<bool>, interval:
             tracing::warn!(error = %e, "session heartbeat failed");
         }
         beats = beats.wrapping_add(1);
-        if beats % REAP_EVERY == 0 {
+        if beats.is_multiple_of(REAP_EVERY) {
             match inner.meta.reap_stale_sessions(Timestamp::now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "reaped stale sessions"),
