@@ -10,6 +10,7 @@ use crate::{
     Timestamp, ROOT_INO,
 };
 
+mod acl;
 mod attrs;
 mod clients;
 mod create;
@@ -265,6 +266,18 @@ pub(super) fn all() -> Vec<Case> {
         clients::rename_in_b_visible_in_a,
         clients::attrs_and_xattrs_shared,
         clients::open_sees_other_clients_length,
+        acl::off_by_default_is_not_supported,
+        acl::access_acl_round_trip,
+        acl::named_user_gets_what_mode_bits_deny,
+        acl::group_entries_and_the_mask,
+        acl::chmod_updates_the_mask,
+        acl::minimal_acl_is_just_mode_bits,
+        acl::default_acl_inherited_by_files,
+        acl::default_acl_inherited_by_directories,
+        acl::remove_acl_xattrs,
+        acl::invalid_wire_data_is_invalid_argument,
+        acl::only_the_owner_sets_acls,
+        acl::equal_acls_share_one_id,
     ]
 }
 

@@ -14,17 +14,20 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{Harness, TestVolume};
+use crate::acl::AclType;
 use crate::locks::{
     check_range, find_conflict, flock_outcome, setlk_outcome, LockWait, PlockRecord,
 };
 use crate::name::{validate_name, validate_symlink_target};
-use crate::perm::{apply_setattr, check_access, check_remove, new_inode_owner, open_mask};
+use crate::perm::{apply_setattr_with, new_inode_with_acl, open_mask};
 use crate::{
     access, overlay, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format,
     Ino, LockOwner, LockType, MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result,
     Session, SessionInfo, SetAttr, SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE,
     MAX_FILE_SIZE, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
 };
+
+mod acl;
 
 /// Capacity reported when the volume sets none (1 PiB).
 const UNLIMITED_SPACE: u64 = 1 << 50;
@@ -94,6 +97,8 @@ struct State {
     flocks: BTreeMap<Ino, BTreeMap<LockOwner, LockType>>,
     /// POSIX locks of each inode: every owner's ranges.
     plocks: BTreeMap<Ino, BTreeMap<LockOwner, Vec<PlockRecord>>>,
+    /// Stored POSIX ACL rules.
+    acls: acl::AclTable,
 }
 
 fn now() -> Timestamp {
@@ -241,14 +246,18 @@ impl State {
         target: &[u8],
     ) -> Result<Entry> {
         let pattr = self.dir(parent)?.attr.clone();
-        check_access(ctx, &pattr, access::W | access::X)?;
+        self.access(ctx, &pattr, access::W | access::X)?;
         if self.child(parent, name).is_some() {
             return Err(MetaError::Exists);
         }
         let t = now();
-        let (mode, gid) = new_inode_owner(ctx, &pattr, typ, mode);
-        let mut attr = Attr::new(typ, mode, ctx.uid, gid, t);
+        let new = new_inode_with_acl(ctx, &pattr, self.default_rule(&pattr), typ, mode);
+        let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
         attr.parent = parent;
+        attr.default_acl = new.default_acl;
+        if let Some(rule) = new.access_rule {
+            attr.access_acl = self.save_rule(rule);
+        }
         attr.rdev = rdev;
         match typ {
             FileType::Directory => {
@@ -328,7 +337,7 @@ impl State {
             return Err(MetaError::FileTooBig);
         }
         let n = self.regular(ino)?;
-        check_access(ctx, &n.attr, access::W)
+        self.access(ctx, &n.attr, access::W)
     }
 
     /// Closes every open inode of session `sid`, drops its locks and forgets the session.
@@ -621,7 +630,7 @@ impl MetaEngine for ModelEngine {
             validate_name(name)?;
         }
         let p = st.dir(parent)?;
-        check_access(ctx, &p.attr, access::X)?;
+        st.access(ctx, &p.attr, access::X)?;
         match name {
             b"." => st.entry(parent),
             b".." => st.entry(p.attr.parent),
@@ -640,7 +649,10 @@ impl MetaEngine for ModelEngine {
         let mut st = self.ready()?;
         let cur = st.attr(ino)?;
         let t = now();
-        let mut a = apply_setattr(ctx, &cur, set, t)?;
+        let (mut a, rule) = apply_setattr_with(ctx, &cur, st.access_rule(&cur), set, t)?;
+        if let Some(rule) = rule {
+            a.access_acl = st.save_rule(rule);
+        }
         if let Some(size) = set.size {
             st.check_truncate(ctx, ino, size)?;
             st.set_length(ino, size, t)?;
@@ -707,7 +719,7 @@ impl MetaEngine for ModelEngine {
             return not_found();
         }
         let pattr = st.dir(parent)?.attr.clone();
-        check_access(ctx, &pattr, access::W | access::X)?;
+        st.access(ctx, &pattr, access::W | access::X)?;
         if st.child(parent, name).is_some() {
             return Err(MetaError::Exists);
         }
@@ -725,10 +737,10 @@ impl MetaEngine for ModelEngine {
         let mut st = self.ready()?;
         validate_name(name)?;
         let pattr = st.dir(parent)?.attr.clone();
-        check_access(ctx, &pattr, access::W | access::X)?;
+        st.access(ctx, &pattr, access::W | access::X)?;
         let ino = st.child(parent, name).ok_or(MetaError::NotFound)?;
         let victim = st.attr(ino)?;
-        check_remove(ctx, &pattr, &victim)?;
+        st.check_remove(ctx, &pattr, &victim)?;
         if victim.typ == FileType::Directory {
             return Err(MetaError::IsDir);
         }
@@ -743,10 +755,10 @@ impl MetaEngine for ModelEngine {
         let mut st = self.ready()?;
         validate_name(name)?;
         let pattr = st.dir(parent)?.attr.clone();
-        check_access(ctx, &pattr, access::W | access::X)?;
+        st.access(ctx, &pattr, access::W | access::X)?;
         let ino = st.child(parent, name).ok_or(MetaError::NotFound)?;
         let victim = st.node(ino)?;
-        check_remove(ctx, &pattr, &victim.attr)?;
+        st.check_remove(ctx, &pattr, &victim.attr)?;
         if victim.attr.typ != FileType::Directory {
             return Err(MetaError::NotDir);
         }
@@ -781,8 +793,8 @@ impl MetaEngine for ModelEngine {
         validate_name(new_name)?;
         let pattr = st.dir(parent)?.attr.clone();
         let npattr = st.dir(new_parent)?.attr.clone();
-        check_access(ctx, &pattr, access::W | access::X)?;
-        check_access(ctx, &npattr, access::W | access::X)?;
+        st.access(ctx, &pattr, access::W | access::X)?;
+        st.access(ctx, &npattr, access::W | access::X)?;
         let src = st.child(parent, name).ok_or(MetaError::NotFound)?;
         let dst = st.child(new_parent, new_name);
         if flags.exchange() && dst.is_none() {
@@ -811,9 +823,9 @@ impl MetaEngine for ModelEngine {
                 ));
             }
         }
-        check_remove(ctx, &pattr, &sa)?;
+        st.check_remove(ctx, &pattr, &sa)?;
         if let Some(da) = &da {
-            check_remove(ctx, &npattr, da)?;
+            st.check_remove(ctx, &npattr, da)?;
         }
         let t = now();
         if flags.exchange() {
@@ -890,7 +902,7 @@ impl MetaEngine for ModelEngine {
     ) -> Result<Vec<DirEntry>> {
         let st = self.ready()?;
         let d = st.dir(ino)?;
-        check_access(ctx, &d.attr, access::R)?;
+        st.access(ctx, &d.attr, access::R)?;
         let lower = match after {
             Some(a) => Bound::Excluded(a.to_vec()),
             None => Bound::Unbounded,
@@ -915,7 +927,7 @@ impl MetaEngine for ModelEngine {
         if a.typ == FileType::Directory && mask & access::W != 0 {
             return Err(MetaError::IsDir);
         }
-        check_access(ctx, &a, mask)?;
+        st.access(ctx, &a, mask)?;
         self.open.open(ino);
         if let Some(sid) = *self.sid_lock() {
             if let Some(s) = st.sessions.get_mut(&sid) {
@@ -1019,7 +1031,7 @@ impl MetaEngine for ModelEngine {
             return Err(MetaError::FileTooBig);
         }
         let a = st.regular(ino)?.attr.clone();
-        check_access(ctx, &a, access::W)?;
+        st.access(ctx, &a, access::W)?;
         if punch || zero {
             st.punch(ino, off, end)?;
         }
@@ -1047,8 +1059,8 @@ impl MetaEngine for ModelEngine {
         // come before the offsets.
         let sa = st.regular(src)?.attr.clone();
         let da = st.regular(dst)?.attr.clone();
-        check_access(ctx, &sa, access::R)?;
-        check_access(ctx, &da, access::W)?;
+        st.access(ctx, &sa, access::R)?;
+        st.access(ctx, &da, access::W)?;
         let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;
         if dst_end > MAX_FILE_SIZE {
             return Err(MetaError::FileTooBig);
@@ -1105,6 +1117,9 @@ impl MetaEngine for ModelEngine {
     async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         let st = self.ready()?;
         check_xattr_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return st.get_acl_xattr(ino, typ);
+        }
         st.node(ino)?
             .xattrs
             .get(name)
@@ -1122,6 +1137,9 @@ impl MetaEngine for ModelEngine {
     ) -> Result<()> {
         let mut st = self.ready()?;
         check_xattr_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return st.set_acl_xattr(ctx, ino, typ, Some(value));
+        }
         if value.len() > MAX_XATTR_VALUE_LEN {
             return Err(MetaError::Range);
         }
@@ -1130,7 +1148,7 @@ impl MetaEngine for ModelEngine {
             return Err(MetaError::InvalidArgument("xattr flags"));
         }
         let n = st.node(ino)?;
-        check_access(ctx, &n.attr, access::W)?;
+        st.access(ctx, &n.attr, access::W)?;
         let exists = n.xattrs.contains_key(name);
         if flags == XattrFlags::CREATE && exists {
             return Err(MetaError::Exists);
@@ -1146,14 +1164,20 @@ impl MetaEngine for ModelEngine {
 
     async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
         let st = self.ready()?;
-        Ok(st.node(ino)?.xattrs.keys().cloned().collect())
+        let n = st.node(ino)?;
+        let mut names: Vec<Vec<u8>> = n.xattrs.keys().cloned().collect();
+        crate::acl::merge_xattr_names(&n.attr, &mut names);
+        Ok(names)
     }
 
     async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         let mut st = self.ready()?;
         check_xattr_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return st.set_acl_xattr(ctx, ino, typ, None);
+        }
         let n = st.node(ino)?;
-        check_access(ctx, &n.attr, access::W)?;
+        st.access(ctx, &n.attr, access::W)?;
         let n = st.node_mut(ino)?;
         if n.xattrs.remove(name).is_none() {
             return Err(MetaError::NoAttr);
