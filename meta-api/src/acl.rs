@@ -557,24 +557,22 @@ pub fn get_xattr(attr: &Attr, typ: AclType, rule: Option<&Rule>) -> Result<Vec<u
     }
 }
 
-/// The ACL names `listxattr` shows for `attr`, in sorted order (JuiceFS lists them next
-/// to the stored attributes).
-pub fn xattr_names(attr: &Attr) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    if attr.access_acl != 0 {
-        out.push(XATTR_ACCESS.to_vec());
-    }
-    if attr.default_acl != 0 {
-        out.push(XATTR_DEFAULT.to_vec());
-    }
-    out
+/// Adds the ACL names of `attr` to a list of stored attribute names, keeping it sorted
+/// (JuiceFS lists an inode's ACLs next to its stored attributes).
+pub fn merge_xattr_names(attr: &Attr, names: &mut Vec<Vec<u8>>) {
+    add_xattr_names(attr.access_acl, attr.default_acl, names);
 }
 
-/// Adds the ACL names of `attr` to a list of stored attribute names, keeping it sorted.
-pub fn merge_xattr_names(attr: &Attr, names: &mut Vec<Vec<u8>>) {
-    let acl = xattr_names(attr);
-    if !acl.is_empty() {
-        names.extend(acl);
+/// [`merge_xattr_names`] for an inode whose ACL ids are `access_acl` and `default_acl`.
+pub fn add_xattr_names(access_acl: u32, default_acl: u32, names: &mut Vec<Vec<u8>>) {
+    let before = names.len();
+    if access_acl != 0 {
+        names.push(XATTR_ACCESS.to_vec());
+    }
+    if default_acl != 0 {
+        names.push(XATTR_DEFAULT.to_vec());
+    }
+    if names.len() != before {
         names.sort();
         names.dedup();
     }
@@ -689,8 +687,8 @@ mod tests {
         let r = sample();
         let enc = r.encode();
         let want: Vec<u8> = vec![
-            0, 6, 0, 4, 0, 6, 0, 4, 0, 0, 0, 2, 0, 0, 3, 0xe8, 0, 6, 0, 0, 3, 0xe9, 0, 4, 0, 0,
-            0, 1, 0, 0, 0, 0x32, 0, 5,
+            0, 6, 0, 4, 0, 6, 0, 4, 0, 0, 0, 2, 0, 0, 3, 0xe8, 0, 6, 0, 0, 3, 0xe9, 0, 4, 0, 0, 0,
+            1, 0, 0, 0, 0x32, 0, 5,
         ];
         assert_eq!(enc, want);
         assert_eq!(Rule::decode(&enc).unwrap(), r);
@@ -754,7 +752,12 @@ mod tests {
         assert!(bad(wire(&[(1, 7, u), (4, 5, u)])), "no other entry");
         assert!(bad(wire(&[(1, 7, u), (1, 7, u), (4, 5, u), (0x20, 1, u)])));
         assert!(bad(wire(&[(1, 8, u), (4, 5, u), (0x20, 1, u)])), "perm 8");
-        assert!(bad(wire(&[(1, 7, u), (4, 5, u), (0x40, 1, u), (0x20, 1, u)])));
+        assert!(bad(wire(&[
+            (1, 7, u),
+            (4, 5, u),
+            (0x40, 1, u),
+            (0x20, 1, u)
+        ])));
         assert!(
             bad(wire(&[(1, 7, u), (2, 5, 9), (4, 5, u), (0x20, 1, u)])),
             "named user without mask"

@@ -373,7 +373,10 @@ mod tests {
         a.access_acl = 7;
         let named = Context::new(1000, 1000);
         assert!(check_access_with(&named, &a, Some(&rule), access::W).is_ok());
-        assert!(check_access(&named, &a, access::R).is_err(), "mode bits alone");
+        assert!(
+            check_access(&named, &a, access::R).is_err(),
+            "mode bits alone"
+        );
         let group = Context::new(11, 20);
         assert!(check_access_with(&group, &a, Some(&rule), access::W).is_err());
         // A zero mask turns the ACL off, as in Linux.
@@ -473,6 +476,11 @@ mod tests {
         let b = apply_setattr(&Context::root(), &a, &set, now).unwrap();
         assert_eq!((b.atime, b.ctime), (now, a.ctime));
         let set = SetAttr::new().atime(SetTime::At(now));
-        assert_eq!(apply_setattr(&Context::root(), &a, &set, now).unwrap().ctime, now);
+        assert_eq!(
+            apply_setattr(&Context::root(), &a, &set, now)
+                .unwrap()
+                .ctime,
+            now
+        );
     }
 }

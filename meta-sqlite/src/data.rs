@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use meta_api::perm::check_access;
+use meta_api::perm::check_access_with;
 use meta_api::{
     access, overlay, Attr, Context, DeletedFile, FallocMode, FileType, Format, Ino, MetaError,
     Result, Slice, StatFs, Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
@@ -317,7 +317,8 @@ impl SqliteMeta {
             .txn(|c, _| {
                 Box::pin(async move {
                     let mut attr = must_node(c, ino).await?;
-                    check_truncatable(ctx, &attr)?;
+                    let rule = self.check_rule(c, ctx, Some(&attr)).await?;
+                    check_truncatable(ctx, &attr, rule.as_deref())?;
                     let resized = resize(c, fmt, ino, &mut attr, length).await?;
                     attr.mtime = now;
                     attr.ctime = now;
@@ -373,7 +374,7 @@ impl SqliteMeta {
                     {
                         return Err(MetaError::NotPermitted);
                     }
-                    check_access(ctx, &attr, access::W)?;
+                    self.access(c, ctx, &attr, access::W).await?;
                     let old = attr.length;
                     if punch_hole || zero {
                         punch(c, ino, off, end.min(old)).await?;
@@ -414,8 +415,10 @@ impl SqliteMeta {
                     };
                     check_regular(&sattr)?;
                     check_regular(&dattr)?;
-                    check_access(ctx, &sattr, access::R)?;
-                    check_access(ctx, &dattr, access::W)?;
+                    let srule = self.check_rule(c, ctx, Some(&sattr)).await?;
+                    check_access_with(ctx, &sattr, srule.as_deref(), access::R)?;
+                    let drule = self.check_rule(c, ctx, Some(&dattr)).await?;
+                    check_access_with(ctx, &dattr, drule.as_deref(), access::W)?;
                     let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;
                     if dst_end > MAX_FILE_SIZE {
                         return Err(MetaError::FileTooBig);

@@ -13,11 +13,14 @@
 //! An unlinked file stays readable until its last close in any session, this client's or
 //! another's: see the `sustain` module for the rule and how it works across processes.
 //!
+//! POSIX ACLs (`jfs_acl`, on volumes formatted with `EnableACL`) are read and written as
+//! the `system.posix_acl_access`/`system.posix_acl_default` attributes and applied to every
+//! access check, `chmod` and new inode (see [`meta_api::acl`]).
+//!
 //! What JuiceFS does and this engine does not (yet): with `TrashDays > 0`, unlinked files
 //! are deleted rather than moved to the trash; directory quotas (`jfs_dir_quota`) are
-//! neither enforced nor counted; POSIX ACLs are kept but not applied; a truncated file
-//! keeps its chunks past the end (covered by hole records, as JuiceFS does) until it is
-//! purged.
+//! neither enforced nor counted; a truncated file keeps its chunks past the end (covered by
+//! hole records, as JuiceFS does) until it is purged.
 //!
 //! ```
 //! use meta_api::{Context, Format, MetaEngine, SessionInfo, ROOT_INO};
@@ -53,6 +56,7 @@ use meta_api::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::ConnectOptions;
 
+mod acl;
 mod data;
 mod ids;
 mod locks;
@@ -89,6 +93,8 @@ pub struct SqliteMeta {
     ids: IdPools,
     format: RwLock<Option<Arc<Format>>>,
     info: std::sync::Mutex<SessionInfo>,
+    /// Stored POSIX ACL rules by id (they never change).
+    acls: meta_api::acl::AclCache,
 }
 
 impl std::fmt::Debug for SqliteMeta {
@@ -184,6 +190,7 @@ impl SqliteMeta {
             ids: IdPools::default(),
             format: RwLock::new(None),
             info: std::sync::Mutex::new(SessionInfo::default()),
+            acls: meta_api::acl::AclCache::new(),
         }
     }
 

@@ -2,8 +2,13 @@
 
 use std::sync::LazyLock;
 
+use std::sync::Arc;
+
+use meta_api::acl::Rule;
 use meta_api::name::validate_name;
-use meta_api::perm::{apply_setattr, check_access, check_remove, new_inode_owner};
+use meta_api::perm::{
+    apply_setattr_with, check_access_with, check_remove_with, new_inode_with_acl,
+};
 use meta_api::{
     access, Attr, Context, DirEntry, Entry, FileType, Format, Ino, MetaError, RenameFlags, Result,
     SetAttr, Timestamp, ROOT_INO, TRASH_INO,
@@ -58,7 +63,7 @@ macro_rules! create_sql {
             "INSERT INTO jfs_node (inode, type, flags, mode, uid, gid, atime, mtime, ctime, ",
             "atimensec, mtimensec, ctimensec, nlink, length, rdev, parent, access_acl_id, ",
             "default_acl_id, tier_id) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ",
-            "0, 0, 0); ",
+            "?, ?, 0); ",
             "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, ",
             "nlink = nlink + ? WHERE inode = ?; ",
             "UPDATE jfs_counter SET value = value + CASE name WHEN 'usedSpace' THEN 4096 ",
@@ -178,7 +183,8 @@ static READDIR: LazyLock<[String; 4]> = LazyLock::new(|| {
         };
         let cond = if after { " AND e.name > ?2" } else { "" };
         format!(
-            "SELECT p.type, p.mode, p.uid, p.gid, e.name, e.inode, e.type{cols} FROM jfs_node p \
+            "SELECT p.type, p.mode, p.uid, p.gid, e.name, e.inode, e.type{cols}, \
+             p.access_acl_id FROM jfs_node p \
              LEFT JOIN jfs_edge e ON e.parent = p.inode{cond}{join} WHERE p.inode = ?1 \
              ORDER BY e.name LIMIT ?3"
         )
@@ -346,8 +352,14 @@ fn check_victim_flags(attr: &Attr) -> Result<()> {
     Ok(())
 }
 
-/// A directory that entries may be added to or removed from by `ctx`.
-fn writable_dir(ctx: &Context, dir: Option<Attr>, removing: bool) -> Result<Attr> {
+/// A directory that entries may be added to or removed from by `ctx`; `rule` is its access
+/// ACL when the check needs one ([`SqliteMeta::check_rule`]).
+fn writable_dir(
+    ctx: &Context,
+    dir: Option<Attr>,
+    rule: Option<&Rule>,
+    removing: bool,
+) -> Result<Attr> {
     let dir = dir.ok_or(MetaError::NotFound)?;
     if !dir.is_dir() {
         return Err(MetaError::NotDir);
@@ -356,12 +368,26 @@ fn writable_dir(ctx: &Context, dir: Option<Attr>, removing: bool) -> Result<Attr
         // A directory deleted into JuiceFS's trash takes no new entries.
         return Err(MetaError::NotFound);
     }
-    check_access(ctx, &dir, access::W | access::X)?;
+    check_access_with(ctx, &dir, rule, access::W | access::X)?;
     check_dir_flags(&dir, removing)?;
     Ok(dir)
 }
 
 impl SqliteMeta {
+    /// [`writable_dir`] with the directory's access ACL, which is returned too (removals
+    /// check it again with the sticky bit).
+    async fn writable_dir(
+        &self,
+        c: &mut SqliteConnection,
+        ctx: &Context,
+        dir: Option<Attr>,
+        removing: bool,
+    ) -> Result<(Attr, Option<Arc<Rule>>)> {
+        let rule = self.check_rule(c, ctx, dir.as_ref()).await?;
+        let dir = writable_dir(ctx, dir, rule.as_deref(), removing)?;
+        Ok((dir, rule))
+    }
+
     /// Node `ino` read outside any write transaction.
     pub(crate) async fn read_node(&self, ino: Ino) -> Result<Option<Attr>> {
         let row = sqlx::query(SELECT_NODE)
@@ -385,7 +411,7 @@ impl SqliteMeta {
             if !dir.is_dir() {
                 return Err(MetaError::NotDir);
             }
-            check_access(ctx, &dir, access::X)?;
+            self.access_read(ctx, &dir, access::X).await?;
             if name == b"." || parent == ROOT_INO {
                 return Ok(Entry {
                     ino: parent,
@@ -410,7 +436,7 @@ impl SqliteMeta {
         if !dir.is_dir() {
             return Err(MetaError::NotDir);
         }
-        check_access(ctx, &dir, access::X)?;
+        self.access_read(ctx, &dir, access::X).await?;
         if !has_node(&row, CHILD_AT)? {
             if parent == ROOT_INO && name == TRASH_NAME {
                 if let Some(attr) = self.read_node(TRASH_INO).await? {
@@ -448,10 +474,16 @@ impl SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let dir = writable_dir(ctx, get_node(c, parent).await?, false)?;
-                    let (mode, gid) = new_inode_owner(ctx, &dir, typ, mode);
-                    let mut attr = Attr::new(typ, mode, ctx.uid, gid, now);
+                    let dir = get_node(c, parent).await?;
+                    let (dir, _) = self.writable_dir(c, ctx, dir, false).await?;
+                    let default = self.default_rule(c, &dir).await?;
+                    let new = new_inode_with_acl(ctx, &dir, default.as_deref(), typ, mode);
+                    let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
                     attr.parent = parent;
+                    attr.default_acl = new.default_acl;
+                    if let Some(rule) = &new.access_rule {
+                        attr.access_acl = self.save_rule(c, rule).await?;
+                    }
                     match typ {
                         FileType::Directory => {
                             attr.nlink = 2;
@@ -488,6 +520,8 @@ impl SqliteMeta {
                         .bind(attr.length as i64)
                         .bind(i64::from(attr.rdev))
                         .bind(parent as i64)
+                        .bind(i64::from(attr.access_acl))
+                        .bind(i64::from(attr.default_acl))
                         .bind(t)
                         .bind(t)
                         .bind(tn)
@@ -559,7 +593,8 @@ impl SqliteMeta {
                         // An unlinked (sustained) inode cannot get a name back.
                         return Err(MetaError::NotFound);
                     }
-                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, false)?;
+                    let dir = get_node(c, parent).await?;
+                    let (mut dir, _) = self.writable_dir(c, ctx, dir, false).await?;
                     check_victim_flags(&attr)?;
                     if attr.nlink == u32::MAX {
                         return Err(MetaError::TooManyLinks);
@@ -603,7 +638,8 @@ impl SqliteMeta {
                         .await
                         .map_err(db_err)?
                         .ok_or(MetaError::NotFound)?;
-                    let dir = writable_dir(ctx, Some(attr_from_row(&row, 0)?.1), true)?;
+                    let dir = Some(attr_from_row(&row, 0)?.1);
+                    let (dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
                     let ino = row
                         .try_get::<Option<i64>, _>(NODE_NCOLS)
                         .map_err(db_err)?
@@ -615,7 +651,7 @@ impl SqliteMeta {
                         None
                     };
                     if let Some(v) = &victim {
-                        check_remove(ctx, &dir, v)?;
+                        check_remove_with(ctx, &dir, rule.as_deref(), v)?;
                     }
                     if typ == FileType::Directory {
                         return Err(MetaError::IsDir);
@@ -723,13 +759,14 @@ impl SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let mut dir = writable_dir(ctx, get_node(c, parent).await?, true)?;
+                    let dir = get_node(c, parent).await?;
+                    let (mut dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
                     let (ino, typ) = get_edge(c, parent, name)
                         .await?
                         .ok_or(MetaError::NotFound)?;
                     let victim = get_node(c, ino).await?;
                     if let Some(v) = &victim {
-                        check_remove(ctx, &dir, v)?;
+                        check_remove_with(ctx, &dir, rule.as_deref(), v)?;
                     }
                     if typ != FileType::Directory {
                         return Err(MetaError::NotDir);
@@ -788,7 +825,7 @@ impl SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let (spa, dpa) = rename_parents(c, ctx, sp, dp).await?;
+                    let (spa, srule, dpa, drule) = rename_parents(self, c, ctx, sp, dp).await?;
                     let (sino, _) = get_edge(c, sp, sname).await?.ok_or(MetaError::NotFound)?;
                     let dst = get_edge(c, dp, dname).await?;
                     match dst {
@@ -815,9 +852,9 @@ impl SqliteMeta {
                             ));
                         }
                     }
-                    check_remove(ctx, &spa, &sattr)?;
+                    check_remove_with(ctx, &spa, srule.as_deref(), &sattr)?;
                     if let Some(d) = &dattr {
-                        check_remove(ctx, &dpa, d)?;
+                        check_remove_with(ctx, &dpa, drule.as_deref(), d)?;
                     }
                     check_victim_flags(&sattr)?;
                     if let Some(d) = &dattr {
@@ -897,14 +934,19 @@ impl SqliteMeta {
             return Err(MetaError::NotDir);
         }
         let get = |i: usize| first.try_get::<i64, _>(i).map_err(db_err);
-        let dir = Attr::new(
+        let mut dir = Attr::new(
             typ,
             get(1)? as u16,
             get(2)? as u32,
             get(3)? as u32,
             Timestamp::default(),
         );
-        check_access(ctx, &dir, access::R)?;
+        let acl_at = 7 + if plus { NODE_NCOLS } else { 0 };
+        dir.access_acl = first
+            .try_get::<Option<i64>, _>(acl_at)
+            .map_err(db_err)?
+            .unwrap_or(0) as u32;
+        self.access_read(ctx, &dir, access::R).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows.iter().take(limit) {
             let Some(name) = r.try_get::<Option<Vec<u8>>, _>(4).map_err(db_err)? else {
@@ -949,13 +991,22 @@ impl SqliteMeta {
                     if cur.flags & FLAG_IMMUTABLE != 0 && !only_flags {
                         return Err(MetaError::NotPermitted);
                     }
-                    let mut attr = apply_setattr(ctx, &cur, set, now)?;
+                    let rule = match cur.access_acl {
+                        0 => None,
+                        id => Some(self.acl_rule(c, id).await?),
+                    };
+                    let (mut attr, new_rule) =
+                        apply_setattr_with(ctx, &cur, rule.as_deref(), set, now)?;
+                    if let Some(r) = &new_rule {
+                        attr.access_acl = self.save_rule(c, r).await?;
+                    }
                     let mut resized = crate::data::Resized::default();
                     if let Some(size) = set.size {
                         if size > meta_api::MAX_FILE_SIZE {
                             return Err(MetaError::FileTooBig);
                         }
-                        check_truncatable(ctx, &cur)?;
+                        let check = self.check_rule(c, ctx, Some(&cur)).await?;
+                        check_truncatable(ctx, &cur, check.as_deref())?;
                         resized = crate::data::resize(c, fmt, ino, &mut attr, size).await?;
                         if !matches!(set.mtime, Some(meta_api::SetTime::At(_))) {
                             attr.mtime = now;
@@ -965,6 +1016,9 @@ impl SqliteMeta {
                     if attr != cur {
                         update_node(c, ino, &attr).await?;
                     }
+                    if attr.access_acl != cur.access_acl {
+                        crate::acl::write_acl_columns(c, ino, &attr).await?;
+                    }
                     resized.apply(c, fmt, ino, attr.parent).await?;
                     Ok(attr)
                 })
@@ -973,8 +1027,9 @@ impl SqliteMeta {
     }
 }
 
-/// Checks that `ctx` may change the length of `attr`.
-pub(crate) fn check_truncatable(ctx: &Context, attr: &Attr) -> Result<()> {
+/// Checks that `ctx` may change the length of `attr`, whose access ACL is `rule` when the
+/// check needs one.
+pub(crate) fn check_truncatable(ctx: &Context, attr: &Attr, rule: Option<&Rule>) -> Result<()> {
     match attr.typ {
         FileType::Regular => {}
         FileType::Directory => return Err(MetaError::IsDir),
@@ -983,7 +1038,7 @@ pub(crate) fn check_truncatable(ctx: &Context, attr: &Attr) -> Result<()> {
     if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
         return Err(MetaError::NotPermitted);
     }
-    check_access(ctx, attr, access::W)
+    check_access_with(ctx, attr, rule, access::W)
 }
 
 /// Deletes an empty directory's node and what JuiceFS keeps beside it.
@@ -999,14 +1054,18 @@ async fn remove_dir_node(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
     Ok(())
 }
 
+/// The two directories of a rename, each with its access ACL when the checks need one.
+type RenameParents = (Attr, Option<Arc<Rule>>, Attr, Option<Arc<Rule>>);
+
 /// Both parents of a rename, checked in the contract's order: existence and type of both,
 /// then write and search permission on both.
 async fn rename_parents(
+    meta: &SqliteMeta,
     c: &mut SqliteConnection,
     ctx: &Context,
     sp: Ino,
     dp: Ino,
-) -> Result<(Attr, Attr)> {
+) -> Result<RenameParents> {
     let dir = |a: Option<Attr>| match a {
         None => Err(MetaError::NotFound),
         Some(a) if !a.is_dir() => Err(MetaError::NotDir),
@@ -1018,9 +1077,9 @@ async fn rename_parents(
     } else {
         dir(get_node(c, dp).await?)?
     };
-    let spa = writable_dir(ctx, Some(spa), true)?;
-    let dpa = writable_dir(ctx, Some(dpa), false)?;
-    Ok((spa, dpa))
+    let (spa, srule) = meta.writable_dir(c, ctx, Some(spa), true).await?;
+    let (dpa, drule) = meta.writable_dir(c, ctx, Some(dpa), false).await?;
+    Ok((spa, srule, dpa, drule))
 }
 
 /// A rename in progress: both parents, the source, and what changes to the parents' links.

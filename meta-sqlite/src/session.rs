@@ -3,7 +3,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use meta_api::perm::{check_access, open_mask};
+use meta_api::acl::Rule;
+use meta_api::perm::{check_access_with, open_mask};
 use meta_api::{
     Attr, Context, Ino, MetaError, Result, Session, SessionInfo, Timestamp, SESSION_TTL_SECS,
 };
@@ -55,14 +56,15 @@ async fn put_session(c: &mut SqliteConnection, sid: u64, expire: i64, info: &[u8
     Ok(())
 }
 
-/// Checks an open of `attr` with `flags` by `ctx`.
-fn check_open(ctx: &Context, attr: &Attr, flags: i32) -> Result<()> {
+/// Checks an open of `attr` with `flags` by `ctx` (`rule`: its access ACL when the check
+/// needs one).
+fn check_open(ctx: &Context, attr: &Attr, rule: Option<&Rule>, flags: i32) -> Result<()> {
     let mask = open_mask(flags);
     let writes = mask & meta_api::access::W != 0;
     if attr.is_dir() && writes {
         return Err(MetaError::IsDir);
     }
-    check_access(ctx, attr, mask)?;
+    check_access_with(ctx, attr, rule, mask)?;
     if writes && attr.flags & FLAG_IMMUTABLE != 0 {
         return Err(MetaError::NotPermitted);
     }
@@ -225,14 +227,15 @@ impl SqliteMeta {
                 .txn(|c, _| {
                     Box::pin(async move {
                         let attr = must_node(c, ino).await?;
-                        check_open(ctx, &attr, flags)?;
+                        let rule = self.check_rule(c, ctx, Some(&attr)).await?;
+                        check_open(ctx, &attr, rule.as_deref(), flags)?;
                         Ok(attr)
                     })
                 })
                 .await
         } else {
             match self.read_node(ino).await {
-                Ok(Some(attr)) => check_open(ctx, &attr, flags).map(|()| attr),
+                Ok(Some(attr)) => self.check_open_read(ctx, &attr, flags).await.map(|()| attr),
                 Ok(None) => Err(MetaError::NotFound),
                 Err(e) => Err(e),
             }
@@ -241,6 +244,18 @@ impl SqliteMeta {
             self.release_open(ino).await?;
         }
         checked
+    }
+
+    /// [`check_open`] on a reader connection, outside any write transaction.
+    async fn check_open_read(&self, ctx: &Context, attr: &Attr, flags: i32) -> Result<()> {
+        let rule = match meta_api::acl::rule_for_check(attr) {
+            Some(_) if !ctx.is_root() => {
+                let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
+                self.check_rule(&mut conn, ctx, Some(attr)).await?
+            }
+            _ => None,
+        };
+        check_open(ctx, attr, rule.as_deref(), flags)
     }
 
     pub(crate) async fn do_close(&self, ino: Ino) -> Result<()> {

@@ -4,7 +4,7 @@
 //! blobs and turned into TEXT with the same bytes by `CAST(? AS TEXT)`, which makes them
 //! compare equal to the names the juicefs client wrote.
 
-use meta_api::perm::check_access;
+use meta_api::acl::{add_xattr_names, AclType};
 use meta_api::{
     access, Context, Ino, MetaError, Result, Timestamp, XattrFlags, MAX_XATTR_NAME_LEN,
     MAX_XATTR_VALUE_LEN,
@@ -28,6 +28,7 @@ fn check_name(name: &[u8]) -> Result<()> {
 
 /// Checks that `ctx` may change the xattrs of `ino` and stamps its ctime.
 async fn touch_for_change(
+    meta: &SqliteMeta,
     c: &mut SqliteConnection,
     ctx: &Context,
     ino: Ino,
@@ -37,7 +38,7 @@ async fn touch_for_change(
     if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
         return Err(MetaError::NotPermitted);
     }
-    check_access(ctx, &attr, access::W)?;
+    meta.access(c, ctx, &attr, access::W).await?;
     attr.ctime = now;
     update_node(c, ino, &attr).await
 }
@@ -45,6 +46,9 @@ async fn touch_for_change(
 impl SqliteMeta {
     pub(crate) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.get_acl_xattr(ino, typ).await;
+        }
         let row = sqlx::query(
             "SELECT x.value FROM jfs_node n LEFT JOIN jfs_xattr x \
              ON x.inode = n.inode AND x.name = CAST(?1 AS TEXT) WHERE n.inode = ?2",
@@ -69,6 +73,9 @@ impl SqliteMeta {
         flags: u32,
     ) -> Result<()> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.set_acl_xattr(ctx, ino, typ, Some(value)).await;
+        }
         if value.len() > MAX_XATTR_VALUE_LEN {
             return Err(MetaError::Range);
         }
@@ -80,7 +87,7 @@ impl SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    touch_for_change(c, ctx, ino, now).await?;
+                    touch_for_change(self, c, ctx, ino, now).await?;
                     let exists = sqlx::query(
                         "SELECT 1 FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)",
                     )
@@ -114,8 +121,8 @@ impl SqliteMeta {
 
     pub(crate) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
         let rows = sqlx::query(
-            "SELECT x.name FROM jfs_node n LEFT JOIN jfs_xattr x ON x.inode = n.inode \
-             WHERE n.inode = ? ORDER BY x.name",
+            "SELECT x.name, n.access_acl_id, n.default_acl_id FROM jfs_node n \
+             LEFT JOIN jfs_xattr x ON x.inode = n.inode WHERE n.inode = ? ORDER BY x.name",
         )
         .bind(ino as i64)
         .fetch_all(&self.db.pool)
@@ -130,16 +137,27 @@ impl SqliteMeta {
                 names.push(name);
             }
         }
+        // The ACLs show as attributes too, as JuiceFS lists them.
+        let id = |i: usize| -> Result<u32> {
+            Ok(rows[0]
+                .try_get::<Option<i64>, _>(i)
+                .map_err(db_err)?
+                .unwrap_or(0) as u32)
+        };
+        add_xattr_names(id(1)?, id(2)?, &mut names);
         Ok(names)
     }
 
     pub(crate) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.set_acl_xattr(ctx, ino, typ, None).await;
+        }
         let now = Timestamp::now();
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    touch_for_change(c, ctx, ino, now).await?;
+                    touch_for_change(self, c, ctx, ino, now).await?;
                     let done = sqlx::query(
                         "DELETE FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)",
                     )

@@ -239,10 +239,7 @@ pub(super) async fn default_acl_inherited_by_files(fx: &Fixture<'_>) -> Result<(
     let da = e.getattr(d).await?;
     assert_eq!((da.mode, da.access_acl), (0o755, 0), "the mode stays");
     assert_ne!(da.default_acl, 0);
-    assert_eq!(
-        Rule::from_xattr(&e.getxattr(d, XATTR_DEFAULT).await?)?,
-        def
-    );
+    assert_eq!(Rule::from_xattr(&e.getxattr(d, XATTR_DEFAULT).await?)?, def);
     assert_eq!(e.listxattr(d).await?, vec![XATTR_DEFAULT.to_vec()]);
 
     let mut alice = user(ALICE);
