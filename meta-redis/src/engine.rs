@@ -1,6 +1,7 @@
 //! [`RedisMeta`]: opening a client, shared helpers, and the [`MetaEngine`] implementation
 //! (the operations themselves live in the child modules).
 
+mod acl;
 mod data;
 mod locks;
 mod namespace;
@@ -106,6 +107,8 @@ pub struct RedisMeta {
     slice_ids: tokio::sync::Mutex<IdRange>,
     format: RwLock<Option<Format>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
+    /// Stored POSIX ACL rules by id (they never change).
+    acls: meta_api::acl::AclCache,
 }
 
 impl std::fmt::Debug for RedisMeta {
@@ -207,6 +210,7 @@ impl RedisMeta {
             slice_ids: tokio::sync::Mutex::new(IdRange::default()),
             format: RwLock::new(None),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            acls: meta_api::acl::AclCache::new(),
         })
     }
 

@@ -172,6 +172,16 @@ impl Keys {
     pub(crate) fn dir_quota_used_inodes(&self) -> String {
         self.with("dirQuotaUsedInodes")
     }
+
+    /// `acl`: POSIX ACL id (decimal) → the encoded rule.
+    pub(crate) fn acl(&self) -> String {
+        self.with("acl")
+    }
+
+    /// `aclMaxId`: the last POSIX ACL id handed out.
+    pub(crate) fn acl_max_id(&self) -> String {
+        self.with("aclMaxId")
+    }
 }
 
 /// The `sliceRef` field of a slice: `k{id}_{size}`.
@@ -206,6 +216,7 @@ mod tests {
         assert_eq!(k.sustained(7), "session7");
         assert_eq!(k.next_inode(), "nextinode");
         assert_eq!(k.used_space(), "usedSpace");
+        assert_eq!((k.acl(), k.acl_max_id()), ("acl".into(), "aclMaxId".into()));
         let k = Keys::new("{2}");
         assert_eq!(k.entries(5), "{2}d5");
         assert_eq!(k.setting(), "{2}setting");

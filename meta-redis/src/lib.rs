@@ -18,6 +18,7 @@
 //! | `nextinode`, `nextchunk`, `nextsession` | counters | the **last** id handed out |
 //! | `usedSpace`, `totalInodes`, `setting` | strings | usage counters, settings JSON |
 //! | `dirDataLength`, `dirUsedSpace`, `dirUsedInodes` | hashes | per-directory statistics (when `DirStats` is on) |
+//! | `acl` / `aclMaxId` | hash / counter | POSIX ACL id → rule ([`meta_api::acl::Rule::encode`]) / the last id (when `EnableACL` is on) |
 //!
 //! Every key starts with the volume's prefix: none on a single server (as `juicefs`
 //! does), `{N}` on Redis Cluster in JuiceFS, or what [`RedisOptions::key_prefix`] says.

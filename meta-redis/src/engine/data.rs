@@ -1,7 +1,7 @@
 //! Chunks and slices: reading, writing, truncating, fallocate, copy_file_range, statfs.
 
 use meta_api::encoding::decode_attr;
-use meta_api::perm::check_access;
+use meta_api::perm::check_access_with;
 use meta_api::{
     access, overlay, Attr, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, StatFs,
     Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
@@ -108,7 +108,7 @@ impl RedisMeta {
         self.txn(&keys, |mut tx| async move {
             let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
             need_regular(&attr)?;
-            check_access(ctx, &attr, access::W)?;
+            self.access(ctx, &attr, access::W).await?;
             if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
             }
@@ -250,7 +250,7 @@ impl RedisMeta {
         self.txn(&keys, |mut tx| async move {
             let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
             need_regular(&attr)?;
-            check_access(ctx, &attr, access::W)?;
+            self.access(ctx, &attr, access::W).await?;
             if attr.flags & FLAG_IMMUTABLE != 0
                 || (attr.flags & FLAG_APPEND != 0 && mode.0 & !FallocMode::KEEP_SIZE != 0)
             {
@@ -311,8 +311,9 @@ impl RedisMeta {
             let mut dattr = it.next().flatten().ok_or(MetaError::NotFound)?;
             need_regular(&sattr)?;
             need_regular(&dattr)?;
-            check_access(ctx, &sattr, access::R)?;
-            check_access(ctx, &dattr, access::W)?;
+            let srule = self.check_rule(ctx, Some(&sattr)).await?;
+            check_access_with(ctx, &sattr, srule.as_deref(), access::R)?;
+            self.access(ctx, &dattr, access::W).await?;
             if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
             }

@@ -1,7 +1,9 @@
 //! Lookup, attributes, creation, links, removal, rename and listing.
 
 use meta_api::encoding::{decode_attr, decode_entry, encode_entry};
-use meta_api::perm::{apply_setattr, check_access, check_remove, new_inode_owner};
+use meta_api::perm::{
+    apply_setattr_with, check_access_with, check_remove_with, new_inode_with_acl,
+};
 use meta_api::{
     access, name, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
     SetAttr, MAX_FILE_SIZE, ROOT_INO,
@@ -33,7 +35,7 @@ impl RedisMeta {
     pub(crate) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
         if name == b"." || name == b".." {
             let pattr = need_dir(self.get_attr(parent).await?)?;
-            check_access(ctx, &pattr, access::X)?;
+            self.access(ctx, &pattr, access::X).await?;
             if name == b"." {
                 return Ok(Entry {
                     ino: parent,
@@ -70,7 +72,7 @@ impl RedisMeta {
             .await?;
         let mut it = parts.into_iter();
         let pattr = need_dir(it.next().map(|b| decode_attr(&b)).transpose()?)?;
-        check_access(ctx, &pattr, access::X)?;
+        self.access(ctx, &pattr, access::X).await?;
         let (_, ino) = decode_entry(&it.next().ok_or(MetaError::NotFound)?)?;
         let attr = decode_attr(&it.next().ok_or(MetaError::NotFound)?)?;
         Ok(Entry { ino, attr })
@@ -84,8 +86,12 @@ impl RedisMeta {
                 return Err(MetaError::NotPermitted);
             }
             let t = now();
-            let mut new = apply_setattr(ctx, &cur, set, t)?;
+            let rule = self.rule_of(cur.access_acl).await?;
+            let (mut new, new_rule) = apply_setattr_with(ctx, &cur, rule.as_deref(), set, t)?;
             let mut w = Writes::new();
+            if let Some(r) = &new_rule {
+                new.access_acl = self.save_rule(&mut tx, &mut w, r).await?;
+            }
             if let Some(size) = set.size {
                 if size > MAX_FILE_SIZE {
                     return Err(MetaError::FileTooBig);
@@ -95,7 +101,7 @@ impl RedisMeta {
                     FileType::Directory => return Err(MetaError::IsDir),
                     _ => return Err(MetaError::InvalidArgument("size of a non-regular file")),
                 }
-                check_access(ctx, &cur, access::W)?;
+                self.access(ctx, &cur, access::W).await?;
                 if cur.flags & FLAG_APPEND != 0 {
                     return Err(MetaError::NotPermitted);
                 }
@@ -148,7 +154,7 @@ impl RedisMeta {
         self.txn(&keys, |mut tx| async move {
             let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
             let mut pattr = need_dir(pattr)?;
-            check_access(ctx, &pattr, access::W | access::X)?;
+            self.access(ctx, &pattr, access::W | access::X).await?;
             if entry.is_some() {
                 return Err(MetaError::Exists);
             }
@@ -157,9 +163,15 @@ impl RedisMeta {
             }
             self.check_capacity(&mut tx, align4k(0), 1).await?;
             let t = now();
-            let (mode, gid) = new_inode_owner(ctx, &pattr, typ, mode);
-            let mut attr = Attr::new(typ, mode, ctx.uid, gid, t);
+            let default = self.rule_of(pattr.default_acl).await?;
+            let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
+            let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
             attr.parent = parent;
+            attr.default_acl = new.default_acl;
+            let mut w = Writes::new();
+            if let Some(rule) = &new.access_rule {
+                attr.access_acl = self.save_rule(&mut tx, &mut w, rule).await?;
+            }
             match typ {
                 FileType::Directory => {
                     attr.nlink = 2;
@@ -173,7 +185,6 @@ impl RedisMeta {
             pattr.mtime = t;
             pattr.ctime = t;
             let k = &self.keys;
-            let mut w = Writes::new();
             w.set_attr(k, ino, &attr).set_attr(k, parent, &pattr);
             if let Some(target) = target {
                 w.set(k.symlink(ino), target);
@@ -235,7 +246,7 @@ impl RedisMeta {
                 return Err(MetaError::NotFound);
             }
             let mut pattr = need_dir(pattr)?;
-            check_access(ctx, &pattr, access::W | access::X)?;
+            self.access(ctx, &pattr, access::W | access::X).await?;
             if tx.entry(parent, name).await?.is_some() {
                 return Err(MetaError::Exists);
             }
@@ -275,12 +286,18 @@ impl RedisMeta {
         self.txn(&keys, |mut tx| async move {
             let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
             let mut pattr = need_dir(pattr)?;
-            check_access(ctx, &pattr, access::W | access::X)?;
+            let prule = self.check_rule(ctx, Some(&pattr)).await?;
+            check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
             let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
             tx.watch(&[self.keys.inode(ino), self.keys.openers(ino)])
                 .await?;
             let iattr = tx.attr(ino).await?;
-            check_remove(ctx, &pattr, iattr.as_ref().unwrap_or(&ghost(typ)))?;
+            check_remove_with(
+                ctx,
+                &pattr,
+                prule.as_deref(),
+                iattr.as_ref().unwrap_or(&ghost(typ)),
+            )?;
             if typ == FileType::Directory {
                 return Err(MetaError::IsDir);
             }
@@ -323,12 +340,18 @@ impl RedisMeta {
         self.txn(&keys, |mut tx| async move {
             let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
             let mut pattr = need_dir(pattr)?;
-            check_access(ctx, &pattr, access::W | access::X)?;
+            let prule = self.check_rule(ctx, Some(&pattr)).await?;
+            check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
             let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
             tx.watch(&[self.keys.inode(ino), self.keys.entries(ino)])
                 .await?;
             let iattr = tx.attr(ino).await?;
-            check_remove(ctx, &pattr, iattr.as_ref().unwrap_or(&ghost(typ)))?;
+            check_remove_with(
+                ctx,
+                &pattr,
+                prule.as_deref(),
+                iattr.as_ref().unwrap_or(&ghost(typ)),
+            )?;
             if typ != FileType::Directory {
                 return Err(MetaError::NotDir);
             }
@@ -456,8 +479,10 @@ impl RedisMeta {
             let mut it = got.into_iter();
             let mut sattr = need_dir(it.next().flatten())?;
             let mut dattr = need_dir(it.next().flatten())?;
-            check_access(ctx, &sattr, access::W | access::X)?;
-            check_access(ctx, &dattr, access::W | access::X)?;
+            let srule = self.check_rule(ctx, Some(&sattr)).await?;
+            let drule = self.check_rule(ctx, Some(&dattr)).await?;
+            check_access_with(ctx, &sattr, srule.as_deref(), access::W | access::X)?;
+            check_access_with(ctx, &dattr, drule.as_deref(), access::W | access::X)?;
             let (typ, ino) = tx.entry(ps, name).await?.ok_or(MetaError::NotFound)?;
             let dentry = tx.entry(pd, new_name).await?;
             if flags.exchange() && dentry.is_none() {
@@ -493,9 +518,9 @@ impl RedisMeta {
                     self.check_not_inside(&mut tx, dino, ps, &sattr).await?;
                 }
             }
-            check_remove(ctx, &sattr, &iattr)?;
+            check_remove_with(ctx, &sattr, srule.as_deref(), &iattr)?;
             if let Some(t) = &tattr {
-                check_remove(ctx, &dattr, t)?;
+                check_remove_with(ctx, &dattr, drule.as_deref(), t)?;
             }
             if let (Some((dtyp, dino)), false) = (dentry, flags.exchange()) {
                 if typ == FileType::Directory && dtyp != FileType::Directory {
@@ -655,7 +680,7 @@ impl RedisMeta {
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
         let attr = need_dir(self.get_attr(ino).await?)?;
-        check_access(ctx, &attr, access::R)?;
+        self.access(ctx, &attr, access::R).await?;
         if limit == 0 {
             return Ok(Vec::new());
         }

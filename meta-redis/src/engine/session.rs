@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use meta_api::encoding::decode_attr;
-use meta_api::perm::{check_access, open_mask};
+use meta_api::perm::open_mask;
 use meta_api::{
     Attr, Context, DeletedFile, FileType, Format, Ino, MetaError, Result, Session, SessionInfo,
     Slice, Timestamp, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
@@ -336,7 +336,7 @@ impl RedisMeta {
         if attr.is_dir() && writes {
             return Err(MetaError::IsDir);
         }
-        check_access(ctx, &attr, mask)?;
+        self.access(ctx, &attr, mask).await?;
         if writes && attr.flags & FLAG_IMMUTABLE != 0 {
             return Err(MetaError::NotPermitted);
         }

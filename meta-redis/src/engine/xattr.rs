@@ -1,6 +1,7 @@
 //! Extended attributes: the `x{ino}` hash.
 
-use meta_api::perm::check_access;
+use meta_api::acl::{merge_xattr_names, AclType};
+use meta_api::encoding::decode_attr;
 use meta_api::{
     access, Context, Ino, MetaError, Result, XattrFlags, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN,
 };
@@ -21,6 +22,9 @@ fn check_name(name: &[u8]) -> Result<()> {
 impl RedisMeta {
     pub(crate) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.get_acl_xattr(ino, typ).await;
+        }
         let mut p = redis::pipe();
         p.cmd("EXISTS")
             .arg(self.keys.inode(ino))
@@ -36,15 +40,14 @@ impl RedisMeta {
 
     pub(crate) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
         let mut p = redis::pipe();
-        p.cmd("EXISTS")
+        p.cmd("GET")
             .arg(self.keys.inode(ino))
             .cmd("HKEYS")
             .arg(self.keys.xattrs(ino));
-        let (exists, mut names): (bool, Vec<Vec<u8>>) = self.read_pipe(&p).await?;
-        if !exists {
-            return Err(MetaError::NotFound);
-        }
+        let (attr, mut names): (Option<Vec<u8>>, Vec<Vec<u8>>) = self.read_pipe(&p).await?;
+        let attr = decode_attr(&attr.ok_or(MetaError::NotFound)?)?;
         names.sort_unstable();
+        merge_xattr_names(&attr, &mut names);
         Ok(names)
     }
 
@@ -57,6 +60,9 @@ impl RedisMeta {
         flags: u32,
     ) -> Result<()> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.set_acl_xattr(ctx, ino, typ, Some(value)).await;
+        }
         if value.len() > MAX_XATTR_VALUE_LEN {
             return Err(MetaError::Range);
         }
@@ -68,7 +74,7 @@ impl RedisMeta {
         let keys = [self.keys.inode(ino), self.keys.xattrs(ino)];
         self.txn(&keys, |mut tx| async move {
             let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
-            check_access(ctx, &attr, access::W)?;
+            self.access(ctx, &attr, access::W).await?;
             if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
             }
@@ -92,10 +98,13 @@ impl RedisMeta {
 
     pub(crate) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.set_acl_xattr(ctx, ino, typ, None).await;
+        }
         let keys = [self.keys.inode(ino), self.keys.xattrs(ino)];
         self.txn(&keys, |mut tx| async move {
             let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
-            check_access(ctx, &attr, access::W)?;
+            self.access(ctx, &attr, access::W).await?;
             if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                 return Err(MetaError::NotPermitted);
             }
