@@ -91,6 +91,31 @@ impl Juicefs {
         self.run(&args, &[]);
     }
 
+    /// `juicefs format` of a volume on any metadata URL with S3 storage (trash off) and extra
+    /// args: `bucket_url` is JuiceFS's `--bucket` (`http://127.0.0.1:PORT/bucket`); the
+    /// volume's objects live under `name/` in that bucket.
+    pub fn format_s3_volume(&self, meta_url: &str, name: &str, s3: &S3Service, extra: &[&str]) {
+        let bucket = s3.bucket_url();
+        let mut args = vec![
+            "format",
+            "--no-update",
+            "--trash-days",
+            "0",
+            "--storage",
+            "s3",
+            "--bucket",
+            &bucket,
+            "--access-key",
+            &s3.access_key,
+            "--secret-key",
+            &s3.secret_key,
+        ];
+        args.extend_from_slice(extra);
+        args.push(meta_url);
+        args.push(name);
+        self.run(&args, &[]);
+    }
+
     /// `juicefs sync SRC DST` where either side may be `jfs://VOL/…`; the metadata URL is
     /// passed through the environment variable `VOL` as juicefs expects.
     pub fn sync(&self, meta_url: &str, src: &str, dst: &str, extra: &[&str]) {
@@ -132,4 +157,45 @@ impl Juicefs {
 /// A `sqlite3://` URL for a database file.
 pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite3://{}", path.display())
+}
+
+/// The S3 test server `scripts/services.sh` starts (SeaweedFS on loopback), with one
+/// bucket that tests share by using their own volume names (object prefixes).
+#[derive(Debug, Clone)]
+pub struct S3Service {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The bucket's name.
+    pub bucket: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+}
+
+impl S3Service {
+    /// The server from `S3_ENDPOINT`, `S3_BUCKET`, `S3_ACCESS_KEY` and `S3_SECRET_KEY` (see
+    /// [`service`] for the missing case).
+    pub fn from_env() -> Option<S3Service> {
+        Some(S3Service {
+            endpoint: service("S3_ENDPOINT")?.trim_end_matches('/').to_string(),
+            bucket: service("S3_BUCKET")?,
+            access_key: service("S3_ACCESS_KEY")?,
+            secret_key: service("S3_SECRET_KEY")?,
+        })
+    }
+
+    /// JuiceFS's `--bucket` URL of the bucket (`http://127.0.0.1:PORT/bucket`).
+    pub fn bucket_url(&self) -> String {
+        format!("{}/{}", self.endpoint, self.bucket)
+    }
+}
+
+/// A volume name (object prefix in a shared bucket) no other test or run uses.
+pub fn unique_volume_name(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{test}-{}-{nanos}", std::process::id())
 }

@@ -11,6 +11,9 @@ use meta_api::{Format, MetaEngine};
 
 use crate::{Result, Vfs, VfsError, VfsOptions};
 
+#[cfg(feature = "s3")]
+mod secret;
+
 /// Connects to a metadata engine; given the full URL.
 type Connect = fn(&str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>>;
 
@@ -171,15 +174,17 @@ const SUPPORTED_STORAGE: &str = "file, mem, s3, minio";
 #[cfg(not(feature = "s3"))]
 const SUPPORTED_STORAGE: &str = "file, mem; s3 and minio need cargo feature `s3`";
 
-/// An S3 store for the volume's bucket URL and keys (empty keys: from the environment).
+/// An S3 store for the volume's bucket URL and keys (empty keys: from the environment;
+/// keys `juicefs format` encrypted are decrypted first).
 #[cfg(feature = "s3")]
 fn s3_store(format: &Format) -> Result<chunkstore::S3Store> {
     let mut opts = chunkstore::S3Options::from_bucket_url(&format.bucket)?;
-    if !format.access_key.is_empty() || !format.secret_key.is_empty() {
-        opts = opts.credentials(&format.access_key, &format.secret_key);
+    let (secret_key, session_token) = secret::plain_secrets(format)?;
+    if !format.access_key.is_empty() || !secret_key.is_empty() {
+        opts = opts.credentials(&format.access_key, &secret_key);
     }
-    if !format.session_token.is_empty() {
-        opts = opts.session_token(&format.session_token);
+    if !session_token.is_empty() {
+        opts = opts.session_token(&session_token);
     }
     Ok(chunkstore::S3Store::new(opts)?)
 }
@@ -195,8 +200,9 @@ fn bucket_dir(bucket: &str) -> Result<&str> {
     Ok(dir)
 }
 
-/// Formats a new volume: writes `format` (a fresh UUID if its `uuid` is empty) into the
-/// engine at `meta_url` and prepares the block store (for `file`: creates the bucket
+/// Formats a new volume: writes `format` (a fresh UUID if its `uuid` is empty; an object
+/// store's secret key encrypted as JuiceFS encrypts it) into the engine at `meta_url` and
+/// prepares the block store (for `file`: creates the bucket
 /// directory and the `juicefs_uuid` marker object JuiceFS writes). An already formatted
 /// volume is `EEXIST`. Returns the settings as stored.
 ///
@@ -214,6 +220,9 @@ pub async fn format_volume(meta_url: &str, mut format: Format) -> Result<Format>
         format.uuid = uuid::Uuid::new_v4().to_string();
     }
     format.check_supported()?;
+    // Stored the way `juicefs format` stores them: encrypted under the volume's UUID.
+    #[cfg(feature = "s3")]
+    secret::seal_secrets(&mut format)?;
     let meta = connect_meta(meta_url).await?;
     let store = open_store(&format).await?;
     meta.init(&format, false).await?;

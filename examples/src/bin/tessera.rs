@@ -13,6 +13,7 @@
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
@@ -31,8 +32,37 @@ use vfs_core::{FileSystem, Metadata, VfsOptions};
     about = "Administer tessera (JuiceFS-compatible) volumes"
 )]
 struct Cli {
+    /// Disk cache directory for blocks (repeat, or separate with ':', one per disk; default:
+    /// no disk cache, memory only)
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Vec<String>,
+    /// Disk cache size in MiB, over all cache directories
+    #[arg(long, global = true, value_name = "MIB", default_value_t = 100 << 10)]
+    cache_size: u64,
+    /// Writeback: written blocks are durable in the cache directory first and uploaded in
+    /// the background (needs --cache-dir); commands wait a while for the uploads at exit
+    #[arg(long, global = true)]
+    writeback: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The volume options the global flags ask for, set once in `main`.
+static VFS_OPTIONS: OnceLock<VfsOptions> = OnceLock::new();
+
+impl Cli {
+    /// The options the global cache flags describe.
+    fn vfs_options(&self) -> VfsOptions {
+        let mut opts = VfsOptions::default()
+            .cache_size(self.cache_size.saturating_mul(1 << 20))
+            .writeback(self.writeback);
+        for dir in self.cache_dir.iter().flat_map(|d| d.split(':')) {
+            if !dir.is_empty() {
+                opts = opts.cache_dir(dir);
+            }
+        }
+        opts
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +238,7 @@ enum Command {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = VFS_OPTIONS.set(cli.vfs_options());
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -412,7 +443,8 @@ where
     F: FnOnce(FileSystem) -> Fut,
     Fut: std::future::Future<Output = io::Result<T>>,
 {
-    let fs = volume::open(meta_url, VfsOptions::default()).await?;
+    let opts = VFS_OPTIONS.get().cloned().unwrap_or_default();
+    let fs = volume::open(meta_url, opts).await?;
     let result = f(fs.clone()).await;
     let closed = fs.close().await;
     let value = result?;
@@ -637,6 +669,24 @@ mod tests {
             Command::Put { ref sources, ref dest, .. } if sources.len() == 2 && dest == Path::new("/d")
         ));
         assert!(Cli::try_parse_from(["tessera", "put", "u", "a"]).is_err());
+        let cli = Cli::try_parse_from([
+            "tessera",
+            "put",
+            "--cache-dir",
+            "/c1:/c2",
+            "u",
+            "a",
+            "/d",
+            "--cache-size",
+            "10",
+            "--writeback",
+        ])
+        .unwrap();
+        let o = cli.vfs_options();
+        assert_eq!(o.cache_dirs, [PathBuf::from("/c1"), PathBuf::from("/c2")]);
+        assert_eq!((o.cache_size, o.writeback), (10 << 20, true));
+        let o = Cli::try_parse_from(["tessera", "ls", "u"]).unwrap().vfs_options();
+        assert!(o.cache_dirs.is_empty() && !o.writeback);
         assert!(Cli::try_parse_from(["tessera", "rm", "u"]).is_err());
     }
 }
