@@ -14,6 +14,7 @@ use meta_api::{
 use crate::keys::{Keys, NEXT_CHUNK, NEXT_INODE, TOTAL_INODES, USED_SPACE};
 use crate::kv::{parse_counter, KvStore, KvTxn};
 
+mod acl;
 mod data;
 mod locks;
 mod namespace;
@@ -55,6 +56,8 @@ pub struct TkvMeta<K: KvStore> {
     slice_ids: tokio::sync::Mutex<IdRange>,
     /// The settings as last loaded or written, for the capacity and inode limits.
     format: RwLock<Option<Format>>,
+    /// Stored POSIX ACL rules by id (they never change).
+    acls: meta_api::acl::AclCache,
 }
 
 impl<K: KvStore> TkvMeta<K> {
@@ -69,6 +72,7 @@ impl<K: KvStore> TkvMeta<K> {
             inode_ids: tokio::sync::Mutex::new(IdRange::default()),
             slice_ids: tokio::sync::Mutex::new(IdRange::default()),
             format: RwLock::new(None),
+            acls: meta_api::acl::AclCache::new(),
         }
     }
 

@@ -23,6 +23,7 @@
 //! | `SS{sid}{ino}` | inode sustained by a session (open after its last unlink) |
 //! | `U{ino}` | directory statistics |
 //! | `QD{ino}` | directory quota |
+//! | `R{id}` | POSIX ACL rule `id` (big-endian `u32`), [`meta_api::acl::Rule::encode`]; ids counted by `CaclMaxId` |
 //! | `OI{ino}{sid}` | *this client's addition:* session `sid` has `ino` open |
 //! | `OS{sid}{ino}` | *this client's addition:* the same, indexed by session |
 //!
@@ -50,6 +51,8 @@ pub const NEXT_TRASH: &str = "nextTrash";
 pub const USED_SPACE: &str = "usedSpace";
 /// Counter of the inodes in use.
 pub const TOTAL_INODES: &str = "totalInodes";
+/// Counter of the last POSIX ACL id handed out.
+pub const ACL_MAX_ID: &str = "aclMaxId";
 
 /// Builds the keys of one volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +282,14 @@ impl Keys {
         let mut k = self.key(10);
         k.extend_from_slice(b"QD");
         k.extend_from_slice(&ino.to_le_bytes());
+        k
+    }
+
+    /// `R{id}`: a POSIX ACL rule.
+    pub fn acl(&self, id: u32) -> Vec<u8> {
+        let mut k = self.key(5);
+        k.push(b'R');
+        k.extend_from_slice(&id.to_be_bytes());
         k
     }
 

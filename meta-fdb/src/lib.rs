@@ -63,6 +63,12 @@
 //! sustained inodes, open records and lock records). Each batch leaves the volume
 //! consistent and the next call resumes.
 //!
+//! POSIX ACLs (volumes with `EnableACL`) live in `R{id}` keys counted by `CaclMaxId`, as
+//! JuiceFS keeps them, and are read and written as the `system.posix_acl_*` extended
+//! attributes (see [`meta_api::acl`]). Unlike JuiceFS, which stores a rule under an id
+//! taken outside the transaction, the transaction that uses a new rule stores it, so
+//! concurrent clients never store one rule twice.
+//!
 //! # Differences from JuiceFS
 //!
 //! - Opens are recorded in the volume (`OI`/`OS` keys, see [`keys`]) so that an unlink by

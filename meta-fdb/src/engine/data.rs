@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use meta_api::perm::{apply_setattr, check_access};
+use meta_api::perm::apply_setattr_with;
 use meta_api::{
     access, overlay, Attr, Context, DeletedFile, FallocMode, FileType, Ino, MetaError, Result,
     SetAttr, SetTime, Slice, Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
 };
 
+use super::acl::{access as acl_access, rule_of, save_rule};
 use super::{
     add_usage, align4k, append_slices, check_limits, decode_slices, get_attr, get_slices, hole,
     incr, must_attr, put_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE,
@@ -100,11 +101,16 @@ impl<K: KvStore> TkvMeta<K> {
             None => None,
         };
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let cur = must_attr(&tx, keys, ino).await?;
-                let mut attr = apply_setattr(ctx, &cur, set, now)?;
+                let rule = rule_of(&tx, keys, cache, cur.access_acl).await?;
+                let (mut attr, new_rule) =
+                    apply_setattr_with(ctx, &cur, rule.as_deref(), set, now)?;
+                if let Some(r) = &new_rule {
+                    attr.access_acl = save_rule(&tx, keys, cache, r).await?;
+                }
                 if let Some(size) = set.size {
                     if size > MAX_FILE_SIZE {
                         return Err(MetaError::FileTooBig);
@@ -112,7 +118,7 @@ impl<K: KvStore> TkvMeta<K> {
                     if cur.typ != FileType::Regular {
                         return Err(not_regular(cur.typ));
                     }
-                    check_access(ctx, &cur, access::W)?;
+                    acl_access(&tx, keys, cache, ctx, &cur, access::W).await?;
                     if cur.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                         return Err(MetaError::NotPermitted);
                     }
@@ -234,7 +240,7 @@ impl<K: KvStore> TkvMeta<K> {
         }
         let limits = self.usage_limits().await?;
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let mut attr = must_attr(&tx, keys, ino).await?;
@@ -244,7 +250,7 @@ impl<K: KvStore> TkvMeta<K> {
                 if attr.flags & FLAG_IMMUTABLE != 0 {
                     return Err(MetaError::NotPermitted);
                 }
-                check_access(ctx, &attr, access::W)?;
+                acl_access(&tx, keys, cache, ctx, &attr, access::W).await?;
                 if attr.flags & FLAG_APPEND != 0 && (punch || zero) {
                     return Err(MetaError::NotPermitted);
                 }
@@ -287,7 +293,7 @@ impl<K: KvStore> TkvMeta<K> {
     ) -> Result<u64> {
         let limits = self.usage_limits().await?;
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let sattr = must_attr(&tx, keys, src).await?;
@@ -301,8 +307,8 @@ impl<K: KvStore> TkvMeta<K> {
                         return Err(not_regular(a.typ));
                     }
                 }
-                check_access(ctx, &sattr, access::R)?;
-                check_access(ctx, &dattr, access::W)?;
+                acl_access(&tx, keys, cache, ctx, &sattr, access::R).await?;
+                acl_access(&tx, keys, cache, ctx, &dattr, access::W).await?;
                 // Like Linux, which checks the file descriptors first, the files and their
                 // access come before the offsets.
                 let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;

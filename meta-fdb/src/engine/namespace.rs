@@ -1,13 +1,15 @@
 //! Directory operations: lookup, create, link, unlink, rmdir, rename, readdir.
 
+use meta_api::acl::AclCache;
 use meta_api::encoding::encode_entry;
 use meta_api::name::validate_name;
-use meta_api::perm::{check_access, check_remove, new_inode_owner};
+use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
 use meta_api::{
     access, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
     Timestamp, ROOT_INO,
 };
 
+use super::acl::{access as acl_access, check_rule, rule_of, save_rule};
 use super::session::live_openers;
 use super::{
     add_usage, align4k, check_limits, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta,
@@ -122,11 +124,11 @@ impl<K: KvStore> TkvMeta<K> {
         if !dots {
             validate_name(name)?;
         }
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let pattr = dir_attr(&tx, keys, parent).await?;
-                check_access(ctx, &pattr, access::X)?;
+                acl_access(&tx, keys, cache, ctx, &pattr, access::X).await?;
                 if name == b"." {
                     return Ok(Entry {
                         ino: parent,
@@ -171,11 +173,11 @@ impl<K: KvStore> TkvMeta<K> {
         let ino = self.next_inode().await?;
         let limits = self.usage_limits().await?;
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let mut pattr = dir_attr(&tx, keys, parent).await?;
-                check_access(ctx, &pattr, access::W | access::X)?;
+                acl_access(&tx, keys, cache, ctx, &pattr, access::W | access::X).await?;
                 if pattr.flags & FLAG_IMMUTABLE != 0 {
                     return Err(MetaError::NotPermitted);
                 }
@@ -183,9 +185,14 @@ impl<K: KvStore> TkvMeta<K> {
                     return Err(MetaError::Exists);
                 }
                 check_limits(limits, align4k(0), 1)?;
-                let (mode, gid) = new_inode_owner(ctx, &pattr, typ, mode);
-                let mut attr = Attr::new(typ, mode, ctx.uid, gid, now);
+                let default = rule_of(&tx, keys, cache, pattr.default_acl).await?;
+                let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
+                let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
                 attr.parent = parent;
+                attr.default_acl = new.default_acl;
+                if let Some(rule) = &new.access_rule {
+                    attr.access_acl = save_rule(&tx, keys, cache, rule).await?;
+                }
                 match typ {
                     FileType::Directory => {
                         attr.nlink = 2;
@@ -225,7 +232,7 @@ impl<K: KvStore> TkvMeta<K> {
             return Err(MetaError::NotPermitted);
         }
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let mut attr = must_attr(&tx, keys, ino).await?;
@@ -237,7 +244,7 @@ impl<K: KvStore> TkvMeta<K> {
                     return Err(MetaError::NotFound);
                 }
                 let mut pattr = dir_attr(&tx, keys, parent).await?;
-                check_access(ctx, &pattr, access::W | access::X)?;
+                acl_access(&tx, keys, cache, ctx, &pattr, access::W | access::X).await?;
                 if get_entry(&tx, keys, parent, name).await?.is_some() {
                     return Err(MetaError::Exists);
                 }
@@ -267,17 +274,18 @@ impl<K: KvStore> TkvMeta<K> {
     pub(super) async fn do_unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         validate_name(name)?;
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let mut pattr = dir_attr(&tx, keys, parent).await?;
-                check_access(ctx, &pattr, access::W | access::X)?;
+                let prule = check_rule(&tx, keys, cache, ctx, &pattr).await?;
+                check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
                 let (typ, ino) = get_entry(&tx, keys, parent, name)
                     .await?
                     .ok_or(MetaError::NotFound)?;
                 let attr = get_attr(&tx, keys, ino).await?;
                 if let Some(attr) = &attr {
-                    check_remove(ctx, &pattr, attr)?;
+                    check_remove_with(ctx, &pattr, prule.as_deref(), attr)?;
                 }
                 if typ == FileType::Directory {
                     return Err(MetaError::IsDir);
@@ -301,17 +309,18 @@ impl<K: KvStore> TkvMeta<K> {
     pub(super) async fn do_rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         validate_name(name)?;
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let mut pattr = dir_attr(&tx, keys, parent).await?;
-                check_access(ctx, &pattr, access::W | access::X)?;
+                let prule = check_rule(&tx, keys, cache, ctx, &pattr).await?;
+                check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
                 let (typ, ino) = get_entry(&tx, keys, parent, name)
                     .await?
                     .ok_or(MetaError::NotFound)?;
                 let attr = get_attr(&tx, keys, ino).await?;
                 if let Some(attr) = &attr {
-                    check_remove(ctx, &pattr, attr)?;
+                    check_remove_with(ctx, &pattr, prule.as_deref(), attr)?;
                 }
                 if typ != FileType::Directory {
                     return Err(MetaError::NotDir);
@@ -357,10 +366,10 @@ impl<K: KvStore> TkvMeta<K> {
             return Err(MetaError::NotPermitted);
         }
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
-                rename_txn(&tx, keys, ctx, psrc, nsrc, pdst, ndst, flags, now).await
+                rename_txn(&tx, keys, cache, ctx, psrc, nsrc, pdst, ndst, flags, now).await
             })
             .await
     }
@@ -376,7 +385,7 @@ impl<K: KvStore> TkvMeta<K> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         let prefix = keys.entries(ino);
         let begin = match after {
             Some(name) => key_after(&keys.entry(ino, name)),
@@ -387,7 +396,7 @@ impl<K: KvStore> TkvMeta<K> {
         self.kv
             .txn(|tx| async move {
                 let attr = dir_attr(&tx, keys, ino).await?;
-                check_access(ctx, &attr, access::R)?;
+                acl_access(&tx, keys, cache, ctx, &attr, access::R).await?;
                 let pairs = tx.scan(begin, end, limit, false).await?;
                 let mut out = Vec::with_capacity(pairs.len());
                 for (k, v) in pairs {
@@ -419,6 +428,7 @@ impl<K: KvStore> TkvMeta<K> {
 async fn rename_txn<T: KvTxn>(
     tx: &T,
     keys: &Keys,
+    cache: &AclCache,
     ctx: &Context,
     psrc: Ino,
     nsrc: &[u8],
@@ -434,8 +444,10 @@ async fn rename_txn<T: KvTxn>(
     } else {
         dir_attr(tx, keys, pdst).await?
     };
-    check_access(ctx, &sattr, access::W | access::X)?;
-    check_access(ctx, &dattr, access::W | access::X)?;
+    let srule = check_rule(tx, keys, cache, ctx, &sattr).await?;
+    let drule = check_rule(tx, keys, cache, ctx, &dattr).await?;
+    check_access_with(ctx, &sattr, srule.as_deref(), access::W | access::X)?;
+    check_access_with(ctx, &dattr, drule.as_deref(), access::W | access::X)?;
     let (typ, ino) = get_entry(tx, keys, psrc, nsrc)
         .await?
         .ok_or(MetaError::NotFound)?;
@@ -468,9 +480,9 @@ async fn rename_txn<T: KvTxn>(
             ));
         }
     }
-    check_remove(ctx, &sattr, &iattr)?;
+    check_remove_with(ctx, &sattr, srule.as_deref(), &iattr)?;
     if let Some((_, _, ta)) = &target {
-        check_remove(ctx, &dattr, ta)?;
+        check_remove_with(ctx, &dattr, drule.as_deref(), ta)?;
     }
     if let (false, Some((dtyp, dino, _))) = (exchange, &target) {
         if typ == FileType::Directory && *dtyp != FileType::Directory {

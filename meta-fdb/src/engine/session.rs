@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
-use meta_api::perm::{check_access, open_mask};
+use meta_api::perm::open_mask;
 use meta_api::{
     access, Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
     SESSION_TTL_SECS,
@@ -357,7 +357,7 @@ impl<K: KvStore> TkvMeta<K> {
 
     pub(super) async fn do_open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
         let sid = self.session_id().unwrap_or(0);
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         let attr = self
             .kv
             .txn(|tx| async move {
@@ -367,7 +367,7 @@ impl<K: KvStore> TkvMeta<K> {
                 if attr.typ == FileType::Directory && writes {
                     return Err(MetaError::IsDir);
                 }
-                check_access(ctx, &attr, mask)?;
+                super::acl::access(&tx, keys, cache, ctx, &attr, mask).await?;
                 if writes && attr.flags & FLAG_IMMUTABLE != 0 {
                     return Err(MetaError::NotPermitted);
                 }

@@ -1,11 +1,12 @@
 //! Extended attributes (`A{ino}X{name}` keys).
 
-use meta_api::perm::check_access;
+use meta_api::acl::{merge_xattr_names, AclType};
 use meta_api::{
     access, Attr, Context, Ino, MetaError, Result, Timestamp, XattrFlags, MAX_XATTR_NAME_LEN,
     MAX_XATTR_VALUE_LEN,
 };
 
+use super::acl::access as acl_access;
 use super::{must_attr, put_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE};
 use crate::keys::Keys;
 use crate::kv::{KvStore, KvTxn};
@@ -32,6 +33,9 @@ fn touch_ctime<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino, mut attr: Attr, now: Tim
 impl<K: KvStore> TkvMeta<K> {
     pub(super) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.get_acl_xattr(ino, typ).await;
+        }
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -53,6 +57,9 @@ impl<K: KvStore> TkvMeta<K> {
         flags: u32,
     ) -> Result<()> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.set_acl_xattr(ctx, ino, typ, Some(value)).await;
+        }
         if value.len() > MAX_XATTR_VALUE_LEN {
             return Err(MetaError::Range);
         }
@@ -61,11 +68,11 @@ impl<K: KvStore> TkvMeta<K> {
         if flags & !known != 0 || flags == known {
             return Err(MetaError::InvalidArgument("bad setxattr flags"));
         }
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let attr = must_attr(&tx, keys, ino).await?;
-                check_access(ctx, &attr, access::W)?;
+                acl_access(&tx, keys, cache, ctx, &attr, access::W).await?;
                 if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                     return Err(MetaError::NotPermitted);
                 }
@@ -90,14 +97,15 @@ impl<K: KvStore> TkvMeta<K> {
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
-                must_attr(&tx, keys, ino).await?;
+                let attr = must_attr(&tx, keys, ino).await?;
                 let prefix = keys.xattrs(ino);
-                let names = tx
+                let mut names = tx
                     .scan(&prefix, &Keys::end_of(&prefix), 0, false)
                     .await?
                     .into_iter()
                     .map(|(k, _)| k[prefix.len()..].to_vec())
                     .collect();
+                merge_xattr_names(&attr, &mut names);
                 Ok(names)
             })
             .await
@@ -105,12 +113,15 @@ impl<K: KvStore> TkvMeta<K> {
 
     pub(super) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         check_name(name)?;
+        if let Some(typ) = AclType::from_xattr_name(name) {
+            return self.set_acl_xattr(ctx, ino, typ, None).await;
+        }
         let now = self.now();
-        let keys = &self.keys;
+        let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let attr = must_attr(&tx, keys, ino).await?;
-                check_access(ctx, &attr, access::W)?;
+                acl_access(&tx, keys, cache, ctx, &attr, access::W).await?;
                 if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
                     return Err(MetaError::NotPermitted);
                 }
