@@ -32,6 +32,9 @@ pub enum VfsError {
     /// `EFBIG`: past the largest file size.
     #[error("file too large")]
     FileTooBig,
+    /// `E2BIG`: an extended attribute value over 64 KiB.
+    #[error("extended attribute value too large")]
+    ValueTooLarge,
     /// `EMFILE`: the handle table is full (`max_open_files`).
     #[error("too many open files")]
     TooManyOpenFiles,
@@ -76,6 +79,7 @@ impl VfsError {
             VfsError::BadHandle => libc::EBADF,
             VfsError::InvalidArgument(_) | VfsError::InvalidUrl { .. } => libc::EINVAL,
             VfsError::FileTooBig => libc::EFBIG,
+            VfsError::ValueTooLarge => libc::E2BIG,
             VfsError::TooManyOpenFiles => libc::EMFILE,
             VfsError::NotSupported(_) => libc::ENOTSUP,
             VfsError::UnsupportedScheme { .. } => libc::EPROTONOSUPPORT,
@@ -115,9 +119,10 @@ impl From<VfsError> for std::io::Error {
             VfsError::Io(io) => io,
             VfsError::Meta(m) => m.into(),
             // The errno says everything about these; keep it readable as `raw_os_error`.
-            VfsError::BadHandle | VfsError::FileTooBig | VfsError::TooManyOpenFiles => {
-                std::io::Error::from_raw_os_error(e.errno())
-            }
+            VfsError::BadHandle
+            | VfsError::FileTooBig
+            | VfsError::ValueTooLarge
+            | VfsError::TooManyOpenFiles => std::io::Error::from_raw_os_error(e.errno()),
             other => {
                 let kind = std::io::Error::from_raw_os_error(other.errno()).kind();
                 std::io::Error::new(kind, other)
@@ -139,6 +144,7 @@ mod tests {
         );
         assert_eq!(VfsError::BadHandle.errno(), libc::EBADF);
         assert_eq!(VfsError::FileTooBig.errno(), libc::EFBIG);
+        assert_eq!(VfsError::ValueTooLarge.errno(), libc::E2BIG);
         let wb = VfsError::WriteBack(Arc::new(MetaError::QuotaExceeded.into()));
         assert_eq!(wb.errno(), libc::EDQUOT);
         assert!(matches!(wb.as_meta(), Some(MetaError::QuotaExceeded)));

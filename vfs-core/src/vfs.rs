@@ -9,7 +9,8 @@ use cache::{CacheMetrics, Cached};
 use chunkstore::ChunkStore;
 use meta_api::{
     access, perm, Attr, Context, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
-    MetaError, RenameFlags, SetAttr, StatFs, MAX_FILE_SIZE, ROOT_INO,
+    MetaError, RenameFlags, SetAttr, SetTime, StatFs, Timestamp, MAX_FILE_SIZE, MAX_XATTR_NAME_LEN,
+    MAX_XATTR_VALUE_LEN, ROOT_INO,
 };
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -17,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::budget::BufferBudget;
 use crate::cache::{BlockCache, ReadaheadTasks};
 use crate::file::OpenFile;
-use crate::{jobs, reader, Result, VfsError, VfsOptions};
+use crate::{jobs, reader, AtimeMode, Result, VfsError, VfsOptions};
 
 /// Directory entries asked from the engine per page at least.
 const READDIR_PAGE: usize = 512;
@@ -88,12 +89,38 @@ pub(crate) struct FileHandle {
     readahead: Mutex<ReadAhead>,
     /// The file's write-back failure count this handle has reported.
     seen_errors: AtomicU64,
+    /// The permission bits when the handle was opened.
+    mode: u16,
+    /// Whether a write by a non-root caller has dropped setuid/setgid through this handle.
+    privs_dropped: AtomicBool,
+    /// The times to decide access-time updates on; `None` when reads never update it.
+    atime: Option<Mutex<SeenTimes>>,
 }
 
 struct DirHandle {
     ino: Ino,
     parent: Ino,
     listing: tokio::sync::Mutex<Listing>,
+    atime: Option<Mutex<SeenTimes>>,
+}
+
+/// An inode's times as a handle last saw them: enough to decide whether a read updates
+/// the access time without asking the engine.
+#[derive(Debug, Clone, Copy)]
+struct SeenTimes {
+    atime: Timestamp,
+    mtime: Timestamp,
+    ctime: Timestamp,
+}
+
+impl SeenTimes {
+    fn of(attr: &Attr) -> SeenTimes {
+        SeenTimes {
+            atime: attr.atime,
+            mtime: attr.mtime,
+            ctime: attr.ctime,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -400,6 +427,64 @@ impl Vfs {
         }
     }
 
+    /// What a handle of an inode with `attr` decides access-time updates on (`None`:
+    /// never, for [`AtimeMode::NoAtime`] or `O_NOATIME`).
+    fn atime_tracker(&self, attr: &Attr, noatime: bool) -> Option<Mutex<SeenTimes>> {
+        (self.inner.opts.atime_mode != AtimeMode::NoAtime && !noatime)
+            .then(|| Mutex::new(SeenTimes::of(attr)))
+    }
+
+    /// Updates the access time of `ino` after a read or listing when the policy asks for it.
+    /// The decision uses the times `seen` by the handle (and `written`, this client's last
+    /// write), so a read that changes nothing costs no metadata transaction. Best effort:
+    /// a failure is logged, and not retried before the next change.
+    async fn touch_atime(&self, ino: Ino, seen: &Mutex<SeenTimes>, written: Timestamp) {
+        let now = Timestamp::now();
+        let due = {
+            let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+            s.mtime = s.mtime.max(written);
+            atime_due(self.inner.opts.atime_mode, &s, now)
+        };
+        if !due {
+            return;
+        }
+        let set = SetAttr::new().atime(SetTime::At(now)).keep_ctime();
+        let r = self.inner.meta.setattr(&Context::root(), ino, &set).await;
+        let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+        match r {
+            Ok(a) => *s = SeenTimes::of(&a),
+            Err(e) => {
+                tracing::debug!(ino, error = %e, "access time not updated");
+                s.atime = now;
+            }
+        }
+    }
+
+    /// Drops setuid, and setgid when group-executable, after `ctx` (not root) wrote or
+    /// truncated file `ino` whose current attributes are `attr`, as Linux does; returns
+    /// the attributes after it.
+    async fn drop_privs(&self, ctx: &Context, ino: Ino, mut attr: Attr) -> Result<Attr> {
+        if !perm::clear_suid_on_write(ctx, &mut attr) {
+            return Ok(attr);
+        }
+        // The writer need not own the file: the kernel drops the bits with its own rights.
+        let set = SetAttr::new().mode(attr.mode);
+        Ok(self.inner.meta.setattr(&Context::root(), ino, &set).await?)
+    }
+
+    /// [`Vfs::drop_privs`] before a write by `ctx` through `h`: once per handle, and only
+    /// for a file that had the bits when it was opened, so that ordinary writes cost no
+    /// metadata round trip.
+    async fn drop_privs_for_write(&self, ctx: &Context, h: &FileHandle) -> Result<()> {
+        if ctx.is_root() || !has_exec_privs(h.mode) || h.privs_dropped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let attr = self.inner.meta.getattr(h.ino).await?;
+        self.drop_privs(ctx, h.ino, attr).await?;
+        h.privs_dropped.store(true, Ordering::Release);
+        Ok(())
+    }
+
     // ----- namespace -----
 
     /// Looks `name` up in directory `parent`.
@@ -418,25 +503,32 @@ impl Vfs {
         Ok(a)
     }
 
-    /// Changes attributes. A new `size` truncates or extends the file. Buffered writes of
-    /// a file open here are written back first, so that they can neither land past a new
-    /// end nor overwrite a modification time set explicitly.
+    /// Changes attributes. A new `size` truncates or extends the file (and, by a caller
+    /// other than root, drops setuid and group-executable setgid, as Linux does). Buffered
+    /// writes of a file open here are written back first, so that they can neither land
+    /// past a new end nor overwrite a modification time set explicitly.
     pub async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
         self.check_open()?;
         if set.size.is_some_and(|size| size > MAX_FILE_SIZE) {
             return Err(VfsError::FileTooBig);
         }
-        if let Some(of) = self.inner.open_file(ino) {
-            let mut w = of.writer.lock().await;
-            w.flush(&self.inner, &of).await?;
-            let attr = self.inner.meta.setattr(ctx, ino, set).await?;
-            if set.size.is_some() {
-                of.set_length(attr.length);
-                of.invalidate_all();
+        let attr = match self.inner.open_file(ino) {
+            Some(of) => {
+                let mut w = of.writer.lock().await;
+                w.flush(&self.inner, &of).await?;
+                let attr = self.inner.meta.setattr(ctx, ino, set).await?;
+                if set.size.is_some() {
+                    of.set_length(attr.length);
+                    of.invalidate_all();
+                }
+                attr
             }
-            return Ok(attr);
+            None => self.inner.meta.setattr(ctx, ino, set).await?,
+        };
+        if set.size.is_some() && set.mode.is_none() {
+            return self.drop_privs(ctx, ino, attr).await;
         }
-        Ok(self.inner.meta.setattr(ctx, ino, set).await?)
+        Ok(attr)
     }
 
     /// Sets the length of the file open as `fh` (which must be open for writing; the
@@ -449,20 +541,35 @@ impl Vfs {
         if length > MAX_FILE_SIZE {
             return Err(VfsError::FileTooBig);
         }
-        self.truncate_open(&as_opener(ctx), &h.file, length).await
+        self.truncate_open(&as_opener(ctx), ctx, &h.file, length)
+            .await
     }
 
-    async fn truncate_open(&self, ctx: &Context, of: &OpenFile, length: u64) -> Result<Attr> {
-        let mut w = of.writer.lock().await;
-        w.flush(&self.inner, of).await?;
-        let attr = self.inner.meta.truncate(ctx, of.ino, length).await?;
-        of.set_length(attr.length);
-        of.invalidate_all();
-        Ok(attr)
+    /// Truncates an open file with the engine's permission check done as `engine_ctx`;
+    /// `caller` decides whether setuid/setgid are dropped.
+    async fn truncate_open(
+        &self,
+        engine_ctx: &Context,
+        caller: &Context,
+        of: &OpenFile,
+        length: u64,
+    ) -> Result<Attr> {
+        let attr = {
+            let mut w = of.writer.lock().await;
+            w.flush(&self.inner, of).await?;
+            let attr = self.inner.meta.truncate(engine_ctx, of.ino, length).await?;
+            of.set_length(attr.length);
+            of.invalidate_all();
+            attr
+        };
+        self.drop_privs(caller, of.ino, attr).await
     }
 
     /// Creates a node named `name` in `parent`: `mode` carries the type bits (`S_IFREG`,
-    /// `S_IFIFO`, `S_IFCHR`, … ; none means a regular file) and the permission bits.
+    /// `S_IFIFO`, `S_IFSOCK`, `S_IFCHR`, `S_IFBLK`; none means a regular file) and the
+    /// permission bits; `rdev` is a device's number. As in Linux, directories and symlinks
+    /// have their own calls (`EINVAL` here), and only root creates devices (`EPERM`).
+    /// Special files hold no data here: see [`Vfs::open`].
     pub async fn mknod(
         &self,
         ctx: &Context,
@@ -472,11 +579,18 @@ impl Vfs {
         rdev: u32,
     ) -> Result<Entry> {
         self.check_open()?;
-        let typ = if mode & libc::S_IFMT == 0 {
-            FileType::Regular
-        } else {
-            FileType::from_mode(mode).ok_or(VfsError::InvalidArgument("unknown file type"))?
+        let typ = match mode & libc::S_IFMT {
+            0 => FileType::Regular,
+            libc::S_IFDIR | libc::S_IFLNK => {
+                return Err(VfsError::InvalidArgument(
+                    "mknod makes no directories or symlinks",
+                ))
+            }
+            _ => FileType::from_mode(mode).ok_or(VfsError::InvalidArgument("unknown file type"))?,
         };
+        if matches!(typ, FileType::CharDevice | FileType::BlockDevice) && !ctx.is_root() {
+            return Err(MetaError::NotPermitted.into());
+        }
         Ok(self
             .inner
             .meta
@@ -584,8 +698,18 @@ impl Vfs {
     /// Opens regular file `ino` and returns a handle. `flags` are `open(2)` flags:
     /// `O_RDONLY`/`O_WRONLY`/`O_RDWR` are checked against the permission bits, `O_TRUNC`
     /// empties the file, `O_APPEND` makes every write go to the current end, `O_SYNC` /
-    /// `O_DSYNC` make every write durable before it returns. Directories are `EISDIR` (use
-    /// [`Vfs::opendir`]), symlinks `ELOOP`, other special files `ENOTSUP`.
+    /// `O_DSYNC` make every write durable before it returns, `O_NOATIME` (owner or root
+    /// only, else `EPERM`) keeps reads from updating the access time. Directories are
+    /// `EISDIR` (use [`Vfs::opendir`]), symlinks `ELOOP`.
+    ///
+    /// FIFOs, sockets and device nodes are `EOPNOTSUPP`: a library without a kernel has no
+    /// pipe, socket or driver behind them, so they can be created, listed, linked, renamed
+    /// and have their attributes changed, but never opened for data. A frontend with a
+    /// kernel (FUSE) never asks: the kernel serves them itself.
+    ///
+    /// The first write through a handle by a caller other than root drops the file's
+    /// setuid bit, and its setgid bit when group-executable (Linux's rule), judged on the
+    /// mode the file had when the handle was opened; `O_TRUNC` by such a caller does too.
     pub async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<u64> {
         self.check_open()?;
         let access = check_open_flags(flags)?;
@@ -612,18 +736,30 @@ impl Vfs {
             FileType::Regular => None,
             FileType::Directory => Some(VfsError::Meta(MetaError::IsDir)),
             FileType::Symlink => Some(VfsError::Meta(MetaError::Loop)),
-            _ => Some(VfsError::NotSupported("opening a special file")),
+            _ => Some(VfsError::NotSupported(
+                "special files hold no data in this file system",
+            )),
         };
         if let Some(e) = type_error {
             self.close_quietly(ino).await;
             return Err(e);
         }
+        let noatime = flags & libc::O_NOATIME != 0;
+        if noatime && !ctx.is_root() && ctx.uid != attr.uid {
+            self.close_quietly(ino).await;
+            return Err(MetaError::NotPermitted.into());
+        }
         let of = self.register_file(ino, attr.length).await;
-        if flags & libc::O_TRUNC != 0 && (attr.length > 0 || of.has_pending()) {
-            if let Err(e) = self.truncate_open(ctx, &of, 0).await {
-                self.unregister_file(ino);
-                self.close_quietly(ino).await;
-                return Err(e);
+        let mut attr = attr;
+        // Even an empty file is truncated: O_TRUNC stamps mtime and ctime (POSIX).
+        if flags & libc::O_TRUNC != 0 {
+            match self.truncate_open(ctx, ctx, &of, 0).await {
+                Ok(a) => attr = a,
+                Err(e) => {
+                    self.unregister_file(ino);
+                    self.close_quietly(ino).await;
+                    return Err(e);
+                }
             }
         }
         // Failures before this open are not this handle's to report.
@@ -634,6 +770,9 @@ impl Vfs {
             access,
             readahead: Mutex::new(ReadAhead::default()),
             seen_errors: AtomicU64::new(seen),
+            mode: attr.mode,
+            privs_dropped: AtomicBool::new(false),
+            atime: self.atime_tracker(&attr, noatime),
         });
         let mut h = self.inner.handles();
         let fh = Self::next_handle(&mut h);
@@ -682,7 +821,9 @@ impl Vfs {
     /// Creates regular file `name` in `parent` and opens it. Without `O_EXCL` an existing
     /// file of that name is opened instead (honouring `O_TRUNC`), as `open(2)` with
     /// `O_CREAT` does; with it, an existing name is `EEXIST`. A new file is opened even if
-    /// `mode` denies the requested access, as POSIX wants.
+    /// `mode` denies the requested access, as POSIX wants. An existing symlink is not
+    /// followed at this level (`ELOOP`; the path-level [`FileSystem`](crate::FileSystem)
+    /// resolves links first), and `O_DIRECTORY` is `EINVAL`, as in Linux.
     pub async fn create(
         &self,
         ctx: &Context,
@@ -693,6 +834,9 @@ impl Vfs {
     ) -> Result<(Entry, u64)> {
         self.check_open()?;
         let access = check_open_flags(flags)?;
+        if flags & libc::O_DIRECTORY != 0 {
+            return Err(VfsError::InvalidArgument("O_CREAT with O_DIRECTORY"));
+        }
         self.check_handle_room()?;
         let created = self
             .inner
@@ -730,6 +874,9 @@ impl Vfs {
 
     /// Reads up to `size` bytes at `off` through `fh` (which must be open for reading).
     /// The result is shorter at the end of the file and empty past it; holes read as zeros.
+    /// The access time is updated as [`VfsOptions::atime_mode`] says, judged on the times
+    /// the handle saw when it was opened and this client's own writes since (a change by
+    /// another client counts from the next open).
     pub async fn read(&self, _ctx: &Context, fh: u64, off: u64, size: usize) -> Result<Bytes> {
         let h = self.file_handle(fh)?;
         if !h.access.read {
@@ -776,6 +923,10 @@ impl Vfs {
                 });
             }
         }
+        // After the readahead has started, which the caller's next read may need.
+        if let Some(seen) = &h.atime {
+            self.touch_atime(h.ino, seen, of.written()).await;
+        }
         Ok(data)
     }
 
@@ -785,7 +936,7 @@ impl Vfs {
     /// [`flush`](Vfs::flush) / [`fsync`](Vfs::fsync) / [`release`](Vfs::release) of each
     /// handle of the file, once per handle. A write larger than half the buffer budget is
     /// buffered in pieces, between which other writers of this VFS may get a turn.
-    pub async fn write(&self, _ctx: &Context, fh: u64, off: u64, data: Bytes) -> Result<usize> {
+    pub async fn write(&self, ctx: &Context, fh: u64, off: u64, data: Bytes) -> Result<usize> {
         let h = self.file_handle(fh)?;
         if !h.access.write {
             return Err(VfsError::BadHandle);
@@ -797,6 +948,7 @@ impl Vfs {
         if !h.access.append && exceeds_max(off, total) {
             return Err(VfsError::FileTooBig);
         }
+        self.drop_privs_for_write(ctx, &h).await?;
         let inner = &self.inner;
         let of = &h.file;
         // Large writes go in pieces so that one call never needs more than half the budget.
@@ -937,6 +1089,9 @@ impl Vfs {
         if !hin.access.read || !hout.access.write || hout.access.append {
             return Err(VfsError::BadHandle);
         }
+        // Shortened to the source's end first, as Linux does, so that a generous `len`
+        // is neither an overlap nor past the largest file.
+        let len = len.min(hin.file.length().saturating_sub(off_in));
         if hin.ino == hout.ino
             && off_in < off_out.saturating_add(len)
             && off_out < off_in.saturating_add(len)
@@ -954,6 +1109,7 @@ impl Vfs {
         if len == 0 {
             return Ok(0);
         }
+        self.drop_privs_for_write(ctx, &hout).await?;
         if hin.ino != hout.ino {
             let mut w = hin.file.writer.lock().await;
             w.flush(&self.inner, &hin.file).await?;
@@ -994,6 +1150,7 @@ impl Vfs {
             ino,
             parent,
             listing: tokio::sync::Mutex::new(Listing::default()),
+            atime: self.atime_tracker(&attr, false),
         });
         let mut h = self.inner.handles();
         let dh = Self::next_handle(&mut h);
@@ -1005,7 +1162,8 @@ impl Vfs {
     /// (0 for the beginning, then the `offset` of the last item returned). `.` and `..`
     /// come first. Offsets stay valid for the handle's life: entries added or removed
     /// meanwhile never make a later call skip or repeat one; offset 0 starts a fresh listing.
-    /// `plus` fills in attributes.
+    /// `plus` fills in attributes. Listing is an access of the directory (see
+    /// [`VfsOptions::atime_mode`]).
     pub async fn readdir(
         &self,
         ctx: &Context,
@@ -1083,6 +1241,9 @@ impl Vfs {
                 }
             }
         }
+        if let Some(seen) = &d.atime {
+            self.touch_atime(d.ino, seen, Timestamp::default()).await;
+        }
         Ok(out)
     }
 
@@ -1105,13 +1266,16 @@ impl Vfs {
 
     // ----- extended attributes -----
 
-    /// The value of extended attribute `name` of `ino` (`ENODATA` if missing).
+    /// The value of extended attribute `name` of `ino` (`ENODATA` if missing). Names are
+    /// 1 to 255 bytes; others are `ERANGE`, as Linux's xattr calls answer.
     pub async fn getxattr(&self, _ctx: &Context, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         self.check_open()?;
+        check_xattr_name(name)?;
         Ok(self.inner.meta.getxattr(ino, name).await?)
     }
 
     /// Sets extended attribute `name`; `flags` are `XATTR_CREATE` / `XATTR_REPLACE`.
+    /// Names are 1 to 255 bytes (`ERANGE` otherwise), values at most 64 KiB (`E2BIG`).
     pub async fn setxattr(
         &self,
         ctx: &Context,
@@ -1121,6 +1285,10 @@ impl Vfs {
         flags: u32,
     ) -> Result<()> {
         self.check_open()?;
+        check_xattr_name(name)?;
+        if value.len() > MAX_XATTR_VALUE_LEN {
+            return Err(VfsError::ValueTooLarge);
+        }
         Ok(self
             .inner
             .meta
@@ -1134,9 +1302,11 @@ impl Vfs {
         Ok(self.inner.meta.listxattr(ino).await?)
     }
 
-    /// Removes extended attribute `name` (`ENODATA` if missing).
+    /// Removes extended attribute `name` (`ENODATA` if missing, `ERANGE` for a name that
+    /// cannot be one).
     pub async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         self.check_open()?;
+        check_xattr_name(name)?;
         Ok(self.inner.meta.removexattr(ctx, ino, name).await?)
     }
 
@@ -1249,6 +1419,40 @@ fn check_open_flags(flags: i32) -> Result<Access> {
     })
 }
 
+/// Checks an extended attribute's name the way Linux's xattr system calls do: an empty
+/// or over-long name is `ERANGE`.
+fn check_xattr_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_XATTR_NAME_LEN {
+        return Err(MetaError::Range.into());
+    }
+    Ok(())
+}
+
+/// Whether a read now should update the access time, under `mode`, of an inode whose
+/// times are `seen` (Linux's `relatime` rule: when the access time is not after the
+/// modification or change time, or is a day old).
+fn atime_due(mode: AtimeMode, seen: &SeenTimes, now: Timestamp) -> bool {
+    const DAY_SECS: i64 = 24 * 60 * 60;
+    if now <= seen.atime {
+        return false;
+    }
+    match mode {
+        AtimeMode::NoAtime => false,
+        AtimeMode::StrictAtime => true,
+        _ => {
+            seen.atime <= seen.mtime
+                || seen.atime <= seen.ctime
+                || now.sec.saturating_sub(seen.atime.sec) >= DAY_SECS
+        }
+    }
+}
+
+/// Whether permission bits `mode` hold what a write by a non-root caller drops: setuid,
+/// or setgid with group execute.
+fn has_exec_privs(mode: u16) -> bool {
+    mode & 0o4000 != 0 || mode & 0o2010 == 0o2010
+}
+
 /// The permission bits of a mode (type bits dropped).
 fn perm_bits(mode: u32) -> u16 {
     // Masked to 12 bits, so it fits.
@@ -1323,6 +1527,41 @@ mod tests {
             v.copy_file_range(&c, 1, 0, 2, 0, 1, 0).await
         }));
         boxed(Box::pin(async move { vfs.close().await }));
+    }
+
+    #[test]
+    fn relatime_rule() {
+        let t = |sec| Timestamp::new(sec, 0);
+        let seen = |a, m, c| SeenTimes {
+            atime: t(a),
+            mtime: t(m),
+            ctime: t(c),
+        };
+        let day = 24 * 60 * 60;
+        let rel = AtimeMode::RelAtime;
+        assert!(
+            atime_due(rel, &seen(10, 10, 5), t(20)),
+            "atime not after mtime"
+        );
+        assert!(
+            atime_due(rel, &seen(10, 5, 12), t(20)),
+            "atime before ctime"
+        );
+        assert!(
+            !atime_due(rel, &seen(10, 5, 5), t(20)),
+            "recent and after both"
+        );
+        assert!(!atime_due(rel, &seen(10, 5, 5), t(10 + day - 1)));
+        assert!(atime_due(rel, &seen(10, 5, 5), t(10 + day)), "a day old");
+        assert!(
+            !atime_due(rel, &seen(30, 40, 40), t(30)),
+            "never to the same time"
+        );
+        assert!(!atime_due(rel, &seen(30, 40, 40), t(20)), "never backwards");
+        assert!(atime_due(AtimeMode::StrictAtime, &seen(10, 5, 5), t(11)));
+        assert!(!atime_due(AtimeMode::NoAtime, &seen(10, 50, 50), t(100)));
+        assert!(has_exec_privs(0o4644) && has_exec_privs(0o2070) && has_exec_privs(0o6755));
+        assert!(!has_exec_privs(0o2644) && !has_exec_privs(0o1777) && !has_exec_privs(0o755));
     }
 
     #[test]

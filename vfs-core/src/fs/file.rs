@@ -669,13 +669,18 @@ impl OpenOptions {
         Ok(access | creation | self.custom_flags)
     }
 
-    /// Opens the file at `path` with these options.
+    /// Opens the file at `path` with these options. Symbolic links are followed as
+    /// `open(2)` does: with `create` a dangling link's target is created, `create_new`
+    /// refuses any link as the last component (`EEXIST`), and `O_NOFOLLOW` in
+    /// [`custom_flags`](Self::custom_flags) makes one `ELOOP`.
     pub async fn open(&self, path: impl AsRef<Path>) -> io::Result<File> {
         let flags = self.flags()?;
         let fs = &self.fs;
         let (vfs, ctx) = (fs.vfs(), fs.shared_context());
         let exclusive = flags & libc::O_EXCL != 0;
-        let last = if exclusive {
+        let nofollow = flags & libc::O_NOFOLLOW != 0;
+        // O_CREAT|O_EXCL never follows a last symlink (even a dangling one is EEXIST).
+        let last = if exclusive || nofollow {
             Last::NoFollow
         } else {
             Last::Follow
@@ -683,6 +688,9 @@ impl OpenOptions {
         let walked = walk(vfs, ctx, path.as_ref(), last).await?;
         let (fh, ino) = match &walked.entry {
             Some(_) if exclusive => return Err(meta_err(MetaError::Exists)),
+            Some(e) if nofollow && e.attr.typ == meta_api::FileType::Symlink => {
+                return Err(meta_err(MetaError::Loop))
+            }
             Some(e) => (vfs.open(ctx, e.ino, flags).await?, e.ino),
             None if flags & libc::O_CREAT == 0 => return Err(meta_err(MetaError::NotFound)),
             None => {
