@@ -436,7 +436,8 @@ impl FileRef<'_> {
                 0
             }
             (false, Some(p)) => {
-                st.pos = Some(p + n);
+                // A write that would pass u64::MAX fails with EFBIG; the cursor must not wrap.
+                st.pos = Some(p.saturating_add(n));
                 p
             }
         };

@@ -1,11 +1,11 @@
 //! File sizes at the limit (EFBIG, no overflow near `u64::MAX`), open flags, and the
 //! path-level rules of `O_CREAT`, `O_EXCL` and `O_NOFOLLOW` on symbolic links.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, SeekFrom};
 
 use bytes::Bytes;
 use meta_api::{FallocMode, SetAttr, MAX_FILE_SIZE, ROOT_INO};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use vfs_core::FileSystem;
 
 use crate::common::*;
@@ -77,6 +77,20 @@ engine_tests! {
         assert_eq!(vfs.copy_file_range(&c, fh, 0, dfh, 0, u64::MAX / 2, 0).await.unwrap(), 10);
         vfs.release(&c, dfh).await.unwrap();
         vfs.release(&c, fh).await.unwrap();
+
+        // The path-level File: a cursor near u64::MAX writes nothing and does not wrap.
+        let fs = FileSystem::new(vfs.clone());
+        let mut f = fs.open_options().read(true).write(true).open("/f").await.unwrap();
+        f.seek(SeekFrom::Start(u64::MAX - 1)).await.unwrap();
+        assert_eq!(io_errno(f.write_all(b"xyz").await.unwrap_err()), big);
+        f.seek(SeekFrom::Start(MAX_FILE_SIZE)).await.unwrap();
+        assert_eq!(io_errno(f.write_all(b"x").await.unwrap_err()), big);
+        f.seek(SeekFrom::Start(u64::MAX)).await.unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(f.read(&mut buf).await.unwrap(), 0);
+        assert_eq!(f.read_at(&mut buf, u64::MAX - 1).await.unwrap(), 0);
+        assert_eq!(io_errno(f.write_at(b"ab", u64::MAX - 1).await.unwrap_err()), big);
+        drop(f);
     }
 
     async fn open_flags_and_handle_modes(engine: Engine) {
