@@ -70,6 +70,29 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// The attributes of `ino`.
     async fn getattr(&self, ino: Ino) -> Result<Attr>;
 
+    /// Checks that `ctx` may access `ino` with `mask` (a combination of [`crate::access`]
+    /// bits, as `access(2)`), consulting the inode's POSIX ACL when it has one, and
+    /// returns its attributes. The provided implementation reads the ACL through
+    /// [`MetaEngine::getxattr`] only when the check needs it.
+    async fn check_access(&self, ctx: &crate::Context, ino: Ino, mask: u8) -> Result<Attr> {
+        let attr = self.getattr(ino).await?;
+        let rule = match crate::acl::rule_for_check(&attr) {
+            Some(_) if !ctx.is_root() => {
+                match self.getxattr(ino, crate::acl::XATTR_ACCESS).await {
+                    Ok(v) => Some(crate::acl::Rule::from_xattr(&v).map_err(|_| {
+                        crate::MetaError::Corrupt(format!("the access ACL of {ino} is malformed"))
+                    })?),
+                    // A volume whose ACLs were turned off shows none: the mode bits decide.
+                    Err(crate::MetaError::NoAttr) => None,
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => None,
+        };
+        crate::perm::check_access_with(ctx, &attr, rule.as_ref(), mask)?;
+        Ok(attr)
+    }
+
     /// Changes attributes (see [`crate::perm::apply_setattr`] for the rules). A `size`
     /// behaves as [`MetaEngine::truncate`] and needs write permission.
     async fn setattr(&self, ctx: &crate::Context, ino: Ino, set: &SetAttr) -> Result<Attr>;

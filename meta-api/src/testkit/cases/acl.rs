@@ -8,7 +8,7 @@ use super::{
     assert_err, dir, file, look, owned_dir, owned_file, root, user, Fixture, ALICE, BOB, CAROL,
 };
 use crate::acl::{AclEntry, Rule, UNSET, XATTR_ACCESS, XATTR_DEFAULT};
-use crate::{Context, FileType, MetaEngine, MetaError, Result, SetAttr, ROOT_INO};
+use crate::{access, Context, FileType, MetaEngine, MetaError, Result, SetAttr, ROOT_INO};
 
 /// Turns `EnableACL` on for the fixture's volume (`juicefs config --enable-acl` does the
 /// same: a forced format with the flag set) and returns a new client that sees it.
@@ -130,6 +130,19 @@ pub(super) async fn named_user_gets_what_mode_bits_deny(fx: &Fixture<'_>) -> Res
     assert!(!can_open(e, &bob, f, libc::O_WRONLY).await?);
     assert!(!can_open(e, &carol, f, libc::O_RDONLY).await?);
     assert!(can_open(e, &user(ALICE), f, libc::O_RDWR).await?);
+    // access(2) answers the same.
+    assert_eq!(
+        e.check_access(&bob, f, access::R).await?.access_acl,
+        e.getattr(f).await?.access_acl
+    );
+    assert_err!(
+        e.check_access(&bob, f, access::W).await,
+        MetaError::PermissionDenied
+    );
+    assert_err!(
+        e.check_access(&carol, f, access::R).await,
+        MetaError::PermissionDenied
+    );
     // A named user entry also opens a directory nobody else may search.
     let d = owned_dir(e, "d", ALICE, 0o700).await?;
     file(e, d, "inner").await?;
