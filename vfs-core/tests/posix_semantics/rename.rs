@@ -20,6 +20,15 @@ engine_tests! {
         assert_eq!(vfs.lookup(&c, r, b"a").await.unwrap().ino, f);
         assert_eq!(vfs.lookup(&c, r, b"b").await.unwrap().ino, f);
         assert_eq!(attr(&vfs, f).await.nlink, 2);
+        // With RENAME_NOREPLACE the other name exists: EEXIST; RENAME_EXCHANGE swaps an
+        // inode with itself, which changes nothing.
+        assert_eq!(
+            errno(vfs.rename(&c, r, b"a", r, b"b", RenameFlags::NOREPLACE).await),
+            libc::EEXIST
+        );
+        vfs.rename(&c, r, b"a", r, b"b", RenameFlags::EXCHANGE).await.unwrap();
+        assert_eq!(vfs.lookup(&c, r, b"a").await.unwrap().ino, f);
+        assert_eq!(vfs.lookup(&c, r, b"b").await.unwrap().ino, f);
         // A name onto itself too.
         vfs.rename(&c, r, b"a", r, b"a", 0).await.unwrap();
         assert_eq!(vfs.lookup(&c, r, b"a").await.unwrap().ino, f);
