@@ -135,7 +135,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             async move {
                 let got = store.get_block(&k, block as u64).await?;
                 if got != data {
-                    return Err(chunkstore::StoreError::Corrupt(format!("{k}: bytes differ")));
+                    return Err(chunkstore::StoreError::Corrupt(format!(
+                        "{k}: bytes differ"
+                    )));
                 }
                 Ok(())
             }

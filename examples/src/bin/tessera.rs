@@ -685,7 +685,9 @@ mod tests {
         let o = cli.vfs_options();
         assert_eq!(o.cache_dirs, [PathBuf::from("/c1"), PathBuf::from("/c2")]);
         assert_eq!((o.cache_size, o.writeback), (10 << 20, true));
-        let o = Cli::try_parse_from(["tessera", "ls", "u"]).unwrap().vfs_options();
+        let o = Cli::try_parse_from(["tessera", "ls", "u"])
+            .unwrap()
+            .vfs_options();
         assert!(o.cache_dirs.is_empty() && !o.writeback);
         assert!(Cli::try_parse_from(["tessera", "rm", "u"]).is_err());
     }
