@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chunkstore::{ChunkStore, ChunkStoreExt, S3Store};
+use chunkstore::{ChunkStore, ChunkStoreExt, S3Options, S3Store};
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 
@@ -43,6 +43,9 @@ struct Args {
     /// Requests in flight
     #[arg(short = 'p', long, default_value_t = 4)]
     threads: usize,
+    /// Send and check no CRC32C checksums (to see what they cost)
+    #[arg(long)]
+    no_checksums: bool,
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -63,13 +66,17 @@ struct Phase {
     ops: usize,
     bytes: u64,
     took: Duration,
+    /// The time of every operation, added up.
+    op_time: Duration,
 }
 
 impl Phase {
+    /// Throughput over the phase and the mean time of one operation (what `juicefs
+    /// objbench` prints as the cost per object).
     fn print(&self) {
         let secs = self.took.as_secs_f64().max(1e-9);
         let mib = self.bytes as f64 / f64::from(1 << 20);
-        let ms_per_op = self.took.as_secs_f64() * 1000.0 / self.ops.max(1) as f64;
+        let ms_per_op = self.op_time.as_secs_f64() * 1000.0 / self.ops.max(1) as f64;
         println!(
             "| {:<16} | {:>10.2} MiB/s | {:>8.2} ms/object | {:>5} objects | {:>7.2} s |",
             self.name,
@@ -79,6 +86,32 @@ impl Phase {
             secs
         );
     }
+}
+
+/// Runs `op` for `0..count` with `threads` in flight; returns the wall time and the sum of
+/// the operations' times.
+async fn timed<F, Fut>(
+    count: usize,
+    threads: usize,
+    op: F,
+) -> Result<(Duration, Duration), chunkstore::StoreError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), chunkstore::StoreError>>,
+{
+    let started = Instant::now();
+    let times: Vec<Duration> = futures::stream::iter(0..count)
+        .map(|i| {
+            let fut = op(i);
+            async move {
+                let t = Instant::now();
+                fut.await.map(|()| t.elapsed())
+            }
+        })
+        .buffer_unordered(threads)
+        .try_collect()
+        .await?;
+    Ok((started.elapsed(), times.iter().sum()))
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -94,7 +127,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let ak = from_env(&args.access_key, "S3_ACCESS_KEY");
     let sk = from_env(&args.secret_key, "S3_SECRET_KEY");
-    let store = Arc::new(S3Store::from_bucket_url(&args.bucket, &ak, &sk)?);
+    let mut opts = S3Options::from_bucket_url(&args.bucket)?.checksums(!args.no_checksums);
+    if !ak.is_empty() || !sk.is_empty() {
+        opts = opts.credentials(ak, sk);
+    }
+    let store = Arc::new(S3Store::new(opts)?);
     let block = args.block_size << 10;
     let count = (args.big_object_size << 20).div_ceil(block);
     let prefix = format!(
@@ -112,60 +149,49 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         count, args.block_size, args.threads, args.bucket
     );
 
-    let started = Instant::now();
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let (store, data, k) = (store.clone(), data.clone(), key(i));
-            async move { store.put(&k, data).await }
-        })
-        .buffer_unordered(args.threads)
-        .try_collect::<()>()
-        .await?;
+    let (took, op_time) = timed(count, args.threads, |i| {
+        let (store, data, k) = (store.clone(), data.clone(), key(i));
+        async move { store.put(&k, data).await }
+    })
+    .await?;
     let put = Phase {
         name: "upload objects",
         ops: count,
         bytes: (count * block) as u64,
-        took: started.elapsed(),
+        took,
+        op_time,
     };
-
-    let started = Instant::now();
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let (store, data, k) = (store.clone(), data.clone(), key(i));
-            async move {
-                let got = store.get_block(&k, block as u64).await?;
-                if got != data {
-                    return Err(chunkstore::StoreError::Corrupt(format!(
-                        "{k}: bytes differ"
-                    )));
-                }
-                Ok(())
+    let (took, op_time) = timed(count, args.threads, |i| {
+        let (store, data, k) = (store.clone(), data.clone(), key(i));
+        async move {
+            let got = store.get_block(&k, block as u64).await?;
+            if got != data {
+                return Err(chunkstore::StoreError::Corrupt(format!(
+                    "{k}: bytes differ"
+                )));
             }
-        })
-        .buffer_unordered(args.threads)
-        .try_collect::<()>()
-        .await?;
+            Ok(())
+        }
+    })
+    .await?;
     let get = Phase {
         name: "download objects",
         ops: count,
         bytes: (count * block) as u64,
-        took: started.elapsed(),
+        took,
+        op_time,
     };
-
-    let started = Instant::now();
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let (store, k) = (store.clone(), key(i));
-            async move { store.delete(&k).await }
-        })
-        .buffer_unordered(args.threads)
-        .try_collect::<()>()
-        .await?;
+    let (took, op_time) = timed(count, args.threads, |i| {
+        let (store, k) = (store.clone(), key(i));
+        async move { store.delete(&k).await }
+    })
+    .await?;
     let del = Phase {
         name: "delete objects",
         ops: count,
         bytes: 0,
-        took: started.elapsed(),
+        took,
+        op_time,
     };
     put.print();
     get.print();
