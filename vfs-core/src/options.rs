@@ -58,7 +58,8 @@ pub struct VfsOptions {
     /// in writeback mode (default 30 s). Blocks still staged then stay on the cache disk
     /// and are uploaded by the next VFS opened with the same cache directories.
     pub upload_wait_on_close: Duration,
-    /// Blocks fetched in the background at once for readahead, over all files (default 8).
+    /// Blocks fetched in the background at once for readahead, over all files (default 8;
+    /// 0 turns readahead off).
     pub prefetch_concurrency: usize,
     /// Open file and directory handles allowed at once; more is `EMFILE` (default 65536).
     pub max_open_files: usize,

@@ -74,6 +74,14 @@ impl S3Volume {
     async fn meta(&self) -> Arc<dyn MetaEngine> {
         connect_meta(&self.url).await.unwrap()
     }
+
+    /// Deletes every object of the volume, so that test runs do not fill the shared bucket.
+    async fn remove_objects(&self) {
+        let raw = self.raw();
+        for o in raw.list_all("").await.unwrap() {
+            raw.delete(&o.key).await.unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,6 +164,7 @@ async fn s3_volume_write_overwrite_read_delete() {
     vfs.close().await.unwrap();
     let left = raw.list_all("chunks/").await.unwrap();
     assert!(left.is_empty(), "objects left after purge: {left:?}");
+    vol.remove_objects().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -226,6 +235,7 @@ async fn transient_s3_faults_under_retry_lose_nothing() {
     );
     let meta = vol.meta().await;
     assert_every_block_stored(meta.as_ref(), &vol.raw(), &vol.format).await;
+    vol.remove_objects().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,4 +334,5 @@ async fn s3_down_means_eio_and_no_dangling_slice_then_recovery() {
     );
     reader.close().await.unwrap();
     assert_every_block_stored(meta.as_ref(), &raw, &vol.format).await;
+    vol.remove_objects().await;
 }
