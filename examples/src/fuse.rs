@@ -3,9 +3,17 @@
 //! Every kernel request becomes one call of the matching `Vfs` method, run as a task on a
 //! tokio runtime that answers the kernel when the call completes: the FUSE thread only
 //! decodes requests and spawns, so a slow upload or a lock wait never holds up other
-//! requests. Errors answer with [`vfs_core::VfsError::errno`]. The adapter keeps no state
-//! of its own: inode numbers are the volume's (root = 1), file and directory handles are
-//! the `Vfs`'s, and directory offsets are the ones [`Vfs::readdir`] hands out.
+//! requests. Errors answer with [`vfs_core::VfsError::errno`]. The adapter keeps no file
+//! system state: inode numbers are the volume's (root = 1), file and directory handles
+//! are the `Vfs`'s, directory offsets are the ones [`Vfs::readdir`] hands out, and file
+//! locks are the engine's ([`meta_api::MetaEngine::flock`], `setlk`, `getlk`), shared
+//! with every client of the volume. It only remembers which inodes had POSIX locks taken
+//! through it, so that other closes skip the unlock.
+//!
+//! **What the kernel is not offered.** POSIX ACLs (`system.posix_acl_*` attributes are
+//! refused, so tools fall back to `chmod`); both lock kinds at once (see [`LockKind`]);
+//! interrupting a request: `fuser` 0.18 does not pass `FUSE_INTERRUPT` on, so a process
+//! waiting for a blocking lock waits until it gets it.
 //!
 //! **Consistency between mounts.** The kernel caches names for [`FuseOptions::entry_ttl`]
 //! and attributes for [`FuseOptions::attr_ttl`]. With the default entry TTL of 0 every

@@ -1073,6 +1073,16 @@ fn background_mount_umount_and_sigterm() {
     assert!(is_mounted(&dir), "not mounted when -d returned");
     fs::write(dir.join("bg.txt"), b"background").unwrap();
 
+    // A second mount on the same directory is refused rather than stacked.
+    let out = Command::new(TESSERA)
+        .args(["mount", "-d"])
+        .arg(&vol.url)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mounted there already"));
+
     // Mounting on a missing directory fails with a clear message and status 1.
     let out = Command::new(TESSERA)
         .args(["mount", "-d"])

@@ -343,7 +343,10 @@ async fn run(command: Command) -> io::Result<()> {
             })
             .await
         }
-        Command::Mount(args) => tessera_examples::fuse::daemon::mount(args).await,
+        Command::Mount(args) => {
+            let base = VFS_OPTIONS.get().cloned().unwrap_or_default();
+            tessera_examples::fuse::daemon::mount(args, base).await
+        }
         Command::Umount(args) => tessera_examples::fuse::daemon::umount(&args),
         Command::Mv { meta_url, src, dst } => {
             with_volume(&meta_url, |fs| async move {

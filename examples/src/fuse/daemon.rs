@@ -64,19 +64,10 @@ pub struct MountArgs {
     /// Memory cache of whole blocks for readers, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub block_cache: usize,
-    /// Disk cache directories, colon-separated or repeated (default: no disk cache)
-    #[arg(long, value_name = "DIR", value_delimiter = ':')]
-    pub cache_dir: Vec<PathBuf>,
-    /// Disk cache size over all cache directories, in MiB
-    #[arg(long, value_name = "MIB", default_value_t = 102_400)]
-    pub cache_size: u64,
-    /// Fraction of each cache disk kept free
+    /// Fraction of each cache disk kept free (the cache directories, size and writeback
+    /// are the `tessera` command's global options)
     #[arg(long, value_name = "RATIO", default_value_t = 0.1)]
     pub free_space_ratio: f64,
-    /// Upload in the background: written blocks are made durable in the cache directory
-    /// first (needs --cache-dir)
-    #[arg(long)]
-    pub writeback: bool,
     /// Threads reading requests from the kernel
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub fuse_threads: usize,
@@ -110,20 +101,14 @@ impl MountArgs {
         Ok(opts)
     }
 
-    /// The VFS options these arguments ask for.
-    pub fn vfs_options(&self) -> VfsOptions {
-        let mut opts = VfsOptions::default()
-            .buffer_size(self.buffer_size.saturating_mul(1 << 20))
+    /// The VFS options these arguments ask for, on top of `base` (which carries the disk
+    /// cache settings).
+    pub fn vfs_options(&self, base: VfsOptions) -> VfsOptions {
+        base.buffer_size(self.buffer_size.saturating_mul(1 << 20))
             .upload_concurrency(self.max_uploads.max(1))
             .readahead(self.readahead.saturating_mul(1 << 20))
             .block_cache_size(self.block_cache.saturating_mul(1 << 20))
-            .cache_size(self.cache_size.saturating_mul(1 << 20))
             .cache_free_ratio(self.free_space_ratio)
-            .writeback(self.writeback);
-        for dir in &self.cache_dir {
-            opts = opts.cache_dir(dir.clone());
-        }
-        opts
     }
 
     /// The log file of a background mount.
@@ -167,8 +152,9 @@ pub fn umount(args: &UmountArgs) -> io::Result<()> {
 }
 
 /// `tessera mount`: mounts the volume and serves it until it is unmounted or the process
-/// is signalled; in the background with [`MountArgs::background`].
-pub async fn mount(args: MountArgs) -> io::Result<()> {
+/// is signalled; in the background with [`MountArgs::background`]. `base` holds the VFS
+/// options given outside `args` (disk cache, writeback).
+pub async fn mount(args: MountArgs, base: VfsOptions) -> io::Result<()> {
     let fuse_opts = args.fuse_options()?;
     let mountpoint = std::path::absolute(&args.mountpoint)?;
     let meta = std::fs::metadata(&mountpoint).map_err(|e| at_path(&mountpoint, e))?;
@@ -176,6 +162,15 @@ pub async fn mount(args: MountArgs) -> io::Result<()> {
         return Err(at_path(
             &mountpoint,
             io::Error::from(io::ErrorKind::NotADirectory),
+        ));
+    }
+    if is_mount_point(&mountpoint) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{}: something is mounted there already (`tessera umount` it first)",
+                mountpoint.display()
+            ),
         ));
     }
     let child_log = std::env::var_os(CHILD_ENV).map(PathBuf::from);
@@ -189,7 +184,7 @@ pub async fn mount(args: MountArgs) -> io::Result<()> {
         // Its own session: the terminal's signals and hang-up no longer reach it.
         let _ = rustix::process::setsid();
     }
-    let fs = volume::open(&args.meta_url, args.vfs_options()).await?;
+    let fs = volume::open(&args.meta_url, args.vfs_options(base)).await?;
     let vfs = fs.vfs().clone();
     let served = serve(&vfs, &mountpoint, &fuse_opts, child_log.as_deref()).await;
     // Writes back everything still buffered and ends the session.
@@ -357,6 +352,44 @@ fn start_background(log: &Path) -> io::Result<()> {
     }))
 }
 
+/// Whether `dir` (absolute) is a mount point, as `/proc/self/mountinfo` lists them
+/// (without touching `dir`, which may be a dead FUSE mount).
+fn is_mount_point(dir: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let dir = dir.as_os_str().as_encoded_bytes();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| unescape_mountinfo(m) == dir)
+}
+
+/// A mountinfo path field with its octal escapes (`\040` for a space, …) decoded.
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |v, c| v.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Unmounts `dir`; `lazy` detaches it even while files are open (they keep working until
 /// closed). Root unmounts directly; other users through `fusermount3`.
 pub fn unmount(dir: &Path, lazy: bool) -> io::Result<()> {
@@ -427,9 +460,6 @@ mod tests {
             "0.5",
             "--buffer-size",
             "64",
-            "--cache-dir",
-            "/c1:/c2",
-            "--writeback",
         ])
         .unwrap();
         let a = cli.mount;
@@ -439,13 +469,9 @@ mod tests {
         assert_eq!(f.fsname.as_deref(), Some("vol1"));
         assert_eq!(f.attr_ttl, Duration::from_millis(500));
         assert_eq!(f.entry_ttl, Duration::ZERO);
-        let v = a.vfs_options();
+        let v = a.vfs_options(VfsOptions::default().writeback(true));
         assert_eq!(v.buffer_size, 64 << 20);
-        assert_eq!(
-            v.cache_dirs,
-            vec![PathBuf::from("/c1"), PathBuf::from("/c2")]
-        );
-        assert!(v.writeback);
+        assert!(v.writeback, "the base options are kept");
         let cfg = f.config("vol");
         assert_eq!(cfg.acl, fuser::SessionACL::All);
         assert!(cfg.mount_options.contains(&fuser::MountOption::RO));
@@ -462,9 +488,21 @@ mod tests {
     }
 
     #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/mnt/a\040b"), b"/mnt/a b");
+        assert_eq!(unescape_mountinfo(r"/x\134y\"), b"/x\\y\\");
+        assert!(is_mount_point(Path::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()));
+    }
+
+    #[test]
     fn unmounting_a_plain_directory_fails_clearly() {
         let dir = tempfile::tempdir().unwrap();
         let e = unmount(dir.path(), false).unwrap_err();
-        assert!(e.to_string().contains("not a mount point"), "{e}");
+        // Other users go through fusermount3, which words it its own way.
+        if rustix::process::geteuid().is_root() {
+            assert!(e.to_string().contains("not a mount point"), "{e}");
+        }
     }
 }
