@@ -681,9 +681,11 @@ impl Vfs {
         if mask & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0 {
             return Err(VfsError::InvalidArgument("unknown access mode bits"));
         }
-        let attr = self.inner.meta.getattr(ino).await?;
-        // The mask bits are the same as `access::{R, W, X}`.
-        perm::check_access(ctx, &attr, (mask & 7) as u8)?;
+        // The mask bits are the same as `access::{R, W, X}`; the engine consults POSIX ACLs.
+        self.inner
+            .meta
+            .check_access(ctx, ino, (mask & 7) as u8)
+            .await?;
         Ok(())
     }
 
@@ -1138,7 +1140,8 @@ impl Vfs {
         if !attr.is_dir() {
             return Err(MetaError::NotDir.into());
         }
-        perm::check_access(ctx, &attr, access::R)?;
+        // Checked by the engine so that a POSIX ACL granting read is honoured.
+        self.inner.meta.check_access(ctx, ino, access::R).await?;
         self.check_handle_room()?;
         // The root is its own parent; a directory without a recorded parent uses itself.
         let parent = if ino == ROOT_INO || attr.parent == 0 {
