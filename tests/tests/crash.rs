@@ -94,13 +94,12 @@ async fn killed_writer_loses_nothing_acknowledged() {
     jfs.fsck(&url);
     // And for us: every acknowledged byte is there; anything past it is the written data.
     let fs = open_fs(&url).await;
-    for f in 0..FILES as usize {
+    for (f, &acked) in acked.iter().enumerate() {
         let got = fs.read(format!("/f{f}")).await.unwrap();
         assert!(
-            got.len() >= acked[f],
-            "f{f}: {} bytes, {} acknowledged",
-            got.len(),
-            acked[f]
+            got.len() >= acked,
+            "f{f}: {} bytes, {acked} acknowledged",
+            got.len()
         );
         let want = pattern(f as u64 + 1, got.len());
         assert!(got == want, "f{f}: content differs from what was written");
