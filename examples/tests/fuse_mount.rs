@@ -1028,6 +1028,62 @@ fn special_calls_reach_the_volume() {
     assert!(m.unmount().success());
 }
 
+/// Runs `cmd` through `sh` as uid/gid 65534 with the given supplementary groups; returns
+/// whether it succeeded and its stderr.
+fn as_nobody(groups: &str, cmd: &str) -> (bool, String) {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534"]);
+    if groups.is_empty() {
+        c.arg("--clear-groups");
+    } else {
+        c.arg(format!("--groups={groups}"));
+    }
+    let out = c.args(["sh", "-c", cmd]).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn permissions_apply_to_other_users() {
+    require_fuse!();
+    if !rustix::process::geteuid().is_root() || !have_tool("setpriv") {
+        let _ = writeln!(std::io::stderr(), "SKIP permissions test: needs root");
+        return;
+    }
+    let vol = Volume::new();
+    let m = vol.mount("mnt", &["-o", "allow_other"]);
+    let p = |rel: &str| m.p(rel).display().to_string();
+
+    fs::create_dir(m.p("private")).unwrap();
+    fs::set_permissions(m.p("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    let (ok, err) = as_nobody("", &format!("ls '{}'", p("private")));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+
+    fs::write(m.p("readable"), b"r").unwrap();
+    fs::set_permissions(m.p("readable"), fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(as_nobody("", &format!("cat '{}'", p("readable"))).0);
+    let (ok, err) = as_nobody("", &format!("echo x >> '{}'", p("readable")));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+
+    // A supplementary group grants what the primary one does not.
+    fs::write(m.p("grouped"), b"g").unwrap();
+    rustix::fs::chown(&m.p("grouped"), None, Some(rustix::fs::Gid::from_raw(4321))).unwrap();
+    fs::set_permissions(m.p("grouped"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(!as_nobody("", &format!("cat '{}'", p("grouped"))).0);
+    assert!(as_nobody("4321", &format!("cat '{}'", p("grouped"))).0);
+
+    // New files belong to their creator.
+    fs::create_dir(m.p("open")).unwrap();
+    fs::set_permissions(m.p("open"), fs::Permissions::from_mode(0o777)).unwrap();
+    let (ok, err) = as_nobody("", &format!("echo hi > '{}'", p("open/mine")));
+    assert!(ok, "{err}");
+    let md = fs::metadata(m.p("open/mine")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (65534, 65534));
+    assert!(m.unmount().success());
+}
+
 #[test]
 fn cache_and_writeback_options_reach_the_volume() {
     require_fuse!();
