@@ -1069,7 +1069,7 @@ fn permissions_apply_to_other_users() {
 
     // A supplementary group grants what the primary one does not.
     fs::write(m.p("grouped"), b"g").unwrap();
-    rustix::fs::chown(&m.p("grouped"), None, Some(rustix::fs::Gid::from_raw(4321))).unwrap();
+    rustix::fs::chown(m.p("grouped"), None, Some(rustix::fs::Gid::from_raw(4321))).unwrap();
     fs::set_permissions(m.p("grouped"), fs::Permissions::from_mode(0o640)).unwrap();
     assert!(!as_nobody("", &format!("cat '{}'", p("grouped"))).0);
     assert!(as_nobody("4321", &format!("cat '{}'", p("grouped"))).0);
