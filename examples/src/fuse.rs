@@ -10,8 +10,12 @@
 //! with every client of the volume. It only remembers which inodes had POSIX locks taken
 //! through it, so that other closes skip the unlock.
 //!
-//! **What the kernel is not offered.** POSIX ACLs (`system.posix_acl_*` attributes are
-//! refused, so tools fall back to `chmod`); both lock kinds at once (see [`LockKind`]);
+//! **POSIX ACLs** (`system.posix_acl_*` attributes) go to the engine like any xattr: on a
+//! volume formatted with ACLs the engine stores and enforces them (this adapter passes every
+//! permission decision to the `Vfs`); on other volumes it answers `ENOTSUP`, so tools such
+//! as `cp -a` fall back to `chmod`.
+//!
+//! **What the kernel is not offered.** Both lock kinds at once (see [`LockKind`]);
 //! interrupting a request: `fuser` 0.18 does not pass `FUSE_INTERRUPT` on, so a process
 //! waiting for a blocking lock waits until it gets it.
 //!
@@ -374,14 +378,6 @@ fn lock_type(typ: i32) -> vfs_core::Result<LockType> {
 
 fn bytes_of(name: &OsStr) -> Vec<u8> {
     name.as_bytes().to_vec()
-}
-
-/// The POSIX ACL attributes. The kernel interprets them only when the server offers ACLs
-/// (`FUSE_POSIX_ACL`), which this adapter does not; otherwise they would be stored as
-/// plain values and `chmod` done through them (as `cp -a` does) would be lost. So they
-/// are refused, and tools fall back to `chmod`.
-fn is_posix_acl(name: &[u8]) -> bool {
-    name == b"system.posix_acl_access" || name == b"system.posix_acl_default"
 }
 
 /// Answers an xattr value or name list: its size when asked for 0 bytes, `ERANGE` when
@@ -822,9 +818,6 @@ impl fuser::Filesystem for VfsFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if is_posix_acl(name.as_bytes()) {
-            return reply.error(Errno::from_i32(libc::ENOTSUP));
-        }
         let (vfs, who, name) = (self.vfs.clone(), Caller::of(req), bytes_of(name));
         let value = value.to_vec();
         let call = async move {
@@ -837,9 +830,6 @@ impl fuser::Filesystem for VfsFuse {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if is_posix_acl(name.as_bytes()) {
-            return reply.error(Errno::from_i32(libc::ENODATA));
-        }
         let (vfs, who, name) = (self.vfs.clone(), Caller::of(req), bytes_of(name));
         let call = async move { vfs.getxattr(&who.context(0), ino.0, &name).await };
         self.serve("getxattr", reply, call, move |r, v| {
@@ -862,9 +852,6 @@ impl fuser::Filesystem for VfsFuse {
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if is_posix_acl(name.as_bytes()) {
-            return reply.error(Errno::from_i32(libc::ENODATA));
-        }
         let (vfs, who, name) = (self.vfs.clone(), Caller::of(req), bytes_of(name));
         let call = async move { vfs.removexattr(&who.context(0), ino.0, &name).await };
         self.serve("removexattr", reply, call, |r, ()| r.ok());

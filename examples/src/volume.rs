@@ -97,6 +97,8 @@ pub struct FormatRequest {
     pub capacity: u64,
     /// Inode limit (0: unlimited).
     pub inodes: u64,
+    /// Whether POSIX ACLs are enabled.
+    pub enable_acl: bool,
 }
 
 impl FormatRequest {
@@ -114,6 +116,7 @@ impl FormatRequest {
             trash_days: 1,
             capacity: 0,
             inodes: 0,
+            enable_acl: false,
         }
     }
 
@@ -167,6 +170,11 @@ impl FormatRequest {
         f.trash_days = self.trash_days;
         f.capacity = self.capacity;
         f.inodes = self.inodes;
+        if self.enable_acl {
+            f.enable_acl = true;
+            // juicefs clients older than 1.2 do not know ACLs and must refuse the volume.
+            f.min_client_version = "1.2.0-A".to_string();
+        }
         Ok(f)
     }
 }

@@ -88,12 +88,17 @@ struct Volume {
 
 impl Volume {
     fn new() -> Volume {
+        Volume::with_acl(false)
+    }
+
+    fn with_acl(enable_acl: bool) -> Volume {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite3://{}/meta.db", dir.path().display());
         let mut req = FormatRequest::new("fusevol", &format!("{}/blocks/", dir.path().display()));
         req.trash_days = 0;
         // Small blocks so that modest files span several of them.
         req.block_size_kib = 1024;
+        req.enable_acl = enable_acl;
         block_on(volume::format(&url, &req)).unwrap();
         Volume { dir, url }
     }
@@ -1081,6 +1086,58 @@ fn permissions_apply_to_other_users() {
     assert!(ok, "{err}");
     let md = fs::metadata(m.p("open/mine")).unwrap();
     assert_eq!((md.uid(), md.gid()), (65534, 65534));
+    assert!(m.unmount().success());
+}
+
+/// The Linux `posix_acl_xattr` value granting `uid` read on top of mode 0o600.
+fn acl_granting_read(uid: u32) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, uid),
+        (4, 0, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn posix_acls_work_through_the_mount() {
+    require_fuse!();
+    if !rustix::process::geteuid().is_root() || !have_tool("setpriv") {
+        let _ = writeln!(std::io::stderr(), "SKIP ACL test: needs root");
+        return;
+    }
+    let vol = Volume::with_acl(true);
+    let m = vol.mount("mnt", &["-o", "allow_other"]);
+    let path = m.p("secret");
+    fs::write(&path, b"for nobody's eyes").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let cat = format!("cat '{}'", path.display());
+    assert!(!as_nobody("", &cat).0, "mode 0600 keeps others out");
+    let acl = acl_granting_read(65534);
+    rustix::fs::setxattr(
+        &path,
+        "system.posix_acl_access",
+        &acl,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let mut back = vec![0u8; 256];
+    let n = rustix::fs::getxattr(&path, "system.posix_acl_access", &mut back).unwrap();
+    assert_eq!(&back[..n], &acl[..], "the ACL reads back as set");
+    let (ok, err) = as_nobody("", &cat);
+    assert!(ok, "the named-user entry grants read: {err}");
+    rustix::fs::removexattr(&path, "system.posix_acl_access").unwrap();
+    assert!(
+        !as_nobody("", &cat).0,
+        "without the ACL the mode decides again"
+    );
     assert!(m.unmount().success());
 }
 

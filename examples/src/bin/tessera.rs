@@ -85,9 +85,13 @@ enum Command {
         /// Compression of blocks: none, lz4 or zstd
         #[arg(long, default_value = "none")]
         compress: String,
-        /// Days deleted files stay in the trash (0 disables the trash)
-        #[arg(long, default_value_t = 1)]
+        /// Days deleted files stay in the trash for juicefs clients (0 disables the trash;
+        /// this library deletes at once whatever the setting)
+        #[arg(long, default_value_t = 0)]
         trash_days: u32,
+        /// Enable POSIX ACLs (stored and enforced as juicefs --enable-acl does)
+        #[arg(long)]
+        enable_acl: bool,
         /// Capacity in GiB (0: unlimited)
         #[arg(long, default_value_t = 0)]
         capacity: u64,
@@ -258,6 +262,7 @@ async fn run(command: Command) -> io::Result<()> {
             block_size,
             compress,
             trash_days,
+            enable_acl,
             capacity,
             inodes,
             access_key,
@@ -270,6 +275,7 @@ async fn run(command: Command) -> io::Result<()> {
             req.block_size_kib = block_size;
             req.compression = compress;
             req.trash_days = trash_days;
+            req.enable_acl = enable_acl;
             req.capacity = capacity.saturating_mul(1 << 30);
             req.inodes = inodes;
             let f = volume::format(&meta_url, &req).await?;
