@@ -5,7 +5,7 @@
 //! The programs themselves are `src/bin/quickstart.rs` (a tour of
 //! [`vfs_core::FileSystem`] on the embedded default: SQLite + a local directory) and
 //! `src/bin/tessera.rs` (the admin CLI: `format`, `info`, `ls`, `cat`, `put`, `get`,
-//! `mkdir`, `rm`, `mv`, and the benchmarks `mdtest` ([`mdtest`]) and `bench` ([`bench`])
+//! `mkdir`, `rm`, `mv`, and the benchmarks `mdtest` ([`mdtest`]) and `bench` ([`bench`](mod@bench))
 //! that run the workloads of JuiceFS's tools of those names). `tessera mount` serves a
 //! volume through FUSE with the adapter in [`fuse`].
 
