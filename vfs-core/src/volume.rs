@@ -43,11 +43,27 @@ const ENGINES: &[EngineScheme] = &[
         feature: "redis",
     },
     EngineScheme {
+        schemes: &["tkv-mem"],
+        #[cfg(feature = "tkv")]
+        connect: Some(connect_tkv),
+        #[cfg(not(feature = "tkv"))]
+        connect: None,
+        feature: "tkv",
+    },
+    EngineScheme {
         schemes: &["fdb"],
+        #[cfg(feature = "fdb")]
+        connect: Some(connect_tkv),
+        #[cfg(not(feature = "fdb"))]
         connect: None,
         feature: "fdb",
     },
 ];
+
+#[cfg(feature = "tkv")]
+fn connect_tkv(url: &str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>> {
+    Box::pin(async move { Ok(meta_fdb::open(url)?) })
+}
 
 #[cfg(feature = "sqlite")]
 fn connect_sqlite(url: &str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>> {
