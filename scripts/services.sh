@@ -4,6 +4,8 @@
 # Usage: source scripts/services.sh; services_start; ...; services_stop
 # Exports: JUICEFS_BIN, REDIS_URL, REDIS_SERVER_BIN, S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY,
 #          S3_SECRET_KEY, AWS_EC2_METADATA_DISABLED, TESSERA_SVC_DIR.
+# Optional: TESSERA_WEED_VOLUME_MAX (SeaweedFS volume slots of 64 MiB; default 100) for runs
+#           that store more than a few GiB.
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 VENV="$ROOT/.venv"
@@ -78,7 +80,7 @@ JSON
   mkdir -p "$TESSERA_SVC_DIR/weed"
   setsid "$VENV/bin/weed" server -dir="$TESSERA_SVC_DIR/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$mport" -master.port.grpc="$mgport" -master.volumeSizeLimitMB=64 \
-    -volume.port="$vport" -volume.port.grpc="$vgport" -volume.max=100 \
+    -volume.port="$vport" -volume.port.grpc="$vgport" -volume.max="${TESSERA_WEED_VOLUME_MAX:-100}" \
     -filer -filer.port="$fport" -filer.port.grpc="$fgport" \
     -s3 -s3.port="$sport" -s3.port.grpc="$sgport" -s3.config="$TESSERA_SVC_DIR/s3.json" -s3.port.iceberg=0 -s3.port.lance=0 \
     >"$TESSERA_SVC_DIR/weed.log" 2>&1 &
