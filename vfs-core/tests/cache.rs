@@ -15,6 +15,8 @@
 #[path = "shared/volume_check.rs"]
 mod volume_check;
 
+// Every disk cache here sets `cache_free_ratio(0.0)`: the test machine's disk may be nearly
+// full, and the free-space floor would (rightly) make the cache step aside.
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -94,7 +96,11 @@ async fn reads_are_served_from_memory_then_from_disk() {
     writer.close().await.unwrap();
 
     let reader = vol
-        .open(VfsOptions::default().cache_dir(vol.cache_dir()))
+        .open(
+            VfsOptions::default()
+                .cache_dir(vol.cache_dir())
+                .cache_free_ratio(0.0),
+        )
         .await;
     assert!(read_all(&reader, ino).await == data);
     reader.cache_idle().await;
@@ -115,7 +121,8 @@ async fn reads_are_served_from_memory_then_from_disk() {
         .open(
             VfsOptions::default()
                 .block_cache_size(0)
-                .cache_dir(vol.cache_dir()),
+                .cache_dir(vol.cache_dir())
+                .cache_free_ratio(0.0),
         )
         .await;
     assert!(read_all(&disk_only, ino).await == data);
@@ -140,6 +147,7 @@ async fn a_corrupted_cache_file_still_reads_right() {
             .block_cache_size(0)
             .readahead(0)
             .cache_dir(vol.cache_dir())
+            .cache_free_ratio(0.0)
     };
     let warm = vol.open(opts()).await;
     assert!(read_all(&warm, ino).await == data);
@@ -241,6 +249,7 @@ async fn writeback_crash_child() {
     let opts = VfsOptions::default()
         .purge_interval(None)
         .cache_dir(cache_dir)
+        .cache_free_ratio(0.0)
         .writeback(true);
     let vfs = Vfs::new(meta, down, format, opts).await.unwrap();
     let mut stdout = std::io::stdout();
