@@ -22,7 +22,7 @@ use vfs_core::{FileSystem, Metadata};
 use crate::at_path;
 
 /// Bytes moved per I/O call on large files.
-pub const PIECE: usize = 8 << 20;
+pub const PIECE: usize = 4 << 20;
 
 /// Files up to this size count as small: they move many at a time.
 const SMALL_FILE: u64 = PIECE as u64;
@@ -472,20 +472,12 @@ fn read_local(path: &Path, size_hint: u64, tx: mpsc::Sender<Bytes>) -> io::Resul
     loop {
         // Sized to what is left, so a small file does not cost a whole piece.
         let want = size_hint.saturating_sub(off).clamp(4096, PIECE as u64) as usize;
-        let mut buf = vec![0u8; want];
-        let mut filled = 0;
-        while filled < want {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // Read into spare capacity: zero-filling a fresh buffer first costs a memset per byte.
+        let mut buf = Vec::with_capacity(want);
+        let filled = (&mut file).take(want as u64).read_to_end(&mut buf)?;
         if filled == 0 {
             return Ok(());
         }
-        buf.truncate(filled);
         off += filled as u64;
         if tx.blocking_send(Bytes::from(buf)).is_err() {
             return Ok(());

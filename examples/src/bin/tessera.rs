@@ -25,6 +25,11 @@ use tessera_examples::{at_path, human_bytes, plain};
 use tokio::io::AsyncWriteExt;
 use vfs_core::{FileSystem, Metadata, VfsOptions};
 
+/// Block-sized buffers come and go by the thousand; mimalloc keeps freed ones for reuse where
+/// the system allocator unmaps them and faults new pages in for the next block.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "tessera",
@@ -43,6 +48,18 @@ struct Cli {
     /// the background (needs --cache-dir); commands wait a while for the uploads at exit
     #[arg(long, global = true)]
     writeback: bool,
+    /// Memory for written data not yet uploaded, in MiB (JuiceFS's --buffer-size; writers
+    /// wait when it is used up) [default: 16 for put, get, cat and the benchmarks, whose
+    /// pace the uploads set; 300 otherwise]
+    #[arg(long, global = true, value_name = "MIB")]
+    buffer_size: Option<usize>,
+    /// Blocks uploaded at the same time (JuiceFS's --max-uploads) [default: 20]
+    #[arg(long, global = true, value_name = "N")]
+    max_uploads: Option<usize>,
+    /// Memory for blocks read and read ahead, in MiB [default: 16 for put, get, cat and
+    /// the benchmarks, which read each block once; 64 otherwise]
+    #[arg(long, global = true, value_name = "MIB")]
+    read_cache: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +73,26 @@ impl Cli {
         let mut opts = VfsOptions::default()
             .cache_size(self.cache_size.saturating_mul(1 << 20))
             .writeback(self.writeback);
+        // One-pass commands stream: big buffers and caches would only raise their peak memory.
+        let streaming = matches!(
+            self.command,
+            Command::Put { .. }
+                | Command::Get { .. }
+                | Command::Cat { .. }
+                | Command::Bench { .. }
+                | Command::Mdtest { .. }
+        );
+        let (buffer, read_cache) = if streaming { (16, 16) } else { (300, 64) };
+        opts = opts
+            .buffer_size(self.buffer_size.unwrap_or(buffer).saturating_mul(1 << 20))
+            .block_cache_size(
+                self.read_cache
+                    .unwrap_or(read_cache)
+                    .saturating_mul(1 << 20),
+            );
+        if let Some(n) = self.max_uploads {
+            opts = opts.upload_concurrency(n);
+        }
         for dir in self.cache_dir.iter().flat_map(|d| d.split(':')) {
             if !dir.is_empty() {
                 opts = opts.cache_dir(dir);
@@ -698,6 +735,25 @@ mod tests {
             .unwrap()
             .vfs_options();
         assert!(o.cache_dirs.is_empty() && !o.writeback);
+        assert_eq!((o.buffer_size, o.block_cache_size), (300 << 20, 64 << 20));
+        let o = Cli::try_parse_from(["tessera", "get", "u", "/a", "b"])
+            .unwrap()
+            .vfs_options();
+        assert_eq!((o.buffer_size, o.block_cache_size), (16 << 20, 16 << 20));
+        let o = Cli::try_parse_from([
+            "tessera",
+            "get",
+            "--buffer-size",
+            "8",
+            "--max-uploads",
+            "4",
+            "u",
+            "/a",
+            "b",
+        ])
+        .unwrap()
+        .vfs_options();
+        assert_eq!((o.buffer_size, o.upload_concurrency), (8 << 20, 4));
         assert!(Cli::try_parse_from(["tessera", "rm", "u"]).is_err());
     }
 }
