@@ -25,11 +25,6 @@ use tessera_examples::{at_path, human_bytes, plain};
 use tokio::io::AsyncWriteExt;
 use vfs_core::{FileSystem, Metadata, VfsOptions};
 
-/// Block-sized buffers come and go by the thousand; mimalloc keeps freed ones for reuse where
-/// the system allocator unmaps them and faults new pages in for the next block.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "tessera",
