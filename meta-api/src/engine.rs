@@ -321,3 +321,320 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// whose objects the caller must now delete (metadata before deletion).
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>>;
 }
+
+/// Every engine's [`MetaEngine`]: the engine's storage ([`crate::backend`]) plus the rules
+/// that do not depend on it, written once here — argument and name checks (the first step
+/// of the error order), `statfs` from the counters, the blocking lock wait, and `mkdir` /
+/// `symlink` as kinds of `mknod`.
+#[async_trait]
+impl<T> MetaEngine for T
+where
+    T: crate::backend::Volume
+        + crate::backend::Sessions
+        + crate::backend::Namespace
+        + crate::backend::Attrs
+        + crate::backend::Data
+        + crate::backend::Purge
+        + crate::backend::Xattrs
+        + crate::backend::Locks,
+{
+    fn name(&self) -> &'static str {
+        crate::backend::Volume::name(self)
+    }
+
+    async fn init(&self, format: &Format, force: bool) -> Result<()> {
+        crate::backend::Volume::init(self, format, force).await
+    }
+
+    async fn load(&self) -> Result<Format> {
+        crate::backend::Volume::load(self).await
+    }
+
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
+        crate::backend::Sessions::new_session(self, info).await
+    }
+
+    async fn heartbeat(&self) -> Result<()> {
+        crate::backend::Sessions::heartbeat(self).await
+    }
+
+    async fn close_session(&self) -> Result<()> {
+        crate::backend::Sessions::close_session(self).await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        crate::backend::Sessions::list_sessions(self).await
+    }
+
+    async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
+        crate::backend::Sessions::reap_stale_sessions(self, now).await
+    }
+
+    async fn lookup(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        crate::backend::Namespace::lookup(self, ctx, parent, name).await
+    }
+
+    async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        crate::backend::Attrs::getattr(self, ino).await
+    }
+
+    async fn setattr(&self, ctx: &crate::Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
+        crate::args::check_setattr(set)?;
+        crate::backend::Attrs::setattr(self, ctx, ino, set).await
+    }
+
+    async fn mknod(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+    ) -> Result<Entry> {
+        crate::name::validate_name(name)?;
+        crate::name::check_not_reserved(parent, name)?;
+        crate::backend::Namespace::mknod(self, ctx, parent, name, typ, mode, rdev, b"").await
+    }
+
+    async fn mkdir(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<Entry> {
+        crate::name::validate_name(name)?;
+        crate::name::check_not_reserved(parent, name)?;
+        let typ = FileType::Directory;
+        crate::backend::Namespace::mknod(self, ctx, parent, name, typ, mode, 0, b"").await
+    }
+
+    async fn symlink(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Entry> {
+        crate::name::validate_name(name)?;
+        crate::name::validate_symlink_target(target)?;
+        crate::name::check_not_reserved(parent, name)?;
+        let typ = FileType::Symlink;
+        crate::backend::Namespace::mknod(self, ctx, parent, name, typ, 0o777, 0, target).await
+    }
+
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        crate::backend::Namespace::readlink(self, ino).await
+    }
+
+    async fn link(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        parent: Ino,
+        name: &[u8],
+    ) -> Result<Entry> {
+        crate::name::validate_name(name)?;
+        crate::name::check_not_reserved(parent, name)?;
+        crate::backend::Namespace::link(self, ctx, ino, parent, name).await
+    }
+
+    async fn unlink(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<()> {
+        crate::backend::Namespace::unlink(self, ctx, parent, name).await
+    }
+
+    async fn rmdir(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<()> {
+        crate::backend::Namespace::rmdir(self, ctx, parent, name).await
+    }
+
+    async fn rename(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        crate::args::check_rename_flags(flags)?;
+        crate::name::validate_name(name)?;
+        crate::name::validate_name(new_name)?;
+        crate::name::check_not_reserved(parent, name)?;
+        crate::name::check_not_reserved(new_parent, new_name)?;
+        crate::backend::Namespace::rename(self, ctx, parent, name, new_parent, new_name, flags)
+            .await
+    }
+
+    async fn readdir(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        crate::backend::Namespace::readdir(self, ctx, ino, after, limit, plus).await
+    }
+
+    async fn open(&self, ctx: &crate::Context, ino: Ino, flags: i32) -> Result<Attr> {
+        crate::backend::Sessions::open(self, ctx, ino, flags).await
+    }
+
+    async fn close(&self, ino: Ino) -> Result<()> {
+        crate::backend::Sessions::close(self, ino).await
+    }
+
+    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        crate::backend::Data::read_chunk(self, ino, index).await
+    }
+
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<()> {
+        crate::backend::Data::write_slice(self, ino, index, slice, mtime).await
+    }
+
+    async fn new_slice_id(&self) -> Result<u64> {
+        crate::backend::Data::new_slice_id(self).await
+    }
+
+    async fn truncate(&self, ctx: &crate::Context, ino: Ino, length: u64) -> Result<Attr> {
+        crate::args::check_length(length)?;
+        crate::backend::Attrs::truncate(self, ctx, ino, length).await
+    }
+
+    async fn fallocate(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()> {
+        crate::args::check_fallocate(mode, off, len)?;
+        crate::backend::Data::fallocate(self, ctx, ino, mode, off, len).await
+    }
+
+    async fn copy_file_range(
+        &self,
+        ctx: &crate::Context,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        crate::backend::Data::copy_file_range(self, ctx, src, src_off, dst, dst_off, len).await
+    }
+
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        crate::xattr::check_name(name)?;
+        crate::backend::Xattrs::getxattr(self, ino, name).await
+    }
+
+    async fn setxattr(
+        &self,
+        ctx: &crate::Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        crate::xattr::check_set(name, value, flags)?;
+        crate::backend::Xattrs::setxattr(self, ctx, ino, name, value, flags).await
+    }
+
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        crate::backend::Xattrs::listxattr(self, ino).await
+    }
+
+    async fn removexattr(&self, ctx: &crate::Context, ino: Ino, name: &[u8]) -> Result<()> {
+        crate::xattr::check_name(name)?;
+        crate::backend::Xattrs::removexattr(self, ctx, ino, name).await
+    }
+
+    async fn flock(
+        &self,
+        _ctx: &crate::Context,
+        ino: Ino,
+        owner: u64,
+        ltype: LockType,
+        block: bool,
+    ) -> Result<()> {
+        let sid = crate::backend::Locks::lock_session(self);
+        if sid == 0 {
+            return match ltype {
+                LockType::Unlock => Ok(()),
+                _ => Err(crate::MetaError::BadHandle),
+            };
+        }
+        let me = crate::LockOwner::new(sid, owner);
+        let session = || crate::backend::Locks::lock_session(self);
+        crate::locks::wait_for_lock(block, sid, session, || {
+            crate::backend::Locks::try_flock(self, ino, me, ltype)
+        })
+        .await
+    }
+
+    async fn getlk(
+        &self,
+        _ctx: &crate::Context,
+        ino: Ino,
+        owner: u64,
+        lock: &mut PlockRequest,
+    ) -> Result<()> {
+        crate::locks::check_range(lock.start, lock.end)?;
+        if lock.ltype == LockType::Unlock {
+            return Err(crate::MetaError::InvalidArgument("F_GETLK of F_UNLCK"));
+        }
+        let me = crate::LockOwner::new(crate::backend::Locks::lock_session(self), owner);
+        crate::backend::Locks::getlk(self, ino, me, lock).await
+    }
+
+    async fn setlk(
+        &self,
+        _ctx: &crate::Context,
+        ino: Ino,
+        owner: u64,
+        block: bool,
+        ltype: LockType,
+        start: u64,
+        end: u64,
+        pid: u32,
+    ) -> Result<()> {
+        crate::locks::check_range(start, end)?;
+        let sid = crate::backend::Locks::lock_session(self);
+        if sid == 0 {
+            return match ltype {
+                LockType::Unlock => Ok(()),
+                _ => Err(crate::MetaError::BadHandle),
+            };
+        }
+        let me = crate::LockOwner::new(sid, owner);
+        let req = PlockRequest::new(ltype, start, end, pid);
+        let session = || crate::backend::Locks::lock_session(self);
+        crate::locks::wait_for_lock(block, sid, session, || {
+            crate::backend::Locks::try_setlk(self, ino, me, req)
+        })
+        .await
+    }
+
+    async fn statfs(&self) -> Result<StatFs> {
+        let format = crate::backend::Volume::settings(self).await?;
+        let usage = crate::backend::Volume::usage(self).await?;
+        Ok(StatFs::of(&format, usage))
+    }
+
+    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
+        crate::backend::Purge::deleted_files(self, limit).await
+    }
+
+    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
+        crate::backend::Purge::purge_file(self, ino).await
+    }
+}

@@ -21,16 +21,23 @@
 //! ```
 
 pub mod acl;
+pub mod args;
+pub mod backend;
+pub mod backoff;
 pub mod encoding;
 mod engine;
 mod error;
+pub mod flags;
 mod format;
+pub mod ids;
 pub mod locks;
 pub mod name;
 mod openfiles;
 pub mod overlay;
 pub mod perm;
+pub mod space;
 mod types;
+pub mod xattr;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -40,6 +47,7 @@ pub use error::{BoxError, MetaError, Result};
 pub use format::Format;
 pub use locks::{LockOwner, LockType, PlockRequest};
 pub use openfiles::OpenFiles;
+pub use space::{Limits, Usage};
 pub use types::*;
 
 /// Heartbeat period of sessions, in seconds; a session expires after five missed beats.

@@ -63,6 +63,7 @@
 
 use std::time::Duration;
 
+use crate::backoff::Backoff;
 use crate::{MetaError, Result};
 
 /// The largest file offset (`i64::MAX`): how lock records store "to the end of the file".
@@ -444,11 +445,12 @@ where
     Ok(Some(req))
 }
 
-/// The pauses of a blocking lock request between two attempts: 1 ms, doubling up to
-/// 20 ms, so that a lock released soon is taken soon and a long wait costs little.
+/// The pauses of a blocking lock request between two attempts: a [`Backoff`] whose
+/// ceiling starts at 1 ms and doubles up to 20 ms, so that a lock released soon is taken
+/// soon, a long wait costs little, and waiters do not retry in lock step.
 #[derive(Debug, Clone)]
 pub struct LockWait {
-    next: Duration,
+    backoff: Backoff,
 }
 
 impl Default for LockWait {
@@ -458,21 +460,51 @@ impl Default for LockWait {
 }
 
 impl LockWait {
-    /// The first pause is the shortest.
-    const FIRST: Duration = Duration::from_millis(1);
+    /// The ceiling of the first pause.
+    pub const FIRST: Duration = Duration::from_millis(1);
     /// The longest pause.
-    const MAX: Duration = Duration::from_millis(20);
+    pub const MAX: Duration = Duration::from_millis(20);
 
     /// A fresh sequence of pauses.
     pub fn new() -> LockWait {
-        LockWait { next: Self::FIRST }
+        LockWait {
+            backoff: Backoff::new(Self::FIRST, Self::MAX),
+        }
     }
 
     /// How long to sleep before the next attempt.
     pub fn next_pause(&mut self) -> Duration {
-        let now = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        now
+        self.backoff.next_pause()
+    }
+}
+
+/// The blocking wait of `flock` and `F_SETLKW`, the same for every engine: runs the
+/// engine's single `attempt` until it answers anything but `WouldBlock` (at once when not
+/// `block`), pausing with [`LockWait`] in between and holding no transaction. When
+/// `session()` stops returning `sid` (the client's session was closed while it waited)
+/// the wait ends with `BadHandle`: a lock taken now would outlive its session.
+pub async fn wait_for_lock<S, F, Fut>(
+    block: bool,
+    sid: u64,
+    session: S,
+    mut attempt: F,
+) -> Result<()>
+where
+    S: Fn() -> u64,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut wait = LockWait::new();
+    loop {
+        match attempt().await {
+            Err(MetaError::WouldBlock) if block => {
+                tokio::time::sleep(wait.next_pause()).await;
+                if session() != sid {
+                    return Err(MetaError::BadHandle);
+                }
+            }
+            other => return other,
+        }
     }
 }
 
@@ -724,7 +756,9 @@ mod tests {
         assert_eq!(reported_end(OFFSET_MAX), u64::MAX);
         assert_eq!(reported_end(5), 5);
         let mut w = LockWait::new();
-        let pauses: Vec<u128> = (0..7).map(|_| w.next_pause().as_millis()).collect();
-        assert_eq!(pauses, vec![1, 2, 4, 8, 16, 20, 20]);
+        let ceilings = [1u64, 2, 4, 8, 16, 20, 20];
+        for c in ceilings {
+            assert!(w.next_pause() <= Duration::from_millis(c));
+        }
     }
 }

@@ -288,6 +288,18 @@ pub fn clear_suid_on_write(ctx: &Context, attr: &mut Attr) -> bool {
     before != attr.mode
 }
 
+/// Everything `open(2)` with `flags` checks on `attr` (whose access ACL is `rule`), in
+/// Linux's order: writing a directory (`IsDir`), the access mode ([`open_mask`]), then
+/// the inode flags ([`crate::flags::check_open`]).
+pub fn check_open(ctx: &Context, attr: &Attr, rule: Option<&Rule>, flags: i32) -> Result<()> {
+    let mask = open_mask(flags);
+    if attr.is_dir() && mask & access::W != 0 {
+        return Err(MetaError::IsDir);
+    }
+    check_access_with(ctx, attr, rule, mask)?;
+    crate::flags::check_open(attr, flags)
+}
+
 /// The access bits an `open(2)` with `flags` needs (`O_TRUNC` needs write).
 pub fn open_mask(flags: i32) -> u8 {
     let mut m = match flags & libc::O_ACCMODE {

@@ -266,6 +266,29 @@ impl Slice {
         )
     }
 
+    /// Decodes the value of chunk `index` of `ino`; `Corrupt` (naming both) when its
+    /// length is not a multiple of 24.
+    pub fn decode_chunk(ino: Ino, index: u32, raw: &[u8]) -> crate::Result<Vec<Slice>> {
+        Slice::decode_all(raw).ok_or_else(|| {
+            crate::MetaError::Corrupt(format!(
+                "chunk {index} of inode {ino} holds {} bytes, not a multiple of 24",
+                raw.len()
+            ))
+        })
+    }
+
+    /// A record that reads as zeros over `pos..pos+len` (JuiceFS's hole: id, size and
+    /// offset zero).
+    pub fn hole(pos: u32, len: u32) -> Slice {
+        Slice {
+            pos,
+            id: 0,
+            size: 0,
+            off: 0,
+            len,
+        }
+    }
+
     /// Encodes a list of records into one buffer.
     pub fn encode_all(slices: &[Slice]) -> Vec<u8> {
         let mut out = Vec::with_capacity(slices.len() * SLICE_BYTES);
@@ -394,6 +417,12 @@ impl SetAttr {
         self.mtime = Some(t);
         self
     }
+    /// Sets the JuiceFS inode flags ([`crate::flags`]; root only).
+    pub fn flags(mut self, flags: u8) -> Self {
+        self.flags = Some(flags);
+        self
+    }
+
     /// Sets the length.
     pub fn size(mut self, size: u64) -> Self {
         self.size = Some(size);
@@ -538,6 +567,37 @@ pub struct SessionInfo {
     /// Process id.
     #[serde(rename = "ProcessID")]
     pub process_id: u32,
+}
+
+impl SessionInfo {
+    /// The record JuiceFS stores for a session (`{"Version":…,"HostName":…,…}`).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
+    }
+
+    /// Reads a session record leniently: JuiceFS writes more fields than this type has,
+    /// and an absent or damaged record reads as empty (as JuiceFS does).
+    pub fn from_json_lenient(raw: Option<&[u8]>) -> SessionInfo {
+        let v: serde_json::Value = raw
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        SessionInfo {
+            version: text("Version"),
+            host_name: text("HostName"),
+            mount_point: text("MountPoint"),
+            process_id: v
+                .get("ProcessID")
+                .and_then(|x| x.as_u64())
+                .and_then(|x| u32::try_from(x).ok())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A session listed by the engine.

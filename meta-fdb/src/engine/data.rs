@@ -1,146 +1,32 @@
-//! File data: attributes with truncation, chunks and slices, fallocate, copy_file_range,
-//! and the deletion queue.
+//! File data: chunks and slices, fallocate and copy_file_range.
 
 use std::collections::BTreeMap;
 
-use meta_api::perm::apply_setattr_with;
+use async_trait::async_trait;
+use meta_api::args::check_copy_range;
+use meta_api::backend::Data;
+use meta_api::flags;
+use meta_api::space::align4k;
 use meta_api::{
-    access, overlay, Attr, Context, DeletedFile, FallocMode, FileType, Ino, MetaError, Result,
-    SetAttr, SetTime, Slice, Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+    access, overlay, Context, FallocMode, FileType, Ino, Limits, MetaError, Result, Slice,
+    Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
 };
 
-use super::acl::{access as acl_access, rule_of, save_rule};
-use super::{
-    add_usage, align4k, append_slices, check_limits, decode_slices, get_attr, get_slices, hole,
-    incr, must_attr, put_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE,
-};
-use crate::keys::{be_u64, le_u64, Keys};
+use super::acl::access as acl_access;
+use super::{add_usage, append_slices, get_slices, must_attr, put_attr, TkvMeta};
 use crate::kv::{KvStore, KvTxn};
 
-/// Chunks purged per transaction: keeps a purge of a huge file under FoundationDB's
-/// 5 s / 10 MB transaction limits.
-pub(crate) const PURGE_BATCH: usize = 256;
-
 /// The error for data operations on something that is not a regular file.
-fn not_regular(typ: FileType) -> MetaError {
+pub(super) fn not_regular(typ: FileType) -> MetaError {
     match typ {
         FileType::Directory => MetaError::IsDir,
         _ => MetaError::InvalidArgument("not a regular file"),
     }
 }
 
-/// Overlays holes so that the bytes between `old` and `new` (whichever is larger) read as
-/// zeros, exactly as JuiceFS's truncate does: a hole at the tail of the first chunk, a
-/// full-chunk hole on every existing chunk strictly between, and a hole at the head of
-/// the last chunk. Returns the change of accounted space.
-async fn truncate_chunks<T: KvTxn>(
-    tx: &T,
-    keys: &Keys,
-    ino: Ino,
-    old: u64,
-    new: u64,
-) -> Result<i64> {
-    if old == new {
-        return Ok(0);
-    }
-    let (left, right) = (old.min(new), old.max(new));
-    let cs = CHUNK_SIZE;
-    if right / cs - left / cs > 1 {
-        let begin = keys.chunk(ino, (left / cs + 1) as u32);
-        let end = keys.chunk(ino, (right / cs) as u32);
-        let full = hole(0, cs as u32).encode();
-        for (k, mut v) in tx.scan(&begin, &end, 0, false).await? {
-            v.extend_from_slice(&full);
-            tx.set(&k, &v);
-        }
-    }
-    let first = (left / cs) as u32;
-    let spans_chunks = right > (left / cs + 1) * cs;
-    let len = if spans_chunks {
-        cs - left % cs
-    } else {
-        right - left
-    };
-    append_slices(
-        tx,
-        keys,
-        ino,
-        first,
-        &[hole((left % cs) as u32, len as u32)],
-    )
-    .await?;
-    if spans_chunks && right % cs > 0 {
-        append_slices(
-            tx,
-            keys,
-            ino,
-            (right / cs) as u32,
-            &[hole(0, (right % cs) as u32)],
-        )
-        .await?;
-    }
-    Ok(align4k(new) - align4k(old))
-}
-
-impl<K: KvStore> TkvMeta<K> {
-    /// `setattr`, and `truncate` as a `setattr` of the size alone. The checks follow the
-    /// suite's order: the inode, the non-size changes, then the size (a truncate checks the
-    /// size limit first, as an invalid argument).
-    pub(super) async fn do_setattr(
-        &self,
-        ctx: &Context,
-        ino: Ino,
-        set: &SetAttr,
-        truncate: bool,
-    ) -> Result<Attr> {
-        if truncate && set.size.is_some_and(|s| s > MAX_FILE_SIZE) {
-            return Err(MetaError::FileTooBig);
-        }
-        let limits = match set.size {
-            Some(_) => self.usage_limits().await?,
-            None => None,
-        };
-        let now = self.now();
-        let (keys, cache) = (&self.keys, &self.acls);
-        self.kv
-            .txn(|tx| async move {
-                let cur = must_attr(&tx, keys, ino).await?;
-                let rule = rule_of(&tx, keys, cache, cur.access_acl).await?;
-                let (mut attr, new_rule) =
-                    apply_setattr_with(ctx, &cur, rule.as_deref(), set, now)?;
-                if let Some(r) = &new_rule {
-                    attr.access_acl = save_rule(&tx, keys, cache, r).await?;
-                }
-                if let Some(size) = set.size {
-                    if size > MAX_FILE_SIZE {
-                        return Err(MetaError::FileTooBig);
-                    }
-                    if cur.typ != FileType::Regular {
-                        return Err(not_regular(cur.typ));
-                    }
-                    acl_access(&tx, keys, cache, ctx, &cur, access::W).await?;
-                    if cur.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-                        return Err(MetaError::NotPermitted);
-                    }
-                    let delta = truncate_chunks(&tx, keys, ino, cur.length, size).await?;
-                    check_limits(limits, delta, 0)?;
-                    add_usage(&tx, keys, delta, 0);
-                    attr.length = size;
-                    // Like ftruncate(2), even to the same length; an explicit mtime wins.
-                    attr.ctime = now;
-                    if !matches!(set.mtime, Some(SetTime::At(_))) {
-                        attr.mtime = now;
-                    }
-                }
-                if attr != cur {
-                    put_attr(&tx, keys, ino, &attr);
-                }
-                Ok(attr)
-            })
-            .await
-    }
-
-    pub(super) async fn do_read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
+#[async_trait]
+impl<K: KvStore> Data for TkvMeta<K> {
+    async fn read_chunk(&self, ino: Ino, indx: u32) -> Result<Vec<Slice>> {
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -156,13 +42,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_write_slice(
-        &self,
-        ino: Ino,
-        indx: u32,
-        slice: Slice,
-        mtime: Timestamp,
-    ) -> Result<()> {
+    async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
         if u64::from(slice.pos) + u64::from(slice.len) > CHUNK_SIZE {
             return Err(MetaError::InvalidArgument("slice extends past its chunk"));
         }
@@ -188,7 +68,7 @@ impl<K: KvStore> TkvMeta<K> {
                 }
                 let key = keys.chunk(ino, indx);
                 let mut raw = tx.get(&key).await?.unwrap_or_default();
-                decode_slices(ino, indx, &raw)?;
+                Slice::decode_chunk(ino, indx, &raw)?;
                 let record = slice.encode();
                 // A retried commit whose first attempt landed must not append twice.
                 if raw.chunks_exact(record.len()).any(|r| r == record) {
@@ -197,7 +77,7 @@ impl<K: KvStore> TkvMeta<K> {
                 let mut delta = 0;
                 if end > attr.length {
                     delta = align4k(end) - align4k(attr.length);
-                    check_limits(limits, delta, 0)?;
+                    Limits::check(limits.as_ref(), delta, 0)?;
                     attr.length = end;
                 }
                 attr.mtime = mtime;
@@ -211,7 +91,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_fallocate(
+    async fn fallocate(
         &self,
         ctx: &Context,
         ino: Ino,
@@ -219,25 +99,10 @@ impl<K: KvStore> TkvMeta<K> {
         off: u64,
         len: u64,
     ) -> Result<()> {
-        let known = FallocMode::KEEP_SIZE | FallocMode::PUNCH_HOLE | FallocMode::ZERO_RANGE;
-        if mode.0 & !known != 0 {
-            return Err(MetaError::NotSupported("fallocate mode"));
-        }
         let punch = mode.contains(FallocMode::PUNCH_HOLE);
         let zero = mode.contains(FallocMode::ZERO_RANGE);
         let keep = mode.contains(FallocMode::KEEP_SIZE);
-        if punch && (zero || !keep) {
-            return Err(MetaError::InvalidArgument(
-                "PUNCH_HOLE needs KEEP_SIZE and excludes ZERO_RANGE",
-            ));
-        }
-        if len == 0 {
-            return Err(MetaError::InvalidArgument("fallocate of zero bytes"));
-        }
-        let end = off.checked_add(len).ok_or(MetaError::FileTooBig)?;
-        if end > MAX_FILE_SIZE {
-            return Err(MetaError::FileTooBig);
-        }
+        let end = off + len;
         let limits = self.usage_limits().await?;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
@@ -247,18 +112,13 @@ impl<K: KvStore> TkvMeta<K> {
                 if attr.typ != FileType::Regular {
                     return Err(not_regular(attr.typ));
                 }
-                if attr.flags & FLAG_IMMUTABLE != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
                 acl_access(&tx, keys, cache, ctx, &attr, access::W).await?;
-                if attr.flags & FLAG_APPEND != 0 && (punch || zero) {
-                    return Err(MetaError::NotPermitted);
-                }
+                flags::check_fallocate(&attr, mode)?;
                 let old = attr.length;
                 let mut delta = 0;
                 if end > old && !keep {
                     delta = align4k(end) - align4k(old);
-                    check_limits(limits, delta, 0)?;
+                    Limits::check(limits.as_ref(), delta, 0)?;
                     attr.length = end;
                 }
                 attr.mtime = now;
@@ -273,7 +133,8 @@ impl<K: KvStore> TkvMeta<K> {
                         let indx = (at / CHUNK_SIZE) as u32;
                         let pos = at % CHUNK_SIZE;
                         let n = (stop - at).min(CHUNK_SIZE - pos);
-                        append_slices(&tx, keys, ino, indx, &[hole(pos as u32, n as u32)]).await?;
+                        append_slices(&tx, keys, ino, indx, &[Slice::hole(pos as u32, n as u32)])
+                            .await?;
                         at += n;
                     }
                 }
@@ -282,7 +143,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_copy_file_range(
+    async fn copy_file_range(
         &self,
         ctx: &Context,
         src: Ino,
@@ -311,18 +172,8 @@ impl<K: KvStore> TkvMeta<K> {
                 acl_access(&tx, keys, cache, ctx, &dattr, access::W).await?;
                 // Like Linux, which checks the file descriptors first, the files and their
                 // access come before the offsets.
-                let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;
-                if dst_end > MAX_FILE_SIZE {
-                    return Err(MetaError::FileTooBig);
-                }
-                if src == dst && src_off < dst_end && dst_off < src_off.saturating_add(len) {
-                    return Err(MetaError::InvalidArgument(
-                        "overlapping copy within one file",
-                    ));
-                }
-                if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
+                check_copy_range(src == dst, src_off, dst_off, len)?;
+                flags::check_copy_into(&dattr)?;
                 if len == 0 || src_off >= sattr.length {
                     return Ok(0);
                 }
@@ -331,7 +182,7 @@ impl<K: KvStore> TkvMeta<K> {
                 let mut delta = 0;
                 if new_end > dattr.length {
                     delta = align4k(new_end) - align4k(dattr.length);
-                    check_limits(limits, delta, 0)?;
+                    Limits::check(limits.as_ref(), delta, 0)?;
                     dattr.length = new_end;
                 }
 
@@ -387,90 +238,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let keys = &self.keys;
-        let prefix = keys.delfiles();
-        let (begin, end) = (&prefix, &Keys::end_of(&prefix));
-        self.kv
-            .txn(|tx| async move {
-                let mut out = Vec::new();
-                for (k, _) in tx.scan(begin, end, limit, false).await? {
-                    let k = keys.strip(&k);
-                    // `D` + inode (little-endian) + length (big-endian); skip anything else.
-                    if k.len() != 17 {
-                        continue;
-                    }
-                    if let (Some(ino), Some(length)) = (le_u64(k, 1), be_u64(k, 9)) {
-                        out.push(DeletedFile { ino, length });
-                    }
-                }
-                Ok(out)
-            })
-            .await
+    async fn new_slice_id(&self) -> Result<u64> {
+        self.next_slice_id().await
     }
-
-    /// Purges a deleted file in batches of [`PURGE_BATCH`] chunks. Each batch drops its
-    /// chunks and their slice references in one transaction; the last also drops the
-    /// deleted-file record, so an interrupted purge is simply finished by the next one.
-    pub(super) async fn do_purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        let keys = &self.keys;
-        let mut freed_all = Vec::new();
-        loop {
-            let (freed, done) = self
-                .kv
-                .txn(|tx| async move { purge_batch(&tx, keys, ino).await })
-                .await?;
-            freed_all.extend(freed);
-            if done {
-                return Ok(freed_all);
-            }
-        }
-    }
-}
-
-/// One batch of a purge; returns the slices nobody references any more and whether the
-/// file is now gone.
-async fn purge_batch<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<(Vec<Slice>, bool)> {
-    let dprefix = keys.delfiles_of(ino);
-    let marker = tx.scan(&dprefix, &Keys::end_of(&dprefix), 1, false).await?;
-    let Some((dkey, _)) = marker.into_iter().next() else {
-        return match get_attr(tx, keys, ino).await? {
-            Some(_) => Err(MetaError::InvalidArgument("the file is not deleted")),
-            None => Err(MetaError::NotFound),
-        };
-    };
-    if get_attr(tx, keys, ino).await?.is_some() {
-        return Err(MetaError::Corrupt(format!(
-            "inode {ino} is queued for deletion but still exists"
-        )));
-    }
-    let cprefix = keys.chunks(ino);
-    let chunks = tx
-        .scan(&cprefix, &Keys::end_of(&cprefix), PURGE_BATCH, false)
-        .await?;
-    let mut freed = Vec::new();
-    for (k, v) in &chunks {
-        let indx = crate::keys::be_u32(keys.strip(k), 10).unwrap_or(u32::MAX);
-        let slices = decode_slices(ino, indx, v)?;
-        tx.clear(k);
-        for s in slices.into_iter().filter(|s| s.id != 0) {
-            let rkey = keys.slice_ref(s.id, s.size);
-            // The counter holds the references beyond the first: below zero, none is left.
-            let refs = incr(tx, &rkey, -1).await?;
-            if refs <= 0 {
-                tx.clear(&rkey);
-            }
-            if refs < 0 {
-                freed.push(s);
-            }
-        }
-    }
-    let done = chunks.len() < PURGE_BATCH;
-    if done {
-        tx.clear(&dkey);
-    }
-    Ok((freed, done))
 }

@@ -11,9 +11,10 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
+use meta_api::backend::Locks;
 use meta_api::locks::{
-    check_range, decode_records, encode_records, find_conflict, flock_outcome, setlk_outcome,
-    LockWait,
+    decode_records, encode_records, find_conflict, flock_outcome, setlk_outcome,
 };
 use meta_api::{Ino, LockOwner, LockType, MetaError, PlockRequest, Result};
 
@@ -91,40 +92,10 @@ fn put_or_clear<T: KvTxn>(tx: &T, key: &[u8], value: &[u8]) {
     }
 }
 
-impl<K: KvStore> TkvMeta<K> {
-    /// This client's session id, 0 without one.
-    fn lock_sid(&self) -> u64 {
+#[async_trait]
+impl<K: KvStore> Locks for TkvMeta<K> {
+    fn lock_session(&self) -> u64 {
         self.session_id().unwrap_or(0)
-    }
-
-    pub(super) async fn do_flock(
-        &self,
-        ino: Ino,
-        owner: u64,
-        ltype: LockType,
-        block: bool,
-    ) -> Result<()> {
-        let sid = self.lock_sid();
-        if sid == 0 {
-            return match ltype {
-                LockType::Unlock => Ok(()),
-                _ => Err(MetaError::BadHandle),
-            };
-        }
-        let me = LockOwner::new(sid, owner);
-        let mut wait = LockWait::new();
-        loop {
-            match self.try_flock(ino, me, ltype).await {
-                Err(MetaError::WouldBlock) if block => {
-                    tokio::time::sleep(wait.next_pause()).await;
-                    if self.lock_sid() != me.sid {
-                        // The session ended while waiting: a lock taken now would outlive it.
-                        return Err(MetaError::BadHandle);
-                    }
-                }
-                other => return other,
-            }
-        }
     }
 
     /// One attempt of a `flock` request.
@@ -156,16 +127,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_getlk(
-        &self,
-        ino: Ino,
-        owner: u64,
-        lock: &mut PlockRequest,
-    ) -> Result<()> {
-        check_range(lock.start, lock.end)?;
-        if lock.ltype == LockType::Unlock {
-            return Err(MetaError::InvalidArgument("F_GETLK of F_UNLCK"));
-        }
+    async fn getlk(&self, ino: Ino, me: LockOwner, lock: &mut PlockRequest) -> Result<()> {
         let keys = &self.keys;
         let raw = self
             .kv
@@ -178,45 +140,8 @@ impl<K: KvStore> TkvMeta<K> {
         for (who, records) in decode_plocks(raw.as_deref().unwrap_or_default())? {
             held.push((who, decode_records(&records)?));
         }
-        let me = LockOwner::new(self.lock_sid(), owner);
         *lock = find_conflict(held.iter().map(|(o, r)| (*o, r.as_slice())), me, lock);
         Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn do_setlk(
-        &self,
-        ino: Ino,
-        owner: u64,
-        block: bool,
-        ltype: LockType,
-        start: u64,
-        end: u64,
-        pid: u32,
-    ) -> Result<()> {
-        check_range(start, end)?;
-        let sid = self.lock_sid();
-        if sid == 0 {
-            return match ltype {
-                LockType::Unlock => Ok(()),
-                _ => Err(MetaError::BadHandle),
-            };
-        }
-        let me = LockOwner::new(sid, owner);
-        let req = PlockRequest::new(ltype, start, end, pid);
-        let mut wait = LockWait::new();
-        loop {
-            match self.try_setlk(ino, me, req).await {
-                Err(MetaError::WouldBlock) if block => {
-                    tokio::time::sleep(wait.next_pause()).await;
-                    if self.lock_sid() != me.sid {
-                        // The session ended while waiting: a lock taken now would outlive it.
-                        return Err(MetaError::BadHandle);
-                    }
-                }
-                other => return other,
-            }
-        }
     }
 
     /// One attempt of a `setlk`.

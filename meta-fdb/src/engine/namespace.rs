@@ -1,32 +1,26 @@
 //! Directory operations: lookup, create, link, unlink, rmdir, rename, readdir.
 
+use async_trait::async_trait;
 use meta_api::acl::AclCache;
+use meta_api::backend::Namespace;
 use meta_api::encoding::encode_entry;
+use meta_api::flags;
 use meta_api::name::validate_name;
 use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
+use meta_api::space::align4k;
 use meta_api::{
-    access, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
+    access, Attr, Context, DirEntry, Entry, FileType, Ino, Limits, MetaError, RenameFlags, Result,
     Timestamp, ROOT_INO,
 };
 
 use super::acl::{access as acl_access, check_rule, rule_of, save_rule};
 use super::session::live_openers;
-use super::{
-    add_usage, align4k, check_limits, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta,
-    FLAG_APPEND, FLAG_IMMUTABLE,
-};
+use super::{add_usage, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta};
 use crate::keys::{pack_int64, Keys};
 use crate::kv::{key_after, KvStore, KvTxn};
 
-/// The name JuiceFS reserves in the root directory for the trash.
-const TRASH_NAME: &[u8] = b".trash";
-
 /// How far up the tree the rename loop check walks before calling the tree corrupt.
 const MAX_DEPTH: usize = 100_000;
-
-fn is_locked(flags: u8) -> bool {
-    flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0
-}
 
 /// Drops one link of the non-directory `ino` (attributes `attr`, entry already removed
 /// from `parent`): updates its link count and hard-link parents, and when the last link
@@ -118,8 +112,9 @@ async fn is_within<T: KvTxn>(tx: &T, keys: &Keys, mut dir: Ino, ino: Ino) -> Res
     )))
 }
 
-impl<K: KvStore> TkvMeta<K> {
-    pub(super) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+#[async_trait]
+impl<K: KvStore> Namespace for TkvMeta<K> {
+    async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
         let dots = name == b"." || name == b"..";
         if !dots {
             validate_name(name)?;
@@ -156,7 +151,7 @@ impl<K: KvStore> TkvMeta<K> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn do_mknod(
+    async fn mknod(
         &self,
         ctx: &Context,
         parent: Ino,
@@ -166,10 +161,6 @@ impl<K: KvStore> TkvMeta<K> {
         rdev: u32,
         target: &[u8],
     ) -> Result<Entry> {
-        validate_name(name)?;
-        if parent == ROOT_INO && name == TRASH_NAME {
-            return Err(MetaError::NotPermitted);
-        }
         let ino = self.next_inode().await?;
         let limits = self.usage_limits().await?;
         let now = self.now();
@@ -178,13 +169,11 @@ impl<K: KvStore> TkvMeta<K> {
             .txn(|tx| async move {
                 let mut pattr = dir_attr(&tx, keys, parent).await?;
                 acl_access(&tx, keys, cache, ctx, &pattr, access::W | access::X).await?;
-                if pattr.flags & FLAG_IMMUTABLE != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
+                flags::check_create(&pattr)?;
                 if get_entry(&tx, keys, parent, name).await?.is_some() {
                     return Err(MetaError::Exists);
                 }
-                check_limits(limits, align4k(0), 1)?;
+                Limits::check(limits.as_ref(), align4k(0), 1)?;
                 let default = rule_of(&tx, keys, cache, pattr.default_acl).await?;
                 let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
                 let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
@@ -220,17 +209,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_link(
-        &self,
-        ctx: &Context,
-        ino: Ino,
-        parent: Ino,
-        name: &[u8],
-    ) -> Result<Entry> {
-        validate_name(name)?;
-        if parent == ROOT_INO && name == TRASH_NAME {
-            return Err(MetaError::NotPermitted);
-        }
+    async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -248,9 +227,7 @@ impl<K: KvStore> TkvMeta<K> {
                 if get_entry(&tx, keys, parent, name).await?.is_some() {
                     return Err(MetaError::Exists);
                 }
-                if pattr.flags & FLAG_IMMUTABLE != 0 || is_locked(attr.flags) {
-                    return Err(MetaError::NotPermitted);
-                }
+                flags::check_link(&pattr, &attr)?;
                 pattr.mtime = now;
                 pattr.ctime = now;
                 // A hard-linked inode has no single parent: JuiceFS sets it to 0 and counts
@@ -271,7 +248,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+    async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         validate_name(name)?;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
@@ -290,9 +267,7 @@ impl<K: KvStore> TkvMeta<K> {
                 if typ == FileType::Directory {
                     return Err(MetaError::IsDir);
                 }
-                if is_locked(pattr.flags) || attr.as_ref().is_some_and(|a| is_locked(a.flags)) {
-                    return Err(MetaError::NotPermitted);
-                }
+                flags::check_remove(&pattr, attr.as_ref())?;
                 pattr.mtime = now;
                 pattr.ctime = now;
                 tx.clear(&keys.entry(parent, name));
@@ -306,7 +281,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+    async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         validate_name(name)?;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
@@ -328,9 +303,7 @@ impl<K: KvStore> TkvMeta<K> {
                 if !is_empty_dir(&tx, keys, ino).await? {
                     return Err(MetaError::NotEmpty);
                 }
-                if is_locked(pattr.flags) || attr.as_ref().is_some_and(|a| is_locked(a.flags)) {
-                    return Err(MetaError::NotPermitted);
-                }
+                flags::check_remove(&pattr, attr.as_ref())?;
                 pattr.nlink = pattr.nlink.saturating_sub(1);
                 pattr.mtime = now;
                 pattr.ctime = now;
@@ -342,7 +315,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_rename(
+    async fn rename(
         &self,
         ctx: &Context,
         psrc: Ino,
@@ -351,20 +324,6 @@ impl<K: KvStore> TkvMeta<K> {
         ndst: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
-        let known = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE;
-        if flags.0 & !known != 0 {
-            return Err(MetaError::InvalidArgument("unsupported rename flags"));
-        }
-        if flags.noreplace() && flags.exchange() {
-            return Err(MetaError::InvalidArgument(
-                "RENAME_NOREPLACE and RENAME_EXCHANGE together",
-            ));
-        }
-        validate_name(nsrc)?;
-        validate_name(ndst)?;
-        if pdst == ROOT_INO && ndst == TRASH_NAME {
-            return Err(MetaError::NotPermitted);
-        }
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -374,7 +333,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_readdir(
+    async fn readdir(
         &self,
         ctx: &Context,
         ino: Ino,
@@ -418,6 +377,21 @@ impl<K: KvStore> TkvMeta<K> {
                     });
                 }
                 Ok(out)
+            })
+            .await
+    }
+
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let attr = must_attr(&tx, keys, ino).await?;
+                if attr.typ != FileType::Symlink {
+                    return Err(MetaError::InvalidArgument("not a symbolic link"));
+                }
+                tx.get(&keys.symlink(ino))
+                    .await?
+                    .ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
             })
             .await
     }
@@ -495,16 +469,7 @@ async fn rename_txn<T: KvTxn>(
             return Err(MetaError::NotEmpty);
         }
     }
-    let target_locked = target
-        .as_ref()
-        .is_some_and(|(_, _, ta)| is_locked(ta.flags));
-    if is_locked(sattr.flags)
-        || dattr.flags & FLAG_IMMUTABLE != 0
-        || is_locked(iattr.flags)
-        || target_locked
-    {
-        return Err(MetaError::NotPermitted);
-    }
+    flags::check_rename(&sattr, &iattr, &dattr, target.as_ref().map(|(_, _, ta)| ta))?;
 
     let mut tattr: Option<(FileType, Ino, Attr)> = None;
     if let Some((dtyp, dino, mut ta)) = target {

@@ -8,13 +8,17 @@
 
 use std::sync::atomic::Ordering;
 
-use meta_api::perm::open_mask;
+use async_trait::async_trait;
+use meta_api::backend::Sessions;
+use meta_api::perm::check_open;
 use meta_api::{
-    access, Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
+    Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
     SESSION_TTL_SECS,
 };
 
-use super::{add_usage, align4k, get_attr, incr, must_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE};
+use meta_api::space::align4k;
+
+use super::{add_usage, get_attr, incr, must_attr, TkvMeta};
 use crate::keys::{be_u32, be_u64, le_u64, pack_int64, parse_int64, Keys, NEXT_SESSION};
 use crate::kv::{KvStore, KvTxn};
 
@@ -23,31 +27,6 @@ const RELEASE_BATCH: usize = 128;
 
 /// How long a pre-1.0 (`SH`) session lives after its last heartbeat, in seconds.
 const LEGACY_TTL_SECS: i64 = 5 * 60;
-
-/// Reads a session info record leniently: JuiceFS writes more fields than
-/// [`SessionInfo`] has, and an absent or damaged record reads as empty (as JuiceFS does).
-fn parse_session_info(raw: Option<&[u8]>) -> SessionInfo {
-    let Some(raw) = raw else {
-        return SessionInfo::default();
-    };
-    let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
-    let text = |k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    SessionInfo {
-        version: text("Version"),
-        host_name: text("HostName"),
-        mount_point: text("MountPoint"),
-        process_id: v
-            .get("ProcessID")
-            .and_then(|x| x.as_u64())
-            .and_then(|x| u32::try_from(x).ok())
-            .unwrap_or_default(),
-    }
-}
 
 /// Whether session `sid` exists (current or pre-1.0 record).
 async fn session_exists<T: KvTxn>(tx: &T, keys: &Keys, sid: u64) -> Result<bool> {
@@ -150,15 +129,15 @@ fn without_plocks_of(v: &[u8], sid: u64) -> Option<Vec<u8>> {
     (kept.len() != v.len()).then_some(kept)
 }
 
-impl<K: KvStore> TkvMeta<K> {
-    pub(super) async fn do_new_session(&self, info: &SessionInfo) -> Result<u64> {
+#[async_trait]
+impl<K: KvStore> Sessions for TkvMeta<K> {
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
         if self.session_id().is_some() {
             return Err(MetaError::InvalidArgument(
                 "this client already has a session",
             ));
         }
-        let info = serde_json::to_vec(info)
-            .map_err(|e| MetaError::Corrupt(format!("session info: {e}")))?;
+        let info = info.to_json();
         let expire = self.now().sec + SESSION_TTL_SECS;
         let keys = &self.keys;
         let info = &info;
@@ -179,7 +158,7 @@ impl<K: KvStore> TkvMeta<K> {
         Ok(sid)
     }
 
-    pub(super) async fn do_heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<()> {
         let sid = self.session_id().ok_or(MetaError::BadHandle)?;
         let expire = self.now().sec + SESSION_TTL_SECS;
         let keys = &self.keys;
@@ -188,7 +167,7 @@ impl<K: KvStore> TkvMeta<K> {
                 if tx.get(&keys.session_info(sid)).await?.is_none() {
                     // Reaped as stale while away: carry on with an empty description, as
                     // JuiceFS does (what the session held was released by the reaper).
-                    let info = serde_json::to_vec(&SessionInfo::default()).unwrap_or_default();
+                    let info = SessionInfo::default().to_json();
                     tx.set(&keys.session_info(sid), &info);
                 }
                 tx.set(&keys.session(sid), &pack_int64(expire));
@@ -203,7 +182,7 @@ impl<K: KvStore> TkvMeta<K> {
         }
     }
 
-    pub(super) async fn do_close_session(&self) -> Result<()> {
+    async fn close_session(&self) -> Result<()> {
         let Some(sid) = self.session_id() else {
             return Ok(());
         };
@@ -213,6 +192,87 @@ impl<K: KvStore> TkvMeta<K> {
         Ok(())
     }
 
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        let keys = &self.keys;
+        let mut out = Vec::new();
+        for (sid, expire) in self.session_expiries().await? {
+            let (info, sustained) = self
+                .kv
+                .txn(|tx| async move {
+                    let info = tx.get(&keys.session_info(sid)).await?;
+                    let prefix = keys.sustained_of(sid);
+                    let batch = tx.scan(&prefix, &Keys::end_of(&prefix), 0, false).await?;
+                    let sustained: Vec<Ino> =
+                        inodes_of(keys, &batch).into_iter().flatten().collect();
+                    Ok((info, sustained))
+                })
+                .await?;
+            out.push(Session {
+                sid,
+                expire,
+                info: SessionInfo::from_json_lenient(info.as_deref()),
+                sustained,
+            });
+        }
+        out.sort_by_key(|s| s.sid);
+        out.dedup_by_key(|s| s.sid);
+        Ok(out)
+    }
+
+    async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
+        let mut stale: Vec<u64> = self
+            .session_expiries()
+            .await?
+            .into_iter()
+            .filter(|(_, expire)| *expire < now.sec)
+            .map(|(sid, _)| sid)
+            .collect();
+        stale.sort_unstable();
+        stale.dedup();
+        for sid in &stale {
+            self.clean_session(*sid).await?;
+        }
+        Ok(stale.len())
+    }
+
+    async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+        let sid = self.session_id().unwrap_or(0);
+        let (keys, cache) = (&self.keys, &self.acls);
+        let attr = self
+            .kv
+            .txn(|tx| async move {
+                let attr = must_attr(&tx, keys, ino).await?;
+                let rule = super::acl::check_rule(&tx, keys, cache, ctx, &attr).await?;
+                check_open(ctx, &attr, rule.as_deref(), flags)?;
+                // Record the open in the same transaction that read the attributes: an
+                // unlink that commits after it finds the open and sustains the file.
+                if sid != 0 && attr.typ == FileType::Regular {
+                    tx.set(&keys.opener(ino, sid), &[1]);
+                    tx.set(&keys.opened(sid, ino), &[1]);
+                }
+                Ok(attr)
+            })
+            .await?;
+        self.open_files.open(ino);
+        Ok(attr)
+    }
+
+    async fn close(&self, ino: Ino) -> Result<()> {
+        if !self.open_files.close(ino) {
+            return Ok(());
+        }
+        let Some(sid) = self.session_id() else {
+            return Ok(());
+        };
+        let keys = &self.keys;
+        let now = self.now();
+        self.kv
+            .txn(|tx| async move { release(&tx, keys, sid, ino, now).await })
+            .await
+    }
+}
+
+impl<K: KvStore> TkvMeta<K> {
     /// Lets go of everything session `sid` has open or sustains, in batches, then drops
     /// the session. Each batch is one transaction, so a cleanup cut short is finished by
     /// the next one.
@@ -311,98 +371,6 @@ impl<K: KvStore> TkvMeta<K> {
             })
             .await
     }
-
-    pub(super) async fn do_list_sessions(&self) -> Result<Vec<Session>> {
-        let keys = &self.keys;
-        let mut out = Vec::new();
-        for (sid, expire) in self.session_expiries().await? {
-            let (info, sustained) = self
-                .kv
-                .txn(|tx| async move {
-                    let info = tx.get(&keys.session_info(sid)).await?;
-                    let prefix = keys.sustained_of(sid);
-                    let batch = tx.scan(&prefix, &Keys::end_of(&prefix), 0, false).await?;
-                    let sustained: Vec<Ino> =
-                        inodes_of(keys, &batch).into_iter().flatten().collect();
-                    Ok((info, sustained))
-                })
-                .await?;
-            out.push(Session {
-                sid,
-                expire,
-                info: parse_session_info(info.as_deref()),
-                sustained,
-            });
-        }
-        out.sort_by_key(|s| s.sid);
-        out.dedup_by_key(|s| s.sid);
-        Ok(out)
-    }
-
-    pub(super) async fn do_reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
-        let mut stale: Vec<u64> = self
-            .session_expiries()
-            .await?
-            .into_iter()
-            .filter(|(_, expire)| *expire < now.sec)
-            .map(|(sid, _)| sid)
-            .collect();
-        stale.sort_unstable();
-        stale.dedup();
-        for sid in &stale {
-            self.clean_session(*sid).await?;
-        }
-        Ok(stale.len())
-    }
-
-    pub(super) async fn do_open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
-        let sid = self.session_id().unwrap_or(0);
-        let (keys, cache) = (&self.keys, &self.acls);
-        let attr = self
-            .kv
-            .txn(|tx| async move {
-                let attr = must_attr(&tx, keys, ino).await?;
-                let mask = open_mask(flags);
-                let writes = mask & access::W != 0;
-                if attr.typ == FileType::Directory && writes {
-                    return Err(MetaError::IsDir);
-                }
-                super::acl::access(&tx, keys, cache, ctx, &attr, mask).await?;
-                if writes && attr.flags & FLAG_IMMUTABLE != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
-                if writes
-                    && attr.flags & FLAG_APPEND != 0
-                    && (flags & libc::O_APPEND == 0 || flags & libc::O_TRUNC != 0)
-                {
-                    return Err(MetaError::NotPermitted);
-                }
-                // Record the open in the same transaction that read the attributes: an
-                // unlink that commits after it finds the open and sustains the file.
-                if sid != 0 && attr.typ == FileType::Regular {
-                    tx.set(&keys.opener(ino, sid), &[1]);
-                    tx.set(&keys.opened(sid, ino), &[1]);
-                }
-                Ok(attr)
-            })
-            .await?;
-        self.open_files.open(ino);
-        Ok(attr)
-    }
-
-    pub(super) async fn do_close(&self, ino: Ino) -> Result<()> {
-        if !self.open_files.close(ino) {
-            return Ok(());
-        }
-        let Some(sid) = self.session_id() else {
-            return Ok(());
-        };
-        let keys = &self.keys;
-        let now = self.now();
-        self.kv
-            .txn(|tx| async move { release(&tx, keys, sid, ino, now).await })
-            .await
-    }
 }
 
 #[cfg(test)]
@@ -436,14 +404,14 @@ mod tests {
     #[test]
     fn session_info_is_read_leniently() {
         let raw = br#"{"Version":"1.4.2","HostName":"h","IPAddrs":["1.2.3.4"],"MountPoint":"/m","MountTime":"2024-01-01T00:00:00Z","ProcessID":42}"#;
-        let info = parse_session_info(Some(raw));
+        let info = SessionInfo::from_json_lenient(Some(raw));
         assert_eq!(info.version, "1.4.2");
         assert_eq!(info.host_name, "h");
         assert_eq!(info.mount_point, "/m");
         assert_eq!(info.process_id, 42);
-        assert_eq!(parse_session_info(None), SessionInfo::default());
+        assert_eq!(SessionInfo::from_json_lenient(None), SessionInfo::default());
         assert_eq!(
-            parse_session_info(Some(b"not json")),
+            SessionInfo::from_json_lenient(Some(b"not json")),
             SessionInfo::default()
         );
     }

@@ -1,6 +1,8 @@
 //! Formatting the volume and its usage.
 
-use meta_api::{Attr, FileType, Format, MetaError, Result, StatFs, ROOT_INO, TRASH_INO};
+use async_trait::async_trait;
+use meta_api::backend::Volume;
+use meta_api::{Attr, FileType, Format, MetaError, Result, Usage, ROOT_INO, TRASH_INO};
 
 use super::{get_attr, put_attr, TkvMeta};
 use crate::keys::{NEXT_CHUNK, NEXT_INODE};
@@ -32,8 +34,29 @@ fn volume_dir(mode: u16, now: meta_api::Timestamp) -> Attr {
     a
 }
 
-impl<K: KvStore> TkvMeta<K> {
-    pub(super) async fn do_init(&self, format: &Format, force: bool) -> Result<()> {
+#[async_trait]
+impl<K: KvStore> Volume for TkvMeta<K> {
+    fn name(&self) -> &'static str {
+        K::SCHEME
+    }
+
+    async fn load(&self) -> Result<Format> {
+        self.load_format().await
+    }
+
+    async fn settings(&self) -> Result<Format> {
+        match self.cached_format() {
+            Some(f) => Ok(f),
+            None => self.load_format().await,
+        }
+    }
+
+    async fn usage(&self) -> Result<Usage> {
+        let (space, inodes) = self.read_usage().await?;
+        Ok(Usage { space, inodes })
+    }
+
+    async fn init(&self, format: &Format, force: bool) -> Result<()> {
         let json = settings_json(format);
         let now = self.now();
         let keys = &self.keys;
@@ -73,41 +96,5 @@ impl<K: KvStore> TkvMeta<K> {
             .await?;
         self.cache_format(format);
         Ok(())
-    }
-
-    pub(super) async fn do_statfs(&self) -> Result<StatFs> {
-        let format = match self.cached_format() {
-            Some(f) => f,
-            None => self.load_format().await?,
-        };
-        let (used, inodes) = self.read_usage().await?;
-        let used = used.max(0) as u64;
-        let total_space = if format.capacity > 0 {
-            format.capacity.max(used)
-        } else {
-            // Unlimited: report 1 PiB, doubled while more than 80% is used (as JuiceFS).
-            let mut t: u64 = 1 << 50;
-            while t.saturating_mul(8) < used.saturating_mul(10) {
-                t = t.saturating_mul(2);
-            }
-            t
-        };
-        let used_inodes = inodes.max(0) as u64;
-        let avail_inodes = if format.inodes > 0 {
-            format.inodes.saturating_sub(used_inodes)
-        } else {
-            let mut a: u64 = 10 << 20;
-            while used_inodes.saturating_mul(10) > (used_inodes.saturating_add(a)).saturating_mul(8)
-            {
-                a = a.saturating_mul(2);
-            }
-            a
-        };
-        Ok(StatFs {
-            total_space,
-            avail_space: total_space - used,
-            used_inodes,
-            avail_inodes,
-        })
     }
 }

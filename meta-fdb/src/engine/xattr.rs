@@ -1,27 +1,15 @@
 //! Extended attributes (`A{ino}X{name}` keys).
 
+use async_trait::async_trait;
 use meta_api::acl::{merge_xattr_names, AclType};
-use meta_api::{
-    access, Attr, Context, Ino, MetaError, Result, Timestamp, XattrFlags, MAX_XATTR_NAME_LEN,
-    MAX_XATTR_VALUE_LEN,
-};
+use meta_api::backend::Xattrs;
+use meta_api::flags;
+use meta_api::{access, Attr, Context, Ino, MetaError, Result, Timestamp, XattrFlags};
 
 use super::acl::access as acl_access;
-use super::{must_attr, put_attr, TkvMeta, FLAG_APPEND, FLAG_IMMUTABLE};
+use super::{must_attr, put_attr, TkvMeta};
 use crate::keys::Keys;
 use crate::kv::{KvStore, KvTxn};
-
-/// Checks an attribute name: not empty (`EINVAL`, as JuiceFS) and at most 255 bytes
-/// (`ENAMETOOLONG`).
-fn check_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() {
-        return Err(MetaError::InvalidArgument("empty extended attribute name"));
-    }
-    if name.len() > MAX_XATTR_NAME_LEN {
-        return Err(MetaError::NameTooLong);
-    }
-    Ok(())
-}
 
 /// Changing extended attributes changes the inode (Linux updates ctime; JuiceFS does not,
 /// which no reader depends on).
@@ -30,9 +18,9 @@ fn touch_ctime<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino, mut attr: Attr, now: Tim
     put_attr(tx, keys, ino, &attr);
 }
 
-impl<K: KvStore> TkvMeta<K> {
-    pub(super) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        check_name(name)?;
+#[async_trait]
+impl<K: KvStore> Xattrs for TkvMeta<K> {
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
         if let Some(typ) = AclType::from_xattr_name(name) {
             return self.get_acl_xattr(ino, typ).await;
         }
@@ -48,7 +36,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_setxattr(
+    async fn setxattr(
         &self,
         ctx: &Context,
         ino: Ino,
@@ -56,26 +44,16 @@ impl<K: KvStore> TkvMeta<K> {
         value: &[u8],
         flags: u32,
     ) -> Result<()> {
-        check_name(name)?;
         if let Some(typ) = AclType::from_xattr_name(name) {
             return self.set_acl_xattr(ctx, ino, typ, Some(value)).await;
         }
-        if value.len() > MAX_XATTR_VALUE_LEN {
-            return Err(MetaError::Range);
-        }
         let now = self.now();
-        let known = XattrFlags::CREATE | XattrFlags::REPLACE;
-        if flags & !known != 0 || flags == known {
-            return Err(MetaError::InvalidArgument("bad setxattr flags"));
-        }
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
             .txn(|tx| async move {
                 let attr = must_attr(&tx, keys, ino).await?;
                 acl_access(&tx, keys, cache, ctx, &attr, access::W).await?;
-                if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
+                flags::check_xattr_change(&attr)?;
                 let key = keys.xattr(ino, name);
                 let old = tx.get(&key).await?;
                 if flags == XattrFlags::CREATE && old.is_some() {
@@ -93,7 +71,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -111,8 +89,7 @@ impl<K: KvStore> TkvMeta<K> {
             .await
     }
 
-    pub(super) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
-        check_name(name)?;
+    async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
         if let Some(typ) = AclType::from_xattr_name(name) {
             return self.set_acl_xattr(ctx, ino, typ, None).await;
         }
@@ -122,9 +99,7 @@ impl<K: KvStore> TkvMeta<K> {
             .txn(|tx| async move {
                 let attr = must_attr(&tx, keys, ino).await?;
                 acl_access(&tx, keys, cache, ctx, &attr, access::W).await?;
-                if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
+                flags::check_xattr_change(&attr)?;
                 let key = keys.xattr(ino, name);
                 if tx.get(&key).await?.is_none() {
                     return Err(MetaError::NoAttr);

@@ -1,0 +1,212 @@
+//! What an engine implements: its storage, one trait per concern.
+//!
+//! An engine crate implements these eight traits — each in the module of the same concern
+//! (`engine/volume.rs`, `engine/session.rs`, `engine/namespace.rs`, `engine/attr.rs`,
+//! `engine/data.rs`, `engine/purge.rs`, `engine/xattr.rs`, `engine/locks.rs` in every
+//! engine crate) — and gets [`MetaEngine`](crate::MetaEngine) from the blanket
+//! implementation in this crate, which adds everything that does not depend on the
+//! storage: argument and name checks, `statfs`, the blocking lock wait, and `mkdir`/
+//! `symlink` as kinds of `mknod`. The documentation of each operation's contract is on
+//! [`MetaEngine`](crate::MetaEngine); the methods here are called only with arguments that
+//! passed the shared checks (see each method).
+//!
+//! Callers use [`MetaEngine`](crate::MetaEngine), never these traits: a method here may
+//! skip checks the blanket implementation makes.
+
+use async_trait::async_trait;
+
+use crate::space::Usage;
+use crate::{
+    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockOwner,
+    LockType, PlockRequest, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, Timestamp,
+};
+
+/// The volume's settings and usage counters.
+#[async_trait]
+pub trait Volume: Send + Sync + 'static {
+    /// The engine's scheme name (`sqlite3`, `redis`, `tkv`, …).
+    fn name(&self) -> &'static str;
+
+    /// [`MetaEngine::init`](crate::MetaEngine::init).
+    async fn init(&self, format: &Format, force: bool) -> Result<()>;
+
+    /// [`MetaEngine::load`](crate::MetaEngine::load): reads the stored settings.
+    async fn load(&self) -> Result<Format>;
+
+    /// The settings as this client knows them (loaded once, then cached; `NotFormatted`
+    /// when there are none).
+    async fn settings(&self) -> Result<Format>;
+
+    /// The usage counters (`usedSpace`, `totalInodes`) as stored now.
+    async fn usage(&self) -> Result<Usage>;
+}
+
+/// Sessions and the open files they sustain.
+#[async_trait]
+pub trait Sessions: Send + Sync + 'static {
+    /// [`MetaEngine::new_session`](crate::MetaEngine::new_session).
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64>;
+    /// [`MetaEngine::heartbeat`](crate::MetaEngine::heartbeat).
+    async fn heartbeat(&self) -> Result<()>;
+    /// [`MetaEngine::close_session`](crate::MetaEngine::close_session).
+    async fn close_session(&self) -> Result<()>;
+    /// [`MetaEngine::list_sessions`](crate::MetaEngine::list_sessions).
+    async fn list_sessions(&self) -> Result<Vec<Session>>;
+    /// [`MetaEngine::reap_stale_sessions`](crate::MetaEngine::reap_stale_sessions).
+    async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize>;
+    /// [`MetaEngine::open`](crate::MetaEngine::open); `flags` passed
+    /// [`crate::args::check_open`].
+    async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr>;
+    /// [`MetaEngine::close`](crate::MetaEngine::close).
+    async fn close(&self, ino: Ino) -> Result<()>;
+}
+
+/// Directory entries.
+#[async_trait]
+pub trait Namespace: Send + Sync + 'static {
+    /// [`MetaEngine::lookup`](crate::MetaEngine::lookup).
+    async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry>;
+
+    /// Creates an inode of any type named `name` in `parent`: `target` is a symlink's
+    /// target (empty otherwise). `name` passed [`crate::name::validate_name`], `target`
+    /// [`crate::name::validate_symlink_target`].
+    #[allow(clippy::too_many_arguments)]
+    async fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Entry>;
+
+    /// [`MetaEngine::readlink`](crate::MetaEngine::readlink).
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>>;
+    /// [`MetaEngine::link`](crate::MetaEngine::link); `name` is valid.
+    async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry>;
+    /// [`MetaEngine::unlink`](crate::MetaEngine::unlink).
+    async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()>;
+    /// [`MetaEngine::rmdir`](crate::MetaEngine::rmdir).
+    async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()>;
+    /// [`MetaEngine::rename`](crate::MetaEngine::rename); the flags are known ones and
+    /// `new_name` is valid.
+    async fn rename(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()>;
+    /// [`MetaEngine::readdir`](crate::MetaEngine::readdir).
+    async fn readdir(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>>;
+}
+
+/// Inode attributes.
+#[async_trait]
+pub trait Attrs: Send + Sync + 'static {
+    /// [`MetaEngine::getattr`](crate::MetaEngine::getattr).
+    async fn getattr(&self, ino: Ino) -> Result<Attr>;
+    /// [`MetaEngine::setattr`](crate::MetaEngine::setattr); a `size` is at most
+    /// [`crate::MAX_FILE_SIZE`].
+    async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr>;
+    /// [`MetaEngine::truncate`](crate::MetaEngine::truncate); `length` is at most
+    /// [`crate::MAX_FILE_SIZE`].
+    async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr>;
+}
+
+/// File data: chunks and their slices.
+#[async_trait]
+pub trait Data: Send + Sync + 'static {
+    /// [`MetaEngine::read_chunk`](crate::MetaEngine::read_chunk).
+    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>>;
+    /// [`MetaEngine::write_slice`](crate::MetaEngine::write_slice).
+    async fn write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp)
+        -> Result<()>;
+    /// [`MetaEngine::new_slice_id`](crate::MetaEngine::new_slice_id).
+    async fn new_slice_id(&self) -> Result<u64>;
+    /// [`MetaEngine::fallocate`](crate::MetaEngine::fallocate); `mode`, `off` and `len`
+    /// passed [`crate::args::check_fallocate`].
+    async fn fallocate(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        mode: FallocMode,
+        off: u64,
+        len: u64,
+    ) -> Result<()>;
+    /// [`MetaEngine::copy_file_range`](crate::MetaEngine::copy_file_range). The range is
+    /// checked by the engine with [`crate::args::check_copy_range`] after both files
+    /// (Linux's order).
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_file_range(
+        &self,
+        ctx: &Context,
+        src: Ino,
+        src_off: u64,
+        dst: Ino,
+        dst_off: u64,
+        len: u64,
+    ) -> Result<u64>;
+}
+
+/// The deletion queue.
+#[async_trait]
+pub trait Purge: Send + Sync + 'static {
+    /// [`MetaEngine::deleted_files`](crate::MetaEngine::deleted_files).
+    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>>;
+    /// [`MetaEngine::purge_file`](crate::MetaEngine::purge_file).
+    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>>;
+}
+
+/// Extended attributes (the `system.posix_acl_*` names included: an engine stores ACLs).
+#[async_trait]
+pub trait Xattrs: Send + Sync + 'static {
+    /// [`MetaEngine::getxattr`](crate::MetaEngine::getxattr); `name` passed
+    /// [`crate::xattr::check_name`].
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>>;
+    /// [`MetaEngine::setxattr`](crate::MetaEngine::setxattr); the arguments passed
+    /// [`crate::xattr::check_set`].
+    async fn setxattr(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        flags: u32,
+    ) -> Result<()>;
+    /// [`MetaEngine::listxattr`](crate::MetaEngine::listxattr).
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>>;
+    /// [`MetaEngine::removexattr`](crate::MetaEngine::removexattr); `name` passed
+    /// [`crate::xattr::check_name`].
+    async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()>;
+}
+
+/// File locks: single attempts; the blanket implementation waits and retries.
+#[async_trait]
+pub trait Locks: Send + Sync + 'static {
+    /// This client's session id, 0 without one (locks need a session).
+    fn lock_session(&self) -> u64;
+
+    /// One attempt of a `flock` request by `me`: `WouldBlock` when another owner's lock
+    /// conflicts. An `Unlock` never fails for a missing inode.
+    async fn try_flock(&self, ino: Ino, me: LockOwner, ltype: LockType) -> Result<()>;
+
+    /// `F_GETLK` by `me` (range already checked, `ltype` not `Unlock`): replaces `lock`
+    /// with the conflicting lock of another owner, or [`PlockRequest::unlocked`].
+    async fn getlk(&self, ino: Ino, me: LockOwner, lock: &mut PlockRequest) -> Result<()>;
+
+    /// One attempt of an `F_SETLK` request by `me` (range already checked): `WouldBlock`
+    /// when another owner's lock conflicts. An `Unlock` never fails for a missing inode.
+    async fn try_setlk(&self, ino: Ino, me: LockOwner, req: PlockRequest) -> Result<()>;
+}
