@@ -15,19 +15,19 @@ use async_trait::async_trait;
 
 use super::{Harness, TestVolume};
 use crate::acl::AclType;
-use crate::locks::{
-    check_range, find_conflict, flock_outcome, setlk_outcome, LockWait, PlockRecord,
-};
+use crate::locks::LockWait;
 use crate::name::{validate_name, validate_symlink_target};
-use crate::perm::{apply_setattr_with, new_inode_with_acl, open_mask};
 use crate::{
-    access, overlay, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format,
-    Ino, LockOwner, LockType, MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result,
+    access, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino,
+    LockOwner, LockType, MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result,
     Session, SessionInfo, SetAttr, SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE,
     MAX_FILE_SIZE, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
 };
 
 mod acl;
+mod layout;
+mod locks;
+mod perm;
 
 /// Capacity reported when the volume sets none (1 PiB).
 const UNLIMITED_SPACE: u64 = 1 << 50;
@@ -93,10 +93,10 @@ struct State {
     sessions: BTreeMap<u64, SessionRec>,
     deleted: BTreeMap<Ino, Deleted>,
     refs: BTreeMap<u64, SliceRef>,
-    /// BSD locks of each inode, by owner.
-    flocks: BTreeMap<Ino, BTreeMap<LockOwner, LockType>>,
+    /// BSD locks of each inode.
+    flocks: BTreeMap<Ino, locks::Flocks>,
     /// POSIX locks of each inode: every owner's ranges.
-    plocks: BTreeMap<Ino, BTreeMap<LockOwner, Vec<PlockRecord>>>,
+    plocks: BTreeMap<Ino, locks::Plocks>,
     /// Stored POSIX ACL rules.
     acls: acl::AclTable,
 }
@@ -251,7 +251,7 @@ impl State {
             return Err(MetaError::Exists);
         }
         let t = now();
-        let new = new_inode_with_acl(ctx, &pattr, self.default_rule(&pattr), typ, mode);
+        let new = perm::new_inode(ctx, &pattr, self.default_rule(&pattr), typ, mode);
         let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
         attr.parent = parent;
         attr.default_acl = new.default_acl;
@@ -348,11 +348,11 @@ impl State {
             }
         }
         for owners in self.flocks.values_mut() {
-            owners.retain(|o, _| o.sid != sid);
+            owners.drop_session(sid);
         }
         self.flocks.retain(|_, owners| !owners.is_empty());
         for owners in self.plocks.values_mut() {
-            owners.retain(|o, _| o.sid != sid);
+            owners.drop_session(sid);
         }
         self.plocks.retain(|_, owners| !owners.is_empty());
     }
@@ -463,7 +463,7 @@ impl ModelEngine {
         let sid = *self.sid_lock();
         if ltype == LockType::Unlock {
             if let (Some(sid), Some(owners)) = (sid, st.flocks.get_mut(&ino)) {
-                owners.remove(&LockOwner::new(sid, owner));
+                owners.lock(LockOwner::new(sid, owner), ltype)?;
                 if owners.is_empty() {
                     st.flocks.remove(&ino);
                 }
@@ -472,13 +472,7 @@ impl ModelEngine {
         }
         let me = LockOwner::new(sid.ok_or(MetaError::BadHandle)?, owner);
         st.node(ino)?;
-        let owners = st.flocks.entry(ino).or_default();
-        let held = owners.iter().map(|(o, t)| (*o, *t));
-        match flock_outcome(held, me, ltype)? {
-            Some(t) => owners.insert(me, t),
-            None => owners.remove(&me),
-        };
-        Ok(())
+        st.flocks.entry(ino).or_default().lock(me, ltype)
     }
 
     /// One attempt of a `setlk` request (the range is checked).
@@ -494,17 +488,11 @@ impl ModelEngine {
             st.node(ino)?;
         }
         let owners = st.plocks.entry(ino).or_default();
-        let held = owners.iter().map(|(o, r)| (*o, r.as_slice()));
-        let mine = setlk_outcome(held, me, req)?;
-        if mine.is_empty() {
-            owners.remove(&me);
-        } else {
-            owners.insert(me, mine);
-        }
+        let done = owners.setlk(me, req);
         if owners.is_empty() {
             st.plocks.remove(&ino);
         }
-        Ok(())
+        done
     }
 }
 
@@ -645,11 +633,18 @@ impl MetaEngine for ModelEngine {
         self.ready()?.attr(ino)
     }
 
+    async fn check_access(&self, ctx: &Context, ino: Ino, mask: u8) -> Result<Attr> {
+        let st = self.ready()?;
+        let a = st.attr(ino)?;
+        st.access_call(ctx, &a, mask)?;
+        Ok(a)
+    }
+
     async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
         let mut st = self.ready()?;
         let cur = st.attr(ino)?;
         let t = now();
-        let (mut a, rule) = apply_setattr_with(ctx, &cur, st.access_rule(&cur), set, t)?;
+        let (mut a, rule) = perm::setattr(ctx, &cur, st.access_rule(&cur), set, t)?;
         if let Some(rule) = rule {
             a.access_acl = st.save_rule(rule);
         }
@@ -923,7 +918,7 @@ impl MetaEngine for ModelEngine {
     async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
         let mut st = self.ready()?;
         let a = st.attr(ino)?;
-        let mask = open_mask(flags);
+        let mask = perm::open_mask(flags);
         if a.typ == FileType::Directory && mask & access::W != 0 {
             return Err(MetaError::IsDir);
         }
@@ -1080,8 +1075,7 @@ impl MetaEngine for ModelEngine {
             let start = u64::from(idx) * CHUNK_SIZE;
             let lo = src_off.max(start);
             let hi = (src_off + n).min(start + CHUNK_SIZE);
-            let layout = overlay::build(slices);
-            for p in overlay::pieces(&layout, (lo - start) as u32, (hi - lo) as u32) {
+            for p in layout::read(slices, (lo - start) as u32, (hi - lo) as u32) {
                 if p.id != 0 {
                     placed.push((start + u64::from(p.pos) - src_off + dst_off, p));
                 }
@@ -1166,7 +1160,7 @@ impl MetaEngine for ModelEngine {
         let st = self.ready()?;
         let n = st.node(ino)?;
         let mut names: Vec<Vec<u8>> = n.xattrs.keys().cloned().collect();
-        crate::acl::merge_xattr_names(&n.attr, &mut names);
+        acl::add_acl_names(&n.attr, &mut names);
         Ok(names)
     }
 
@@ -1212,7 +1206,7 @@ impl MetaEngine for ModelEngine {
         owner: u64,
         lock: &mut PlockRequest,
     ) -> Result<()> {
-        check_range(lock.start, lock.end)?;
+        locks::check_range(lock.start, lock.end)?;
         if lock.ltype == LockType::Unlock {
             return Err(MetaError::InvalidArgument("F_GETLK of F_UNLCK"));
         }
@@ -1220,13 +1214,7 @@ impl MetaEngine for ModelEngine {
         st.node(ino)?;
         // Without a session nothing is ours: session 0 is never handed out.
         let me = LockOwner::new((*self.sid_lock()).unwrap_or(0), owner);
-        let held = st
-            .plocks
-            .get(&ino)
-            .into_iter()
-            .flatten()
-            .map(|(o, r)| (*o, r.as_slice()));
-        *lock = find_conflict(held, me, lock);
+        *lock = locks::getlk(st.plocks.get(&ino), me, lock);
         Ok(())
     }
 
@@ -1241,7 +1229,7 @@ impl MetaEngine for ModelEngine {
         end: u64,
         pid: u32,
     ) -> Result<()> {
-        check_range(start, end)?;
+        locks::check_range(start, end)?;
         let req = PlockRequest::new(ltype, start, end, pid);
         let mut wait = LockWait::new();
         loop {
