@@ -2,7 +2,9 @@
 //! step of the error order in `testkit`'s docs). Each returns the precise error and
 //! changes nothing.
 
-use crate::{FallocMode, MetaError, RenameFlags, Result, SetAttr, MAX_FILE_SIZE};
+use crate::{
+    FallocMode, MetaError, RenameFlags, Result, SetAttr, Slice, CHUNK_SIZE, MAX_FILE_SIZE,
+};
 
 /// A file length for `truncate` or `setattr`: at most [`MAX_FILE_SIZE`] (`EFBIG`).
 pub fn check_length(length: u64) -> Result<()> {
@@ -58,6 +60,22 @@ pub fn check_copy_range(same_file: bool, src_off: u64, dst_off: u64, len: u64) -
         ));
     }
     Ok(())
+}
+
+/// A slice written into chunk `index`: inside its chunk and, unless it is a hole, inside
+/// its object (`EINVAL`); ending at most at [`MAX_FILE_SIZE`] (`EFBIG`). Returns the file
+/// offset where it ends.
+pub fn check_slice(index: u32, slice: &Slice) -> Result<u64> {
+    let end_in_chunk = u64::from(slice.pos) + u64::from(slice.len);
+    if end_in_chunk > CHUNK_SIZE {
+        return Err(MetaError::InvalidArgument("slice extends past its chunk"));
+    }
+    if slice.id != 0 && u64::from(slice.off) + u64::from(slice.len) > u64::from(slice.size) {
+        return Err(MetaError::InvalidArgument("slice range exceeds its object"));
+    }
+    let end = u64::from(index) * CHUNK_SIZE + end_in_chunk;
+    check_length(end)?;
+    Ok(end)
 }
 
 /// The flags of `rename`: `RENAME_NOREPLACE` or `RENAME_EXCHANGE`, not both (`EINVAL`;

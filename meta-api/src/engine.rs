@@ -496,6 +496,7 @@ where
         slice: Slice,
         mtime: Timestamp,
     ) -> Result<()> {
+        crate::args::check_slice(index, &slice)?;
         crate::backend::Data::write_slice(self, ino, index, slice, mtime).await
     }
 

@@ -1,33 +1,28 @@
-//! [`RedisMeta`]: opening a client, shared helpers, and the [`MetaEngine`] implementation
+//! [`RedisMeta`]: opening a client, shared helpers, and the [`MetaEngine`](meta_api::MetaEngine) implementation
 //! (the operations themselves live in the child modules).
 
 mod acl;
+mod attr;
 mod data;
 mod locks;
 mod namespace;
+mod purge;
 mod session;
+mod volume;
 mod xattr;
+
+pub(crate) use meta_api::space::align4k;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use meta_api::encoding::{decode_attr, encode_attr};
-use meta_api::{
-    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType,
-    MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result, Session, SessionInfo,
-    SetAttr, Slice, StatFs, Timestamp,
-};
+use meta_api::{Attr, FileType, Format, Ino, MetaError, OpenFiles, Result, SessionInfo, Timestamp};
 
 use crate::conn::{Conns, Timing};
 use crate::keys::Keys;
 use crate::txn::{self, Step, Tx};
-
-/// JuiceFS's inode flag: the inode cannot be changed.
-pub(crate) const FLAG_IMMUTABLE: u8 = 1;
-/// JuiceFS's inode flag: the file can only be appended to.
-pub(crate) const FLAG_APPEND: u8 = 2;
 
 /// Local locks striping transactions by their first watched key, so that one client's
 /// concurrent operations on the same directory wait for each other instead of
@@ -85,13 +80,6 @@ impl RedisOptions {
     }
 }
 
-/// A range of ids reserved from a counter: `next..end` are still free.
-#[derive(Debug, Default)]
-struct IdRange {
-    next: u64,
-    end: u64,
-}
-
 /// One client of a JuiceFS volume whose metadata lives in Redis.
 ///
 /// Open it with [`RedisMeta::open`]; see the [crate docs](crate) for the schema and the
@@ -103,8 +91,8 @@ pub struct RedisMeta {
     sid: AtomicU64,
     session_info: RwLock<Option<SessionInfo>>,
     open_files: OpenFiles,
-    inodes: tokio::sync::Mutex<IdRange>,
-    slice_ids: tokio::sync::Mutex<IdRange>,
+    inodes: meta_api::ids::IdPool,
+    slice_ids: meta_api::ids::IdPool,
     format: RwLock<Option<Format>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// Stored POSIX ACL rules by id (they never change).
@@ -206,8 +194,8 @@ impl RedisMeta {
             sid: AtomicU64::new(0),
             session_info: RwLock::new(None),
             open_files: OpenFiles::new(),
-            inodes: tokio::sync::Mutex::new(IdRange::default()),
-            slice_ids: tokio::sync::Mutex::new(IdRange::default()),
+            inodes: meta_api::ids::IdPool::inodes(),
+            slice_ids: meta_api::ids::IdPool::slices(),
             format: RwLock::new(None),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             acls: meta_api::acl::AclCache::new(),
@@ -219,7 +207,7 @@ impl RedisMeta {
         self.keys.prefix()
     }
 
-    /// This client's session id (0 before [`MetaEngine::new_session`]).
+    /// This client's session id (0 before [`MetaEngine::new_session`](meta_api::MetaEngine::new_session)).
     pub fn session_id(&self) -> u64 {
         self.sid.load(Ordering::Relaxed)
     }
@@ -283,44 +271,27 @@ impl RedisMeta {
         Ok(f)
     }
 
-    /// Takes the next id from a counter reserved in batches. The Redis counters hold the
-    /// last id handed out (JuiceFS's Redis convention, one less than its SQL/TKV
-    /// counters), so a reservation of `batch` ids after `INCRBY` returned `v` is
-    /// `v-batch+1 ..= v`. Ids below `min` are skipped (the root inode).
-    async fn next_id(
-        &self,
-        range: &tokio::sync::Mutex<IdRange>,
-        key: String,
-        batch: u64,
-        min: u64,
-    ) -> Result<u64> {
-        let mut r = range.lock().await;
-        loop {
-            if r.next < r.end {
-                let n = r.next;
-                r.next += 1;
-                if n >= min {
-                    return Ok(n);
-                }
-                continue;
-            }
-            // A lost reply only wastes a batch: ids are never handed out twice.
-            let v: i64 = self.read(redis::cmd("INCRBY").arg(&key).arg(batch)).await?;
-            let v = u64::try_from(v)
-                .map_err(|_| MetaError::Corrupt(format!("counter {key} is negative")))?;
-            r.next = (v + 1).saturating_sub(batch);
-            r.end = v + 1;
-        }
+    /// Adds `batch` to the id counter at `key` and returns the next free id after the
+    /// batch. The Redis counters hold the last id handed out (JuiceFS's Redis
+    /// convention, one less than its SQL/TKV counters), hence the `+ 1`. A lost reply
+    /// only wastes a batch: ids are never handed out twice.
+    async fn reserve_ids(&self, key: String, batch: u64) -> Result<i64> {
+        let v: i64 = self.read(redis::cmd("INCRBY").arg(&key).arg(batch)).await?;
+        Ok(v.saturating_add(1))
     }
 
     pub(crate) async fn new_inode(&self) -> Result<Ino> {
-        self.next_id(
-            &self.inodes,
-            self.keys.next_inode(),
-            meta_api::INODE_BATCH,
-            2,
-        )
-        .await
+        let key = self.keys.next_inode();
+        self.inodes
+            .next(|_, batch| self.reserve_ids(key.clone(), batch))
+            .await
+    }
+
+    pub(crate) async fn new_slice(&self) -> Result<u64> {
+        let key = self.keys.next_chunk();
+        self.slice_ids
+            .next(|_, batch| self.reserve_ids(key.clone(), batch))
+            .await
     }
 
     /// The attributes of `ino` through the shared connection.
@@ -498,15 +469,6 @@ fn stripe_of(key: &str) -> usize {
     (h as usize) % STRIPES
 }
 
-/// Space an inode of `length` bytes is counted for: rounded up to 4 KiB, and 4 KiB
-/// for an empty one (JuiceFS's `align4K`).
-pub(crate) fn align4k(length: u64) -> i64 {
-    if length == 0 {
-        return 4096;
-    }
-    ((((length - 1) >> 12) + 1) << 12) as i64
-}
-
 /// The writes of one transaction, queued for `MULTI`/`EXEC`.
 pub(crate) struct Writes {
     pub(crate) p: redis::Pipeline,
@@ -586,264 +548,9 @@ pub(crate) fn now() -> Timestamp {
     Timestamp::now()
 }
 
-#[async_trait]
-impl MetaEngine for RedisMeta {
-    fn name(&self) -> &'static str {
-        "redis"
-    }
-
-    async fn init(&self, format: &Format, force: bool) -> Result<()> {
-        self.do_init(format, force).await
-    }
-
-    async fn load(&self) -> Result<Format> {
-        self.load_format().await
-    }
-
-    async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
-        self.do_new_session(info).await
-    }
-
-    async fn heartbeat(&self) -> Result<()> {
-        self.do_heartbeat().await
-    }
-
-    async fn close_session(&self) -> Result<()> {
-        self.do_close_session().await
-    }
-
-    async fn list_sessions(&self) -> Result<Vec<Session>> {
-        self.do_list_sessions().await
-    }
-
-    async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
-        self.do_reap_stale_sessions(now).await
-    }
-
-    async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
-        self.do_lookup(ctx, parent, name).await
-    }
-
-    async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        self.get_attr(ino).await?.ok_or(MetaError::NotFound)
-    }
-
-    async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        self.do_setattr(ctx, ino, set).await
-    }
-
-    async fn mknod(
-        &self,
-        ctx: &Context,
-        parent: Ino,
-        name: &[u8],
-        typ: FileType,
-        mode: u16,
-        rdev: u32,
-    ) -> Result<Entry> {
-        self.do_mknod(ctx, parent, name, typ, mode, rdev, None)
-            .await
-    }
-
-    async fn mkdir(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
-        self.do_mknod(ctx, parent, name, FileType::Directory, mode, 0, None)
-            .await
-    }
-
-    async fn symlink(
-        &self,
-        ctx: &Context,
-        parent: Ino,
-        name: &[u8],
-        target: &[u8],
-    ) -> Result<Entry> {
-        self.do_mknod(ctx, parent, name, FileType::Symlink, 0o777, 0, Some(target))
-            .await
-    }
-
-    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        self.do_readlink(ino).await
-    }
-
-    async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
-        self.do_link(ctx, ino, parent, name).await
-    }
-
-    async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
-        self.do_unlink(ctx, parent, name).await
-    }
-
-    async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
-        self.do_rmdir(ctx, parent, name).await
-    }
-
-    async fn rename(
-        &self,
-        ctx: &Context,
-        parent: Ino,
-        name: &[u8],
-        new_parent: Ino,
-        new_name: &[u8],
-        flags: RenameFlags,
-    ) -> Result<()> {
-        self.do_rename(ctx, parent, name, new_parent, new_name, flags)
-            .await
-    }
-
-    async fn readdir(
-        &self,
-        ctx: &Context,
-        ino: Ino,
-        after: Option<&[u8]>,
-        limit: usize,
-        plus: bool,
-    ) -> Result<Vec<DirEntry>> {
-        self.do_readdir(ctx, ino, after, limit, plus).await
-    }
-
-    async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
-        self.do_open(ctx, ino, flags).await
-    }
-
-    async fn close(&self, ino: Ino) -> Result<()> {
-        self.do_close(ino).await
-    }
-
-    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
-        self.do_read_chunk(ino, index).await
-    }
-
-    async fn write_slice(
-        &self,
-        ino: Ino,
-        index: u32,
-        slice: Slice,
-        mtime: Timestamp,
-    ) -> Result<()> {
-        self.do_write_slice(ino, index, slice, mtime).await
-    }
-
-    async fn new_slice_id(&self) -> Result<u64> {
-        self.next_id(
-            &self.slice_ids,
-            self.keys.next_chunk(),
-            meta_api::SLICE_ID_BATCH,
-            1,
-        )
-        .await
-    }
-
-    async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
-        self.do_truncate(ctx, ino, length).await
-    }
-
-    async fn fallocate(
-        &self,
-        ctx: &Context,
-        ino: Ino,
-        mode: FallocMode,
-        off: u64,
-        len: u64,
-    ) -> Result<()> {
-        self.do_fallocate(ctx, ino, mode, off, len).await
-    }
-
-    async fn copy_file_range(
-        &self,
-        ctx: &Context,
-        src: Ino,
-        src_off: u64,
-        dst: Ino,
-        dst_off: u64,
-        len: u64,
-    ) -> Result<u64> {
-        self.do_copy_file_range(ctx, src, src_off, dst, dst_off, len)
-            .await
-    }
-
-    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        self.do_getxattr(ino, name).await
-    }
-
-    async fn setxattr(
-        &self,
-        ctx: &Context,
-        ino: Ino,
-        name: &[u8],
-        value: &[u8],
-        flags: u32,
-    ) -> Result<()> {
-        self.do_setxattr(ctx, ino, name, value, flags).await
-    }
-
-    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
-        self.do_listxattr(ino).await
-    }
-
-    async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
-        self.do_removexattr(ctx, ino, name).await
-    }
-
-    async fn flock(
-        &self,
-        _ctx: &Context,
-        ino: Ino,
-        owner: u64,
-        ltype: LockType,
-        block: bool,
-    ) -> Result<()> {
-        self.do_flock(ino, owner, ltype, block).await
-    }
-
-    async fn getlk(
-        &self,
-        _ctx: &Context,
-        ino: Ino,
-        owner: u64,
-        lock: &mut PlockRequest,
-    ) -> Result<()> {
-        self.do_getlk(ino, owner, lock).await
-    }
-
-    async fn setlk(
-        &self,
-        _ctx: &Context,
-        ino: Ino,
-        owner: u64,
-        block: bool,
-        ltype: LockType,
-        start: u64,
-        end: u64,
-        pid: u32,
-    ) -> Result<()> {
-        self.do_setlk(ino, owner, block, ltype, start, end, pid)
-            .await
-    }
-
-    async fn statfs(&self) -> Result<StatFs> {
-        self.do_statfs().await
-    }
-
-    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
-        self.do_deleted_files(limit).await
-    }
-
-    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        self.do_purge_file(ino).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn align4k_matches_juicefs() {
-        assert_eq!(align4k(0), 4096);
-        assert_eq!(align4k(1), 4096);
-        assert_eq!(align4k(4096), 4096);
-        assert_eq!(align4k(4097), 8192);
-    }
 
     #[test]
     fn stripes_spread() {

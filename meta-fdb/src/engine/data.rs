@@ -43,21 +43,7 @@ impl<K: KvStore> Data for TkvMeta<K> {
     }
 
     async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
-        if u64::from(slice.pos) + u64::from(slice.len) > CHUNK_SIZE {
-            return Err(MetaError::InvalidArgument("slice extends past its chunk"));
-        }
-        if slice
-            .off
-            .checked_add(slice.len)
-            .is_none_or(|end| end > slice.size)
-            && slice.id != 0
-        {
-            return Err(MetaError::InvalidArgument("slice range exceeds its object"));
-        }
         let end = u64::from(indx) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
-        if end > MAX_FILE_SIZE {
-            return Err(MetaError::FileTooBig);
-        }
         let limits = self.usage_limits().await?;
         let keys = &self.keys;
         self.kv

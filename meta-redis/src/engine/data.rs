@@ -3,11 +3,16 @@
 use meta_api::encoding::decode_attr;
 use meta_api::perm::check_access_with;
 use meta_api::{
-    access, overlay, Attr, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, StatFs,
-    Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+    access, overlay, Attr, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, Timestamp,
+    CHUNK_SIZE, MAX_FILE_SIZE,
 };
 
-use super::{align4k, now, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
+use async_trait::async_trait;
+use meta_api::backend::Data;
+use meta_api::flags;
+use meta_api::space::align4k;
+
+use super::{now, RedisMeta, Writes};
 use crate::keys::slice_ref_field;
 use crate::txn::{Step, Tx};
 
@@ -28,7 +33,7 @@ fn hole(pos: u32, len: u32) -> [u8; 24] {
 }
 
 /// `IsDir` for directories and `InvalidArgument` for other non-regular inodes.
-fn need_regular(a: &Attr) -> Result<()> {
+pub(crate) fn need_regular(a: &Attr) -> Result<()> {
     match a.typ {
         FileType::Regular => Ok(()),
         FileType::Directory => Err(MetaError::IsDir),
@@ -37,101 +42,6 @@ fn need_regular(a: &Attr) -> Result<()> {
 }
 
 impl RedisMeta {
-    pub(crate) async fn do_read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
-        let mut p = redis::pipe();
-        p.cmd("LRANGE")
-            .arg(self.keys.chunk(ino, index))
-            .arg(0)
-            .arg(-1)
-            .cmd("GET")
-            .arg(self.keys.inode(ino));
-        let (records, attr): (Vec<Vec<u8>>, Option<Vec<u8>>) = self.read_pipe(&p).await?;
-        let attr = decode_attr(&attr.ok_or(MetaError::NotFound)?)?;
-        if attr.is_dir() {
-            return Err(MetaError::IsDir);
-        }
-        decode_records(ino, index, &records)
-    }
-
-    pub(crate) async fn do_write_slice(
-        &self,
-        ino: Ino,
-        index: u32,
-        slice: Slice,
-        mtime: Timestamp,
-    ) -> Result<()> {
-        let end_in_chunk = u64::from(slice.pos) + u64::from(slice.len);
-        if end_in_chunk > CHUNK_SIZE {
-            return Err(MetaError::InvalidArgument("slice crosses the chunk's end"));
-        }
-        if slice.id != 0 && u64::from(slice.off) + u64::from(slice.len) > u64::from(slice.size) {
-            return Err(MetaError::InvalidArgument("slice range outside its object"));
-        }
-        let new_len = u64::from(index) * CHUNK_SIZE + end_in_chunk;
-        if new_len > MAX_FILE_SIZE {
-            return Err(MetaError::FileTooBig);
-        }
-        let keys = [self.keys.inode(ino)];
-        self.txn(&keys, |mut tx| async move {
-            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
-            need_regular(&attr)?;
-            if attr.flags & FLAG_IMMUTABLE != 0 {
-                return Err(MetaError::NotPermitted);
-            }
-            let mut delta = 0;
-            let mut w = Writes::new();
-            if new_len > attr.length {
-                delta = align4k(new_len) - align4k(attr.length);
-                self.check_capacity(&mut tx, delta, 0).await?;
-                self.resize_stats(&mut tx, &mut w, ino, &attr, attr.length, new_len)
-                    .await?;
-                attr.length = new_len;
-            }
-            attr.mtime = mtime;
-            attr.ctime = mtime;
-            let k = &self.keys;
-            w.rpush(k.chunk(ino, index), &slice.encode())
-                .set_attr(k, ino, &attr);
-            if delta > 0 {
-                w.incrby(k.used_space(), delta);
-            }
-            Ok(w.commit(()))
-        })
-        .await
-    }
-
-    pub(crate) async fn do_truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
-        if length > MAX_FILE_SIZE {
-            return Err(MetaError::FileTooBig);
-        }
-        let keys = [self.keys.inode(ino)];
-        self.txn(&keys, |mut tx| async move {
-            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
-            need_regular(&attr)?;
-            self.access(ctx, &attr, access::W).await?;
-            if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-                return Err(MetaError::NotPermitted);
-            }
-            let delta = align4k(length) - align4k(attr.length);
-            let mut w = Writes::new();
-            if length != attr.length {
-                self.check_capacity(&mut tx, delta, 0).await?;
-                self.truncate_writes(&mut tx, &mut w, ino, attr.length, length)
-                    .await?;
-                self.resize_stats(&mut tx, &mut w, ino, &attr, attr.length, length)
-                    .await?;
-            }
-            let t = now();
-            attr.length = length;
-            attr.mtime = t;
-            attr.ctime = t;
-            w.set_attr(&self.keys, ino, &attr)
-                .incrby(self.keys.used_space(), delta);
-            Ok(w.commit(attr))
-        })
-        .await
-    }
-
     /// Queues the hole slices that make `old..new` (either direction) read as zeros, as
     /// JuiceFS does: the first chunk gets a hole from the cut, chunks in between that
     /// exist get a whole-chunk hole, the last chunk a hole up to the end.
@@ -221,7 +131,115 @@ impl RedisMeta {
         }
     }
 
-    pub(crate) async fn do_fallocate(
+    /// Appends piece `s` at file offset `at` of `dst`, split at a chunk boundary, with
+    /// one more reference to its slice for each record.
+    fn place(&self, w: &mut Writes, dst: Ino, at: u64, s: Slice) {
+        let mut at = at;
+        let mut s = s;
+        while s.len > 0 {
+            let indx = at / CHUNK_SIZE;
+            let pos = (at % CHUNK_SIZE) as u32;
+            let fit = (CHUNK_SIZE as u32 - pos).min(s.len);
+            let rec = Slice { pos, len: fit, ..s };
+            w.rpush(self.keys.chunk(dst, indx as u32), &rec.encode());
+            if rec.id > 0 {
+                w.hincrby(
+                    self.keys.slice_refs(),
+                    slice_ref_field(rec.id, rec.size).as_bytes(),
+                    1,
+                );
+            }
+            at += u64::from(fit);
+            if s.id > 0 {
+                s.off += fit;
+            }
+            s.len -= fit;
+        }
+    }
+}
+
+/// How many chunks a file of `length` bytes spans (at least one: chunk 0 may hold
+/// slices of a file cut to length 0).
+pub(crate) fn chunks_of(length: u64) -> u64 {
+    length.div_ceil(CHUNK_SIZE).max(1)
+}
+
+/// Decodes the 24-byte records of chunk `indx` of `ino`.
+pub(crate) fn decode_records(ino: Ino, indx: u32, records: &[Vec<u8>]) -> Result<Vec<Slice>> {
+    records
+        .iter()
+        .map(|r| {
+            let b: &[u8; 24] = r.as_slice().try_into().map_err(|_| {
+                MetaError::Corrupt(format!(
+                    "chunk {indx} of inode {ino} has a record of {} bytes",
+                    r.len()
+                ))
+            })?;
+            Ok(Slice::decode(b))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Data for RedisMeta {
+    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        let mut p = redis::pipe();
+        p.cmd("LRANGE")
+            .arg(self.keys.chunk(ino, index))
+            .arg(0)
+            .arg(-1)
+            .cmd("GET")
+            .arg(self.keys.inode(ino));
+        let (records, attr): (Vec<Vec<u8>>, Option<Vec<u8>>) = self.read_pipe(&p).await?;
+        let attr = decode_attr(&attr.ok_or(MetaError::NotFound)?)?;
+        if attr.is_dir() {
+            return Err(MetaError::IsDir);
+        }
+        decode_records(ino, index, &records)
+    }
+
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<()> {
+        let new_len = u64::from(index) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
+        let keys = [self.keys.inode(ino)];
+        self.txn(&keys, |mut tx| async move {
+            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            need_regular(&attr)?;
+            if attr.is_immutable() {
+                return Err(MetaError::NotPermitted);
+            }
+            let mut delta = 0;
+            let mut w = Writes::new();
+            if new_len > attr.length {
+                delta = align4k(new_len) - align4k(attr.length);
+                self.check_capacity(&mut tx, delta, 0).await?;
+                self.resize_stats(&mut tx, &mut w, ino, &attr, attr.length, new_len)
+                    .await?;
+                attr.length = new_len;
+            }
+            attr.mtime = mtime;
+            attr.ctime = mtime;
+            let k = &self.keys;
+            w.rpush(k.chunk(ino, index), &slice.encode())
+                .set_attr(k, ino, &attr);
+            if delta > 0 {
+                w.incrby(k.used_space(), delta);
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    async fn new_slice_id(&self) -> Result<u64> {
+        self.new_slice().await
+    }
+
+    async fn fallocate(
         &self,
         ctx: &Context,
         ino: Ino,
@@ -251,11 +269,7 @@ impl RedisMeta {
             let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
             need_regular(&attr)?;
             self.access(ctx, &attr, access::W).await?;
-            if attr.flags & FLAG_IMMUTABLE != 0
-                || (attr.flags & FLAG_APPEND != 0 && mode.0 & !FallocMode::KEEP_SIZE != 0)
-            {
-                return Err(MetaError::NotPermitted);
-            }
+            flags::check_fallocate(&attr, mode)?;
             let old = attr.length;
             let mut length = old;
             if end > old && !mode.contains(FallocMode::KEEP_SIZE) {
@@ -291,7 +305,7 @@ impl RedisMeta {
         .await
     }
 
-    pub(crate) async fn do_copy_file_range(
+    async fn copy_file_range(
         &self,
         ctx: &Context,
         src: Ino,
@@ -314,9 +328,7 @@ impl RedisMeta {
             let srule = self.check_rule(ctx, Some(&sattr)).await?;
             check_access_with(ctx, &sattr, srule.as_deref(), access::R)?;
             self.access(ctx, &dattr, access::W).await?;
-            if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-                return Err(MetaError::NotPermitted);
-            }
+            flags::check_copy_into(&dattr)?;
             if dst_off + len > MAX_FILE_SIZE {
                 return Err(MetaError::FileTooBig);
             }
@@ -393,90 +405,4 @@ impl RedisMeta {
         })
         .await
     }
-
-    /// Appends piece `s` at file offset `at` of `dst`, split at a chunk boundary, with
-    /// one more reference to its slice for each record.
-    fn place(&self, w: &mut Writes, dst: Ino, at: u64, s: Slice) {
-        let mut at = at;
-        let mut s = s;
-        while s.len > 0 {
-            let indx = at / CHUNK_SIZE;
-            let pos = (at % CHUNK_SIZE) as u32;
-            let fit = (CHUNK_SIZE as u32 - pos).min(s.len);
-            let rec = Slice { pos, len: fit, ..s };
-            w.rpush(self.keys.chunk(dst, indx as u32), &rec.encode());
-            if rec.id > 0 {
-                w.hincrby(
-                    self.keys.slice_refs(),
-                    slice_ref_field(rec.id, rec.size).as_bytes(),
-                    1,
-                );
-            }
-            at += u64::from(fit);
-            if s.id > 0 {
-                s.off += fit;
-            }
-            s.len -= fit;
-        }
-    }
-
-    pub(crate) async fn do_statfs(&self) -> Result<StatFs> {
-        let f = self.settings().await?;
-        let (used, inodes): (Option<i64>, Option<i64>) = self
-            .read(
-                redis::cmd("MGET")
-                    .arg(self.keys.used_space())
-                    .arg(self.keys.total_inodes()),
-            )
-            .await?;
-        let used = used.unwrap_or(0).max(0) as u64;
-        let inodes = inodes.unwrap_or(0).max(0) as u64;
-        // JuiceFS's numbers for unlimited volumes: 1 PiB, doubled while over 80% used.
-        let total = if f.capacity > 0 {
-            f.capacity
-        } else {
-            let mut t: u64 = 1 << 50;
-            while t.saturating_mul(8) < used.saturating_mul(10) {
-                t = t.saturating_mul(2);
-            }
-            t
-        };
-        let avail_inodes = if f.inodes > 0 {
-            f.inodes.saturating_sub(inodes)
-        } else {
-            let mut a: u64 = 10 << 20;
-            while inodes.saturating_mul(10) > (inodes + a).saturating_mul(8) {
-                a = a.saturating_mul(2);
-            }
-            a
-        };
-        Ok(StatFs {
-            total_space: total,
-            avail_space: total.saturating_sub(used),
-            used_inodes: inodes,
-            avail_inodes,
-        })
-    }
-}
-
-/// How many chunks a file of `length` bytes spans (at least one: chunk 0 may hold
-/// slices of a file cut to length 0).
-pub(crate) fn chunks_of(length: u64) -> u64 {
-    length.div_ceil(CHUNK_SIZE).max(1)
-}
-
-/// Decodes the 24-byte records of chunk `indx` of `ino`.
-pub(crate) fn decode_records(ino: Ino, indx: u32, records: &[Vec<u8>]) -> Result<Vec<Slice>> {
-    records
-        .iter()
-        .map(|r| {
-            let b: &[u8; 24] = r.as_slice().try_into().map_err(|_| {
-                MetaError::Corrupt(format!(
-                    "chunk {indx} of inode {ino} has a record of {} bytes",
-                    r.len()
-                ))
-            })?;
-            Ok(Slice::decode(b))
-        })
-        .collect()
 }

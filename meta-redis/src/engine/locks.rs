@@ -12,9 +12,10 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
+use meta_api::backend::Locks;
 use meta_api::locks::{
-    check_range, decode_records, encode_records, find_conflict, flock_outcome, setlk_outcome,
-    LockWait, PlockRecord,
+    decode_records, encode_records, find_conflict, flock_outcome, setlk_outcome, PlockRecord,
 };
 use meta_api::{Ino, LockOwner, LockType, MetaError, PlockRequest, Result};
 
@@ -144,44 +145,20 @@ impl RedisMeta {
             .ignore();
         p
     }
+}
 
-    pub(crate) async fn do_flock(
-        &self,
-        ino: Ino,
-        owner: u64,
-        ltype: LockType,
-        block: bool,
-    ) -> Result<()> {
-        let sid = self.session_id();
-        if ltype == LockType::Unlock {
-            if sid == 0 {
-                return Ok(());
-            }
-            return self
-                .drop_lock_field(&self.flock_key(ino), LockOwner::new(sid, owner))
-                .await;
-        }
-        if sid == 0 {
-            return Err(MetaError::BadHandle);
-        }
-        let me = LockOwner::new(sid, owner);
-        let mut wait = LockWait::new();
-        loop {
-            match self.try_flock(ino, me, ltype).await {
-                Err(MetaError::WouldBlock) if block => {
-                    tokio::time::sleep(wait.next_pause()).await;
-                    if self.session_id() != me.sid {
-                        // The session ended while waiting: a lock taken now would outlive it.
-                        return Err(MetaError::BadHandle);
-                    }
-                }
-                other => return other,
-            }
-        }
+#[async_trait]
+impl Locks for RedisMeta {
+    fn lock_session(&self) -> u64 {
+        self.session_id()
     }
 
-    /// One attempt of a lock (not unlock) request.
+    /// One attempt of a lock request; an unlock drops this owner's field, whatever else
+    /// the inode holds.
     async fn try_flock(&self, ino: Ino, me: LockOwner, ltype: LockType) -> Result<()> {
+        if ltype == LockType::Unlock {
+            return self.drop_lock_field(&self.flock_key(ino), me).await;
+        }
         let key = self.flock_key(ino);
         let key = key.as_str();
         let watch = [key.to_string()];
@@ -197,16 +174,7 @@ impl RedisMeta {
         .await
     }
 
-    pub(crate) async fn do_getlk(
-        &self,
-        ino: Ino,
-        owner: u64,
-        lock: &mut PlockRequest,
-    ) -> Result<()> {
-        check_range(lock.start, lock.end)?;
-        if lock.ltype == LockType::Unlock {
-            return Err(MetaError::InvalidArgument("F_GETLK of F_UNLCK"));
-        }
+    async fn getlk(&self, ino: Ino, me: LockOwner, lock: &mut PlockRequest) -> Result<()> {
         let key = self.plock_key(ino);
         let mut p = redis::pipe();
         p.cmd("EXISTS")
@@ -218,45 +186,8 @@ impl RedisMeta {
             return Err(MetaError::NotFound);
         }
         let held = parse_plocks(&key, &h)?;
-        let me = LockOwner::new(self.session_id(), owner);
         *lock = find_conflict(held.iter().map(|(o, r)| (*o, r.as_slice())), me, lock);
         Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn do_setlk(
-        &self,
-        ino: Ino,
-        owner: u64,
-        block: bool,
-        ltype: LockType,
-        start: u64,
-        end: u64,
-        pid: u32,
-    ) -> Result<()> {
-        check_range(start, end)?;
-        let sid = self.session_id();
-        if sid == 0 {
-            return match ltype {
-                LockType::Unlock => Ok(()),
-                _ => Err(MetaError::BadHandle),
-            };
-        }
-        let me = LockOwner::new(sid, owner);
-        let req = PlockRequest::new(ltype, start, end, pid);
-        let mut wait = LockWait::new();
-        loop {
-            match self.try_setlk(ino, me, req).await {
-                Err(MetaError::WouldBlock) if block => {
-                    tokio::time::sleep(wait.next_pause()).await;
-                    if self.session_id() != me.sid {
-                        // The session ended while waiting: a lock taken now would outlive it.
-                        return Err(MetaError::BadHandle);
-                    }
-                }
-                other => return other,
-            }
-        }
     }
 
     /// One attempt of a `setlk`.

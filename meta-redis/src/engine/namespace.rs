@@ -1,30 +1,22 @@
 //! Lookup, attributes, creation, links, removal, rename and listing.
 
+use async_trait::async_trait;
+use meta_api::backend::Namespace;
 use meta_api::encoding::{decode_attr, decode_entry, encode_entry};
-use meta_api::perm::{
-    apply_setattr_with, check_access_with, check_remove_with, new_inode_with_acl,
-};
+use meta_api::flags;
+use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
+use meta_api::space::align4k;
 use meta_api::{
     access, name, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
-    SetAttr, MAX_FILE_SIZE, ROOT_INO,
+    ROOT_INO,
 };
 
-use super::{
-    align4k, entry_usage, need_dir, now, DirStats, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE,
-};
+use super::{entry_usage, need_dir, now, DirStats, RedisMeta, Writes};
 use crate::txn::{Step, Tx};
 
 /// Deepest directory chain walked when checking that a directory is not moved into
 /// its own subtree (a longer chain means a cycle in corrupt metadata).
 const MAX_DEPTH: usize = 100_000;
-
-fn immutable(a: &Attr) -> bool {
-    a.flags & FLAG_IMMUTABLE != 0
-}
-
-fn frozen(a: &Attr) -> bool {
-    a.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0
-}
 
 /// Stand-in attributes for a dangling entry whose inode is gone, for permission checks.
 fn ghost(typ: FileType) -> Attr {
@@ -32,356 +24,6 @@ fn ghost(typ: FileType) -> Attr {
 }
 
 impl RedisMeta {
-    pub(crate) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
-        if name == b"." || name == b".." {
-            let pattr = need_dir(self.get_attr(parent).await?)?;
-            self.access(ctx, &pattr, access::X).await?;
-            if name == b"." {
-                return Ok(Entry {
-                    ino: parent,
-                    attr: pattr,
-                });
-            }
-            let up = if parent == ROOT_INO || pattr.parent == 0 {
-                ROOT_INO
-            } else {
-                pattr.parent
-            };
-            let attr = self.get_attr(up).await?.ok_or(MetaError::NotFound)?;
-            return Ok(Entry { ino: up, attr });
-        }
-        name::validate_name(name)?;
-        let ki = self.keys.inode(parent);
-        let kd = self.keys.entries(parent);
-        let prefix = self.keys.prefix();
-        let script = &self.lookup_script;
-        let parts: Vec<Vec<u8>> = self
-            .conns
-            .shared(|mut c| {
-                let (ki, kd) = (&ki, &kd);
-                async move {
-                    script
-                        .key(ki)
-                        .key(kd)
-                        .arg(name)
-                        .arg(prefix)
-                        .invoke_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
-        let mut it = parts.into_iter();
-        let pattr = need_dir(it.next().map(|b| decode_attr(&b)).transpose()?)?;
-        self.access(ctx, &pattr, access::X).await?;
-        let (_, ino) = decode_entry(&it.next().ok_or(MetaError::NotFound)?)?;
-        let attr = decode_attr(&it.next().ok_or(MetaError::NotFound)?)?;
-        Ok(Entry { ino, attr })
-    }
-
-    pub(crate) async fn do_setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
-        let keys = [self.keys.inode(ino)];
-        self.txn(&keys, |mut tx| async move {
-            let cur = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
-            if immutable(&cur) && set.flags.is_none() {
-                return Err(MetaError::NotPermitted);
-            }
-            let t = now();
-            let rule = self.rule_of(cur.access_acl).await?;
-            let (mut new, new_rule) = apply_setattr_with(ctx, &cur, rule.as_deref(), set, t)?;
-            let mut w = Writes::new();
-            if let Some(r) = &new_rule {
-                new.access_acl = self.save_rule(&mut tx, &mut w, r).await?;
-            }
-            if let Some(size) = set.size {
-                if size > MAX_FILE_SIZE {
-                    return Err(MetaError::FileTooBig);
-                }
-                match cur.typ {
-                    FileType::Regular => {}
-                    FileType::Directory => return Err(MetaError::IsDir),
-                    _ => return Err(MetaError::InvalidArgument("size of a non-regular file")),
-                }
-                self.access(ctx, &cur, access::W).await?;
-                if cur.flags & FLAG_APPEND != 0 {
-                    return Err(MetaError::NotPermitted);
-                }
-                if size != cur.length {
-                    let delta = align4k(size) - align4k(cur.length);
-                    self.check_capacity(&mut tx, delta, 0).await?;
-                    self.truncate_writes(&mut tx, &mut w, ino, cur.length, size)
-                        .await?;
-                    self.resize_stats(&mut tx, &mut w, ino, &cur, cur.length, size)
-                        .await?;
-                    w.incrby(self.keys.used_space(), delta);
-                    new.length = size;
-                }
-                // A size change stamps the times even when the size stays (as truncate(2)).
-                if !matches!(set.mtime, Some(meta_api::SetTime::At(_))) {
-                    new.mtime = t;
-                }
-                new.ctime = t;
-            }
-            if new == cur {
-                return Ok(Step::Done(cur));
-            }
-            w.set_attr(&self.keys, ino, &new);
-            Ok(w.commit(new))
-        })
-        .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn do_mknod(
-        &self,
-        ctx: &Context,
-        parent: Ino,
-        name: &[u8],
-        typ: FileType,
-        mode: u16,
-        rdev: u32,
-        target: Option<&[u8]>,
-    ) -> Result<Entry> {
-        name::validate_name(name)?;
-        match (typ, target) {
-            (FileType::Symlink, Some(t)) => name::validate_symlink_target(t)?,
-            (FileType::Symlink, None) => {
-                return Err(MetaError::InvalidArgument("a symlink needs a target"))
-            }
-            _ => {}
-        }
-        let ino = self.new_inode().await?;
-        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
-        self.txn(&keys, |mut tx| async move {
-            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
-            let mut pattr = need_dir(pattr)?;
-            self.access(ctx, &pattr, access::W | access::X).await?;
-            if entry.is_some() {
-                return Err(MetaError::Exists);
-            }
-            if immutable(&pattr) {
-                return Err(MetaError::NotPermitted);
-            }
-            self.check_capacity(&mut tx, align4k(0), 1).await?;
-            let t = now();
-            let default = self.rule_of(pattr.default_acl).await?;
-            let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
-            let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
-            attr.parent = parent;
-            attr.default_acl = new.default_acl;
-            let mut w = Writes::new();
-            if let Some(rule) = &new.access_rule {
-                attr.access_acl = self.save_rule(&mut tx, &mut w, rule).await?;
-            }
-            match typ {
-                FileType::Directory => {
-                    attr.nlink = 2;
-                    attr.length = 4096;
-                    pattr.nlink += 1;
-                }
-                FileType::Symlink => attr.length = target.map_or(0, |t| t.len() as u64),
-                FileType::BlockDevice | FileType::CharDevice => attr.rdev = rdev,
-                _ => {}
-            }
-            pattr.mtime = t;
-            pattr.ctime = t;
-            let k = &self.keys;
-            w.set_attr(k, ino, &attr).set_attr(k, parent, &pattr);
-            if let Some(target) = target {
-                w.set(k.symlink(ino), target);
-            }
-            w.hset(k.entries(parent), name, &encode_entry(typ, ino));
-            if typ == FileType::Directory {
-                let field = ino.to_string();
-                for key in [k.dir_used_inodes(), k.dir_data_length(), k.dir_used_space()] {
-                    w.hset(key, field.as_bytes(), b"0");
-                }
-            }
-            w.incrby(k.used_space(), align4k(0))
-                .incrby(k.total_inodes(), 1);
-            let mut st = DirStats::default();
-            st.entry(parent, entry_usage(&attr), 1);
-            self.write_dir_stats(&mut tx, &mut w, &st).await?;
-            Ok(w.commit(Entry { ino, attr }))
-        })
-        .await
-    }
-
-    pub(crate) async fn do_readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let (a, t): (Option<Vec<u8>>, Option<Vec<u8>>) = self
-            .read(
-                redis::cmd("MGET")
-                    .arg(self.keys.inode(ino))
-                    .arg(self.keys.symlink(ino)),
-            )
-            .await?;
-        let attr = decode_attr(&a.ok_or(MetaError::NotFound)?)?;
-        if attr.typ != FileType::Symlink {
-            return Err(MetaError::InvalidArgument("not a symlink"));
-        }
-        t.ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
-    }
-
-    pub(crate) async fn do_link(
-        &self,
-        ctx: &Context,
-        ino: Ino,
-        parent: Ino,
-        name: &[u8],
-    ) -> Result<Entry> {
-        name::validate_name(name)?;
-        let keys = [
-            self.keys.inode(parent),
-            self.keys.entries(parent),
-            self.keys.inode(ino),
-        ];
-        self.txn(&keys, |mut tx| async move {
-            let got = tx.attrs(&[parent, ino]).await?;
-            let mut it = got.into_iter();
-            let pattr = it.next().flatten();
-            let mut iattr = it.next().flatten().ok_or(MetaError::NotFound)?;
-            if iattr.is_dir() {
-                return Err(MetaError::NotPermitted);
-            }
-            if iattr.nlink == 0 {
-                return Err(MetaError::NotFound);
-            }
-            let mut pattr = need_dir(pattr)?;
-            self.access(ctx, &pattr, access::W | access::X).await?;
-            if tx.entry(parent, name).await?.is_some() {
-                return Err(MetaError::Exists);
-            }
-            if immutable(&pattr) || frozen(&iattr) {
-                return Err(MetaError::NotPermitted);
-            }
-            if iattr.nlink == u32::MAX {
-                return Err(MetaError::TooManyLinks);
-            }
-            let t = now();
-            let old_parent = iattr.parent;
-            iattr.parent = 0;
-            iattr.nlink += 1;
-            iattr.ctime = t;
-            pattr.mtime = t;
-            pattr.ctime = t;
-            let k = &self.keys;
-            let mut w = Writes::new();
-            w.hset(k.entries(parent), name, &encode_entry(iattr.typ, ino))
-                .set_attr(k, parent, &pattr)
-                .set_attr(k, ino, &iattr);
-            if old_parent > 0 {
-                w.hincrby(k.parents(ino), old_parent.to_string().as_bytes(), 1);
-            }
-            w.hincrby(k.parents(ino), parent.to_string().as_bytes(), 1);
-            let mut st = DirStats::default();
-            st.entry(parent, entry_usage(&iattr), 1);
-            self.write_dir_stats(&mut tx, &mut w, &st).await?;
-            Ok(w.commit(Entry { ino, attr: iattr }))
-        })
-        .await
-    }
-
-    pub(crate) async fn do_unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
-        name::validate_name(name)?;
-        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
-        self.txn(&keys, |mut tx| async move {
-            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
-            let mut pattr = need_dir(pattr)?;
-            let prule = self.check_rule(ctx, Some(&pattr)).await?;
-            check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
-            let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
-            tx.watch(&[self.keys.inode(ino), self.keys.openers(ino)])
-                .await?;
-            let iattr = tx.attr(ino).await?;
-            check_remove_with(
-                ctx,
-                &pattr,
-                prule.as_deref(),
-                iattr.as_ref().unwrap_or(&ghost(typ)),
-            )?;
-            if typ == FileType::Directory {
-                return Err(MetaError::IsDir);
-            }
-            if frozen(&pattr) || iattr.as_ref().is_some_and(frozen) {
-                return Err(MetaError::NotPermitted);
-            }
-            let t = now();
-            pattr.mtime = t;
-            pattr.ctime = t;
-            let k = &self.keys;
-            let mut w = Writes::new();
-            w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
-            let mut st = DirStats::default();
-            st.entry(
-                parent,
-                iattr.as_ref().map_or((0, align4k(0)), entry_usage),
-                -1,
-            );
-            self.write_dir_stats(&mut tx, &mut w, &st).await?;
-            if let Some(mut a) = iattr {
-                a.nlink = a.nlink.saturating_sub(1);
-                a.ctime = t;
-                if a.nlink > 0 {
-                    w.set_attr(k, ino, &a);
-                    if a.parent == 0 {
-                        w.hincrby(k.parents(ino), parent.to_string().as_bytes(), -1);
-                    }
-                } else {
-                    self.drop_inode(&mut tx, &mut w, ino, &a).await?;
-                }
-            }
-            Ok(w.commit(()))
-        })
-        .await
-    }
-
-    pub(crate) async fn do_rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
-        name::validate_name(name)?;
-        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
-        self.txn(&keys, |mut tx| async move {
-            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
-            let mut pattr = need_dir(pattr)?;
-            let prule = self.check_rule(ctx, Some(&pattr)).await?;
-            check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
-            let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
-            tx.watch(&[self.keys.inode(ino), self.keys.entries(ino)])
-                .await?;
-            let iattr = tx.attr(ino).await?;
-            check_remove_with(
-                ctx,
-                &pattr,
-                prule.as_deref(),
-                iattr.as_ref().unwrap_or(&ghost(typ)),
-            )?;
-            if typ != FileType::Directory {
-                return Err(MetaError::NotDir);
-            }
-            let n: u64 = tx
-                .cmd(redis::cmd("HLEN").arg(self.keys.entries(ino)))
-                .await?;
-            if n > 0 {
-                return Err(MetaError::NotEmpty);
-            }
-            if frozen(&pattr) || iattr.as_ref().is_some_and(frozen) {
-                return Err(MetaError::NotPermitted);
-            }
-            let t = now();
-            pattr.nlink = pattr.nlink.saturating_sub(1).max(2);
-            pattr.mtime = t;
-            pattr.ctime = t;
-            let k = &self.keys;
-            let mut w = Writes::new();
-            w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
-            let mut st = DirStats::default();
-            st.entry(parent, (0, align4k(0)), -1);
-            self.write_dir_stats(&mut tx, &mut w, &st).await?;
-            if let Some(a) = iattr {
-                self.drop_inode(&mut tx, &mut w, ino, &a).await?;
-            }
-            Ok(w.commit(()))
-        })
-        .await
-    }
-
     /// Queues the writes that remove inode `ino` whose last name is gone (`attr.nlink`
     /// is already 0 for files). A regular file open in any live session is sustained
     /// by each of those sessions instead; otherwise files go to `delfiles` for their
@@ -449,8 +91,348 @@ impl RedisMeta {
         Ok(())
     }
 
+    /// Fails with `InvalidArgument` if directory `moved` is `dest` or one of its
+    /// ancestors, watching every ancestor read so that a concurrent move is noticed.
+    async fn check_not_inside(
+        &self,
+        tx: &mut Tx,
+        moved: Ino,
+        dest: Ino,
+        dest_attr: &Attr,
+    ) -> Result<()> {
+        let mut cur = dest;
+        let mut parent = dest_attr.parent;
+        for _ in 0..MAX_DEPTH {
+            if cur == moved {
+                return Err(MetaError::InvalidArgument(
+                    "a directory cannot move into itself",
+                ));
+            }
+            if cur == ROOT_INO || parent == 0 {
+                return Ok(());
+            }
+            cur = parent;
+            tx.watch(&[self.keys.inode(cur)]).await?;
+            parent = match tx.attr(cur).await? {
+                Some(a) => a.parent,
+                None => return Err(MetaError::NotFound),
+            };
+        }
+        Err(MetaError::Corrupt(format!(
+            "directory chain above {dest} is too deep"
+        )))
+    }
+}
+
+/// Moves `ino` (attributes `a`) from directory `from` to `to`: a directory changes its
+/// parent and the two link counts, a single-parent file its parent field, a hard-linked
+/// file its `p{ino}` counts.
+#[allow(clippy::too_many_arguments)]
+fn move_parent(
+    w: &mut Writes,
+    k: &crate::keys::Keys,
+    ino: Ino,
+    a: &mut Attr,
+    from: Ino,
+    to: Ino,
+    from_links: &mut i64,
+    to_links: &mut i64,
+) {
+    if a.is_dir() {
+        a.parent = to;
+        *from_links -= 1;
+        *to_links += 1;
+    } else if a.parent > 0 {
+        a.parent = to;
+    } else {
+        w.hincrby(k.parents(ino), to.to_string().as_bytes(), 1);
+        w.hincrby(k.parents(ino), from.to_string().as_bytes(), -1);
+    }
+}
+
+fn add_links(n: u32, delta: i64) -> u32 {
+    (i64::from(n) + delta).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+#[async_trait]
+impl Namespace for RedisMeta {
+    async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        if name == b"." || name == b".." {
+            let pattr = need_dir(self.get_attr(parent).await?)?;
+            self.access(ctx, &pattr, access::X).await?;
+            if name == b"." {
+                return Ok(Entry {
+                    ino: parent,
+                    attr: pattr,
+                });
+            }
+            let up = if parent == ROOT_INO || pattr.parent == 0 {
+                ROOT_INO
+            } else {
+                pattr.parent
+            };
+            let attr = self.get_attr(up).await?.ok_or(MetaError::NotFound)?;
+            return Ok(Entry { ino: up, attr });
+        }
+        name::validate_name(name)?;
+        let ki = self.keys.inode(parent);
+        let kd = self.keys.entries(parent);
+        let prefix = self.keys.prefix();
+        let script = &self.lookup_script;
+        let parts: Vec<Vec<u8>> = self
+            .conns
+            .shared(|mut c| {
+                let (ki, kd) = (&ki, &kd);
+                async move {
+                    script
+                        .key(ki)
+                        .key(kd)
+                        .arg(name)
+                        .arg(prefix)
+                        .invoke_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut it = parts.into_iter();
+        let pattr = need_dir(it.next().map(|b| decode_attr(&b)).transpose()?)?;
+        self.access(ctx, &pattr, access::X).await?;
+        let (_, ino) = decode_entry(&it.next().ok_or(MetaError::NotFound)?)?;
+        let attr = decode_attr(&it.next().ok_or(MetaError::NotFound)?)?;
+        Ok(Entry { ino, attr })
+    }
+
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn do_rename(
+    async fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Entry> {
+        let ino = self.new_inode().await?;
+        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
+        self.txn(&keys, |mut tx| async move {
+            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
+            let mut pattr = need_dir(pattr)?;
+            self.access(ctx, &pattr, access::W | access::X).await?;
+            if entry.is_some() {
+                return Err(MetaError::Exists);
+            }
+            flags::check_create(&pattr)?;
+            self.check_capacity(&mut tx, align4k(0), 1).await?;
+            let t = now();
+            let default = self.rule_of(pattr.default_acl).await?;
+            let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
+            let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
+            attr.parent = parent;
+            attr.default_acl = new.default_acl;
+            let mut w = Writes::new();
+            if let Some(rule) = &new.access_rule {
+                attr.access_acl = self.save_rule(&mut tx, &mut w, rule).await?;
+            }
+            match typ {
+                FileType::Directory => {
+                    attr.nlink = 2;
+                    attr.length = 4096;
+                    pattr.nlink += 1;
+                }
+                FileType::Symlink => attr.length = target.len() as u64,
+                FileType::BlockDevice | FileType::CharDevice => attr.rdev = rdev,
+                _ => {}
+            }
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            w.set_attr(k, ino, &attr).set_attr(k, parent, &pattr);
+            if typ == FileType::Symlink {
+                w.set(k.symlink(ino), target);
+            }
+            w.hset(k.entries(parent), name, &encode_entry(typ, ino));
+            if typ == FileType::Directory {
+                let field = ino.to_string();
+                for key in [k.dir_used_inodes(), k.dir_data_length(), k.dir_used_space()] {
+                    w.hset(key, field.as_bytes(), b"0");
+                }
+            }
+            w.incrby(k.used_space(), align4k(0))
+                .incrby(k.total_inodes(), 1);
+            let mut st = DirStats::default();
+            st.entry(parent, entry_usage(&attr), 1);
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
+            Ok(w.commit(Entry { ino, attr }))
+        })
+        .await
+    }
+
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let (a, t): (Option<Vec<u8>>, Option<Vec<u8>>) = self
+            .read(
+                redis::cmd("MGET")
+                    .arg(self.keys.inode(ino))
+                    .arg(self.keys.symlink(ino)),
+            )
+            .await?;
+        let attr = decode_attr(&a.ok_or(MetaError::NotFound)?)?;
+        if attr.typ != FileType::Symlink {
+            return Err(MetaError::InvalidArgument("not a symlink"));
+        }
+        t.ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
+    }
+
+    async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
+        let keys = [
+            self.keys.inode(parent),
+            self.keys.entries(parent),
+            self.keys.inode(ino),
+        ];
+        self.txn(&keys, |mut tx| async move {
+            let got = tx.attrs(&[parent, ino]).await?;
+            let mut it = got.into_iter();
+            let pattr = it.next().flatten();
+            let mut iattr = it.next().flatten().ok_or(MetaError::NotFound)?;
+            if iattr.is_dir() {
+                return Err(MetaError::NotPermitted);
+            }
+            if iattr.nlink == 0 {
+                return Err(MetaError::NotFound);
+            }
+            let mut pattr = need_dir(pattr)?;
+            self.access(ctx, &pattr, access::W | access::X).await?;
+            if tx.entry(parent, name).await?.is_some() {
+                return Err(MetaError::Exists);
+            }
+            flags::check_link(&pattr, &iattr)?;
+            if iattr.nlink == u32::MAX {
+                return Err(MetaError::TooManyLinks);
+            }
+            let t = now();
+            let old_parent = iattr.parent;
+            iattr.parent = 0;
+            iattr.nlink += 1;
+            iattr.ctime = t;
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.hset(k.entries(parent), name, &encode_entry(iattr.typ, ino))
+                .set_attr(k, parent, &pattr)
+                .set_attr(k, ino, &iattr);
+            if old_parent > 0 {
+                w.hincrby(k.parents(ino), old_parent.to_string().as_bytes(), 1);
+            }
+            w.hincrby(k.parents(ino), parent.to_string().as_bytes(), 1);
+            let mut st = DirStats::default();
+            st.entry(parent, entry_usage(&iattr), 1);
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
+            Ok(w.commit(Entry { ino, attr: iattr }))
+        })
+        .await
+    }
+
+    async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        name::validate_name(name)?;
+        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
+        self.txn(&keys, |mut tx| async move {
+            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
+            let mut pattr = need_dir(pattr)?;
+            let prule = self.check_rule(ctx, Some(&pattr)).await?;
+            check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
+            let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
+            tx.watch(&[self.keys.inode(ino), self.keys.openers(ino)])
+                .await?;
+            let iattr = tx.attr(ino).await?;
+            check_remove_with(
+                ctx,
+                &pattr,
+                prule.as_deref(),
+                iattr.as_ref().unwrap_or(&ghost(typ)),
+            )?;
+            if typ == FileType::Directory {
+                return Err(MetaError::IsDir);
+            }
+            flags::check_remove(&pattr, iattr.as_ref())?;
+            let t = now();
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
+            let mut st = DirStats::default();
+            st.entry(
+                parent,
+                iattr.as_ref().map_or((0, align4k(0)), entry_usage),
+                -1,
+            );
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
+            if let Some(mut a) = iattr {
+                a.nlink = a.nlink.saturating_sub(1);
+                a.ctime = t;
+                if a.nlink > 0 {
+                    w.set_attr(k, ino, &a);
+                    if a.parent == 0 {
+                        w.hincrby(k.parents(ino), parent.to_string().as_bytes(), -1);
+                    }
+                } else {
+                    self.drop_inode(&mut tx, &mut w, ino, &a).await?;
+                }
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        name::validate_name(name)?;
+        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
+        self.txn(&keys, |mut tx| async move {
+            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
+            let mut pattr = need_dir(pattr)?;
+            let prule = self.check_rule(ctx, Some(&pattr)).await?;
+            check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
+            let (typ, ino) = entry.ok_or(MetaError::NotFound)?;
+            tx.watch(&[self.keys.inode(ino), self.keys.entries(ino)])
+                .await?;
+            let iattr = tx.attr(ino).await?;
+            check_remove_with(
+                ctx,
+                &pattr,
+                prule.as_deref(),
+                iattr.as_ref().unwrap_or(&ghost(typ)),
+            )?;
+            if typ != FileType::Directory {
+                return Err(MetaError::NotDir);
+            }
+            let n: u64 = tx
+                .cmd(redis::cmd("HLEN").arg(self.keys.entries(ino)))
+                .await?;
+            if n > 0 {
+                return Err(MetaError::NotEmpty);
+            }
+            flags::check_remove(&pattr, iattr.as_ref())?;
+            let t = now();
+            pattr.nlink = pattr.nlink.saturating_sub(1).max(2);
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
+            let mut st = DirStats::default();
+            st.entry(parent, (0, align4k(0)), -1);
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
+            if let Some(a) = iattr {
+                self.drop_inode(&mut tx, &mut w, ino, &a).await?;
+            }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn rename(
         &self,
         ctx: &Context,
         ps: Ino,
@@ -459,16 +441,6 @@ impl RedisMeta {
         new_name: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
-        if flags.0 & !(RenameFlags::NOREPLACE | RenameFlags::EXCHANGE) != 0 {
-            return Err(MetaError::InvalidArgument("unsupported rename flags"));
-        }
-        if flags.noreplace() && flags.exchange() {
-            return Err(MetaError::InvalidArgument(
-                "RENAME_NOREPLACE with RENAME_EXCHANGE",
-            ));
-        }
-        name::validate_name(name)?;
-        name::validate_name(new_name)?;
         let mut keys = vec![self.keys.inode(ps), self.keys.entries(ps)];
         if pd != ps {
             keys.push(self.keys.inode(pd));
@@ -536,14 +508,7 @@ impl RedisMeta {
                     }
                 }
             }
-            if immutable(&sattr)
-                || immutable(&dattr)
-                || frozen(&iattr)
-                || tattr.as_ref().is_some_and(frozen)
-                || (frozen(&sattr) && ps != pd)
-            {
-                return Err(MetaError::NotPermitted);
-            }
+            flags::check_rename(&sattr, &iattr, &dattr, tattr.as_ref())?;
 
             let mut st = DirStats::default();
             if ps != pd {
@@ -639,39 +604,7 @@ impl RedisMeta {
         .await
     }
 
-    /// Fails with `InvalidArgument` if directory `moved` is `dest` or one of its
-    /// ancestors, watching every ancestor read so that a concurrent move is noticed.
-    async fn check_not_inside(
-        &self,
-        tx: &mut Tx,
-        moved: Ino,
-        dest: Ino,
-        dest_attr: &Attr,
-    ) -> Result<()> {
-        let mut cur = dest;
-        let mut parent = dest_attr.parent;
-        for _ in 0..MAX_DEPTH {
-            if cur == moved {
-                return Err(MetaError::InvalidArgument(
-                    "a directory cannot move into itself",
-                ));
-            }
-            if cur == ROOT_INO || parent == 0 {
-                return Ok(());
-            }
-            cur = parent;
-            tx.watch(&[self.keys.inode(cur)]).await?;
-            parent = match tx.attr(cur).await? {
-                Some(a) => a.parent,
-                None => return Err(MetaError::NotFound),
-            };
-        }
-        Err(MetaError::Corrupt(format!(
-            "directory chain above {dest} is too deep"
-        )))
-    }
-
-    pub(crate) async fn do_readdir(
+    async fn readdir(
         &self,
         ctx: &Context,
         ino: Ino,
@@ -721,34 +654,4 @@ impl RedisMeta {
         }
         Ok(out)
     }
-}
-
-/// Moves `ino` (attributes `a`) from directory `from` to `to`: a directory changes its
-/// parent and the two link counts, a single-parent file its parent field, a hard-linked
-/// file its `p{ino}` counts.
-#[allow(clippy::too_many_arguments)]
-fn move_parent(
-    w: &mut Writes,
-    k: &crate::keys::Keys,
-    ino: Ino,
-    a: &mut Attr,
-    from: Ino,
-    to: Ino,
-    from_links: &mut i64,
-    to_links: &mut i64,
-) {
-    if a.is_dir() {
-        a.parent = to;
-        *from_links -= 1;
-        *to_links += 1;
-    } else if a.parent > 0 {
-        a.parent = to;
-    } else {
-        w.hincrby(k.parents(ino), to.to_string().as_bytes(), 1);
-        w.hincrby(k.parents(ino), from.to_string().as_bytes(), -1);
-    }
-}
-
-fn add_links(n: u32, delta: i64) -> u32 {
-    (i64::from(n) + delta).clamp(0, i64::from(u32::MAX)) as u32
 }

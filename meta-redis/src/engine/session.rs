@@ -1,18 +1,21 @@
 //! Settings, sessions, open files (sustained inodes) and the deletion queue.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use meta_api::encoding::decode_attr;
 use meta_api::perm::open_mask;
 use meta_api::{
-    Attr, Context, DeletedFile, FileType, Format, Ino, MetaError, Result, Session, SessionInfo,
-    Slice, Timestamp, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
+    Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
+    SESSION_TTL_SECS,
 };
 
-use super::data::{chunks_of, decode_records};
-use super::{align4k, now, RedisMeta, Writes, FLAG_APPEND, FLAG_IMMUTABLE};
-use crate::keys::{delfile_member, parse_delfile_member, slice_ref_field};
+use async_trait::async_trait;
+use meta_api::backend::Sessions;
+use meta_api::space::align4k;
+
+use super::{now, RedisMeta, Writes};
+use crate::keys::delfile_member;
 use crate::txn::Tx;
 
 /// Parses a decimal id stored by Redis.
@@ -21,72 +24,6 @@ fn parse_id(b: &[u8]) -> Option<u64> {
 }
 
 impl RedisMeta {
-    pub(crate) async fn do_init(&self, format: &Format, force: bool) -> Result<()> {
-        format.check_supported()?;
-        let json = format.to_json();
-        let keys = [self.keys.setting()];
-        self.txn(&keys, |mut tx| {
-            let json = json.clone();
-            async move {
-                let k = &self.keys;
-                let old: Option<Vec<u8>> = tx.cmd(redis::cmd("GET").arg(k.setting())).await?;
-                let mut w = Writes::new();
-                if let Some(old) = old {
-                    let old = Format::from_json(&String::from_utf8_lossy(&old))?;
-                    if !force {
-                        return Err(MetaError::Exists);
-                    }
-                    if old.name != format.name || old.uuid != format.uuid {
-                        return Err(MetaError::InvalidArgument(
-                            "a forced format must keep the volume's name and UUID",
-                        ));
-                    }
-                    w.set(k.setting(), json.as_bytes());
-                    return Ok(w.commit(()));
-                }
-                let t = now();
-                let mut root = Attr::new(FileType::Directory, 0o777, 0, 0, t);
-                root.nlink = 2;
-                root.length = 4096;
-                root.parent = ROOT_INO;
-                w.set(k.setting(), json.as_bytes());
-                if format.trash_days > 0 {
-                    let mut trash = root.clone();
-                    trash.mode = 0o555;
-                    w.p.cmd("SET")
-                        .arg(k.inode(TRASH_INO))
-                        .arg(meta_api::encoding::encode_attr(&trash))
-                        .arg("NX")
-                        .ignore();
-                }
-                w.set_attr(k, ROOT_INO, &root);
-                Ok(w.commit(()))
-            }
-        })
-        .await?;
-        self.store_format_cache(format);
-        Ok(())
-    }
-
-    pub(crate) async fn do_new_session(&self, info: &SessionInfo) -> Result<u64> {
-        if self.sid.load(Ordering::Relaxed) != 0 {
-            return Err(MetaError::InvalidArgument(
-                "this client already has a session",
-            ));
-        }
-        self.settings().await?;
-        let json = serde_json::to_string(info)
-            .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
-        // A lost reply only wastes a session id.
-        let sid: u64 = self
-            .read(redis::cmd("INCR").arg(self.keys.next_session()))
-            .await?;
-        self.register_session(sid, &json).await?;
-        self.sid.store(sid, Ordering::Relaxed);
-        *self.session_info.write().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
-        Ok(sid)
-    }
-
     async fn register_session(&self, sid: u64, json: &str) -> Result<()> {
         let expire = now().sec + SESSION_TTL_SECS;
         let mut p = redis::pipe();
@@ -102,121 +39,6 @@ impl RedisMeta {
             .arg(json)
             .ignore();
         self.read_pipe::<()>(&p).await
-    }
-
-    pub(crate) async fn do_heartbeat(&self) -> Result<()> {
-        let sid = self.sid.load(Ordering::Relaxed);
-        if sid == 0 {
-            return Err(MetaError::BadHandle);
-        }
-        let info = self
-            .session_info
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .unwrap_or_default();
-        let known: bool = self
-            .read(
-                redis::cmd("HEXISTS")
-                    .arg(self.keys.session_infos())
-                    .arg(sid),
-            )
-            .await?;
-        if !known {
-            // Reaped as stale: its opens were released, so it cannot simply come back.
-            tracing::warn!(sid, "session was reaped as stale");
-            return Err(MetaError::BadHandle);
-        }
-        let json = serde_json::to_string(&info)
-            .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
-        self.register_session(sid, &json).await
-    }
-
-    pub(crate) async fn do_close_session(&self) -> Result<()> {
-        let sid = self.sid.load(Ordering::Relaxed);
-        if sid == 0 {
-            return Ok(());
-        }
-        self.clean_session(sid).await?;
-        self.sid.store(0, Ordering::Relaxed);
-        self.open_files.clear();
-        Ok(())
-    }
-
-    pub(crate) async fn do_list_sessions(&self) -> Result<Vec<Session>> {
-        let flat: Vec<Vec<u8>> = self
-            .read(
-                redis::cmd("ZRANGE")
-                    .arg(self.keys.all_sessions())
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES"),
-            )
-            .await?;
-        let mut sids = Vec::new();
-        let mut it = flat.into_iter();
-        while let (Some(m), Some(score)) = (it.next(), it.next()) {
-            let (Some(sid), Ok(score)) =
-                (parse_id(&m), String::from_utf8_lossy(&score).parse::<f64>())
-            else {
-                continue;
-            };
-            sids.push((sid, score as i64));
-        }
-        if sids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut p = redis::pipe();
-        for (sid, _) in &sids {
-            p.cmd("HGET").arg(self.keys.session_infos()).arg(*sid);
-            p.cmd("SMEMBERS").arg(self.keys.sustained(*sid));
-        }
-        let replies: Vec<redis::Value> = self.read_pipe(&p).await?;
-        let mut out = Vec::with_capacity(sids.len());
-        let mut it = replies.into_iter();
-        for (sid, expire) in sids {
-            let (Some(info), Some(members)) = (it.next(), it.next()) else {
-                break;
-            };
-            let info: Option<Vec<u8>> =
-                redis::from_redis_value(&info).map_err(|e| MetaError::backend(false, e))?;
-            let info = info
-                .and_then(|b| serde_json::from_slice::<SessionInfo>(&b).ok())
-                .unwrap_or_default();
-            let members: Vec<Vec<u8>> =
-                redis::from_redis_value(&members).map_err(|e| MetaError::backend(false, e))?;
-            let mut sustained: Vec<Ino> = members.iter().filter_map(|m| parse_id(m)).collect();
-            sustained.sort_unstable();
-            out.push(Session {
-                sid,
-                expire,
-                info,
-                sustained,
-            });
-        }
-        Ok(out)
-    }
-
-    pub(crate) async fn do_reap_stale_sessions(&self, at: Timestamp) -> Result<usize> {
-        let max = format!("({}", at.sec);
-        let stale: Vec<Vec<u8>> = self
-            .read(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.keys.all_sessions())
-                    .arg("-inf")
-                    .arg(max),
-            )
-            .await?;
-        let mut n = 0;
-        for sid in stale.iter().filter_map(|m| parse_id(m)) {
-            self.clean_session(sid).await?;
-            if sid == self.sid.load(Ordering::Relaxed) {
-                self.sid.store(0, Ordering::Relaxed);
-                self.open_files.clear();
-            }
-            n += 1;
-        }
-        Ok(n)
     }
 
     /// Releases everything session `sid` holds — its open and sustained inodes, its
@@ -292,17 +114,6 @@ impl RedisMeta {
             .collect())
     }
 
-    pub(crate) async fn do_open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
-        let sid = self.sid.load(Ordering::Relaxed);
-        self.open_files.open(ino);
-        let checked = self.open_checked(ctx, ino, flags, sid).await;
-        if checked.is_err() && self.open_files.close(ino) && sid > 0 {
-            // Undo the registration; if this fails too the session's cleanup will.
-            let _ = self.release(ino, sid).await;
-        }
-        checked
-    }
-
     async fn open_checked(&self, ctx: &Context, ino: Ino, flags: i32, sid: u64) -> Result<Attr> {
         let k = &self.keys;
         let raw: Option<Vec<u8>> = if sid > 0 {
@@ -337,48 +148,8 @@ impl RedisMeta {
             return Err(MetaError::IsDir);
         }
         self.access(ctx, &attr, mask).await?;
-        if writes && attr.flags & FLAG_IMMUTABLE != 0 {
-            return Err(MetaError::NotPermitted);
-        }
-        if writes
-            && attr.flags & FLAG_APPEND != 0
-            && (flags & libc::O_APPEND == 0 || flags & libc::O_TRUNC != 0)
-        {
-            return Err(MetaError::NotPermitted);
-        }
+        meta_api::flags::check_open(&attr, flags)?;
         Ok(attr)
-    }
-
-    pub(crate) async fn do_close(&self, ino: Ino) -> Result<()> {
-        let sid = self.sid.load(Ordering::Relaxed);
-        if !self.open_files.close(ino) || sid == 0 {
-            return Ok(());
-        }
-        // One atomic round trip unregisters the open and shows whether the inode still has
-        // a name; only an unlinked one needs the full release. An unlink that commits
-        // after it no longer sees this session; one before it left nlink at 0.
-        let k = &self.keys;
-        let mut p = redis::pipe();
-        p.atomic()
-            .cmd("SREM")
-            .arg(k.openers(ino))
-            .arg(sid)
-            .ignore()
-            .cmd("SREM")
-            .arg(k.opened(sid))
-            .arg(ino)
-            .ignore()
-            .cmd("GET")
-            .arg(k.inode(ino));
-        let (raw,): (Option<Vec<u8>>,) = self.read_pipe(&p).await?;
-        let unlinked = match raw {
-            Some(b) => decode_attr(&b)?.nlink == 0,
-            None => true,
-        };
-        if unlinked {
-            self.release(ino, sid).await?;
-        }
-        Ok(())
     }
 
     /// Session `sid` lets go of `ino`: it is no longer open there nor sustained by it,
@@ -412,154 +183,185 @@ impl RedisMeta {
         })
         .await
     }
+}
 
-    pub(crate) async fn do_deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
-        if limit == 0 {
-            return Ok(Vec::new());
+#[async_trait]
+impl Sessions for RedisMeta {
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
+        if self.sid.load(Ordering::Relaxed) != 0 {
+            return Err(MetaError::InvalidArgument(
+                "this client already has a session",
+            ));
         }
-        let members: Vec<Vec<u8>> = self
+        self.settings().await?;
+        let json = serde_json::to_string(info)
+            .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
+        // A lost reply only wastes a session id.
+        let sid: u64 = self
+            .read(redis::cmd("INCR").arg(self.keys.next_session()))
+            .await?;
+        self.register_session(sid, &json).await?;
+        self.sid.store(sid, Ordering::Relaxed);
+        *self.session_info.write().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
+        Ok(sid)
+    }
+
+    async fn heartbeat(&self) -> Result<()> {
+        let sid = self.sid.load(Ordering::Relaxed);
+        if sid == 0 {
+            return Err(MetaError::BadHandle);
+        }
+        let info = self
+            .session_info
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let known: bool = self
             .read(
-                redis::cmd("ZRANGE")
-                    .arg(self.keys.delfiles())
-                    .arg(0)
-                    .arg(i64::try_from(limit - 1).unwrap_or(-1)),
+                redis::cmd("HEXISTS")
+                    .arg(self.keys.session_infos())
+                    .arg(sid),
             )
             .await?;
-        let mut seen = BTreeSet::new();
-        Ok(members
-            .iter()
-            .filter_map(|m| parse_delfile_member(m))
-            .filter(|(ino, _)| seen.insert(*ino))
-            .map(|(ino, length)| DeletedFile { ino, length })
-            .collect())
-    }
-
-    /// The `delfiles` member of `ino`, found with `ZSCAN`.
-    async fn delfile_of(&self, ino: Ino) -> Result<Option<(Vec<u8>, u64)>> {
-        let pattern = format!("{ino}:*");
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, flat): (u64, Vec<Vec<u8>>) = self
-                .read(
-                    redis::cmd("ZSCAN")
-                        .arg(self.keys.delfiles())
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            for m in flat.iter().step_by(2) {
-                if let Some((i, len)) = parse_delfile_member(m) {
-                    if i == ino {
-                        return Ok(Some((m.clone(), len)));
-                    }
-                }
-            }
-            if next == 0 {
-                return Ok(None);
-            }
-            cursor = next;
+        if !known {
+            // Reaped as stale: its opens were released, so it cannot simply come back.
+            tracing::warn!(sid, "session was reaped as stale");
+            return Err(MetaError::BadHandle);
         }
+        let json = serde_json::to_string(&info)
+            .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
+        self.register_session(sid, &json).await
     }
 
-    pub(crate) async fn do_purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        let Some((member, length)) = self.delfile_of(ino).await? else {
-            return Err(match self.get_attr(ino).await? {
-                Some(_) => MetaError::InvalidArgument("the file is not deleted"),
-                None => MetaError::NotFound,
-            });
-        };
-        let tail: Option<u64> = self
-            .read(redis::cmd("HGET").arg(self.keys.chunk_tail()).arg(ino))
+    async fn close_session(&self) -> Result<()> {
+        let sid = self.sid.load(Ordering::Relaxed);
+        if sid == 0 {
+            return Ok(());
+        }
+        self.clean_session(sid).await?;
+        self.sid.store(0, Ordering::Relaxed);
+        self.open_files.clear();
+        Ok(())
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        let flat: Vec<Vec<u8>> = self
+            .read(
+                redis::cmd("ZRANGE")
+                    .arg(self.keys.all_sessions())
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES"),
+            )
             .await?;
-        let chunks = chunks_of(length).max(tail.map_or(0, |t| t + 1));
-        let chunk_keys: Vec<String> = (0..chunks)
-            .map(|i| self.keys.chunk(ino, i as u32))
-            .collect();
-        let mut keys = vec![
-            self.keys.delfiles(),
-            self.keys.slice_refs(),
-            self.keys.inode(ino),
-        ];
-        keys.extend(chunk_keys.iter().cloned());
-        self.txn(&keys, |mut tx| {
-            let member = member.clone();
-            let chunk_keys = &chunk_keys;
-            async move {
-                let k = &self.keys;
-                let score: Option<f64> = tx
-                    .cmd(redis::cmd("ZSCORE").arg(k.delfiles()).arg(&member))
-                    .await?;
-                if score.is_none() {
-                    return Err(MetaError::NotFound);
-                }
-                if let Some(a) = tx.attr(ino).await? {
-                    if a.nlink > 0 {
-                        return Err(MetaError::Corrupt(format!(
-                            "inode {ino} is queued for deletion but still has {} links",
-                            a.nlink
-                        )));
-                    }
-                }
-                let mut p = redis::pipe();
-                for key in chunk_keys {
-                    p.cmd("LRANGE").arg(key).arg(0).arg(-1);
-                }
-                let lists: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
-                let mut uses: BTreeMap<(u64, u32), i64> = BTreeMap::new();
-                for (i, records) in lists.iter().enumerate() {
-                    for s in decode_records(ino, i as u32, records)? {
-                        if s.id > 0 {
-                            *uses.entry((s.id, s.size)).or_insert(0) += 1;
-                        }
-                    }
-                }
-                let mut w = Writes::new();
-                let mut freed = Vec::new();
-                if !uses.is_empty() {
-                    let fields: Vec<String> = uses
-                        .keys()
-                        .map(|(id, size)| slice_ref_field(*id, *size))
-                        .collect();
-                    let refs: Vec<Option<i64>> = tx
-                        .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
-                        .await?;
-                    for (((id, size), n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs))
-                    {
-                        // The field holds references minus one; a missing one is one reference.
-                        let left = cur.unwrap_or(0) - n;
-                        if left < 0 {
-                            w.hdel(k.slice_refs(), field.as_bytes());
-                            freed.push(Slice {
-                                pos: 0,
-                                id: *id,
-                                size: *size,
-                                off: 0,
-                                len: *size,
-                            });
-                        } else {
-                            w.hset(
-                                k.slice_refs(),
-                                field.as_bytes(),
-                                left.to_string().as_bytes(),
-                            );
-                        }
-                    }
-                }
-                for key in chunk_keys {
-                    w.del(key.clone());
-                }
-                w.hdel(k.chunk_tail(), ino.to_string().as_bytes())
-                    .zrem(k.delfiles(), &member)
-                    .del(k.inode(ino))
-                    .del(k.xattrs(ino))
-                    .del(k.openers(ino));
-                Ok(w.commit(freed))
+        let mut sids = Vec::new();
+        let mut it = flat.into_iter();
+        while let (Some(m), Some(score)) = (it.next(), it.next()) {
+            let (Some(sid), Ok(score)) =
+                (parse_id(&m), String::from_utf8_lossy(&score).parse::<f64>())
+            else {
+                continue;
+            };
+            sids.push((sid, score as i64));
+        }
+        if sids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for (sid, _) in &sids {
+            p.cmd("HGET").arg(self.keys.session_infos()).arg(*sid);
+            p.cmd("SMEMBERS").arg(self.keys.sustained(*sid));
+        }
+        let replies: Vec<redis::Value> = self.read_pipe(&p).await?;
+        let mut out = Vec::with_capacity(sids.len());
+        let mut it = replies.into_iter();
+        for (sid, expire) in sids {
+            let (Some(info), Some(members)) = (it.next(), it.next()) else {
+                break;
+            };
+            let info: Option<Vec<u8>> =
+                redis::from_redis_value(&info).map_err(|e| MetaError::backend(false, e))?;
+            let info = info
+                .and_then(|b| serde_json::from_slice::<SessionInfo>(&b).ok())
+                .unwrap_or_default();
+            let members: Vec<Vec<u8>> =
+                redis::from_redis_value(&members).map_err(|e| MetaError::backend(false, e))?;
+            let mut sustained: Vec<Ino> = members.iter().filter_map(|m| parse_id(m)).collect();
+            sustained.sort_unstable();
+            out.push(Session {
+                sid,
+                expire,
+                info,
+                sustained,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn reap_stale_sessions(&self, at: Timestamp) -> Result<usize> {
+        let max = format!("({}", at.sec);
+        let stale: Vec<Vec<u8>> = self
+            .read(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.keys.all_sessions())
+                    .arg("-inf")
+                    .arg(max),
+            )
+            .await?;
+        let mut n = 0;
+        for sid in stale.iter().filter_map(|m| parse_id(m)) {
+            self.clean_session(sid).await?;
+            if sid == self.sid.load(Ordering::Relaxed) {
+                self.sid.store(0, Ordering::Relaxed);
+                self.open_files.clear();
             }
-        })
-        .await
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+        let sid = self.sid.load(Ordering::Relaxed);
+        self.open_files.open(ino);
+        let checked = self.open_checked(ctx, ino, flags, sid).await;
+        if checked.is_err() && self.open_files.close(ino) && sid > 0 {
+            // Undo the registration; if this fails too the session's cleanup will.
+            let _ = self.release(ino, sid).await;
+        }
+        checked
+    }
+
+    async fn close(&self, ino: Ino) -> Result<()> {
+        let sid = self.sid.load(Ordering::Relaxed);
+        if !self.open_files.close(ino) || sid == 0 {
+            return Ok(());
+        }
+        // One atomic round trip unregisters the open and shows whether the inode still has
+        // a name; only an unlinked one needs the full release. An unlink that commits
+        // after it no longer sees this session; one before it left nlink at 0.
+        let k = &self.keys;
+        let mut p = redis::pipe();
+        p.atomic()
+            .cmd("SREM")
+            .arg(k.openers(ino))
+            .arg(sid)
+            .ignore()
+            .cmd("SREM")
+            .arg(k.opened(sid))
+            .arg(ino)
+            .ignore()
+            .cmd("GET")
+            .arg(k.inode(ino));
+        let (raw,): (Option<Vec<u8>>,) = self.read_pipe(&p).await?;
+        let unlinked = match raw {
+            Some(b) => decode_attr(&b)?.nlink == 0,
+            None => true,
+        };
+        if unlinked {
+            self.release(ino, sid).await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,165 @@
+//! The deletion queue: files waiting to be purged, and the purge itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use meta_api::backend::Purge;
+use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
+
+use super::data::{chunks_of, decode_records};
+use super::{RedisMeta, Writes};
+use crate::keys::{parse_delfile_member, slice_ref_field};
+
+#[async_trait]
+impl Purge for RedisMeta {
+    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let members: Vec<Vec<u8>> = self
+            .read(
+                redis::cmd("ZRANGE")
+                    .arg(self.keys.delfiles())
+                    .arg(0)
+                    .arg(i64::try_from(limit - 1).unwrap_or(-1)),
+            )
+            .await?;
+        let mut seen = BTreeSet::new();
+        Ok(members
+            .iter()
+            .filter_map(|m| parse_delfile_member(m))
+            .filter(|(ino, _)| seen.insert(*ino))
+            .map(|(ino, length)| DeletedFile { ino, length })
+            .collect())
+    }
+
+    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
+        let Some((member, length)) = self.delfile_of(ino).await? else {
+            return Err(match self.get_attr(ino).await? {
+                Some(_) => MetaError::InvalidArgument("the file is not deleted"),
+                None => MetaError::NotFound,
+            });
+        };
+        let tail: Option<u64> = self
+            .read(redis::cmd("HGET").arg(self.keys.chunk_tail()).arg(ino))
+            .await?;
+        let chunks = chunks_of(length).max(tail.map_or(0, |t| t + 1));
+        let chunk_keys: Vec<String> = (0..chunks)
+            .map(|i| self.keys.chunk(ino, i as u32))
+            .collect();
+        let mut keys = vec![
+            self.keys.delfiles(),
+            self.keys.slice_refs(),
+            self.keys.inode(ino),
+        ];
+        keys.extend(chunk_keys.iter().cloned());
+        self.txn(&keys, |mut tx| {
+            let member = member.clone();
+            let chunk_keys = &chunk_keys;
+            async move {
+                let k = &self.keys;
+                let score: Option<f64> = tx
+                    .cmd(redis::cmd("ZSCORE").arg(k.delfiles()).arg(&member))
+                    .await?;
+                if score.is_none() {
+                    return Err(MetaError::NotFound);
+                }
+                if let Some(a) = tx.attr(ino).await? {
+                    if a.nlink > 0 {
+                        return Err(MetaError::Corrupt(format!(
+                            "inode {ino} is queued for deletion but still has {} links",
+                            a.nlink
+                        )));
+                    }
+                }
+                let mut p = redis::pipe();
+                for key in chunk_keys {
+                    p.cmd("LRANGE").arg(key).arg(0).arg(-1);
+                }
+                let lists: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
+                let mut uses: BTreeMap<(u64, u32), i64> = BTreeMap::new();
+                for (i, records) in lists.iter().enumerate() {
+                    for s in decode_records(ino, i as u32, records)? {
+                        if s.id > 0 {
+                            *uses.entry((s.id, s.size)).or_insert(0) += 1;
+                        }
+                    }
+                }
+                let mut w = Writes::new();
+                let mut freed = Vec::new();
+                if !uses.is_empty() {
+                    let fields: Vec<String> = uses
+                        .keys()
+                        .map(|(id, size)| slice_ref_field(*id, *size))
+                        .collect();
+                    let refs: Vec<Option<i64>> = tx
+                        .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
+                        .await?;
+                    for (((id, size), n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs))
+                    {
+                        // The field holds references minus one; a missing one is one reference.
+                        let left = cur.unwrap_or(0) - n;
+                        if left < 0 {
+                            w.hdel(k.slice_refs(), field.as_bytes());
+                            freed.push(Slice {
+                                pos: 0,
+                                id: *id,
+                                size: *size,
+                                off: 0,
+                                len: *size,
+                            });
+                        } else {
+                            w.hset(
+                                k.slice_refs(),
+                                field.as_bytes(),
+                                left.to_string().as_bytes(),
+                            );
+                        }
+                    }
+                }
+                for key in chunk_keys {
+                    w.del(key.clone());
+                }
+                w.hdel(k.chunk_tail(), ino.to_string().as_bytes())
+                    .zrem(k.delfiles(), &member)
+                    .del(k.inode(ino))
+                    .del(k.xattrs(ino))
+                    .del(k.openers(ino));
+                Ok(w.commit(freed))
+            }
+        })
+        .await
+    }
+}
+
+impl RedisMeta {
+    /// The `delfiles` member of `ino`, found with `ZSCAN`.
+    async fn delfile_of(&self, ino: Ino) -> Result<Option<(Vec<u8>, u64)>> {
+        let pattern = format!("{ino}:*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, flat): (u64, Vec<Vec<u8>>) = self
+                .read(
+                    redis::cmd("ZSCAN")
+                        .arg(self.keys.delfiles())
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            for m in flat.iter().step_by(2) {
+                if let Some((i, len)) = parse_delfile_member(m) {
+                    if i == ino {
+                        return Ok(Some((m.clone(), len)));
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(None);
+            }
+            cursor = next;
+        }
+    }
+}
