@@ -9,7 +9,7 @@ use meta_api::flags;
 use meta_api::space::align4k;
 use meta_api::{
     access, overlay, Context, FallocMode, FileType, Ino, Limits, MetaError, Result, Slice,
-    Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+    Timestamp, CHUNK_SIZE,
 };
 
 use super::acl::access as acl_access;
