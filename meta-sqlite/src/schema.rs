@@ -3,7 +3,7 @@
 use meta_api::{Attr, FileType, Format, MetaError, Result, Timestamp, ROOT_INO, TRASH_INO};
 use sqlx::{Row, SqliteConnection};
 
-use crate::node::{get_node, insert_node};
+use crate::engine::node::{get_node, insert_node};
 use crate::txn::db_err;
 
 /// The tables and indexes `juicefs format` creates on SQLite (xorm's DDL, verbatim apart from

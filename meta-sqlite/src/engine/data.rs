@@ -5,23 +5,20 @@ use std::collections::BTreeMap;
 
 use meta_api::perm::check_access_with;
 use meta_api::{
-    access, overlay, Attr, Context, DeletedFile, FallocMode, FileType, Format, Ino, MetaError,
-    Result, Slice, StatFs, Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+    access, overlay, Attr, Context, FallocMode, FileType, Format, Ino, MetaError, Result, Slice,
+    Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
 };
 use sqlx::{Row, SqliteConnection};
 
-use crate::namespace::{check_truncatable, FLAG_APPEND, FLAG_IMMUTABLE};
-use crate::node::{
-    add_usage, align4k, check_capacity, delete_node, file_dir_stat, get_node, must_node,
-    split_time, update_node, usage,
+use crate::engine::node::{
+    add_usage, align4k, check_capacity, file_dir_stat, must_node, split_time, update_node,
 };
 use crate::txn::db_err;
 use crate::SqliteMeta;
-
-/// Capacity JuiceFS reports for a volume without a limit (1 PiB, doubled while 80 % used).
-const UNLIMITED_SPACE: u64 = 1 << 50;
-/// Inodes JuiceFS reports as available without a limit (doubled while 80 % used).
-const UNLIMITED_INODES: u64 = 10 << 20;
+use async_trait::async_trait;
+use meta_api::args::check_copy_range;
+use meta_api::backend::Data;
+use meta_api::flags;
 
 /// One round trip of a write, with anonymous parameters bound in textual order (inode,
 /// index, record, record; slice id, size, id; length, t, t, tn, tn, inode; space, space):
@@ -210,17 +207,10 @@ fn check_regular(attr: &Attr) -> Result<()> {
     }
 }
 
-fn decode_chunk(ino: Ino, indx: i64, buf: &[u8]) -> Result<Vec<Slice>> {
-    Slice::decode_all(buf).ok_or_else(|| {
-        MetaError::Corrupt(format!(
-            "chunk {indx} of inode {ino} is {} bytes, not a multiple of 24",
-            buf.len()
-        ))
-    })
-}
-
-impl SqliteMeta {
-    pub(crate) async fn do_read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+#[async_trait]
+impl Data for SqliteMeta {
+    async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
+        self.fmt().await?;
         let row = sqlx::query(
             "SELECT n.type, c.slices FROM jfs_node n LEFT JOIN jfs_chunk c \
              ON c.inode = n.inode AND c.indx = ?1 WHERE n.inode = ?2",
@@ -236,30 +226,20 @@ impl SqliteMeta {
         }
         match row.try_get::<Option<Vec<u8>>, _>(1).map_err(db_err)? {
             None => Ok(Vec::new()),
-            Some(buf) => decode_chunk(ino, i64::from(index), &buf),
+            Some(buf) => Slice::decode_chunk(ino, index, &buf),
         }
     }
 
-    pub(crate) async fn do_write_slice(
+    async fn write_slice(
         &self,
-        fmt: &Format,
         ino: Ino,
         index: u32,
         slice: Slice,
         mtime: Timestamp,
     ) -> Result<()> {
-        if u64::from(slice.pos) + u64::from(slice.len) > CHUNK_SIZE {
-            return Err(MetaError::InvalidArgument(
-                "slice crosses the end of its chunk",
-            ));
-        }
-        if slice.id != 0 && u64::from(slice.off) + u64::from(slice.len) > u64::from(slice.size) {
-            return Err(MetaError::InvalidArgument("slice range exceeds the slice"));
-        }
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
         let end = u64::from(index) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
-        if end > MAX_FILE_SIZE {
-            return Err(MetaError::FileTooBig);
-        }
         let rec = slice.encode();
         self.db
             .txn(|c, _| {
@@ -302,78 +282,32 @@ impl SqliteMeta {
             .await
     }
 
-    pub(crate) async fn do_truncate(
-        &self,
-        fmt: &Format,
-        ctx: &Context,
-        ino: Ino,
-        length: u64,
-    ) -> Result<Attr> {
-        if length > MAX_FILE_SIZE {
-            return Err(MetaError::FileTooBig);
-        }
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let mut attr = must_node(c, ino).await?;
-                    let rule = self.check_rule(c, ctx, Some(&attr)).await?;
-                    check_truncatable(ctx, &attr, rule.as_deref())?;
-                    let resized = resize(c, fmt, ino, &mut attr, length).await?;
-                    attr.mtime = now;
-                    attr.ctime = now;
-                    update_node(c, ino, &attr).await?;
-                    resized.apply(c, fmt, ino, attr.parent).await?;
-                    Ok(attr)
-                })
-            })
-            .await
+    async fn new_slice_id(&self) -> Result<u64> {
+        self.fmt().await?;
+        self.next_slice().await
     }
 
-    pub(crate) async fn do_fallocate(
+    async fn fallocate(
         &self,
-        fmt: &Format,
         ctx: &Context,
         ino: Ino,
         mode: FallocMode,
         off: u64,
         len: u64,
     ) -> Result<()> {
-        let known = FallocMode::KEEP_SIZE | FallocMode::PUNCH_HOLE | FallocMode::ZERO_RANGE;
-        if mode.0 & !known != 0 {
-            return Err(MetaError::NotSupported("fallocate mode"));
-        }
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
         let punch_hole = mode.contains(FallocMode::PUNCH_HOLE);
         let zero = mode.contains(FallocMode::ZERO_RANGE);
         let keep = mode.contains(FallocMode::KEEP_SIZE);
-        if punch_hole && !keep {
-            return Err(MetaError::InvalidArgument(
-                "FALLOC_FL_PUNCH_HOLE needs FALLOC_FL_KEEP_SIZE",
-            ));
-        }
-        if punch_hole && zero {
-            return Err(MetaError::InvalidArgument(
-                "FALLOC_FL_PUNCH_HOLE and FALLOC_FL_ZERO_RANGE exclude each other",
-            ));
-        }
-        if len == 0 {
-            return Err(MetaError::InvalidArgument("fallocate of zero bytes"));
-        }
-        let end = off.checked_add(len).ok_or(MetaError::FileTooBig)?;
-        if end > MAX_FILE_SIZE {
-            return Err(MetaError::FileTooBig);
-        }
+        let end = off + len;
         let now = Timestamp::now();
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
                     let mut attr = must_node(c, ino).await?;
                     check_regular(&attr)?;
-                    if attr.flags & FLAG_IMMUTABLE != 0
-                        || (attr.flags & FLAG_APPEND != 0 && mode.0 & !FallocMode::KEEP_SIZE != 0)
-                    {
-                        return Err(MetaError::NotPermitted);
-                    }
+                    flags::check_fallocate(&attr, mode)?;
                     self.access(c, ctx, &attr, access::W).await?;
                     let old = attr.length;
                     if punch_hole || zero {
@@ -393,9 +327,8 @@ impl SqliteMeta {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn do_copy_file_range(
+    async fn copy_file_range(
         &self,
-        fmt: &Format,
         ctx: &Context,
         src: Ino,
         src_off: u64,
@@ -403,6 +336,8 @@ impl SqliteMeta {
         dst_off: u64,
         len: u64,
     ) -> Result<u64> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
         let now = Timestamp::now();
         self.db
             .txn(|c, _| {
@@ -419,16 +354,8 @@ impl SqliteMeta {
                     check_access_with(ctx, &sattr, srule.as_deref(), access::R)?;
                     let drule = self.check_rule(c, ctx, Some(&dattr)).await?;
                     check_access_with(ctx, &dattr, drule.as_deref(), access::W)?;
-                    let dst_end = dst_off.checked_add(len).ok_or(MetaError::FileTooBig)?;
-                    if dst_end > MAX_FILE_SIZE {
-                        return Err(MetaError::FileTooBig);
-                    }
-                    if src == dst && src_off < dst_end && dst_off < src_off.saturating_add(len) {
-                        return Err(MetaError::InvalidArgument("overlapping copy within one file"));
-                    }
-                    if dattr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-                        return Err(MetaError::NotPermitted);
-                    }
+                    check_copy_range(src == dst, src_off, dst_off, len)?;
+                    flags::check_copy_into(&dattr)?;
                     if src_off >= sattr.length || len == 0 {
                         return Ok(0);
                     }
@@ -447,7 +374,7 @@ impl SqliteMeta {
                     for r in rows {
                         let indx: i64 = r.try_get(0).map_err(db_err)?;
                         let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                        chunks.insert(indx as u64, decode_chunk(src, indx, &buf)?);
+                        chunks.insert(indx as u64, Slice::decode_chunk(src, u32::try_from(indx).unwrap_or(u32::MAX), &buf)?);
                     }
                     // Records per destination chunk (in order), and references per slice.
                     let mut per_chunk: BTreeMap<u64, (Vec<u8>, bool)> = BTreeMap::new();
@@ -491,135 +418,6 @@ impl SqliteMeta {
                     let grown = dattr.length as i64 - old as i64;
                     file_dir_stat(c, fmt, dst, dattr.parent, grown, space).await?;
                     Ok(size)
-                })
-            })
-            .await
-    }
-
-    pub(crate) async fn do_statfs(&self, fmt: &Format) -> Result<StatFs> {
-        let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
-        let (used, inodes) = usage(&mut conn).await?;
-        let used = used.max(0) as u64;
-        let inodes = inodes.max(0) as u64;
-        let total_space = if fmt.capacity > 0 {
-            fmt.capacity.max(used)
-        } else {
-            let mut total = UNLIMITED_SPACE;
-            while total.saturating_mul(8) < used.saturating_mul(10) {
-                total = total.saturating_mul(2);
-            }
-            total
-        };
-        let avail_inodes = if fmt.inodes > 0 {
-            fmt.inodes.saturating_sub(inodes)
-        } else {
-            let mut avail = UNLIMITED_INODES;
-            while inodes.saturating_mul(10) > (inodes + avail).saturating_mul(8) {
-                avail = avail.saturating_mul(2);
-            }
-            avail
-        };
-        Ok(StatFs {
-            total_space,
-            avail_space: total_space - used,
-            used_inodes: inodes,
-            avail_inodes,
-        })
-    }
-
-    pub(crate) async fn do_deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
-        let rows = sqlx::query("SELECT inode, length FROM jfs_delfile ORDER BY inode LIMIT ?")
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeletedFile {
-                    ino: r.try_get::<i64, _>(0).map_err(db_err)? as u64,
-                    length: r.try_get::<i64, _>(1).map_err(db_err)? as u64,
-                })
-            })
-            .collect()
-    }
-
-    pub(crate) async fn do_purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let queued = sqlx::query("SELECT 1 FROM jfs_delfile WHERE inode = ?")
-                        .bind(ino as i64)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    let node = get_node(c, ino).await?;
-                    if queued.is_none() {
-                        return Err(match node {
-                            Some(_) => MetaError::InvalidArgument("the file is not deleted"),
-                            None => MetaError::NotFound,
-                        });
-                    }
-                    if node.is_some_and(|a| a.nlink > 0) {
-                        // A live inode is never purged; drop the stale queue entry.
-                        sqlx::query("DELETE FROM jfs_delfile WHERE inode = ?")
-                            .bind(ino as i64)
-                            .execute(&mut *c)
-                            .await
-                            .map_err(db_err)?;
-                        return Err(MetaError::InvalidArgument("the file is not deleted"));
-                    }
-                    let rows = sqlx::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ?")
-                        .bind(ino as i64)
-                        .fetch_all(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    let mut refs: BTreeMap<u64, (u32, i64)> = BTreeMap::new();
-                    for r in rows {
-                        let indx: i64 = r.try_get(0).map_err(db_err)?;
-                        let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                        for s in decode_chunk(ino, indx, &buf)? {
-                            if s.id != 0 {
-                                refs.entry(s.id).or_insert((s.size, 0)).1 += 1;
-                            }
-                        }
-                    }
-                    let mut free = Vec::new();
-                    for (id, (size, n)) in refs {
-                        let left = sqlx::query(
-                            "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
-                        )
-                        .bind(n)
-                        .bind(id as i64)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                        // A slice without a reference row is left alone (leaked, never
-                        // deleted twice): JuiceFS tracks every slice it writes.
-                        let Some(left) = left else { continue };
-                        if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
-                            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
-                                .bind(id as i64)
-                                .execute(&mut *c)
-                                .await
-                                .map_err(db_err)?;
-                            free.push(Slice {
-                                pos: 0,
-                                id,
-                                size,
-                                off: 0,
-                                len: size,
-                            });
-                        }
-                    }
-                    sqlx::query(
-                        "DELETE FROM jfs_chunk WHERE inode = ?1; DELETE FROM jfs_delfile WHERE inode = ?1",
-                    )
-                    .bind(ino as i64)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    delete_node(c, ino).await?;
-                    Ok(free)
                 })
             })
             .await

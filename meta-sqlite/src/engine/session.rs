@@ -1,20 +1,21 @@
 //! Sessions (`jfs_session2`, `jfs_sustained`) and open/close.
 
+use async_trait::async_trait;
+use meta_api::backend::Sessions;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use meta_api::acl::Rule;
-use meta_api::perm::{check_access_with, open_mask};
 use meta_api::{
     Attr, Context, Ino, MetaError, Result, Session, SessionInfo, Timestamp, SESSION_TTL_SECS,
 };
 use sqlx::{Row, SqliteConnection};
 
-use crate::namespace::{FLAG_APPEND, FLAG_IMMUTABLE};
-use crate::node::must_node;
-use crate::sustain;
+use crate::engine::node::must_node;
+use crate::engine::now_secs;
+use crate::engine::sustain;
 use crate::txn::db_err;
-use crate::{now_secs, SqliteMeta};
+use crate::SqliteMeta;
 
 /// Reads what a client stored about itself, leniently: JuiceFS writes more fields (and
 /// very old clients none), and a listing should not fail over one odd session.
@@ -59,25 +60,39 @@ async fn put_session(c: &mut SqliteConnection, sid: u64, expire: i64, info: &[u8
 /// Checks an open of `attr` with `flags` by `ctx` (`rule`: its access ACL when the check
 /// needs one).
 fn check_open(ctx: &Context, attr: &Attr, rule: Option<&Rule>, flags: i32) -> Result<()> {
-    let mask = open_mask(flags);
-    let writes = mask & meta_api::access::W != 0;
-    if attr.is_dir() && writes {
-        return Err(MetaError::IsDir);
-    }
-    check_access_with(ctx, attr, rule, mask)?;
-    if writes && attr.flags & FLAG_IMMUTABLE != 0 {
-        return Err(MetaError::NotPermitted);
-    }
-    if attr.flags & FLAG_APPEND != 0
-        && ((writes && flags & libc::O_APPEND == 0) || flags & libc::O_TRUNC != 0)
-    {
-        return Err(MetaError::NotPermitted);
-    }
-    Ok(())
+    meta_api::perm::check_open(ctx, attr, rule, flags)
 }
 
 impl SqliteMeta {
-    pub(crate) async fn start_session(&self, info: &SessionInfo) -> Result<u64> {
+    /// [`check_open`] on a reader connection, outside any write transaction.
+    async fn check_open_read(&self, ctx: &Context, attr: &Attr, flags: i32) -> Result<()> {
+        let rule = match meta_api::acl::rule_for_check(attr) {
+            Some(_) if !ctx.is_root() => {
+                let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
+                self.check_rule(&mut conn, ctx, Some(attr)).await?
+            }
+            _ => None,
+        };
+        check_open(ctx, attr, rule.as_deref(), flags)
+    }
+
+    /// Forgets one open of `ino`; the last one lets go of a sustained row, if any.
+    async fn release_open(&self, ino: Ino) -> Result<()> {
+        let sid = self.session_id();
+        if !self.client.close(ino) || sid == 0 {
+            return Ok(());
+        }
+        let now = now_secs();
+        self.db
+            .txn(|c, _| Box::pin(async move { sustain::release(c, sid, ino, now).await.map(drop) }))
+            .await
+    }
+}
+
+#[async_trait]
+impl Sessions for SqliteMeta {
+    async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
+        self.fmt().await?;
         if self.session_id() != 0 {
             return Err(MetaError::InvalidArgument(
                 "this client already has a session",
@@ -112,7 +127,8 @@ impl SqliteMeta {
 
     /// Extends the session (recreating its row if a reaper took it meanwhile, as JuiceFS
     /// does) and lets go of sustained inodes this client does not have open.
-    pub(crate) async fn refresh_session(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<()> {
+        self.fmt().await?;
         let sid = self.session_id();
         if sid == 0 {
             return Err(MetaError::BadHandle);
@@ -145,7 +161,8 @@ impl SqliteMeta {
             .await
     }
 
-    pub(crate) async fn end_session(&self) -> Result<()> {
+    async fn close_session(&self) -> Result<()> {
+        self.fmt().await?;
         let sid = self.session_id();
         if sid == 0 {
             return Ok(());
@@ -160,7 +177,8 @@ impl SqliteMeta {
         Ok(())
     }
 
-    pub(crate) async fn sessions(&self) -> Result<Vec<Session>> {
+    async fn list_sessions(&self) -> Result<Vec<Session>> {
+        self.fmt().await?;
         let rows = sqlx::query(
             "SELECT s.sid, s.expire, s.info, t.inode FROM jfs_session2 s \
              LEFT JOIN jfs_sustained t ON t.sid = s.sid ORDER BY s.sid, t.inode",
@@ -190,7 +208,8 @@ impl SqliteMeta {
 
     /// Ends every session whose expiry is before `now` — this client's own too, whose
     /// next heartbeat brings its row back (as JuiceFS does).
-    pub(crate) async fn reap(&self, now: Timestamp) -> Result<usize> {
+    async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize> {
+        self.fmt().await?;
         let reaped = self
             .db
             .txn(|c, _| {
@@ -219,7 +238,8 @@ impl SqliteMeta {
 
     /// Records the open first, then checks the inode: see [`crate::sustain`] for why the
     /// first open of an inode reads it inside a write transaction.
-    pub(crate) async fn do_open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+    async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
+        self.fmt().await?;
         let first = !self.client.open.is_open(ino);
         self.client.open.open(ino);
         let checked = if first {
@@ -246,31 +266,8 @@ impl SqliteMeta {
         checked
     }
 
-    /// [`check_open`] on a reader connection, outside any write transaction.
-    async fn check_open_read(&self, ctx: &Context, attr: &Attr, flags: i32) -> Result<()> {
-        let rule = match meta_api::acl::rule_for_check(attr) {
-            Some(_) if !ctx.is_root() => {
-                let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
-                self.check_rule(&mut conn, ctx, Some(attr)).await?
-            }
-            _ => None,
-        };
-        check_open(ctx, attr, rule.as_deref(), flags)
-    }
-
-    pub(crate) async fn do_close(&self, ino: Ino) -> Result<()> {
+    async fn close(&self, ino: Ino) -> Result<()> {
+        self.fmt().await?;
         self.release_open(ino).await
-    }
-
-    /// Forgets one open of `ino`; the last one lets go of a sustained row, if any.
-    async fn release_open(&self, ino: Ino) -> Result<()> {
-        let sid = self.session_id();
-        if !self.client.close(ino) || sid == 0 {
-            return Ok(());
-        }
-        let now = now_secs();
-        self.db
-            .txn(|c, _| Box::pin(async move { sustain::release(c, sid, ino, now).await.map(drop) }))
-            .await
     }
 }

@@ -7,9 +7,10 @@
 //! (`sustain::end_session`). Each attempt is one transaction; a blocking request sleeps
 //! between attempts with nothing held.
 
+use async_trait::async_trait;
+use meta_api::backend::Locks;
 use meta_api::locks::{
-    check_range, decode_records, encode_records, find_conflict, flock_outcome, setlk_outcome,
-    LockWait, PlockRecord,
+    decode_records, encode_records, find_conflict, flock_outcome, setlk_outcome, PlockRecord,
 };
 use meta_api::{Ino, LockOwner, LockType, MetaError, PlockRequest, Result};
 use sqlx::{Row, SqliteConnection};
@@ -84,19 +85,18 @@ async fn my_plock(c: &mut SqliteConnection, ino: Ino, me: LockOwner) -> Result<O
     row.map(|r| r.try_get(0).map_err(db_err)).transpose()
 }
 
-impl SqliteMeta {
-    pub(crate) async fn do_flock(
-        &self,
-        ino: Ino,
-        owner: u64,
-        ltype: LockType,
-        block: bool,
-    ) -> Result<()> {
-        let sid = self.session_id();
+#[async_trait]
+impl Locks for SqliteMeta {
+    fn lock_session(&self) -> u64 {
+        self.session_id()
+    }
+
+    /// One attempt of a lock (not unlock) request.
+    async fn try_flock(&self, ino: Ino, me: LockOwner, ltype: LockType) -> Result<()> {
+        self.fmt().await?;
         if ltype == LockType::Unlock {
-            if sid == 0 {
-                return Ok(());
-            }
+            // Only the owner's own row matters: an unlock conflicts with nobody and needs no
+            // inode.
             return self
                 .db
                 .txn(|c, _| {
@@ -105,8 +105,8 @@ impl SqliteMeta {
                             "DELETE FROM jfs_flock WHERE inode = ? AND sid = ? AND owner = ?",
                         )
                         .bind(ino as i64)
-                        .bind(sid as i64)
-                        .bind(owner as i64)
+                        .bind(me.sid as i64)
+                        .bind(me.owner as i64)
                         .execute(&mut *c)
                         .await
                         .map_err(db_err)?;
@@ -115,27 +115,6 @@ impl SqliteMeta {
                 })
                 .await;
         }
-        if sid == 0 {
-            return Err(MetaError::BadHandle);
-        }
-        let me = LockOwner::new(sid, owner);
-        let mut wait = LockWait::new();
-        loop {
-            match self.try_flock(ino, me, ltype).await {
-                Err(MetaError::WouldBlock) if block => {
-                    tokio::time::sleep(wait.next_pause()).await;
-                    if self.session_id() != me.sid {
-                        // The session ended while waiting: a lock taken now would outlive it.
-                        return Err(MetaError::BadHandle);
-                    }
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// One attempt of a lock (not unlock) request.
-    async fn try_flock(&self, ino: Ino, me: LockOwner, ltype: LockType) -> Result<()> {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
@@ -162,64 +141,20 @@ impl SqliteMeta {
             .await
     }
 
-    pub(crate) async fn do_getlk(
-        &self,
-        ino: Ino,
-        owner: u64,
-        lock: &mut PlockRequest,
-    ) -> Result<()> {
-        check_range(lock.start, lock.end)?;
-        if lock.ltype == LockType::Unlock {
-            return Err(MetaError::InvalidArgument("F_GETLK of F_UNLCK"));
-        }
+    async fn getlk(&self, ino: Ino, me: LockOwner, lock: &mut PlockRequest) -> Result<()> {
+        self.fmt().await?;
         // One read transaction: the inode and its locks from the same snapshot.
         let mut tx = self.db.pool.begin().await.map_err(db_err)?;
         need_inode(&mut tx, ino).await?;
         let held = plocks_of(&mut tx, ino).await?;
         tx.rollback().await.map_err(db_err)?;
-        let me = LockOwner::new(self.session_id(), owner);
         *lock = find_conflict(held.iter().map(|(o, r)| (*o, r.as_slice())), me, lock);
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn do_setlk(
-        &self,
-        ino: Ino,
-        owner: u64,
-        block: bool,
-        ltype: LockType,
-        start: u64,
-        end: u64,
-        pid: u32,
-    ) -> Result<()> {
-        check_range(start, end)?;
-        let sid = self.session_id();
-        if sid == 0 {
-            return match ltype {
-                LockType::Unlock => Ok(()),
-                _ => Err(MetaError::BadHandle),
-            };
-        }
-        let me = LockOwner::new(sid, owner);
-        let req = PlockRequest::new(ltype, start, end, pid);
-        let mut wait = LockWait::new();
-        loop {
-            match self.try_setlk(ino, me, req).await {
-                Err(MetaError::WouldBlock) if block => {
-                    tokio::time::sleep(wait.next_pause()).await;
-                    if self.session_id() != me.sid {
-                        // The session ended while waiting: a lock taken now would outlive it.
-                        return Err(MetaError::BadHandle);
-                    }
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// One attempt of a `setlk`.
     async fn try_setlk(&self, ino: Ino, me: LockOwner, req: PlockRequest) -> Result<()> {
+        self.fmt().await?;
         self.db
             .txn(|c, _| {
                 Box::pin(async move {

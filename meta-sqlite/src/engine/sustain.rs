@@ -38,7 +38,7 @@ use std::sync::{Mutex, OnceLock, Weak};
 use meta_api::{Ino, OpenFiles, Result};
 use sqlx::{Row, SqliteConnection};
 
-use crate::node::{add_usage, align4k, get_node};
+use crate::engine::node::{add_usage, align4k, get_node};
 use crate::txn::db_err;
 
 /// What one client knows about its open files.
@@ -204,7 +204,7 @@ pub(crate) async fn queue_deletion(conn: &mut SqliteConnection, ino: Ino, now: i
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    crate::node::delete_node(conn, ino).await?;
+    crate::engine::node::delete_node(conn, ino).await?;
     add_usage(conn, -align4k(attr.length), -1).await
 }
 

@@ -2,6 +2,7 @@
 //! statements every operation shares (read/insert/update a node, counters, directory stats).
 
 use meta_api::{Attr, FileType, Format, Ino, MetaError, Result, Timestamp};
+use meta_api::{Limits, Usage};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
@@ -19,13 +20,7 @@ pub(crate) const NODE_COLS_N: &str = "n.inode, n.type, n.flags, n.mode, n.uid, n
 /// Number of columns in [`NODE_COLS`].
 pub(crate) const NODE_NCOLS: usize = 18;
 
-/// Space JuiceFS charges for `length` bytes: rounded up to 4 KiB, and 4 KiB for an empty inode.
-pub(crate) fn align4k(length: u64) -> i64 {
-    if length == 0 {
-        return 4096;
-    }
-    (((length - 1) >> 12) + 1).saturating_mul(4096) as i64
-}
+pub(crate) use meta_api::space::align4k;
 
 /// Splits a timestamp the way JuiceFS's SQL schema stores it: whole microseconds in
 /// `atime`/`mtime`/`ctime` and the remaining nanoseconds (0..1000) in `*timensec`.
@@ -212,26 +207,26 @@ pub(crate) async fn add_usage(conn: &mut SqliteConnection, space: i64, inodes: i
     Ok(())
 }
 
-/// Refuses growth past the volume's capacity or inode limit (`NoSpace`), as JuiceFS does.
+/// Refuses growth past the volume's capacity or inode limit (`NoSpace`), as JuiceFS does
+/// ([`Limits`], read in the operation's transaction: SQLite writers are serialized anyway).
 pub(crate) async fn check_capacity(
     conn: &mut SqliteConnection,
     fmt: &Format,
     space: i64,
     inodes: i64,
 ) -> Result<()> {
-    let space_limited = space > 0 && fmt.capacity > 0;
-    let inodes_limited = inodes > 0 && fmt.inodes > 0;
-    if !space_limited && !inodes_limited {
+    if !Limits::needed(fmt) || (space <= 0 && inodes <= 0) {
         return Ok(());
     }
     let (used, count) = usage(conn).await?;
-    if space_limited && used.saturating_add(space) > fmt.capacity as i64 {
-        return Err(MetaError::NoSpace);
-    }
-    if inodes_limited && count.saturating_add(inodes) > fmt.inodes as i64 {
-        return Err(MetaError::NoSpace);
-    }
-    Ok(())
+    let limits = Limits::of(
+        fmt,
+        Usage {
+            space: used,
+            inodes: count,
+        },
+    );
+    Limits::check(limits.as_ref(), space, inodes)
 }
 
 /// The `usedSpace` and `totalInodes` counters.

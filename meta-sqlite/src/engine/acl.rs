@@ -14,7 +14,7 @@ use meta_api::perm::check_access_with;
 use meta_api::{Attr, Context, Ino, MetaError, Result, Timestamp, MAX_XATTR_VALUE_LEN};
 use sqlx::{Row, SqliteConnection};
 
-use crate::node::{must_node, split_time};
+use crate::engine::node::{must_node, split_time};
 use crate::txn::db_err;
 use crate::SqliteMeta;
 

@@ -1,35 +1,32 @@
 //! The namespace: lookup, create, link, unlink, rmdir, rename, readdir, setattr, readlink.
 
+use async_trait::async_trait;
+use meta_api::backend::Namespace;
+use meta_api::flags;
 use std::sync::LazyLock;
 
 use std::sync::Arc;
 
 use meta_api::acl::Rule;
 use meta_api::name::validate_name;
-use meta_api::perm::{
-    apply_setattr_with, check_access_with, check_remove_with, new_inode_with_acl,
-};
+use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
 use meta_api::{
     access, Attr, Context, DirEntry, Entry, FileType, Format, Ino, MetaError, RenameFlags, Result,
-    SetAttr, Timestamp, ROOT_INO, TRASH_INO,
+    Timestamp, ROOT_INO, TRASH_INO,
 };
 use sqlx::{Row, SqliteConnection};
 
-use crate::node::{
+use crate::engine::node::{
     add_usage, align4k, attr_from_row, check_capacity, delete_node, dir_stat, get_node, has_node,
     must_node, split_time, sync_dir_stats_sql, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS,
     SELECT_NODE,
 };
-use crate::sustain;
+use crate::engine::sustain;
 use crate::txn::{db_err, is_unique_violation};
 use crate::SqliteMeta;
 
-/// JuiceFS inode flag: nothing may change the inode.
-pub(crate) const FLAG_IMMUTABLE: u8 = 1;
-/// JuiceFS inode flag: data may only be appended.
-pub(crate) const FLAG_APPEND: u8 = 2;
 /// The name under which JuiceFS shows its trash in the root directory.
-const TRASH_NAME: &[u8] = b".trash";
+use meta_api::name::TRASH_NAME;
 /// Longest chain of parents followed when checking that a directory is not moved below itself.
 const MAX_DEPTH: usize = 100_000;
 
@@ -339,14 +336,16 @@ fn entry_usage(attr: &Attr) -> (i64, i64) {
 
 /// Refuses writes to a directory that is immutable or (for removals) append-only.
 fn check_dir_flags(dir: &Attr, removing: bool) -> Result<()> {
-    if dir.flags & FLAG_IMMUTABLE != 0 || (removing && dir.flags & FLAG_APPEND != 0) {
-        return Err(MetaError::NotPermitted);
+    if removing {
+        flags::check_remove(dir, None)
+    } else {
+        flags::check_create(dir)
     }
-    Ok(())
 }
 
+/// Refuses to remove, rename or link an inode that is immutable or append-only.
 fn check_victim_flags(attr: &Attr) -> Result<()> {
-    if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
+    if attr.is_locked() {
         return Err(MetaError::NotPermitted);
     }
     Ok(())
@@ -397,281 +396,6 @@ impl SqliteMeta {
             .map_err(db_err)?;
         row.map(|r| attr_from_row(&r, 0).map(|(_, a)| a))
             .transpose()
-    }
-
-    pub(crate) async fn do_lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
-        if name == b"." || name == b".." {
-            let row = sqlx::query(&DOTS)
-                .bind(parent as i64)
-                .fetch_optional(&self.db.pool)
-                .await
-                .map_err(db_err)?
-                .ok_or(MetaError::NotFound)?;
-            let (_, dir) = attr_from_row(&row, 0)?;
-            if !dir.is_dir() {
-                return Err(MetaError::NotDir);
-            }
-            self.access_read(ctx, &dir, access::X).await?;
-            if name == b"." || parent == ROOT_INO {
-                return Ok(Entry {
-                    ino: parent,
-                    attr: dir,
-                });
-            }
-            if !has_node(&row, NODE_NCOLS)? {
-                return Err(MetaError::NotFound);
-            }
-            let (ino, attr) = attr_from_row(&row, NODE_NCOLS)?;
-            return Ok(Entry { ino, attr });
-        }
-        validate_name(name)?;
-        let row = sqlx::query(&ENTRY)
-            .bind(name)
-            .bind(parent as i64)
-            .fetch_optional(&self.db.pool)
-            .await
-            .map_err(db_err)?
-            .ok_or(MetaError::NotFound)?;
-        let (_, dir) = attr_from_row(&row, 0)?;
-        if !dir.is_dir() {
-            return Err(MetaError::NotDir);
-        }
-        self.access_read(ctx, &dir, access::X).await?;
-        if !has_node(&row, CHILD_AT)? {
-            if parent == ROOT_INO && name == TRASH_NAME {
-                if let Some(attr) = self.read_node(TRASH_INO).await? {
-                    return Ok(Entry {
-                        ino: TRASH_INO,
-                        attr,
-                    });
-                }
-            }
-            return Err(MetaError::NotFound);
-        }
-        let (ino, attr) = attr_from_row(&row, CHILD_AT)?;
-        Ok(Entry { ino, attr })
-    }
-
-    /// Creates an inode of any type named `name` in `parent` (a symlink gets `target`).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn create(
-        &self,
-        fmt: &Format,
-        ctx: &Context,
-        parent: Ino,
-        name: &[u8],
-        typ: FileType,
-        mode: u16,
-        rdev: u32,
-        target: &[u8],
-    ) -> Result<Entry> {
-        validate_name(name)?;
-        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
-            return Err(MetaError::NotPermitted);
-        }
-        let ino = self.ids.next_inode(&self.db).await?;
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let dir = get_node(c, parent).await?;
-                    let (dir, _) = self.writable_dir(c, ctx, dir, false).await?;
-                    let default = self.default_rule(c, &dir).await?;
-                    let new = new_inode_with_acl(ctx, &dir, default.as_deref(), typ, mode);
-                    let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
-                    attr.parent = parent;
-                    attr.default_acl = new.default_acl;
-                    if let Some(rule) = &new.access_rule {
-                        attr.access_acl = self.save_rule(c, rule).await?;
-                    }
-                    match typ {
-                        FileType::Directory => {
-                            attr.nlink = 2;
-                            attr.length = 4096;
-                        }
-                        FileType::Symlink => attr.length = target.len() as u64,
-                        _ => {}
-                    }
-                    attr.rdev = rdev;
-                    check_capacity(c, fmt, align4k(0), 1).await?;
-                    let sql = CREATE[usize::from(fmt.dir_stats)][match typ {
-                        FileType::Symlink => 1,
-                        FileType::Directory => 2,
-                        _ => 0,
-                    }];
-                    let (t, tn) = split_time(now);
-                    let q = sqlx::query(sql)
-                        .bind(parent as i64)
-                        .bind(name)
-                        .bind(ino as i64)
-                        .bind(typ as u8 as i64)
-                        .bind(ino as i64)
-                        .bind(typ as u8 as i64)
-                        .bind(i64::from(attr.mode))
-                        .bind(i64::from(attr.uid))
-                        .bind(i64::from(attr.gid))
-                        .bind(t)
-                        .bind(t)
-                        .bind(t)
-                        .bind(tn)
-                        .bind(tn)
-                        .bind(tn)
-                        .bind(i64::from(attr.nlink))
-                        .bind(attr.length as i64)
-                        .bind(i64::from(attr.rdev))
-                        .bind(parent as i64)
-                        .bind(i64::from(attr.access_acl))
-                        .bind(i64::from(attr.default_acl))
-                        .bind(t)
-                        .bind(t)
-                        .bind(tn)
-                        .bind(tn)
-                        .bind(i64::from(typ == FileType::Directory))
-                        .bind(parent as i64);
-                    let q = match typ {
-                        FileType::Symlink => q.bind(ino as i64).bind(target),
-                        FileType::Directory => q.bind(ino as i64),
-                        _ => q,
-                    };
-                    let q = if fmt.dir_stats {
-                        (0..6).fold(q, |q, _| q.bind(parent as i64))
-                    } else {
-                        q
-                    };
-                    q.execute(&mut *c).await.map_err(|e| {
-                        if is_unique_violation(&e) {
-                            MetaError::Exists
-                        } else {
-                            db_err(e)
-                        }
-                    })?;
-                    Ok(Entry { ino, attr })
-                })
-            })
-            .await
-    }
-
-    pub(crate) async fn do_readlink(&self, ino: Ino) -> Result<Vec<u8>> {
-        let row = sqlx::query(
-            "SELECT n.type, s.target FROM jfs_node n LEFT JOIN jfs_symlink s \
-             ON s.inode = n.inode WHERE n.inode = ?",
-        )
-        .bind(ino as i64)
-        .fetch_optional(&self.db.pool)
-        .await
-        .map_err(db_err)?
-        .ok_or(MetaError::NotFound)?;
-        if file_type(row.try_get(0).map_err(db_err)?)? != FileType::Symlink {
-            return Err(MetaError::InvalidArgument("not a symbolic link"));
-        }
-        row.try_get::<Option<Vec<u8>>, _>(1)
-            .map_err(db_err)?
-            .ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
-    }
-
-    pub(crate) async fn do_link(
-        &self,
-        fmt: &Format,
-        ctx: &Context,
-        ino: Ino,
-        parent: Ino,
-        name: &[u8],
-    ) -> Result<Entry> {
-        validate_name(name)?;
-        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
-            return Err(MetaError::NotPermitted);
-        }
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let mut attr = must_node(c, ino).await?;
-                    if attr.is_dir() {
-                        return Err(MetaError::NotPermitted);
-                    }
-                    if attr.nlink == 0 {
-                        // An unlinked (sustained) inode cannot get a name back.
-                        return Err(MetaError::NotFound);
-                    }
-                    let dir = get_node(c, parent).await?;
-                    let (mut dir, _) = self.writable_dir(c, ctx, dir, false).await?;
-                    check_victim_flags(&attr)?;
-                    if attr.nlink == u32::MAX {
-                        return Err(MetaError::TooManyLinks);
-                    }
-                    insert_edge(c, parent, name, ino, attr.typ).await?;
-                    attr.nlink += 1;
-                    attr.parent = 0;
-                    attr.ctime = now;
-                    update_node(c, ino, &attr).await?;
-                    dir.mtime = now;
-                    dir.ctime = now;
-                    update_node(c, parent, &dir).await?;
-                    let (len, space) = entry_usage(&attr);
-                    dir_stat(c, fmt, parent, len, space, 1).await?;
-                    Ok(Entry { ino, attr })
-                })
-            })
-            .await
-    }
-
-    pub(crate) async fn do_unlink(
-        &self,
-        fmt: &Format,
-        ctx: &Context,
-        parent: Ino,
-        name: &[u8],
-    ) -> Result<()> {
-        validate_name(name)?;
-        if parent == ROOT_INO && name == TRASH_NAME {
-            return Err(MetaError::NotPermitted);
-        }
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let row = sqlx::query(&UNLINK_ENTRY)
-                        .bind(name)
-                        .bind(parent as i64)
-                        .bind(now.sec)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(db_err)?
-                        .ok_or(MetaError::NotFound)?;
-                    let dir = Some(attr_from_row(&row, 0)?.1);
-                    let (dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
-                    let ino = row
-                        .try_get::<Option<i64>, _>(NODE_NCOLS)
-                        .map_err(db_err)?
-                        .ok_or(MetaError::NotFound)? as u64;
-                    let typ = file_type(row.try_get(NODE_NCOLS + 1).map_err(db_err)?)?;
-                    let victim = if has_node(&row, CHILD_AT)? {
-                        Some(attr_from_row(&row, CHILD_AT)?.1)
-                    } else {
-                        None
-                    };
-                    if let Some(v) = &victim {
-                        check_remove_with(ctx, &dir, rule.as_deref(), v)?;
-                    }
-                    if typ == FileType::Directory {
-                        return Err(MetaError::IsDir);
-                    }
-                    if let Some(v) = &victim {
-                        check_victim_flags(v)?;
-                    }
-                    let Some(v) = victim else {
-                        return remove_entry(c, parent, name, now).await;
-                    };
-                    let live: Option<String> =
-                        row.try_get(CHILD_AT + NODE_NCOLS).map_err(db_err)?;
-                    let live = sustain::parse_sessions(live.as_deref());
-                    let (len, space) = entry_usage(&v);
-                    self.drop_link(c, ino, v, now, Some((parent, name)), Some(live))
-                        .await?;
-                    dir_stat(c, fmt, parent, -len, -space, -1).await
-                })
-            })
-            .await
     }
 
     /// Takes one link away from non-directory `ino`; the last link sustains the inode for
@@ -743,288 +467,6 @@ impl SqliteMeta {
         q.execute(&mut *c).await.map_err(db_err)?;
         sustain::sustain(c, &holders, ino).await
     }
-
-    pub(crate) async fn do_rmdir(
-        &self,
-        fmt: &Format,
-        ctx: &Context,
-        parent: Ino,
-        name: &[u8],
-    ) -> Result<()> {
-        validate_name(name)?;
-        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
-            return Err(MetaError::NotPermitted);
-        }
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let dir = get_node(c, parent).await?;
-                    let (mut dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
-                    let (ino, typ) = get_edge(c, parent, name)
-                        .await?
-                        .ok_or(MetaError::NotFound)?;
-                    let victim = get_node(c, ino).await?;
-                    if let Some(v) = &victim {
-                        check_remove_with(ctx, &dir, rule.as_deref(), v)?;
-                    }
-                    if typ != FileType::Directory {
-                        return Err(MetaError::NotDir);
-                    }
-                    if let Some(v) = &victim {
-                        check_victim_flags(v)?;
-                    }
-                    if !dir_is_empty(c, ino).await? {
-                        return Err(MetaError::NotEmpty);
-                    }
-                    delete_edge(c, parent, name).await?;
-                    remove_dir_node(c, ino).await?;
-                    dir.nlink = dir.nlink.saturating_sub(1);
-                    dir.mtime = now;
-                    dir.ctime = now;
-                    update_node(c, parent, &dir).await?;
-                    add_usage(c, -align4k(0), -1).await?;
-                    dir_stat(c, fmt, parent, 0, -align4k(0), -1).await
-                })
-            })
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn do_rename(
-        &self,
-        fmt: &Format,
-        ctx: &Context,
-        sp: Ino,
-        sname: &[u8],
-        dp: Ino,
-        dname: &[u8],
-        flags: RenameFlags,
-    ) -> Result<()> {
-        validate_name(sname)?;
-        validate_name(dname)?;
-        let known = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE | RenameFlags::WHITEOUT;
-        if flags.0 & !known != 0 {
-            return Err(MetaError::InvalidArgument("unknown rename flags"));
-        }
-        if flags.0 & RenameFlags::WHITEOUT != 0 {
-            return Err(MetaError::InvalidArgument(
-                "RENAME_WHITEOUT is not supported",
-            ));
-        }
-        if flags.noreplace() && flags.exchange() {
-            return Err(MetaError::InvalidArgument(
-                "RENAME_NOREPLACE and RENAME_EXCHANGE exclude each other",
-            ));
-        }
-        let trash_name = |p: Ino, n: &[u8]| p == ROOT_INO && n == TRASH_NAME;
-        if trash_name(sp, sname) || trash_name(dp, dname) || sp == TRASH_INO || dp == TRASH_INO {
-            return Err(MetaError::NotPermitted);
-        }
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let (spa, srule, dpa, drule) = rename_parents(self, c, ctx, sp, dp).await?;
-                    let (sino, _) = get_edge(c, sp, sname).await?.ok_or(MetaError::NotFound)?;
-                    let dst = get_edge(c, dp, dname).await?;
-                    match dst {
-                        None if flags.exchange() => return Err(MetaError::NotFound),
-                        Some(_) if flags.noreplace() => return Err(MetaError::Exists),
-                        // The same inode under both names (or one name): POSIX does nothing.
-                        Some((dino, _)) if dino == sino => return Ok(()),
-                        _ => {}
-                    }
-                    let sattr = must_node(c, sino).await?;
-                    let dattr = match dst {
-                        Some((dino, _)) => get_node(c, dino).await?,
-                        None => None,
-                    };
-                    if sattr.is_dir() && is_ancestor(c, sino, dp).await? {
-                        return Err(MetaError::InvalidArgument(
-                            "cannot move a directory into itself or its subtree",
-                        ));
-                    }
-                    if let (true, Some((dino, _)), Some(d)) = (flags.exchange(), dst, &dattr) {
-                        if d.is_dir() && is_ancestor(c, dino, sp).await? {
-                            return Err(MetaError::InvalidArgument(
-                                "cannot move a directory into itself or its subtree",
-                            ));
-                        }
-                    }
-                    check_remove_with(ctx, &spa, srule.as_deref(), &sattr)?;
-                    if let Some(d) = &dattr {
-                        check_remove_with(ctx, &dpa, drule.as_deref(), d)?;
-                    }
-                    check_victim_flags(&sattr)?;
-                    if let Some(d) = &dattr {
-                        check_victim_flags(d)?;
-                    }
-                    let mut rename = Rename {
-                        sp,
-                        sname,
-                        dp,
-                        dname,
-                        spa,
-                        dpa,
-                        sino,
-                        sattr,
-                        src_nlink: 0,
-                        dst_nlink: 0,
-                        now,
-                    };
-                    match dst {
-                        Some((dino, dtyp)) if flags.exchange() => {
-                            let dattr = dattr.ok_or(MetaError::NotFound)?;
-                            debug_assert_eq!(dattr.typ, dtyp);
-                            rename.exchange(c, fmt, dino, dattr).await?;
-                        }
-                        Some((dino, dtyp)) => {
-                            let sdir = rename.sattr.is_dir();
-                            if sdir && dtyp != FileType::Directory {
-                                return Err(MetaError::NotDir);
-                            }
-                            if !sdir && dtyp == FileType::Directory {
-                                return Err(MetaError::IsDir);
-                            }
-                            if dtyp == FileType::Directory && !dir_is_empty(c, dino).await? {
-                                return Err(MetaError::NotEmpty);
-                            }
-                            delete_edge(c, dp, dname).await?;
-                            if dtyp == FileType::Directory {
-                                remove_dir_node(c, dino).await?;
-                                rename.dst_nlink -= 1;
-                                add_usage(c, -align4k(0), -1).await?;
-                                dir_stat(c, fmt, dp, 0, -align4k(0), -1).await?;
-                            } else if let Some(d) = dattr {
-                                let (len, space) = entry_usage(&d);
-                                dir_stat(c, fmt, dp, -len, -space, -1).await?;
-                                self.drop_link(c, dino, d, now, None, None).await?;
-                            }
-                            rename.move_source(c, fmt).await?;
-                        }
-                        None => rename.move_source(c, fmt).await?,
-                    }
-                    rename.finish(c).await
-                })
-            })
-            .await
-    }
-
-    pub(crate) async fn do_readdir(
-        &self,
-        ctx: &Context,
-        ino: Ino,
-        after: Option<&[u8]>,
-        limit: usize,
-        plus: bool,
-    ) -> Result<Vec<DirEntry>> {
-        let sql = &READDIR[usize::from(plus) * 2 + usize::from(after.is_some())];
-        // At least one row comes back, so that a missing directory shows even for limit 0.
-        let rows = sqlx::query(sql)
-            .bind(ino as i64)
-            .bind(after.unwrap_or_default())
-            .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db_err)?;
-        let first = rows.first().ok_or(MetaError::NotFound)?;
-        let typ = file_type(first.try_get(0).map_err(db_err)?)?;
-        if typ != FileType::Directory {
-            return Err(MetaError::NotDir);
-        }
-        let get = |i: usize| first.try_get::<i64, _>(i).map_err(db_err);
-        let mut dir = Attr::new(
-            typ,
-            get(1)? as u16,
-            get(2)? as u32,
-            get(3)? as u32,
-            Timestamp::default(),
-        );
-        let acl_at = 7 + if plus { NODE_NCOLS } else { 0 };
-        dir.access_acl = first
-            .try_get::<Option<i64>, _>(acl_at)
-            .map_err(db_err)?
-            .unwrap_or(0) as u32;
-        self.access_read(ctx, &dir, access::R).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows.iter().take(limit) {
-            let Some(name) = r.try_get::<Option<Vec<u8>>, _>(4).map_err(db_err)? else {
-                break;
-            };
-            let ino = r.try_get::<i64, _>(5).map_err(db_err)? as u64;
-            let typ = file_type(r.try_get(6).map_err(db_err)?)?;
-            let attr = if plus && has_node(r, 7)? {
-                Some(attr_from_row(r, 7)?.1)
-            } else {
-                None
-            };
-            out.push(DirEntry {
-                name,
-                ino,
-                typ,
-                attr,
-            });
-        }
-        Ok(out)
-    }
-
-    pub(crate) async fn do_setattr(
-        &self,
-        fmt: &Format,
-        ctx: &Context,
-        ino: Ino,
-        set: &SetAttr,
-    ) -> Result<Attr> {
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let cur = must_node(c, ino).await?;
-                    let only_flags = set.flags.is_some()
-                        && set.mode.is_none()
-                        && set.uid.is_none()
-                        && set.gid.is_none()
-                        && set.atime.is_none()
-                        && set.mtime.is_none()
-                        && set.size.is_none();
-                    if cur.flags & FLAG_IMMUTABLE != 0 && !only_flags {
-                        return Err(MetaError::NotPermitted);
-                    }
-                    let rule = match cur.access_acl {
-                        0 => None,
-                        id => Some(self.acl_rule(c, id).await?),
-                    };
-                    let (mut attr, new_rule) =
-                        apply_setattr_with(ctx, &cur, rule.as_deref(), set, now)?;
-                    if let Some(r) = &new_rule {
-                        attr.access_acl = self.save_rule(c, r).await?;
-                    }
-                    let mut resized = crate::data::Resized::default();
-                    if let Some(size) = set.size {
-                        if size > meta_api::MAX_FILE_SIZE {
-                            return Err(MetaError::FileTooBig);
-                        }
-                        let check = self.check_rule(c, ctx, Some(&cur)).await?;
-                        check_truncatable(ctx, &cur, check.as_deref())?;
-                        resized = crate::data::resize(c, fmt, ino, &mut attr, size).await?;
-                        if !matches!(set.mtime, Some(meta_api::SetTime::At(_))) {
-                            attr.mtime = now;
-                        }
-                        attr.ctime = now;
-                    }
-                    if attr != cur {
-                        update_node(c, ino, &attr).await?;
-                    }
-                    if attr.access_acl != cur.access_acl {
-                        crate::acl::write_acl_columns(c, ino, &attr).await?;
-                    }
-                    resized.apply(c, fmt, ino, attr.parent).await?;
-                    Ok(attr)
-                })
-            })
-            .await
-    }
 }
 
 /// Checks that `ctx` may change the length of `attr`, whose access ACL is `rule` when the
@@ -1035,9 +477,7 @@ pub(crate) fn check_truncatable(ctx: &Context, attr: &Attr, rule: Option<&Rule>)
         FileType::Directory => return Err(MetaError::IsDir),
         _ => return Err(MetaError::InvalidArgument("not a regular file")),
     }
-    if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-        return Err(MetaError::NotPermitted);
-    }
+    flags::check_truncate(attr)?;
     check_access_with(ctx, attr, rule, access::W)
 }
 
@@ -1185,5 +625,472 @@ impl Rename<'_> {
         apply(&mut dpa, self.dst_nlink, self.now);
         update_node(c, self.sp, &spa).await?;
         update_node(c, self.dp, &dpa).await
+    }
+}
+
+#[async_trait]
+impl Namespace for SqliteMeta {
+    async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        self.fmt().await?;
+        if name == b"." || name == b".." {
+            let row = sqlx::query(&DOTS)
+                .bind(parent as i64)
+                .fetch_optional(&self.db.pool)
+                .await
+                .map_err(db_err)?
+                .ok_or(MetaError::NotFound)?;
+            let (_, dir) = attr_from_row(&row, 0)?;
+            if !dir.is_dir() {
+                return Err(MetaError::NotDir);
+            }
+            self.access_read(ctx, &dir, access::X).await?;
+            if name == b"." || parent == ROOT_INO {
+                return Ok(Entry {
+                    ino: parent,
+                    attr: dir,
+                });
+            }
+            if !has_node(&row, NODE_NCOLS)? {
+                return Err(MetaError::NotFound);
+            }
+            let (ino, attr) = attr_from_row(&row, NODE_NCOLS)?;
+            return Ok(Entry { ino, attr });
+        }
+        validate_name(name)?;
+        let row = sqlx::query(&ENTRY)
+            .bind(name)
+            .bind(parent as i64)
+            .fetch_optional(&self.db.pool)
+            .await
+            .map_err(db_err)?
+            .ok_or(MetaError::NotFound)?;
+        let (_, dir) = attr_from_row(&row, 0)?;
+        if !dir.is_dir() {
+            return Err(MetaError::NotDir);
+        }
+        self.access_read(ctx, &dir, access::X).await?;
+        if !has_node(&row, CHILD_AT)? {
+            if parent == ROOT_INO && name == TRASH_NAME {
+                if let Some(attr) = self.read_node(TRASH_INO).await? {
+                    return Ok(Entry {
+                        ino: TRASH_INO,
+                        attr,
+                    });
+                }
+            }
+            return Err(MetaError::NotFound);
+        }
+        let (ino, attr) = attr_from_row(&row, CHILD_AT)?;
+        Ok(Entry { ino, attr })
+    }
+
+    /// Creates an inode of any type named `name` in `parent` (a symlink gets `target`).
+    #[allow(clippy::too_many_arguments)]
+    async fn mknod(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+    ) -> Result<Entry> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
+        let ino = self.next_inode().await?;
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let dir = get_node(c, parent).await?;
+                    let (dir, _) = self.writable_dir(c, ctx, dir, false).await?;
+                    let default = self.default_rule(c, &dir).await?;
+                    let new = new_inode_with_acl(ctx, &dir, default.as_deref(), typ, mode);
+                    let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
+                    attr.parent = parent;
+                    attr.default_acl = new.default_acl;
+                    if let Some(rule) = &new.access_rule {
+                        attr.access_acl = self.save_rule(c, rule).await?;
+                    }
+                    match typ {
+                        FileType::Directory => {
+                            attr.nlink = 2;
+                            attr.length = 4096;
+                        }
+                        FileType::Symlink => attr.length = target.len() as u64,
+                        _ => {}
+                    }
+                    attr.rdev = rdev;
+                    check_capacity(c, fmt, align4k(0), 1).await?;
+                    let sql = CREATE[usize::from(fmt.dir_stats)][match typ {
+                        FileType::Symlink => 1,
+                        FileType::Directory => 2,
+                        _ => 0,
+                    }];
+                    let (t, tn) = split_time(now);
+                    let q = sqlx::query(sql)
+                        .bind(parent as i64)
+                        .bind(name)
+                        .bind(ino as i64)
+                        .bind(typ as u8 as i64)
+                        .bind(ino as i64)
+                        .bind(typ as u8 as i64)
+                        .bind(i64::from(attr.mode))
+                        .bind(i64::from(attr.uid))
+                        .bind(i64::from(attr.gid))
+                        .bind(t)
+                        .bind(t)
+                        .bind(t)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(i64::from(attr.nlink))
+                        .bind(attr.length as i64)
+                        .bind(i64::from(attr.rdev))
+                        .bind(parent as i64)
+                        .bind(i64::from(attr.access_acl))
+                        .bind(i64::from(attr.default_acl))
+                        .bind(t)
+                        .bind(t)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(i64::from(typ == FileType::Directory))
+                        .bind(parent as i64);
+                    let q = match typ {
+                        FileType::Symlink => q.bind(ino as i64).bind(target),
+                        FileType::Directory => q.bind(ino as i64),
+                        _ => q,
+                    };
+                    let q = if fmt.dir_stats {
+                        (0..6).fold(q, |q, _| q.bind(parent as i64))
+                    } else {
+                        q
+                    };
+                    q.execute(&mut *c).await.map_err(|e| {
+                        if is_unique_violation(&e) {
+                            MetaError::Exists
+                        } else {
+                            db_err(e)
+                        }
+                    })?;
+                    Ok(Entry { ino, attr })
+                })
+            })
+            .await
+    }
+
+    async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.fmt().await?;
+        let row = sqlx::query(
+            "SELECT n.type, s.target FROM jfs_node n LEFT JOIN jfs_symlink s \
+             ON s.inode = n.inode WHERE n.inode = ?",
+        )
+        .bind(ino as i64)
+        .fetch_optional(&self.db.pool)
+        .await
+        .map_err(db_err)?
+        .ok_or(MetaError::NotFound)?;
+        if file_type(row.try_get(0).map_err(db_err)?)? != FileType::Symlink {
+            return Err(MetaError::InvalidArgument("not a symbolic link"));
+        }
+        row.try_get::<Option<Vec<u8>>, _>(1)
+            .map_err(db_err)?
+            .ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))
+    }
+
+    async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut attr = must_node(c, ino).await?;
+                    if attr.is_dir() {
+                        return Err(MetaError::NotPermitted);
+                    }
+                    if attr.nlink == 0 {
+                        // An unlinked (sustained) inode cannot get a name back.
+                        return Err(MetaError::NotFound);
+                    }
+                    let dir = get_node(c, parent).await?;
+                    let (mut dir, _) = self.writable_dir(c, ctx, dir, false).await?;
+                    check_victim_flags(&attr)?;
+                    if attr.nlink == u32::MAX {
+                        return Err(MetaError::TooManyLinks);
+                    }
+                    insert_edge(c, parent, name, ino, attr.typ).await?;
+                    attr.nlink += 1;
+                    attr.parent = 0;
+                    attr.ctime = now;
+                    update_node(c, ino, &attr).await?;
+                    dir.mtime = now;
+                    dir.ctime = now;
+                    update_node(c, parent, &dir).await?;
+                    let (len, space) = entry_usage(&attr);
+                    dir_stat(c, fmt, parent, len, space, 1).await?;
+                    Ok(Entry { ino, attr })
+                })
+            })
+            .await
+    }
+
+    async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
+        validate_name(name)?;
+        if parent == ROOT_INO && name == TRASH_NAME {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let row = sqlx::query(&UNLINK_ENTRY)
+                        .bind(name)
+                        .bind(parent as i64)
+                        .bind(now.sec)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?
+                        .ok_or(MetaError::NotFound)?;
+                    let dir = Some(attr_from_row(&row, 0)?.1);
+                    let (dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
+                    let ino = row
+                        .try_get::<Option<i64>, _>(NODE_NCOLS)
+                        .map_err(db_err)?
+                        .ok_or(MetaError::NotFound)? as u64;
+                    let typ = file_type(row.try_get(NODE_NCOLS + 1).map_err(db_err)?)?;
+                    let victim = if has_node(&row, CHILD_AT)? {
+                        Some(attr_from_row(&row, CHILD_AT)?.1)
+                    } else {
+                        None
+                    };
+                    if let Some(v) = &victim {
+                        check_remove_with(ctx, &dir, rule.as_deref(), v)?;
+                    }
+                    if typ == FileType::Directory {
+                        return Err(MetaError::IsDir);
+                    }
+                    if let Some(v) = &victim {
+                        check_victim_flags(v)?;
+                    }
+                    let Some(v) = victim else {
+                        return remove_entry(c, parent, name, now).await;
+                    };
+                    let live: Option<String> =
+                        row.try_get(CHILD_AT + NODE_NCOLS).map_err(db_err)?;
+                    let live = sustain::parse_sessions(live.as_deref());
+                    let (len, space) = entry_usage(&v);
+                    self.drop_link(c, ino, v, now, Some((parent, name)), Some(live))
+                        .await?;
+                    dir_stat(c, fmt, parent, -len, -space, -1).await
+                })
+            })
+            .await
+    }
+
+    async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
+        validate_name(name)?;
+        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
+            return Err(MetaError::NotPermitted);
+        }
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let dir = get_node(c, parent).await?;
+                    let (mut dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
+                    let (ino, typ) = get_edge(c, parent, name)
+                        .await?
+                        .ok_or(MetaError::NotFound)?;
+                    let victim = get_node(c, ino).await?;
+                    if let Some(v) = &victim {
+                        check_remove_with(ctx, &dir, rule.as_deref(), v)?;
+                    }
+                    if typ != FileType::Directory {
+                        return Err(MetaError::NotDir);
+                    }
+                    if let Some(v) = &victim {
+                        check_victim_flags(v)?;
+                    }
+                    if !dir_is_empty(c, ino).await? {
+                        return Err(MetaError::NotEmpty);
+                    }
+                    delete_edge(c, parent, name).await?;
+                    remove_dir_node(c, ino).await?;
+                    dir.nlink = dir.nlink.saturating_sub(1);
+                    dir.mtime = now;
+                    dir.ctime = now;
+                    update_node(c, parent, &dir).await?;
+                    add_usage(c, -align4k(0), -1).await?;
+                    dir_stat(c, fmt, parent, 0, -align4k(0), -1).await
+                })
+            })
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn rename(
+        &self,
+        ctx: &Context,
+        sp: Ino,
+        sname: &[u8],
+        dp: Ino,
+        dname: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
+        let now = Timestamp::now();
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let (spa, srule, dpa, drule) = rename_parents(self, c, ctx, sp, dp).await?;
+                    let (sino, _) = get_edge(c, sp, sname).await?.ok_or(MetaError::NotFound)?;
+                    let dst = get_edge(c, dp, dname).await?;
+                    match dst {
+                        None if flags.exchange() => return Err(MetaError::NotFound),
+                        Some(_) if flags.noreplace() => return Err(MetaError::Exists),
+                        // The same inode under both names (or one name): POSIX does nothing.
+                        Some((dino, _)) if dino == sino => return Ok(()),
+                        _ => {}
+                    }
+                    let sattr = must_node(c, sino).await?;
+                    let dattr = match dst {
+                        Some((dino, _)) => get_node(c, dino).await?,
+                        None => None,
+                    };
+                    if sattr.is_dir() && is_ancestor(c, sino, dp).await? {
+                        return Err(MetaError::InvalidArgument(
+                            "cannot move a directory into itself or its subtree",
+                        ));
+                    }
+                    if let (true, Some((dino, _)), Some(d)) = (flags.exchange(), dst, &dattr) {
+                        if d.is_dir() && is_ancestor(c, dino, sp).await? {
+                            return Err(MetaError::InvalidArgument(
+                                "cannot move a directory into itself or its subtree",
+                            ));
+                        }
+                    }
+                    check_remove_with(ctx, &spa, srule.as_deref(), &sattr)?;
+                    if let Some(d) = &dattr {
+                        check_remove_with(ctx, &dpa, drule.as_deref(), d)?;
+                    }
+                    check_victim_flags(&sattr)?;
+                    if let Some(d) = &dattr {
+                        check_victim_flags(d)?;
+                    }
+                    let mut rename = Rename {
+                        sp,
+                        sname,
+                        dp,
+                        dname,
+                        spa,
+                        dpa,
+                        sino,
+                        sattr,
+                        src_nlink: 0,
+                        dst_nlink: 0,
+                        now,
+                    };
+                    match dst {
+                        Some((dino, dtyp)) if flags.exchange() => {
+                            let dattr = dattr.ok_or(MetaError::NotFound)?;
+                            debug_assert_eq!(dattr.typ, dtyp);
+                            rename.exchange(c, fmt, dino, dattr).await?;
+                        }
+                        Some((dino, dtyp)) => {
+                            let sdir = rename.sattr.is_dir();
+                            if sdir && dtyp != FileType::Directory {
+                                return Err(MetaError::NotDir);
+                            }
+                            if !sdir && dtyp == FileType::Directory {
+                                return Err(MetaError::IsDir);
+                            }
+                            if dtyp == FileType::Directory && !dir_is_empty(c, dino).await? {
+                                return Err(MetaError::NotEmpty);
+                            }
+                            delete_edge(c, dp, dname).await?;
+                            if dtyp == FileType::Directory {
+                                remove_dir_node(c, dino).await?;
+                                rename.dst_nlink -= 1;
+                                add_usage(c, -align4k(0), -1).await?;
+                                dir_stat(c, fmt, dp, 0, -align4k(0), -1).await?;
+                            } else if let Some(d) = dattr {
+                                let (len, space) = entry_usage(&d);
+                                dir_stat(c, fmt, dp, -len, -space, -1).await?;
+                                self.drop_link(c, dino, d, now, None, None).await?;
+                            }
+                            rename.move_source(c, fmt).await?;
+                        }
+                        None => rename.move_source(c, fmt).await?,
+                    }
+                    rename.finish(c).await
+                })
+            })
+            .await
+    }
+
+    async fn readdir(
+        &self,
+        ctx: &Context,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        self.fmt().await?;
+        let sql = &READDIR[usize::from(plus) * 2 + usize::from(after.is_some())];
+        // At least one row comes back, so that a missing directory shows even for limit 0.
+        let rows = sqlx::query(sql)
+            .bind(ino as i64)
+            .bind(after.unwrap_or_default())
+            .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        let first = rows.first().ok_or(MetaError::NotFound)?;
+        let typ = file_type(first.try_get(0).map_err(db_err)?)?;
+        if typ != FileType::Directory {
+            return Err(MetaError::NotDir);
+        }
+        let get = |i: usize| first.try_get::<i64, _>(i).map_err(db_err);
+        let mut dir = Attr::new(
+            typ,
+            get(1)? as u16,
+            get(2)? as u32,
+            get(3)? as u32,
+            Timestamp::default(),
+        );
+        let acl_at = 7 + if plus { NODE_NCOLS } else { 0 };
+        dir.access_acl = first
+            .try_get::<Option<i64>, _>(acl_at)
+            .map_err(db_err)?
+            .unwrap_or(0) as u32;
+        self.access_read(ctx, &dir, access::R).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows.iter().take(limit) {
+            let Some(name) = r.try_get::<Option<Vec<u8>>, _>(4).map_err(db_err)? else {
+                break;
+            };
+            let ino = r.try_get::<i64, _>(5).map_err(db_err)? as u64;
+            let typ = file_type(r.try_get(6).map_err(db_err)?)?;
+            let attr = if plus && has_node(r, 7)? {
+                Some(attr_from_row(r, 7)?.1)
+            } else {
+                None
+            };
+            out.push(DirEntry {
+                name,
+                ino,
+                typ,
+                attr,
+            });
+        }
+        Ok(out)
     }
 }

@@ -4,27 +4,15 @@
 //! blobs and turned into TEXT with the same bytes by `CAST(? AS TEXT)`, which makes them
 //! compare equal to the names the juicefs client wrote.
 
+use async_trait::async_trait;
 use meta_api::acl::{add_xattr_names, AclType};
-use meta_api::{
-    access, Context, Ino, MetaError, Result, Timestamp, XattrFlags, MAX_XATTR_NAME_LEN,
-    MAX_XATTR_VALUE_LEN,
-};
+use meta_api::backend::Xattrs;
+use meta_api::{access, Context, Ino, MetaError, Result, Timestamp, XattrFlags};
 use sqlx::{Row, SqliteConnection};
 
-use crate::namespace::{FLAG_APPEND, FLAG_IMMUTABLE};
-use crate::node::{must_node, update_node};
+use crate::engine::node::{must_node, update_node};
 use crate::txn::db_err;
 use crate::SqliteMeta;
-
-fn check_name(name: &[u8]) -> Result<()> {
-    if name.is_empty() {
-        return Err(MetaError::InvalidArgument("empty xattr name"));
-    }
-    if name.len() > MAX_XATTR_NAME_LEN {
-        return Err(MetaError::NameTooLong);
-    }
-    Ok(())
-}
 
 /// Checks that `ctx` may change the xattrs of `ino` and stamps its ctime.
 async fn touch_for_change(
@@ -35,17 +23,16 @@ async fn touch_for_change(
     now: Timestamp,
 ) -> Result<()> {
     let mut attr = must_node(c, ino).await?;
-    if attr.flags & (FLAG_IMMUTABLE | FLAG_APPEND) != 0 {
-        return Err(MetaError::NotPermitted);
-    }
+    meta_api::flags::check_xattr_change(&attr)?;
     meta.access(c, ctx, &attr, access::W).await?;
     attr.ctime = now;
     update_node(c, ino, &attr).await
 }
 
-impl SqliteMeta {
-    pub(crate) async fn do_getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
-        check_name(name)?;
+#[async_trait]
+impl Xattrs for SqliteMeta {
+    async fn getxattr(&self, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.fmt().await?;
         if let Some(typ) = AclType::from_xattr_name(name) {
             return self.get_acl_xattr(ino, typ).await;
         }
@@ -64,7 +51,7 @@ impl SqliteMeta {
             .ok_or(MetaError::NoAttr)
     }
 
-    pub(crate) async fn do_setxattr(
+    async fn setxattr(
         &self,
         ctx: &Context,
         ino: Ino,
@@ -72,16 +59,9 @@ impl SqliteMeta {
         value: &[u8],
         flags: u32,
     ) -> Result<()> {
-        check_name(name)?;
+        self.fmt().await?;
         if let Some(typ) = AclType::from_xattr_name(name) {
             return self.set_acl_xattr(ctx, ino, typ, Some(value)).await;
-        }
-        if value.len() > MAX_XATTR_VALUE_LEN {
-            return Err(MetaError::Range);
-        }
-        let known = XattrFlags::CREATE | XattrFlags::REPLACE;
-        if flags & !known != 0 || flags == known {
-            return Err(MetaError::InvalidArgument("bad setxattr flags"));
         }
         let now = Timestamp::now();
         self.db
@@ -119,7 +99,8 @@ impl SqliteMeta {
             .await
     }
 
-    pub(crate) async fn do_listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+    async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.fmt().await?;
         let rows = sqlx::query(
             "SELECT x.name, n.access_acl_id, n.default_acl_id FROM jfs_node n \
              LEFT JOIN jfs_xattr x ON x.inode = n.inode WHERE n.inode = ? ORDER BY x.name",
@@ -148,8 +129,8 @@ impl SqliteMeta {
         Ok(names)
     }
 
-    pub(crate) async fn do_removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
-        check_name(name)?;
+    async fn removexattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<()> {
+        self.fmt().await?;
         if let Some(typ) = AclType::from_xattr_name(name) {
             return self.set_acl_xattr(ctx, ino, typ, None).await;
         }

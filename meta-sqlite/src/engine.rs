@@ -1,0 +1,228 @@
+//! [`SqliteMeta`]: opening a client, its connections and its cached settings; one module
+//! per concern implements the engine's storage ([`meta_api::backend`]).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use meta_api::{Format, Ino, MetaError, Result, SessionInfo, Timestamp};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
+
+mod acl;
+mod attr;
+pub(crate) mod data;
+mod locks;
+pub(crate) mod namespace;
+pub(crate) mod node;
+mod purge;
+pub(crate) mod session;
+pub(crate) mod sustain;
+mod volume;
+mod xattr;
+
+use meta_api::ids::IdPool;
+
+use crate::schema;
+use crate::txn::{db_err, Db};
+use sustain::ClientState;
+
+/// How long a connection waits for another process's write lock before SQLite reports busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reader connections per client.
+const READERS: u32 = 4;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
+/// One client of a JuiceFS volume whose metadata lives in SQLite.
+///
+/// Open it with [`SqliteMeta::open`] on a `sqlite3://` URL, or [`SqliteMeta::memory`] for an
+/// in-memory volume shared by every client opened with the same name in this process.
+/// Each value is one client: after [`MetaEngine::new_session`] it owns one session.
+pub struct SqliteMeta {
+    db: Db,
+    /// Identifies the database for the in-process registry of sessions.
+    location: String,
+    client: Arc<ClientState>,
+    sid: AtomicU64,
+    inode_ids: IdPool,
+    slice_ids: IdPool,
+    format: RwLock<Option<Arc<Format>>>,
+    info: std::sync::Mutex<SessionInfo>,
+    /// Stored POSIX ACL rules by id (they never change).
+    acls: meta_api::acl::AclCache,
+}
+
+impl std::fmt::Debug for SqliteMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteMeta")
+            .field("location", &self.location)
+            .field("sid", &self.sid.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses JuiceFS's SQLite URL: `sqlite3:///abs/path.db` or `sqlite3://relative.db`, with
+/// any `?query` (JuiceFS's driver options) ignored.
+pub(crate) fn parse_url(url: &str) -> Result<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite3://")
+        .ok_or(MetaError::InvalidArgument("expected a sqlite3:// URL"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        return Err(MetaError::InvalidArgument(
+            "the sqlite3:// URL names no file",
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+impl SqliteMeta {
+    /// Opens (creating the file if missing) the volume database at a `sqlite3://` URL, in WAL
+    /// mode with `synchronous=NORMAL`. The volume may still be unformatted.
+    pub async fn open(url: &str) -> Result<SqliteMeta> {
+        let path = parse_url(url)?;
+        if path.is_dir() {
+            return Err(MetaError::InvalidArgument(
+                "the sqlite3:// URL names a directory",
+            ));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let db = Self::connect(options).await?;
+        let location = std::fs::canonicalize(&path)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
+        Ok(Self::with_db(db, location))
+    }
+
+    /// Opens the in-memory volume `name` (`file:{name}?mode=memory&cache=shared`): every
+    /// client opened with the same name in this process sees the same volume, which lives
+    /// as long as one of them does. Names are letters, digits, `-`, `_` and `.`.
+    pub async fn memory(name: &str) -> Result<SqliteMeta> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if name.is_empty() || !name.chars().all(valid) {
+            return Err(MetaError::InvalidArgument(
+                "in-memory volume names are letters, digits, '-', '_' and '.'",
+            ));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(format!("file:{name}?mode=memory&cache=shared"))
+            .in_memory(true)
+            .shared_cache(true);
+        let db = Self::connect(options).await?;
+        Ok(Self::with_db(db, format!("memory:{name}")))
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<Db> {
+        let options = options
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(false)
+            .statement_cache_capacity(STATEMENT_CACHE);
+        let writer = options.connect().await.map_err(db_err)?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .min_connections(0)
+            // A local database needs no round trip to prove a connection is alive.
+            .test_before_acquire(false)
+            .connect_lazy_with(options.clone());
+        Ok(Db {
+            writer: tokio::sync::Mutex::new(writer),
+            pool,
+            options,
+        })
+    }
+
+    fn with_db(db: Db, location: String) -> SqliteMeta {
+        SqliteMeta {
+            db,
+            location,
+            client: Arc::new(ClientState::default()),
+            sid: AtomicU64::new(0),
+            inode_ids: IdPool::inodes(),
+            slice_ids: IdPool::slices(),
+            format: RwLock::new(None),
+            info: std::sync::Mutex::new(SessionInfo::default()),
+            acls: meta_api::acl::AclCache::new(),
+        }
+    }
+
+    /// This client's session id (0 before [`MetaEngine::new_session`]).
+    pub fn session_id(&self) -> u64 {
+        self.sid.load(Ordering::Acquire)
+    }
+
+    /// The volume settings, read once and then kept (they change only by a reformat).
+    pub(crate) async fn fmt(&self) -> Result<Arc<Format>> {
+        if let Some(f) = self
+            .format
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Ok(f.clone());
+        }
+        self.reload_format().await
+    }
+
+    /// The next free inode number (never 0 or 1, the root), from this client's batch.
+    pub(crate) async fn next_inode(&self) -> Result<Ino> {
+        self.inode_ids
+            .next(|name, n| reserve(&self.db, name, n))
+            .await
+    }
+
+    /// The next free slice id (never 0, a hole), from this client's batch.
+    pub(crate) async fn next_slice(&self) -> Result<u64> {
+        self.slice_ids
+            .next(|name, n| reserve(&self.db, name, n))
+            .await
+    }
+
+    async fn reload_format(&self) -> Result<Arc<Format>> {
+        let mut conn = self.db.pool.acquire().await.map_err(db_err)?;
+        let format = schema::read_format(&mut conn)
+            .await?
+            .ok_or(MetaError::NotFormatted)?;
+        let format = Arc::new(format);
+        *self.format.write().unwrap_or_else(|p| p.into_inner()) = Some(format.clone());
+        Ok(format)
+    }
+}
+
+impl Drop for SqliteMeta {
+    fn drop(&mut self) {
+        // The registry entry stays: its dead weak pointer tells other clients in this process
+        // that this session holds nothing open any more.
+        self.client.clear();
+    }
+}
+
+/// The current wall-clock time in whole seconds (the unit of JuiceFS's expiry columns).
+pub(crate) fn now_secs() -> i64 {
+    Timestamp::now().sec
+}
+
+/// Adds `batch` to counter `name` in its own transaction and returns the counter's new value.
+async fn reserve(db: &Db, name: &'static str, batch: u64) -> Result<i64> {
+    db.txn(|conn, _| {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "INSERT INTO jfs_counter (name, value) VALUES (?1, ?2) ON CONFLICT (name) \
+                 DO UPDATE SET value = value + ?2 RETURNING value",
+            )
+            .bind(name)
+            .bind(batch as i64)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)?;
+            sqlx::Row::try_get::<i64, _>(&row, 0).map_err(db_err)
+        })
+    })
+    .await
+}

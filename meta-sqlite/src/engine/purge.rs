@@ -1,0 +1,116 @@
+//! The deletion queue: files waiting to be purged, and the purge itself.
+
+use async_trait::async_trait;
+use meta_api::backend::Purge;
+
+use std::collections::BTreeMap;
+
+use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
+use sqlx::Row;
+
+use crate::engine::node::{delete_node, get_node};
+use crate::txn::db_err;
+use crate::SqliteMeta;
+
+#[async_trait]
+impl Purge for SqliteMeta {
+    async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
+        self.fmt().await?;
+        let rows = sqlx::query("SELECT inode, length FROM jfs_delfile ORDER BY inode LIMIT ?")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeletedFile {
+                    ino: r.try_get::<i64, _>(0).map_err(db_err)? as u64,
+                    length: r.try_get::<i64, _>(1).map_err(db_err)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
+        self.fmt().await?;
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let queued = sqlx::query("SELECT 1 FROM jfs_delfile WHERE inode = ?")
+                        .bind(ino as i64)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    let node = get_node(c, ino).await?;
+                    if queued.is_none() {
+                        return Err(match node {
+                            Some(_) => MetaError::InvalidArgument("the file is not deleted"),
+                            None => MetaError::NotFound,
+                        });
+                    }
+                    if node.is_some_and(|a| a.nlink > 0) {
+                        // A live inode is never purged; drop the stale queue entry.
+                        sqlx::query("DELETE FROM jfs_delfile WHERE inode = ?")
+                            .bind(ino as i64)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        return Err(MetaError::InvalidArgument("the file is not deleted"));
+                    }
+                    let rows = sqlx::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ?")
+                        .bind(ino as i64)
+                        .fetch_all(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    let mut refs: BTreeMap<u64, (u32, i64)> = BTreeMap::new();
+                    for r in rows {
+                        let indx: i64 = r.try_get(0).map_err(db_err)?;
+                        let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
+                        for s in Slice::decode_chunk(ino, u32::try_from(indx).unwrap_or(u32::MAX), &buf)? {
+                            if s.id != 0 {
+                                refs.entry(s.id).or_insert((s.size, 0)).1 += 1;
+                            }
+                        }
+                    }
+                    let mut free = Vec::new();
+                    for (id, (size, n)) in refs {
+                        let left = sqlx::query(
+                            "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
+                        )
+                        .bind(n)
+                        .bind(id as i64)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                        // A slice without a reference row is left alone (leaked, never
+                        // deleted twice): JuiceFS tracks every slice it writes.
+                        let Some(left) = left else { continue };
+                        if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
+                            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
+                                .bind(id as i64)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                            free.push(Slice {
+                                pos: 0,
+                                id,
+                                size,
+                                off: 0,
+                                len: size,
+                            });
+                        }
+                    }
+                    sqlx::query(
+                        "DELETE FROM jfs_chunk WHERE inode = ?1; DELETE FROM jfs_delfile WHERE inode = ?1",
+                    )
+                    .bind(ino as i64)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    delete_node(c, ino).await?;
+                    Ok(free)
+                })
+            })
+            .await
+    }
+}
