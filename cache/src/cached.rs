@@ -513,7 +513,7 @@ impl<S: ChunkStore> Core<S> {
         let (Some(st), Some(disk)) = (&self.staging, &self.disk) else {
             return;
         };
-        let mut backoff = UPLOAD_BACKOFF_MIN;
+        let mut backoff = meta_api::backoff::Backoff::new(UPLOAD_BACKOFF_MIN, UPLOAD_BACKOFF_MAX);
         let entry = loop {
             let Some(entry) = st.begin_upload(key) else {
                 return;
@@ -545,15 +545,15 @@ impl<S: ChunkStore> Core<S> {
                 Ok(()) => break entry,
                 Err(e) => {
                     add(&self.counters.upload_errors, 1);
-                    tracing::warn!(key, error = %e, retry_in = ?backoff, "upload of staged block failed");
+                    let pause = backoff.next_pause();
+                    tracing::warn!(key, error = %e, retry_in = ?pause, "upload of staged block failed");
                     if st.upload_failed(key) {
                         st.finish(key);
                         let (d, k) = (Arc::clone(disk), key.to_string());
                         blocking(move || d.remove_staged(entry.dir, &k, true)).await;
                         return;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(UPLOAD_BACKOFF_MAX);
+                    tokio::time::sleep(pause).await;
                 }
             }
         };

@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::retry::SplitMix64;
 use crate::{ChunkStore, ListPage, ObjectMeta, Result, StoreError};
+use meta_api::backoff::SplitMix64;
 
 /// Which faults a [`Faulty`] injects. Rates are fractions of calls, `0.0..=1.0`.
 #[derive(Debug, Clone, PartialEq, Default)]

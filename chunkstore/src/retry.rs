@@ -3,11 +3,13 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
+
+use meta_api::backoff::{Backoff, SplitMix64};
 
 use crate::{ChunkStore, ListPage, ObjectMeta, Result, StoreError};
 
@@ -80,14 +82,6 @@ impl RetryOptions {
         self.seed = Some(seed);
         self
     }
-
-    /// The ceiling of the delay after failed attempt `attempt` (from 1).
-    fn ceiling(&self, attempt: u32) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(31);
-        self.initial_backoff
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_backoff)
-    }
 }
 
 /// Counters of what a [`Retry`] did, for tests and metrics.
@@ -120,11 +114,13 @@ pub struct Retry<S> {
 impl<S: ChunkStore> Retry<S> {
     /// Wraps `inner` with the given options.
     pub fn new(inner: S, opts: RetryOptions) -> Retry<S> {
-        let seed = opts.seed.unwrap_or_else(clock_seed);
+        let rng = opts
+            .seed
+            .map_or_else(SplitMix64::from_clock, SplitMix64::new);
         Retry {
             inner,
             opts,
-            rng: SplitMix64::new(seed),
+            rng,
             attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             exhausted: AtomicU64::new(0),
@@ -164,6 +160,10 @@ impl<S: ChunkStore> Retry<S> {
         // A budget too large to add to the clock means no time limit at all.
         let deadline = start.checked_add(self.opts.max_elapsed);
         let mut attempt: u32 = 0;
+        // One generator per call, seeded from the store's: calls do not pause in lock step,
+        // and a seeded store repeats its pauses.
+        let mut pauses = Backoff::new(self.opts.initial_backoff, self.opts.max_backoff)
+            .seeded(self.rng.next_u64());
         loop {
             attempt += 1;
             self.attempts.fetch_add(1, Ordering::Relaxed);
@@ -190,7 +190,7 @@ impl<S: ChunkStore> Retry<S> {
                 self.exhausted.fetch_add(1, Ordering::Relaxed);
                 return Err(err);
             }
-            let delay = self.jitter(self.opts.ceiling(attempt));
+            let delay = pauses.next_pause();
             // Sleeping past the deadline would only end in the timeout above: stop now and
             // report the real error instead.
             if deadline.is_some_and(|d| Instant::now().checked_add(delay).is_none_or(|t| t >= d)) {
@@ -199,14 +199,6 @@ impl<S: ChunkStore> Retry<S> {
             }
             tokio::time::sleep(delay).await;
         }
-    }
-
-    fn jitter(&self, ceiling: Duration) -> Duration {
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(self.rng.below(nanos.saturating_add(1)))
     }
 }
 
@@ -240,59 +232,6 @@ impl<S: ChunkStore> ChunkStore for Retry<S> {
     }
 }
 
-fn clock_seed() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x5EED)
-}
-
-/// SplitMix64 over an atomic counter: a lock-free, seedable generator good enough for jitter
-/// and fault injection (not for anything secret). With one caller at a time its sequence is
-/// fully determined by the seed.
-#[derive(Debug)]
-pub(crate) struct SplitMix64 {
-    state: AtomicU64,
-}
-
-impl SplitMix64 {
-    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-
-    pub(crate) fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 {
-            state: AtomicU64::new(seed),
-        }
-    }
-
-    pub(crate) fn next_u64(&self) -> u64 {
-        let mut z = self
-            .state
-            .fetch_add(Self::GAMMA, Ordering::Relaxed)
-            .wrapping_add(Self::GAMMA);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`), by multiply-shift (bias below 2^-64 · n, irrelevant here).
-    pub(crate) fn below(&self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// `true` with probability `p` (clamped to `0.0..=1.0`).
-    pub(crate) fn chance(&self, p: f64) -> bool {
-        if p <= 0.0 || p.is_nan() {
-            return false;
-        }
-        if p >= 1.0 {
-            return true;
-        }
-        // 53 random bits make a uniform float in [0, 1).
-        let x = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        x < p
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,30 +241,10 @@ mod tests {
         let o = RetryOptions::new()
             .initial_backoff(Duration::from_millis(100))
             .max_backoff(Duration::from_secs(1));
-        let got: Vec<u128> = (1..=7).map(|a| o.ceiling(a).as_millis()).collect();
+        let b = Backoff::new(o.initial_backoff, o.max_backoff);
+        let got: Vec<u128> = (1..=7).map(|a| b.ceiling(a).as_millis()).collect();
         assert_eq!(got, vec![100, 200, 400, 800, 1000, 1000, 1000]);
-        assert_eq!(o.ceiling(u32::MAX), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn splitmix_is_deterministic_and_spread() {
-        let a = SplitMix64::new(7);
-        let b = SplitMix64::new(7);
-        let xs: Vec<u64> = (0..100).map(|_| a.next_u64()).collect();
-        let ys: Vec<u64> = (0..100).map(|_| b.next_u64()).collect();
-        assert_eq!(xs, ys);
-        let r = SplitMix64::new(1);
-        let hits = (0..10_000).filter(|_| r.chance(0.1)).count();
-        assert!(
-            (800..1200).contains(&hits),
-            "10% chance hit {hits} of 10000"
-        );
-        let mut seen = [false; 10];
-        for _ in 0..1000 {
-            seen[r.below(10) as usize] = true;
-        }
-        assert!(seen.iter().all(|s| *s), "below(10) reaches every value");
-        assert!(!r.chance(0.0) && r.chance(1.0) && !r.chance(f64::NAN));
+        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(1));
     }
 
     #[test]

@@ -119,18 +119,13 @@ pub(crate) fn add_counter(base: Option<&[u8]>, delta: i64) -> Vec<u8> {
     pack_counter(parse_counter(base).wrapping_add(delta)).to_vec()
 }
 
-/// A randomised pause before attempt `attempt + 1` (JuiceFS waits up to `attempt²` ms).
-pub(crate) async fn backoff(attempt: u32) {
-    let bound = u64::from((attempt + 1) * (attempt + 1)).min(500);
-    let ms = {
-        use rand::Rng;
-        rand::thread_rng().gen_range(0..=bound)
-    };
-    if ms == 0 {
-        tokio::task::yield_now().await;
-    } else {
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-    }
+/// The pauses between attempts of a conflicting transaction: full jitter under a ceiling
+/// of 1 ms doubling up to 500 ms (JuiceFS waits up to `attempt²` ms).
+pub(crate) fn conflict_backoff() -> meta_api::backoff::Backoff {
+    meta_api::backoff::Backoff::new(
+        std::time::Duration::from_millis(1),
+        std::time::Duration::from_millis(500),
+    )
 }
 
 #[cfg(test)]

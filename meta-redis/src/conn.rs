@@ -3,6 +3,7 @@
 //! transactions (a `WATCH` belongs to the connection that sent it, so transactions can
 //! never share one). Every request carries a timeout; failures are classified here.
 
+use meta_api::backoff::Backoff;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -84,9 +85,10 @@ pub(crate) fn failure_to_meta(f: Failure) -> MetaError {
     }
 }
 
-/// The delay before retry number `attempt` after a connection failure: 20 ms doubling up to 1 s.
-pub(crate) fn reconnect_backoff(attempt: u32) -> Duration {
-    Duration::from_millis((20u64 << attempt.min(6)).min(1000))
+/// The pauses between retries after connection failures: full jitter under a ceiling of
+/// 20 ms doubling up to 1 s.
+pub(crate) fn reconnect_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(20), Duration::from_secs(1))
 }
 
 /// One dedicated connection: used by one transaction at a time.
@@ -197,7 +199,7 @@ impl Conns {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let deadline = Instant::now() + self.timing.retry_window;
-        let mut attempt = 0u32;
+        let mut pauses = reconnect_backoff();
         loop {
             let failure =
                 match tokio::time::timeout(self.timing.op_timeout, f(self.shared.clone())).await {
@@ -211,8 +213,7 @@ impl Conns {
                     if Instant::now() >= deadline {
                         return Err(failure_to_meta(f));
                     }
-                    tokio::time::sleep(reconnect_backoff(attempt)).await;
-                    attempt += 1;
+                    tokio::time::sleep(pauses.next_pause()).await;
                 }
             }
         }
@@ -234,7 +235,7 @@ impl Conns {
             });
         }
         let deadline = Instant::now() + self.timing.retry_window;
-        let mut attempt = 0u32;
+        let mut pauses = reconnect_backoff();
         loop {
             match self.dial().await {
                 Ok(c) => {
@@ -249,8 +250,7 @@ impl Conns {
                     if Instant::now() >= deadline {
                         return Err(failure_to_meta(f));
                     }
-                    tokio::time::sleep(reconnect_backoff(attempt)).await;
-                    attempt += 1;
+                    tokio::time::sleep(pauses.next_pause()).await;
                 }
             }
         }
@@ -335,7 +335,8 @@ mod tests {
         assert!(matches!(classify(busy), Failure::Busy(_)));
         let fatal = RedisError::from((ErrorKind::TypeError, "WRONGTYPE"));
         assert!(matches!(classify(fatal), Failure::Fatal(_)));
-        assert!(reconnect_backoff(0) < reconnect_backoff(3));
-        assert_eq!(reconnect_backoff(30), Duration::from_millis(1000));
+        let b = reconnect_backoff();
+        assert!(b.ceiling(1) < b.ceiling(3));
+        assert_eq!(b.ceiling(30), Duration::from_millis(1000));
     }
 }

@@ -20,6 +20,7 @@
 //!   before the retry window closes, the call fails with
 //!   [`TransportKind::OutcomeUnknown`](crate::TransportKind::OutcomeUnknown).
 
+use meta_api::backoff::Backoff;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -206,7 +207,8 @@ where
     let timing = conns.timing;
     let deadline = Instant::now() + timing.retry_window;
     let mut conflicts = 0u32;
-    let mut failures = 0u32;
+    let mut conflict_pauses = conflict_backoff();
+    let mut failure_pauses = reconnect_backoff();
     loop {
         let mut lease = conns.lease().await?;
         let unwatched = Arc::new(Mutex::new(watch.to_vec()));
@@ -270,7 +272,7 @@ where
                 if conflicts >= MAX_CONFLICT_RETRIES {
                     return Err(MetaError::Conflict);
                 }
-                tokio::time::sleep(conflict_backoff(conflicts)).await;
+                tokio::time::sleep(conflict_pauses.next_pause()).await;
             }
             Attempt::Failed(e) => {
                 if crate::error::transport_kind(&e).is_some() {
@@ -279,8 +281,7 @@ where
                 if Instant::now() >= deadline {
                     return Err(e);
                 }
-                tokio::time::sleep(reconnect_backoff(failures)).await;
-                failures += 1;
+                tokio::time::sleep(failure_pauses.next_pause()).await;
             }
         }
     }
@@ -298,11 +299,10 @@ enum Committed {
     NotApplied(MetaError),
 }
 
-/// The delay before re-running a transaction after its `n`th conflict: random, growing
-/// quadratically (as JuiceFS does) up to 100 ms.
-fn conflict_backoff(n: u32) -> Duration {
-    let cap = u64::from((n + 1) * (n + 1)).min(100);
-    Duration::from_millis(rand::random::<u64>() % cap)
+/// The pauses before re-running a transaction after a conflict: full jitter under a
+/// ceiling of 1 ms doubling up to 100 ms (JuiceFS grows its random pause quadratically).
+fn conflict_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(1), Duration::from_millis(100))
 }
 
 /// Checks with an empty `MULTI`/`EXEC` that no watched key changed; clears the watch.
@@ -386,7 +386,7 @@ async fn learn_outcome(
     seq: u64,
     deadline: Instant,
 ) -> Option<bool> {
-    let mut attempt = 0u32;
+    let mut pauses = reconnect_backoff();
     loop {
         match fence_and_read(conns, marker, lost).await {
             Ok(Learned::Marker(v)) => {
@@ -394,8 +394,7 @@ async fn learn_outcome(
             }
             Ok(Learned::Unfenceable) => return None,
             Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(reconnect_backoff(attempt)).await;
-                attempt += 1;
+                tokio::time::sleep(pauses.next_pause()).await;
             }
             Err(_) => return None,
         }
@@ -449,8 +448,9 @@ mod tests {
 
     #[test]
     fn conflict_backoff_is_bounded() {
-        for n in 0..200 {
-            assert!(conflict_backoff(n) < Duration::from_millis(100));
+        let mut b = conflict_backoff();
+        for _ in 0..200 {
+            assert!(b.next_pause() <= Duration::from_millis(100));
         }
     }
 }

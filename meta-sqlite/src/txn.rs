@@ -1,6 +1,7 @@
 //! The database handle, the one retried write-transaction helper, and the mapping of sqlx
 //! errors onto [`MetaError`].
 
+use meta_api::backoff::Backoff;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 /// Attempts of one transaction before it gives up with `Conflict`.
 const MAX_ATTEMPTS: u32 = 10;
-/// First pause after a busy/locked database; doubled after each further failure.
+/// Ceiling of the first pause after a busy/locked database (full jitter, doubling).
 const FIRST_BACKOFF: Duration = Duration::from_millis(2);
 /// Longest pause between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
@@ -77,7 +78,7 @@ impl Db {
         F: for<'c> FnMut(&'c mut SqliteConnection, Scope<'c, 'a>) -> BoxFuture<'c, Result<T>>,
     {
         let mut conn = self.writer.lock().await;
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         for attempt in 1..=MAX_ATTEMPTS {
             let (outcome, lost): (Result<T>, bool) = match conn.begin_with("BEGIN IMMEDIATE").await
             {
@@ -101,8 +102,7 @@ impl Db {
             }
             match outcome {
                 Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff.next_pause()).await;
                 }
                 Err(e) if e.is_retryable() => return Err(MetaError::Conflict),
                 other => return other,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use meta_api::{MetaError, Result};
 
-use super::{add_counter, backoff, KeyValue, KvStore, KvTxn, MAX_ATTEMPTS};
+use super::{add_counter, conflict_backoff, KeyValue, KvStore, KvTxn, MAX_ATTEMPTS};
 
 /// An in-process ordered key-value store. Clones share the same data.
 ///
@@ -441,7 +441,8 @@ impl KvStore for MemKv {
     {
         let store = self.clone();
         async move {
-            for attempt in 0..MAX_ATTEMPTS {
+            let mut pauses = conflict_backoff();
+            for _ in 0..MAX_ATTEMPTS {
                 let tx = store.begin();
                 match f(tx.clone()).await {
                     Ok(v) => match tx.commit() {
@@ -458,7 +459,7 @@ impl KvStore for MemKv {
                     }
                 }
                 drop(tx);
-                backoff(attempt).await;
+                tokio::time::sleep(pauses.next_pause()).await;
             }
             Err(MetaError::Conflict)
         }

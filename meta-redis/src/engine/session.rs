@@ -194,8 +194,7 @@ impl Sessions for RedisMeta {
             ));
         }
         self.settings().await?;
-        let json = serde_json::to_string(info)
-            .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
+        let json = String::from_utf8_lossy(&info.to_json()).into_owned();
         // A lost reply only wastes a session id.
         let sid: u64 = self
             .read(redis::cmd("INCR").arg(self.keys.next_session()))
@@ -229,8 +228,7 @@ impl Sessions for RedisMeta {
             tracing::warn!(sid, "session was reaped as stale");
             return Err(MetaError::BadHandle);
         }
-        let json = serde_json::to_string(&info)
-            .map_err(|e| MetaError::backend(false, format!("session info: {e}")))?;
+        let json = String::from_utf8_lossy(&info.to_json()).into_owned();
         self.register_session(sid, &json).await
     }
 
@@ -282,9 +280,7 @@ impl Sessions for RedisMeta {
             };
             let info: Option<Vec<u8>> =
                 redis::from_redis_value(&info).map_err(|e| MetaError::backend(false, e))?;
-            let info = info
-                .and_then(|b| serde_json::from_slice::<SessionInfo>(&b).ok())
-                .unwrap_or_default();
+            let info = SessionInfo::from_json_lenient(info.as_deref());
             let members: Vec<Vec<u8>> =
                 redis::from_redis_value(&members).map_err(|e| MetaError::backend(false, e))?;
             let mut sustained: Vec<Ino> = members.iter().filter_map(|m| parse_id(m)).collect();

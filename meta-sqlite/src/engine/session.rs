@@ -17,31 +17,6 @@ use crate::engine::sustain;
 use crate::txn::db_err;
 use crate::SqliteMeta;
 
-/// Reads what a client stored about itself, leniently: JuiceFS writes more fields (and
-/// very old clients none), and a listing should not fail over one odd session.
-fn parse_info(raw: Option<&[u8]>) -> SessionInfo {
-    let value: serde_json::Value = raw
-        .and_then(|b| serde_json::from_slice(b).ok())
-        .unwrap_or_default();
-    let text = |k: &str| {
-        value
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    SessionInfo {
-        version: text("Version"),
-        host_name: text("HostName"),
-        mount_point: text("MountPoint"),
-        process_id: value
-            .get("ProcessID")
-            .and_then(|v| v.as_u64())
-            .and_then(|v| u32::try_from(v).ok())
-            .unwrap_or_default(),
-    }
-}
-
 /// Inserts (or refreshes) the row of session `sid`.
 async fn put_session(c: &mut SqliteConnection, sid: u64, expire: i64, info: &[u8]) -> Result<()> {
     sqlx::query(
@@ -98,8 +73,7 @@ impl Sessions for SqliteMeta {
                 "this client already has a session",
             ));
         }
-        let json = serde_json::to_vec(info)
-            .map_err(|_| MetaError::InvalidArgument("session info cannot be serialised"))?;
+        let json = info.to_json();
         *self.info.lock().unwrap_or_else(|p| p.into_inner()) = info.clone();
         let expire = now_secs() + SESSION_TTL_SECS;
         let json = &json;
@@ -134,7 +108,7 @@ impl Sessions for SqliteMeta {
             return Err(MetaError::BadHandle);
         }
         let info = self.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let json = serde_json::to_vec(&info).unwrap_or_default();
+        let json = info.to_json();
         let json = &json;
         let now = now_secs();
         let client = &self.client;
@@ -194,7 +168,7 @@ impl Sessions for SqliteMeta {
                 out.push(Session {
                     sid,
                     expire: r.try_get(1).map_err(db_err)?,
-                    info: parse_info(info.as_deref()),
+                    info: SessionInfo::from_json_lenient(info.as_deref()),
                     sustained: Vec::new(),
                 });
             }
