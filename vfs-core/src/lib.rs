@@ -60,9 +60,9 @@ mod budget;
 mod cache;
 mod error;
 mod file;
-mod fs;
 mod jobs;
 mod options;
+mod path_api;
 mod reader;
 mod vfs;
 mod volume;
@@ -70,8 +70,10 @@ mod writer;
 
 pub use ::cache::CacheMetrics;
 pub use error::{Result, VfsError};
-pub use fs::{DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir};
 pub use options::{AtimeMode, VfsOptions};
+pub use path_api::{
+    DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir,
+};
 pub use vfs::{DirItem, Vfs};
 pub use volume::{connect_meta, format_volume, open_store, VolumeBuilder};
 
