@@ -1,15 +1,12 @@
-//! The block cache of a VFS: the `cache` crate's [`Cached`] store in front of the volume's
-//! store, plus the bookkeeping of readahead tasks so that callers can wait for them.
+//! The block cache of a VFS: the `cache` crate's [`Cached`](cache::Cached) store in front of
+//! the volume's store, plus the bookkeeping of readahead tasks so that callers can wait for them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cache::Cached;
-use chunkstore::ChunkStore;
 use tokio::sync::Notify;
 
-/// The block cache over the volume's store (prefix, compression and retries applied).
-pub(crate) type BlockCache = Cached<Arc<dyn ChunkStore>>;
+pub(crate) use crate::store_stack::BlockCache;
 
 /// Whether `cache` holds block `key` in memory or on disk, so that reading any range of it
 /// costs no request.

@@ -64,6 +64,9 @@ mod jobs;
 mod options;
 mod path_api;
 mod reader;
+#[cfg(feature = "s3")]
+mod secret;
+mod store_stack;
 mod vfs;
 mod volume;
 mod writer;
@@ -74,8 +77,9 @@ pub use options::{AtimeMode, VfsOptions};
 pub use path_api::{
     DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir,
 };
+pub use store_stack::open_store;
 pub use vfs::{DirItem, Vfs};
-pub use volume::{connect_meta, format_volume, open_store, VolumeBuilder};
+pub use volume::{connect_meta, format_volume, VolumeBuilder};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use cache::{CacheMetrics, Cached};
+use cache::CacheMetrics;
 use chunkstore::ChunkStore;
 use meta_api::{
     access, perm, Attr, Context, DirEntry, Entry, FallocMode, FileType, Format, Ino, MetaEngine,
@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::budget::BufferBudget;
 use crate::cache::{BlockCache, ReadaheadTasks};
 use crate::file::OpenFile;
+use crate::store_stack::StoreStack;
 use crate::{jobs, reader, AtimeMode, Result, VfsError, VfsOptions};
 
 /// Directory entries asked from the engine per page at least.
@@ -270,25 +271,12 @@ impl Vfs {
         let budget = Arc::new(BufferBudget::new(
             opts.buffer_size.max(2 * block_size as usize),
         ));
-        let volume_id = if format.uuid.is_empty() {
-            &format.name
-        } else {
-            &format.uuid
-        };
         // Opened before the session so that a bad cache setting leaves nothing behind.
-        let cached = match opts.cache_options(volume_id)? {
-            Some(co) => Some(Arc::new(
-                Cached::open(store.clone(), co)
-                    .await
-                    .map_err(|e| VfsError::Store(Arc::new(e)))?,
-            )),
-            None => None,
-        };
-        let backing = store;
-        let store: Arc<dyn ChunkStore> = match &cached {
-            Some(c) => c.clone(),
-            None => backing.clone(),
-        };
+        let StoreStack {
+            top: store,
+            volume: backing,
+            cache: cached,
+        } = StoreStack::with_cache(store, &format, &opts).await?;
         if opts.start_session {
             meta.new_session(&opts.effective_session_info()).await?;
         }
