@@ -57,12 +57,13 @@
 //! ```
 
 mod budget;
-mod cache;
 mod error;
-mod file;
+mod file_state;
 mod jobs;
+mod open_files;
 mod options;
 mod path_api;
+mod readahead;
 mod reader;
 #[cfg(feature = "s3")]
 mod secret;

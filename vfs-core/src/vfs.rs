@@ -12,14 +12,17 @@ use meta_api::{
     MetaError, RenameFlags, SetAttr, SetTime, StatFs, Timestamp, MAX_FILE_SIZE, MAX_XATTR_NAME_LEN,
     MAX_XATTR_VALUE_LEN, ROOT_INO,
 };
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::budget::BufferBudget;
-use crate::cache::{BlockCache, ReadaheadTasks};
-use crate::file::OpenFile;
+use crate::jobs::{self, JobContext, Purger};
+use crate::open_files::{OpenFile, OpenFiles};
+use crate::readahead::ReadaheadWindow;
+use crate::reader::ChunkReader;
 use crate::store_stack::StoreStack;
-use crate::{jobs, reader, AtimeMode, Result, VfsError, VfsOptions};
+use crate::writer::SliceWriter;
+use crate::{AtimeMode, Result, VfsError, VfsOptions};
 
 /// Directory entries asked from the engine per page at least.
 const READDIR_PAGE: usize = 512;
@@ -76,18 +79,13 @@ struct Access {
     sync: bool,
 }
 
-/// Where a handle's reader was, to tell sequential reading from random reading.
-#[derive(Debug, Default)]
-struct ReadAhead {
-    next: u64,
-    ahead: u64,
-}
-
-pub(crate) struct FileHandle {
+/// An open file handle.
+struct FileHandle {
     ino: Ino,
     file: Arc<OpenFile>,
     access: Access,
-    readahead: Mutex<ReadAhead>,
+    /// Where this handle read last and how far ahead of it blocks were asked for.
+    readahead: Mutex<ReadaheadWindow>,
     /// The file's write-back failure count this handle has reported.
     seen_errors: AtomicU64,
     /// The permission bits when the handle was opened.
@@ -98,6 +96,7 @@ pub(crate) struct FileHandle {
     atime: Option<Mutex<SeenTimes>>,
 }
 
+/// An open directory handle.
 struct DirHandle {
     ino: Ino,
     parent: Ino,
@@ -124,6 +123,7 @@ impl SeenTimes {
     }
 }
 
+/// What a directory handle has listed so far.
 #[derive(Default)]
 struct Listing {
     loaded: bool,
@@ -131,6 +131,7 @@ struct Listing {
     items: Vec<DirItem>,
 }
 
+/// The handles open in a VFS, by number.
 #[derive(Default)]
 struct Handles {
     next: u64,
@@ -138,25 +139,39 @@ struct Handles {
     dirs: HashMap<u64, Arc<DirHandle>>,
 }
 
-/// Everything a [`Vfs`] shares with its background jobs.
-pub(crate) struct Inner {
-    pub(crate) meta: Arc<dyn MetaEngine>,
-    /// The store blocks are written to and read through: the block cache when there is
-    /// one, else `backing`.
-    pub(crate) store: Arc<dyn ChunkStore>,
-    /// The volume's store without the cache, for ranged reads the cache would widen.
-    pub(crate) backing: Arc<dyn ChunkStore>,
-    /// The block cache (memory, disk, writeback staging), when the options ask for one.
-    pub(crate) cached: Option<Arc<BlockCache>>,
-    pub(crate) readaheads: Arc<ReadaheadTasks>,
-    pub(crate) format: Format,
-    pub(crate) opts: VfsOptions,
-    pub(crate) block_size: u32,
-    pub(crate) hash_prefix: bool,
-    pub(crate) budget: Arc<BufferBudget>,
-    pub(crate) upload_slots: Arc<Semaphore>,
-    pub(crate) purge_now: Arc<Notify>,
-    files: Mutex<HashMap<Ino, (Arc<OpenFile>, usize)>>,
+impl Handles {
+    fn next_number(&mut self) -> u64 {
+        // Handle 0 is never given out: some frontends use it for "no handle".
+        self.next += 1;
+        self.next
+    }
+
+    /// Adds a file handle; returns its number.
+    fn add_file(&mut self, h: Arc<FileHandle>) -> u64 {
+        let fh = self.next_number();
+        self.files.insert(fh, h);
+        fh
+    }
+
+    /// Adds a directory handle; returns its number.
+    fn add_dir(&mut self, d: Arc<DirHandle>) -> u64 {
+        let dh = self.next_number();
+        self.dirs.insert(dh, d);
+        dh
+    }
+}
+
+/// Everything the clones of a [`Vfs`] share.
+struct Inner {
+    meta: Arc<dyn MetaEngine>,
+    stores: StoreStack,
+    format: Format,
+    opts: VfsOptions,
+    budget: Arc<BufferBudget>,
+    reader: Arc<ChunkReader>,
+    files: Arc<OpenFiles>,
+    purger: Arc<Purger>,
+    purge_now: Arc<Notify>,
     handles: Mutex<Handles>,
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -165,30 +180,9 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    fn files(&self) -> MutexGuard<'_, HashMap<Ino, (Arc<OpenFile>, usize)>> {
-        // Every critical section is a few map operations; consistent even after a panic.
-        self.files.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn handles(&self) -> MutexGuard<'_, Handles> {
+        // Every critical section is a few map operations; consistent even after a panic.
         self.handles.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The open files that have buffered or uploading writes.
-    pub(crate) fn files_with_pending(&self) -> Vec<Arc<OpenFile>> {
-        self.files()
-            .values()
-            .filter(|(of, _)| of.has_pending())
-            .map(|(of, _)| of.clone())
-            .collect()
-    }
-
-    fn open_file(&self, ino: Ino) -> Option<Arc<OpenFile>> {
-        self.files().get(&ino).map(|(of, _)| of.clone())
-    }
-
-    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
     }
 }
 
@@ -272,36 +266,47 @@ impl Vfs {
             opts.buffer_size.max(2 * block_size as usize),
         ));
         // Opened before the session so that a bad cache setting leaves nothing behind.
-        let StoreStack {
-            top: store,
-            volume: backing,
-            cache: cached,
-        } = StoreStack::with_cache(store, &format, &opts).await?;
+        let stores = StoreStack::with_cache(store, &format, &opts).await?;
         if opts.start_session {
             meta.new_session(&opts.effective_session_info()).await?;
         }
+        let hash_prefix = format.hash_prefix;
+        let slices = SliceWriter::new(
+            meta.clone(),
+            stores.top.clone(),
+            block_size,
+            hash_prefix,
+            budget.clone(),
+            opts.upload_concurrency,
+        );
+        let reader = ChunkReader::new(meta.clone(), &stores, block_size, hash_prefix);
+        let purger = Purger::new(meta.clone(), stores.top.clone(), block_size, hash_prefix);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
-            hash_prefix: format.hash_prefix,
-            cached,
-            backing,
-            readaheads: Arc::new(ReadaheadTasks::default()),
-            upload_slots: Arc::new(Semaphore::new(opts.upload_concurrency.max(1))),
+            files: Arc::new(OpenFiles::new(Arc::new(slices))),
+            reader: Arc::new(reader),
+            purger: Arc::new(purger),
             purge_now: Arc::new(Notify::new()),
             session_started: opts.start_session,
             meta,
-            store,
+            stores,
             format,
             opts,
-            block_size,
             budget,
-            files: Mutex::new(HashMap::new()),
             handles: Mutex::new(Handles::default()),
             closed: AtomicBool::new(false),
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
-        let tasks = jobs::start(&inner);
+        let tasks = jobs::start(JobContext {
+            files: &inner.files,
+            budget: &inner.budget,
+            purger: &inner.purger,
+            purge_now: &inner.purge_now,
+            meta: &inner.meta,
+            shutdown: &inner.shutdown,
+            opts: &inner.opts,
+        });
         *inner.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
         Ok(Vfs { inner })
     }
@@ -320,20 +325,20 @@ impl Vfs {
     /// block cache in front when there is one (so in writeback mode it also answers for
     /// blocks still staged locally).
     pub fn store(&self) -> &Arc<dyn ChunkStore> {
-        &self.inner.store
+        &self.inner.stores.top
     }
 
     /// A snapshot of the block cache's counters (hits, misses, fetches, prefetches,
     /// uploads, staged bytes…); `None` when the VFS runs without a cache.
     pub fn cache_metrics(&self) -> Option<CacheMetrics> {
-        self.inner.cached.as_ref().map(|c| c.metrics())
+        self.inner.stores.cache.as_ref().map(|c| c.metrics())
     }
 
     /// Waits until every block staged for writeback before the call is uploaded to the
     /// object store; at once without writeback. Uploads are retried until they succeed,
     /// so this waits as long as the store is down: wrap it in a timeout if that matters.
     pub async fn flush_uploads(&self) {
-        if let Some(c) = &self.inner.cached {
+        if let Some(c) = &self.inner.stores.cache {
             c.flush().await;
         }
     }
@@ -341,8 +346,8 @@ impl Vfs {
     /// Waits until the readahead started so far and the cache's background fills (memory
     /// to disk) have finished. For tests and benchmarks that need a settled cache.
     pub async fn cache_idle(&self) {
-        self.inner.readaheads.wait_idle().await;
-        if let Some(c) = &self.inner.cached {
+        self.inner.reader.wait_readahead_idle().await;
+        if let Some(c) = &self.inner.stores.cache {
             c.idle().await;
         }
     }
@@ -360,6 +365,7 @@ impl Vfs {
         }
     }
 
+    /// The file handle numbered `fh` (`EBADF` if there is none).
     fn file_handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
         self.check_open()?;
         self.inner
@@ -370,6 +376,7 @@ impl Vfs {
             .ok_or(VfsError::BadHandle)
     }
 
+    /// The directory handle numbered `dh` (`EBADF` if there is none).
     fn dir_handle(&self, dh: u64) -> Result<Arc<DirHandle>> {
         self.check_open()?;
         self.inner
@@ -389,12 +396,6 @@ impl Vfs {
         Ok(())
     }
 
-    fn next_handle(h: &mut Handles) -> u64 {
-        // Handle 0 is never given out: some frontends use it for "no handle".
-        h.next += 1;
-        h.next
-    }
-
     /// The inode a file handle refers to.
     pub fn handle_ino(&self, fh: u64) -> Result<Ino> {
         Ok(self.file_handle(fh)?.ino)
@@ -405,10 +406,10 @@ impl Vfs {
         if attr.typ != FileType::Regular {
             return;
         }
-        if let Some(of) = self.inner.open_file(ino) {
-            if of.has_pending() {
-                attr.length = attr.length.max(of.length());
-                let written = of.written();
+        if let Some(of) = self.inner.files.get(ino) {
+            if of.state.has_pending() {
+                attr.length = attr.length.max(of.state.length());
+                let written = of.state.written();
                 attr.mtime = attr.mtime.max(written);
                 attr.ctime = attr.ctime.max(written);
             }
@@ -500,14 +501,14 @@ impl Vfs {
         if set.size.is_some_and(|size| size > MAX_FILE_SIZE) {
             return Err(VfsError::FileTooBig);
         }
-        let attr = match self.inner.open_file(ino) {
+        let attr = match self.inner.files.get(ino) {
             Some(of) => {
                 let mut w = of.writer.lock().await;
-                w.flush(&self.inner, &of).await?;
+                w.flush().await?;
                 let attr = self.inner.meta.setattr(ctx, ino, set).await?;
                 if set.size.is_some() {
-                    of.set_length(attr.length);
-                    of.invalidate_all();
+                    of.state.set_length(attr.length);
+                    of.state.invalidate_all();
                 }
                 attr
             }
@@ -544,13 +545,17 @@ impl Vfs {
     ) -> Result<Attr> {
         let attr = {
             let mut w = of.writer.lock().await;
-            w.flush(&self.inner, of).await?;
-            let attr = self.inner.meta.truncate(engine_ctx, of.ino, length).await?;
-            of.set_length(attr.length);
-            of.invalidate_all();
+            w.flush().await?;
+            let attr = self
+                .inner
+                .meta
+                .truncate(engine_ctx, of.ino(), length)
+                .await?;
+            of.state.set_length(attr.length);
+            of.state.invalidate_all();
             attr
         };
-        self.drop_privs(caller, of.ino, attr).await
+        self.drop_privs(caller, of.ino(), attr).await
     }
 
     /// Creates a node named `name` in `parent`: `mode` carries the type bits (`S_IFREG`,
@@ -739,14 +744,14 @@ impl Vfs {
             self.close_quietly(ino).await;
             return Err(MetaError::NotPermitted.into());
         }
-        let of = self.register_file(ino, attr.length).await;
+        let of = self.inner.files.acquire(ino, attr.length).await;
         let mut attr = attr;
         // Even an empty file is truncated: O_TRUNC stamps mtime and ctime (POSIX).
         if flags & libc::O_TRUNC != 0 {
             match self.truncate_open(ctx, ctx, &of, 0).await {
                 Ok(a) => attr = a,
                 Err(e) => {
-                    self.unregister_file(ino);
+                    self.inner.files.release(ino);
                     self.close_quietly(ino).await;
                     return Err(e);
                 }
@@ -758,53 +763,19 @@ impl Vfs {
             ino,
             file: of,
             access,
-            readahead: Mutex::new(ReadAhead::default()),
+            readahead: Mutex::new(ReadaheadWindow::default()),
             seen_errors: AtomicU64::new(seen),
             mode: attr.mode,
             privs_dropped: AtomicBool::new(false),
             atime: self.atime_tracker(&attr, noatime),
         });
-        let mut h = self.inner.handles();
-        let fh = Self::next_handle(&mut h);
-        h.files.insert(fh, handle);
-        Ok(fh)
+        Ok(self.inner.handles().add_file(handle))
     }
 
+    /// Undoes the engine's record of an open that failed here.
     async fn close_quietly(&self, ino: Ino) {
         if let Err(e) = self.inner.meta.close(ino).await {
             tracing::debug!(ino, error = %e, "undoing an open failed");
-        }
-    }
-
-    /// Counts one more local handle of `ino` and refreshes what other clients may have
-    /// changed (close-to-open).
-    async fn register_file(&self, ino: Ino, length: u64) -> Arc<OpenFile> {
-        let of = {
-            let mut files = self.inner.files();
-            let entry = files
-                .entry(ino)
-                .or_insert_with(|| (Arc::new(OpenFile::new(ino, length)), 0));
-            entry.1 += 1;
-            entry.0.clone()
-        };
-        let w = of.writer.lock().await;
-        of.invalidate_all();
-        if w.has_pending() {
-            of.extend_length(length);
-        } else {
-            of.set_length(length);
-        }
-        drop(w);
-        of
-    }
-
-    fn unregister_file(&self, ino: Ino) {
-        let mut files = self.inner.files();
-        if let Some(entry) = files.get_mut(&ino) {
-            entry.1 = entry.1.saturating_sub(1);
-            if entry.1 == 0 {
-                files.remove(&ino);
-            }
         }
     }
 
@@ -876,46 +847,31 @@ impl Vfs {
             return Ok(Bytes::new());
         }
         let of = &h.file;
-        if of.has_pending() {
+        if of.state.has_pending() {
             let mut w = of.writer.lock().await;
             if w.overlaps_pending(off, size as u64) {
-                w.flush(&self.inner, of).await?;
+                w.flush().await?;
             }
         }
-        let readahead = self.inner.opts.readahead;
-        let (sequential, ahead) = {
-            let mut ra = h.readahead.lock().unwrap_or_else(|p| p.into_inner());
-            let sequential = off == ra.next;
-            let end = off.saturating_add(size as u64);
-            ra.next = end;
-            if !sequential {
-                // A seek: whatever was read ahead is for another place.
-                ra.ahead = 0;
-            }
-            let mut ahead = None;
-            let cached = self.inner.cached.is_some();
-            if sequential && cached && readahead > 0 && ra.ahead < end.saturating_add(readahead / 2)
-            {
-                let start = ra.ahead.max(end);
-                ra.ahead = end.saturating_add(readahead);
-                ahead = Some((start, ra.ahead));
-            }
-            (sequential, ahead)
+        let reader = &self.inner.reader;
+        // Readahead fills the block cache, so without one there is none.
+        let window = if reader.has_cache() {
+            self.inner.opts.readahead
+        } else {
+            0
         };
-        let data = reader::read(&self.inner, of, off, size, sequential).await?;
-        if let Some((start, end)) = ahead {
-            if start < of.length() {
-                let token = self.inner.readaheads.start();
-                let (inner, of) = (self.inner.clone(), of.clone());
-                tokio::spawn(async move {
-                    reader::prefetch(&inner, &of, start, end).await;
-                    drop(token);
-                });
-            }
+        let plan = h
+            .readahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .advance(off, size, window);
+        let data = reader.read(&of.state, off, size, plan.sequential).await?;
+        if let Some((start, end)) = plan.prefetch {
+            reader.read_ahead(&of.state, start, end);
         }
         // After the readahead has started, which the caller's next read may need.
         if let Some(seen) = &h.atime {
-            self.touch_atime(h.ino, seen, of.written()).await;
+            self.touch_atime(h.ino, seen, of.state.written()).await;
         }
         Ok(data)
     }
@@ -939,10 +895,10 @@ impl Vfs {
             return Err(VfsError::FileTooBig);
         }
         self.drop_privs_for_write(ctx, &h).await?;
-        let inner = &self.inner;
         let of = &h.file;
+        let budget = &self.inner.budget;
         // Large writes go in pieces so that one call never needs more than half the budget.
-        let max_piece = (inner.budget.total() / 2)
+        let max_piece = (budget.total() / 2)
             .min(meta_api::CHUNK_SIZE as usize)
             .max(1);
         let mut rest = data;
@@ -953,18 +909,18 @@ impl Vfs {
             let n = piece.len();
             // Reserved before taking the file's writer so that the flusher can still write
             // this very file back while we wait for memory.
-            let res = inner.budget.reserve(n).await?;
+            let res = budget.reserve(n).await?;
             let mut w = of.writer.lock().await;
             if first && h.access.append {
-                pos = of.length();
+                pos = of.state.length();
                 if exceeds_max(pos, total) {
                     return Err(VfsError::FileTooBig);
                 }
             }
             first = false;
-            let mut r = w.write(inner, of, pos, piece, res).await;
+            let mut r = w.write(pos, piece, res).await;
             if r.is_ok() {
-                r = w.commit_ready(inner, of).await;
+                r = w.commit_ready().await;
             }
             if let Err(e) = r {
                 // Reported by this call, so this handle's next flush does not repeat it.
@@ -984,7 +940,7 @@ impl Vfs {
         let of = &h.file;
         let mut w = of.writer.lock().await;
         // A failure here is counted by the writer and reported just below.
-        let _ = w.flush(&self.inner, of).await;
+        let _ = w.flush().await;
         let seq = w.error_seq();
         let seen = h.seen_errors.swap(seq, Ordering::AcqRel);
         w.error_since(seen)
@@ -1017,7 +973,7 @@ impl Vfs {
             .ok_or(VfsError::BadHandle)?;
         let flushed = self.flush_handle(&h).await;
         let closed = self.inner.meta.close(h.ino).await;
-        self.unregister_file(h.ino);
+        self.inner.files.release(h.ino);
         flushed?;
         closed?;
         Ok(())
@@ -1046,14 +1002,14 @@ impl Vfs {
         }
         let of = &h.file;
         let mut w = of.writer.lock().await;
-        w.flush(&self.inner, of).await?;
+        w.flush().await?;
         self.inner
             .meta
             .fallocate(&as_opener(ctx), h.ino, FallocMode(mode), off, len)
             .await?;
-        of.invalidate_all();
+        of.state.invalidate_all();
         let attr = self.inner.meta.getattr(h.ino).await?;
-        of.set_length(attr.length);
+        of.state.set_length(attr.length);
         Ok(())
     }
 
@@ -1081,7 +1037,7 @@ impl Vfs {
         }
         // Shortened to the source's end first, as Linux does, so that a generous `len`
         // is neither an overlap nor past the largest file.
-        let len = len.min(hin.file.length().saturating_sub(off_in));
+        let len = len.min(hin.file.state.length().saturating_sub(off_in));
         if hin.ino == hout.ino
             && off_in < off_out.saturating_add(len)
             && off_out < off_in.saturating_add(len)
@@ -1102,19 +1058,19 @@ impl Vfs {
         self.drop_privs_for_write(ctx, &hout).await?;
         if hin.ino != hout.ino {
             let mut w = hin.file.writer.lock().await;
-            w.flush(&self.inner, &hin.file).await?;
+            w.flush().await?;
         }
         let of = &hout.file;
         let mut w = of.writer.lock().await;
-        w.flush(&self.inner, of).await?;
+        w.flush().await?;
         let n = self
             .inner
             .meta
             .copy_file_range(&as_opener(ctx), hin.ino, off_in, hout.ino, off_out, len)
             .await?;
-        of.invalidate_all();
+        of.state.invalidate_all();
         if n > 0 {
-            of.extend_length(off_out + n);
+            of.state.extend_length(off_out + n);
         }
         Ok(n)
     }
@@ -1143,10 +1099,7 @@ impl Vfs {
             listing: tokio::sync::Mutex::new(Listing::default()),
             atime: self.atime_tracker(&attr, false),
         });
-        let mut h = self.inner.handles();
-        let dh = Self::next_handle(&mut h);
-        h.dirs.insert(dh, d);
-        Ok(dh)
+        Ok(self.inner.handles().add_dir(d))
     }
 
     /// Lists up to `limit` entries of the directory open as `dh`, starting at `offset`
@@ -1310,15 +1263,9 @@ impl Vfs {
     }
 
     async fn flush_everything(&self) -> Result<()> {
-        let files: Vec<Arc<OpenFile>> = self
-            .inner
-            .files()
-            .values()
-            .map(|(of, _)| of.clone())
-            .collect();
         let mut first = Ok(());
-        for of in files {
-            let r = of.writer.lock().await.flush(&self.inner, &of).await;
+        for of in self.inner.files.all() {
+            let r = of.writer.lock().await.flush().await;
             if first.is_ok() {
                 first = r;
             }
@@ -1331,7 +1278,7 @@ impl Vfs {
     /// this every [`VfsOptions::purge_interval`].
     pub async fn purge_deleted(&self) -> Result<usize> {
         self.check_open()?;
-        jobs::purge_deleted(&self.inner).await
+        self.inner.purger.purge_deleted().await
     }
 
     /// Wakes the background purge job without waiting for it.
@@ -1358,7 +1305,7 @@ impl Vfs {
                 first = r.map_err(VfsError::from);
             }
         }
-        self.inner.files().clear();
+        self.inner.files.clear();
         self.inner.shutdown.send_replace(true);
         let tasks =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
@@ -1367,7 +1314,13 @@ impl Vfs {
                 tracing::debug!(error = %e, "a background job ended abnormally");
             }
         }
-        if let Some(c) = self.inner.cached.as_ref().filter(|c| c.options().writeback) {
+        if let Some(c) = self
+            .inner
+            .stores
+            .cache
+            .as_ref()
+            .filter(|c| c.options().writeback)
+        {
             // Staged blocks are durable locally; waiting forever for a store that is down
             // would turn a clean shutdown into a hang.
             let wait = self.inner.opts.upload_wait_on_close;
