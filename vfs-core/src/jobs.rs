@@ -1,20 +1,21 @@
 //! Background jobs of a VFS: the write-back flusher, the purge of deleted files and the
-//! session heartbeat. Each holds only a weak reference to the VFS while it waits, so
-//! dropping the last [`Vfs`](crate::Vfs) stops them.
+//! session heartbeat. Each gets only what it works on (the open files, a [`Purger`], the
+//! engine) and holds it weakly while it waits, so dropping the last [`Vfs`](crate::Vfs)
+//! stops them; the shutdown signal stops them at once.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use chunkstore::slice_blocks;
+use chunkstore::{slice_blocks, ChunkStore};
 use futures::StreamExt;
-use meta_api::{MetaError, Slice, Timestamp};
-use tokio::sync::watch;
+use meta_api::{MetaEngine, MetaError, Slice, Timestamp};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::file::OpenFile;
-use crate::vfs::Inner;
-use crate::Result;
+use crate::budget::BufferBudget;
+use crate::open_files::{OpenFile, OpenFiles};
+use crate::{Result, VfsOptions};
 
 /// Deleted files asked from the engine at a time.
 const PURGE_BATCH: usize = 1000;
@@ -23,37 +24,56 @@ const DELETE_PARALLELISM: usize = 16;
 /// Stale sessions are reaped every this many heartbeats.
 const REAP_EVERY: u32 = 5;
 
+/// What the jobs of a VFS run on.
+pub(crate) struct JobContext<'a> {
+    /// The files whose buffered writes the flusher writes back.
+    pub(crate) files: &'a Arc<OpenFiles>,
+    /// The budget whose pressure wakes the flusher.
+    pub(crate) budget: &'a Arc<BufferBudget>,
+    /// What purges deleted files.
+    pub(crate) purger: &'a Arc<Purger>,
+    /// Wakes the purge job before its interval is over.
+    pub(crate) purge_now: &'a Arc<Notify>,
+    /// The engine whose session the heartbeat extends.
+    pub(crate) meta: &'a Arc<dyn MetaEngine>,
+    /// Turns true when the VFS closes.
+    pub(crate) shutdown: &'a watch::Sender<bool>,
+    /// The intervals.
+    pub(crate) opts: &'a VfsOptions,
+}
+
 /// Starts the jobs; returns their handles so that `close` can wait for them.
-pub(crate) fn start(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
-    let mut tasks = Vec::new();
-    let weak = Arc::downgrade(inner);
-    let idle = inner.opts.flush_idle;
+pub(crate) fn start(ctx: JobContext<'_>) -> Vec<JoinHandle<()>> {
+    let idle = ctx.opts.flush_idle;
     let tick = (idle / 2).clamp(Duration::from_millis(10), Duration::from_millis(250));
-    tasks.push(tokio::spawn(flusher(
-        weak.clone(),
-        inner.shutdown_signal(),
-        inner.budget.clone(),
-        tick,
-    )));
-    tasks.push(tokio::spawn(purger(
-        weak.clone(),
-        inner.shutdown_signal(),
-        inner.purge_now.clone(),
-        inner.opts.purge_interval,
-    )));
-    tasks.push(tokio::spawn(heartbeat(
-        weak,
-        inner.shutdown_signal(),
-        inner.opts.heartbeat_interval.max(Duration::from_millis(10)),
-    )));
-    tasks
+    vec![
+        tokio::spawn(flusher(
+            Arc::downgrade(ctx.files),
+            ctx.shutdown.subscribe(),
+            ctx.budget.clone(),
+            tick,
+            idle,
+        )),
+        tokio::spawn(purger(
+            Arc::downgrade(ctx.purger),
+            ctx.shutdown.subscribe(),
+            ctx.purge_now.clone(),
+            ctx.opts.purge_interval,
+        )),
+        tokio::spawn(heartbeat(
+            Arc::downgrade(ctx.meta),
+            ctx.shutdown.subscribe(),
+            ctx.opts.heartbeat_interval.max(Duration::from_millis(10)),
+        )),
+    ]
 }
 
 async fn flusher(
-    weak: Weak<Inner>,
+    files: Weak<OpenFiles>,
     mut stop: watch::Receiver<bool>,
-    budget: Arc<crate::budget::BufferBudget>,
+    budget: Arc<BufferBudget>,
     tick: Duration,
+    idle: Duration,
 ) {
     loop {
         let urgent = tokio::select! {
@@ -61,37 +81,37 @@ async fn flusher(
             _ = tokio::time::sleep(tick) => false,
             _ = budget.pressure.notified() => true,
         };
-        let Some(inner) = weak.upgrade() else {
+        let Some(files) = files.upgrade() else {
             return;
         };
-        flush_round(&inner, urgent).await;
+        flush_round(&files, &budget, idle, urgent).await;
     }
 }
 
-/// Commits what is uploaded, writes back idle files, and under memory pressure with no
-/// upload running (so nothing else will free memory) starts writing back every file.
-async fn flush_round(inner: &Inner, urgent: bool) {
-    let urgent = urgent && inner.budget.uploads_in_flight() == 0;
-    let files = inner.files_with_pending();
-    futures::future::join_all(files.iter().map(|of| flush_one(inner, of, urgent))).await;
+/// Commits what is uploaded, writes back files idle for `idle`, and under memory pressure
+/// with no upload running (so nothing else will free memory) starts writing back every file.
+async fn flush_round(files: &OpenFiles, budget: &BufferBudget, idle: Duration, urgent: bool) {
+    let urgent = urgent && budget.uploads_in_flight() == 0;
+    let files = files.with_pending();
+    futures::future::join_all(files.iter().map(|of| flush_one(of, idle, urgent))).await;
 }
 
-async fn flush_one(inner: &Inner, of: &OpenFile, urgent: bool) {
+async fn flush_one(of: &OpenFile, idle: Duration, urgent: bool) {
     let mut w = of.writer.lock().await;
     // Failures are kept by the writer and reported by the file's next flush.
     let _ = if urgent {
-        w.start_flush(inner, of).await
-    } else if w.last_write.elapsed() >= inner.opts.flush_idle {
-        w.flush(inner, of).await
+        w.start_flush().await
+    } else if w.last_write.elapsed() >= idle {
+        w.flush().await
     } else {
-        w.commit_ready(inner, of).await
+        w.commit_ready().await
     };
 }
 
 async fn purger(
-    weak: Weak<Inner>,
+    purger: Weak<Purger>,
     mut stop: watch::Receiver<bool>,
-    now: Arc<tokio::sync::Notify>,
+    now: Arc<Notify>,
     interval: Option<Duration>,
 ) {
     loop {
@@ -106,81 +126,370 @@ async fn purger(
             _ = sleep => {}
             _ = now.notified() => {}
         }
-        let Some(inner) = weak.upgrade() else {
+        let Some(purger) = purger.upgrade() else {
             return;
         };
-        if let Err(e) = purge_deleted(&inner).await {
+        if let Err(e) = purger.purge_deleted().await {
             tracing::warn!(error = %e, "purging deleted files failed");
         }
     }
 }
 
-/// Purges the engine's deleted files and deletes the blocks nobody references any more
-/// (metadata first, objects after). Returns how many files were purged.
-pub(crate) async fn purge_deleted(inner: &Inner) -> Result<usize> {
-    let mut purged = 0;
-    loop {
-        let files = inner.meta.deleted_files(PURGE_BATCH).await?;
-        let listed = files.len();
-        let mut progress = 0;
-        for f in files {
-            match inner.meta.purge_file(f.ino).await {
-                Ok(slices) => {
-                    progress += 1;
-                    delete_slices(inner, &slices).await;
+/// Purges deleted files: releases their metadata in the engine, then deletes the blocks
+/// nothing references any more from the store (metadata first, objects after).
+pub(crate) struct Purger {
+    meta: Arc<dyn MetaEngine>,
+    /// The top of the store stack, so that cached and staged copies go too.
+    store: Arc<dyn ChunkStore>,
+    block_size: u32,
+    hash_prefix: bool,
+}
+
+impl Purger {
+    /// Purges files of `meta` whose slices are `block_size`-byte blocks of `store`, named
+    /// with the volume's `hash_prefix` setting.
+    pub(crate) fn new(
+        meta: Arc<dyn MetaEngine>,
+        store: Arc<dyn ChunkStore>,
+        block_size: u32,
+        hash_prefix: bool,
+    ) -> Purger {
+        Purger {
+            meta,
+            store,
+            block_size,
+            hash_prefix,
+        }
+    }
+
+    /// Purges the engine's deleted files and deletes the blocks nobody references any more.
+    /// Returns how many files were purged.
+    pub(crate) async fn purge_deleted(&self) -> Result<usize> {
+        let mut purged = 0;
+        loop {
+            let files = self.meta.deleted_files(PURGE_BATCH).await?;
+            let listed = files.len();
+            let mut progress = 0;
+            for f in files {
+                match self.meta.purge_file(f.ino).await {
+                    Ok(slices) => {
+                        progress += 1;
+                        self.delete_slices(&slices).await;
+                    }
+                    // Another client purged it first.
+                    Err(MetaError::NotFound) => {}
+                    Err(e) => {
+                        tracing::warn!(ino = f.ino, error = %e, "purging a deleted file failed")
+                    }
                 }
-                // Another client purged it first.
-                Err(MetaError::NotFound) => {}
-                Err(e) => tracing::warn!(ino = f.ino, error = %e, "purging a deleted file failed"),
+            }
+            purged += progress;
+            if listed < PURGE_BATCH || progress == 0 {
+                return Ok(purged);
             }
         }
-        purged += progress;
-        if listed < PURGE_BATCH || progress == 0 {
-            return Ok(purged);
-        }
+    }
+
+    /// Deletes every block of `slices`; a failure only leaks the object (gc reclaims it).
+    async fn delete_slices(&self, slices: &[Slice]) {
+        let Some(bs) = NonZeroU32::new(self.block_size) else {
+            return;
+        };
+        let keys: Vec<String> = slices
+            .iter()
+            .filter(|s| s.id != 0)
+            .flat_map(|s| slice_blocks(s.id, s.size, bs))
+            .map(|b| b.to_key(self.hash_prefix))
+            .collect();
+        let store = &self.store;
+        futures::stream::iter(keys)
+            .for_each_concurrent(DELETE_PARALLELISM, |key| async move {
+                if let Err(e) = store.delete(&key).await {
+                    tracing::warn!(%key, error = %e, "deleting a block failed; it is leaked");
+                }
+            })
+            .await;
     }
 }
 
-/// Deletes every block of `slices`; a failure only leaks the object (gc reclaims it).
-async fn delete_slices(inner: &Inner, slices: &[Slice]) {
-    let Some(bs) = NonZeroU32::new(inner.block_size) else {
-        return;
-    };
-    let keys: Vec<String> = slices
-        .iter()
-        .filter(|s| s.id != 0)
-        .flat_map(|s| slice_blocks(s.id, s.size, bs))
-        .map(|b| b.to_key(inner.hash_prefix))
-        .collect();
-    futures::stream::iter(keys)
-        .for_each_concurrent(DELETE_PARALLELISM, |key| async move {
-            if let Err(e) = inner.store.delete(&key).await {
-                tracing::warn!(%key, error = %e, "deleting a block failed; it is leaked");
-            }
-        })
-        .await;
-}
-
-async fn heartbeat(weak: Weak<Inner>, mut stop: watch::Receiver<bool>, interval: Duration) {
+async fn heartbeat(
+    meta: Weak<dyn MetaEngine>,
+    mut stop: watch::Receiver<bool>,
+    interval: Duration,
+) {
     let mut beats: u32 = 0;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let Some(inner) = weak.upgrade() else {
+        let Some(meta) = meta.upgrade() else {
             return;
         };
-        if let Err(e) = inner.meta.heartbeat().await {
+        if let Err(e) = meta.heartbeat().await {
             tracing::warn!(error = %e, "session heartbeat failed");
         }
         beats = beats.wrapping_add(1);
         if beats.is_multiple_of(REAP_EVERY) {
-            match inner.meta.reap_stale_sessions(Timestamp::now()).await {
+            match meta.reap_stale_sessions(Timestamp::now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(sessions = n, "reaped stale sessions"),
                 Err(e) => tracing::warn!(error = %e, "reaping stale sessions failed"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+    use chunkstore::{BlockKey, Faulty, ListPage, MemStore, ObjectMeta};
+    use meta_api::testkit::model::ModelEngine;
+    use meta_api::{Context, FileType, Format, Ino, ROOT_INO};
+
+    use super::*;
+    use crate::writer::SliceWriter;
+
+    const BS: u32 = 4;
+
+    /// A memory store that, at every delete, checks that the engine no longer lists the
+    /// file whose blocks it holds as waiting to be purged.
+    struct PurgeOrder {
+        inner: MemStore,
+        meta: Arc<ModelEngine>,
+        ino: Ino,
+        deletes: AtomicUsize,
+        early_deletes: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ChunkStore for PurgeOrder {
+        async fn put(&self, key: &str, data: Bytes) -> chunkstore::Result<()> {
+            self.inner.put(key, data).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            off: u64,
+            len: Option<u64>,
+        ) -> chunkstore::Result<Bytes> {
+            self.inner.get_range(key, off, len).await
+        }
+        async fn delete(&self, key: &str) -> chunkstore::Result<()> {
+            let pending = self.meta.deleted_files(usize::MAX).await.unwrap();
+            if pending.iter().any(|f| f.ino == self.ino) {
+                self.early_deletes.fetch_add(1, Ordering::Relaxed);
+            }
+            self.deletes.fetch_add(1, Ordering::Relaxed);
+            self.inner.delete(key).await
+        }
+        async fn list_page(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+            limit: usize,
+        ) -> chunkstore::Result<ListPage> {
+            self.inner.list_page(prefix, start_after, limit).await
+        }
+        async fn head(&self, key: &str) -> chunkstore::Result<ObjectMeta> {
+            self.inner.head(key).await
+        }
+    }
+
+    async fn engine() -> Arc<ModelEngine> {
+        let meta = Arc::new(ModelEngine::unformatted());
+        let format = Format::new("t", "00000000-0000-4000-8000-000000000000", "mem", "");
+        meta.init(&format, false).await.unwrap();
+        meta
+    }
+
+    /// Creates file `name` holding one 10-byte slice whose blocks are in `store`; returns
+    /// its inode and the blocks' keys.
+    async fn file_with_data(
+        meta: &ModelEngine,
+        store: &dyn ChunkStore,
+        name: &[u8],
+    ) -> (Ino, Vec<String>) {
+        let e = meta
+            .mknod(
+                &Context::root(),
+                ROOT_INO,
+                name,
+                FileType::Regular,
+                0o644,
+                0,
+            )
+            .await
+            .unwrap();
+        let id = meta.new_slice_id().await.unwrap();
+        let mut keys = Vec::new();
+        for (i, len) in [(0, 4), (1, 4), (2, 2)] {
+            let key = BlockKey::new(id, i, len).to_key(false);
+            store
+                .put(&key, Bytes::from(vec![7; len as usize]))
+                .await
+                .unwrap();
+            keys.push(key);
+        }
+        let slice = Slice {
+            pos: 0,
+            id,
+            size: 10,
+            off: 0,
+            len: 10,
+        };
+        meta.write_slice(e.ino, 0, slice, Timestamp::now())
+            .await
+            .unwrap();
+        (e.ino, keys)
+    }
+
+    #[tokio::test]
+    async fn purge_deletes_the_objects_after_the_metadata() {
+        let meta = engine().await;
+        let scratch = MemStore::new();
+        let (ino, keys) = file_with_data(&meta, &scratch, b"f").await;
+        let store = Arc::new(PurgeOrder {
+            inner: MemStore::new(),
+            meta: meta.clone(),
+            ino,
+            deletes: AtomicUsize::new(0),
+            early_deletes: AtomicUsize::new(0),
+        });
+        for k in &keys {
+            store
+                .put(k, scratch.get_range(k, 0, None).await.unwrap())
+                .await
+                .unwrap();
+        }
+        let engine: Arc<dyn MetaEngine> = meta.clone();
+        let purger = Purger::new(engine, store.clone(), BS, false);
+        // Nothing deleted yet: nothing to purge, nothing removed.
+        assert_eq!(purger.purge_deleted().await.unwrap(), 0);
+        assert_eq!(store.inner.len(), 3);
+
+        meta.unlink(&Context::root(), ROOT_INO, b"f").await.unwrap();
+        assert_eq!(meta.deleted_files(10).await.unwrap().len(), 1);
+        assert_eq!(purger.purge_deleted().await.unwrap(), 1);
+        assert!(meta.deleted_files(10).await.unwrap().is_empty());
+        assert_eq!(store.deletes.load(Ordering::Relaxed), 3);
+        assert_eq!(store.early_deletes.load(Ordering::Relaxed), 0);
+        assert!(store.inner.is_empty());
+        assert_eq!(purger.purge_deleted().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn purge_leaves_blocks_still_referenced_elsewhere() {
+        let meta = engine().await;
+        let store = Arc::new(MemStore::new());
+        let (ino, keys) = file_with_data(&meta, &*store, b"f").await;
+        // A second file sharing the slice (as `copy_file_range` makes one).
+        let copy = meta
+            .mknod(
+                &Context::root(),
+                ROOT_INO,
+                b"g",
+                FileType::Regular,
+                0o644,
+                0,
+            )
+            .await
+            .unwrap();
+        meta.copy_file_range(&Context::root(), ino, 0, copy.ino, 0, 10)
+            .await
+            .unwrap();
+        let engine: Arc<dyn MetaEngine> = meta.clone();
+        let purger = Purger::new(engine, store.clone(), BS, false);
+        meta.unlink(&Context::root(), ROOT_INO, b"f").await.unwrap();
+        assert_eq!(purger.purge_deleted().await.unwrap(), 1);
+        assert_eq!(store.len(), keys.len());
+        meta.unlink(&Context::root(), ROOT_INO, b"g").await.unwrap();
+        assert_eq!(purger.purge_deleted().await.unwrap(), 1);
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_block_that_cannot_be_deleted_is_leaked_not_retried() {
+        let meta = engine().await;
+        let store = Arc::new(Faulty::new(MemStore::new(), 3));
+        let (_, keys) = file_with_data(&meta, &*store, b"f").await;
+        store.set_down(true);
+        let engine: Arc<dyn MetaEngine> = meta.clone();
+        let purger = Purger::new(engine, store.clone(), BS, false);
+        meta.unlink(&Context::root(), ROOT_INO, b"f").await.unwrap();
+        // The metadata is released; the blocks stay behind for gc.
+        assert_eq!(purger.purge_deleted().await.unwrap(), 1);
+        assert!(meta.deleted_files(10).await.unwrap().is_empty());
+        assert_eq!(store.inner().len(), keys.len());
+    }
+
+    #[tokio::test]
+    async fn a_flush_round_writes_back_idle_files_and_commits_the_rest_when_ready() {
+        let meta = engine().await;
+        let e = meta
+            .mknod(
+                &Context::root(),
+                ROOT_INO,
+                b"f",
+                FileType::Regular,
+                0o644,
+                0,
+            )
+            .await
+            .unwrap();
+        let store = Arc::new(MemStore::new());
+        let budget = Arc::new(BufferBudget::new(1 << 20));
+        let engine: Arc<dyn MetaEngine> = meta.clone();
+        let slices = SliceWriter::new(engine, store.clone(), BS, false, budget.clone(), 4);
+        let files = OpenFiles::new(Arc::new(slices));
+        let of = files.acquire(e.ino, 0).await;
+        let res = budget.reserve(6).await.unwrap();
+        of.writer
+            .lock()
+            .await
+            .write(0, Bytes::from_static(b"abcdef"), res)
+            .await
+            .unwrap();
+
+        // Not idle long enough: only what is uploaded and frozen is committed (nothing).
+        let hour = Duration::from_secs(3600);
+        flush_round(&files, &budget, hour, false).await;
+        assert!(meta.read_chunk(e.ino, 0).await.unwrap().is_empty());
+        assert!(of.state.has_pending());
+        // Idle: written back and committed.
+        flush_round(&files, &budget, Duration::ZERO, false).await;
+        assert_eq!(meta.read_chunk(e.ino, 0).await.unwrap().len(), 1);
+        assert!(!of.state.has_pending());
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_jobs_end_on_shutdown() {
+        let meta = engine().await;
+        let engine: Arc<dyn MetaEngine> = meta.clone();
+        let store: Arc<dyn ChunkStore> = Arc::new(MemStore::new());
+        let budget = Arc::new(BufferBudget::new(1 << 20));
+        let slices = SliceWriter::new(engine.clone(), store.clone(), BS, false, budget.clone(), 1);
+        let files = Arc::new(OpenFiles::new(Arc::new(slices)));
+        let purger = Arc::new(Purger::new(engine.clone(), store, BS, false));
+        let (shutdown, _) = watch::channel(false);
+        let opts = VfsOptions::default();
+        let tasks = start(JobContext {
+            files: &files,
+            budget: &budget,
+            purger: &purger,
+            purge_now: &Arc::new(Notify::new()),
+            meta: &engine,
+            shutdown: &shutdown,
+            opts: &opts,
+        });
+        assert_eq!(tasks.len(), 3);
+        shutdown.send_replace(true);
+        for t in tasks {
+            t.await.unwrap();
         }
     }
 }

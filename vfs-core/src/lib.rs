@@ -57,23 +57,30 @@
 //! ```
 
 mod budget;
-mod cache;
 mod error;
-mod file;
-mod fs;
+mod file_state;
 mod jobs;
+mod open_files;
 mod options;
+mod path_api;
+mod readahead;
 mod reader;
+#[cfg(feature = "s3")]
+mod secret;
+mod store_stack;
 mod vfs;
 mod volume;
 mod writer;
 
 pub use ::cache::CacheMetrics;
 pub use error::{Result, VfsError};
-pub use fs::{DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir};
 pub use options::{AtimeMode, VfsOptions};
+pub use path_api::{
+    DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir,
+};
+pub use store_stack::open_store;
 pub use vfs::{DirItem, Vfs};
-pub use volume::{connect_meta, format_volume, open_store, VolumeBuilder};
+pub use volume::{connect_meta, format_volume, VolumeBuilder};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../../README.md")]

@@ -1,18 +1,13 @@
 //! Opening and formatting volumes by URL: the metadata URL picks the engine, the volume's
-//! settings pick the block store.
+//! settings pick the block store ([`open_store`]).
 
 use std::sync::Arc;
 
-use chunkstore::{
-    ChunkStore, Compressed, Compression, FsStore, MemStore, Prefixed, Retry, RetryOptions,
-};
+use chunkstore::ChunkStore;
 use futures::future::BoxFuture;
 use meta_api::{Format, MetaEngine};
 
-use crate::{Result, Vfs, VfsError, VfsOptions};
-
-#[cfg(feature = "s3")]
-mod secret;
+use crate::{open_store, Result, Vfs, VfsError, VfsOptions};
 
 /// Connects to a metadata engine; given the full URL.
 type Connect = fn(&str) -> BoxFuture<'_, Result<Arc<dyn MetaEngine>>>;
@@ -127,95 +122,6 @@ pub async fn connect_meta(url: &str) -> Result<Arc<dyn MetaEngine>> {
     }
 }
 
-/// The block store a volume's settings describe, with the volume's key prefix
-/// (`{name}/`), retries of transient failures and compression applied: `file` is a local
-/// directory (the bucket), `mem` an in-process store (empty at every open), `s3` / `minio`
-/// an S3-compatible bucket (cargo feature `s3`, on by default).
-///
-/// # The store stack
-///
-/// A volume's blocks go through these layers, outermost first; [`Vfs::new`] adds the
-/// first, this function builds the rest:
-///
-/// ```text
-/// Cached         block cache: memory, disk, writeback staging    (VfsOptions, in Vfs::new)
-///  Compressed    LZ4 / zstd per block                            (if the volume says so)
-///   Prefixed     "{volume name}/" before every key
-///    Retry       transient failures retried with backoff         (file and s3)
-///     S3Store | FsStore | MemStore
-/// ```
-///
-/// - The cache sits **above** compression: it keeps plain block bytes, checks them against
-///   the length in the block key (which is the uncompressed length) and serves hits without
-///   decompressing again.
-/// - Compression sits above the prefix and retries, so a retried request resends the same
-///   compressed bytes instead of compressing again; the prefix only rewrites keys, so its
-///   place relative to compression does not matter, and the cache and compression both see
-///   the plain `chunks/…` keys they parse.
-/// - Retry is innermost, right on the backend, so that it sees the backend's own
-///   transient errors and each attempt is one request; above the cache it would repeat
-///   cache work, and in writeback mode the cache retries its background uploads itself.
-///   `mem` needs no retries.
-pub async fn open_store(format: &Format) -> Result<Arc<dyn ChunkStore>> {
-    let compression = Compression::from_setting(&format.compression)
-        .map_err(|e| VfsError::UnsupportedStorage(e.to_string()))?;
-    let retry = RetryOptions::default();
-    let base: Arc<dyn ChunkStore> = match format.storage.as_str() {
-        "file" => {
-            let root = bucket_dir(&format.bucket)?;
-            let fs = FsStore::open(root).await?;
-            Arc::new(Prefixed::new(Retry::new(fs, retry), &format.name)?)
-        }
-        "mem" => Arc::new(Prefixed::new(MemStore::new(), &format.name)?),
-        #[cfg(feature = "s3")]
-        "s3" | "minio" => {
-            let s3 = s3_store(format)?;
-            Arc::new(Prefixed::new(Retry::new(s3, retry), &format.name)?)
-        }
-        other => {
-            return Err(VfsError::UnsupportedStorage(format!(
-                "storage {other:?} is not available in this build (supported: {})",
-                SUPPORTED_STORAGE
-            )))
-        }
-    };
-    Ok(match compression {
-        Compression::None => base,
-        algo => Arc::new(Compressed::new(base, algo)),
-    })
-}
-
-#[cfg(feature = "s3")]
-const SUPPORTED_STORAGE: &str = "file, mem, s3, minio";
-#[cfg(not(feature = "s3"))]
-const SUPPORTED_STORAGE: &str = "file, mem; s3 and minio need cargo feature `s3`";
-
-/// An S3 store for the volume's bucket URL and keys (empty keys: from the environment;
-/// keys `juicefs format` encrypted are decrypted first).
-#[cfg(feature = "s3")]
-fn s3_store(format: &Format) -> Result<chunkstore::S3Store> {
-    let mut opts = chunkstore::S3Options::from_bucket_url(&format.bucket)?;
-    let (secret_key, session_token) = secret::plain_secrets(format)?;
-    if !format.access_key.is_empty() || !secret_key.is_empty() {
-        opts = opts.credentials(&format.access_key, &secret_key);
-    }
-    if !session_token.is_empty() {
-        opts = opts.session_token(&session_token);
-    }
-    Ok(chunkstore::S3Store::new(opts)?)
-}
-
-/// The directory of a `file` bucket (`/var/jfs/` or `file:///var/jfs/`).
-fn bucket_dir(bucket: &str) -> Result<&str> {
-    let dir = bucket.strip_prefix("file://").unwrap_or(bucket);
-    if dir.is_empty() {
-        return Err(VfsError::UnsupportedStorage(
-            "the volume's bucket directory is empty".into(),
-        ));
-    }
-    Ok(dir)
-}
-
 /// Formats a new volume: writes `format` (a fresh UUID if its `uuid` is empty; an object
 /// store's secret key encrypted as JuiceFS encrypts it) into the engine at `meta_url` and
 /// prepares the block store (for `file`: creates the bucket
@@ -238,7 +144,7 @@ pub async fn format_volume(meta_url: &str, mut format: Format) -> Result<Format>
     format.check_supported()?;
     // Stored the way `juicefs format` stores them: encrypted under the volume's UUID.
     #[cfg(feature = "s3")]
-    secret::seal_secrets(&mut format)?;
+    crate::secret::seal_secrets(&mut format)?;
     let meta = connect_meta(meta_url).await?;
     let store = open_store(&format).await?;
     meta.init(&format, false).await?;
@@ -379,39 +285,5 @@ mod tests {
         assert!(e.to_string().contains("supported schemes"), "{e}");
         let e = connect_meta("/just/a/path.db").await.err().unwrap();
         assert_eq!(e.errno(), libc::EINVAL);
-    }
-
-    #[tokio::test]
-    async fn stores_follow_the_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let bucket = format!("{}/", dir.path().join("bucket").display());
-        let mut f = Format::new("vol", "u", "file", &bucket);
-        let store = open_store(&f).await.unwrap();
-        store
-            .put("chunks/0/0/1_0_3", bytes::Bytes::from_static(b"abc"))
-            .await
-            .unwrap();
-        assert!(dir.path().join("bucket/vol/chunks/0/0/1_0_3").exists());
-        f.storage = "gs".into();
-        assert!(matches!(
-            open_store(&f).await,
-            Err(VfsError::UnsupportedStorage(_))
-        ));
-        f.storage = "s3".into();
-        let err = open_store(&f).await.err().unwrap();
-        if cfg!(feature = "s3") {
-            // A directory is no bucket URL.
-            assert_eq!(err.errno(), libc::EIO, "{err}");
-        } else {
-            assert!(err.to_string().contains("feature `s3`"), "{err}");
-        }
-        f.storage = "mem".into();
-        f.compression = "lz4".into();
-        let store = open_store(&f).await.unwrap();
-        store
-            .put("k", bytes::Bytes::from_static(b"hello"))
-            .await
-            .unwrap();
-        assert_eq!(&store.get_range("k", 1, Some(3)).await.unwrap()[..], b"ell");
     }
 }

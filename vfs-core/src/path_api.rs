@@ -11,7 +11,7 @@
 mod dir;
 mod file;
 mod metadata;
-mod path;
+mod resolve;
 
 use std::future::Future;
 use std::io;
@@ -28,7 +28,7 @@ pub use dir::{DirEntry, ReadDir};
 pub use file::{File, OpenOptions};
 pub use metadata::{FileType, Metadata, Permissions};
 
-use path::{meta_err, walk, Last};
+use resolve::{meta_err, walk, Last};
 
 use crate::{Vfs, VfsError};
 
@@ -166,7 +166,7 @@ impl FileSystem {
         File::create(self, path).await
     }
 
-    async fn walk(&self, path: &Path, last: Last) -> io::Result<path::Walked> {
+    async fn walk(&self, path: &Path, last: Last) -> io::Result<resolve::Walked> {
         walk(&self.vfs, &self.ctx, path, last).await
     }
 

@@ -15,7 +15,7 @@ use meta_api::{Context, Ino, MetaError, SetAttr, SetTime};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use super::metadata::timestamp;
-use super::path::{meta_err, walk, Last};
+use super::resolve::{meta_err, walk, Last};
 use super::{release_in_background, FileSystem, Metadata, Permissions};
 use crate::Vfs;
 
@@ -28,7 +28,7 @@ const MAX_IO: usize = 8 << 20;
 const MIN_READ: usize = 128 << 10;
 
 /// The VFS handle of an open file, released once: explicitly, or when the last owner drops.
-struct FileHandle {
+struct OwnedFileHandle {
     vfs: Vfs,
     ctx: Arc<Context>,
     fh: u64,
@@ -36,7 +36,7 @@ struct FileHandle {
     released: AtomicBool,
 }
 
-impl FileHandle {
+impl OwnedFileHandle {
     /// Releases the handle unless that was done already.
     async fn release(&self) -> io::Result<()> {
         if self.released.swap(true, Ordering::AcqRel) {
@@ -46,7 +46,7 @@ impl FileHandle {
     }
 }
 
-impl Drop for FileHandle {
+impl Drop for OwnedFileHandle {
     fn drop(&mut self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             let (vfs, ctx, fh) = (self.vfs.clone(), self.ctx.clone(), self.fh);
@@ -141,7 +141,7 @@ impl State {
 /// there can only be logged. Without a runtime the handle stays open until
 /// [`Vfs::close`](crate::Vfs::close). Call [`File::close`] to see write-back errors.
 pub struct File {
-    handle: Arc<FileHandle>,
+    handle: Arc<OwnedFileHandle>,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -174,7 +174,7 @@ impl Drop for File {
 impl File {
     fn from_handle(vfs: &Vfs, ctx: &Arc<Context>, fh: u64, ino: Ino, append: bool) -> File {
         File {
-            handle: Arc::new(FileHandle {
+            handle: Arc::new(OwnedFileHandle {
                 vfs: vfs.clone(),
                 ctx: ctx.clone(),
                 fh,
@@ -402,7 +402,7 @@ impl AsyncRead for File {
 }
 
 /// The handle of a [`File`], borrowed apart from its state to start operations.
-struct FileRef<'a>(&'a Arc<FileHandle>);
+struct FileRef<'a>(&'a Arc<OwnedFileHandle>);
 
 impl FileRef<'_> {
     fn start_read(&self, st: &mut State, want: usize) {

@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use meta_api::{Context, Entry, FileType, Ino, MetaError, MAX_NAME_LEN, ROOT_INO};
+use meta_api::{Context, Entry, FileType as Kind, Ino, MetaError, MAX_NAME_LEN, ROOT_INO};
 
 use crate::{Vfs, VfsError};
 
@@ -175,7 +175,7 @@ pub(crate) async fn walk(vfs: &Vfs, ctx: &Context, path: &Path, last: Last) -> i
             Err(e) => return Err(e.into()),
         };
         let follow = !is_last || must_be_dir || matches!(last, Last::Follow | Last::CreateDirs);
-        if entry.attr.typ == FileType::Symlink && follow {
+        if entry.attr.typ == Kind::Symlink && follow {
             links += 1;
             if links > MAX_SYMLINKS {
                 return Err(meta_err(MetaError::Loop));
@@ -194,7 +194,7 @@ pub(crate) async fn walk(vfs: &Vfs, ctx: &Context, path: &Path, last: Last) -> i
             continue;
         }
         if is_last {
-            if must_be_dir && entry.attr.typ != FileType::Directory {
+            if must_be_dir && entry.attr.typ != Kind::Directory {
                 return Err(meta_err(MetaError::NotDir));
             }
             return Ok(Walked {
@@ -205,7 +205,7 @@ pub(crate) async fn walk(vfs: &Vfs, ctx: &Context, path: &Path, last: Last) -> i
                 dir_names: names(&stack),
             });
         }
-        if entry.attr.typ != FileType::Directory {
+        if entry.attr.typ != Kind::Directory {
             return Err(meta_err(MetaError::NotDir));
         }
         stack.push((entry.ino, comp));

@@ -22,14 +22,14 @@ const PAGE: usize = 1024;
 
 /// An open directory handle, closed when the listing ends or, failing that, when the last
 /// owner drops it.
-struct DirHandle {
+struct OwnedDirHandle {
     vfs: Vfs,
     ctx: Arc<Context>,
     dh: u64,
     released: AtomicBool,
 }
 
-impl DirHandle {
+impl OwnedDirHandle {
     async fn release(&self) -> io::Result<()> {
         if self.released.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -38,7 +38,7 @@ impl DirHandle {
     }
 }
 
-impl Drop for DirHandle {
+impl Drop for OwnedDirHandle {
     fn drop(&mut self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             let (vfs, ctx, dh) = (self.vfs.clone(), self.ctx.clone(), self.dh);
@@ -55,7 +55,7 @@ impl Drop for DirHandle {
 /// skipped or listed twice. The directory handle is closed at the end of the listing, or
 /// in the background when the `ReadDir` is dropped early.
 pub struct ReadDir {
-    handle: Arc<DirHandle>,
+    handle: Arc<OwnedDirHandle>,
     dir: PathBuf,
     plus: bool,
     offset: u64,
@@ -85,7 +85,7 @@ impl ReadDir {
     ) -> io::Result<ReadDir> {
         let dh = vfs.opendir(ctx, ino).await?;
         Ok(ReadDir {
-            handle: Arc::new(DirHandle {
+            handle: Arc::new(OwnedDirHandle {
                 vfs: vfs.clone(),
                 ctx: ctx.clone(),
                 dh,
