@@ -69,9 +69,11 @@ mod cases;
 pub mod model;
 pub mod proptest_model;
 pub mod regressions;
+pub mod trials;
 
 pub use model::{ModelEngine, ModelHarness};
 pub use proptest_model::{replay, run_model_test, run_model_test_seeded, Op, DEFAULT_MODEL_CASES};
+pub use trials::Conformance;
 
 /// Makes fresh volumes for the suite.
 #[async_trait]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use meta_api::testkit::{run_all, run_model_test, Harness, TestVolume, DEFAULT_MODEL_CASES};
+use meta_api::testkit::{Conformance, Harness, TestVolume, DEFAULT_MODEL_CASES};
 use meta_api::{Format, MetaEngine, Result, SessionInfo};
 use meta_sqlite::SqliteMeta;
 
@@ -124,22 +124,20 @@ impl Harness for FileHarness {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_in_memory() {
-    run_all(&MemoryHarness).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_in_files() {
-    run_all(&FileHarness::new()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn model_in_memory() {
-    run_model_test(&MemoryHarness, DEFAULT_MODEL_CASES).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn model_in_files() {
-    run_model_test(&FileHarness::new(), DEFAULT_MODEL_CASES / 4).await;
+/// One test per conformance case on each kind of volume, and the property test on both.
+fn main() {
+    Conformance::new()
+        .cases("memory", || Box::new(MemoryHarness))
+        .cases("file", || Box::new(FileHarness::new()))
+        .model(
+            "memory::model",
+            || Box::new(MemoryHarness),
+            DEFAULT_MODEL_CASES,
+        )
+        .model(
+            "file::model",
+            || Box::new(FileHarness::new()),
+            DEFAULT_MODEL_CASES / 4,
+        )
+        .run()
 }

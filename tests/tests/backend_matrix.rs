@@ -10,7 +10,8 @@ use tessera_tests::service;
 use tessera_tests::tree::pattern;
 use vfs_core::{FileSystem, VolumeBuilder};
 
-async fn workload(url: &str) {
+/// Runs the workload and returns what `statfs` reported after writing and after removing.
+async fn workload(url: &str) -> [meta_api::StatFs; 2] {
     let dir = tempfile::tempdir().unwrap();
     let bucket = format!("{}/blocks/", dir.path().display());
     let mut f = Format::new(
@@ -46,13 +47,16 @@ async fn workload(url: &str) {
     let got = a.read("/x/big").await.unwrap();
     assert_eq!(&got[MIB..MIB + 6], b"MIDDLE");
 
+    let written = a.statfs().await.unwrap();
     a.rename("/x/y", "/x/z").await.unwrap();
     assert!(!b.exists("/x/y").await);
     assert_eq!(b.read_dir_names("/x/z").await.len(), 20);
     b.remove_dir_all("/x").await.unwrap();
     assert!(!a.exists("/x").await);
+    let removed = a.statfs().await.unwrap();
     a.close().await.unwrap();
     b.close().await.unwrap();
+    [written, removed]
 }
 
 trait ReadDirNames {
@@ -74,6 +78,27 @@ impl ReadDirNames for FileSystem {
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
     workload(&format!("sqlite3://{}/meta.db", dir.path().display())).await;
+}
+
+/// Every engine reports the same `statfs` after the same operations (JuiceFS's formula
+/// over the same counters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statfs_is_the_same_on_every_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = workload(&format!("sqlite3://{}/statfs.db", dir.path().display())).await;
+    let tkv = workload(&format!("tkv-mem://statfs-{}", std::process::id())).await;
+    assert_eq!(sqlite, tkv, "SQLite vs the TKV engine");
+    assert!(sqlite[0].used_inodes > 20, "{sqlite:?}");
+    assert_eq!(sqlite[1].used_inodes, 0, "{sqlite:?}");
+    if let Some(base) = service("REDIS_URL") {
+        let url = format!("{}/204", base.trim_end_matches('/'));
+        let out = Command::new("redis-cli")
+            .args(["-u", &url, "FLUSHDB"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(workload(&url).await, sqlite, "Redis vs SQLite");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ mod attrs;
 mod clients;
 mod create;
 mod data;
+mod flags;
 mod locks;
 mod lookup;
 mod names;
@@ -55,6 +56,7 @@ impl<'h> Fixture<'h> {
 pub(super) type CaseFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
 
 /// A named conformance case.
+#[derive(Clone, Copy)]
 pub(super) struct Case {
     pub name: &'static str,
     pub run: for<'a, 'h> fn(&'a Fixture<'h>) -> CaseFuture<'a>,
@@ -127,6 +129,10 @@ pub(super) fn all() -> Vec<Case> {
         attrs::setattr_of_missing_is_not_found,
         attrs::setattr_returns_what_getattr_sees,
         attrs::flags_need_root,
+        flags::immutable_file_cannot_change,
+        flags::append_only_file_only_grows,
+        flags::immutable_directory_keeps_its_entries,
+        flags::append_only_directory_only_gains_entries,
         create::mknod_every_type,
         create::mknod_existing_is_exists,
         create::mknod_in_file_is_not_dir,
@@ -236,6 +242,8 @@ pub(super) fn all() -> Vec<Case> {
         xattr::binary_and_empty_values,
         space::statfs_counts_inodes,
         space::statfs_counts_space,
+        space::statfs_is_juicefs_formula,
+        space::statfs_reports_limits,
         space::unlinked_file_is_queued_for_purge,
         space::purge_refuses_live_file,
         space::deleted_files_respects_limit,

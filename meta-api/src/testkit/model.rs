@@ -31,8 +31,8 @@ mod perm;
 
 /// Capacity reported when the volume sets none (1 PiB).
 const UNLIMITED_SPACE: u64 = 1 << 50;
-/// Inode count reported as available when the volume sets no limit.
-const UNLIMITED_INODES: u64 = 1 << 40;
+/// Inode count reported as available when the volume sets no limit (10 Mi).
+const UNLIMITED_INODES: u64 = 10 << 20;
 
 /// One inode of the model.
 #[derive(Debug, Clone)]
@@ -250,6 +250,7 @@ impl State {
         if self.child(parent, name).is_some() {
             return Err(MetaError::Exists);
         }
+        refuse_if(immutable(&pattr))?;
         let t = now();
         let new = perm::new_inode(ctx, &pattr, self.default_rule(&pattr), typ, mode);
         let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
@@ -337,7 +338,8 @@ impl State {
             return Err(MetaError::FileTooBig);
         }
         let n = self.regular(ino)?;
-        self.access(ctx, &n.attr, access::W)
+        self.access(ctx, &n.attr, access::W)?;
+        refuse_if(frozen(&n.attr))
     }
 
     /// Closes every open inode of session `sid`, drops its locks and forgets the session.
@@ -358,25 +360,36 @@ impl State {
     }
 
     fn statfs(&self) -> StatFs {
-        let used: u64 = self.nodes.values().map(|n| align4k(n.attr.length)).sum();
-        let inodes = self
-            .nodes
-            .keys()
-            .filter(|&&i| i != ROOT_INO && i != TRASH_INO)
-            .count() as u64;
+        // JuiceFS counts neither the root nor the trash directory.
+        let counted = || {
+            self.nodes
+                .iter()
+                .filter(|(&i, _)| i != ROOT_INO && i != TRASH_INO)
+        };
+        let used: u64 = counted().map(|(_, n)| align4k(n.attr.length)).sum();
+        let inodes = counted().count() as u64;
         let (capacity, max_inodes) = match &self.format {
             Some(f) => (f.capacity, f.inodes),
             None => (0, 0),
         };
+        // Unlimited volumes show 1 PiB / 10 Mi inodes, doubled while over 80% used.
         let total = if capacity > 0 {
-            capacity
+            capacity.max(used)
         } else {
-            UNLIMITED_SPACE.max(used)
+            let mut t = UNLIMITED_SPACE;
+            while (t as u128) * 8 < (used as u128) * 10 {
+                t = t.saturating_mul(2);
+            }
+            t
         };
         let avail_inodes = if max_inodes > 0 {
             max_inodes.saturating_sub(inodes)
         } else {
-            UNLIMITED_INODES
+            let mut a = UNLIMITED_INODES;
+            while (inodes as u128) * 10 > (inodes as u128 + a as u128) * 8 {
+                a = a.saturating_mul(2);
+            }
+            a
         };
         StatFs {
             total_space: total,
@@ -384,6 +397,25 @@ impl State {
             used_inodes: inodes,
             avail_inodes,
         }
+    }
+}
+
+/// `chattr +i`: the inode cannot change.
+fn immutable(a: &Attr) -> bool {
+    a.flags & 1 != 0
+}
+
+/// `chattr +i` or `chattr +a`: the inode cannot be removed, renamed, linked or rewritten.
+fn frozen(a: &Attr) -> bool {
+    a.flags & 3 != 0
+}
+
+/// `EPERM` when `refused`.
+fn refuse_if(refused: bool) -> Result<()> {
+    if refused {
+        Err(MetaError::NotPermitted)
+    } else {
+        Ok(())
     }
 }
 
@@ -643,6 +675,14 @@ impl MetaEngine for ModelEngine {
     async fn setattr(&self, ctx: &Context, ino: Ino, set: &SetAttr) -> Result<Attr> {
         let mut st = self.ready()?;
         let cur = st.attr(ino)?;
+        let only_flags = set.flags.is_some()
+            && [set.mode.is_some(), set.uid.is_some(), set.gid.is_some()]
+                .iter()
+                .all(|x| !x)
+            && set.atime.is_none()
+            && set.mtime.is_none()
+            && set.size.is_none();
+        refuse_if(immutable(&cur) && !only_flags)?;
         let t = now();
         let (mut a, rule) = perm::setattr(ctx, &cur, st.access_rule(&cur), set, t)?;
         if let Some(rule) = rule {
@@ -718,6 +758,7 @@ impl MetaEngine for ModelEngine {
         if st.child(parent, name).is_some() {
             return Err(MetaError::Exists);
         }
+        refuse_if(immutable(&pattr) || frozen(&a))?;
         let t = now();
         st.node_mut(parent)?.entries.insert(name.to_vec(), ino);
         st.touch(parent, t);
@@ -739,6 +780,7 @@ impl MetaEngine for ModelEngine {
         if victim.typ == FileType::Directory {
             return Err(MetaError::IsDir);
         }
+        refuse_if(frozen(&pattr) || frozen(&victim))?;
         let t = now();
         st.node_mut(parent)?.entries.remove(name);
         st.touch(parent, t);
@@ -760,6 +802,7 @@ impl MetaEngine for ModelEngine {
         if !victim.entries.is_empty() {
             return Err(MetaError::NotEmpty);
         }
+        refuse_if(frozen(&pattr) || frozen(&victim.attr))?;
         let t = now();
         st.node_mut(parent)?.entries.remove(name);
         st.add_nlink(parent, -1);
@@ -806,6 +849,9 @@ impl MetaEngine for ModelEngine {
             Some(d) => Some(st.attr(d)?),
             None => None,
         };
+        refuse_if(
+            frozen(&pattr) || frozen(&sa) || immutable(&npattr) || da.as_ref().is_some_and(frozen),
+        )?;
         if sa.is_dir() && st.is_ancestor(src, new_parent) {
             return Err(MetaError::InvalidArgument(
                 "directory moved into its own subtree",
@@ -923,6 +969,10 @@ impl MetaEngine for ModelEngine {
             return Err(MetaError::IsDir);
         }
         st.access(ctx, &a, mask)?;
+        let writes = mask & access::W != 0;
+        refuse_if(writes && immutable(&a))?;
+        let appends = flags & libc::O_APPEND != 0 && flags & libc::O_TRUNC == 0;
+        refuse_if(a.flags & 2 != 0 && writes && !appends)?;
         self.open.open(ino);
         if let Some(sid) = *self.sid_lock() {
             if let Some(s) = st.sessions.get_mut(&sid) {
@@ -1027,6 +1077,7 @@ impl MetaEngine for ModelEngine {
         }
         let a = st.regular(ino)?.attr.clone();
         st.access(ctx, &a, access::W)?;
+        refuse_if(immutable(&a) || (a.flags & 2 != 0 && (punch || zero)))?;
         if punch || zero {
             st.punch(ino, off, end)?;
         }
@@ -1063,6 +1114,7 @@ impl MetaEngine for ModelEngine {
         if src == dst && src_off < dst_end && dst_off < src_off.saturating_add(len) {
             return Err(MetaError::InvalidArgument("overlapping ranges in one file"));
         }
+        refuse_if(frozen(&da))?;
         if src_off >= sa.length {
             return Ok(0);
         }
@@ -1143,6 +1195,7 @@ impl MetaEngine for ModelEngine {
         }
         let n = st.node(ino)?;
         st.access(ctx, &n.attr, access::W)?;
+        refuse_if(frozen(&n.attr))?;
         let exists = n.xattrs.contains_key(name);
         if flags == XattrFlags::CREATE && exists {
             return Err(MetaError::Exists);
@@ -1172,6 +1225,7 @@ impl MetaEngine for ModelEngine {
         }
         let n = st.node(ino)?;
         st.access(ctx, &n.attr, access::W)?;
+        refuse_if(frozen(&n.attr))?;
         let n = st.node_mut(ino)?;
         if n.xattrs.remove(name).is_none() {
             return Err(MetaError::NoAttr);

@@ -99,6 +99,7 @@ impl<K: KvStore> TkvMeta<K> {
         self.kv
             .txn(|tx| async move {
                 let cur = must_attr(&tx, keys, ino).await?;
+                meta_api::flags::check_setattr(&cur, set)?;
                 let rule = rule_of(&tx, keys, cache, cur.access_acl).await?;
                 let (mut attr, new_rule) =
                     apply_setattr_with(ctx, &cur, rule.as_deref(), set, now)?;

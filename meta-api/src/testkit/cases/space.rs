@@ -81,3 +81,49 @@ pub(super) async fn deleted_files_respects_limit(fx: &Fixture<'_>) -> Result<()>
     assert_eq!(e.deleted_files(10).await?.len(), 3);
     Ok(())
 }
+
+/// `statfs` follows JuiceFS's formula exactly, so that every engine reports the same numbers
+/// after the same operations: an unlimited volume shows 1 PiB and 10 Mi free inodes plus
+/// what is used; used space is the sum of the 4 KiB-rounded lengths (every inode at least
+/// 4 KiB), the root not counted.
+pub(super) async fn statfs_is_juicefs_formula(fx: &Fixture<'_>) -> Result<()> {
+    let e = &*fx.a;
+    let ctx = super::root();
+    let s0 = e.statfs().await?;
+    assert_eq!(s0.total_space, 1 << 50, "{s0:?}");
+    assert_eq!(s0.used_inodes, 0, "a fresh volume uses no inodes: {s0:?}");
+    assert_eq!(s0.avail_inodes, 10 << 20, "{s0:?}");
+    assert_eq!(s0.total_space - s0.avail_space, 0, "{s0:?}");
+    let d = super::dir(e, ROOT_INO, "d").await?;
+    let f = file(e, d, "f").await?;
+    write(e, f, 0, 0, 10_000).await?;
+    e.symlink(&ctx, ROOT_INO, b"ln", b"d/f").await?;
+    let s = e.statfs().await?;
+    // d: 4 KiB, f: 10,000 bytes rounded to 12 KiB, ln: 4 KiB.
+    assert_eq!(s.total_space - s.avail_space, 4096 + 12288 + 4096, "{s:?}");
+    assert_eq!(s.used_inodes, 3, "{s:?}");
+    assert_eq!(s.avail_inodes, 10 << 20, "{s:?}");
+    assert_eq!(s.total_space, 1 << 50);
+    e.truncate(&ctx, f, 1).await?;
+    e.unlink(&ctx, ROOT_INO, b"ln").await?;
+    let s = e.statfs().await?;
+    assert_eq!(s.total_space - s.avail_space, 4096 + 4096, "{s:?}");
+    assert_eq!(s.used_inodes, 2, "{s:?}");
+    Ok(())
+}
+
+/// A volume with a capacity and an inode limit reports them, and the usage when over.
+pub(super) async fn statfs_reports_limits(fx: &Fixture<'_>) -> Result<()> {
+    let e = &*fx.a;
+    let mut f = e.load().await?;
+    f.capacity = 1 << 30;
+    f.inodes = 100;
+    e.init(&f, true).await?;
+    let c = fx.client().await?;
+    file(&*c, ROOT_INO, "x").await?;
+    let s = c.statfs().await?;
+    assert_eq!(s.total_space, 1 << 30, "{s:?}");
+    assert_eq!(s.total_space - s.avail_space, 4096, "{s:?}");
+    assert_eq!((s.used_inodes, s.avail_inodes), (1, 99), "{s:?}");
+    Ok(())
+}
