@@ -54,8 +54,8 @@ pub trait Sessions: Send + Sync + 'static {
     async fn list_sessions(&self) -> Result<Vec<Session>>;
     /// [`MetaEngine::reap_stale_sessions`](crate::MetaEngine::reap_stale_sessions).
     async fn reap_stale_sessions(&self, now: Timestamp) -> Result<usize>;
-    /// [`MetaEngine::open`](crate::MetaEngine::open); `flags` passed
-    /// [`crate::args::check_open`].
+    /// [`MetaEngine::open`](crate::MetaEngine::open); check the inode with
+    /// [`crate::perm::check_open`].
     async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr>;
     /// [`MetaEngine::close`](crate::MetaEngine::close).
     async fn close(&self, ino: Ino) -> Result<()>;

@@ -1,10 +1,16 @@
 //! The metadata contract of a JuiceFS-compatible filesystem.
 //!
 //! This crate defines [`MetaEngine`] — the POSIX metadata operations at inode level that
-//! every backend (SQLite, Redis, transactional KV) implements — together with the types,
-//! the one error enum and its errno table, and the logic that is the same for every
-//! engine: [`name`] validation, [`perm`]ission checks, POSIX [`acl`]s, the slice
-//! [`overlay`], JuiceFS's binary [`encoding`] and the volume settings [`Format`].
+//! callers use — together with the types, the one error enum and its errno table, and
+//! every rule that is the same for every engine: [`name`] validation, [`perm`]ission
+//! checks, POSIX [`acl`]s, inode [`flags`], [`args`] checks, [`space`] accounting and the
+//! one `statfs` formula, [`xattr`] rules, [`ids`] reserved in batches, the slice
+//! [`overlay`], [`locks`] and their blocking wait, the one retry policy ([`backoff`]),
+//! JuiceFS's binary [`encoding`] and the volume settings [`Format`].
+//!
+//! An engine implements only its storage: the eight traits of [`backend`] (one per
+//! concern, each in the module of the same name in every engine crate), and gets
+//! [`MetaEngine`] from the blanket implementation here, which runs the shared checks first.
 //!
 //! With the `testkit` feature it also publishes the conformance suite and the reference
 //! model every engine runs (`meta_api::testkit`).

@@ -39,7 +39,7 @@ const STATEMENT_CACHE: usize = 256;
 ///
 /// Open it with [`SqliteMeta::open`] on a `sqlite3://` URL, or [`SqliteMeta::memory`] for an
 /// in-memory volume shared by every client opened with the same name in this process.
-/// Each value is one client: after [`MetaEngine::new_session`] it owns one session.
+/// Each value is one client: after [`MetaEngine::new_session`](meta_api::MetaEngine::new_session) it owns one session.
 pub struct SqliteMeta {
     db: Db,
     /// Identifies the database for the in-process registry of sessions.
@@ -152,7 +152,7 @@ impl SqliteMeta {
         }
     }
 
-    /// This client's session id (0 before [`MetaEngine::new_session`]).
+    /// This client's session id (0 before [`MetaEngine::new_session`](meta_api::MetaEngine::new_session)).
     pub fn session_id(&self) -> u64 {
         self.sid.load(Ordering::Acquire)
     }

@@ -1,4 +1,4 @@
-//! A JuiceFS-compatible [`MetaEngine`] on SQLite.
+//! A JuiceFS-compatible [`MetaEngine`](meta_api::MetaEngine) on SQLite.
 //!
 //! [`SqliteMeta`] keeps a volume's metadata in the exact SQL schema JuiceFS 1.x uses
 //! (`jfs_node`, `jfs_edge`, `jfs_chunk`, `jfs_chunk_ref`, `jfs_session2`, `jfs_sustained`,

@@ -39,7 +39,7 @@ impl<K: KvStore> Purge for TkvMeta<K> {
             .await
     }
 
-    /// Purges a deleted file in batches of [`PURGE_BATCH`] chunks. Each batch drops its
+    /// Purges a deleted file in batches of `PURGE_BATCH` chunks. Each batch drops its
     /// chunks and their slice references in one transaction; the last also drops the
     /// deleted-file record, so an interrupted purge is simply finished by the next one.
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {

@@ -399,7 +399,7 @@ impl SqliteMeta {
     }
 
     /// Takes one link away from non-directory `ino`; the last link sustains the inode for
-    /// the sessions that may have it open or deletes it (see [`crate::sustain`]). With
+    /// the sessions that may have it open or deletes it (see [`crate::engine::sustain`]). With
     /// `entry`, the entry (parent, name) is removed in the same round trip; `live` are the
     /// volume's sessions when the caller fetched them already.
     async fn drop_link(

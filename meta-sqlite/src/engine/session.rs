@@ -210,7 +210,7 @@ impl Sessions for SqliteMeta {
         Ok(reaped.len())
     }
 
-    /// Records the open first, then checks the inode: see [`crate::sustain`] for why the
+    /// Records the open first, then checks the inode: see `engine/sustain.rs` for why the
     /// first open of an inode reads it inside a write transaction.
     async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
         self.fmt().await?;
