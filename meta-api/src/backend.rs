@@ -135,6 +135,15 @@ pub trait Data: Send + Sync + 'static {
         -> Result<()>;
     /// [`MetaEngine::new_slice_id`](crate::MetaEngine::new_slice_id).
     async fn new_slice_id(&self) -> Result<u64>;
+    /// [`MetaEngine::compact_chunk`](crate::MetaEngine::compact_chunk); `id` is not 0 and
+    /// the plan replaces at least one record.
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        plan: &crate::compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>>;
     /// [`MetaEngine::fallocate`](crate::MetaEngine::fallocate); `mode`, `off` and `len`
     /// passed [`crate::args::check_fallocate`].
     async fn fallocate(

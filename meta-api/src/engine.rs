@@ -192,6 +192,25 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// Reserves a new slice id (ids come from the engine in batches; never reused).
     async fn new_slice_id(&self) -> Result<u64>;
 
+    /// Commits a compaction of chunk `index` of `ino` planned by
+    /// [`crate::compact::plan`], whose new slice `id` (length `plan.len`) is already stored:
+    /// in one transaction and only if the chunk still begins with `plan.origin`, replaces
+    /// those records as [`crate::compact::apply`] says, records one reference for the new
+    /// slice, and takes one reference from the slice of each replaced record — or, on a
+    /// volume with trash days, keeps those references in a delayed-slice record (JuiceFS's
+    /// `delslices`) for the trash cleanup. Returns the replaced slices nobody references
+    /// any more (their objects may be deleted once no reader can still use a cached
+    /// layout), or `None` when the chunk changed meanwhile: the compaction is wasted and
+    /// the caller deletes the new slice's objects. The file's length and times do not
+    /// change.
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        plan: &crate::compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>>;
+
     /// Sets the length of a regular file. Shrinking turns the cut-off range into a hole;
     /// growing reads as zeros. Needs write permission unless `ctx` is root.
     async fn truncate(&self, ctx: &crate::Context, ino: Ino, length: u64) -> Result<Attr>;
@@ -502,6 +521,19 @@ where
 
     async fn new_slice_id(&self) -> Result<u64> {
         crate::backend::Data::new_slice_id(self).await
+    }
+
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        plan: &crate::compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>> {
+        if id == 0 || plan.len == 0 || plan.skipped >= plan.origin.len() {
+            return Err(crate::MetaError::InvalidArgument("not a compaction plan"));
+        }
+        crate::backend::Data::compact_chunk(self, ino, index, plan, id).await
     }
 
     async fn truncate(&self, ctx: &crate::Context, ino: Ino, length: u64) -> Result<Attr> {

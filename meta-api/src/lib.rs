@@ -30,6 +30,7 @@ pub mod acl;
 pub mod args;
 pub mod backend;
 pub mod backoff;
+pub mod compact;
 pub mod encoding;
 mod engine;
 mod error;

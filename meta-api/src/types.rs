@@ -277,6 +277,17 @@ impl Slice {
         })
     }
 
+    /// The whole of slice `id` of `size` bytes at position 0 (how freed slices are named).
+    pub fn whole(id: u64, size: u32) -> Slice {
+        Slice {
+            pos: 0,
+            id,
+            size,
+            off: 0,
+            len: size,
+        }
+    }
+
     /// A record that reads as zeros over `pos..pos+len` (JuiceFS's hole: id, size and
     /// offset zero).
     pub fn hole(pos: u32, len: u32) -> Slice {

@@ -160,6 +160,15 @@ impl MetaEngine for Buggy {
     async fn new_slice_id(&self) -> Result<u64> {
         self.inner.new_slice_id().await
     }
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        plan: &meta_api::compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>> {
+        self.inner.compact_chunk(ino, index, plan, id).await
+    }
     async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
         self.inner.truncate(ctx, ino, length).await
     }

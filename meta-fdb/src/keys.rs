@@ -199,6 +199,16 @@ impl Keys {
         k
     }
 
+    /// `L{deleted secs}{id}`: the slices a compaction replaced on a volume with trash days
+    /// (JuiceFS's delayed slices, freed by the trash cleanup).
+    pub fn delayed_slices(&self, deleted: u64, id: u64) -> Vec<u8> {
+        let mut k = self.key(17);
+        k.push(b'L');
+        k.extend_from_slice(&deleted.to_be_bytes());
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    }
+
     /// `K{id}{size}`: the extra references of a slice.
     pub fn slice_ref(&self, id: u64, size: u32) -> Vec<u8> {
         let mut k = self.key(13);

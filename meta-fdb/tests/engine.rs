@@ -493,3 +493,57 @@ async fn reaping_drops_the_locks_juicefs_clients_recorded() {
     assert!(!d.contains_key(&f6));
     assert_eq!(d[&p5], plock(sb));
 }
+
+/// A chunk value holds at most 4,166 records on FoundationDB (100,000 bytes): the in-process
+/// store refuses the 4,167th as a cluster would, and a compaction makes room again.
+#[tokio::test]
+async fn chunk_records_stop_at_foundationdbs_value_limit_until_compacted() {
+    let vol = mem_volume().await.unwrap();
+    let m = vol.client().await.unwrap();
+    let ctx = Context::root();
+    let f = m
+        .mknod(&ctx, ROOT_INO, b"log", FileType::Regular, 0o644, 0)
+        .await
+        .unwrap()
+        .ino;
+    let append = |pos: u32| {
+        let m = m.clone();
+        async move {
+            let id = m.new_slice_id().await?;
+            let s = Slice {
+                pos,
+                id,
+                size: 1,
+                off: 0,
+                len: 1,
+            };
+            m.write_slice(f, 0, s, Timestamp::now()).await
+        }
+    };
+    let fits = meta_fdb::kv::mem::limits::VALUE_BYTES / meta_api::SLICE_BYTES;
+    for pos in 0..fits as u32 {
+        append(pos).await.unwrap();
+    }
+    let err = append(fits as u32).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MetaError::Backend {
+                retryable: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(m.read_chunk(f, 0).await.unwrap().len(), fits);
+    let records = m.read_chunk(f, 0).await.unwrap();
+    let plan = meta_api::compact::plan(&records).unwrap();
+    let id = m.new_slice_id().await.unwrap();
+    let freed = m.compact_chunk(f, 0, &plan, id).await.unwrap().unwrap();
+    assert_eq!(freed.len(), meta_api::compact::MAX_COMPACT_SLICES);
+    append(fits as u32).await.unwrap();
+    assert_eq!(
+        m.read_chunk(f, 0).await.unwrap().len(),
+        fits - meta_api::compact::MAX_COMPACT_SLICES + 2
+    );
+}

@@ -305,7 +305,7 @@ impl RedisMeta {
     /// Fails with `NoSpace` when the volume's capacity or inode limit would be passed.
     pub(crate) async fn check_capacity(&self, tx: &mut Tx, space: i64, inodes: i64) -> Result<()> {
         let f = self.settings().await?;
-        if (f.capacity == 0 || space <= 0) && (f.inodes == 0 || inodes <= 0) {
+        if !meta_api::Limits::needed(&f) || (space <= 0 && inodes <= 0) {
             return Ok(());
         }
         let (used, count): (Option<i64>, Option<i64>) = tx
@@ -315,17 +315,11 @@ impl RedisMeta {
                     .arg(self.keys.total_inodes()),
             )
             .await?;
-        if f.capacity > 0
-            && space > 0
-            && used.unwrap_or(0).saturating_add(space) > f.capacity as i64
-        {
-            return Err(MetaError::NoSpace);
-        }
-        if f.inodes > 0 && inodes > 0 && count.unwrap_or(0).saturating_add(inodes) > f.inodes as i64
-        {
-            return Err(MetaError::NoSpace);
-        }
-        Ok(())
+        let usage = meta_api::Usage {
+            space: used.unwrap_or(0),
+            inodes: count.unwrap_or(0),
+        };
+        meta_api::Limits::check(meta_api::Limits::of(&f, usage).as_ref(), space, inodes)
     }
 }
 

@@ -133,6 +133,12 @@ impl Keys {
         self.with("sliceRef")
     }
 
+    /// `delSlices`: `{id}_{deleted secs}` → the slices a compaction replaced on a volume with
+    /// trash days (JuiceFS's delayed slices, freed by the trash cleanup).
+    pub(crate) fn delayed_slices(&self) -> String {
+        self.with("delSlices")
+    }
+
     /// `allSessions`: session id → expiry (Unix seconds).
     pub(crate) fn all_sessions(&self) -> String {
         self.with("allSessions")

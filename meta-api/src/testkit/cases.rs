@@ -13,6 +13,7 @@ use crate::{
 mod acl;
 mod attrs;
 mod clients;
+mod compaction;
 mod create;
 mod data;
 mod flags;
@@ -240,6 +241,12 @@ pub(super) fn all() -> Vec<Case> {
         xattr::needs_write_permission,
         xattr::missing_inode_is_not_found,
         xattr::binary_and_empty_values,
+        compaction::commit_swaps_the_records,
+        compaction::records_appended_meanwhile_stay,
+        compaction::a_chunk_compacted_by_another_client_refuses,
+        compaction::shared_slices_are_not_freed,
+        compaction::trash_volumes_keep_the_old_slices,
+        compaction::bad_plans_and_files_are_refused,
         space::statfs_counts_inodes,
         space::statfs_counts_space,
         space::statfs_is_juicefs_formula,

@@ -1039,6 +1039,72 @@ impl MetaEngine for ModelEngine {
         Ok(id)
     }
 
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        plan: &crate::compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>> {
+        let mut st = self.ready()?;
+        if id == 0 || plan.len == 0 || plan.skipped >= plan.origin.len() {
+            return Err(MetaError::InvalidArgument("not a compaction plan"));
+        }
+        let cur = st
+            .regular(ino)?
+            .chunks
+            .get(&index)
+            .cloned()
+            .unwrap_or_default();
+        let read = plan.origin.len();
+        if cur.len() < read || cur[..read] != plan.origin[..] {
+            return Ok(None);
+        }
+        let mut records = plan.origin[..plan.skipped].to_vec();
+        records.push(Slice {
+            pos: plan.pos,
+            id,
+            size: plan.len,
+            off: 0,
+            len: plan.len,
+        });
+        records.extend_from_slice(&cur[read..]);
+        st.node_mut(ino)?.chunks.insert(index, records);
+        st.refs.insert(
+            id,
+            SliceRef {
+                size: plan.len,
+                refs: 1,
+            },
+        );
+        // With trash days the replaced slices stay referenced (delayed for the trash).
+        if st.format.as_ref().is_some_and(|f| f.trash_days > 0) {
+            return Ok(Some(Vec::new()));
+        }
+        let mut freed = BTreeMap::new();
+        for s in plan.origin[plan.skipped..].iter().filter(|s| s.id != 0) {
+            if let Some(r) = st.refs.get_mut(&s.id) {
+                r.refs = r.refs.saturating_sub(1);
+                if r.refs == 0 {
+                    freed.insert(s.id, r.size);
+                    st.refs.remove(&s.id);
+                }
+            }
+        }
+        Ok(Some(
+            freed
+                .into_iter()
+                .map(|(id, size)| Slice {
+                    pos: 0,
+                    id,
+                    size,
+                    off: 0,
+                    len: size,
+                })
+                .collect(),
+        ))
+    }
+
     async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
         let mut st = self.ready()?;
         st.check_truncate(ctx, ino, length)?;

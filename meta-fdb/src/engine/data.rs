@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use meta_api::args::check_copy_range;
 use meta_api::backend::Data;
+use meta_api::backend::Volume;
+use meta_api::compact;
 use meta_api::flags;
 use meta_api::space::align4k;
 use meta_api::{
@@ -13,7 +15,7 @@ use meta_api::{
 };
 
 use super::acl::access as acl_access;
-use super::{add_usage, append_slices, get_slices, must_attr, put_attr, TkvMeta};
+use super::{add_usage, append_slices, get_slices, incr, must_attr, put_attr, TkvMeta};
 use crate::kv::{KvStore, KvTxn};
 
 /// The error for data operations on something that is not a regular file.
@@ -226,5 +228,51 @@ impl<K: KvStore> Data for TkvMeta<K> {
 
     async fn new_slice_id(&self) -> Result<u64> {
         self.next_slice_id().await
+    }
+
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        indx: u32,
+        plan: &compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>> {
+        let trash = self.settings().await?.trash_days > 0;
+        let now = u64::try_from(self.now().sec).unwrap_or(0);
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                let attr = must_attr(&tx, keys, ino).await?;
+                if attr.typ != FileType::Regular {
+                    return Err(not_regular(attr.typ));
+                }
+                let cur = get_slices(&tx, keys, ino, indx).await?;
+                let Some(records) = compact::apply(&cur, plan, id) else {
+                    return Ok(None);
+                };
+                tx.set(&keys.chunk(ino, indx), &Slice::encode_all(&records));
+                // One reference for the new slice: its key holds the extra ones (none).
+                tx.set(&keys.slice_ref(id, plan.len), &[0u8; 8]);
+                if trash {
+                    let delayed = compact::encode_delayed(plan.replaced());
+                    if !delayed.is_empty() {
+                        tx.set(&keys.delayed_slices(now, id), &delayed);
+                    }
+                    return Ok(Some(Vec::new()));
+                }
+                let mut freed = Vec::new();
+                for (sid, size, n) in compact::references(plan.replaced()) {
+                    let rkey = keys.slice_ref(sid, size);
+                    let refs = incr(&tx, &rkey, -n).await?;
+                    if refs <= 0 {
+                        tx.clear(&rkey);
+                    }
+                    if refs < 0 {
+                        freed.push(Slice::whole(sid, size));
+                    }
+                }
+                Ok(Some(freed))
+            })
+            .await
     }
 }

@@ -97,6 +97,7 @@ impl MemKv {
             inner: Arc::new(TxnInner {
                 shared: self.shared.clone(),
                 start,
+                began: std::time::Instant::now(),
                 buf: Mutex::new(TxnBuf::default()),
             }),
         }
@@ -112,7 +113,21 @@ pub struct MemTxn {
 struct TxnInner {
     shared: Arc<Shared>,
     start: u64,
+    began: std::time::Instant,
     buf: Mutex<TxnBuf>,
+}
+
+/// FoundationDB's limits, enforced here so that what passes on the in-process store also
+/// commits on a cluster (<https://apple.github.io/foundationdb/known-limitations.html>).
+pub mod limits {
+    /// Largest key, in bytes.
+    pub const KEY_BYTES: usize = 10_000;
+    /// Largest value, in bytes.
+    pub const VALUE_BYTES: usize = 100_000;
+    /// Most bytes one transaction may write (keys and values of its mutations).
+    pub const TXN_BYTES: usize = 10_000_000;
+    /// Longest a transaction may run before it is too old to commit.
+    pub const TXN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 }
 
 impl Drop for TxnInner {
@@ -322,6 +337,7 @@ impl MemTxn {
         if buf.writes.is_empty() && buf.cleared.is_empty() {
             return Ok(());
         }
+        check_limits(&buf, self.inner.began.elapsed())?;
         let cleared = std::mem::take(&mut buf.cleared);
         let writes = std::mem::take(&mut buf.writes);
         let mut written = Written::default();
@@ -359,6 +375,59 @@ impl MemTxn {
         prune_log(&mut st);
         Ok(())
     }
+}
+
+/// Refuses a commit FoundationDB would refuse: a key over 10,000 bytes or a value over
+/// 100,000 (permanent errors, as FDB's `key_too_large`/`value_too_large`), more than 10 MB
+/// written (`transaction_too_large`), or a transaction older than 5 s (`transaction_too_old`,
+/// retried like a conflict, as FDB's own retry loop does).
+fn check_limits(buf: &TxnBuf, age: std::time::Duration) -> Result<()> {
+    let mut total = 0usize;
+    for (k, op) in &buf.writes {
+        if k.len() > limits::KEY_BYTES {
+            return Err(MetaError::backend(
+                false,
+                format!(
+                    "key of {} bytes: FoundationDB allows {}",
+                    k.len(),
+                    limits::KEY_BYTES
+                ),
+            ));
+        }
+        let v = match op {
+            Op::Set(v) => v.len(),
+            Op::Add(_) => 8,
+            Op::Clear => 0,
+        };
+        if v > limits::VALUE_BYTES {
+            return Err(MetaError::backend(
+                false,
+                format!(
+                    "value of {v} bytes: FoundationDB allows {}",
+                    limits::VALUE_BYTES
+                ),
+            ));
+        }
+        total += k.len() + v;
+    }
+    total += buf
+        .cleared
+        .iter()
+        .map(|(b, e)| b.len() + e.len())
+        .sum::<usize>();
+    if total > limits::TXN_BYTES {
+        return Err(MetaError::backend(
+            false,
+            format!(
+                "transaction of {total} bytes: FoundationDB allows {}",
+                limits::TXN_BYTES
+            ),
+        ));
+    }
+    if age > limits::TXN_TIME {
+        return Err(MetaError::Conflict);
+    }
+    Ok(())
 }
 
 fn stale(st: &State, start: u64, buf: &TxnBuf) -> bool {
@@ -495,6 +564,52 @@ mod tests {
                 (b"b".to_vec(), b"2".to_vec()),
                 (b"c".to_vec(), 3i64.to_le_bytes().to_vec())
             ]
+        );
+    }
+
+    #[test]
+    fn foundationdb_limits_are_enforced() {
+        let kv = MemKv::new();
+        let tx = kv.begin();
+        tx.set(b"k", &vec![0u8; limits::VALUE_BYTES]);
+        assert!(tx.commit().is_ok(), "a value at the limit commits");
+        let tx = kv.begin();
+        tx.set(b"k", &vec![0u8; limits::VALUE_BYTES + 1]);
+        assert!(matches!(
+            tx.commit(),
+            Err(MetaError::Backend {
+                retryable: false,
+                ..
+            })
+        ));
+        let tx = kv.begin();
+        tx.set(&vec![b'k'; limits::KEY_BYTES + 1], b"v");
+        assert!(matches!(
+            tx.commit(),
+            Err(MetaError::Backend {
+                retryable: false,
+                ..
+            })
+        ));
+        let tx = kv.begin();
+        for i in 0..101u32 {
+            tx.set(&i.to_be_bytes(), &vec![0u8; limits::VALUE_BYTES]);
+        }
+        assert!(matches!(
+            tx.commit(),
+            Err(MetaError::Backend {
+                retryable: false,
+                ..
+            })
+        ));
+        assert_eq!(
+            get(&kv.begin(), b"k").map(|v| v.len()),
+            Some(limits::VALUE_BYTES)
+        );
+        assert_eq!(
+            get(&kv.begin(), &0u32.to_be_bytes()),
+            None,
+            "nothing of a refused commit"
         );
     }
 

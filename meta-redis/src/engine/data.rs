@@ -9,6 +9,7 @@ use meta_api::{
 
 use async_trait::async_trait;
 use meta_api::backend::Data;
+use meta_api::compact;
 use meta_api::flags;
 use meta_api::space::align4k;
 
@@ -19,18 +20,6 @@ use crate::txn::{Step, Tx};
 /// Ranges longer than this many chunks find their existing chunk keys with `SCAN`
 /// instead of one `RPUSHX` per chunk (JuiceFS's threshold).
 const SCAN_CHUNKS_ABOVE: u64 = 10_000;
-
-/// A zero (hole) slice record at `pos` of length `len`.
-fn hole(pos: u32, len: u32) -> [u8; 24] {
-    Slice {
-        pos,
-        id: 0,
-        size: 0,
-        off: 0,
-        len,
-    }
-    .encode()
-}
 
 /// `IsDir` for directories and `InvalidArgument` for other non-regular inodes.
 pub(crate) fn need_regular(a: &Attr) -> Result<()> {
@@ -63,9 +52,9 @@ impl RedisMeta {
         };
         w.rpush(
             self.keys.chunk(ino, first as u32),
-            &hole((left % CHUNK_SIZE) as u32, first_len as u32),
+            &Slice::hole((left % CHUNK_SIZE) as u32, first_len as u32).encode(),
         );
-        let whole = hole(0, CHUNK_SIZE as u32);
+        let whole = Slice::hole(0, CHUNK_SIZE as u32).encode();
         if last.saturating_sub(first) > SCAN_CHUNKS_ABOVE {
             for indx in self.chunk_indexes(tx, ino).await? {
                 if u64::from(indx) > first && u64::from(indx) < last {
@@ -80,7 +69,7 @@ impl RedisMeta {
         if right > (first + 1) * CHUNK_SIZE && right % CHUNK_SIZE > 0 {
             w.rpush(
                 self.keys.chunk(ino, last as u32),
-                &hole(0, (right % CHUNK_SIZE) as u32),
+                &Slice::hole(0, (right % CHUNK_SIZE) as u32).encode(),
             );
         }
         if new < old {
@@ -239,6 +228,75 @@ impl Data for RedisMeta {
         self.new_slice().await
     }
 
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        plan: &compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>> {
+        let trash = self.settings().await?.trash_days > 0;
+        let deleted = now().sec;
+        let k = &self.keys;
+        let keys = [k.inode(ino), k.chunk(ino, index), k.slice_refs()];
+        self.txn(&keys, |mut tx| async move {
+            let attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            need_regular(&attr)?;
+            let records: Vec<Vec<u8>> = tx
+                .cmd(redis::cmd("LRANGE").arg(k.chunk(ino, index)).arg(0).arg(-1))
+                .await?;
+            let cur = decode_records(ino, index, &records)?;
+            let Some(next) = compact::apply(&cur, plan, id) else {
+                return Ok(Step::Done(None));
+            };
+            let mut w = Writes::new();
+            w.del(k.chunk(ino, index));
+            for s in &next {
+                w.rpush(k.chunk(ino, index), &s.encode());
+            }
+            // The field holds references minus one: the new slice has one.
+            w.hset(
+                k.slice_refs(),
+                slice_ref_field(id, plan.len).as_bytes(),
+                b"0",
+            );
+            if trash {
+                let delayed = compact::encode_delayed(plan.replaced());
+                if !delayed.is_empty() {
+                    let field = format!("{id}_{deleted}");
+                    w.hset(k.delayed_slices(), field.as_bytes(), &delayed);
+                }
+                return Ok(w.commit(Some(Vec::new())));
+            }
+            let uses = compact::references(plan.replaced());
+            let fields: Vec<String> = uses
+                .iter()
+                .map(|(sid, size, _)| slice_ref_field(*sid, *size))
+                .collect();
+            let mut freed = Vec::new();
+            if !fields.is_empty() {
+                let refs: Vec<Option<i64>> = tx
+                    .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
+                    .await?;
+                for ((sid, size, n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs)) {
+                    let left = cur.unwrap_or(0) - n;
+                    if left < 0 {
+                        w.hdel(k.slice_refs(), field.as_bytes());
+                        freed.push(Slice::whole(*sid, *size));
+                    } else {
+                        w.hset(
+                            k.slice_refs(),
+                            field.as_bytes(),
+                            left.to_string().as_bytes(),
+                        );
+                    }
+                }
+            }
+            Ok(w.commit(Some(freed)))
+        })
+        .await
+    }
+
     async fn fallocate(
         &self,
         ctx: &Context,
@@ -293,7 +351,10 @@ impl Data for RedisMeta {
                     let indx = pos / CHUNK_SIZE;
                     let coff = pos % CHUNK_SIZE;
                     let l = (stop - pos).min(CHUNK_SIZE - coff);
-                    w.rpush(k.chunk(ino, indx as u32), &hole(coff as u32, l as u32));
+                    w.rpush(
+                        k.chunk(ino, indx as u32),
+                        &Slice::hole(coff as u32, l as u32).encode(),
+                    );
                     pos += l;
                 }
             }

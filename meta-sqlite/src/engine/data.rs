@@ -18,6 +18,7 @@ use crate::SqliteMeta;
 use async_trait::async_trait;
 use meta_api::args::check_copy_range;
 use meta_api::backend::Data;
+use meta_api::compact;
 use meta_api::flags;
 
 /// One round trip of a write, with anonymous parameters bound in textual order (inode,
@@ -31,17 +32,6 @@ const WRITE_SLICE: &str = "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?
      UPDATE jfs_node SET length = ?, mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
      WHERE inode = ?; \
      UPDATE jfs_counter SET value = value + ? WHERE name = 'usedSpace' AND ? != 0";
-
-/// A hole record: reads as zeros over `pos..pos+len` of its chunk.
-fn hole(pos: u32, len: u32) -> Slice {
-    Slice {
-        pos,
-        id: 0,
-        size: 0,
-        off: 0,
-        len,
-    }
-}
 
 /// Appends encoded records to chunk `indx` of `ino`; a missing chunk is created only when
 /// `create` (a chunk that does not exist already reads as a hole).
@@ -76,25 +66,25 @@ async fn punch(c: &mut SqliteConnection, ino: Ino, off: u64, end: u64) -> Result
     let (first, last) = (off / CHUNK_SIZE, (end - 1) / CHUNK_SIZE);
     let head = off % CHUNK_SIZE;
     if first == last {
-        let rec = hole(head as u32, (end - off) as u32).encode();
+        let rec = Slice::hole(head as u32, (end - off) as u32).encode();
         return append_records(c, ino, first, &rec, false).await;
     }
     let (mut full_from, mut full_to) = (first, last);
     if head != 0 {
-        let rec = hole(head as u32, (CHUNK_SIZE - head) as u32).encode();
+        let rec = Slice::hole(head as u32, (CHUNK_SIZE - head) as u32).encode();
         append_records(c, ino, first, &rec, false).await?;
         full_from += 1;
     }
     let tail = end - last * CHUNK_SIZE;
     if tail != CHUNK_SIZE {
-        append_records(c, ino, last, &hole(0, tail as u32).encode(), false).await?;
+        append_records(c, ino, last, &Slice::hole(0, tail as u32).encode(), false).await?;
         full_to -= 1;
     }
     if full_from <= full_to {
         sqlx::query(
             "UPDATE jfs_chunk SET slices = slices || ? WHERE inode = ? AND indx BETWEEN ? AND ?",
         )
-        .bind(&hole(0, CHUNK_SIZE as u32).encode()[..])
+        .bind(&Slice::hole(0, CHUNK_SIZE as u32).encode()[..])
         .bind(ino as i64)
         .bind(full_from as i64)
         .bind(full_to as i64)
@@ -178,7 +168,7 @@ fn copy_records(
                 let dpos = (doff % CHUNK_SIZE) as u32;
                 let n = (piece.len - skip).min((CHUNK_SIZE - u64::from(dpos)) as u32);
                 let rec = if piece.id == 0 {
-                    hole(dpos, n)
+                    Slice::hole(dpos, n)
                 } else {
                     Slice {
                         pos: dpos,
@@ -285,6 +275,91 @@ impl Data for SqliteMeta {
     async fn new_slice_id(&self) -> Result<u64> {
         self.fmt().await?;
         self.next_slice().await
+    }
+
+    async fn compact_chunk(
+        &self,
+        ino: Ino,
+        index: u32,
+        plan: &compact::Plan,
+        id: u64,
+    ) -> Result<Option<Vec<Slice>>> {
+        let fmt = self.fmt().await?;
+        let trash = fmt.trash_days > 0;
+        let deleted = Timestamp::now().sec;
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let attr = must_node(c, ino).await?;
+                    check_regular(&attr)?;
+                    let buf: Option<Vec<u8>> =
+                        sqlx::query("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?")
+                            .bind(ino as i64)
+                            .bind(i64::from(index))
+                            .fetch_optional(&mut *c)
+                            .await
+                            .map_err(db_err)?
+                            .map(|r| r.try_get(0))
+                            .transpose()
+                            .map_err(db_err)?;
+                    let cur = Slice::decode_chunk(ino, index, buf.as_deref().unwrap_or_default())?;
+                    let Some(records) = compact::apply(&cur, plan, id) else {
+                        return Ok(None);
+                    };
+                    sqlx::query("UPDATE jfs_chunk SET slices = ? WHERE inode = ? AND indx = ?")
+                        .bind(Slice::encode_all(&records))
+                        .bind(ino as i64)
+                        .bind(i64::from(index))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    sqlx::query("INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?, ?, 1)")
+                        .bind(id as i64)
+                        .bind(i64::from(plan.len))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    if trash {
+                        let delayed = compact::encode_delayed(plan.replaced());
+                        if !delayed.is_empty() {
+                            sqlx::query(
+                                "INSERT INTO jfs_delslices (chunkid, deleted, slices) VALUES (?, ?, ?)",
+                            )
+                            .bind(id as i64)
+                            .bind(deleted)
+                            .bind(delayed)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                        }
+                        return Ok(Some(Vec::new()));
+                    }
+                    let mut freed = Vec::new();
+                    for (sid, size, n) in compact::references(plan.replaced()) {
+                        let left = sqlx::query(
+                            "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
+                        )
+                        .bind(n)
+                        .bind(sid as i64)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                        // A slice without a reference row is left alone (leaked, never
+                        // deleted twice), as in purge.
+                        let Some(left) = left else { continue };
+                        if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
+                            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
+                                .bind(sid as i64)
+                                .execute(&mut *c)
+                                .await
+                                .map_err(db_err)?;
+                            freed.push(Slice::whole(sid, size));
+                        }
+                    }
+                    Ok(Some(freed))
+                })
+            })
+            .await
     }
 
     async fn fallocate(
@@ -465,7 +540,7 @@ mod tests {
                     len: 20,
                 },
             ),
-            (1, hole(20, 50)),
+            (1, Slice::hole(20, 50)),
         ];
         assert_eq!(recs, want);
     }
