@@ -226,3 +226,56 @@ async fn reserve(db: &Db, name: &'static str, batch: u64) -> Result<i64> {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use meta_api::{Context, MetaEngine, ROOT_INO};
+
+    use super::*;
+
+    /// A caller that drops an operation's future while it waits to begin its transaction
+    /// (a FUSE interrupt, a timeout) must not leave an orphan transaction holding SQLite's
+    /// write lock: the writer's `BEGIN IMMEDIATE` still completes after the future is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_begin_does_not_keep_the_write_lock() {
+        use sqlx::Connection;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let url = format!("sqlite3://{}", path.display());
+        let a = SqliteMeta::open(&url).await.unwrap();
+        a.init(&Format::new("vol", "uuid-1", "file", "/tmp/x/"), false)
+            .await
+            .unwrap();
+        let b = Arc::new(SqliteMeta::open(&url).await.unwrap());
+        // A third connection holds the write lock, so that b's BEGIN waits in SQLite.
+        let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let waiting = {
+            let b = b.clone();
+            tokio::spawn(async move { b.mkdir(&Context::root(), ROOT_INO, b"b", 0o755).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        waiting.abort();
+        assert!(waiting.await.is_err_and(|e| e.is_cancelled()));
+        // b's BEGIN now succeeds on its worker thread, with nobody left to end it.
+        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(4),
+            a.mkdir(&Context::root(), ROOT_INO, b"a", 0o755),
+        )
+        .await
+        .expect("no orphan transaction of b holds the write lock")
+        .unwrap();
+        b.mkdir(&Context::root(), ROOT_INO, b"b", 0o755)
+            .await
+            .unwrap();
+    }
+}
