@@ -93,31 +93,45 @@ impl RedisMeta {
 
     /// The indexes of the chunk keys of `ino` that exist (a `SCAN` of the keyspace).
     async fn chunk_indexes(&self, tx: &mut Tx, ino: Ino) -> Result<Vec<u32>> {
-        let prefix = self.keys.chunk(ino, 0);
-        let prefix = prefix.trim_end_matches('0');
-        let pattern = format!("{prefix}*");
+        let (prefix, pattern) = self.chunk_pattern(ino);
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = tx
-                .cmd(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(10_000),
-                )
-                .await?;
-            out.extend(
-                keys.iter()
-                    .filter_map(|k| k.strip_prefix(prefix)?.parse::<u32>().ok()),
-            );
+            let (next, keys): (u64, Vec<String>) = tx.cmd(&scan_chunks(cursor, &pattern)).await?;
+            out.extend(parse_chunk_keys(&prefix, &keys));
             if next == 0 {
                 return Ok(out);
             }
             cursor = next;
         }
+    }
+
+    /// The indexes of the chunks of `ino` that exist, read outside any transaction: work
+    /// and memory follow the chunks there are, not the file's length (a sparse 128 PiB
+    /// file has 2^31 possible chunks).
+    pub(crate) async fn existing_chunks(&self, ino: Ino) -> Result<Vec<u32>> {
+        let (prefix, pattern) = self.chunk_pattern(ino);
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) =
+                self.read(&scan_chunks(cursor, &pattern)).await?;
+            out.extend(parse_chunk_keys(&prefix, &keys));
+            if next == 0 {
+                out.sort_unstable();
+                out.dedup();
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The key prefix of the chunks of `ino` (`c{ino}_`) and the `SCAN` pattern matching them.
+    fn chunk_pattern(&self, ino: Ino) -> (String, String) {
+        let key = self.keys.chunk(ino, 0);
+        let prefix = key.trim_end_matches('0').to_string();
+        let pattern = format!("{prefix}*");
+        (prefix, pattern)
     }
 
     /// Appends piece `s` at file offset `at` of `dst`, split at a chunk boundary, with
@@ -149,6 +163,23 @@ impl RedisMeta {
 
 /// How many chunks a file of `length` bytes spans (at least one: chunk 0 may hold
 /// slices of a file cut to length 0).
+/// One `SCAN` step over the keys matching `pattern`.
+fn scan_chunks(cursor: u64, pattern: &str) -> redis::Cmd {
+    let mut c = redis::cmd("SCAN");
+    c.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(10_000);
+    c
+}
+
+/// The chunk indexes of the chunk keys `keys` of one inode (`prefix` + index).
+fn parse_chunk_keys<'a>(prefix: &'a str, keys: &'a [String]) -> impl Iterator<Item = u32> + 'a {
+    keys.iter()
+        .filter_map(move |k| k.strip_prefix(prefix)?.parse::<u32>().ok())
+}
+
 pub(crate) fn chunks_of(length: u64) -> u64 {
     length.div_ceil(CHUNK_SIZE).max(1)
 }

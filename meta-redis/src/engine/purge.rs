@@ -10,6 +10,9 @@ use super::data::{chunks_of, decode_records};
 use super::{RedisMeta, Writes};
 use crate::keys::{parse_delfile_member, slice_ref_field};
 
+/// Files of up to this many chunks (256 GiB) name their chunk keys directly when purged.
+const DIRECT_CHUNKS: u64 = 4096;
+
 #[async_trait]
 impl Purge for RedisMeta {
     async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
@@ -44,9 +47,14 @@ impl Purge for RedisMeta {
             .read(redis::cmd("HGET").arg(self.keys.chunk_tail()).arg(ino))
             .await?;
         let chunks = chunks_of(length).max(tail.map_or(0, |t| t + 1));
-        let chunk_keys: Vec<String> = (0..chunks)
-            .map(|i| self.keys.chunk(ino, i as u32))
-            .collect();
+        // A small file's chunks are named directly; a long one's are found, so that a huge
+        // sparse file costs what it holds, not its length.
+        let indexes: Vec<u32> = if chunks <= DIRECT_CHUNKS {
+            (0..chunks as u32).collect()
+        } else {
+            self.existing_chunks(ino).await?
+        };
+        let chunk_keys: Vec<String> = indexes.iter().map(|&i| self.keys.chunk(ino, i)).collect();
         let mut keys = vec![
             self.keys.delfiles(),
             self.keys.slice_refs(),
@@ -56,6 +64,7 @@ impl Purge for RedisMeta {
         self.txn(&keys, |mut tx| {
             let member = member.clone();
             let chunk_keys = &chunk_keys;
+            let indexes = &indexes;
             async move {
                 let k = &self.keys;
                 let score: Option<f64> = tx
@@ -79,7 +88,9 @@ impl Purge for RedisMeta {
                 let lists: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
                 let mut uses: BTreeMap<(u64, u32), i64> = BTreeMap::new();
                 for (i, records) in lists.iter().enumerate() {
-                    for s in decode_records(ino, i as u32, records)? {
+                    for s in
+                        decode_records(ino, indexes.get(i).copied().unwrap_or(u32::MAX), records)?
+                    {
                         if s.id > 0 {
                             *uses.entry((s.id, s.size)).or_insert(0) += 1;
                         }

@@ -453,3 +453,23 @@ pub(super) async fn purge_keeps_slices_shared_by_copy(fx: &Fixture<'_>) -> Resul
     assert_eq!(ids(&e.purge_file(dst).await?), vec![shared.id]);
     Ok(())
 }
+
+/// A sparse file of the largest length holds two slices: truncating it there, deleting it
+/// and purging it cost what it holds, not 2^31 chunks.
+pub(super) async fn huge_sparse_file_is_cheap_to_delete(fx: &Fixture<'_>) -> Result<()> {
+    let e = &*fx.a;
+    let f = file(e, ROOT_INO, "sparse").await?;
+    let last = u32::try_from(crate::MAX_FILE_SIZE / crate::CHUNK_SIZE - 1).unwrap_or(u32::MAX);
+    let a = write(e, f, 0, 0, 10).await?;
+    let b = write(e, f, last, 100, 10).await?;
+    e.truncate(&root(), f, crate::MAX_FILE_SIZE).await?;
+    assert_eq!(e.getattr(f).await?.length, crate::MAX_FILE_SIZE);
+    e.unlink(&root(), ROOT_INO, b"sparse").await?;
+    let mut freed: Vec<u64> = e.purge_file(f).await?.iter().map(|s| s.id).collect();
+    freed.sort_unstable();
+    let mut want = vec![a.id, b.id];
+    want.sort_unstable();
+    assert_eq!(freed, want);
+    assert!(e.deleted_files(10).await?.iter().all(|d| d.ino != f));
+    Ok(())
+}
