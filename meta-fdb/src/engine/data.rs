@@ -16,7 +16,8 @@ use meta_api::{
 
 use super::acl::access as acl_access;
 use super::{add_usage, append_slices, get_slices, incr, must_attr, put_attr, TkvMeta};
-use crate::kv::{KvStore, KvTxn};
+use crate::keys::be_u32;
+use crate::kv::{key_after, KvStore, KvTxn};
 
 /// The error for data operations on something that is not a regular file.
 pub(super) fn not_regular(typ: FileType) -> MetaError {
@@ -114,16 +115,27 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 put_attr(&tx, keys, ino, &attr);
                 add_usage(&tx, keys, delta, 0);
                 if (punch || zero) && off < old {
-                    // Only the existing bytes need zeroing; past the old end is a hole anyway.
-                    let mut at = off;
+                    // Only the existing bytes need zeroing (past the old end is a hole
+                    // anyway), and only in chunks that exist (a missing chunk reads as
+                    // zeros): the work follows the chunks there are, not the range.
                     let stop = end.min(old);
-                    while at < stop {
-                        let indx = (at / CHUNK_SIZE) as u32;
-                        let pos = at % CHUNK_SIZE;
-                        let n = (stop - at).min(CHUNK_SIZE - pos);
-                        append_slices(&tx, keys, ino, indx, &[Slice::hole(pos as u32, n as u32)])
-                            .await?;
-                        at += n;
+                    let (first, last) =
+                        ((off / CHUNK_SIZE) as u32, ((stop - 1) / CHUNK_SIZE) as u32);
+                    let (from, to) = (keys.chunk(ino, first), key_after(&keys.chunk(ino, last)));
+                    for (k, v) in tx.scan(&from, &to, usize::MAX, false).await? {
+                        let Some(indx) = be_u32(keys.strip(&k), 10) else {
+                            continue;
+                        };
+                        let base = u64::from(indx) * CHUNK_SIZE;
+                        let (lo, hi) = (off.max(base), stop.min(base + CHUNK_SIZE));
+                        if lo >= hi {
+                            continue;
+                        }
+                        let mut raw = v;
+                        raw.extend_from_slice(
+                            &Slice::hole((lo - base) as u32, (hi - lo) as u32).encode(),
+                        );
+                        tx.set(&k, &raw);
                     }
                 }
                 Ok(())

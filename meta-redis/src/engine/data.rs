@@ -163,6 +163,10 @@ impl RedisMeta {
 
 /// How many chunks a file of `length` bytes spans (at least one: chunk 0 may hold
 /// slices of a file cut to length 0).
+/// Ranges of up to this many chunks are walked chunk by chunk; longer ones by the chunks
+/// that exist.
+pub(crate) const DIRECT_CHUNKS: u64 = 4096;
+
 /// One `SCAN` step over the keys matching `pattern`.
 fn scan_chunks(cursor: u64, pattern: &str) -> redis::Cmd {
     let mut c = redis::cmd("SCAN");
@@ -376,17 +380,30 @@ impl Data for RedisMeta {
             let k = &self.keys;
             w.set_attr(k, ino, &attr);
             if mode.0 & (FallocMode::ZERO_RANGE | FallocMode::PUNCH_HOLE) != 0 && off < old {
-                let mut pos = off;
+                // Only existing bytes of existing chunks need a hole (a missing chunk reads
+                // as zeros): RPUSHX leaves missing chunks missing, and a long range is
+                // walked by the chunks there are, not by its length.
                 let stop = end.min(old);
-                while pos < stop {
-                    let indx = pos / CHUNK_SIZE;
-                    let coff = pos % CHUNK_SIZE;
-                    let l = (stop - pos).min(CHUNK_SIZE - coff);
-                    w.rpush(
+                let (first, last) = (off / CHUNK_SIZE, (stop - 1) / CHUNK_SIZE);
+                let indexes: Vec<u64> = if last - first < DIRECT_CHUNKS {
+                    (first..=last).collect()
+                } else {
+                    let mut found = self.chunk_indexes(&mut tx, ino).await?;
+                    found.sort_unstable();
+                    found.dedup();
+                    found
+                        .into_iter()
+                        .map(u64::from)
+                        .filter(|i| (first..=last).contains(i))
+                        .collect()
+                };
+                for indx in indexes {
+                    let base = indx * CHUNK_SIZE;
+                    let (lo, hi) = (off.max(base), stop.min(base + CHUNK_SIZE));
+                    w.rpushx(
                         k.chunk(ino, indx as u32),
-                        &Slice::hole(coff as u32, l as u32).encode(),
+                        &Slice::hole((lo - base) as u32, (hi - lo) as u32).encode(),
                     );
-                    pos += l;
                 }
             }
             if delta != 0 {

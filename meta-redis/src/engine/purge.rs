@@ -6,12 +6,9 @@ use async_trait::async_trait;
 use meta_api::backend::Purge;
 use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
 
-use super::data::{chunks_of, decode_records};
+use super::data::{chunks_of, decode_records, DIRECT_CHUNKS};
 use super::{RedisMeta, Writes};
 use crate::keys::{parse_delfile_member, slice_ref_field};
-
-/// Files of up to this many chunks (256 GiB) name their chunk keys directly when purged.
-const DIRECT_CHUNKS: u64 = 4096;
 
 #[async_trait]
 impl Purge for RedisMeta {

@@ -473,3 +473,45 @@ pub(super) async fn huge_sparse_file_is_cheap_to_delete(fx: &Fixture<'_>) -> Res
     assert!(e.deleted_files(10).await?.iter().all(|d| d.ino != f));
     Ok(())
 }
+
+/// Punching (or zeroing) the whole of a huge sparse file touches the chunks it holds: the
+/// data reads as zeros and no chunk appears where there was none.
+pub(super) async fn punching_a_huge_sparse_range_touches_only_existing_chunks(
+    fx: &Fixture<'_>,
+) -> Result<()> {
+    let e = &*fx.a;
+    let f = file(e, ROOT_INO, "sparse").await?;
+    let last = u32::try_from(MAX_FILE_SIZE / CHUNK_SIZE - 1).unwrap_or(u32::MAX);
+    write(e, f, 0, 0, 10).await?;
+    write(e, f, last, 100, 10).await?;
+    let punch = FallocMode(FallocMode::PUNCH_HOLE | FallocMode::KEEP_SIZE);
+    e.fallocate(&root(), f, punch, 5, MAX_FILE_SIZE - 5).await?;
+    assert_eq!(
+        visible(e, f, 0, 10).await?,
+        vec![piece_of(e, f, 0).await?, hole(5, 5)]
+    );
+    assert_eq!(visible(e, f, last, 200).await?, vec![hole(0, 200)]);
+    assert!(
+        e.read_chunk(f, 1).await?.is_empty(),
+        "no chunk where there was none"
+    );
+    assert!(
+        e.read_chunk(f, last / 2).await?.is_empty(),
+        "no chunk where there was none"
+    );
+    let zero = FallocMode(FallocMode::ZERO_RANGE | FallocMode::KEEP_SIZE);
+    e.fallocate(&root(), f, zero, 0, MAX_FILE_SIZE).await?;
+    assert_eq!(visible(e, f, 0, 10).await?, vec![hole(0, 10)]);
+    assert!(e.read_chunk(f, 2).await?.is_empty());
+    assert_eq!(
+        e.getattr(f).await?.length,
+        u64::from(last) * CHUNK_SIZE + 110
+    );
+    Ok(())
+}
+
+/// The visible first 5 bytes of chunk `index` (the piece of the slice written at 0).
+async fn piece_of(e: &dyn crate::MetaEngine, f: crate::Ino, index: u32) -> Result<Slice> {
+    let s = e.read_chunk(f, index).await?[0];
+    Ok(piece(s, 0, 5))
+}
