@@ -31,6 +31,7 @@ pub mod args;
 pub mod backend;
 pub mod backoff;
 pub mod compact;
+pub mod copy;
 pub mod encoding;
 mod engine;
 mod error;

@@ -206,6 +206,7 @@ pub(super) fn all() -> Vec<Case> {
         open::unlinked_open_file_across_clients,
         open::two_opens_need_two_closes,
         data::huge_sparse_file_is_cheap_to_delete,
+        data::copying_a_huge_sparse_file_touches_only_existing_chunks,
         data::punching_a_huge_sparse_range_touches_only_existing_chunks,
         data::write_slice_extends_length_and_sets_mtime,
         data::write_slice_never_shrinks,

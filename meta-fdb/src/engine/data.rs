@@ -1,17 +1,18 @@
 //! File data: chunks and slices, fallocate and copy_file_range.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use meta_api::args::check_copy_range;
 use meta_api::backend::Data;
 use meta_api::backend::Volume;
 use meta_api::compact;
+use meta_api::copy;
 use meta_api::flags;
 use meta_api::space::align4k;
 use meta_api::{
-    access, overlay, Context, FallocMode, FileType, Ino, Limits, MetaError, Result, Slice,
-    Timestamp, CHUNK_SIZE,
+    access, Context, FallocMode, FileType, Ino, Limits, MetaError, Result, Slice, Timestamp,
+    CHUNK_SIZE,
 };
 
 use super::acl::access as acl_access;
@@ -186,42 +187,31 @@ impl<K: KvStore> Data for TkvMeta<K> {
                     dattr.length = new_end;
                 }
 
-                // Reference the source's visible pieces (holes included, so that they
-                // overwrite the destination with zeros) at the destination offsets.
+                // Reference the source's visible pieces at the destination offsets; only
+                // chunks that exist on either side cost anything.
+                let chunks_in = |ino: Ino, (first, last): (u32, u32)| {
+                    let (from, to) = (keys.chunk(ino, first), key_after(&keys.chunk(ino, last)));
+                    let tx = &tx;
+                    async move { tx.scan(&from, &to, usize::MAX, false).await }
+                };
+                let mut src_chunks: BTreeMap<u32, Vec<Slice>> = BTreeMap::new();
+                for (k, v) in chunks_in(src, copy::chunk_span(src_off, size)).await? {
+                    if let Some(indx) = be_u32(keys.strip(&k), 10) {
+                        src_chunks.insert(indx, Slice::decode_chunk(src, indx, &v)?);
+                    }
+                }
+                let dst_chunks: BTreeSet<u32> = chunks_in(dst, copy::chunk_span(dst_off, size))
+                    .await?
+                    .iter()
+                    .filter_map(|(k, _)| be_u32(keys.strip(k), 10))
+                    .collect();
                 let mut out: BTreeMap<u32, Vec<Slice>> = BTreeMap::new();
                 let mut refs: Vec<(u64, u32)> = Vec::new();
-                let (first, last) = (src_off / CHUNK_SIZE, (src_off + size - 1) / CHUNK_SIZE);
-                for indx in first..=last {
-                    let base = indx * CHUNK_SIZE;
-                    let lo = src_off.max(base) - base;
-                    let hi = (src_off + size).min(base + CHUNK_SIZE) - base;
-                    let layout = overlay::build(&get_slices(&tx, keys, src, indx as u32).await?);
-                    for p in overlay::pieces(&layout, lo as u32, (hi - lo) as u32) {
-                        let at = base + u64::from(p.pos) - src_off + dst_off;
-                        let dindx = (at / CHUNK_SIZE) as u32;
-                        let dpos = (at % CHUNK_SIZE) as u32;
-                        let room = (CHUNK_SIZE - u64::from(dpos)) as u32;
-                        let head = p.len.min(room);
-                        out.entry(dindx).or_default().push(Slice {
-                            pos: dpos,
-                            len: head,
-                            ..p
-                        });
-                        if p.id != 0 {
-                            refs.push((p.id, p.size));
-                        }
-                        if head < p.len {
-                            out.entry(dindx + 1).or_default().push(Slice {
-                                pos: 0,
-                                off: p.off + head,
-                                len: p.len - head,
-                                ..p
-                            });
-                            if p.id != 0 {
-                                refs.push((p.id, p.size));
-                            }
-                        }
+                for (indx, rec) in copy::records(&src_chunks, &dst_chunks, src_off, dst_off, size) {
+                    if rec.id != 0 {
+                        refs.push((rec.id, rec.size));
                     }
+                    out.entry(indx).or_default().push(rec);
                 }
                 for (indx, slices) in &out {
                     append_slices(&tx, keys, dst, *indx, slices).await?;

@@ -3,13 +3,16 @@
 use meta_api::encoding::decode_attr;
 use meta_api::perm::check_access_with;
 use meta_api::{
-    access, overlay, Attr, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, Timestamp,
+    access, Attr, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, Timestamp,
     CHUNK_SIZE, MAX_FILE_SIZE,
 };
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use meta_api::backend::Data;
 use meta_api::compact;
+use meta_api::copy;
 use meta_api::flags;
 use meta_api::space::align4k;
 
@@ -126,38 +129,30 @@ impl RedisMeta {
         }
     }
 
+    /// The chunk indexes of `ino` in `first..=last` worth reading: all of them for a short
+    /// span, the ones that exist (found by `SCAN`) for a long one.
+    async fn chunks_in(
+        &self,
+        tx: &mut Tx,
+        ino: Ino,
+        (first, last): (u32, u32),
+    ) -> Result<Vec<u32>> {
+        if u64::from(last - first) < DIRECT_CHUNKS {
+            return Ok((first..=last).collect());
+        }
+        let mut found = self.chunk_indexes(tx, ino).await?;
+        found.retain(|i| (first..=last).contains(i));
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
+    }
+
     /// The key prefix of the chunks of `ino` (`c{ino}_`) and the `SCAN` pattern matching them.
     fn chunk_pattern(&self, ino: Ino) -> (String, String) {
         let key = self.keys.chunk(ino, 0);
         let prefix = key.trim_end_matches('0').to_string();
         let pattern = format!("{prefix}*");
         (prefix, pattern)
-    }
-
-    /// Appends piece `s` at file offset `at` of `dst`, split at a chunk boundary, with
-    /// one more reference to its slice for each record.
-    fn place(&self, w: &mut Writes, dst: Ino, at: u64, s: Slice) {
-        let mut at = at;
-        let mut s = s;
-        while s.len > 0 {
-            let indx = at / CHUNK_SIZE;
-            let pos = (at % CHUNK_SIZE) as u32;
-            let fit = (CHUNK_SIZE as u32 - pos).min(s.len);
-            let rec = Slice { pos, len: fit, ..s };
-            w.rpush(self.keys.chunk(dst, indx as u32), &rec.encode());
-            if rec.id > 0 {
-                w.hincrby(
-                    self.keys.slice_refs(),
-                    slice_ref_field(rec.id, rec.size).as_bytes(),
-                    1,
-                );
-            }
-            at += u64::from(fit);
-            if s.id > 0 {
-                s.off += fit;
-            }
-            s.len -= fit;
-        }
     }
 }
 
@@ -461,46 +456,55 @@ impl Data for RedisMeta {
                     .await?;
                 dattr.length = new_end;
             }
-            let first = src_off / CHUNK_SIZE;
-            let last = (src_off + size - 1) / CHUNK_SIZE;
+            // Only chunks that exist on either side cost anything: a long range is walked
+            // by the chunks there are, not by its length.
+            let src_idx = self
+                .chunks_in(&mut tx, src, copy::chunk_span(src_off, size))
+                .await?;
             let mut p = redis::pipe();
-            for indx in first..=last {
+            for &indx in &src_idx {
                 p.cmd("LRANGE")
-                    .arg(self.keys.chunk(src, indx as u32))
+                    .arg(self.keys.chunk(src, indx))
                     .arg(0)
                     .arg(-1);
             }
-            let chunks: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
+            let lists: Vec<Vec<Vec<u8>>> = if src_idx.is_empty() {
+                Vec::new()
+            } else {
+                tx.pipe(&p).await?
+            };
+            let mut src_chunks: BTreeMap<u32, Vec<Slice>> = BTreeMap::new();
+            for (&indx, records) in src_idx.iter().zip(&lists) {
+                if !records.is_empty() {
+                    src_chunks.insert(indx, decode_records(src, indx, records)?);
+                }
+            }
+            let dst_idx = self
+                .chunks_in(&mut tx, dst, copy::chunk_span(dst_off, size))
+                .await?;
+            let mut p = redis::pipe();
+            for &indx in &dst_idx {
+                p.cmd("EXISTS").arg(self.keys.chunk(dst, indx));
+            }
+            let exists: Vec<bool> = if dst_idx.is_empty() {
+                Vec::new()
+            } else {
+                tx.pipe(&p).await?
+            };
+            let dst_chunks: BTreeSet<u32> = dst_idx
+                .iter()
+                .zip(exists)
+                .filter_map(|(&i, e)| e.then_some(i))
+                .collect();
             let k = &self.keys;
-            let (lo, hi) = (src_off, src_off + size);
-            for (i, records) in chunks.iter().enumerate() {
-                let indx = first + i as u64;
-                let base = indx * CHUNK_SIZE;
-                let mut slices = vec![Slice {
-                    pos: 0,
-                    id: 0,
-                    size: 0,
-                    off: 0,
-                    len: CHUNK_SIZE as u32,
-                }];
-                slices.extend(decode_records(src, indx as u32, records)?);
-                for piece in overlay::build(&slices) {
-                    let start = base + u64::from(piece.pos);
-                    let end = start + u64::from(piece.len);
-                    if end <= lo || start >= hi {
-                        continue;
-                    }
-                    let cut_lo = lo.max(start);
-                    let cut_hi = hi.min(end);
-                    let mut s = piece;
-                    s.off += (cut_lo - start) as u32;
-                    s.len = (cut_hi - cut_lo) as u32;
-                    if s.id == 0 {
-                        s.off = 0;
-                        s.size = 0;
-                    }
-                    let at = cut_lo - src_off + dst_off;
-                    self.place(&mut w, dst, at, s);
+            for (indx, rec) in copy::records(&src_chunks, &dst_chunks, src_off, dst_off, size) {
+                w.rpush(k.chunk(dst, indx), &rec.encode());
+                if rec.id > 0 {
+                    w.hincrby(
+                        k.slice_refs(),
+                        slice_ref_field(rec.id, rec.size).as_bytes(),
+                        1,
+                    );
                 }
             }
             let t = now();

@@ -1,12 +1,12 @@
 //! File data: chunks of slice records, slice reference counts, length changes, copies,
 //! space accounting and the deletion queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use meta_api::perm::check_access_with;
 use meta_api::{
-    access, overlay, Attr, Context, FallocMode, FileType, Format, Ino, MetaError, Result, Slice,
-    Timestamp, CHUNK_SIZE, MAX_FILE_SIZE,
+    access, Attr, Context, FallocMode, FileType, Format, Ino, MetaError, Result, Slice, Timestamp,
+    CHUNK_SIZE, MAX_FILE_SIZE,
 };
 use sqlx::{Row, SqliteConnection};
 
@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use meta_api::args::check_copy_range;
 use meta_api::backend::Data;
 use meta_api::compact;
+use meta_api::copy;
 use meta_api::flags;
 
 /// One round trip of a write, with anonymous parameters bound in textual order (inode,
@@ -142,50 +143,6 @@ impl Resized {
     ) -> Result<()> {
         file_dir_stat(c, fmt, ino, parent, self.length, self.space).await
     }
-}
-
-/// Records of `src` covering `src_off..src_off+size`, placed at `dst_off` in the
-/// destination: (destination chunk, record) pairs in order, split at chunk boundaries.
-fn copy_records(
-    chunks: &BTreeMap<u64, Vec<Slice>>,
-    src_off: u64,
-    dst_off: u64,
-    size: u64,
-) -> Vec<(u64, Slice)> {
-    let mut out = Vec::new();
-    let end = src_off + size;
-    let mut at = src_off;
-    while at < end {
-        let indx = at / CHUNK_SIZE;
-        let chunk_end = ((indx + 1) * CHUNK_SIZE).min(end);
-        let pos = (at % CHUNK_SIZE) as u32;
-        let len = (chunk_end - at) as u32;
-        let layout = overlay::build(chunks.get(&indx).map(Vec::as_slice).unwrap_or_default());
-        for piece in overlay::pieces(&layout, pos, len) {
-            let mut doff = dst_off + (indx * CHUNK_SIZE + u64::from(piece.pos) - src_off);
-            let mut skip = 0u32;
-            while skip < piece.len {
-                let dpos = (doff % CHUNK_SIZE) as u32;
-                let n = (piece.len - skip).min((CHUNK_SIZE - u64::from(dpos)) as u32);
-                let rec = if piece.id == 0 {
-                    Slice::hole(dpos, n)
-                } else {
-                    Slice {
-                        pos: dpos,
-                        id: piece.id,
-                        size: piece.size,
-                        off: piece.off + skip,
-                        len: n,
-                    }
-                };
-                out.push((doff / CHUNK_SIZE, rec));
-                doff += u64::from(n);
-                skip += n;
-            }
-        }
-        at = chunk_end;
-    }
-    out
 }
 
 /// Data operations apply to regular files only.
@@ -449,12 +406,27 @@ impl Data for SqliteMeta {
                     for r in rows {
                         let indx: i64 = r.try_get(0).map_err(db_err)?;
                         let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                        chunks.insert(indx as u64, Slice::decode_chunk(src, u32::try_from(indx).unwrap_or(u32::MAX), &buf)?);
+                        let indx = u32::try_from(indx).unwrap_or(u32::MAX);
+                        chunks.insert(indx, Slice::decode_chunk(src, indx, &buf)?);
                     }
+                    let (dfirst, dlast) = copy::chunk_span(dst_off, size);
+                    let dst_chunks: BTreeSet<u32> = sqlx::query(
+                        "SELECT indx FROM jfs_chunk WHERE inode = ? AND indx BETWEEN ? AND ?",
+                    )
+                    .bind(dst as i64)
+                    .bind(i64::from(dfirst))
+                    .bind(i64::from(dlast))
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .filter_map(|r| r.try_get::<i64, _>(0).ok())
+                    .filter_map(|i| u32::try_from(i).ok())
+                    .collect();
                     // Records per destination chunk (in order), and references per slice.
-                    let mut per_chunk: BTreeMap<u64, (Vec<u8>, bool)> = BTreeMap::new();
+                    let mut per_chunk: BTreeMap<u32, (Vec<u8>, bool)> = BTreeMap::new();
                     let mut refs: BTreeMap<u64, (u32, i64)> = BTreeMap::new();
-                    for (indx, rec) in copy_records(&chunks, src_off, dst_off, size) {
+                    for (indx, rec) in copy::records(&chunks, &dst_chunks, src_off, dst_off, size) {
                         let entry = per_chunk.entry(indx).or_default();
                         entry.0.extend_from_slice(&rec.encode());
                         if rec.id != 0 {
@@ -470,7 +442,7 @@ impl Data for SqliteMeta {
                     };
                     check_capacity(c, fmt, space, 0).await?;
                     for (indx, (buf, has_data)) in per_chunk {
-                        append_records(c, dst, indx, &buf, has_data).await?;
+                        append_records(c, dst, u64::from(indx), &buf, has_data).await?;
                     }
                     for (id, (slice_size, n)) in refs {
                         // A slice nobody tracked yet (no row) already had one user: the source.
@@ -514,43 +486,11 @@ mod tests {
     }
 
     #[test]
-    fn copy_records_split_at_destination_chunks() {
-        let mut chunks = BTreeMap::new();
-        chunks.insert(0, vec![s(0, 7, 100)]);
-        // Copy 100 bytes (of which 50 are past the slice: a hole) to straddle chunk 0/1.
-        let recs = copy_records(&chunks, 50, CHUNK_SIZE - 30, 100);
-        let want = vec![
-            (
-                0,
-                Slice {
-                    pos: (CHUNK_SIZE - 30) as u32,
-                    id: 7,
-                    size: 100,
-                    off: 50,
-                    len: 30,
-                },
-            ),
-            (
-                1,
-                Slice {
-                    pos: 0,
-                    id: 7,
-                    size: 100,
-                    off: 80,
-                    len: 20,
-                },
-            ),
-            (1, Slice::hole(20, 50)),
-        ];
-        assert_eq!(recs, want);
-    }
-
-    #[test]
     fn copy_records_cover_the_range_exactly() {
         let mut chunks = BTreeMap::new();
         chunks.insert(1, vec![s(10, 3, 20), s(15, 4, 5)]);
         let src = CHUNK_SIZE + 5;
-        let recs = copy_records(&chunks, src, 0, 40);
+        let recs = copy::records(&chunks, &BTreeSet::new(), src, 0, 40);
         assert_eq!(recs.iter().map(|(_, r)| u64::from(r.len)).sum::<u64>(), 40);
         let ids: Vec<u64> = recs.iter().map(|(_, r)| r.id).collect();
         assert_eq!(ids, vec![0, 3, 4, 3, 0]);

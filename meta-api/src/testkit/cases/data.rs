@@ -515,3 +515,40 @@ async fn piece_of(e: &dyn crate::MetaEngine, f: crate::Ino, index: u32) -> Resul
     let s = e.read_chunk(f, index).await?[0];
     Ok(piece(s, 0, 5))
 }
+
+/// Copying a huge sparse file costs the chunks on either side: its data arrives where it
+/// was, a destination chunk the source has no chunk for is zeroed, and no other chunk
+/// appears.
+pub(super) async fn copying_a_huge_sparse_file_touches_only_existing_chunks(
+    fx: &Fixture<'_>,
+) -> Result<()> {
+    let e = &*fx.a;
+    let src = file(e, ROOT_INO, "sparse").await?;
+    let last = u32::try_from(MAX_FILE_SIZE / CHUNK_SIZE - 1).unwrap_or(u32::MAX);
+    let a = write(e, src, 0, 0, 10).await?;
+    let b = write(e, src, last, 100, 10).await?;
+    let dst = file(e, ROOT_INO, "copy").await?;
+    let old = write(e, dst, 7, 0, 50).await?;
+    let n = e.getattr(src).await?.length;
+    assert_eq!(e.copy_file_range(&root(), src, 0, dst, 0, n).await?, n);
+    assert_eq!(visible(e, dst, 0, 10).await?, vec![a]);
+    assert_eq!(
+        visible(e, dst, last, 110).await?,
+        vec![hole(0, 100), piece(b, 100, 10)]
+    );
+    assert_eq!(
+        visible(e, dst, 7, 50).await?,
+        vec![hole(0, 50)],
+        "{old:?} is overwritten by zeros"
+    );
+    assert!(
+        e.read_chunk(dst, 1).await?.is_empty(),
+        "no chunk where there was none"
+    );
+    assert!(
+        e.read_chunk(dst, last / 2).await?.is_empty(),
+        "no chunk where there was none"
+    );
+    assert_eq!(e.getattr(dst).await?.length, n);
+    Ok(())
+}
