@@ -599,14 +599,10 @@ where
         ltype: LockType,
         block: bool,
     ) -> Result<()> {
-        let sid = crate::backend::Locks::lock_session(self);
-        if sid == 0 {
-            return match ltype {
-                LockType::Unlock => Ok(()),
-                _ => Err(crate::MetaError::BadHandle),
-            };
-        }
-        let me = crate::LockOwner::new(sid, owner);
+        let Some(me) = lock_owner(self, owner, ltype)? else {
+            return Ok(());
+        };
+        let sid = me.sid;
         let session = || crate::backend::Locks::lock_session(self);
         crate::locks::wait_for_lock(block, sid, session, || {
             crate::backend::Locks::try_flock(self, ino, me, ltype)
@@ -641,14 +637,10 @@ where
         pid: u32,
     ) -> Result<()> {
         crate::locks::check_range(start, end)?;
-        let sid = crate::backend::Locks::lock_session(self);
-        if sid == 0 {
-            return match ltype {
-                LockType::Unlock => Ok(()),
-                _ => Err(crate::MetaError::BadHandle),
-            };
-        }
-        let me = crate::LockOwner::new(sid, owner);
+        let Some(me) = lock_owner(self, owner, ltype)? else {
+            return Ok(());
+        };
+        let sid = me.sid;
         let req = PlockRequest::new(ltype, start, end, pid);
         let session = || crate::backend::Locks::lock_session(self);
         crate::locks::wait_for_lock(block, sid, session, || {
@@ -669,5 +661,19 @@ where
 
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
         crate::backend::Purge::purge_file(self, ino).await
+    }
+}
+
+/// The owner of a lock request of this client's session, `None` when an unlock without a
+/// session has nothing to release; locking without a session is `BadHandle`.
+fn lock_owner<T: crate::backend::Locks + ?Sized>(
+    engine: &T,
+    owner: u64,
+    ltype: LockType,
+) -> Result<Option<crate::LockOwner>> {
+    match engine.lock_session() {
+        0 if ltype == LockType::Unlock => Ok(None),
+        0 => Err(crate::MetaError::BadHandle),
+        sid => Ok(Some(crate::LockOwner::new(sid, owner))),
     }
 }

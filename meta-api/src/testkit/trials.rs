@@ -105,7 +105,25 @@ impl Conformance {
     }
 
     /// Any other test of the binary, run on a runtime of its own.
-    pub fn test<F, Fut>(mut self, name: &str, f: F) -> Conformance
+    pub fn test<F, Fut>(self, name: &str, f: F) -> Conformance
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        self.async_trial(name, f, false)
+    }
+
+    /// A trial listed as ignored unless `--ignored` or `--include-ignored` is given (soak
+    /// runs).
+    pub fn soak<F, Fut>(self, name: &str, f: F) -> Conformance
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
+        self.async_trial(name, f, true)
+    }
+
+    fn async_trial<F, Fut>(mut self, name: &str, f: F, soak: bool) -> Conformance
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()>,
@@ -117,26 +135,11 @@ impl Conformance {
             runtime()?.block_on(f());
             Ok(())
         });
-        self.push(trial);
-        self
-    }
-
-    /// A trial listed as ignored unless `--ignored` or `--include-ignored` is given (soak
-    /// runs).
-    pub fn soak<F, Fut>(mut self, name: &str, f: F) -> Conformance
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()>,
-    {
-        if self.only.is_some() {
-            return self;
+        if soak {
+            self.trials.push(trial.with_ignored_flag(true));
+        } else {
+            self.push(trial);
         }
-        let trial = Trial::test(name.to_string(), move || {
-            runtime()?.block_on(f());
-            Ok(())
-        })
-        .with_ignored_flag(true);
-        self.trials.push(trial);
         self
     }
 

@@ -59,7 +59,7 @@ impl RedisMeta {
         );
         let whole = Slice::hole(0, CHUNK_SIZE as u32).encode();
         if last.saturating_sub(first) > SCAN_CHUNKS_ABOVE {
-            for indx in self.chunk_indexes(tx, ino).await? {
+            for indx in self.existing_chunks(ino).await? {
                 if u64::from(indx) > first && u64::from(indx) < last {
                     w.rpushx(self.keys.chunk(ino, indx), &whole);
                 }
@@ -94,21 +94,6 @@ impl RedisMeta {
         Ok(())
     }
 
-    /// The indexes of the chunk keys of `ino` that exist (a `SCAN` of the keyspace).
-    async fn chunk_indexes(&self, tx: &mut Tx, ino: Ino) -> Result<Vec<u32>> {
-        let (prefix, pattern) = self.chunk_pattern(ino);
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = tx.cmd(&scan_chunks(cursor, &pattern)).await?;
-            out.extend(parse_chunk_keys(&prefix, &keys));
-            if next == 0 {
-                return Ok(out);
-            }
-            cursor = next;
-        }
-    }
-
     /// The indexes of the chunks of `ino` that exist, read outside any transaction: work
     /// and memory follow the chunks there are, not the file's length (a sparse 128 PiB
     /// file has 2^31 possible chunks).
@@ -131,19 +116,12 @@ impl RedisMeta {
 
     /// The chunk indexes of `ino` in `first..=last` worth reading: all of them for a short
     /// span, the ones that exist (found by `SCAN`) for a long one.
-    async fn chunks_in(
-        &self,
-        tx: &mut Tx,
-        ino: Ino,
-        (first, last): (u32, u32),
-    ) -> Result<Vec<u32>> {
+    async fn chunks_in(&self, ino: Ino, (first, last): (u32, u32)) -> Result<Vec<u32>> {
         if u64::from(last - first) < DIRECT_CHUNKS {
             return Ok((first..=last).collect());
         }
-        let mut found = self.chunk_indexes(tx, ino).await?;
+        let mut found = self.existing_chunks(ino).await?;
         found.retain(|i| (first..=last).contains(i));
-        found.sort_unstable();
-        found.dedup();
         Ok(found)
     }
 
@@ -380,18 +358,16 @@ impl Data for RedisMeta {
                 // walked by the chunks there are, not by its length.
                 let stop = end.min(old);
                 let (first, last) = (off / CHUNK_SIZE, (stop - 1) / CHUNK_SIZE);
-                let indexes: Vec<u64> = if last - first < DIRECT_CHUNKS {
-                    (first..=last).collect()
-                } else {
-                    let mut found = self.chunk_indexes(&mut tx, ino).await?;
-                    found.sort_unstable();
-                    found.dedup();
-                    found
-                        .into_iter()
-                        .map(u64::from)
-                        .filter(|i| (first..=last).contains(i))
-                        .collect()
-                };
+                let span = (
+                    u32::try_from(first).unwrap_or(u32::MAX),
+                    u32::try_from(last).unwrap_or(u32::MAX),
+                );
+                let indexes: Vec<u64> = self
+                    .chunks_in(ino, span)
+                    .await?
+                    .into_iter()
+                    .map(u64::from)
+                    .collect();
                 for indx in indexes {
                     let base = indx * CHUNK_SIZE;
                     let (lo, hi) = (off.max(base), stop.min(base + CHUNK_SIZE));
@@ -458,9 +434,9 @@ impl Data for RedisMeta {
             }
             // Only chunks that exist on either side cost anything: a long range is walked
             // by the chunks there are, not by its length.
-            let src_idx = self
-                .chunks_in(&mut tx, src, copy::chunk_span(src_off, size))
-                .await?;
+            let src_idx = self.chunks_in(src, copy::chunk_span(src_off, size)).await?;
+            let dst_idx = self.chunks_in(dst, copy::chunk_span(dst_off, size)).await?;
+            // One round trip: the source's records and whether the destination's chunks exist.
             let mut p = redis::pipe();
             for &indx in &src_idx {
                 p.cmd("LRANGE")
@@ -468,34 +444,27 @@ impl Data for RedisMeta {
                     .arg(0)
                     .arg(-1);
             }
-            let lists: Vec<Vec<Vec<u8>>> = if src_idx.is_empty() {
-                Vec::new()
-            } else {
-                tx.pipe(&p).await?
-            };
+            for &indx in &dst_idx {
+                p.cmd("LLEN").arg(self.keys.chunk(dst, indx));
+            }
+            let replies: Vec<redis::Value> = tx.pipe(&p).await?;
+            let (lists, lens) = replies.split_at(src_idx.len().min(replies.len()));
             let mut src_chunks: BTreeMap<u32, Vec<Slice>> = BTreeMap::new();
-            for (&indx, records) in src_idx.iter().zip(&lists) {
+            for (&indx, reply) in src_idx.iter().zip(lists) {
+                let records: Vec<Vec<u8>> =
+                    redis::from_redis_value(reply).map_err(|e| MetaError::backend(false, e))?;
                 if !records.is_empty() {
-                    src_chunks.insert(indx, decode_records(src, indx, records)?);
+                    src_chunks.insert(indx, decode_records(src, indx, &records)?);
                 }
             }
-            let dst_idx = self
-                .chunks_in(&mut tx, dst, copy::chunk_span(dst_off, size))
-                .await?;
-            let mut p = redis::pipe();
-            for &indx in &dst_idx {
-                p.cmd("EXISTS").arg(self.keys.chunk(dst, indx));
+            let mut dst_chunks = BTreeSet::new();
+            for (&indx, reply) in dst_idx.iter().zip(lens) {
+                let n: u64 =
+                    redis::from_redis_value(reply).map_err(|e| MetaError::backend(false, e))?;
+                if n > 0 {
+                    dst_chunks.insert(indx);
+                }
             }
-            let exists: Vec<bool> = if dst_idx.is_empty() {
-                Vec::new()
-            } else {
-                tx.pipe(&p).await?
-            };
-            let dst_chunks: BTreeSet<u32> = dst_idx
-                .iter()
-                .zip(exists)
-                .filter_map(|(&i, e)| e.then_some(i))
-                .collect();
             let k = &self.keys;
             for (indx, rec) in copy::records(&src_chunks, &dst_chunks, src_off, dst_off, size) {
                 w.rpush(k.chunk(dst, indx), &rec.encode());

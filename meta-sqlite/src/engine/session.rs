@@ -5,7 +5,6 @@ use meta_api::backend::Sessions;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use meta_api::acl::Rule;
 use meta_api::{
     Attr, Context, Ino, MetaError, Result, Session, SessionInfo, Timestamp, SESSION_TTL_SECS,
 };
@@ -32,14 +31,8 @@ async fn put_session(c: &mut SqliteConnection, sid: u64, expire: i64, info: &[u8
     Ok(())
 }
 
-/// Checks an open of `attr` with `flags` by `ctx` (`rule`: its access ACL when the check
-/// needs one).
-fn check_open(ctx: &Context, attr: &Attr, rule: Option<&Rule>, flags: i32) -> Result<()> {
-    meta_api::perm::check_open(ctx, attr, rule, flags)
-}
-
 impl SqliteMeta {
-    /// [`check_open`] on a reader connection, outside any write transaction.
+    /// [`meta_api::perm::check_open`] on a reader connection, outside any write transaction.
     async fn check_open_read(&self, ctx: &Context, attr: &Attr, flags: i32) -> Result<()> {
         let rule = match meta_api::acl::rule_for_check(attr) {
             Some(_) if !ctx.is_root() => {
@@ -48,7 +41,7 @@ impl SqliteMeta {
             }
             _ => None,
         };
-        check_open(ctx, attr, rule.as_deref(), flags)
+        meta_api::perm::check_open(ctx, attr, rule.as_deref(), flags)
     }
 
     /// Forgets one open of `ino`; the last one lets go of a sustained row, if any.
@@ -222,7 +215,7 @@ impl Sessions for SqliteMeta {
                     Box::pin(async move {
                         let attr = must_node(c, ino).await?;
                         let rule = self.check_rule(c, ctx, Some(&attr)).await?;
-                        check_open(ctx, &attr, rule.as_deref(), flags)?;
+                        meta_api::perm::check_open(ctx, &attr, rule.as_deref(), flags)?;
                         Ok(attr)
                     })
                 })
