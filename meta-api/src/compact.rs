@@ -192,19 +192,6 @@ pub fn encode_delayed(slices: &[Slice]) -> Vec<u8> {
     out
 }
 
-/// Counts the references a replaced run of records holds, by slice: `(id, size, records)`
-/// for every slice with data, in id order (an engine takes `records` references from each).
-pub fn references(replaced: &[Slice]) -> Vec<(u64, u32, i64)> {
-    let mut by_id: std::collections::BTreeMap<u64, (u32, i64)> = std::collections::BTreeMap::new();
-    for s in replaced.iter().filter(|s| s.id != 0) {
-        by_id.entry(s.id).or_insert((s.size, 0)).1 += 1;
-    }
-    by_id
-        .into_iter()
-        .map(|(id, (size, n))| (id, size, n))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

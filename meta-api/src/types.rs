@@ -277,6 +277,20 @@ impl Slice {
         })
     }
 
+    /// The references a run of records holds, by slice: `(id, size, records)` for every
+    /// slice with data, in id order. Purging and compacting take `records` references from
+    /// each.
+    pub fn references(records: &[Slice]) -> Vec<(u64, u32, i64)> {
+        let mut by_id: std::collections::BTreeMap<u64, (u32, i64)> = Default::default();
+        for s in records.iter().filter(|s| s.id != 0) {
+            by_id.entry(s.id).or_insert((s.size, 0)).1 += 1;
+        }
+        by_id
+            .into_iter()
+            .map(|(id, (size, n))| (id, size, n))
+            .collect()
+    }
+
     /// The whole of slice `id` of `size` bytes at position 0 (how freed slices are named).
     pub fn whole(id: u64, size: u32) -> Slice {
         Slice {

@@ -183,6 +183,28 @@ pub(crate) async fn incr<T: KvTxn>(tx: &T, key: &[u8], delta: i64) -> Result<i64
     Ok(parse_counter(tx.get(key).await?.as_deref()))
 }
 
+/// Takes `n` references from each slice of `uses` (`(id, size, n)`, as
+/// [`Slice::references`] counts them) and returns the slices left with none, whose objects
+/// may now be deleted. The key of a slice holds its references beyond the first.
+pub(crate) async fn drop_refs<T: KvTxn>(
+    tx: &T,
+    keys: &Keys,
+    uses: &[(u64, u32, i64)],
+) -> Result<Vec<Slice>> {
+    let mut freed = Vec::new();
+    for &(id, size, n) in uses {
+        let rkey = keys.slice_ref(id, size);
+        let refs = incr(tx, &rkey, -n).await?;
+        if refs <= 0 {
+            tx.clear(&rkey);
+        }
+        if refs < 0 {
+            freed.push(Slice::whole(id, size));
+        }
+    }
+    Ok(freed)
+}
+
 /// The attributes of `ino`, if it exists.
 pub(crate) async fn get_attr<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<Option<Attr>> {
     match tx.get(&keys.inode(ino)).await? {

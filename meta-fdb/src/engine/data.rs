@@ -16,7 +16,7 @@ use meta_api::{
 };
 
 use super::acl::access as acl_access;
-use super::{add_usage, append_slices, get_slices, incr, must_attr, put_attr, TkvMeta};
+use super::{add_usage, append_slices, drop_refs, get_slices, must_attr, put_attr, TkvMeta};
 use crate::keys::be_u32;
 use crate::kv::{key_after, KvStore, KvTxn};
 
@@ -262,18 +262,8 @@ impl<K: KvStore> Data for TkvMeta<K> {
                     }
                     return Ok(Some(Vec::new()));
                 }
-                let mut freed = Vec::new();
-                for (sid, size, n) in compact::references(plan.replaced()) {
-                    let rkey = keys.slice_ref(sid, size);
-                    let refs = incr(&tx, &rkey, -n).await?;
-                    if refs <= 0 {
-                        tx.clear(&rkey);
-                    }
-                    if refs < 0 {
-                        freed.push(Slice::whole(sid, size));
-                    }
-                }
-                Ok(Some(freed))
+                let uses = Slice::references(plan.replaced());
+                Ok(Some(drop_refs(&tx, keys, &uses).await?))
             })
             .await
     }

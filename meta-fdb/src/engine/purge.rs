@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use meta_api::backend::Purge;
 use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
 
-use super::{get_attr, incr, TkvMeta};
+use super::{drop_refs, get_attr, TkvMeta};
 use crate::keys::{be_u64, le_u64, Keys};
 use crate::kv::{KvStore, KvTxn};
 
@@ -78,23 +78,13 @@ async fn purge_batch<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<(Vec<Sli
     let chunks = tx
         .scan(&cprefix, &Keys::end_of(&cprefix), PURGE_BATCH, false)
         .await?;
-    let mut freed = Vec::new();
+    let mut records = Vec::new();
     for (k, v) in &chunks {
         let indx = crate::keys::be_u32(keys.strip(k), 10).unwrap_or(u32::MAX);
-        let slices = Slice::decode_chunk(ino, indx, v)?;
+        records.extend(Slice::decode_chunk(ino, indx, v)?);
         tx.clear(k);
-        for s in slices.into_iter().filter(|s| s.id != 0) {
-            let rkey = keys.slice_ref(s.id, s.size);
-            // The counter holds the references beyond the first: below zero, none is left.
-            let refs = incr(tx, &rkey, -1).await?;
-            if refs <= 0 {
-                tx.clear(&rkey);
-            }
-            if refs < 0 {
-                freed.push(s);
-            }
-        }
     }
+    let freed = drop_refs(tx, keys, &Slice::references(&records)).await?;
     let done = chunks.len() < PURGE_BATCH;
     if done {
         tx.clear(&dkey);

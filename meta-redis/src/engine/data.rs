@@ -276,30 +276,8 @@ impl Data for RedisMeta {
                 }
                 return Ok(w.commit(Some(Vec::new())));
             }
-            let uses = compact::references(plan.replaced());
-            let fields: Vec<String> = uses
-                .iter()
-                .map(|(sid, size, _)| slice_ref_field(*sid, *size))
-                .collect();
-            let mut freed = Vec::new();
-            if !fields.is_empty() {
-                let refs: Vec<Option<i64>> = tx
-                    .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
-                    .await?;
-                for ((sid, size, n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs)) {
-                    let left = cur.unwrap_or(0) - n;
-                    if left < 0 {
-                        w.hdel(k.slice_refs(), field.as_bytes());
-                        freed.push(Slice::whole(*sid, *size));
-                    } else {
-                        w.hset(
-                            k.slice_refs(),
-                            field.as_bytes(),
-                            left.to_string().as_bytes(),
-                        );
-                    }
-                }
-            }
+            let uses = Slice::references(plan.replaced());
+            let freed = self.drop_refs(&mut tx, &mut w, &uses).await?;
             Ok(w.commit(Some(freed)))
         })
         .await

@@ -1,6 +1,6 @@
 //! The deletion queue: files waiting to be purged, and the purge itself.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use meta_api::backend::Purge;
@@ -9,6 +9,7 @@ use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
 use super::data::{chunks_of, decode_records, DIRECT_CHUNKS};
 use super::{RedisMeta, Writes};
 use crate::keys::{parse_delfile_member, slice_ref_field};
+use crate::txn::Tx;
 
 #[async_trait]
 impl Purge for RedisMeta {
@@ -83,48 +84,15 @@ impl Purge for RedisMeta {
                     p.cmd("LRANGE").arg(key).arg(0).arg(-1);
                 }
                 let lists: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
-                let mut uses: BTreeMap<(u64, u32), i64> = BTreeMap::new();
-                for (i, records) in lists.iter().enumerate() {
-                    for s in
-                        decode_records(ino, indexes.get(i).copied().unwrap_or(u32::MAX), records)?
-                    {
-                        if s.id > 0 {
-                            *uses.entry((s.id, s.size)).or_insert(0) += 1;
-                        }
-                    }
+                let mut records = Vec::new();
+                for (i, list) in lists.iter().enumerate() {
+                    let indx = indexes.get(i).copied().unwrap_or(u32::MAX);
+                    records.extend(decode_records(ino, indx, list)?);
                 }
                 let mut w = Writes::new();
-                let mut freed = Vec::new();
-                if !uses.is_empty() {
-                    let fields: Vec<String> = uses
-                        .keys()
-                        .map(|(id, size)| slice_ref_field(*id, *size))
-                        .collect();
-                    let refs: Vec<Option<i64>> = tx
-                        .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
-                        .await?;
-                    for (((id, size), n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs))
-                    {
-                        // The field holds references minus one; a missing one is one reference.
-                        let left = cur.unwrap_or(0) - n;
-                        if left < 0 {
-                            w.hdel(k.slice_refs(), field.as_bytes());
-                            freed.push(Slice {
-                                pos: 0,
-                                id: *id,
-                                size: *size,
-                                off: 0,
-                                len: *size,
-                            });
-                        } else {
-                            w.hset(
-                                k.slice_refs(),
-                                field.as_bytes(),
-                                left.to_string().as_bytes(),
-                            );
-                        }
-                    }
-                }
+                let freed = self
+                    .drop_refs(&mut tx, &mut w, &Slice::references(&records))
+                    .await?;
                 for key in chunk_keys {
                     w.del(key.clone());
                 }
@@ -169,5 +137,45 @@ impl RedisMeta {
             }
             cursor = next;
         }
+    }
+}
+
+impl RedisMeta {
+    /// Queues on `w` taking `n` references from each slice of `uses` (`(id, size, n)`, as
+    /// [`Slice::references`] counts them) and returns the slices left with none, whose
+    /// objects may be deleted once `w` commits. The `sliceRef` field holds references minus
+    /// one; a missing field is one reference.
+    pub(crate) async fn drop_refs(
+        &self,
+        tx: &mut Tx,
+        w: &mut Writes,
+        uses: &[(u64, u32, i64)],
+    ) -> Result<Vec<Slice>> {
+        if uses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        let fields: Vec<String> = uses
+            .iter()
+            .map(|&(id, size, _)| slice_ref_field(id, size))
+            .collect();
+        let refs: Vec<Option<i64>> = tx
+            .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
+            .await?;
+        let mut freed = Vec::new();
+        for (&(id, size, n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs)) {
+            let left = cur.unwrap_or(0) - n;
+            if left < 0 {
+                w.hdel(k.slice_refs(), field.as_bytes());
+                freed.push(Slice::whole(id, size));
+            } else {
+                w.hset(
+                    k.slice_refs(),
+                    field.as_bytes(),
+                    left.to_string().as_bytes(),
+                );
+            }
+        }
+        Ok(freed)
     }
 }

@@ -11,7 +11,8 @@ use meta_api::{
 use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{
-    add_usage, align4k, check_capacity, file_dir_stat, must_node, split_time, update_node,
+    add_usage, align4k, check_capacity, drop_refs, file_dir_stat, must_node, split_time,
+    update_node,
 };
 use crate::txn::db_err;
 use crate::SqliteMeta;
@@ -291,28 +292,7 @@ impl Data for SqliteMeta {
                         }
                         return Ok(Some(Vec::new()));
                     }
-                    let mut freed = Vec::new();
-                    for (sid, size, n) in compact::references(plan.replaced()) {
-                        let left = sqlx::query(
-                            "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
-                        )
-                        .bind(n)
-                        .bind(sid as i64)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                        // A slice without a reference row is left alone (leaked, never
-                        // deleted twice), as in purge.
-                        let Some(left) = left else { continue };
-                        if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
-                            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
-                                .bind(sid as i64)
-                                .execute(&mut *c)
-                                .await
-                                .map_err(db_err)?;
-                            freed.push(Slice::whole(sid, size));
-                        }
-                    }
+                    let freed = drop_refs(c, &Slice::references(plan.replaced())).await?;
                     Ok(Some(freed))
                 })
             })

@@ -2,7 +2,7 @@
 //! statements every operation shares (read/insert/update a node, counters, directory stats).
 
 use meta_api::{Attr, FileType, Format, Ino, MetaError, Result, Timestamp};
-use meta_api::{Limits, Usage};
+use meta_api::{Limits, Slice, Usage};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
@@ -227,6 +227,37 @@ pub(crate) async fn check_capacity(
         },
     );
     Limits::check(limits.as_ref(), space, inodes)
+}
+
+/// Takes `n` references from each slice of `uses` (`(id, size, n)`, as
+/// [`Slice::references`] counts them) and returns the slices left with none (their rows
+/// deleted), whose objects may now be deleted. A slice without a row is left alone
+/// (leaked, never deleted twice): JuiceFS tracks every slice it writes.
+pub(crate) async fn drop_refs(
+    conn: &mut SqliteConnection,
+    uses: &[(u64, u32, i64)],
+) -> Result<Vec<Slice>> {
+    let mut freed = Vec::new();
+    for &(id, size, n) in uses {
+        let left = sqlx::query(
+            "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
+        )
+        .bind(n)
+        .bind(id as i64)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        let Some(left) = left else { continue };
+        if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
+            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
+                .bind(id as i64)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            freed.push(Slice::whole(id, size));
+        }
+    }
+    Ok(freed)
 }
 
 /// The `usedSpace` and `totalInodes` counters.

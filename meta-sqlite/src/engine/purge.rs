@@ -3,12 +3,10 @@
 use async_trait::async_trait;
 use meta_api::backend::Purge;
 
-use std::collections::BTreeMap;
-
 use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
 use sqlx::Row;
 
-use crate::engine::node::{delete_node, get_node};
+use crate::engine::node::{delete_node, drop_refs, get_node};
 use crate::txn::db_err;
 use crate::SqliteMeta;
 
@@ -62,44 +60,14 @@ impl Purge for SqliteMeta {
                         .fetch_all(&mut *c)
                         .await
                         .map_err(db_err)?;
-                    let mut refs: BTreeMap<u64, (u32, i64)> = BTreeMap::new();
+                    let mut records = Vec::new();
                     for r in rows {
                         let indx: i64 = r.try_get(0).map_err(db_err)?;
                         let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                        for s in Slice::decode_chunk(ino, u32::try_from(indx).unwrap_or(u32::MAX), &buf)? {
-                            if s.id != 0 {
-                                refs.entry(s.id).or_insert((s.size, 0)).1 += 1;
-                            }
-                        }
+                        let indx = u32::try_from(indx).unwrap_or(u32::MAX);
+                        records.extend(Slice::decode_chunk(ino, indx, &buf)?);
                     }
-                    let mut free = Vec::new();
-                    for (id, (size, n)) in refs {
-                        let left = sqlx::query(
-                            "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
-                        )
-                        .bind(n)
-                        .bind(id as i64)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                        // A slice without a reference row is left alone (leaked, never
-                        // deleted twice): JuiceFS tracks every slice it writes.
-                        let Some(left) = left else { continue };
-                        if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
-                            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
-                                .bind(id as i64)
-                                .execute(&mut *c)
-                                .await
-                                .map_err(db_err)?;
-                            free.push(Slice {
-                                pos: 0,
-                                id,
-                                size,
-                                off: 0,
-                                len: size,
-                            });
-                        }
-                    }
+                    let free = drop_refs(c, &Slice::references(&records)).await?;
                     sqlx::query(
                         "DELETE FROM jfs_chunk WHERE inode = ?1; DELETE FROM jfs_delfile WHERE inode = ?1",
                     )
