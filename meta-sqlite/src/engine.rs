@@ -278,4 +278,41 @@ mod tests {
             .await
             .unwrap();
     }
+
+    /// Dropping a write at whatever point it has reached (before, inside or after its
+    /// `BEGIN IMMEDIATE`, mid-statement, mid-`COMMIT`) never leaves the writer connection
+    /// inside a transaction: sqlx awaits once more after a custom `BEGIN` is acknowledged,
+    /// and a future dropped there used to keep SQLite's write lock for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_cancelled_anywhere_does_not_keep_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite3://{}", dir.path().join("meta.db").display());
+        let a = SqliteMeta::open(&url).await.unwrap();
+        a.init(&Format::new("vol", "uuid-1", "file", "/tmp/x/"), false)
+            .await
+            .unwrap();
+        let b = Arc::new(SqliteMeta::open(&url).await.unwrap());
+        for round in 0..300u64 {
+            let task = {
+                let b = b.clone();
+                let name = format!("b{round}");
+                tokio::spawn(async move {
+                    b.mkdir(&Context::root(), ROOT_INO, name.as_bytes(), 0o755)
+                        .await
+                })
+            };
+            // Spread the cancellations over every await point of the write.
+            tokio::time::sleep(Duration::from_micros(round * 7 % 1500)).await;
+            task.abort();
+            let _ = task.await;
+            let name = format!("a{round}");
+            tokio::time::timeout(
+                Duration::from_secs(3),
+                a.mkdir(&Context::root(), ROOT_INO, name.as_bytes(), 0o755),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: an orphan transaction holds the lock"))
+            .unwrap();
+        }
+    }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use meta_api::{MetaError, Result};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqliteTransactionManager};
+use sqlx::{ConnectOptions, SqliteConnection, TransactionManager};
 
 /// Attempts of one transaction before it gives up with `Conflict`.
 const MAX_ATTEMPTS: u32 = 10;
@@ -73,6 +73,10 @@ impl Db {
     /// Runs `f` in one `BEGIN IMMEDIATE` … `COMMIT` transaction on the writer connection,
     /// retrying the whole closure with bounded exponential backoff while the database is
     /// busy or locked (then `Conflict`). Any other error rolls back and is returned as is.
+    ///
+    /// Cancel-safe: a caller may drop the future at any await point (a FUSE interrupt, a
+    /// timeout, an aborted lock wait) and the writer connection is left outside any
+    /// transaction, so the write lock is never held by a transaction nobody will end.
     pub(crate) async fn txn<'a, T, F>(&'a self, mut f: F) -> Result<T>
     where
         F: for<'c> FnMut(&'c mut SqliteConnection, Scope<'c, 'a>) -> BoxFuture<'c, Result<T>>,
@@ -80,22 +84,7 @@ impl Db {
         let mut conn = self.writer.lock().await;
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         for attempt in 1..=MAX_ATTEMPTS {
-            let (outcome, lost): (Result<T>, bool) = match conn.begin_with("BEGIN IMMEDIATE").await
-            {
-                Ok(mut tx) => {
-                    let outcome = async {
-                        let value = f(&mut tx, PhantomData).await?;
-                        tx.commit().await.map_err(db_err)?;
-                        Ok(value)
-                    }
-                    .await;
-                    (outcome, false)
-                }
-                Err(e @ (sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) => {
-                    (Err(MetaError::backend(true, e)), true)
-                }
-                Err(e) => (Err(db_err(e)), false),
-            };
+            let (outcome, lost) = Self::attempt(&mut conn, &mut f).await;
             if lost {
                 // The writer connection is gone: open a new one and try again.
                 *conn = self.options.connect().await.map_err(db_err)?;
@@ -109,6 +98,56 @@ impl Db {
             }
         }
         Err(MetaError::Conflict)
+    }
+
+    /// One attempt of [`Db::txn`]: the outcome, and whether the connection was lost.
+    async fn attempt<'a, T, F>(conn: &mut SqliteConnection, f: &mut F) -> (Result<T>, bool)
+    where
+        F: for<'c> FnMut(&'c mut SqliteConnection, Scope<'c, 'a>) -> BoxFuture<'c, Result<T>>,
+    {
+        // Armed from before BEGIN until COMMIT is acknowledged: whatever ends this future
+        // early (an error, a drop) queues a ROLLBACK on the connection's worker, which runs
+        // before any later command. (sqlx's own `Transaction` cannot be used: its custom
+        // BEGIN awaits again after SQLite has begun, and a future dropped there leaves a
+        // transaction no guard knows about.)
+        let open = OpenTxn { conn, armed: true };
+        let began = SqliteTransactionManager::begin(open.conn, Some("BEGIN IMMEDIATE".into()));
+        match began.await {
+            Ok(()) => {}
+            Err(e @ (sqlx::Error::WorkerCrashed | sqlx::Error::Io(_))) => {
+                return (Err(MetaError::backend(true, e)), true)
+            }
+            Err(e) => return (Err(db_err(e)), false),
+        }
+        let mut open = open;
+        let outcome = async {
+            let value = f(open.conn, PhantomData).await?;
+            SqliteTransactionManager::commit(open.conn)
+                .await
+                .map_err(db_err)?;
+            Ok(value)
+        }
+        .await;
+        // Committed: nothing to roll back. Failed: the guard rolls back as it drops.
+        open.armed = outcome.is_err();
+        (outcome, false)
+    }
+}
+
+/// The writer connection while one of [`Db::txn`]'s transactions may be open on it.
+struct OpenTxn<'c> {
+    conn: &'c mut SqliteConnection,
+    /// Whether a transaction may still be open (and must be rolled back on drop).
+    armed: bool,
+}
+
+impl Drop for OpenTxn<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Only queues the command (no await). A ROLLBACK with no transaction open, or
+            // one whose COMMIT went through unacknowledged, is a no-op in sqlx's worker.
+            SqliteTransactionManager::start_rollback(self.conn);
+        }
     }
 }
 
