@@ -131,8 +131,13 @@ pub trait Data: Send + Sync + 'static {
     /// [`MetaEngine::read_chunk`](crate::MetaEngine::read_chunk).
     async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>>;
     /// [`MetaEngine::write_slice`](crate::MetaEngine::write_slice).
-    async fn write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp)
-        -> Result<()>;
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<usize>;
     /// [`MetaEngine::new_slice_id`](crate::MetaEngine::new_slice_id).
     async fn new_slice_id(&self) -> Result<u64>;
     /// [`MetaEngine::compact_chunk`](crate::MetaEngine::compact_chunk); `id` is not 0 and

@@ -185,9 +185,16 @@ pub trait MetaEngine: Send + Sync + 'static {
 
     /// Appends `slice` to chunk `index` of `ino` and, in the same transaction, extends the
     /// length to cover it and sets mtime/ctime to `mtime`. The slice's blocks must already
-    /// be stored (data before metadata).
-    async fn write_slice(&self, ino: Ino, index: u32, slice: Slice, mtime: Timestamp)
-        -> Result<()>;
+    /// be stored (data before metadata). Returns how many records the chunk holds after the
+    /// append, for [`crate::compact::on_write`] (a concurrent writer of the same chunk may
+    /// make it one off: it is a trigger, not an invariant).
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        index: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<usize>;
 
     /// Reserves a new slice id (ids come from the engine in batches; never reused).
     async fn new_slice_id(&self) -> Result<u64>;
@@ -514,7 +521,7 @@ where
         index: u32,
         slice: Slice,
         mtime: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         crate::args::check_slice(index, &slice)?;
         crate::backend::Data::write_slice(self, ino, index, slice, mtime).await
     }

@@ -154,7 +154,7 @@ impl MetaEngine for Buggy {
         index: u32,
         slice: Slice,
         mtime: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         self.inner.write_slice(ino, index, slice, mtime).await
     }
     async fn new_slice_id(&self) -> Result<u64> {

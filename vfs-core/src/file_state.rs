@@ -92,10 +92,20 @@ impl FileState {
         meta: &dyn MetaEngine,
         index: u32,
     ) -> Result<Arc<Vec<Slice>>> {
+        Ok(self.layout_fetched(meta, index).await?.0)
+    }
+
+    /// [`FileState::layout`], and the number of records the chunk had when it was read
+    /// from the engine just now (`None` when the layout was cached).
+    pub(crate) async fn layout_fetched(
+        &self,
+        meta: &dyn MetaEngine,
+        index: u32,
+    ) -> Result<(Arc<Vec<Slice>>, Option<usize>)> {
         let generation = {
             let l = self.layouts();
             if let Some(found) = l.map.get(&index) {
-                return Ok(found.clone());
+                return Ok((found.clone(), None));
             }
             l.generation
         };
@@ -108,7 +118,7 @@ impl FileState {
             }
             l.map.insert(index, layout.clone());
         }
-        Ok(layout)
+        Ok((layout, Some(slices.len())))
     }
 
     /// Forgets the cached layout of one chunk (this client changed it).

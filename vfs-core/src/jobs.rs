@@ -195,21 +195,32 @@ impl Purger {
         let Some(bs) = NonZeroU32::new(self.block_size) else {
             return;
         };
-        let keys: Vec<String> = slices
-            .iter()
-            .filter(|s| s.id != 0)
-            .flat_map(|s| slice_blocks(s.id, s.size, bs))
-            .map(|b| b.to_key(self.hash_prefix))
-            .collect();
-        let store = &self.store;
-        futures::stream::iter(keys)
-            .for_each_concurrent(DELETE_PARALLELISM, |key| async move {
-                if let Err(e) = store.delete(&key).await {
-                    tracing::warn!(%key, error = %e, "deleting a block failed; it is leaked");
-                }
-            })
-            .await;
+        delete_slice_blocks(&*self.store, slices, bs, self.hash_prefix).await;
     }
+}
+
+/// Deletes every block of `slices` (`block_size` blocks named with `hash_prefix`) from
+/// `store`, [`DELETE_PARALLELISM`] at a time; a failure only leaks the object (gc reclaims
+/// it).
+pub(crate) async fn delete_slice_blocks(
+    store: &dyn ChunkStore,
+    slices: &[Slice],
+    block_size: NonZeroU32,
+    hash_prefix: bool,
+) {
+    let keys: Vec<String> = slices
+        .iter()
+        .filter(|s| s.id != 0)
+        .flat_map(|s| slice_blocks(s.id, s.size, block_size))
+        .map(|b| b.to_key(hash_prefix))
+        .collect();
+    futures::stream::iter(keys)
+        .for_each_concurrent(DELETE_PARALLELISM, |key| async move {
+            if let Err(e) = store.delete(&key).await {
+                tracing::warn!(%key, error = %e, "deleting a block failed; it is leaked");
+            }
+        })
+        .await;
 }
 
 async fn heartbeat(

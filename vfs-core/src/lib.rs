@@ -57,6 +57,7 @@
 //! ```
 
 mod budget;
+pub mod compactor;
 mod error;
 mod file_state;
 mod jobs;
@@ -73,6 +74,7 @@ mod volume;
 mod writer;
 
 pub use ::cache::CacheMetrics;
+pub use compactor::CompactStats;
 pub use error::{Result, VfsError};
 pub use options::{AtimeMode, VfsOptions};
 pub use path_api::{

@@ -61,6 +61,11 @@ pub struct VfsOptions {
     /// Blocks fetched in the background at once for readahead, over all files (default 8;
     /// 0 turns readahead off).
     pub prefetch_concurrency: usize,
+    /// Slice compactions running in the background at once (default 2; 0 turns automatic
+    /// background compaction off, leaving [`Vfs::compact`](crate::Vfs::compact) and the
+    /// compaction a write waits for when its chunk reaches
+    /// [`meta_api::compact::SYNC_SLICES`] records).
+    pub compact_concurrency: usize,
     /// Open file and directory handles allowed at once; more is `EMFILE` (default 65536).
     pub max_open_files: usize,
     /// A file's buffered writes are written back after this long without a write
@@ -110,6 +115,7 @@ impl Default for VfsOptions {
             staging_size: 1 << 30,
             upload_wait_on_close: Duration::from_secs(30),
             prefetch_concurrency: 8,
+            compact_concurrency: 2,
             max_open_files: 65536,
             flush_idle: Duration::from_secs(1),
             purge_interval: Some(Duration::from_secs(5)),
@@ -172,6 +178,12 @@ impl VfsOptions {
         self.upload_wait_on_close = d;
         self
     }
+    /// Sets [`VfsOptions::compact_concurrency`].
+    pub fn compact_concurrency(mut self, n: usize) -> Self {
+        self.compact_concurrency = n;
+        self
+    }
+
     /// Sets [`VfsOptions::prefetch_concurrency`].
     pub fn prefetch_concurrency(mut self, n: usize) -> Self {
         self.prefetch_concurrency = n;

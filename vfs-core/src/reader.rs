@@ -8,8 +8,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use chunkstore::{BlockKey, ChunkStore, ChunkStoreExt, StoreError};
 use futures::{StreamExt, TryStreamExt};
-use meta_api::{overlay, MetaEngine, Slice, CHUNK_BITS, CHUNK_SIZE};
+use meta_api::{compact, overlay, MetaEngine, Slice, CHUNK_BITS, CHUNK_SIZE};
 
+use crate::compactor::Compactor;
 use crate::file_state::FileState;
 use crate::readahead::ReadaheadTasks;
 use crate::store_stack::{BlockCache, StoreStack};
@@ -17,6 +18,13 @@ use crate::{Result, VfsError};
 
 /// Block fetches one read runs at the same time.
 const READ_PARALLELISM: usize = 16;
+/// Times a read whose block is missing reads the chunk layouts again before `EIO`.
+const STALE_LAYOUT_RETRIES: u32 = 3;
+
+/// Whether `e` says a block is not in the store.
+fn is_missing_block(e: &VfsError) -> bool {
+    matches!(e, VfsError::Store(s) if matches!(**s, StoreError::NotFound(_)))
+}
 
 /// The part of one block a read needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +88,8 @@ pub(crate) struct ChunkReader {
     block_size: u32,
     hash_prefix: bool,
     readaheads: Arc<ReadaheadTasks>,
+    /// Where reads of chunks with many records ask for compaction (none: never).
+    compactor: Option<Arc<Compactor>>,
 }
 
 impl ChunkReader {
@@ -98,7 +108,14 @@ impl ChunkReader {
             block_size,
             hash_prefix,
             readaheads: Arc::new(ReadaheadTasks::default()),
+            compactor: None,
         }
+    }
+
+    /// Reads of chunks with at least [`compact::READ_TRIGGER`] records ask `compactor`
+    /// for their compaction.
+    pub(crate) fn set_compactor(&mut self, compactor: Arc<Compactor>) {
+        self.compactor = Some(compactor);
     }
 
     /// Whether blocks are read through a cache (readahead needs one to fill).
@@ -109,7 +126,38 @@ impl ChunkReader {
     /// Reads up to `size` bytes at `off`, clipped to the length this client sees. With
     /// `whole_blocks` (a sequential reader), blocks are read through the block cache, which
     /// fetches and keeps them whole; see [`ChunkReader::fetch`] for random readers.
+    ///
+    /// A block that is missing from the store while the layout that named it was cached is
+    /// not an error yet: a compaction or purge (here or in another client) may have freed it
+    /// after the layout was read. The layouts of the range are read again from the engine
+    /// and the read retried; `EIO` only when a block the engine's current layout names is
+    /// missing.
     pub(crate) async fn read(
+        &self,
+        file: &FileState,
+        off: u64,
+        size: usize,
+        whole_blocks: bool,
+    ) -> Result<Bytes> {
+        let mut stale_retries = 0;
+        loop {
+            match self.read_once(file, off, size, whole_blocks).await {
+                Err(e) if is_missing_block(&e) && stale_retries < STALE_LAYOUT_RETRIES => {
+                    stale_retries += 1;
+                    let end = off.saturating_add(size as u64);
+                    for chunk in (off >> CHUNK_BITS)..=(end.saturating_sub(1) >> CHUNK_BITS) {
+                        if let Ok(chunk) = u32::try_from(chunk) {
+                            file.invalidate_chunk(chunk);
+                        }
+                    }
+                    tracing::debug!(ino = file.ino(), off, error = %e, "a block of a cached layout is gone; reading the layout again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn read_once(
         &self,
         file: &FileState,
         off: u64,
@@ -128,19 +176,44 @@ impl ChunkReader {
             // The offset within a chunk and the length read from it are below 2^26 + 1.
             let pos = (at & (CHUNK_SIZE - 1)) as u32;
             let n = (CHUNK_SIZE - u64::from(pos)).min(end - at) as u32;
-            let layout = file.layout(&*self.meta, chunk).await?;
-            for p in overlay::pieces(&layout, pos, n) {
-                if p.id == 0 {
-                    parts.push(Part::Zeros(p.len as usize));
-                } else {
-                    for b in blocks_of(&p, self.block_size, self.hash_prefix)? {
-                        parts.push(Part::Block(b));
-                    }
+            let (layout, records) = file.layout_fetched(&*self.meta, chunk).await?;
+            if let (Some(records), Some(c)) = (records, &self.compactor) {
+                if compact::on_read(records) {
+                    c.request(file.ino(), chunk);
                 }
             }
+            self.push_parts(&layout, pos, n, &mut parts)?;
             at += u64::from(n);
         }
-        let total = (end - off) as usize;
+        self.assemble(parts, (end - off) as usize, whole_blocks)
+            .await
+    }
+
+    /// The bytes `pos..pos+n` of a chunk whose visible layout is `layout` (as
+    /// [`overlay::build`] makes it, or a compaction plan's pieces), holes as zeros.
+    pub(crate) async fn read_layout(&self, layout: &[Slice], pos: u32, n: u32) -> Result<Bytes> {
+        let mut parts = Vec::new();
+        self.push_parts(layout, pos, n, &mut parts)?;
+        self.assemble(parts, n as usize, false).await
+    }
+
+    /// Appends the parts behind `pos..pos+n` of `layout`.
+    fn push_parts(&self, layout: &[Slice], pos: u32, n: u32, parts: &mut Vec<Part>) -> Result<()> {
+        for p in overlay::pieces(layout, pos, n) {
+            if p.id == 0 {
+                parts.push(Part::Zeros(p.len as usize));
+            } else {
+                for b in blocks_of(&p, self.block_size, self.hash_prefix)? {
+                    parts.push(Part::Block(b));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches `parts` (at most [`READ_PARALLELISM`] at once) into one buffer of `total`
+    /// bytes.
+    async fn assemble(&self, parts: Vec<Part>, total: usize, whole_blocks: bool) -> Result<Bytes> {
         // Parts are moved into their futures: borrowing them would tie the read future to a
         // higher-ranked lifetime that keeps it from being `Send` in boxed contexts.
         let fetched: Vec<Got> = futures::stream::iter(parts)

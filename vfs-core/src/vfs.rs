@@ -10,16 +10,18 @@ mod dirs;
 mod handles;
 mod io;
 
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cache::CacheMetrics;
 use chunkstore::ChunkStore;
-use meta_api::{Format, MetaEngine};
+use meta_api::{FileType, Format, Ino, MetaEngine, MetaError};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::budget::BufferBudget;
+use crate::compactor::{CompactStats, Compactor};
 use crate::jobs::{self, JobContext, Purger};
 use crate::open_files::OpenFiles;
 use crate::reader::ChunkReader;
@@ -38,6 +40,7 @@ struct Inner {
     opts: VfsOptions,
     budget: Arc<BufferBudget>,
     reader: Arc<ChunkReader>,
+    compactor: Arc<Compactor>,
     files: Arc<OpenFiles>,
     purger: Arc<Purger>,
     purge_now: Arc<Notify>,
@@ -131,6 +134,8 @@ impl Vfs {
         format.check_supported()?;
         let block_size = u32::try_from(format.block_bytes())
             .map_err(|_| VfsError::InvalidArgument("block size too large"))?;
+        let block_nz = NonZeroU32::new(block_size)
+            .ok_or(VfsError::InvalidArgument("the volume's block size is 0"))?;
         let budget = Arc::new(BufferBudget::new(
             opts.buffer_size.max(2 * block_size as usize),
         ));
@@ -140,7 +145,7 @@ impl Vfs {
             meta.new_session(&opts.effective_session_info()).await?;
         }
         let hash_prefix = format.hash_prefix;
-        let slices = SliceWriter::new(
+        let mut slices = SliceWriter::new(
             meta.clone(),
             stores.top.clone(),
             block_size,
@@ -148,12 +153,29 @@ impl Vfs {
             budget.clone(),
             opts.upload_concurrency,
         );
-        let reader = ChunkReader::new(meta.clone(), &stores, block_size, hash_prefix);
+        let mut reader = ChunkReader::new(meta.clone(), &stores, block_size, hash_prefix);
+        let compactor = Arc::new(Compactor::new(
+            meta.clone(),
+            // Its own reader: compaction's reads trigger no compaction.
+            Arc::new(ChunkReader::new(
+                meta.clone(),
+                &stores,
+                block_size,
+                hash_prefix,
+            )),
+            stores.top.clone(),
+            block_nz,
+            hash_prefix,
+            opts.compact_concurrency,
+        ));
+        reader.set_compactor(compactor.clone());
+        slices.set_compactor(compactor.clone());
         let purger = Purger::new(meta.clone(), stores.top.clone(), block_size, hash_prefix);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             files: Arc::new(OpenFiles::new(Arc::new(slices))),
             reader: Arc::new(reader),
+            compactor,
             purger: Arc::new(purger),
             purge_now: Arc::new(Notify::new()),
             session_started: opts.start_session,
@@ -167,6 +189,7 @@ impl Vfs {
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
+        inner.compactor.set_open_files(&inner.files);
         let tasks = jobs::start(JobContext {
             files: &inner.files,
             budget: &inner.budget,
@@ -257,6 +280,24 @@ impl Vfs {
     pub async fn purge_deleted(&self) -> Result<usize> {
         self.check_open()?;
         self.inner.purger.purge_deleted().await
+    }
+
+    /// Compacts the slices of regular file `ino` now (what `tessera compact` runs): every
+    /// chunk with more than one record to merge is rewritten as one slice through the block
+    /// writer, and the objects nobody references any more are deleted. Writes still
+    /// buffered in this client are not included (flush them first to compact them too).
+    /// See [`crate::compactor`]'s rule for readers of the freed objects.
+    pub async fn compact(&self, ino: Ino) -> Result<CompactStats> {
+        self.check_open()?;
+        let attr = self.inner.meta.getattr(ino).await?;
+        if attr.typ != FileType::Regular {
+            return Err(match attr.typ {
+                FileType::Directory => MetaError::IsDir,
+                _ => MetaError::InvalidArgument("only regular files have slices to compact"),
+            }
+            .into());
+        }
+        self.inner.compactor.compact_file(ino, attr.length).await
     }
 
     /// Wakes the background purge job without waiting for it.

@@ -16,11 +16,12 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use chunkstore::{BlockKey, ChunkStore, StoreError};
-use meta_api::{MetaEngine, Slice, Timestamp, CHUNK_BITS, CHUNK_SIZE};
+use meta_api::{compact, Ino, MetaEngine, Slice, Timestamp, CHUNK_BITS, CHUNK_SIZE};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::budget::{BufferBudget, Reservation};
+use crate::compactor::Compactor;
 use crate::file_state::FileState;
 use crate::{Result, VfsError};
 
@@ -41,6 +42,8 @@ pub(crate) struct SliceWriter {
     hash_prefix: bool,
     budget: Arc<BufferBudget>,
     upload_slots: Arc<Semaphore>,
+    /// Where commits that leave many records in a chunk ask for its compaction.
+    compactor: Option<Arc<Compactor>>,
 }
 
 impl SliceWriter {
@@ -62,6 +65,29 @@ impl SliceWriter {
             hash_prefix,
             budget,
             upload_slots: Arc::new(Semaphore::new(upload_concurrency.max(1))),
+            compactor: None,
+        }
+    }
+
+    /// Commits ask `compactor` to compact chunks as [`compact::on_write`] says.
+    pub(crate) fn set_compactor(&mut self, compactor: Arc<Compactor>) {
+        self.compactor = Some(compactor);
+    }
+
+    /// After a commit left `records` records in chunk `chunk` of `ino`: nothing, a
+    /// background compaction, or (at the limit) a compaction the write waits for.
+    async fn after_commit(&self, ino: Ino, chunk: u32, records: usize) {
+        let Some(c) = &self.compactor else {
+            return;
+        };
+        match compact::on_write(records) {
+            compact::Trigger::None => {}
+            compact::Trigger::Background => c.request(ino, chunk),
+            compact::Trigger::Now => {
+                if let Err(e) = c.compact_chunk(ino, chunk).await {
+                    tracing::warn!(ino, chunk, records, error = %e, "compacting a full chunk failed");
+                }
+            }
         }
     }
 
@@ -450,12 +476,16 @@ impl FileWriter {
             return Err(VfsError::Store(e));
         }
         let (chunk, slice, mtime) = (f.chunk, f.slice, f.mtime);
-        self.slices
+        let records = self
+            .slices
             .meta
             .write_slice(self.file.ino(), chunk, slice, mtime)
             .await?;
         self.frozen.pop_front();
         self.file.invalidate_chunk(chunk);
+        self.slices
+            .after_commit(self.file.ino(), chunk, records)
+            .await;
         Ok(())
     }
 

@@ -36,6 +36,8 @@ macro_rules! engine_tests {
 #[path = "vfs/support.rs"]
 mod support;
 
+#[path = "vfs/compaction.rs"]
+mod compaction;
 #[path = "vfs/data.rs"]
 mod data;
 #[path = "vfs/delete.rs"]

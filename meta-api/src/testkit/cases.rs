@@ -210,6 +210,7 @@ pub(super) fn all() -> Vec<Case> {
         data::punching_a_huge_sparse_range_touches_only_existing_chunks,
         data::write_slice_extends_length_and_sets_mtime,
         data::write_slice_never_shrinks,
+        data::write_slice_counts_the_chunk_records,
         data::read_chunk_returns_slices_in_write_order,
         data::read_chunk_of_empty_file,
         data::data_on_missing_inode_is_not_found,

@@ -1010,7 +1010,7 @@ impl MetaEngine for ModelEngine {
         index: u32,
         slice: Slice,
         mtime: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let mut st = self.ready()?;
         let end_in_chunk = u64::from(slice.pos) + u64::from(slice.len);
         if end_in_chunk > CHUNK_SIZE {
@@ -1029,7 +1029,7 @@ impl MetaEngine for ModelEngine {
         n.attr.length = n.attr.length.max(end);
         n.attr.mtime = mtime;
         n.attr.ctime = mtime;
-        Ok(())
+        Ok(n.chunks.get(&index).map_or(0, Vec::len))
     }
 
     async fn new_slice_id(&self) -> Result<u64> {

@@ -46,7 +46,13 @@ impl<K: KvStore> Data for TkvMeta<K> {
             .await
     }
 
-    async fn write_slice(&self, ino: Ino, indx: u32, slice: Slice, mtime: Timestamp) -> Result<()> {
+    async fn write_slice(
+        &self,
+        ino: Ino,
+        indx: u32,
+        slice: Slice,
+        mtime: Timestamp,
+    ) -> Result<usize> {
         let end = u64::from(indx) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
         let limits = self.usage_limits().await?;
         let keys = &self.keys;
@@ -62,7 +68,7 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 let record = slice.encode();
                 // A retried commit whose first attempt landed must not append twice.
                 if raw.chunks_exact(record.len()).any(|r| r == record) {
-                    return Ok(());
+                    return Ok(raw.len() / record.len());
                 }
                 let mut delta = 0;
                 if end > attr.length {
@@ -76,7 +82,7 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 tx.set(&key, &raw);
                 put_attr(&tx, keys, ino, &attr);
                 add_usage(&tx, keys, delta, 0);
-                Ok(())
+                Ok(raw.len() / record.len())
             })
             .await
     }

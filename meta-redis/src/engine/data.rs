@@ -201,11 +201,19 @@ impl Data for RedisMeta {
         index: u32,
         slice: Slice,
         mtime: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let new_len = u64::from(index) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
         let keys = [self.keys.inode(ino)];
         self.txn(&keys, |mut tx| async move {
-            let mut attr = tx.attr(ino).await?.ok_or(MetaError::NotFound)?;
+            // The chunk's length rides along with the inode (one round trip); the chunk is
+            // not watched, so a concurrent append may make the count one off.
+            let mut p = redis::pipe();
+            p.cmd("GET")
+                .arg(self.keys.inode(ino))
+                .cmd("LLEN")
+                .arg(self.keys.chunk(ino, index));
+            let (attr, records): (Option<Vec<u8>>, usize) = tx.pipe(&p).await?;
+            let mut attr = decode_attr(&attr.ok_or(MetaError::NotFound)?)?;
             need_regular(&attr)?;
             if attr.is_immutable() {
                 return Err(MetaError::NotPermitted);
@@ -227,7 +235,7 @@ impl Data for RedisMeta {
             if delta > 0 {
                 w.incrby(k.used_space(), delta);
             }
-            Ok(w.commit(()))
+            Ok(w.commit(records + 1))
         })
         .await
     }

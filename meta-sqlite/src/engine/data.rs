@@ -22,6 +22,7 @@ use meta_api::backend::Data;
 use meta_api::compact;
 use meta_api::copy;
 use meta_api::flags;
+use meta_api::SLICE_BYTES;
 
 /// One round trip of a write, with anonymous parameters bound in textual order (inode,
 /// index, record, record; slice id, size, id; length, t, t, tn, tn, inode; space, space):
@@ -184,7 +185,7 @@ impl Data for SqliteMeta {
         index: u32,
         slice: Slice,
         mtime: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let fmt = self.fmt().await?;
         let fmt = &*fmt;
         let end = u64::from(index) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
@@ -224,7 +225,15 @@ impl Data for SqliteMeta {
                         .map_err(db_err)?;
                     let grown = attr.length as i64 - old as i64;
                     file_dir_stat(c, fmt, ino, attr.parent, grown, space).await?;
-                    Ok(())
+                    let bytes: i64 = sqlx::query_scalar(
+                        "SELECT length(CAST(slices AS BLOB)) FROM jfs_chunk WHERE inode = ? AND indx = ?",
+                    )
+                    .bind(ino as i64)
+                    .bind(i64::from(index))
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    Ok(usize::try_from(bytes).unwrap_or(0) / SLICE_BYTES)
                 })
             })
             .await

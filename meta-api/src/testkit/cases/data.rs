@@ -54,6 +54,33 @@ pub(super) async fn write_slice_never_shrinks(fx: &Fixture<'_>) -> Result<()> {
     Ok(())
 }
 
+pub(super) async fn write_slice_counts_the_chunk_records(fx: &Fixture<'_>) -> Result<()> {
+    let e = &*fx.a;
+    let f = file(e, ROOT_INO, "f").await?;
+    for n in 1..=3 {
+        let id = e.new_slice_id().await?;
+        let s = Slice {
+            pos: 10 * n,
+            id,
+            size: 10,
+            off: 0,
+            len: 10,
+        };
+        assert_eq!(e.write_slice(f, 2, s, Timestamp::now()).await?, n as usize);
+    }
+    // Another chunk counts its own records.
+    let id = e.new_slice_id().await?;
+    let s = Slice {
+        pos: 0,
+        id,
+        size: 10,
+        off: 0,
+        len: 10,
+    };
+    assert_eq!(e.write_slice(f, 0, s, Timestamp::now()).await?, 1);
+    Ok(())
+}
+
 pub(super) async fn read_chunk_returns_slices_in_write_order(fx: &Fixture<'_>) -> Result<()> {
     let e = &*fx.a;
     let f = file(e, ROOT_INO, "f").await?;
