@@ -16,6 +16,7 @@
 use async_trait::async_trait;
 
 use crate::space::Usage;
+use crate::upkeep::{DirStat, Recount, SliceListing};
 use crate::{
     Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockOwner,
     LockType, PlockRequest, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, Timestamp,
@@ -181,6 +182,46 @@ pub trait Purge: Send + Sync + 'static {
     async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>>;
     /// [`MetaEngine::purge_file`](crate::MetaEngine::purge_file).
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>>;
+}
+
+/// Upkeep: the inventory for gc, pending slices, job election and recomputed statistics
+/// (see [`crate::upkeep`]).
+#[async_trait]
+pub trait Upkeep: Send + Sync + 'static {
+    /// [`MetaEngine::pending_slices`](crate::MetaEngine::pending_slices); `limit` > 0.
+    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
+        let _ = limit;
+        Err(crate::MetaError::NotSupported("pending slices"))
+    }
+    /// [`MetaEngine::forget_slice`](crate::MetaEngine::forget_slice); `id` is not 0.
+    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
+        let _ = (id, size);
+        Err(crate::MetaError::NotSupported("pending slices"))
+    }
+    /// [`MetaEngine::list_slices`](crate::MetaEngine::list_slices).
+    async fn list_slices(&self) -> Result<SliceListing> {
+        Err(crate::MetaError::NotSupported("listing slices"))
+    }
+    /// [`MetaEngine::claim_job`](crate::MetaEngine::claim_job); `counter` is one of
+    /// [`crate::upkeep::JOB_COUNTERS`].
+    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
+        let _ = (counter, now, every);
+        Err(crate::MetaError::NotSupported("job election"))
+    }
+    /// [`MetaEngine::dir_stat`](crate::MetaEngine::dir_stat).
+    async fn dir_stat(&self, ino: Ino) -> Result<Option<DirStat>> {
+        let _ = ino;
+        Err(crate::MetaError::NotSupported("dir stats"))
+    }
+    /// [`MetaEngine::sync_dir_stat`](crate::MetaEngine::sync_dir_stat).
+    async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat> {
+        let _ = ino;
+        Err(crate::MetaError::NotSupported("dir stats"))
+    }
+    /// [`MetaEngine::recount_usage`](crate::MetaEngine::recount_usage).
+    async fn recount_usage(&self) -> Result<Recount> {
+        Err(crate::MetaError::NotSupported("recounting usage"))
+    }
 }
 
 /// Extended attributes (the `system.posix_acl_*` names included: an engine stores ACLs).

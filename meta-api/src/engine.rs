@@ -344,8 +344,41 @@ pub trait MetaEngine: Send + Sync + 'static {
 
     /// Removes a deleted file's chunks and inode in one transaction, dropping one
     /// reference from each of its slices; returns the slices nobody references any more,
-    /// whose objects the caller must now delete (metadata before deletion).
+    /// whose objects the caller must now delete (metadata before deletion), then
+    /// [`forget_slice`](MetaEngine::forget_slice) each: until then they stay pending.
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>>;
+
+    // ----- upkeep (see crate::upkeep) -----
+
+    /// Pending slices: no reference left, objects maybe not deleted yet (a failed or
+    /// interrupted delete), at most `limit`, as [`Slice::whole`] records.
+    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>>;
+
+    /// Forgets pending slice `id` of `size` bytes once its objects are deleted: drops its
+    /// reference record if it still has no reference. Returns whether it did (false: the
+    /// slice is referenced again, or was already forgotten).
+    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool>;
+
+    /// Every slice the metadata references or still has to delete, for gc.
+    async fn list_slices(&self) -> Result<crate::upkeep::SliceListing>;
+
+    /// Elects this client to run a volume-wide job: in one transaction, if `counter` (one
+    /// of [`crate::upkeep::JOB_COUNTERS`]) holds a time more than `every` seconds before
+    /// `now` (Unix seconds), sets it to `now` and returns true; otherwise false. Any client,
+    /// this library's or juicefs's, elected with the same counter runs the job.
+    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool>;
+
+    /// The statistics stored for directory `ino`, `None` when it has none (dir stats off,
+    /// or not computed yet).
+    async fn dir_stat(&self, ino: Ino) -> Result<Option<crate::upkeep::DirStat>>;
+
+    /// Recomputes the statistics of directory `ino` from its entries, stores them (when the
+    /// volume keeps dir stats) and returns them.
+    async fn sync_dir_stat(&self, ino: Ino) -> Result<crate::upkeep::DirStat>;
+
+    /// Recomputes the volume's `usedSpace` and `totalInodes` from its nodes and stores
+    /// them; returns the counters before and after.
+    async fn recount_usage(&self) -> Result<crate::upkeep::Recount>;
 }
 
 /// Every engine's [`MetaEngine`]: the engine's storage ([`crate::backend`]) plus the rules
@@ -361,6 +394,7 @@ where
         + crate::backend::Attrs
         + crate::backend::Data
         + crate::backend::Purge
+        + crate::backend::Upkeep
         + crate::backend::Xattrs
         + crate::backend::Locks,
 {
@@ -668,6 +702,43 @@ where
 
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
         crate::backend::Purge::purge_file(self, ino).await
+    }
+
+    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        crate::backend::Upkeep::pending_slices(self, limit).await
+    }
+
+    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
+        if id == 0 {
+            return Err(crate::MetaError::InvalidArgument("slice 0 is a hole"));
+        }
+        crate::backend::Upkeep::forget_slice(self, id, size).await
+    }
+
+    async fn list_slices(&self) -> Result<crate::upkeep::SliceListing> {
+        crate::backend::Upkeep::list_slices(self).await
+    }
+
+    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
+        if !crate::upkeep::JOB_COUNTERS.contains(&counter) {
+            return Err(crate::MetaError::InvalidArgument("not a job counter"));
+        }
+        crate::backend::Upkeep::claim_job(self, counter, now, every).await
+    }
+
+    async fn dir_stat(&self, ino: Ino) -> Result<Option<crate::upkeep::DirStat>> {
+        crate::backend::Upkeep::dir_stat(self, ino).await
+    }
+
+    async fn sync_dir_stat(&self, ino: Ino) -> Result<crate::upkeep::DirStat> {
+        crate::backend::Upkeep::sync_dir_stat(self, ino).await
+    }
+
+    async fn recount_usage(&self) -> Result<crate::upkeep::Recount> {
+        crate::backend::Upkeep::recount_usage(self).await
     }
 }
 

@@ -45,6 +45,7 @@ pub mod overlay;
 pub mod perm;
 pub mod space;
 mod types;
+pub mod upkeep;
 pub mod xattr;
 
 #[cfg(feature = "testkit")]

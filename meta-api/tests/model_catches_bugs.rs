@@ -263,6 +263,27 @@ impl MetaEngine for Buggy {
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
         self.inner.purge_file(ino).await
     }
+    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
+        self.inner.pending_slices(limit).await
+    }
+    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
+        self.inner.forget_slice(id, size).await
+    }
+    async fn list_slices(&self) -> Result<meta_api::upkeep::SliceListing> {
+        self.inner.list_slices().await
+    }
+    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
+        self.inner.claim_job(counter, now, every).await
+    }
+    async fn dir_stat(&self, ino: Ino) -> Result<Option<meta_api::upkeep::DirStat>> {
+        self.inner.dir_stat(ino).await
+    }
+    async fn sync_dir_stat(&self, ino: Ino) -> Result<meta_api::upkeep::DirStat> {
+        self.inner.sync_dir_stat(ino).await
+    }
+    async fn recount_usage(&self) -> Result<meta_api::upkeep::Recount> {
+        self.inner.recount_usage().await
+    }
 }
 
 struct BuggyHarness {

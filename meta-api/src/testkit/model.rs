@@ -17,6 +17,8 @@ use super::{Harness, TestVolume};
 use crate::acl::AclType;
 use crate::locks::LockWait;
 use crate::name::{validate_name, validate_symlink_target};
+use crate::space::Usage;
+use crate::upkeep::{DirStat, Recount, SliceListing};
 use crate::{
     access, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino,
     LockOwner, LockType, MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result,
@@ -92,7 +94,12 @@ struct State {
     nodes: BTreeMap<Ino, Node>,
     sessions: BTreeMap<u64, SessionRec>,
     deleted: BTreeMap<Ino, Deleted>,
+    /// Every slice's references; a slice at 0 is pending until it is forgotten.
     refs: BTreeMap<u64, SliceRef>,
+    /// Slices a compaction replaced on a volume with trash days, as `(id, size)`.
+    delayed: Vec<(u64, u32)>,
+    /// The job-election counters (Unix seconds of the last run).
+    counters: BTreeMap<&'static str, u64>,
     /// BSD locks of each inode.
     flocks: BTreeMap<Ino, locks::Flocks>,
     /// POSIX locks of each inode: every owner's ranges.
@@ -315,6 +322,40 @@ impl State {
         n.attr.mtime = t;
         n.attr.ctime = t;
         Ok(())
+    }
+
+    /// Takes one reference from the slice of each record; returns the slices left with
+    /// none (they stay pending until forgotten).
+    fn drop_refs(&mut self, records: &[Slice]) -> Vec<Slice> {
+        let mut freed = BTreeMap::new();
+        for s in records.iter().filter(|s| s.id != 0) {
+            if let Some(r) = self.refs.get_mut(&s.id) {
+                r.refs = r.refs.saturating_sub(1);
+                if r.refs == 0 {
+                    freed.insert(s.id, r.size);
+                }
+            }
+        }
+        freed
+            .into_iter()
+            .map(|(id, size)| Slice::whole(id, size))
+            .collect()
+    }
+
+    /// The statistics of directory `ino` computed from its entries.
+    fn dir_stat(&self, ino: Ino) -> Result<DirStat> {
+        let mut stat = DirStat::default();
+        for &child in self.dir(ino)?.entries.values() {
+            let n = self.node(child)?;
+            stat.inodes += 1;
+            if n.attr.typ == FileType::Regular {
+                stat.length += i64::try_from(n.attr.length).unwrap_or(i64::MAX);
+                stat.space += i64::try_from(align4k(n.attr.length)).unwrap_or(i64::MAX);
+            } else {
+                stat.space += 4096;
+            }
+        }
+        Ok(stat)
     }
 
     /// Appends a slice record to a chunk, counting a reference to its object.
@@ -1079,30 +1120,16 @@ impl MetaEngine for ModelEngine {
         );
         // With trash days the replaced slices stay referenced (delayed for the trash).
         if st.format.as_ref().is_some_and(|f| f.trash_days > 0) {
+            let kept: Vec<(u64, u32)> = plan
+                .replaced()
+                .iter()
+                .filter(|s| s.id != 0)
+                .map(|s| (s.id, s.size))
+                .collect();
+            st.delayed.extend(kept);
             return Ok(Some(Vec::new()));
         }
-        let mut freed = BTreeMap::new();
-        for s in plan.origin[plan.skipped..].iter().filter(|s| s.id != 0) {
-            if let Some(r) = st.refs.get_mut(&s.id) {
-                r.refs = r.refs.saturating_sub(1);
-                if r.refs == 0 {
-                    freed.insert(s.id, r.size);
-                    st.refs.remove(&s.id);
-                }
-            }
-        }
-        Ok(Some(
-            freed
-                .into_iter()
-                .map(|(id, size)| Slice {
-                    pos: 0,
-                    id,
-                    size,
-                    off: 0,
-                    len: size,
-                })
-                .collect(),
-        ))
+        Ok(Some(st.drop_refs(&plan.origin[plan.skipped..])))
     }
 
     async fn truncate(&self, ctx: &Context, ino: Ino, length: u64) -> Result<Attr> {
@@ -1388,26 +1415,102 @@ impl MetaEngine for ModelEngine {
                 not_found()
             };
         };
-        let mut freed = BTreeMap::new();
-        for s in d.chunks.values().flatten().filter(|s| s.id != 0) {
-            if let Some(r) = st.refs.get_mut(&s.id) {
-                r.refs = r.refs.saturating_sub(1);
-                if r.refs == 0 {
-                    freed.insert(s.id, r.size);
-                    st.refs.remove(&s.id);
-                }
+        let records: Vec<Slice> = d.chunks.values().flatten().copied().collect();
+        Ok(st.drop_refs(&records))
+    }
+
+    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
+        let st = self.ready()?;
+        Ok(st
+            .refs
+            .iter()
+            .filter(|(_, r)| r.refs == 0)
+            .take(limit)
+            .map(|(&id, r)| Slice::whole(id, r.size))
+            .collect())
+    }
+
+    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
+        let mut st = self.ready()?;
+        match st.refs.get(&id) {
+            Some(r) if r.refs == 0 && r.size == size => {
+                st.refs.remove(&id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn list_slices(&self) -> Result<SliceListing> {
+        let st = self.ready()?;
+        let live = st.nodes.iter().map(|(&ino, n)| (ino, &n.chunks));
+        let deleted = st.deleted.iter().map(|(&ino, d)| (ino, &d.chunks));
+        let mut records = Vec::new();
+        for (ino, chunks) in live.chain(deleted) {
+            for (&index, slices) in chunks {
+                records.extend(
+                    slices
+                        .iter()
+                        .filter(|s| s.id != 0)
+                        .map(|&s| (ino, index, s)),
+                );
             }
         }
-        Ok(freed
-            .into_iter()
-            .map(|(id, size)| Slice {
-                pos: 0,
-                id,
-                size,
-                off: 0,
-                len: size,
-            })
-            .collect())
+        Ok(SliceListing {
+            records,
+            delayed: st.delayed.clone(),
+            pending: st
+                .refs
+                .iter()
+                .filter(|(_, r)| r.refs == 0)
+                .map(|(&id, r)| (id, r.size))
+                .collect(),
+        })
+    }
+
+    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
+        if !crate::upkeep::JOB_COUNTERS.contains(&counter) {
+            return Err(MetaError::InvalidArgument("not a job counter"));
+        }
+        let mut st = self.ready()?;
+        let last = st.counters.get(counter).copied().unwrap_or(0);
+        if last.saturating_add(every) < now {
+            st.counters.insert(counter, now);
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
+
+    async fn dir_stat(&self, ino: Ino) -> Result<Option<DirStat>> {
+        let st = self.ready()?;
+        st.dir(ino)?;
+        // The model's statistics are always exact: computed on demand.
+        Ok(st
+            .format
+            .as_ref()
+            .is_some_and(|f| f.dir_stats)
+            .then(|| st.dir_stat(ino))
+            .transpose()?)
+    }
+
+    async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat> {
+        let st = self.ready()?;
+        st.dir_stat(ino)
+    }
+
+    async fn recount_usage(&self) -> Result<Recount> {
+        let st = self.ready()?;
+        // The model's usage is computed from its nodes: nothing can drift.
+        let fs = st.statfs();
+        let usage = Usage {
+            space: i64::try_from(fs.total_space - fs.avail_space).unwrap_or(i64::MAX),
+            inodes: i64::try_from(fs.used_inodes).unwrap_or(i64::MAX),
+        };
+        Ok(Recount {
+            before: usage,
+            after: usage,
+        })
     }
 }
 

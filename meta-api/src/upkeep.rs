@@ -1,0 +1,64 @@
+//! What keeps a volume healthy over years: the inventory gc compares with the store, the
+//! pending slices whose objects are still to be deleted, the election of volume-wide jobs,
+//! and recomputed statistics (fsck).
+//!
+//! **Pending slices.** A slice whose last reference goes (a purge, a compaction, a
+//! truncate's cleanup) keeps its reference record, at zero references, until its objects
+//! are deleted: the caller deletes the objects, then calls
+//! [`MetaEngine::forget_slice`](crate::MetaEngine::forget_slice). A client that crashes or
+//! whose DELETE fails in between leaves the slice pending, and the hourly job elected by
+//! [`CLEANUP_SLICES`] deletes it again — an object is never leaked by one failed request.
+//! This is JuiceFS's convention (`refs <= 0` rows in `jfs_chunk_ref`, `sliceRef` values
+//! `<= -1` on Redis, `K` values `<= -1` on TKV), so juicefs clients see the same pending
+//! slices.
+
+use crate::space::Usage;
+use crate::{Ino, Slice};
+
+/// The counter that elects the pending-slice cleanup across clients (JuiceFS
+/// `nextCleanupSlices`): it holds the Unix time of the last run.
+pub const CLEANUP_SLICES: &str = "nextCleanupSlices";
+/// How often the pending-slice cleanup runs on a volume (JuiceFS: hourly).
+pub const CLEANUP_SLICES_EVERY_SECS: u64 = 3600;
+
+/// The counters [`MetaEngine::claim_job`](crate::MetaEngine::claim_job) may elect with.
+pub const JOB_COUNTERS: &[&str] = &[
+    CLEANUP_SLICES,
+    "lastCleanupFiles",
+    "lastCleanupSessions",
+    "lastCleanupTrash",
+];
+
+/// Every slice the metadata still references or still has to delete: what gc compares the
+/// store's objects with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SliceListing {
+    /// Every chunk record with data (holes are left out): the file, the chunk index and
+    /// the record.
+    pub records: Vec<(Ino, u32, Slice)>,
+    /// Slices kept by compaction for the trash (delayed slices), as `(id, size)`.
+    pub delayed: Vec<(u64, u32)>,
+    /// Pending slices (no reference left, objects maybe not deleted yet), as `(id, size)`.
+    pub pending: Vec<(u64, u32)>,
+}
+
+/// One directory's statistics (JuiceFS's dir stats): its direct entries only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirStat {
+    /// The sum of the lengths of its regular files.
+    pub length: i64,
+    /// The sum of its entries' space ([`crate::space::align4k`] of a file's length, 4 KiB
+    /// for anything else).
+    pub space: i64,
+    /// How many entries it has.
+    pub inodes: i64,
+}
+
+/// The usage counters before and after [`MetaEngine::recount_usage`](crate::MetaEngine::recount_usage).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recount {
+    /// What the counters said.
+    pub before: Usage,
+    /// What the nodes add up to (now stored).
+    pub after: Usage,
+}
