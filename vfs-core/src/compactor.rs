@@ -33,8 +33,11 @@ use tokio::sync::Semaphore;
 use crate::jobs::delete_slice_blocks;
 use crate::open_files::OpenFiles;
 use crate::reader::ChunkReader;
+use crate::upkeep::finish_slices;
 use crate::{Result, VfsError};
 
+/// Deletions of freed blocks running at once after a compaction.
+const DELETE_PARALLELISM: usize = 8;
 /// Background compactions waiting or running at most; more requests are dropped.
 pub(crate) const MAX_QUEUED: usize = 64;
 
@@ -152,7 +155,15 @@ impl Compactor {
                 stats.replaced = plan.replaced().len();
                 stats.bytes_written = u64::from(plan.len);
                 self.invalidate(ino, index);
-                delete_slice_blocks(&*self.store, &freed, self.block_size, self.hash_prefix).await;
+                finish_slices(
+                    &*self.meta,
+                    &*self.store,
+                    &freed,
+                    self.block_size,
+                    self.hash_prefix,
+                    DELETE_PARALLELISM,
+                )
+                .await;
                 Ok(stats)
             }
             Ok(None) => {

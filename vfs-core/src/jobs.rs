@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use chunkstore::{slice_blocks, ChunkStore};
 use futures::StreamExt;
-use meta_api::{MetaEngine, MetaError, Slice, Timestamp};
+use meta_api::{upkeep, MetaEngine, MetaError, Slice, Timestamp};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::budget::BufferBudget;
 use crate::open_files::{OpenFile, OpenFiles};
+use crate::upkeep::finish_slices;
 use crate::{Result, VfsOptions};
 
 /// Deleted files asked from the engine at a time.
@@ -132,6 +133,11 @@ async fn purger(
         if let Err(e) = purger.purge_deleted().await {
             tracing::warn!(error = %e, "purging deleted files failed");
         }
+        match purger.cleanup_pending_if_elected().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(slices = n, "finished pending slices"),
+            Err(e) => tracing::warn!(error = %e, "cleaning up pending slices failed"),
+        }
     }
 }
 
@@ -190,12 +196,63 @@ impl Purger {
         }
     }
 
-    /// Deletes every block of `slices`; a failure only leaks the object (gc reclaims it).
+    /// Deletes every block of `slices` (no reference left), then forgets each slice whose
+    /// blocks are gone; a slice with a failed delete stays pending for the cleanup job.
     async fn delete_slices(&self, slices: &[Slice]) {
         let Some(bs) = NonZeroU32::new(self.block_size) else {
             return;
         };
-        delete_slice_blocks(&*self.store, slices, bs, self.hash_prefix).await;
+        finish_slices(
+            &*self.meta,
+            &*self.store,
+            slices,
+            bs,
+            self.hash_prefix,
+            DELETE_PARALLELISM,
+        )
+        .await;
+    }
+
+    /// Finishes the volume's pending slices if this client wins the election of the hourly
+    /// cleanup ([`upkeep::CLEANUP_SLICES`], shared with juicefs clients). Returns how many
+    /// slices were finished (0 when another client's turn).
+    pub(crate) async fn cleanup_pending_if_elected(&self) -> Result<u64> {
+        let now = Timestamp::now().sec.max(0) as u64;
+        let elected = self
+            .meta
+            .claim_job(
+                upkeep::CLEANUP_SLICES,
+                now,
+                upkeep::CLEANUP_SLICES_EVERY_SECS,
+            )
+            .await?;
+        if !elected {
+            return Ok(0);
+        }
+        let mut finished = 0;
+        loop {
+            let batch = self.meta.pending_slices(PURGE_BATCH).await?;
+            let before = finished;
+            self.delete_pending(&batch, &mut finished).await;
+            if batch.len() < PURGE_BATCH || finished == before {
+                return Ok(finished);
+            }
+        }
+    }
+
+    async fn delete_pending(&self, slices: &[Slice], finished: &mut u64) {
+        let Some(bs) = NonZeroU32::new(self.block_size) else {
+            return;
+        };
+        *finished += finish_slices(
+            &*self.meta,
+            &*self.store,
+            slices,
+            bs,
+            self.hash_prefix,
+            DELETE_PARALLELISM,
+        )
+        .await;
     }
 }
 

@@ -69,6 +69,7 @@ mod reader;
 #[cfg(feature = "s3")]
 mod secret;
 mod store_stack;
+pub mod upkeep;
 mod vfs;
 mod volume;
 mod writer;

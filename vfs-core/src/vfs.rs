@@ -26,6 +26,9 @@ use crate::jobs::{self, JobContext, Purger};
 use crate::open_files::OpenFiles;
 use crate::reader::ChunkReader;
 use crate::store_stack::StoreStack;
+use crate::upkeep::{
+    FileInfo, FsckOptions, FsckReport, GcOptions, GcReport, Progress, TreeSummary, Upkeep,
+};
 use crate::writer::SliceWriter;
 use crate::{Result, VfsError, VfsOptions};
 
@@ -41,6 +44,7 @@ struct Inner {
     budget: Arc<BufferBudget>,
     reader: Arc<ChunkReader>,
     compactor: Arc<Compactor>,
+    block_size: NonZeroU32,
     files: Arc<OpenFiles>,
     purger: Arc<Purger>,
     purge_now: Arc<Notify>,
@@ -176,6 +180,7 @@ impl Vfs {
             files: Arc::new(OpenFiles::new(Arc::new(slices))),
             reader: Arc::new(reader),
             compactor,
+            block_size: block_nz,
             purger: Arc::new(purger),
             purge_now: Arc::new(Notify::new()),
             session_started: opts.start_session,
@@ -298,6 +303,58 @@ impl Vfs {
             .into());
         }
         self.inner.compactor.compact_file(ino, attr.length).await
+    }
+
+    fn upkeep(&self) -> Upkeep<'_> {
+        let i = &*self.inner;
+        let compression = i.format.compression.as_str();
+        Upkeep {
+            meta: &i.meta,
+            volume: &i.stores.volume,
+            top: &i.stores.top,
+            compactor: &i.compactor,
+            block_size: i.block_size,
+            hash_prefix: i.format.hash_prefix,
+            plain_objects: (compression.is_empty() || compression == "none")
+                && i.format.encrypt_key.is_empty(),
+        }
+    }
+
+    /// Collects garbage (what `tessera gc` runs): lists every block object and counts the
+    /// valid, leaked, young and pending ones; with [`GcOptions::compact`] compacts every
+    /// file first; with [`GcOptions::delete`] deletes the leaked objects, purges deleted
+    /// files and finishes pending slices. `progress` counts the objects listed. See
+    /// [`crate::upkeep`].
+    pub async fn gc(&self, opts: &GcOptions, progress: &Progress) -> Result<GcReport> {
+        self.check_open()?;
+        self.upkeep().gc(opts, progress).await
+    }
+
+    /// Checks the volume (what `tessera fsck` runs): `start` is the inode and path of the
+    /// tree to check (the root and `/` for the whole volume, with
+    /// [`FsckOptions::path`] `None`). `progress` counts the files checked. See
+    /// [`crate::upkeep`].
+    pub async fn fsck(
+        &self,
+        opts: &FsckOptions,
+        start: (Ino, String),
+        progress: &Progress,
+    ) -> Result<FsckReport> {
+        self.check_open()?;
+        self.upkeep().fsck(opts, start, progress).await
+    }
+
+    /// A file's chunks, slice records and their objects (what `tessera info PATH` shows).
+    pub async fn file_info(&self, ino: Ino) -> Result<FileInfo> {
+        self.check_open()?;
+        self.upkeep().file_info(ino).await
+    }
+
+    /// The size, files and directories of the tree at `ino` (what `tessera summary`
+    /// shows). `progress` counts the entries read.
+    pub async fn summary(&self, ino: Ino, progress: &Progress) -> Result<TreeSummary> {
+        self.check_open()?;
+        self.upkeep().summary(ino, progress).await
     }
 
     /// Wakes the background purge job without waiting for it.

@@ -48,3 +48,5 @@ mod faults;
 mod model;
 #[path = "vfs/namespace.rs"]
 mod namespace;
+#[path = "vfs/upkeep.rs"]
+mod upkeep;

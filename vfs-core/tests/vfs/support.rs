@@ -206,6 +206,7 @@ pub struct FaultyStore {
     pub inner: Arc<MemStore>,
     pub fail_puts: AtomicBool,
     pub short_reads: AtomicBool,
+    pub fail_deletes: AtomicBool,
     pub puts: AtomicUsize,
     pub gets: AtomicUsize,
     /// Delay of every put, to keep uploads in flight.
@@ -218,6 +219,7 @@ impl FaultyStore {
             inner,
             fail_puts: AtomicBool::new(false),
             short_reads: AtomicBool::new(false),
+            fail_deletes: AtomicBool::new(false),
             puts: AtomicUsize::new(0),
             gets: AtomicUsize::new(0),
             put_delay: Duration::ZERO,
@@ -250,6 +252,11 @@ impl ChunkStore for FaultyStore {
     }
 
     async fn delete(&self, key: &str) -> chunkstore::Result<()> {
+        if self.fail_deletes.load(Ordering::SeqCst) {
+            return Err(StoreError::transient(format!(
+                "injected failure of delete {key}"
+            )));
+        }
         self.inner.delete(key).await
     }
 
