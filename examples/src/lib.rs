@@ -13,6 +13,7 @@ pub mod bench;
 pub mod fuse;
 pub mod mdtest;
 pub mod transfer;
+pub mod upkeep;
 pub mod volume;
 
 use std::io;

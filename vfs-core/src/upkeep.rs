@@ -607,6 +607,63 @@ impl Upkeep<'_> {
         Ok(())
     }
 
+    /// See [`Vfs::compact_tree`](crate::Vfs::compact_tree).
+    pub(crate) async fn compact_tree(
+        &self,
+        ino: Ino,
+        progress: &Progress,
+    ) -> Result<(u64, crate::CompactStats)> {
+        let mut total = crate::CompactStats::default();
+        let mut files = 0;
+        let compact = |attr_ino: Ino, length: u64| async move {
+            let s = self.compactor.compact_file(attr_ino, length).await?;
+            progress.add(1, s.bytes_written);
+            Ok::<_, VfsError>(s)
+        };
+        let attr = self.meta.getattr(ino).await?;
+        let mut dirs = VecDeque::new();
+        match attr.typ {
+            FileType::Regular => {
+                let s = compact(ino, attr.length).await?;
+                files += 1;
+                total = s;
+            }
+            FileType::Directory => dirs.push_back(ino),
+            _ => {}
+        }
+        while let Some(dir) = dirs.pop_front() {
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = self
+                    .meta
+                    .readdir(&Context::root(), dir, after.as_deref(), DIR_PAGE, true)
+                    .await?;
+                for e in &page {
+                    let (typ, length) = match &e.attr {
+                        Some(a) => (a.typ, a.length),
+                        None => (e.typ, 0),
+                    };
+                    match typ {
+                        FileType::Regular => {
+                            let s = compact(e.ino, length).await?;
+                            files += 1;
+                            total.records_before += s.records_before;
+                            total.replaced += s.replaced;
+                            total.bytes_written += s.bytes_written;
+                        }
+                        FileType::Directory => dirs.push_back(e.ino),
+                        _ => {}
+                    }
+                }
+                if page.len() < DIR_PAGE {
+                    break;
+                }
+                after = page.last().map(|e| e.name.clone());
+            }
+        }
+        Ok((files, total))
+    }
+
     /// See [`Vfs::file_info`](crate::Vfs::file_info).
     pub(crate) async fn file_info(&self, ino: Ino) -> Result<FileInfo> {
         let attr = self.meta.getattr(ino).await?;

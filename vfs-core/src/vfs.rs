@@ -344,6 +344,14 @@ impl Vfs {
         self.upkeep().fsck(opts, start, progress).await
     }
 
+    /// Compacts the file at `ino`, or every file of the tree at `ino` (what `tessera
+    /// compact PATH` runs); returns how many files and the totals. `progress` counts the
+    /// files compacted and the bytes rewritten.
+    pub async fn compact_tree(&self, ino: Ino, progress: &Progress) -> Result<(u64, CompactStats)> {
+        self.check_open()?;
+        self.upkeep().compact_tree(ino, progress).await
+    }
+
     /// A file's chunks, slice records and their objects (what `tessera info PATH` shows).
     pub async fn file_info(&self, ino: Ino) -> Result<FileInfo> {
         self.check_open()?;

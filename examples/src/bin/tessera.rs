@@ -20,9 +20,11 @@ use clap::{Parser, Subcommand};
 use tessera_examples::bench::{self, BenchOptions};
 use tessera_examples::mdtest::{self, MdtestOptions};
 use tessera_examples::transfer::{self, TransferOptions};
+use tessera_examples::upkeep;
 use tessera_examples::volume::{self, FormatRequest};
 use tessera_examples::{at_path, human_bytes, plain};
 use tokio::io::AsyncWriteExt;
+use vfs_core::upkeep::{FsckOptions, GcOptions};
 use vfs_core::{FileSystem, Metadata, VfsOptions};
 
 #[derive(Parser, Debug)]
@@ -137,10 +139,75 @@ enum Command {
         #[arg(long, default_value = "")]
         secret_key: String,
     },
-    /// Show a volume's settings, usage and sessions
+    /// Show a volume's settings, usage and sessions; with a PATH, that file's inode,
+    /// chunks, slices and objects
     Info {
         /// Metadata URL
         meta_url: String,
+        /// Volume path of a file to describe
+        path: Option<PathBuf>,
+        /// One JSON object on stdout (with PATH)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compact the slices of a file, or of every file of a tree
+    Compact {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume path
+        path: PathBuf,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find objects no file references (leaked; older than an hour) and what is pending
+    /// deletion; report only unless --delete
+    Gc {
+        /// Metadata URL
+        meta_url: String,
+        /// Compact every file first
+        #[arg(long)]
+        compact: bool,
+        /// Delete leaked objects, purge deleted files and finish pending slices
+        #[arg(long)]
+        delete: bool,
+        /// Deletions and compactions at once
+        #[arg(long, default_value_t = 10)]
+        threads: usize,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every block the files reference exists with its length, and the
+    /// directories' links and statistics; exit status 1 when something is wrong
+    Fsck {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume path of the tree to check (default: the whole volume)
+        path: Option<String>,
+        /// Check the whole tree under PATH, not just PATH and its entries
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Recompute wrong directory statistics and (whole volume) the usage counters
+        #[arg(long)]
+        repair: bool,
+        /// Recompute the statistics of every directory checked
+        #[arg(long)]
+        sync_dir_stat: bool,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Size, files and directories of a tree
+    Summary {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume path
+        #[arg(default_value = "/")]
+        path: PathBuf,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// List a directory
     Ls {
@@ -317,7 +384,90 @@ async fn run(command: Command) -> io::Result<()> {
             );
             Ok(())
         }
-        Command::Info { meta_url } => info(&meta_url).await,
+        Command::Info {
+            meta_url,
+            path: None,
+            ..
+        } => info(&meta_url).await,
+        Command::Info {
+            meta_url,
+            path: Some(path),
+            json,
+        } => {
+            with_volume(&meta_url, |fs| async move {
+                upkeep::file_info(&fs, &path, json).await
+            })
+            .await
+        }
+        Command::Compact {
+            meta_url,
+            path,
+            json,
+        } => {
+            with_volume(&meta_url, |fs| async move {
+                upkeep::compact(&fs, &path, json).await
+            })
+            .await
+        }
+        Command::Gc {
+            meta_url,
+            compact,
+            delete,
+            threads,
+            json,
+        } => {
+            if threads == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "--threads must be at least 1",
+                ));
+            }
+            let opts = GcOptions {
+                compact,
+                delete,
+                threads,
+                ..GcOptions::default()
+            };
+            with_volume(
+                &meta_url,
+                |fs| async move { upkeep::gc(&fs, &opts, json).await },
+            )
+            .await
+        }
+        Command::Fsck {
+            meta_url,
+            path,
+            recursive,
+            repair,
+            sync_dir_stat,
+            json,
+        } => {
+            let opts = FsckOptions {
+                path,
+                recursive,
+                repair,
+                sync_dir_stat,
+            };
+            let clean = with_volume(&meta_url, |fs| async move {
+                upkeep::fsck(&fs, &opts, json).await
+            })
+            .await?;
+            if clean {
+                Ok(())
+            } else {
+                Err(io::Error::other("the volume has problems (see above)"))
+            }
+        }
+        Command::Summary {
+            meta_url,
+            path,
+            json,
+        } => {
+            with_volume(&meta_url, |fs| async move {
+                upkeep::summary(&fs, &path, json).await
+            })
+            .await
+        }
         Command::Ls {
             long,
             meta_url,

@@ -1,0 +1,311 @@
+//! The upkeep commands of `tessera` (`compact`, `gc`, `fsck`, `info PATH`, `summary`):
+//! progress on stderr, a readable report or (`--json`) one JSON object on stdout. The work
+//! is [`vfs_core::upkeep`]'s; this only resolves paths and prints.
+
+use std::io::{self, IsTerminal};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use meta_api::ROOT_INO;
+use serde_json::{json, Value};
+use vfs_core::upkeep::{
+    FileInfo, FsckOptions, FsckReport, GcOptions, GcReport, Progress, Tally, TreeSummary,
+};
+use vfs_core::FileSystem;
+
+use crate::{at_path, human_bytes};
+
+/// A spinner on stderr showing `progress` (items and bytes) while it lives, when stderr is
+/// a terminal and the output is not JSON.
+struct Spinner {
+    bar: ProgressBar,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start(what: &'static str, progress: &Arc<Progress>, json: bool) -> Spinner {
+        if json || !io::stderr().is_terminal() {
+            return Spinner {
+                bar: ProgressBar::hidden(),
+                ticker: None,
+            };
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}") {
+            bar.set_style(style);
+        }
+        let (b, p) = (bar.clone(), progress.clone());
+        let ticker = tokio::spawn(async move {
+            loop {
+                let items = p.items.load(std::sync::atomic::Ordering::Relaxed);
+                let bytes = p.bytes.load(std::sync::atomic::Ordering::Relaxed);
+                b.set_message(format!("{items} {what}, {}", human_bytes(bytes)));
+                b.tick();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Spinner {
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticker.take() {
+            t.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The inode of volume path `path` (not following a final symlink).
+async fn ino_of(fs: &FileSystem, path: &Path) -> io::Result<u64> {
+    let m = fs
+        .symlink_metadata(path)
+        .await
+        .map_err(|e| at_path(path, e))?;
+    Ok(m.ino())
+}
+
+fn tally(t: Tally) -> Value {
+    json!({"count": t.count, "bytes": t.bytes})
+}
+
+fn show(label: &str, t: Tally) {
+    println!("{label:<26} {:>10}  {}", t.count, human_bytes(t.bytes));
+}
+
+fn print_json(v: &Value) -> io::Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
+    println!("{s}");
+    Ok(())
+}
+
+/// `tessera compact PATH`: compacts a file, or every file of a tree.
+pub async fn compact(fs: &FileSystem, path: &Path, json: bool) -> io::Result<()> {
+    let ino = ino_of(fs, path).await?;
+    let progress = Arc::new(Progress::default());
+    let spinner = Spinner::start("files compacted", &progress, json);
+    let (files, s) = fs.vfs().compact_tree(ino, &progress).await?;
+    drop(spinner);
+    if json {
+        return print_json(&json!({
+            "files": files,
+            "records_before": s.records_before,
+            "records_replaced": s.replaced,
+            "bytes_written": s.bytes_written,
+        }));
+    }
+    println!(
+        "compacted {files} files: {} of {} slice records rewritten as new slices ({})",
+        s.replaced,
+        s.records_before,
+        human_bytes(s.bytes_written)
+    );
+    Ok(())
+}
+
+/// `tessera gc`.
+pub async fn gc(fs: &FileSystem, opts: &GcOptions, json: bool) -> io::Result<()> {
+    let progress = Arc::new(Progress::default());
+    let spinner = Spinner::start("objects listed", &progress, json);
+    let r = fs.vfs().gc(opts, &progress).await?;
+    drop(spinner);
+    if json {
+        return print_json(&gc_json(&r));
+    }
+    show("objects listed", r.listed);
+    show("valid objects", r.valid);
+    show("leaked objects", r.leaked);
+    show("young objects (skipped)", r.young);
+    show("pending-slice objects", r.pending_objects);
+    show("pending slices", r.pending_slices);
+    show("delayed (trash) slices", r.delayed_slices);
+    show("pending deleted files", r.pending_files);
+    println!("{:<26} {:>10}", "slice records", r.records);
+    if opts.compact {
+        println!("{:<26} {:>10}", "records compacted", r.compacted_records);
+    }
+    if opts.delete {
+        show("leaked objects deleted", r.deleted_leaked);
+        println!(
+            "{:<26} {:>10}",
+            "pending slices finished", r.finished_slices
+        );
+        println!("{:<26} {:>10}", "deleted files purged", r.purged_files);
+    } else if r.leaked.count > 0 || r.pending_slices.count > 0 || r.pending_files.count > 0 {
+        println!("run with --delete to delete the leaked objects and finish what is pending");
+    }
+    Ok(())
+}
+
+fn gc_json(r: &GcReport) -> Value {
+    json!({
+        "listed": tally(r.listed),
+        "valid": tally(r.valid),
+        "leaked": tally(r.leaked),
+        "young": tally(r.young),
+        "pending_objects": tally(r.pending_objects),
+        "pending_slices": tally(r.pending_slices),
+        "delayed_slices": tally(r.delayed_slices),
+        "pending_files": tally(r.pending_files),
+        "records": r.records,
+        "compacted_records": r.compacted_records,
+        "deleted_leaked": tally(r.deleted_leaked),
+        "finished_slices": r.finished_slices,
+        "purged_files": r.purged_files,
+    })
+}
+
+/// `tessera fsck`: returns whether the volume (or tree) is clean.
+pub async fn fsck(fs: &FileSystem, opts: &FsckOptions, json: bool) -> io::Result<bool> {
+    let start = match &opts.path {
+        None => (ROOT_INO, "/".to_string()),
+        Some(p) => (ino_of(fs, Path::new(p)).await?, p.clone()),
+    };
+    let progress = Arc::new(Progress::default());
+    let spinner = Spinner::start("files checked", &progress, json);
+    let r = fs.vfs().fsck(opts, start, &progress).await?;
+    drop(spinner);
+    if json {
+        print_json(&fsck_json(&r))?;
+        return Ok(r.is_clean());
+    }
+    for b in &r.broken {
+        println!(
+            "broken file {} (inode {}): {} missing or mis-sized blocks, e.g. {}",
+            b.path,
+            b.ino,
+            b.bad_blocks.len(),
+            b.bad_blocks.first().map_or("", String::as_str)
+        );
+    }
+    for d in &r.dir_problems {
+        let fixed = if d.repaired { " (repaired)" } else { "" };
+        println!("directory {}: {}{fixed}", d.path, d.problem);
+    }
+    if let Some(u) = r.usage {
+        println!(
+            "usage counters: {} bytes / {} inodes before, {} bytes / {} inodes now",
+            u.before.space, u.before.inodes, u.after.space, u.after.inodes
+        );
+    }
+    println!(
+        "checked {} files, {} directories, {} blocks: {}",
+        r.files,
+        r.dirs,
+        r.blocks,
+        if r.is_clean() {
+            "clean"
+        } else {
+            "problems found"
+        }
+    );
+    Ok(r.is_clean())
+}
+
+fn fsck_json(r: &FsckReport) -> Value {
+    json!({
+        "files": r.files,
+        "dirs": r.dirs,
+        "blocks": r.blocks,
+        "clean": r.is_clean(),
+        "broken": r.broken.iter().map(|b| json!({
+            "path": b.path, "ino": b.ino, "bad_blocks": b.bad_blocks,
+        })).collect::<Vec<_>>(),
+        "dir_problems": r.dir_problems.iter().map(|d| json!({
+            "path": d.path, "problem": d.problem, "repaired": d.repaired,
+        })).collect::<Vec<_>>(),
+        "synced_dirs": r.synced_dirs,
+        "usage": r.usage.map(|u| json!({
+            "before": {"space": u.before.space, "inodes": u.before.inodes},
+            "after": {"space": u.after.space, "inodes": u.after.inodes},
+        })),
+    })
+}
+
+/// `tessera info META PATH`: a file's chunks, slices and objects.
+pub async fn file_info(fs: &FileSystem, path: &Path, json: bool) -> io::Result<()> {
+    let ino = ino_of(fs, path).await?;
+    let i: FileInfo = fs.vfs().file_info(ino).await?;
+    if json {
+        return print_json(&json!({
+            "path": path.display().to_string(),
+            "ino": i.ino,
+            "type": format!("{:?}", i.typ),
+            "length": i.length,
+            "chunks": i.chunks.iter().map(|(index, slices)| json!({
+                "index": index,
+                "slices": slices.iter().map(|s| json!({
+                    "id": s.slice.id, "pos": s.slice.pos, "size": s.slice.size,
+                    "off": s.slice.off, "len": s.slice.len, "objects": s.objects,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    println!("{}:", path.display());
+    println!("  inode:  {}", i.ino);
+    println!("  type:   {:?}", i.typ);
+    println!("  length: {} ({})", i.length, human_bytes(i.length));
+    let records: usize = i.chunks.iter().map(|(_, s)| s.len()).sum();
+    let objects: usize = i
+        .chunks
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|x| x.objects.len()))
+        .sum();
+    println!(
+        "  chunks: {}, slice records: {records}, objects: {objects}",
+        i.chunks.len()
+    );
+    for (index, slices) in &i.chunks {
+        println!("  chunk {index}:");
+        for s in slices {
+            let x = s.slice;
+            if x.id == 0 {
+                println!("    hole at {} +{}", x.pos, x.len);
+            } else {
+                println!(
+                    "    slice {} at {} +{} (bytes {}..{} of {}): {}",
+                    x.id,
+                    x.pos,
+                    x.len,
+                    x.off,
+                    u64::from(x.off) + u64::from(x.len),
+                    x.size,
+                    s.objects.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tessera summary META PATH`.
+pub async fn summary(fs: &FileSystem, path: &Path, json: bool) -> io::Result<()> {
+    let ino = ino_of(fs, path).await?;
+    let progress = Arc::new(Progress::default());
+    let spinner = Spinner::start("entries", &progress, json);
+    let s: TreeSummary = fs.vfs().summary(ino, &progress).await?;
+    drop(spinner);
+    if json {
+        return print_json(&json!({
+            "path": path.display().to_string(),
+            "length": s.length, "space": s.space, "files": s.files,
+            "dirs": s.dirs, "others": s.others,
+        }));
+    }
+    println!(
+        "{}: {} in {} files, {} directories, {} other inodes; {} of space",
+        path.display(),
+        human_bytes(s.length),
+        s.files,
+        s.dirs,
+        s.others,
+        human_bytes(s.space)
+    );
+    Ok(())
+}
