@@ -3,7 +3,9 @@
 //! writes reads back byte-identical through `juicefs sync`, and `juicefs fsck` is clean —
 //! uncompressed and with lz4 and zstd.
 
-use tessera_tests::interop::{juicefs_writes_vfs_reads, vfs_writes_juicefs_reads, MIB};
+use tessera_tests::interop::{
+    compaction_and_gc_interoperate, juicefs_writes_vfs_reads, vfs_writes_juicefs_reads, MIB,
+};
 use tessera_tests::{sqlite_url, Juicefs};
 
 fn url(dir: &tempfile::TempDir) -> String {
@@ -46,4 +48,13 @@ async fn zstd_volumes_interoperate_both_ways() {
     let (dir, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     juicefs_writes_vfs_reads(&jfs, &url(&dir), "zstd", 9 * MIB + 3, 40).await;
     vfs_writes_juicefs_reads(&jfs, &url(&dir2), "zstd").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_gc_interoperate_on_sqlite() {
+    let Some(jfs) = Juicefs::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    compaction_and_gc_interoperate(&jfs, &url(&dir)).await;
 }

@@ -4,7 +4,9 @@
 
 use std::process::Command;
 
-use tessera_tests::interop::{juicefs_writes_vfs_reads, vfs_writes_juicefs_reads, MIB};
+use tessera_tests::interop::{
+    compaction_and_gc_interoperate, juicefs_writes_vfs_reads, vfs_writes_juicefs_reads, MIB,
+};
 use tessera_tests::{service, Juicefs};
 
 /// A private, emptied Redis database for one test (the test server has 256 of them).
@@ -34,4 +36,13 @@ async fn vfs_writes_juicefs_reads_on_redis_and_fsck_is_clean() {
     };
     let url = fresh_db(&base, 202);
     vfs_writes_juicefs_reads(&jfs, &url, "lz4").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_gc_interoperate_on_redis() {
+    let (Some(jfs), Some(base)) = (Juicefs::from_env(), service("REDIS_URL")) else {
+        return;
+    };
+    let url = fresh_db(&base, 203);
+    compaction_and_gc_interoperate(&jfs, &url).await;
 }
