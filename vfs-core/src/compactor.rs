@@ -16,7 +16,7 @@
 //! stored before the records change, the layout read again always names blocks that exist.
 //!
 //! Background compactions run at most [`VfsOptions::compact_concurrency`] at a time, one per
-//! chunk, and each holds one block of data in memory; requests beyond [`MAX_QUEUED`] are
+//! chunk, and each holds one block of data in memory; requests beyond 64 waiting are
 //! dropped (the next trigger asks again). A write waits only at [`compact::SYNC_SLICES`]
 //! records, where the engines' value limits are near.
 //!
