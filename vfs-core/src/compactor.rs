@@ -63,8 +63,10 @@ pub(crate) struct Compactor {
     store: Arc<dyn ChunkStore>,
     block_size: NonZeroU32,
     hash_prefix: bool,
-    /// Whether triggers start background compactions at all.
-    background: bool,
+    /// Whether triggers start background compactions at all (false after shutdown).
+    background: std::sync::atomic::AtomicBool,
+    /// Signalled whenever a background compaction ends.
+    ended: tokio::sync::Notify,
     /// Background compactions running at once.
     slots: Arc<Semaphore>,
     /// Chunks with a background compaction queued or running.
@@ -91,7 +93,8 @@ impl Compactor {
             store,
             block_size,
             hash_prefix,
-            background: concurrency > 0,
+            background: std::sync::atomic::AtomicBool::new(concurrency > 0),
+            ended: tokio::sync::Notify::new(),
             slots: Arc::new(Semaphore::new(concurrency)),
             queued: Mutex::new(HashSet::new()),
             files: Mutex::new(std::sync::Weak::new()),
@@ -111,7 +114,7 @@ impl Compactor {
     /// Asks for a background compaction of chunk `index` of `ino`; returns at once. A
     /// chunk already queued, a full queue, or no background slots: nothing happens.
     pub(crate) fn request(self: &Arc<Self>, ino: Ino, index: u32) {
-        if !self.background {
+        if !self.background.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
         {
@@ -129,7 +132,22 @@ impl Compactor {
                 }
             }
             this.queued().remove(&(ino, index));
+            this.ended.notify_waiters();
         });
+    }
+
+    /// Stops starting background compactions and waits for those queued or running to end
+    /// (on close: a compaction cut short leaves objects only gc can reclaim).
+    pub(crate) async fn shut_down(&self) {
+        self.background
+            .store(false, std::sync::atomic::Ordering::Release);
+        loop {
+            let ended = self.ended.notified();
+            if self.queued().is_empty() {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// Compacts chunk `index` of `ino` once, now.

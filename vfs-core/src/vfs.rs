@@ -390,6 +390,7 @@ impl Vfs {
             }
         }
         self.inner.files.clear();
+        self.inner.compactor.shut_down().await;
         self.inner.shutdown.send_replace(true);
         let tasks =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
