@@ -189,39 +189,20 @@ pub trait Purge: Send + Sync + 'static {
 #[async_trait]
 pub trait Upkeep: Send + Sync + 'static {
     /// [`MetaEngine::pending_slices`](crate::MetaEngine::pending_slices); `limit` > 0.
-    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
-        let _ = limit;
-        Err(crate::MetaError::NotSupported("pending slices"))
-    }
+    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>>;
     /// [`MetaEngine::forget_slice`](crate::MetaEngine::forget_slice); `id` is not 0.
-    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
-        let _ = (id, size);
-        Err(crate::MetaError::NotSupported("pending slices"))
-    }
+    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool>;
     /// [`MetaEngine::list_slices`](crate::MetaEngine::list_slices).
-    async fn list_slices(&self) -> Result<SliceListing> {
-        Err(crate::MetaError::NotSupported("listing slices"))
-    }
+    async fn list_slices(&self) -> Result<SliceListing>;
     /// [`MetaEngine::claim_job`](crate::MetaEngine::claim_job); `counter` is one of
     /// [`crate::upkeep::JOB_COUNTERS`].
-    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
-        let _ = (counter, now, every);
-        Err(crate::MetaError::NotSupported("job election"))
-    }
+    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool>;
     /// [`MetaEngine::dir_stat`](crate::MetaEngine::dir_stat).
-    async fn dir_stat(&self, ino: Ino) -> Result<Option<DirStat>> {
-        let _ = ino;
-        Err(crate::MetaError::NotSupported("dir stats"))
-    }
+    async fn dir_stat(&self, ino: Ino) -> Result<Option<DirStat>>;
     /// [`MetaEngine::sync_dir_stat`](crate::MetaEngine::sync_dir_stat).
-    async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat> {
-        let _ = ino;
-        Err(crate::MetaError::NotSupported("dir stats"))
-    }
+    async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat>;
     /// [`MetaEngine::recount_usage`](crate::MetaEngine::recount_usage).
-    async fn recount_usage(&self) -> Result<Recount> {
-        Err(crate::MetaError::NotSupported("recounting usage"))
-    }
+    async fn recount_usage(&self) -> Result<Recount>;
 }
 
 /// Extended attributes (the `system.posix_acl_*` names included: an engine stores ACLs).

@@ -192,6 +192,26 @@ pub fn encode_delayed(slices: &[Slice]) -> Vec<u8> {
     out
 }
 
+/// Reads a delayed-slice blob ([`encode_delayed`]) back as `(id, size)` pairs; `Corrupt`
+/// when its length is not a multiple of 12. `what` names the record in the error.
+pub fn decode_delayed(what: &str, blob: &[u8]) -> crate::Result<Vec<(u64, u32)>> {
+    if blob.len() % 12 != 0 {
+        return Err(crate::MetaError::Corrupt(format!(
+            "delayed slices {what} hold {} bytes, not a multiple of 12",
+            blob.len()
+        )));
+    }
+    Ok(blob
+        .chunks_exact(12)
+        .map(|r| {
+            let (id, size) = r.split_at(8);
+            let id = u64::from_be_bytes(id.try_into().unwrap_or([0; 8]));
+            let size = u32::from_be_bytes(size.try_into().unwrap_or([0; 4]));
+            (id, size)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +349,19 @@ mod tests {
             }
             assert_eq!(before, after, "round {round}: {chunk:?}");
         }
+    }
+
+    #[test]
+    fn delayed_blobs_round_trip() {
+        let blob = encode_delayed(&[s(0, 7, 100), s(0, 0, 5), s(9, 1 << 40, 4096)]);
+        assert_eq!(blob.len(), 24);
+        assert_eq!(
+            decode_delayed("x", &blob).unwrap(),
+            vec![(7, 100), (1 << 40, 4096)]
+        );
+        assert!(matches!(
+            decode_delayed("x", &blob[..13]),
+            Err(crate::MetaError::Corrupt(_))
+        ));
     }
 }

@@ -186,7 +186,8 @@ pub(crate) async fn incr<T: KvTxn>(tx: &T, key: &[u8], delta: i64) -> Result<i64
 
 /// Takes `n` references from each slice of `uses` (`(id, size, n)`, as
 /// [`Slice::references`] counts them) and returns the slices left with none, whose objects
-/// may now be deleted. The key of a slice holds its references beyond the first.
+/// may now be deleted (their keys stay, pending). The key of a slice holds its references
+/// beyond the first.
 pub(crate) async fn drop_refs<T: KvTxn>(
     tx: &T,
     keys: &Keys,
@@ -196,10 +197,13 @@ pub(crate) async fn drop_refs<T: KvTxn>(
     for &(id, size, n) in uses {
         let rkey = keys.slice_ref(id, size);
         let refs = incr(tx, &rkey, -n).await?;
-        if refs <= 0 {
+        if refs == 0 {
+            // One reference left: the same as no key.
             tx.clear(&rkey);
         }
         if refs < 0 {
+            // No reference left: the key stays at `<= -1` (pending, JuiceFS's convention)
+            // until forget_slice, after the objects are deleted.
             freed.push(Slice::whole(id, size));
         }
     }

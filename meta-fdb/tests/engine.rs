@@ -252,6 +252,12 @@ async fn copied_slices_are_counted_and_freed_once() {
     m.unlink(&ctx, ROOT_INO, b"dst").await.unwrap();
     let freed = m.purge_file(dst).await.unwrap();
     assert_eq!(freed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(
+        dump(m.kv())[&kref],
+        counter(-1),
+        "JuiceFS keeps the freed slice's key at -1 (pending) until its objects go"
+    );
+    assert!(m.forget_slice(id, 1000).await.unwrap());
     assert!(!dump(m.kv()).contains_key(&kref));
 }
 

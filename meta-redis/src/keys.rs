@@ -184,6 +184,41 @@ impl Keys {
         self.with("acl")
     }
 
+    /// A counter named as JuiceFS names it on Redis (`nextCleanupSlices`, `lastCleanup*`).
+    pub(crate) fn counter(&self, name: &str) -> String {
+        self.with(name)
+    }
+
+    /// A `SCAN … MATCH` pattern for this volume's keys that continue with `tail` (itself a
+    /// pattern): the prefix with the glob characters escaped.
+    pub(crate) fn pattern(&self, tail: &str) -> String {
+        let mut s = String::with_capacity(self.prefix.len() + tail.len() + 2);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push_str(tail);
+        s
+    }
+
+    /// The inode of an `i{ino}` key, `None` for other keys.
+    pub(crate) fn parse_inode(&self, key: &str) -> Option<Ino> {
+        digits(key.strip_prefix(&self.prefix)?.strip_prefix('i')?)?
+            .parse()
+            .ok()
+    }
+
+    /// The inode and index of a `c{ino}_{indx}` key, `None` for other keys.
+    pub(crate) fn parse_chunk(&self, key: &str) -> Option<(Ino, u32)> {
+        let (ino, indx) = key
+            .strip_prefix(&self.prefix)?
+            .strip_prefix('c')?
+            .split_once('_')?;
+        Some((digits(ino)?.parse().ok()?, digits(indx)?.parse().ok()?))
+    }
+
     /// `aclMaxId`: the last POSIX ACL id handed out.
     pub(crate) fn acl_max_id(&self) -> String {
         self.with("aclMaxId")
@@ -193,6 +228,20 @@ impl Keys {
 /// The `sliceRef` field of a slice: `k{id}_{size}`.
 pub(crate) fn slice_ref_field(id: u64, size: u32) -> String {
     format!("k{id}_{size}")
+}
+
+/// `s` when it is a non-empty run of ASCII digits.
+fn digits(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+/// The slice of a `sliceRef` field `k{id}_{size}`, `None` for anything else.
+pub(crate) fn parse_slice_ref_field(f: &[u8]) -> Option<(u64, u32)> {
+    let (id, size) = std::str::from_utf8(f)
+        .ok()?
+        .strip_prefix('k')?
+        .split_once('_')?;
+    Some((digits(id)?.parse().ok()?, digits(size)?.parse().ok()?))
 }
 
 /// The `delfiles` member of a deleted file: `{ino}:{length}`.
@@ -231,5 +280,13 @@ mod tests {
         assert_eq!(parse_delfile_member(b"3:100"), Some((3, 100)));
         assert_eq!(parse_delfile_member(b"3:100:5"), None);
         assert_eq!(parse_delfile_member(b"x:1"), None);
+        assert_eq!(parse_slice_ref_field(b"k9_4096"), Some((9, 4096)));
+        assert_eq!(parse_slice_ref_field(b"k9_"), None);
+        assert_eq!(k.parse_chunk("{2}c42_3"), Some((42, 3)));
+        assert_eq!(k.parse_chunk("c42_3"), None);
+        assert_eq!(k.parse_inode("{2}i77"), Some(77));
+        assert_eq!(k.parse_inode("{2}i7x"), None);
+        assert_eq!(k.counter("nextCleanupSlices"), "{2}nextCleanupSlices");
+        assert_eq!(Keys::new("a*[b]").pattern("c*"), "a\\*\\[b\\]c*");
     }
 }

@@ -206,6 +206,13 @@ async fn slice_refs_count_copies() {
     assert_eq!(freed.len(), 1);
     assert_eq!((freed[0].id, freed[0].size), (id, 1000));
     let left: Option<i64> = r.hget(format!("{p}sliceRef"), &field).await.unwrap();
+    assert_eq!(
+        left,
+        Some(-1),
+        "JuiceFS keeps the freed slice's field at -1 (pending) until its objects go"
+    );
+    assert!(m.forget_slice(id, 1000).await.unwrap());
+    let left: Option<i64> = r.hget(format!("{p}sliceRef"), &field).await.unwrap();
     assert_eq!(left, None);
 }
 

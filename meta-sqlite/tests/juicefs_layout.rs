@@ -416,6 +416,24 @@ async fn sessions_and_the_deletion_queue_use_juicefs_rows() {
         vec![Slice { len: 10, ..s }]
     );
     assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_chunk").await, 0);
+    assert_eq!(
+        int(
+            &mut raw,
+            "SELECT count(*) FROM jfs_chunk_ref WHERE refs > 0"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        int(
+            &mut raw,
+            &format!("SELECT refs FROM jfs_chunk_ref WHERE chunkid = {}", s.id)
+        )
+        .await,
+        0,
+        "JuiceFS keeps the freed slice's row at 0 references (pending) until its objects go"
+    );
+    assert!(m.forget_slice(s.id, s.size).await.unwrap());
     assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_chunk_ref").await, 0);
     assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_delfile").await, 0);
 

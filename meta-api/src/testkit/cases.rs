@@ -28,6 +28,7 @@ mod rename;
 mod sessions;
 mod settings;
 mod space;
+mod upkeep;
 mod xattr;
 
 /// What a case runs against: a fresh volume and one connected client.
@@ -297,6 +298,15 @@ pub(super) fn all() -> Vec<Case> {
         acl::invalid_wire_data_is_invalid_argument,
         acl::only_the_owner_sets_acls,
         acl::equal_acls_share_one_id,
+        upkeep::purge_leaves_freed_slices_pending,
+        upkeep::forgetting_a_referenced_slice_changes_nothing,
+        upkeep::compaction_leaves_freed_slices_pending,
+        upkeep::list_slices_covers_live_deleted_and_pending,
+        upkeep::list_slices_shows_delayed_slices,
+        upkeep::claim_job_elects_once_per_interval,
+        upkeep::sync_dir_stat_counts_direct_entries,
+        upkeep::dir_stats_off_computes_but_stores_nothing,
+        upkeep::recount_usage_of_a_consistent_volume_changes_nothing,
     ]
 }
 

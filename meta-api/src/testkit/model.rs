@@ -1431,6 +1431,9 @@ impl MetaEngine for ModelEngine {
     }
 
     async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
+        if id == 0 {
+            return Err(MetaError::InvalidArgument("slice 0 is a hole"));
+        }
         let mut st = self.ready()?;
         match st.refs.get(&id) {
             Some(r) if r.refs == 0 && r.size == size => {

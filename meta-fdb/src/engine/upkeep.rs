@@ -1,11 +1,370 @@
 //! Upkeep (see [`meta_api::upkeep`]): the inventory for gc, pending slices, job election
 //! and recomputed statistics.
+//!
+//! Pending slices are `K{id}{size}` keys holding `<= -1` (JuiceFS's convention); jobs are
+//! elected on `C{name}` counters; dir stats are `U{ino}` values (24 bytes, big-endian
+//! length, space, inodes).
+//!
+//! The walks over many keys ([`list_slices`](Upkeep::list_slices), the pending scan,
+//! [`sync_dir_stat`](Upkeep::sync_dir_stat)'s entries and
+//! [`recount_usage`](Upkeep::recount_usage)) read [`PAGE`] keys per transaction so that
+//! each stays under FoundationDB's 5 s / 10 MB limits: like JuiceFS's gc and fsck they are
+//! exact on a quiet volume, and a change made meanwhile may or may not be seen.
 
 use async_trait::async_trait;
 use meta_api::backend::Upkeep;
+use meta_api::encoding::{decode_attr, decode_entry};
+use meta_api::space::align4k;
+use meta_api::upkeep::{DirStat, Recount, SliceListing};
+use meta_api::{
+    compact, FileType, Format, Ino, MetaError, Result, Slice, Usage, ROOT_INO, TRASH_INO,
+};
 
-use crate::kv::KvStore;
-use crate::TkvMeta;
+use super::{dir_attr, TkvMeta};
+use crate::keys::{be_u32, be_u64, le_u64, Keys, TOTAL_INODES, USED_SPACE};
+use crate::kv::{key_after, pack_counter, parse_counter, KeyValue, KvStore, KvTxn};
+
+/// Keys read per transaction by the walks: a chunk value is at most 100 kB, so a page
+/// reads at most ~25 MB, in well under 5 s.
+const PAGE: usize = 256;
+
+/// A `U{ino}` value: big-endian length, space and inodes.
+fn decode_dir_stat(ino: Ino, v: &[u8]) -> Result<DirStat> {
+    let n = |at| be_u64(v, at).map(|x| x as i64);
+    match (v.len(), n(0), n(8), n(16)) {
+        (24, Some(length), Some(space), Some(inodes)) => Ok(DirStat {
+            length,
+            space,
+            inodes,
+        }),
+        _ => Err(MetaError::Corrupt(format!(
+            "statistics of directory {ino} hold {} bytes, not 24",
+            v.len()
+        ))),
+    }
+}
+
+fn encode_dir_stat(s: &DirStat) -> [u8; 24] {
+    let mut b = [0u8; 24];
+    b[..8].copy_from_slice(&s.length.to_be_bytes());
+    b[8..16].copy_from_slice(&s.space.to_be_bytes());
+    b[16..].copy_from_slice(&s.inodes.to_be_bytes());
+    b
+}
+
+/// The slice of a `K{id}{size}` key (prefix stripped).
+fn slice_of_ref_key(k: &[u8]) -> Result<(u64, u32)> {
+    match (k.len(), be_u64(k, 1), be_u32(k, 9)) {
+        (13, Some(id), Some(size)) => Ok((id, size)),
+        _ => Err(MetaError::Corrupt(format!(
+            "slice reference key of {} bytes",
+            k.len()
+        ))),
+    }
+}
+
+impl<K: KvStore> TkvMeta<K> {
+    async fn settings(&self) -> Result<Format> {
+        match self.cached_format() {
+            Some(f) => Ok(f),
+            None => self.load_format().await,
+        }
+    }
+
+    /// One page of the keys in `[begin, end)`, in its own transaction.
+    async fn page(&self, begin: &[u8], end: &[u8]) -> Result<Vec<KeyValue>> {
+        self.kv
+            .txn(|tx| async move { tx.scan(begin, end, PAGE, false).await })
+            .await
+    }
+
+    /// Walks every key with `prefix`, a page per transaction, passing each page to `each`.
+    async fn walk(
+        &self,
+        prefix: &[u8],
+        mut each: impl FnMut(&[KeyValue]) -> Result<bool>,
+    ) -> Result<()> {
+        let end = Keys::end_of(prefix);
+        let mut begin = prefix.to_vec();
+        loop {
+            let page = self.page(&begin, &end).await?;
+            if !each(&page)? {
+                return Ok(());
+            }
+            match page.last() {
+                Some((k, _)) if page.len() >= PAGE => begin = key_after(k),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// The pending slices (`K` keys at `<= -1`), at most `limit`.
+    async fn scan_pending(&self, limit: usize) -> Result<Vec<(u64, u32)>> {
+        let keys = &self.keys;
+        let mut out = Vec::new();
+        self.walk(&keys.tag(b"K"), |page| {
+            for (k, v) in page {
+                if parse_counter(Some(v)) <= -1 {
+                    out.push(slice_of_ref_key(keys.strip(k))?);
+                    if out.len() >= limit {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .await?;
+        Ok(out)
+    }
+}
 
 #[async_trait]
-impl<K: KvStore> Upkeep for TkvMeta<K> {}
+impl<K: KvStore> Upkeep for TkvMeta<K> {
+    async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
+        Ok(self
+            .scan_pending(limit)
+            .await?
+            .into_iter()
+            .map(|(id, size)| Slice::whole(id, size))
+            .collect())
+    }
+
+    async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
+        let key = &self.keys.slice_ref(id, size);
+        self.kv
+            .txn(|tx| async move {
+                match tx.get(key).await? {
+                    Some(v) if parse_counter(Some(&v)) <= -1 => {
+                        tx.clear(key);
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+            .await
+    }
+
+    async fn list_slices(&self) -> Result<SliceListing> {
+        let keys = &self.keys;
+        let mut out = SliceListing::default();
+        // `A{ino}C{indx}`: the chunks of every inode, live or deleted and not purged yet.
+        self.walk(&keys.tag(b"A"), |page| {
+            for (k, v) in page {
+                let k = keys.strip(k);
+                if k.len() != 14 || k.get(9) != Some(&b'C') {
+                    continue;
+                }
+                let (Some(ino), Some(indx)) = (le_u64(k, 1), be_u32(k, 10)) else {
+                    continue;
+                };
+                out.records.extend(
+                    Slice::decode_chunk(ino, indx, v)?
+                        .into_iter()
+                        .filter(|s| s.id != 0)
+                        .map(|s| (ino, indx, s)),
+                );
+            }
+            Ok(true)
+        })
+        .await?;
+        // `L{secs}{id}`: delayed slices.
+        self.walk(&keys.tag(b"L"), |page| {
+            for (k, v) in page {
+                let what = format!("key {:?}", keys.strip(k));
+                out.delayed.extend(compact::decode_delayed(&what, v)?);
+            }
+            Ok(true)
+        })
+        .await?;
+        out.pending = self.scan_pending(usize::MAX).await?;
+        Ok(out)
+    }
+
+    async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
+        let key = &self.keys.counter(counter);
+        self.kv
+            .txn(|tx| async move {
+                let old = parse_counter(tx.get(key).await?.as_deref());
+                if i128::from(old) + i128::from(every) >= i128::from(now) {
+                    return Ok(false);
+                }
+                tx.set(key, &pack_counter(i64::try_from(now).unwrap_or(i64::MAX)));
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn dir_stat(&self, ino: Ino) -> Result<Option<DirStat>> {
+        let on = self.settings().await?.dir_stats;
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                dir_attr(&tx, keys, ino).await?;
+                if !on {
+                    return Ok(None);
+                }
+                tx.get(&keys.dir_stat(ino))
+                    .await?
+                    .map(|v| decode_dir_stat(ino, &v))
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat> {
+        let keep = self.settings().await?.dir_stats;
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move { dir_attr(&tx, keys, ino).await.map(|_| ()) })
+            .await?;
+        // The entries a page at a time, each page with its files' attributes.
+        let prefix = keys.entries(ino);
+        let end = Keys::end_of(&prefix);
+        let mut begin = prefix.clone();
+        let mut stat = DirStat::default();
+        loop {
+            let (part, next) = self
+                .kv
+                .txn(|tx| {
+                    let (begin, end) = (&begin, &end);
+                    async move {
+                        let page = tx.scan(begin, end, PAGE, false).await?;
+                        let mut part = DirStat::default();
+                        for (_, v) in &page {
+                            let (typ, child) = decode_entry(v)?;
+                            part.inodes += 1;
+                            if typ != FileType::Regular {
+                                part.space += align4k(0);
+                                continue;
+                            }
+                            match tx.get(&keys.inode(child)).await? {
+                                Some(a) => {
+                                    let a = decode_attr(&a)?;
+                                    part.length += a.length as i64;
+                                    part.space += align4k(a.length);
+                                }
+                                None => part.space += align4k(0),
+                            }
+                        }
+                        let next = match page.last() {
+                            Some((k, _)) if page.len() >= PAGE => Some(key_after(k)),
+                            _ => None,
+                        };
+                        Ok((part, next))
+                    }
+                })
+                .await?;
+            stat.length += part.length;
+            stat.space += part.space;
+            stat.inodes += part.inodes;
+            match next {
+                Some(n) => begin = n,
+                None => break,
+            }
+        }
+        if keep {
+            let v = encode_dir_stat(&stat);
+            let v = &v;
+            self.kv
+                .txn(|tx| async move {
+                    dir_attr(&tx, keys, ino).await?;
+                    tx.set(&keys.dir_stat(ino), v);
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(stat)
+    }
+
+    async fn recount_usage(&self) -> Result<Recount> {
+        self.settings().await?;
+        let keys = &self.keys;
+        // Every `A{ino}I` but the root's and the trash's: deleted files waiting for their
+        // purge have lost theirs (their usage was given back when they were queued),
+        // unlinked files still open keep theirs and still count.
+        let mut after = Usage::default();
+        self.walk(&keys.tag(b"A"), |page| {
+            for (k, v) in page {
+                let k = keys.strip(k);
+                if k.len() != 10 || k.get(9) != Some(&b'I') {
+                    continue;
+                }
+                let Some(ino) = le_u64(k, 1) else { continue };
+                if ino == ROOT_INO || ino == TRASH_INO {
+                    continue;
+                }
+                after.space += align4k(decode_attr(v)?.length);
+                after.inodes += 1;
+            }
+            Ok(true)
+        })
+        .await?;
+        let (space_key, inodes_key) = (&keys.counter(USED_SPACE), &keys.counter(TOTAL_INODES));
+        let after = &after;
+        self.kv
+            .txn(|tx| async move {
+                let before = Usage {
+                    space: parse_counter(tx.get(space_key).await?.as_deref()),
+                    inodes: parse_counter(tx.get(inodes_key).await?.as_deref()),
+                };
+                tx.set(space_key, &pack_counter(after.space));
+                tx.set(inodes_key, &pack_counter(after.inodes));
+                Ok(Recount {
+                    before,
+                    after: *after,
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use meta_api::{Context, MetaEngine};
+
+    use super::*;
+    use crate::kv::mem::MemKv;
+
+    /// A `usedSpace`/`totalInodes` pair broken behind the engine's back is put right.
+    #[tokio::test]
+    async fn recount_usage_repairs_corrupted_counters() {
+        let m = TkvMeta::new(MemKv::new(), b"vol\xfd");
+        MetaEngine::init(&m, &Format::new("vol", "uuid-1", "mem", "/tmp/x/"), false)
+            .await
+            .unwrap();
+        let ctx = Context::root();
+        let f = m
+            .mknod(&ctx, ROOT_INO, b"f", FileType::Regular, 0o644, 0)
+            .await
+            .unwrap();
+        m.truncate(&ctx, f.ino, 5000).await.unwrap();
+        m.mkdir(&ctx, ROOT_INO, b"d", 0o755).await.unwrap();
+        let good = Usage {
+            space: 8192 + 4096,
+            inodes: 2,
+        };
+        assert_eq!(m.read_usage().await.unwrap(), (good.space, good.inodes));
+        let keys = m.keys().clone();
+        m.kv()
+            .txn(|tx| {
+                let keys = keys.clone();
+                async move {
+                    tx.set(&keys.counter(USED_SPACE), &pack_counter(-77));
+                    tx.set(&keys.counter(TOTAL_INODES), &pack_counter(12345));
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap();
+        let r = MetaEngine::recount_usage(&m).await.unwrap();
+        assert_eq!(
+            r.before,
+            Usage {
+                space: -77,
+                inodes: 12345
+            }
+        );
+        assert_eq!(r.after, good);
+        assert_eq!(m.read_usage().await.unwrap(), (good.space, good.inodes));
+    }
+}

@@ -143,8 +143,8 @@ impl RedisMeta {
 impl RedisMeta {
     /// Queues on `w` taking `n` references from each slice of `uses` (`(id, size, n)`, as
     /// [`Slice::references`] counts them) and returns the slices left with none, whose
-    /// objects may be deleted once `w` commits. The `sliceRef` field holds references minus
-    /// one; a missing field is one reference.
+    /// objects may be deleted once `w` commits (their fields stay, pending, at `<= -1`).
+    /// The `sliceRef` field holds references minus one; a missing field is one reference.
     pub(crate) async fn drop_refs(
         &self,
         tx: &mut Tx,
@@ -165,15 +165,15 @@ impl RedisMeta {
         let mut freed = Vec::new();
         for (&(id, size, n), (field, cur)) in uses.iter().zip(fields.iter().zip(refs)) {
             let left = cur.unwrap_or(0) - n;
+            // A slice left with no reference keeps its field at `<= -1` (pending, JuiceFS's
+            // convention) until forget_slice, after its objects are deleted.
+            w.hset(
+                k.slice_refs(),
+                field.as_bytes(),
+                left.to_string().as_bytes(),
+            );
             if left < 0 {
-                w.hdel(k.slice_refs(), field.as_bytes());
                 freed.push(Slice::whole(id, size));
-            } else {
-                w.hset(
-                    k.slice_refs(),
-                    field.as_bytes(),
-                    left.to_string().as_bytes(),
-                );
             }
         }
         Ok(freed)

@@ -230,8 +230,9 @@ pub(crate) async fn check_capacity(
 }
 
 /// Takes `n` references from each slice of `uses` (`(id, size, n)`, as
-/// [`Slice::references`] counts them) and returns the slices left with none (their rows
-/// deleted), whose objects may now be deleted. A slice without a row is left alone
+/// [`Slice::references`] counts them) and returns the slices left with none, whose objects
+/// may now be deleted: their rows stay, at `refs <= 0` (pending, JuiceFS's convention),
+/// until [`forget_slice`](meta_api::MetaEngine::forget_slice) after the objects are gone. A slice without a row is left alone
 /// (leaked, never deleted twice): JuiceFS tracks every slice it writes.
 pub(crate) async fn drop_refs(
     conn: &mut SqliteConnection,
@@ -249,11 +250,7 @@ pub(crate) async fn drop_refs(
         .map_err(db_err)?;
         let Some(left) = left else { continue };
         if left.try_get::<i64, _>(0).map_err(db_err)? <= 0 {
-            sqlx::query("DELETE FROM jfs_chunk_ref WHERE chunkid = ?")
-                .bind(id as i64)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
+            // The row stays at zero references (pending) until forget_slice.
             freed.push(Slice::whole(id, size));
         }
     }
