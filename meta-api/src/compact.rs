@@ -195,7 +195,7 @@ pub fn encode_delayed(slices: &[Slice]) -> Vec<u8> {
 /// Reads a delayed-slice blob ([`encode_delayed`]) back as `(id, size)` pairs; `Corrupt`
 /// when its length is not a multiple of 12. `what` names the record in the error.
 pub fn decode_delayed(what: &str, blob: &[u8]) -> crate::Result<Vec<(u64, u32)>> {
-    if blob.len() % 12 != 0 {
+    if !blob.len().is_multiple_of(12) {
         return Err(crate::MetaError::Corrupt(format!(
             "delayed slices {what} hold {} bytes, not a multiple of 12",
             blob.len()

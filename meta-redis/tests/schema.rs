@@ -365,3 +365,39 @@ async fn directory_statistics_follow_entries() {
     m.rmdir(&ctx, ROOT_INO, b"d").await.unwrap();
     assert_eq!(stats(&mut r, d.ino).await, vec![None, None, None]);
 }
+
+/// `usedSpace`/`totalInodes` broken behind the engine's back are put right by
+/// `recount_usage`, from the `i{ino}` keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recount_usage_repairs_corrupted_counters() {
+    let Some(url) = harness::redis_url("recount_usage_repairs_corrupted_counters") else {
+        return;
+    };
+    let (p, m) = volume(&url, "recount").await;
+    let mut r = raw(&url).await;
+    let ctx = Context::root();
+    let f = m
+        .mknod(&ctx, ROOT_INO, b"f", FileType::Regular, 0o644, 0)
+        .await
+        .unwrap();
+    m.truncate(&ctx, f.ino, 5000).await.unwrap();
+    m.mkdir(&ctx, ROOT_INO, b"d", 0o755).await.unwrap();
+    let good = meta_api::Usage {
+        space: 8192 + 4096,
+        inodes: 2,
+    };
+    let _: () = r.set(format!("{p}usedSpace"), -77).await.unwrap();
+    let _: () = r.set(format!("{p}totalInodes"), 12345).await.unwrap();
+    let rc = m.recount_usage().await.unwrap();
+    assert_eq!(
+        rc.before,
+        meta_api::Usage {
+            space: -77,
+            inodes: 12345
+        }
+    );
+    assert_eq!(rc.after, good);
+    let space: i64 = r.get(format!("{p}usedSpace")).await.unwrap();
+    let inodes: i64 = r.get(format!("{p}totalInodes")).await.unwrap();
+    assert_eq!((space, inodes), (good.space, good.inodes));
+}
