@@ -223,6 +223,13 @@ pub struct TreeSummary {
     pub others: u64,
 }
 
+/// What fsck checks files against: every block object and its size, and (for the whole
+/// volume) every chunk record by file.
+struct Inventory {
+    records: Option<HashMap<Ino, Vec<Slice>>>,
+    objects: HashMap<String, u64>,
+}
+
 /// What the upkeep jobs work on: the engine and the stores of one VFS.
 pub(crate) struct Upkeep<'a> {
     pub(crate) meta: &'a Arc<dyn MetaEngine>,
@@ -472,8 +479,21 @@ impl Upkeep<'_> {
         let (start_ino, start_path) = start;
         let start_attr = self.meta.getattr(start_ino).await?;
         let mut seen_files: HashSet<Ino> = HashSet::new();
+        // Checking the whole volume, one scan of every chunk beats a query per file.
+        let inv = Inventory {
+            records: if whole_volume {
+                let mut by_ino: HashMap<Ino, Vec<Slice>> = HashMap::new();
+                for (ino, _, s) in self.meta.list_slices().await?.records {
+                    by_ino.entry(ino).or_default().push(s);
+                }
+                Some(by_ino)
+            } else {
+                None
+            },
+            objects,
+        };
         if start_attr.typ == FileType::Regular {
-            self.check_file(start_ino, &start_path, &objects, &mut report)
+            self.check_file(start_ino, start_attr.length, &start_path, &inv, &mut report)
                 .await?;
             progress.add(1, start_attr.length);
         }
@@ -503,7 +523,7 @@ impl Upkeep<'_> {
                             counted.length += i64::try_from(attr.length).unwrap_or(i64::MAX);
                             counted.space += meta_api::space::align4k(attr.length);
                             if seen_files.insert(e.ino) {
-                                self.check_file(e.ino, &child, &objects, &mut report)
+                                self.check_file(e.ino, attr.length, &child, &inv, &mut report)
                                     .await?;
                                 progress.add(1, attr.length);
                             }
@@ -571,16 +591,26 @@ impl Upkeep<'_> {
     async fn check_file(
         &self,
         ino: Ino,
+        length: u64,
         path: &str,
-        objects: &HashMap<String, u64>,
+        inv: &Inventory,
         report: &mut FsckReport,
     ) -> Result<()> {
         report.files += 1;
-        let attr = self.meta.getattr(ino).await?;
+        let mut slices = Vec::new();
+        match &inv.records {
+            Some(all) => slices.extend(all.get(&ino).into_iter().flatten().copied()),
+            None => {
+                for index in 0..length.div_ceil(CHUNK_SIZE) {
+                    let index = u32::try_from(index).map_err(|_| VfsError::FileTooBig)?;
+                    slices.extend(self.meta.read_chunk(ino, index).await?);
+                }
+            }
+        }
+        let objects = &inv.objects;
         let mut bad = Vec::new();
-        for index in 0..attr.length.div_ceil(CHUNK_SIZE) {
-            let index = u32::try_from(index).map_err(|_| VfsError::FileTooBig)?;
-            for s in self.meta.read_chunk(ino, index).await? {
+        {
+            for s in slices {
                 if s.id == 0 {
                     continue;
                 }
