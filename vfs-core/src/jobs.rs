@@ -198,9 +198,10 @@ impl Purger {
 
     /// Deletes every block of `slices` (no reference left), then forgets each slice whose
     /// blocks are gone; a slice with a failed delete stays pending for the cleanup job.
-    async fn delete_slices(&self, slices: &[Slice]) {
+    /// Returns how many slices were forgotten.
+    async fn delete_slices(&self, slices: &[Slice]) -> u64 {
         let Some(bs) = NonZeroU32::new(self.block_size) else {
-            return;
+            return 0;
         };
         finish_slices(
             &*self.meta,
@@ -210,7 +211,7 @@ impl Purger {
             self.hash_prefix,
             DELETE_PARALLELISM,
         )
-        .await;
+        .await
     }
 
     /// Finishes the volume's pending slices if this client wins the election of the hourly
@@ -232,27 +233,12 @@ impl Purger {
         let mut finished = 0;
         loop {
             let batch = self.meta.pending_slices(PURGE_BATCH).await?;
-            let before = finished;
-            self.delete_pending(&batch, &mut finished).await;
-            if batch.len() < PURGE_BATCH || finished == before {
+            let n = self.delete_slices(&batch).await;
+            finished += n;
+            if batch.len() < PURGE_BATCH || n == 0 {
                 return Ok(finished);
             }
         }
-    }
-
-    async fn delete_pending(&self, slices: &[Slice], finished: &mut u64) {
-        let Some(bs) = NonZeroU32::new(self.block_size) else {
-            return;
-        };
-        *finished += finish_slices(
-            &*self.meta,
-            &*self.store,
-            slices,
-            bs,
-            self.hash_prefix,
-            DELETE_PARALLELISM,
-        )
-        .await;
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use chunkstore::{slice_blocks, BlockKey, ChunkStore};
 use futures::StreamExt;
 use meta_api::upkeep::DirStat;
-use meta_api::{Context, FileType, Ino, MetaEngine, MetaError, Slice, CHUNK_SIZE};
+use meta_api::{Context, DirEntry, FileType, Ino, MetaEngine, MetaError, Slice, CHUNK_SIZE};
 
 use crate::compactor::Compactor;
 use crate::{Result, VfsError};
@@ -505,12 +505,8 @@ impl Upkeep<'_> {
             report.dirs += 1;
             let mut subdirs: u32 = 0;
             let mut counted = DirStat::default();
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let page = self
-                    .meta
-                    .readdir(&Context::root(), dir, after.as_deref(), DIR_PAGE, true)
-                    .await?;
+            let mut pages = DirPages::new(dir);
+            while let Some(page) = pages.next(&**self.meta).await? {
                 for e in &page {
                     let child = join(&path, &e.name);
                     let attr = match &e.attr {
@@ -548,10 +544,6 @@ impl Upkeep<'_> {
                         _ => counted.space += 4096,
                     }
                 }
-                if page.len() < DIR_PAGE {
-                    break;
-                }
-                after = page.last().map(|e| e.name.clone());
             }
             let attr = self.meta.getattr(dir).await?;
             if attr.nlink != 2 + subdirs {
@@ -609,21 +601,16 @@ impl Upkeep<'_> {
         }
         let objects = &inv.objects;
         let mut bad = Vec::new();
-        {
-            for s in slices {
-                if s.id == 0 {
-                    continue;
-                }
-                for b in slice_blocks(s.id, s.size, self.block_size) {
-                    report.blocks += 1;
-                    let key = b.to_key(self.hash_prefix);
-                    let ok = match objects.get(&key) {
-                        None => false,
-                        Some(&size) => !self.plain_objects || size == u64::from(b.len),
-                    };
-                    if !ok && !bad.contains(&key) {
-                        bad.push(key);
-                    }
+        for s in slices.into_iter().filter(|s| s.id != 0) {
+            for b in slice_blocks(s.id, s.size, self.block_size) {
+                report.blocks += 1;
+                let key = b.to_key(self.hash_prefix);
+                let ok = match objects.get(&key) {
+                    None => false,
+                    Some(&size) => !self.plain_objects || size == u64::from(b.len),
+                };
+                if !ok && !bad.contains(&key) {
+                    bad.push(key);
                 }
             }
         }
@@ -662,12 +649,8 @@ impl Upkeep<'_> {
             _ => {}
         }
         while let Some(dir) = dirs.pop_front() {
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let page = self
-                    .meta
-                    .readdir(&Context::root(), dir, after.as_deref(), DIR_PAGE, true)
-                    .await?;
+            let mut pages = DirPages::new(dir);
+            while let Some(page) = pages.next(&**self.meta).await? {
                 for e in &page {
                     let (typ, length) = match &e.attr {
                         Some(a) => (a.typ, a.length),
@@ -685,10 +668,6 @@ impl Upkeep<'_> {
                         _ => {}
                     }
                 }
-                if page.len() < DIR_PAGE {
-                    break;
-                }
-                after = page.last().map(|e| e.name.clone());
             }
         }
         Ok((files, total))
@@ -754,12 +733,8 @@ impl Upkeep<'_> {
             dirs.push_back(ino);
         }
         while let Some(dir) = dirs.pop_front() {
-            let mut after: Option<Vec<u8>> = None;
-            loop {
-                let page = self
-                    .meta
-                    .readdir(&Context::root(), dir, after.as_deref(), DIR_PAGE, true)
-                    .await?;
+            let mut pages = DirPages::new(dir);
+            while let Some(page) = pages.next(&**self.meta).await? {
                 for e in &page {
                     let (typ, length) = match &e.attr {
                         Some(a) => (a.typ, a.length),
@@ -771,13 +746,45 @@ impl Upkeep<'_> {
                     }
                 }
                 progress.add(page.len() as u64, 0);
-                if page.len() < DIR_PAGE {
-                    break;
-                }
-                after = page.last().map(|e| e.name.clone());
             }
         }
         Ok(sum)
+    }
+}
+
+/// A directory read a page of [`DIR_PAGE`] entries (with attributes) at a time.
+struct DirPages {
+    dir: Ino,
+    after: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl DirPages {
+    fn new(dir: Ino) -> DirPages {
+        DirPages {
+            dir,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next page, `None` after the last.
+    async fn next(&mut self, meta: &dyn MetaEngine) -> Result<Option<Vec<DirEntry>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = meta
+            .readdir(
+                &Context::root(),
+                self.dir,
+                self.after.as_deref(),
+                DIR_PAGE,
+                true,
+            )
+            .await?;
+        self.done = page.len() < DIR_PAGE;
+        self.after = page.last().map(|e| e.name.clone());
+        Ok((!page.is_empty()).then_some(page))
     }
 }
 
