@@ -20,6 +20,16 @@ pub fn align4k(len: u64) -> i64 {
     }
 }
 
+/// What an entry adds to its directory's statistics, as `(data length, space)`: a regular
+/// file its length and [`align4k`] of it, anything else 4 KiB (JuiceFS's dir stats).
+pub fn entry_usage(typ: crate::FileType, length: u64) -> (i64, i64) {
+    if typ == crate::FileType::Regular {
+        (i64::try_from(length).unwrap_or(i64::MAX), align4k(length))
+    } else {
+        (0, align4k(0))
+    }
+}
+
 /// The volume's usage counters (`usedSpace`, `totalInodes`) as an engine stores them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -27,6 +37,17 @@ pub struct Usage {
     pub space: i64,
     /// Inodes in use (the root and the trash directory do not count).
     pub inodes: i64,
+}
+
+impl Usage {
+    /// Counts node `ino` of `length` bytes, as the counters do: [`align4k`] of its length
+    /// and one inode, except the root and the trash directory, which never count.
+    pub fn add_node(&mut self, ino: crate::Ino, length: u64) {
+        if ino != crate::ROOT_INO && ino != crate::TRASH_INO {
+            self.space = self.space.saturating_add(align4k(length));
+            self.inodes += 1;
+        }
+    }
 }
 
 impl StatFs {

@@ -54,6 +54,23 @@ pub struct DirStat {
     pub inodes: i64,
 }
 
+impl DirStat {
+    /// Counts one entry of type `typ` and `length` bytes (see [`crate::space::entry_usage`]).
+    pub fn add_entry(&mut self, typ: crate::FileType, length: u64) {
+        let (len, space) = crate::space::entry_usage(typ, length);
+        self.length = self.length.saturating_add(len);
+        self.space = self.space.saturating_add(space);
+        self.inodes += 1;
+    }
+}
+
+/// Whether a slice reference record holding `extra` references beyond the first (Redis's
+/// `sliceRef` and TKV's `K` values: refs − 1, a missing record meaning one reference) makes
+/// the slice pending: no reference left.
+pub fn is_pending_extra(extra: i64) -> bool {
+    extra <= -1
+}
+
 /// The usage counters before and after [`MetaEngine::recount_usage`](crate::MetaEngine::recount_usage).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recount {

@@ -201,7 +201,7 @@ pub(crate) async fn drop_refs<T: KvTxn>(
             // One reference left: the same as no key.
             tx.clear(&rkey);
         }
-        if refs < 0 {
+        if meta_api::upkeep::is_pending_extra(refs) {
             // No reference left: the key stays at `<= -1` (pending, JuiceFS's convention)
             // until forget_slice, after the objects are deleted.
             freed.push(Slice::whole(id, size));

@@ -19,7 +19,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use meta_api::encoding::{decode_attr, encode_attr};
-use meta_api::{Attr, FileType, Format, Ino, MetaError, OpenFiles, Result, SessionInfo, Timestamp};
+use meta_api::{Attr, Format, Ino, MetaError, OpenFiles, Result, SessionInfo, Timestamp};
 
 use crate::conn::{Conns, Timing};
 use crate::keys::Keys;
@@ -347,11 +347,7 @@ impl DirStats {
 /// What one entry of inode `a` adds to its directory's statistics: a regular file its
 /// length and space, anything else 4 KiB of space (as JuiceFS counts).
 pub(crate) fn entry_usage(a: &Attr) -> (i64, i64) {
-    if a.typ == FileType::Regular {
-        (a.length as i64, align4k(a.length))
-    } else {
-        (0, align4k(0))
-    }
+    meta_api::space::entry_usage(a.typ, a.length)
 }
 
 impl RedisMeta {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chunkstore::{slice_blocks, BlockKey, ChunkStore};
+use chunkstore::{slice_blocks, BlockKey, ChunkStore, ChunkStoreExt};
 use futures::StreamExt;
 use meta_api::upkeep::DirStat;
 use meta_api::{Context, DirEntry, FileType, Ino, MetaEngine, MetaError, Slice, CHUNK_SIZE};
@@ -458,22 +458,14 @@ impl Upkeep<'_> {
     ) -> Result<FsckReport> {
         let mut report = FsckReport::default();
         // Every block object and its size, once.
-        let mut objects: HashMap<String, u64> = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .volume
-                .list_page(CHUNKS_PREFIX, after.as_deref(), LIST_PAGE)
-                .await
-                .map_err(store_err)?;
-            for o in &page.objects {
-                objects.insert(o.key.clone(), o.size);
-            }
-            after = page.objects.last().map(|o| o.key.clone());
-            if !page.truncated || after.is_none() {
-                break;
-            }
-        }
+        let objects: HashMap<String, u64> = self
+            .volume
+            .list_all(CHUNKS_PREFIX)
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect();
         let whole_volume = opts.path.is_none();
         let recursive = opts.recursive || whole_volume;
         let (start_ino, start_path) = start;
@@ -513,19 +505,15 @@ impl Upkeep<'_> {
                         Some(a) => a.clone(),
                         None => self.meta.getattr(e.ino).await?,
                     };
-                    counted.inodes += 1;
+                    counted.add_entry(attr.typ, attr.length);
                     match attr.typ {
-                        FileType::Regular => {
-                            counted.length += i64::try_from(attr.length).unwrap_or(i64::MAX);
-                            counted.space += meta_api::space::align4k(attr.length);
-                            if seen_files.insert(e.ino) {
-                                self.check_file(e.ino, attr.length, &child, &inv, &mut report)
-                                    .await?;
-                                progress.add(1, attr.length);
-                            }
+                        // A file with several names is checked once.
+                        FileType::Regular if seen_files.insert(e.ino) => {
+                            self.check_file(e.ino, attr.length, &child, &inv, &mut report)
+                                .await?;
+                            progress.add(1, attr.length);
                         }
                         FileType::Directory => {
-                            counted.space += 4096;
                             subdirs += 1;
                             if attr.parent != dir {
                                 report.dir_problems.push(DirProblem {
@@ -541,7 +529,7 @@ impl Upkeep<'_> {
                                 dirs.push_back((e.ino, child));
                             }
                         }
-                        _ => counted.space += 4096,
+                        _ => {}
                     }
                 }
             }
@@ -712,19 +700,14 @@ impl Upkeep<'_> {
     pub(crate) async fn summary(&self, ino: Ino, progress: &Progress) -> Result<TreeSummary> {
         let mut sum = TreeSummary::default();
         let attr = self.meta.getattr(ino).await?;
-        let count = |sum: &mut TreeSummary, typ: FileType, length: u64| match typ {
-            FileType::Regular => {
-                sum.files += 1;
-                sum.length += length;
-                sum.space += meta_api::space::align4k(length).max(0) as u64;
-            }
-            FileType::Directory => {
-                sum.dirs += 1;
-                sum.space += 4096;
-            }
-            _ => {
-                sum.others += 1;
-                sum.space += 4096;
+        let count = |sum: &mut TreeSummary, typ: FileType, length: u64| {
+            let (length, space) = meta_api::space::entry_usage(typ, length);
+            sum.length += length.max(0) as u64;
+            sum.space += space.max(0) as u64;
+            match typ {
+                FileType::Regular => sum.files += 1,
+                FileType::Directory => sum.dirs += 1,
+                _ => sum.others += 1,
             }
         };
         count(&mut sum, attr.typ, attr.length);

@@ -347,13 +347,7 @@ impl State {
         let mut stat = DirStat::default();
         for &child in self.dir(ino)?.entries.values() {
             let n = self.node(child)?;
-            stat.inodes += 1;
-            if n.attr.typ == FileType::Regular {
-                stat.length += i64::try_from(n.attr.length).unwrap_or(i64::MAX);
-                stat.space += i64::try_from(align4k(n.attr.length)).unwrap_or(i64::MAX);
-            } else {
-                stat.space += 4096;
-            }
+            stat.add_entry(n.attr.typ, n.attr.length);
         }
         Ok(stat)
     }

@@ -14,11 +14,8 @@
 use async_trait::async_trait;
 use meta_api::backend::Upkeep;
 use meta_api::encoding::{decode_attr, decode_entry};
-use meta_api::space::align4k;
-use meta_api::upkeep::{DirStat, Recount, SliceListing};
-use meta_api::{
-    compact, FileType, Format, Ino, MetaError, Result, Slice, Usage, ROOT_INO, TRASH_INO,
-};
+use meta_api::upkeep::{self, DirStat, Recount, SliceListing};
+use meta_api::{compact, FileType, Format, Ino, MetaError, Result, Slice, Usage};
 
 use super::{dir_attr, TkvMeta};
 use crate::keys::{be_u32, be_u64, le_u64, Keys, TOTAL_INODES, USED_SPACE};
@@ -104,7 +101,7 @@ impl<K: KvStore> TkvMeta<K> {
         let mut out = Vec::new();
         self.walk(&keys.tag(b"K"), |page| {
             for (k, v) in page {
-                if parse_counter(Some(v)) <= -1 {
+                if upkeep::is_pending_extra(parse_counter(Some(v))) {
                     out.push(slice_of_ref_key(keys.strip(k))?);
                     if out.len() >= limit {
                         return Ok(false);
@@ -134,7 +131,7 @@ impl<K: KvStore> Upkeep for TkvMeta<K> {
         self.kv
             .txn(|tx| async move {
                 match tx.get(key).await? {
-                    Some(v) if parse_counter(Some(&v)) <= -1 => {
+                    Some(v) if upkeep::is_pending_extra(parse_counter(Some(&v))) => {
                         tx.clear(key);
                         Ok(true)
                     }
@@ -232,19 +229,15 @@ impl<K: KvStore> Upkeep for TkvMeta<K> {
                         let mut part = DirStat::default();
                         for (_, v) in &page {
                             let (typ, child) = decode_entry(v)?;
-                            part.inodes += 1;
-                            if typ != FileType::Regular {
-                                part.space += align4k(0);
-                                continue;
-                            }
-                            match tx.get(&keys.inode(child)).await? {
-                                Some(a) => {
-                                    let a = decode_attr(&a)?;
-                                    part.length += a.length as i64;
-                                    part.space += align4k(a.length);
-                                }
-                                None => part.space += align4k(0),
-                            }
+                            // Only a regular file's length matters (a missing node: 0).
+                            let length = match typ {
+                                FileType::Regular => match tx.get(&keys.inode(child)).await? {
+                                    Some(a) => decode_attr(&a)?.length,
+                                    None => 0,
+                                },
+                                _ => 0,
+                            };
+                            part.add_entry(typ, length);
                         }
                         let next = match page.last() {
                             Some((k, _)) if page.len() >= PAGE => Some(key_after(k)),
@@ -290,11 +283,7 @@ impl<K: KvStore> Upkeep for TkvMeta<K> {
                     continue;
                 }
                 let Some(ino) = le_u64(k, 1) else { continue };
-                if ino == ROOT_INO || ino == TRASH_INO {
-                    continue;
-                }
-                after.space += align4k(decode_attr(v)?.length);
-                after.inodes += 1;
+                after.add_node(ino, decode_attr(v)?.length);
             }
             Ok(true)
         })
@@ -320,7 +309,7 @@ impl<K: KvStore> Upkeep for TkvMeta<K> {
 
 #[cfg(test)]
 mod tests {
-    use meta_api::{Context, MetaEngine};
+    use meta_api::{Context, MetaEngine, ROOT_INO};
 
     use super::*;
     use crate::kv::mem::MemKv;

@@ -172,7 +172,7 @@ impl RedisMeta {
                 field.as_bytes(),
                 left.to_string().as_bytes(),
             );
-            if left < 0 {
+            if meta_api::upkeep::is_pending_extra(left) {
                 freed.push(Slice::whole(id, size));
             }
         }

@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use meta_api::backend::Upkeep;
 use meta_api::encoding::{decode_attr, decode_entry};
-use meta_api::upkeep::{DirStat, Recount, SliceListing};
-use meta_api::{compact, FileType, Ino, MetaError, Result, Slice, Usage, ROOT_INO, TRASH_INO};
+use meta_api::upkeep::{self, DirStat, Recount, SliceListing};
+use meta_api::{compact, FileType, Ino, MetaError, Result, Slice, Usage};
 
 use super::data::decode_records;
 use super::{align4k, entry_usage, need_dir, RedisMeta, Writes};
@@ -62,8 +62,8 @@ impl RedisMeta {
                 let what = || String::from_utf8_lossy(field).into_owned();
                 let slice = parse_slice_ref_field(field)
                     .ok_or_else(|| MetaError::Corrupt(format!("sliceRef field {}", what())))?;
-                if number(&format!("sliceRef field {}", what()), value)? <= -1 && seen.insert(slice)
-                {
+                let extra = number(&format!("sliceRef field {}", what()), value)?;
+                if upkeep::is_pending_extra(extra) && seen.insert(slice) {
                     out.push(slice);
                     if out.len() >= limit {
                         return Ok(out);
@@ -111,7 +111,7 @@ impl Upkeep for RedisMeta {
             async move {
                 let v: Option<Vec<u8>> = tx.cmd(redis::cmd("HGET").arg(&key).arg(&field)).await?;
                 match opt_number(&format!("sliceRef field {field}"), v)? {
-                    Some(v) if v <= -1 => {
+                    Some(v) if upkeep::is_pending_extra(v) => {
                         let mut w = Writes::new();
                         w.hdel(key, field.as_bytes());
                         Ok(w.commit(true))
@@ -293,18 +293,14 @@ impl Upkeep for RedisMeta {
             let (next, keys) = self.scan_page(&pattern, cursor).await?;
             let keys: Vec<String> = keys
                 .into_iter()
-                .filter(|key| {
-                    self.keys
-                        .parse_inode(key)
-                        .is_some_and(|i| i != ROOT_INO && i != TRASH_INO && seen.insert(i))
-                })
+                .filter(|key| self.keys.parse_inode(key).is_some_and(|i| seen.insert(i)))
                 .collect();
             if !keys.is_empty() {
                 let attrs: Vec<Option<Vec<u8>>> = self.read(redis::cmd("MGET").arg(&keys)).await?;
-                for a in attrs.into_iter().flatten() {
-                    let a = decode_attr(&a)?;
-                    after.space += align4k(a.length);
-                    after.inodes += 1;
+                for (key, a) in keys.iter().zip(attrs) {
+                    if let (Some(ino), Some(a)) = (self.keys.parse_inode(key), a) {
+                        after.add_node(ino, decode_attr(&a)?.length);
+                    }
                 }
             }
             if next == 0 {

@@ -27,9 +27,11 @@ use meta_api::SLICE_BYTES;
 /// One round trip of a write, with anonymous parameters bound in textual order (inode,
 /// index, record, record; slice id, size, id; length, t, t, tn, tn, inode; space, space):
 /// append the record to the chunk (creating it), count a reference to the slice (not for
-/// holes), set the length and times, add to the used space.
+/// holes), set the length and times, add to the used space. Its one row is the chunk's
+/// length in bytes after the append (`||` makes TEXT: the cast counts bytes).
 const WRITE_SLICE: &str = "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?, ?, ?) \
-     ON CONFLICT (inode, indx) DO UPDATE SET slices = slices || ?; \
+     ON CONFLICT (inode, indx) DO UPDATE SET slices = slices || ? \
+     RETURNING length(CAST(slices AS BLOB)); \
      INSERT INTO jfs_chunk_ref (chunkid, size, refs) SELECT ?, ?, 1 WHERE ? != 0 \
      ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1; \
      UPDATE jfs_node SET length = ?, mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ? \
@@ -204,7 +206,7 @@ impl Data for SqliteMeta {
                     check_capacity(c, fmt, space, 0).await?;
                     attr.length = old.max(end);
                     let (t, tn) = split_time(mtime);
-                    sqlx::query(WRITE_SLICE)
+                    let appended = sqlx::query(WRITE_SLICE)
                         .bind(ino as i64)
                         .bind(i64::from(index))
                         .bind(&rec[..])
@@ -220,19 +222,19 @@ impl Data for SqliteMeta {
                         .bind(ino as i64)
                         .bind(space)
                         .bind(space)
-                        .execute(&mut *c)
+                        .fetch_all(&mut *c)
                         .await
                         .map_err(db_err)?;
+                    let bytes: i64 = match appended.first() {
+                        Some(row) => row.try_get(0).map_err(db_err)?,
+                        None => {
+                            return Err(MetaError::Corrupt(format!(
+                                "chunk {index} of inode {ino}: the append returned no length"
+                            )))
+                        }
+                    };
                     let grown = attr.length as i64 - old as i64;
                     file_dir_stat(c, fmt, ino, attr.parent, grown, space).await?;
-                    let bytes: i64 = sqlx::query_scalar(
-                        "SELECT length(CAST(slices AS BLOB)) FROM jfs_chunk WHERE inode = ? AND indx = ?",
-                    )
-                    .bind(ino as i64)
-                    .bind(i64::from(index))
-                    .fetch_one(&mut *c)
-                    .await
-                    .map_err(db_err)?;
                     Ok(usize::try_from(bytes).unwrap_or(0) / SLICE_BYTES)
                 })
             })

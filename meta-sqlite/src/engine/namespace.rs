@@ -327,11 +327,7 @@ async fn is_ancestor(conn: &mut SqliteConnection, dir: Ino, start: Ino) -> Resul
 
 /// What an entry adds to its directory's statistics: (data length, space).
 fn entry_usage(attr: &Attr) -> (i64, i64) {
-    if attr.typ == FileType::Regular {
-        (attr.length as i64, align4k(attr.length))
-    } else {
-        (0, align4k(0))
-    }
+    meta_api::space::entry_usage(attr.typ, attr.length)
 }
 
 /// Refuses writes to a directory that is immutable or (for removals) append-only.
