@@ -79,10 +79,17 @@ pub fn check_slice(index: u32, slice: &Slice) -> Result<u64> {
 }
 
 /// The flags of `rename`: `RENAME_NOREPLACE` or `RENAME_EXCHANGE`, not both (`EINVAL`;
-/// `RENAME_WHITEOUT` and unknown bits too).
+/// `RENAME_WHITEOUT` and unknown bits too); [`RenameFlags::RESTORE`] only with
+/// `RENAME_NOREPLACE`.
 pub fn check_rename_flags(flags: RenameFlags) -> Result<()> {
-    if flags.0 & !(RenameFlags::NOREPLACE | RenameFlags::EXCHANGE) != 0 {
+    let known = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE | RenameFlags::RESTORE;
+    if flags.0 & !known != 0 {
         return Err(MetaError::InvalidArgument("unsupported rename flags"));
+    }
+    if flags.restore() && flags.0 != RenameFlags::RESTORE | RenameFlags::NOREPLACE {
+        return Err(MetaError::InvalidArgument(
+            "RENAME_RESTORE goes with RENAME_NOREPLACE only",
+        ));
     }
     if flags.noreplace() && flags.exchange() {
         return Err(MetaError::InvalidArgument(

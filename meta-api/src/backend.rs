@@ -1,11 +1,12 @@
 //! What an engine implements: its storage, one trait per concern.
 //!
-//! An engine crate implements these eight traits — each in the module of the same concern
+//! An engine crate implements these nine traits — each in the module of the same concern
 //! (`engine/volume.rs`, `engine/session.rs`, `engine/namespace.rs`, `engine/attr.rs`,
-//! `engine/data.rs`, `engine/purge.rs`, `engine/xattr.rs`, `engine/locks.rs` in every
-//! engine crate) — and gets [`MetaEngine`](crate::MetaEngine) from the blanket
+//! `engine/data.rs`, `engine/purge.rs`, `engine/upkeep.rs`, `engine/xattr.rs`,
+//! `engine/locks.rs` in every engine crate) — and gets [`MetaEngine`](crate::MetaEngine) from the blanket
 //! implementation in this crate, which adds everything that does not depend on the
-//! storage: argument and name checks, `statfs`, the blocking lock wait, and `mkdir`/
+//! storage: argument and name checks, the trash's guards
+//! ([`crate::trash`]), `statfs`, the blocking lock wait, and `mkdir`/
 //! `symlink` as kinds of `mknod`. The documentation of each operation's contract is on
 //! [`MetaEngine`](crate::MetaEngine); the methods here are called only with arguments that
 //! passed the shared checks (see each method).
@@ -203,6 +204,9 @@ pub trait Upkeep: Send + Sync + 'static {
     async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat>;
     /// [`MetaEngine::recount_usage`](crate::MetaEngine::recount_usage).
     async fn recount_usage(&self) -> Result<Recount>;
+    /// [`MetaEngine::free_delayed_slices`](crate::MetaEngine::free_delayed_slices);
+    /// `limit` > 0.
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>>;
 }
 
 /// Extended attributes (the `system.posix_acl_*` names included: an engine stores ACLs).

@@ -379,6 +379,13 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// Recomputes the volume's `usedSpace` and `totalInodes` from its nodes and stores
     /// them; returns the counters before and after.
     async fn recount_usage(&self) -> Result<crate::upkeep::Recount>;
+
+    /// Frees up to `limit` delayed-slice records (the slices compaction replaced on a
+    /// volume with trash days) made before `before` (Unix seconds), oldest first, one
+    /// record per transaction: each slice loses the reference the record held. Returns
+    /// the slices that have no reference left: they are pending, and the caller deletes
+    /// their objects, then [`MetaEngine::forget_slice`]s them.
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>>;
 }
 
 /// Every engine's [`MetaEngine`]: the engine's storage ([`crate::backend`]) plus the rules
@@ -431,6 +438,14 @@ where
     }
 
     async fn lookup(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<Entry> {
+        if parent == crate::ROOT_INO && name == crate::trash::TRASH_NAME {
+            // Found before any entry of that name, as JuiceFS does.
+            let attr = crate::backend::Attrs::getattr(self, crate::TRASH_INO).await?;
+            return Ok(Entry {
+                ino: crate::TRASH_INO,
+                attr,
+            });
+        }
         crate::backend::Namespace::lookup(self, ctx, parent, name).await
     }
 
@@ -453,7 +468,7 @@ where
         rdev: u32,
     ) -> Result<Entry> {
         crate::name::validate_name(name)?;
-        crate::name::check_not_reserved(parent, name)?;
+        crate::trash::check_create(parent, name)?;
         crate::backend::Namespace::mknod(self, ctx, parent, name, typ, mode, rdev, b"").await
     }
 
@@ -465,7 +480,7 @@ where
         mode: u16,
     ) -> Result<Entry> {
         crate::name::validate_name(name)?;
-        crate::name::check_not_reserved(parent, name)?;
+        crate::trash::check_create(parent, name)?;
         let typ = FileType::Directory;
         crate::backend::Namespace::mknod(self, ctx, parent, name, typ, mode, 0, b"").await
     }
@@ -479,7 +494,7 @@ where
     ) -> Result<Entry> {
         crate::name::validate_name(name)?;
         crate::name::validate_symlink_target(target)?;
-        crate::name::check_not_reserved(parent, name)?;
+        crate::trash::check_create(parent, name)?;
         let typ = FileType::Symlink;
         crate::backend::Namespace::mknod(self, ctx, parent, name, typ, 0o777, 0, target).await
     }
@@ -496,15 +511,19 @@ where
         name: &[u8],
     ) -> Result<Entry> {
         crate::name::validate_name(name)?;
-        crate::name::check_not_reserved(parent, name)?;
+        crate::trash::check_create(parent, name)?;
         crate::backend::Namespace::link(self, ctx, ino, parent, name).await
     }
 
     async fn unlink(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<()> {
+        crate::name::validate_name(name)?;
+        crate::trash::check_unlink(parent, name, ctx.is_root())?;
         crate::backend::Namespace::unlink(self, ctx, parent, name).await
     }
 
     async fn rmdir(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<()> {
+        crate::name::validate_name(name)?;
+        crate::trash::check_unlink(parent, name, ctx.is_root())?;
         crate::backend::Namespace::rmdir(self, ctx, parent, name).await
     }
 
@@ -520,8 +539,7 @@ where
         crate::args::check_rename_flags(flags)?;
         crate::name::validate_name(name)?;
         crate::name::validate_name(new_name)?;
-        crate::name::check_not_reserved(parent, name)?;
-        crate::name::check_not_reserved(new_parent, new_name)?;
+        crate::trash::check_rename(parent, name, new_parent, new_name, flags, ctx.is_root())?;
         crate::backend::Namespace::rename(self, ctx, parent, name, new_parent, new_name, flags)
             .await
     }
@@ -739,6 +757,13 @@ where
 
     async fn recount_usage(&self) -> Result<crate::upkeep::Recount> {
         crate::backend::Upkeep::recount_usage(self).await
+    }
+
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        crate::backend::Upkeep::free_delayed_slices(self, before, limit).await
     }
 }
 

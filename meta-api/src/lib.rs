@@ -6,9 +6,10 @@
 //! checks, POSIX [`acl`]s, inode [`flags`], [`args`] checks, [`space`] accounting and the
 //! one `statfs` formula, [`xattr`] rules, [`ids`] reserved in batches, the slice
 //! [`overlay`], [`locks`] and their blocking wait, the one retry policy ([`backoff`]),
-//! JuiceFS's binary [`encoding`] and the volume settings [`Format`].
+//! JuiceFS's binary [`encoding`], the [`trash`]'s layout and guards, and the volume
+//! settings [`Format`].
 //!
-//! An engine implements only its storage: the eight traits of [`backend`] (one per
+//! An engine implements only its storage: the nine traits of [`backend`] (one per
 //! concern, each in the module of the same name in every engine crate), and gets
 //! [`MetaEngine`] from the blanket implementation here, which runs the shared checks first.
 //!
@@ -44,6 +45,7 @@ mod openfiles;
 pub mod overlay;
 pub mod perm;
 pub mod space;
+pub mod trash;
 mod types;
 pub mod upkeep;
 pub mod xattr;

@@ -1,6 +1,6 @@
 //! Validation of directory-entry names and symlink targets.
 
-use crate::{Ino, MetaError, Result, MAX_NAME_LEN, MAX_SYMLINK_LEN, ROOT_INO, TRASH_INO};
+use crate::{MetaError, Result, MAX_NAME_LEN, MAX_SYMLINK_LEN};
 
 /// The name JuiceFS reserves in the root directory for the trash.
 pub const TRASH_NAME: &[u8] = b".trash";
@@ -34,15 +34,6 @@ pub fn validate_symlink_target(target: &[u8]) -> Result<()> {
     }
     if target.contains(&0) {
         return Err(MetaError::InvalidArgument("symlink target contains NUL"));
-    }
-    Ok(())
-}
-
-/// Refuses (`EPERM`) a new entry that would be the trash's own name in the root or an
-/// entry made by hand inside the trash directory (only deletions put entries there).
-pub fn check_not_reserved(parent: Ino, name: &[u8]) -> Result<()> {
-    if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
-        return Err(MetaError::NotPermitted);
     }
     Ok(())
 }

@@ -524,6 +524,10 @@ impl RenameFlags {
     pub const EXCHANGE: u32 = 2;
     /// Create a whiteout (unsupported: `EINVAL`).
     pub const WHITEOUT: u32 = 4;
+    /// Restore an entry from the trash (JuiceFS's internal `RenameRestore`, with
+    /// `NOREPLACE`): the destination may be a directory that is itself in the trash (see
+    /// [`crate::trash`]). Linux rejects this bit, so it never comes from a mount.
+    pub const RESTORE: u32 = 1 << 5;
 
     /// No flags.
     pub const fn empty() -> RenameFlags {
@@ -536,6 +540,10 @@ impl RenameFlags {
     /// Whether `RENAME_EXCHANGE` is set.
     pub fn exchange(self) -> bool {
         self.0 & Self::EXCHANGE != 0
+    }
+    /// Whether [`RenameFlags::RESTORE`] is set.
+    pub fn restore(self) -> bool {
+        self.0 & Self::RESTORE != 0
     }
 }
 

@@ -284,6 +284,9 @@ impl MetaEngine for Buggy {
     async fn recount_usage(&self) -> Result<meta_api::upkeep::Recount> {
         self.inner.recount_usage().await
     }
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
+        self.inner.free_delayed_slices(before, limit).await
+    }
 }
 
 struct BuggyHarness {

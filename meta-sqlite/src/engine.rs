@@ -19,6 +19,7 @@ pub(crate) mod node;
 mod purge;
 pub(crate) mod session;
 pub(crate) mod sustain;
+mod trash;
 mod upkeep;
 mod volume;
 mod xattr;

@@ -139,10 +139,7 @@ pub(crate) async fn format_volume(
         }
     }
     if format.trash_days > 0 && get_node(conn, TRASH_INO).await?.is_none() {
-        let mut trash = Attr::new(FileType::Directory, 0o555, 0, 0, Timestamp::now());
-        trash.nlink = 2;
-        trash.length = 4096;
-        trash.parent = ROOT_INO;
+        let trash = meta_api::trash::root_attr(Timestamp::now());
         insert_node(conn, TRASH_INO, &trash).await?;
     }
     Ok(())

@@ -28,6 +28,7 @@ mod rename;
 mod sessions;
 mod settings;
 mod space;
+mod trash;
 mod upkeep;
 mod xattr;
 
@@ -307,6 +308,15 @@ pub(super) fn all() -> Vec<Case> {
         upkeep::sync_dir_stat_counts_direct_entries,
         upkeep::dir_stats_off_computes_but_stores_nothing,
         upkeep::recount_usage_of_a_consistent_volume_changes_nothing,
+        trash::trash_is_found_only_with_trash_days,
+        trash::unlink_moves_the_file_into_the_hour_directory,
+        trash::rmdir_and_rename_over_move_into_the_trash,
+        trash::a_hard_link_keeps_parent_zero_in_the_trash,
+        trash::the_trash_is_guarded,
+        trash::root_deletes_inside_the_trash_for_real,
+        trash::restore_puts_entries_back,
+        trash::skip_trash_flag_deletes_for_real,
+        trash::delayed_slices_are_freed_after_their_days,
     ]
 }
 

@@ -18,6 +18,7 @@ use crate::acl::AclType;
 use crate::locks::LockWait;
 use crate::name::{validate_name, validate_symlink_target};
 use crate::space::Usage;
+use crate::trash;
 use crate::upkeep::{DirStat, Recount, SliceListing};
 use crate::{
     access, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino,
@@ -96,8 +97,10 @@ struct State {
     deleted: BTreeMap<Ino, Deleted>,
     /// Every slice's references; a slice at 0 is pending until it is forgotten.
     refs: BTreeMap<u64, SliceRef>,
-    /// Slices a compaction replaced on a volume with trash days, as `(id, size)`.
-    delayed: Vec<(u64, u32)>,
+    /// Slices a compaction replaced on a volume with trash days: when, and `(id, size)`.
+    delayed: Vec<(i64, Vec<(u64, u32)>)>,
+    /// The trash's counter: the last hour directory is `TRASH_INO + next_trash`.
+    next_trash: u64,
     /// The job-election counters (Unix seconds of the last run).
     counters: BTreeMap<&'static str, u64>,
     /// BSD locks of each inode.
@@ -234,6 +237,51 @@ impl State {
         }
     }
 
+    /// Whether deleting `victim` from `parent` moves it into the trash.
+    fn to_trash(&self, parent: Ino, victim: &Attr) -> bool {
+        let days = self.format.as_ref().map_or(0, |f| f.trash_days);
+        days > 0 && parent < TRASH_INO && victim.flags & trash::SKIP_TRASH == 0
+    }
+
+    /// The hour directory of the trash for a deletion at `t`, made when missing.
+    fn trash_hour(&mut self, t: Timestamp) -> Result<Ino> {
+        let name = trash::hour_name(t.sec).into_bytes();
+        if !self.nodes.contains_key(&TRASH_INO) {
+            self.nodes.insert(TRASH_INO, Node::new(trash_root(t)));
+        }
+        if let Some(ino) = self.child(TRASH_INO, &name) {
+            return Ok(ino);
+        }
+        self.next_trash += 1;
+        let ino = TRASH_INO + self.next_trash;
+        let mut a = Attr::new(FileType::Directory, 0o555, 0, 0, t);
+        a.nlink = 2;
+        a.length = 4096;
+        a.parent = TRASH_INO;
+        self.nodes.insert(ino, Node::new(a));
+        self.node_mut(TRASH_INO)?.entries.insert(name, ino);
+        Ok(ino)
+    }
+
+    /// Moves `ino`, whose entry `name` in `parent` is already gone, into the trash's hour
+    /// directory; a hard-linked file whose trash entry exists loses a link instead.
+    fn move_to_trash(&mut self, parent: Ino, name: &[u8], ino: Ino, t: Timestamp) -> Result<()> {
+        let hour = self.trash_hour(t)?;
+        let tname = trash::entry_name(parent, ino, name);
+        let a = self.attr(ino)?;
+        if a.typ != FileType::Directory && a.nlink > 1 && self.child(hour, &tname).is_some() {
+            self.drop_link(ino, t);
+            return Ok(());
+        }
+        self.node_mut(hour)?.entries.insert(tname, ino);
+        let n = self.node_mut(ino)?;
+        n.attr.ctime = t;
+        if n.attr.parent != 0 {
+            n.attr.parent = hour;
+        }
+        Ok(())
+    }
+
     fn new_ino(&mut self) -> Ino {
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -252,7 +300,11 @@ impl State {
         rdev: u32,
         target: &[u8],
     ) -> Result<Entry> {
+        refuse_if(parent >= TRASH_INO || (parent == ROOT_INO && name == b".trash"))?;
         let pattr = self.dir(parent)?.attr.clone();
+        if pattr.parent > TRASH_INO {
+            return not_found();
+        }
         self.access(ctx, &pattr, access::W | access::X)?;
         if self.child(parent, name).is_some() {
             return Err(MetaError::Exists);
@@ -435,6 +487,15 @@ impl State {
     }
 }
 
+/// The trash directory of a volume with trash days.
+fn trash_root(t: Timestamp) -> Attr {
+    let mut trash = Attr::new(FileType::Directory, 0o555, 0, 0, t);
+    trash.nlink = 2;
+    trash.length = 4096;
+    trash.parent = ROOT_INO;
+    trash
+}
+
 /// `chattr +i`: the inode cannot change.
 fn immutable(a: &Attr) -> bool {
     a.flags & 1 != 0
@@ -580,6 +641,9 @@ impl MetaEngine for ModelEngine {
                     "a forced format must keep the volume's name and UUID",
                 ));
             }
+            if format.trash_days > 0 && !st.nodes.contains_key(&TRASH_INO) {
+                st.nodes.insert(TRASH_INO, Node::new(trash_root(now())));
+            }
             st.format = Some(format.clone());
             return Ok(());
         }
@@ -589,12 +653,10 @@ impl MetaEngine for ModelEngine {
         root.nlink = 2;
         root.length = 4096;
         root.parent = ROOT_INO;
-        let mut trash = Attr::new(FileType::Directory, 0o555, 0, 0, t);
-        trash.nlink = 2;
-        trash.length = 4096;
-        trash.parent = ROOT_INO;
         st.nodes.insert(ROOT_INO, Node::new(root));
-        st.nodes.insert(TRASH_INO, Node::new(trash));
+        if format.trash_days > 0 {
+            st.nodes.insert(TRASH_INO, Node::new(trash_root(t)));
+        }
         st.next_ino = ROOT_INO + 1;
         st.next_slice = 1;
         st.next_sid = 1;
@@ -683,6 +745,9 @@ impl MetaEngine for ModelEngine {
         let dots = name == b"." || name == b"..";
         if !dots {
             validate_name(name)?;
+        }
+        if parent == ROOT_INO && name == b".trash" {
+            return st.entry(TRASH_INO);
         }
         let p = st.dir(parent)?;
         st.access(ctx, &p.attr, access::X)?;
@@ -788,7 +853,11 @@ impl MetaEngine for ModelEngine {
         if a.nlink == 0 {
             return not_found();
         }
+        refuse_if(parent >= TRASH_INO || (parent == ROOT_INO && name == b".trash"))?;
         let pattr = st.dir(parent)?.attr.clone();
+        if pattr.parent > TRASH_INO {
+            return not_found();
+        }
         st.access(ctx, &pattr, access::W | access::X)?;
         if st.child(parent, name).is_some() {
             return Err(MetaError::Exists);
@@ -807,6 +876,9 @@ impl MetaEngine for ModelEngine {
     async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         let mut st = self.ready()?;
         validate_name(name)?;
+        refuse_if(
+            (parent == ROOT_INO && name == b".trash") || (parent >= TRASH_INO && !ctx.is_root()),
+        )?;
         let pattr = st.dir(parent)?.attr.clone();
         st.access(ctx, &pattr, access::W | access::X)?;
         let ino = st.child(parent, name).ok_or(MetaError::NotFound)?;
@@ -819,13 +891,20 @@ impl MetaEngine for ModelEngine {
         let t = now();
         st.node_mut(parent)?.entries.remove(name);
         st.touch(parent, t);
-        st.drop_link(ino, t);
+        if st.to_trash(parent, &victim) {
+            st.move_to_trash(parent, name, ino, t)?;
+        } else {
+            st.drop_link(ino, t);
+        }
         Ok(())
     }
 
     async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         let mut st = self.ready()?;
         validate_name(name)?;
+        refuse_if(
+            (parent == ROOT_INO && name == b".trash") || (parent >= TRASH_INO && !ctx.is_root()),
+        )?;
         let pattr = st.dir(parent)?.attr.clone();
         st.access(ctx, &pattr, access::W | access::X)?;
         let ino = st.child(parent, name).ok_or(MetaError::NotFound)?;
@@ -839,10 +918,17 @@ impl MetaEngine for ModelEngine {
         }
         refuse_if(frozen(&pattr) || frozen(&victim.attr))?;
         let t = now();
+        let to_trash = st.to_trash(parent, &victim.attr);
         st.node_mut(parent)?.entries.remove(name);
-        st.add_nlink(parent, -1);
+        if parent < TRASH_INO {
+            st.add_nlink(parent, -1);
+        }
         st.touch(parent, t);
-        st.nodes.remove(&ino);
+        if to_trash {
+            st.move_to_trash(parent, name, ino, t)?;
+        } else {
+            st.nodes.remove(&ino);
+        }
         Ok(())
     }
 
@@ -856,16 +942,29 @@ impl MetaEngine for ModelEngine {
         flags: RenameFlags,
     ) -> Result<()> {
         let mut st = self.ready()?;
-        if flags.0 & !(RenameFlags::NOREPLACE | RenameFlags::EXCHANGE) != 0 {
+        let known = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE | RenameFlags::RESTORE;
+        if flags.0 & !known != 0 {
             return Err(MetaError::InvalidArgument("unsupported rename flags"));
         }
         if flags.noreplace() && flags.exchange() {
             return Err(MetaError::InvalidArgument("NOREPLACE with EXCHANGE"));
         }
+        if flags.restore() && flags.0 != RenameFlags::RESTORE | RenameFlags::NOREPLACE {
+            return Err(MetaError::InvalidArgument("RESTORE without NOREPLACE"));
+        }
         validate_name(name)?;
         validate_name(new_name)?;
+        let trash_name = |p: Ino, n: &[u8]| p == ROOT_INO && n == b".trash";
+        refuse_if(trash_name(parent, name) || trash_name(new_parent, new_name))?;
+        refuse_if(new_parent >= TRASH_INO || (parent >= TRASH_INO && !ctx.is_root()))?;
+        if flags.restore() && parent < TRASH_INO {
+            return Err(MetaError::InvalidArgument("RESTORE outside the trash"));
+        }
         let pattr = st.dir(parent)?.attr.clone();
         let npattr = st.dir(new_parent)?.attr.clone();
+        if npattr.parent > TRASH_INO && !flags.restore() {
+            return not_found();
+        }
         st.access(ctx, &pattr, access::W | access::X)?;
         st.access(ctx, &npattr, access::W | access::X)?;
         let src = st.child(parent, name).ok_or(MetaError::NotFound)?;
@@ -946,7 +1045,12 @@ impl MetaEngine for ModelEngine {
                 .entries
                 .insert(new_name.to_vec(), src);
             if let (Some(d), Some(da)) = (dst, &da) {
-                if da.is_dir() {
+                if st.to_trash(new_parent, da) {
+                    st.move_to_trash(new_parent, new_name, d, t)?;
+                    if da.is_dir() {
+                        st.add_nlink(new_parent, -1);
+                    }
+                } else if da.is_dir() {
                     st.nodes.remove(&d);
                     st.add_nlink(new_parent, -1);
                 } else {
@@ -954,7 +1058,9 @@ impl MetaEngine for ModelEngine {
                 }
             }
             if sa.is_dir() && parent != new_parent {
-                st.add_nlink(parent, -1);
+                if parent < TRASH_INO {
+                    st.add_nlink(parent, -1);
+                }
                 st.add_nlink(new_parent, 1);
             }
             let n = st.node_mut(src)?;
@@ -1120,7 +1226,9 @@ impl MetaEngine for ModelEngine {
                 .filter(|s| s.id != 0)
                 .map(|s| (s.id, s.size))
                 .collect();
-            st.delayed.extend(kept);
+            if !kept.is_empty() {
+                st.delayed.push((now().sec, kept));
+            }
             return Ok(Some(Vec::new()));
         }
         Ok(Some(st.drop_refs(&plan.origin[plan.skipped..])))
@@ -1455,7 +1563,7 @@ impl MetaEngine for ModelEngine {
         }
         Ok(SliceListing {
             records,
-            delayed: st.delayed.clone(),
+            delayed: st.delayed.iter().flat_map(|(_, d)| d.clone()).collect(),
             pending: st
                 .refs
                 .iter()
@@ -1494,6 +1602,28 @@ impl MetaEngine for ModelEngine {
     async fn sync_dir_stat(&self, ino: Ino) -> Result<DirStat> {
         let st = self.ready()?;
         st.dir_stat(ino)
+    }
+
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
+        let mut st = self.ready()?;
+        let mut freed = Vec::new();
+        let mut kept = Vec::new();
+        let mut taken = 0;
+        st.delayed.sort_by_key(|(t, _)| *t);
+        for (t, slices) in std::mem::take(&mut st.delayed) {
+            if t < before && taken < limit {
+                taken += 1;
+                let records: Vec<Slice> = slices
+                    .iter()
+                    .map(|&(id, size)| Slice::whole(id, size))
+                    .collect();
+                freed.extend(st.drop_refs(&records));
+            } else {
+                kept.push((t, slices));
+            }
+        }
+        st.delayed = kept;
+        Ok(freed)
     }
 
     async fn recount_usage(&self) -> Result<Recount> {

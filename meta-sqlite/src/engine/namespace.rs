@@ -10,9 +10,10 @@ use std::sync::Arc;
 use meta_api::acl::Rule;
 use meta_api::name::validate_name;
 use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
+use meta_api::trash;
 use meta_api::{
     access, Attr, Context, DirEntry, Entry, FileType, Format, Ino, MetaError, RenameFlags, Result,
-    Timestamp, ROOT_INO, TRASH_INO,
+    Timestamp, ROOT_INO,
 };
 use sqlx::{Row, SqliteConnection};
 
@@ -22,11 +23,10 @@ use crate::engine::node::{
     SELECT_NODE,
 };
 use crate::engine::sustain;
+use crate::engine::trash::{self as bin, Fate};
 use crate::txn::{db_err, is_unique_violation};
 use crate::SqliteMeta;
 
-/// The name under which JuiceFS shows its trash in the root directory.
-use meta_api::name::TRASH_NAME;
 /// Longest chain of parents followed when checking that a directory is not moved below itself.
 const MAX_DEPTH: usize = 100_000;
 
@@ -219,7 +219,7 @@ fn file_type(v: i64) -> Result<FileType> {
 }
 
 /// The directory entry `name` in `parent`: its inode and type.
-async fn get_edge(
+pub(crate) async fn get_edge(
     conn: &mut SqliteConnection,
     parent: Ino,
     name: &[u8],
@@ -240,7 +240,7 @@ async fn get_edge(
 }
 
 /// Adds entry `name` → `ino` to `parent`; `Exists` if the name is taken.
-async fn insert_edge(
+pub(crate) async fn insert_edge(
     conn: &mut SqliteConnection,
     parent: Ino,
     name: &[u8],
@@ -347,21 +347,32 @@ fn check_victim_flags(attr: &Attr) -> Result<()> {
     Ok(())
 }
 
+/// What a change does to a directory's entries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Adds one.
+    Add,
+    /// Adds one by restoring from the trash (the directory may be in the trash itself).
+    Restore,
+    /// Removes one.
+    Remove,
+}
+
 /// A directory that entries may be added to or removed from by `ctx`; `rule` is its access
 /// ACL when the check needs one ([`SqliteMeta::check_rule`]).
 fn writable_dir(
     ctx: &Context,
     dir: Option<Attr>,
     rule: Option<&Rule>,
-    removing: bool,
+    change: Change,
 ) -> Result<Attr> {
     let dir = dir.ok_or(MetaError::NotFound)?;
     if !dir.is_dir() {
         return Err(MetaError::NotDir);
     }
-    if dir.parent > TRASH_INO {
-        // A directory deleted into JuiceFS's trash takes no new entries.
-        return Err(MetaError::NotFound);
+    let removing = change == Change::Remove;
+    if change == Change::Add {
+        trash::check_live_dir(&dir)?;
     }
     check_access_with(ctx, &dir, rule, access::W | access::X)?;
     check_dir_flags(&dir, removing)?;
@@ -376,10 +387,10 @@ impl SqliteMeta {
         c: &mut SqliteConnection,
         ctx: &Context,
         dir: Option<Attr>,
-        removing: bool,
+        change: Change,
     ) -> Result<(Attr, Option<Arc<Rule>>)> {
         let rule = self.check_rule(c, ctx, dir.as_ref()).await?;
-        let dir = writable_dir(ctx, dir, rule.as_deref(), removing)?;
+        let dir = writable_dir(ctx, dir, rule.as_deref(), change)?;
         Ok((dir, rule))
     }
 
@@ -480,6 +491,12 @@ pub(crate) fn check_truncatable(ctx: &Context, attr: &Attr, rule: Option<&Rule>)
 /// Deletes an empty directory's node and what JuiceFS keeps beside it.
 async fn remove_dir_node(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
     delete_node(c, ino).await?;
+    drop_dir_rows(c, ino).await
+}
+
+/// Deletes the statistics and the quota of a directory that is removed or moved into the
+/// trash (JuiceFS drops both then).
+async fn drop_dir_rows(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
     sqlx::query(
         "DELETE FROM jfs_dir_stats WHERE inode = ?1; DELETE FROM jfs_dir_quota WHERE inode = ?1",
     )
@@ -501,6 +518,7 @@ async fn rename_parents(
     ctx: &Context,
     sp: Ino,
     dp: Ino,
+    flags: RenameFlags,
 ) -> Result<RenameParents> {
     let dir = |a: Option<Attr>| match a {
         None => Err(MetaError::NotFound),
@@ -513,8 +531,13 @@ async fn rename_parents(
     } else {
         dir(get_node(c, dp).await?)?
     };
-    let (spa, srule) = meta.writable_dir(c, ctx, Some(spa), true).await?;
-    let (dpa, drule) = meta.writable_dir(c, ctx, Some(dpa), false).await?;
+    let add = if flags.restore() {
+        Change::Restore
+    } else {
+        Change::Add
+    };
+    let (spa, srule) = meta.writable_dir(c, ctx, Some(spa), Change::Remove).await?;
+    let (dpa, drule) = meta.writable_dir(c, ctx, Some(dpa), add).await?;
     Ok((spa, srule, dpa, drule))
 }
 
@@ -554,7 +577,9 @@ impl Rename<'_> {
         if self.sp != self.dp {
             Self::reparent(&mut self.sattr, self.dp);
             if self.sattr.is_dir() {
-                self.src_nlink -= 1;
+                if trash::counts_links(self.sp) {
+                    self.src_nlink -= 1;
+                }
                 self.dst_nlink += 1;
             }
             let (len, space) = entry_usage(&self.sattr);
@@ -666,14 +691,6 @@ impl Namespace for SqliteMeta {
         }
         self.access_read(ctx, &dir, access::X).await?;
         if !has_node(&row, CHILD_AT)? {
-            if parent == ROOT_INO && name == TRASH_NAME {
-                if let Some(attr) = self.read_node(TRASH_INO).await? {
-                    return Ok(Entry {
-                        ino: TRASH_INO,
-                        attr,
-                    });
-                }
-            }
             return Err(MetaError::NotFound);
         }
         let (ino, attr) = attr_from_row(&row, CHILD_AT)?;
@@ -700,7 +717,7 @@ impl Namespace for SqliteMeta {
             .txn(|c, _| {
                 Box::pin(async move {
                     let dir = get_node(c, parent).await?;
-                    let (dir, _) = self.writable_dir(c, ctx, dir, false).await?;
+                    let (dir, _) = self.writable_dir(c, ctx, dir, Change::Add).await?;
                     let default = self.default_rule(c, &dir).await?;
                     let new = new_inode_with_acl(ctx, &dir, default.as_deref(), typ, mode);
                     let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
@@ -811,7 +828,7 @@ impl Namespace for SqliteMeta {
                         return Err(MetaError::NotFound);
                     }
                     let dir = get_node(c, parent).await?;
-                    let (mut dir, _) = self.writable_dir(c, ctx, dir, false).await?;
+                    let (mut dir, _) = self.writable_dir(c, ctx, dir, Change::Add).await?;
                     check_victim_flags(&attr)?;
                     if attr.nlink == u32::MAX {
                         return Err(MetaError::TooManyLinks);
@@ -835,10 +852,6 @@ impl Namespace for SqliteMeta {
     async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         let fmt = self.fmt().await?;
         let fmt = &*fmt;
-        validate_name(name)?;
-        if parent == ROOT_INO && name == TRASH_NAME {
-            return Err(MetaError::NotPermitted);
-        }
         let now = Timestamp::now();
         self.db
             .txn(|c, _| {
@@ -852,7 +865,7 @@ impl Namespace for SqliteMeta {
                         .map_err(db_err)?
                         .ok_or(MetaError::NotFound)?;
                     let dir = Some(attr_from_row(&row, 0)?.1);
-                    let (dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
+                    let (dir, rule) = self.writable_dir(c, ctx, dir, Change::Remove).await?;
                     let ino = row
                         .try_get::<Option<i64>, _>(NODE_NCOLS)
                         .map_err(db_err)?
@@ -875,10 +888,17 @@ impl Namespace for SqliteMeta {
                     let Some(v) = victim else {
                         return remove_entry(c, parent, name, now).await;
                     };
+                    let (len, space) = entry_usage(&v);
+                    if let Fate::Trash(hour, tname) =
+                        bin::fate(c, fmt, parent, name, ino, &v, now).await?
+                    {
+                        remove_entry(c, parent, name, now).await?;
+                        dir_stat(c, fmt, parent, -len, -space, -1).await?;
+                        return bin::put(c, fmt, hour, &tname, ino, v, now).await;
+                    }
                     let live: Option<String> =
                         row.try_get(CHILD_AT + NODE_NCOLS).map_err(db_err)?;
                     let live = sustain::parse_sessions(live.as_deref());
-                    let (len, space) = entry_usage(&v);
                     self.drop_link(c, ino, v, now, Some((parent, name)), Some(live))
                         .await?;
                     dir_stat(c, fmt, parent, -len, -space, -1).await
@@ -890,16 +910,12 @@ impl Namespace for SqliteMeta {
     async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         let fmt = self.fmt().await?;
         let fmt = &*fmt;
-        validate_name(name)?;
-        if parent == TRASH_INO || (parent == ROOT_INO && name == TRASH_NAME) {
-            return Err(MetaError::NotPermitted);
-        }
         let now = Timestamp::now();
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
                     let dir = get_node(c, parent).await?;
-                    let (mut dir, rule) = self.writable_dir(c, ctx, dir, true).await?;
+                    let (mut dir, rule) = self.writable_dir(c, ctx, dir, Change::Remove).await?;
                     let (ino, typ) = get_edge(c, parent, name)
                         .await?
                         .ok_or(MetaError::NotFound)?;
@@ -916,14 +932,30 @@ impl Namespace for SqliteMeta {
                     if !dir_is_empty(c, ino).await? {
                         return Err(MetaError::NotEmpty);
                     }
+                    let fate = match &victim {
+                        Some(v) => bin::fate(c, fmt, parent, name, ino, v, now).await?,
+                        None => Fate::Delete,
+                    };
                     delete_edge(c, parent, name).await?;
-                    remove_dir_node(c, ino).await?;
-                    dir.nlink = dir.nlink.saturating_sub(1);
+                    if trash::counts_links(parent) {
+                        dir.nlink = dir.nlink.saturating_sub(1);
+                    }
                     dir.mtime = now;
                     dir.ctime = now;
                     update_node(c, parent, &dir).await?;
-                    add_usage(c, -align4k(0), -1).await?;
-                    dir_stat(c, fmt, parent, 0, -align4k(0), -1).await
+                    if trash::keeps_stats(parent) {
+                        dir_stat(c, fmt, parent, 0, -align4k(0), -1).await?;
+                    }
+                    match (fate, victim) {
+                        (Fate::Trash(hour, tname), Some(v)) => {
+                            drop_dir_rows(c, ino).await?;
+                            bin::put(c, fmt, hour, &tname, ino, v, now).await
+                        }
+                        _ => {
+                            remove_dir_node(c, ino).await?;
+                            add_usage(c, -align4k(0), -1).await
+                        }
+                    }
                 })
             })
             .await
@@ -945,7 +977,8 @@ impl Namespace for SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let (spa, srule, dpa, drule) = rename_parents(self, c, ctx, sp, dp).await?;
+                    let (spa, srule, dpa, drule) =
+                        rename_parents(self, c, ctx, sp, dp, flags).await?;
                     let (sino, _) = get_edge(c, sp, sname).await?.ok_or(MetaError::NotFound)?;
                     let dst = get_edge(c, dp, dname).await?;
                     match dst {
@@ -1010,16 +1043,35 @@ impl Namespace for SqliteMeta {
                             if dtyp == FileType::Directory && !dir_is_empty(c, dino).await? {
                                 return Err(MetaError::NotEmpty);
                             }
+                            let fate = match &dattr {
+                                Some(d) => bin::fate(c, fmt, dp, dname, dino, d, now).await?,
+                                None => Fate::Delete,
+                            };
                             delete_edge(c, dp, dname).await?;
                             if dtyp == FileType::Directory {
-                                remove_dir_node(c, dino).await?;
                                 rename.dst_nlink -= 1;
-                                add_usage(c, -align4k(0), -1).await?;
                                 dir_stat(c, fmt, dp, 0, -align4k(0), -1).await?;
+                                match (fate, dattr) {
+                                    (Fate::Trash(hour, tname), Some(d)) => {
+                                        drop_dir_rows(c, dino).await?;
+                                        bin::put(c, fmt, hour, &tname, dino, d, now).await?;
+                                    }
+                                    _ => {
+                                        remove_dir_node(c, dino).await?;
+                                        add_usage(c, -align4k(0), -1).await?;
+                                    }
+                                }
                             } else if let Some(d) = dattr {
                                 let (len, space) = entry_usage(&d);
                                 dir_stat(c, fmt, dp, -len, -space, -1).await?;
-                                self.drop_link(c, dino, d, now, None, None).await?;
+                                match fate {
+                                    Fate::Trash(hour, tname) => {
+                                        bin::put(c, fmt, hour, &tname, dino, d, now).await?;
+                                    }
+                                    Fate::Delete => {
+                                        self.drop_link(c, dino, d, now, None, None).await?;
+                                    }
+                                }
                             }
                             rename.move_source(c, fmt).await?;
                         }

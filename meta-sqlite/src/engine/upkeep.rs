@@ -12,7 +12,7 @@ use meta_api::upkeep::{DirStat, Recount, SliceListing};
 use meta_api::{compact, Ino, MetaError, Result, Slice, Usage, TRASH_INO};
 use sqlx::{Row, SqliteConnection};
 
-use crate::engine::node::{must_node, usage};
+use crate::engine::node::{drop_refs, must_node, usage};
 use crate::txn::db_err;
 use crate::SqliteMeta;
 
@@ -134,6 +134,49 @@ impl Upkeep for SqliteMeta {
         }
         tx.rollback().await.map_err(db_err)?;
         Ok(out)
+    }
+
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
+        self.fmt().await?;
+        let rows = sqlx::query(
+            "SELECT chunkid FROM jfs_delslices WHERE deleted < ? ORDER BY deleted, chunkid LIMIT ?",
+        )
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        let mut freed = Vec::new();
+        for r in rows {
+            let id = get(&r, 0)?;
+            let got = self
+                .db
+                .txn(|c, _| {
+                    Box::pin(async move {
+                        let row = sqlx::query(
+                            "DELETE FROM jfs_delslices WHERE chunkid = ? RETURNING slices",
+                        )
+                        .bind(id)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                        // Freed meanwhile by another client.
+                        let Some(row) = row else {
+                            return Ok(Vec::new());
+                        };
+                        let blob: Vec<u8> = row.try_get(0).map_err(db_err)?;
+                        let what = format!("of jfs_delslices row {id}");
+                        let uses: Vec<(u64, u32, i64)> = compact::decode_delayed(&what, &blob)?
+                            .into_iter()
+                            .map(|(id, size)| (id, size, 1))
+                            .collect();
+                        drop_refs(c, &uses).await
+                    })
+                })
+                .await?;
+            freed.extend(got);
+        }
+        Ok(freed)
     }
 
     async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
