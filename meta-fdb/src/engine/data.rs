@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use meta_api::args::check_copy_range;
 use meta_api::backend::Data;
-use meta_api::backend::Volume;
 use meta_api::compact;
 use meta_api::copy;
 use meta_api::flags;

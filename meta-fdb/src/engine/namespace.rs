@@ -15,9 +15,12 @@ use meta_api::{
 
 use super::acl::{access as acl_access, check_rule, rule_of, save_rule};
 use super::session::live_openers;
+use super::trash as bin;
 use super::{add_usage, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta};
 use crate::keys::{pack_int64, Keys};
 use crate::kv::{key_after, KvStore, KvTxn};
+use meta_api::trash;
+use meta_api::Format;
 
 /// How far up the tree the rename loop check walks before calling the tree corrupt.
 const MAX_DEPTH: usize = 100_000;
@@ -84,11 +87,17 @@ async fn drop_link<T: KvTxn>(
 /// Removes the empty directory `ino` (its entry is already gone).
 fn drop_dir<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) {
     tx.clear(&keys.inode(ino));
-    tx.clear(&keys.dir_stat(ino));
-    tx.clear(&keys.dir_quota(ino));
+    drop_dir_keys(tx, keys, ino);
     let xattrs = keys.xattrs(ino);
     tx.clear_range(&xattrs, &Keys::end_of(&xattrs));
     add_usage(tx, keys, -align4k(0), -1);
+}
+
+/// Clears the statistics and the quota of a directory that is removed or moved into the
+/// trash (JuiceFS drops both then).
+fn drop_dir_keys<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) {
+    tx.clear(&keys.dir_stat(ino));
+    tx.clear(&keys.dir_quota(ino));
 }
 
 async fn is_empty_dir<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<bool> {
@@ -168,6 +177,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
         self.kv
             .txn(|tx| async move {
                 let mut pattr = dir_attr(&tx, keys, parent).await?;
+                trash::check_live_dir(&pattr)?;
                 acl_access(&tx, keys, cache, ctx, &pattr, access::W | access::X).await?;
                 flags::check_create(&pattr)?;
                 if get_entry(&tx, keys, parent, name).await?.is_some() {
@@ -223,6 +233,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                     return Err(MetaError::NotFound);
                 }
                 let mut pattr = dir_attr(&tx, keys, parent).await?;
+                trash::check_live_dir(&pattr)?;
                 acl_access(&tx, keys, cache, ctx, &pattr, access::W | access::X).await?;
                 if get_entry(&tx, keys, parent, name).await?.is_some() {
                     return Err(MetaError::Exists);
@@ -250,6 +261,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
 
     async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         validate_name(name)?;
+        let fmt = &self.settings().await?;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -273,9 +285,13 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                 tx.clear(&keys.entry(parent, name));
                 put_attr(&tx, keys, parent, &pattr);
                 // An entry whose inode is gone (a corrupt volume) just loses its name.
-                match attr {
-                    Some(attr) => drop_link(&tx, keys, ino, attr, parent, now).await,
-                    None => Ok(()),
+                let Some(attr) = attr else { return Ok(()) };
+                match bin::fate(&tx, keys, fmt, (parent, name), ino, &attr, now).await? {
+                    Some((hour, tname)) => {
+                        bin::put(&tx, keys, (hour, &tname), parent, ino, attr, now);
+                        Ok(())
+                    }
+                    None => drop_link(&tx, keys, ino, attr, parent, now).await,
                 }
             })
             .await
@@ -283,6 +299,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
 
     async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         validate_name(name)?;
+        let fmt = &self.settings().await?;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -304,12 +321,24 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                     return Err(MetaError::NotEmpty);
                 }
                 flags::check_remove(&pattr, attr.as_ref())?;
-                pattr.nlink = pattr.nlink.saturating_sub(1);
+                if trash::counts_links(parent) {
+                    pattr.nlink = pattr.nlink.saturating_sub(1);
+                }
                 pattr.mtime = now;
                 pattr.ctime = now;
                 tx.clear(&keys.entry(parent, name));
                 put_attr(&tx, keys, parent, &pattr);
-                drop_dir(&tx, keys, ino);
+                let fate = match &attr {
+                    Some(a) => bin::fate(&tx, keys, fmt, (parent, name), ino, a, now).await?,
+                    None => None,
+                };
+                match (fate, attr) {
+                    (Some((hour, tname)), Some(a)) => {
+                        drop_dir_keys(&tx, keys, ino);
+                        bin::put(&tx, keys, (hour, &tname), parent, ino, a, now);
+                    }
+                    _ => drop_dir(&tx, keys, ino),
+                }
                 Ok(())
             })
             .await
@@ -324,12 +353,14 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
         ndst: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
+        let fmt = &self.settings().await?;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
+        let names = (psrc, nsrc, pdst, ndst);
         self.kv
-            .txn(|tx| async move {
-                rename_txn(&tx, keys, cache, ctx, psrc, nsrc, pdst, ndst, flags, now).await
-            })
+            .txn(
+                |tx| async move { rename_txn(&tx, keys, cache, fmt, ctx, names, flags, now).await },
+            )
             .await
     }
 
@@ -403,11 +434,9 @@ async fn rename_txn<T: KvTxn>(
     tx: &T,
     keys: &Keys,
     cache: &AclCache,
+    fmt: &Format,
     ctx: &Context,
-    psrc: Ino,
-    nsrc: &[u8],
-    pdst: Ino,
-    ndst: &[u8],
+    (psrc, nsrc, pdst, ndst): (Ino, &[u8], Ino, &[u8]),
     flags: RenameFlags,
     now: Timestamp,
 ) -> Result<()> {
@@ -418,6 +447,7 @@ async fn rename_txn<T: KvTxn>(
     } else {
         dir_attr(tx, keys, pdst).await?
     };
+    trash::check_destination(&dattr, flags)?;
     let srule = check_rule(tx, keys, cache, ctx, &sattr).await?;
     let drule = check_rule(tx, keys, cache, ctx, &dattr).await?;
     check_access_with(ctx, &sattr, srule.as_deref(), access::W | access::X)?;
@@ -490,7 +520,9 @@ async fn rename_txn<T: KvTxn>(
     if psrc != pdst {
         if typ == FileType::Directory {
             iattr.parent = pdst;
-            sattr.nlink = sattr.nlink.saturating_sub(1);
+            if trash::counts_links(psrc) {
+                sattr.nlink = sattr.nlink.saturating_sub(1);
+            }
             dattr.nlink += 1;
         } else if iattr.parent > 0 {
             iattr.parent = pdst;
@@ -515,9 +547,16 @@ async fn rename_txn<T: KvTxn>(
             tx.clear(&keys.entry(psrc, nsrc));
             if dtyp == FileType::Directory {
                 dattr.nlink = dattr.nlink.saturating_sub(1);
-                drop_dir(tx, keys, dino);
-            } else {
-                drop_link(tx, keys, dino, ta, pdst, now).await?;
+            }
+            match bin::fate(tx, keys, fmt, (pdst, ndst), dino, &ta, now).await? {
+                Some((hour, tname)) => {
+                    if dtyp == FileType::Directory {
+                        drop_dir_keys(tx, keys, dino);
+                    }
+                    bin::put(tx, keys, (hour, &tname), pdst, dino, ta, now);
+                }
+                None if dtyp == FileType::Directory => drop_dir(tx, keys, dino),
+                None => drop_link(tx, keys, dino, ta, pdst, now).await?,
             }
         }
         None => tx.clear(&keys.entry(psrc, nsrc)),

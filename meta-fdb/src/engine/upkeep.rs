@@ -61,7 +61,8 @@ fn slice_of_ref_key(k: &[u8]) -> Result<(u64, u32)> {
 }
 
 impl<K: KvStore> TkvMeta<K> {
-    async fn settings(&self) -> Result<Format> {
+    /// The settings as this client knows them (cached after the first read).
+    pub(super) async fn settings(&self) -> Result<Format> {
         match self.cached_format() {
             Some(f) => Ok(f),
             None => self.load_format().await,
@@ -175,6 +176,44 @@ impl<K: KvStore> Upkeep for TkvMeta<K> {
         .await?;
         out.pending = self.scan_pending(usize::MAX).await?;
         Ok(out)
+    }
+
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
+        let keys = &self.keys;
+        let Ok(before) = u64::try_from(before) else {
+            return Ok(Vec::new());
+        };
+        // `L{secs}{id}` keys sort by time: the due ones are a prefix.
+        let (begin, end) = (keys.tag(b"L"), keys.delayed_slices(before, 0));
+        let (begin, end) = (&begin, &end);
+        let due: Vec<Vec<u8>> = self
+            .kv
+            .txn(|tx| async move { tx.scan(begin, end, limit, false).await })
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut freed = Vec::new();
+        for key in &due {
+            let got = self
+                .kv
+                .txn(|tx| async move {
+                    // Freed meanwhile by another client.
+                    let Some(blob) = tx.get(key).await? else {
+                        return Ok(Vec::new());
+                    };
+                    let what = format!("key {:?}", keys.strip(key));
+                    let uses: Vec<(u64, u32, i64)> = compact::decode_delayed(&what, &blob)?
+                        .into_iter()
+                        .map(|(id, size)| (id, size, 1))
+                        .collect();
+                    tx.clear(key);
+                    super::drop_refs(&tx, keys, &uses).await
+                })
+                .await?;
+            freed.extend(got);
+        }
+        Ok(freed)
     }
 
     async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {

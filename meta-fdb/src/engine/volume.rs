@@ -89,7 +89,7 @@ impl<K: KvStore> Volume for TkvMeta<K> {
                 }
                 tx.set(&keys.setting(), json);
                 if format.trash_days > 0 && get_attr(&tx, keys, TRASH_INO).await?.is_none() {
-                    put_attr(&tx, keys, TRASH_INO, &volume_dir(0o555, now));
+                    put_attr(&tx, keys, TRASH_INO, &meta_api::trash::root_attr(now));
                 }
                 Ok(())
             })

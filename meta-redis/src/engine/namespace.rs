@@ -11,8 +11,10 @@ use meta_api::{
     ROOT_INO,
 };
 
+use super::trash::Fate;
 use super::{entry_usage, need_dir, now, DirStats, RedisMeta, Writes};
 use crate::txn::{Step, Tx};
+use meta_api::trash;
 
 /// Deepest directory chain walked when checking that a directory is not moved into
 /// its own subtree (a longer chain means a cycle in corrupt metadata).
@@ -60,18 +62,8 @@ impl RedisMeta {
                 }
             }
             FileType::Directory => {
-                let field = ino.to_string();
                 w.del(k.inode(ino)).del(k.entries(ino));
-                for key in [
-                    k.dir_data_length(),
-                    k.dir_used_space(),
-                    k.dir_used_inodes(),
-                    k.dir_quota(),
-                    k.dir_quota_used_space(),
-                    k.dir_quota_used_inodes(),
-                ] {
-                    w.hdel(key, field.as_bytes());
-                }
+                self.drop_dir_fields(w, ino);
                 w.incrby(k.used_space(), -align4k(0))
                     .incrby(k.total_inodes(), -1);
             }
@@ -89,6 +81,23 @@ impl RedisMeta {
             w.del(k.parents(ino));
         }
         Ok(())
+    }
+
+    /// Queues the removal of a directory's statistics and quota, as when it is removed or
+    /// moved into the trash (JuiceFS drops both then).
+    pub(crate) fn drop_dir_fields(&self, w: &mut Writes, ino: Ino) {
+        let k = &self.keys;
+        let field = ino.to_string();
+        for key in [
+            k.dir_data_length(),
+            k.dir_used_space(),
+            k.dir_used_inodes(),
+            k.dir_quota(),
+            k.dir_quota_used_space(),
+            k.dir_quota_used_inodes(),
+        ] {
+            w.hdel(key, field.as_bytes());
+        }
     }
 
     /// Fails with `InvalidArgument` if directory `moved` is `dest` or one of its
@@ -140,7 +149,9 @@ fn move_parent(
 ) {
     if a.is_dir() {
         a.parent = to;
-        *from_links -= 1;
+        if trash::counts_links(from) {
+            *from_links -= 1;
+        }
         *to_links += 1;
     } else if a.parent > 0 {
         a.parent = to;
@@ -218,6 +229,7 @@ impl Namespace for RedisMeta {
         self.txn(&keys, |mut tx| async move {
             let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
             let mut pattr = need_dir(pattr)?;
+            trash::check_live_dir(&pattr)?;
             self.access(ctx, &pattr, access::W | access::X).await?;
             if entry.is_some() {
                 return Err(MetaError::Exists);
@@ -301,6 +313,7 @@ impl Namespace for RedisMeta {
                 return Err(MetaError::NotFound);
             }
             let mut pattr = need_dir(pattr)?;
+            trash::check_live_dir(&pattr)?;
             self.access(ctx, &pattr, access::W | access::X).await?;
             if tx.entry(parent, name).await?.is_some() {
                 return Err(MetaError::Exists);
@@ -335,6 +348,7 @@ impl Namespace for RedisMeta {
 
     async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         name::validate_name(name)?;
+        let fmt = &self.settings().await?;
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
             let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
@@ -369,6 +383,18 @@ impl Namespace for RedisMeta {
             );
             self.write_dir_stats(&mut tx, &mut w, &st).await?;
             if let Some(mut a) = iattr {
+                let fate = self.fate(&mut tx, &mut w, fmt, parent, name, ino, &a, t);
+                if let Fate::Trash {
+                    hour,
+                    name: tn,
+                    new,
+                } = fate.await?
+                {
+                    let to = (hour, tn.as_slice(), new);
+                    self.put_in_trash(&mut tx, &mut w, to, parent, ino, a, t)
+                        .await?;
+                    return Ok(w.commit(()));
+                }
                 a.nlink = a.nlink.saturating_sub(1);
                 a.ctime = t;
                 if a.nlink > 0 {
@@ -387,6 +413,7 @@ impl Namespace for RedisMeta {
 
     async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         name::validate_name(name)?;
+        let fmt = &self.settings().await?;
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         self.txn(&keys, |mut tx| async move {
             let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
@@ -414,17 +441,34 @@ impl Namespace for RedisMeta {
             }
             flags::check_remove(&pattr, iattr.as_ref())?;
             let t = now();
-            pattr.nlink = pattr.nlink.saturating_sub(1).max(2);
+            if trash::counts_links(parent) {
+                pattr.nlink = pattr.nlink.saturating_sub(1).max(2);
+            }
             pattr.mtime = t;
             pattr.ctime = t;
             let k = &self.keys;
             let mut w = Writes::new();
             w.hdel(k.entries(parent), name).set_attr(k, parent, &pattr);
-            let mut st = DirStats::default();
-            st.entry(parent, (0, align4k(0)), -1);
-            self.write_dir_stats(&mut tx, &mut w, &st).await?;
+            if trash::keeps_stats(parent) {
+                let mut st = DirStats::default();
+                st.entry(parent, (0, align4k(0)), -1);
+                self.write_dir_stats(&mut tx, &mut w, &st).await?;
+            }
             if let Some(a) = iattr {
-                self.drop_inode(&mut tx, &mut w, ino, &a).await?;
+                let fate = self.fate(&mut tx, &mut w, fmt, parent, name, ino, &a, t);
+                match fate.await? {
+                    Fate::Trash {
+                        hour,
+                        name: tn,
+                        new,
+                    } => {
+                        self.drop_dir_fields(&mut w, ino);
+                        let to = (hour, tn.as_slice(), new);
+                        self.put_in_trash(&mut tx, &mut w, to, parent, ino, a, t)
+                            .await?;
+                    }
+                    Fate::Delete => self.drop_inode(&mut tx, &mut w, ino, &a).await?,
+                }
             }
             Ok(w.commit(()))
         })
@@ -441,6 +485,7 @@ impl Namespace for RedisMeta {
         new_name: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
+        let fmt = &self.settings().await?;
         let mut keys = vec![self.keys.inode(ps), self.keys.entries(ps)];
         if pd != ps {
             keys.push(self.keys.inode(pd));
@@ -451,6 +496,7 @@ impl Namespace for RedisMeta {
             let mut it = got.into_iter();
             let mut sattr = need_dir(it.next().flatten())?;
             let mut dattr = need_dir(it.next().flatten())?;
+            trash::check_destination(&dattr, flags)?;
             let srule = self.check_rule(ctx, Some(&sattr)).await?;
             let drule = self.check_rule(ctx, Some(&dattr)).await?;
             check_access_with(ctx, &sattr, srule.as_deref(), access::W | access::X)?;
@@ -554,7 +600,21 @@ impl Namespace for RedisMeta {
                 w.hdel(k.entries(ps), name);
                 w.hset(k.entries(pd), new_name, &encode_entry(typ, ino));
                 if let (Some((dtyp, dino)), Some(mut ta)) = (dentry, tattr.take()) {
-                    if dtyp == FileType::Directory {
+                    let fate = self.fate(&mut tx, &mut w, fmt, pd, new_name, dino, &ta, t);
+                    if let Fate::Trash {
+                        hour,
+                        name: tn,
+                        new,
+                    } = fate.await?
+                    {
+                        if dtyp == FileType::Directory {
+                            d_links -= 1;
+                            self.drop_dir_fields(&mut w, dino);
+                        }
+                        let to = (hour, tn.as_slice(), new);
+                        self.put_in_trash(&mut tx, &mut w, to, pd, dino, ta, t)
+                            .await?;
+                    } else if dtyp == FileType::Directory {
                         d_links -= 1;
                         self.drop_inode(&mut tx, &mut w, dino, &ta).await?;
                     } else {

@@ -187,6 +187,69 @@ impl Upkeep for RedisMeta {
         Ok(out)
     }
 
+    async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
+        // `delSlices` fields `{id}_{secs}` made before `before`, oldest first.
+        let mut due: Vec<(i64, Vec<u8>)> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, flat): (u64, Vec<Vec<u8>>) = self
+                .read(
+                    redis::cmd("HSCAN")
+                        .arg(self.keys.delayed_slices())
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(PAGE),
+                )
+                .await?;
+            for pair in flat.chunks_exact(2) {
+                let secs = std::str::from_utf8(&pair[0])
+                    .ok()
+                    .and_then(|f| f.rsplit_once('_'))
+                    .and_then(|(_, t)| t.parse::<i64>().ok());
+                // A field of another form is not one JuiceFS or this library wrote.
+                let Some(secs) = secs else { continue };
+                if secs < before && seen.insert(pair[0].clone()) {
+                    due.push((secs, pair[0].clone()));
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        due.sort_unstable();
+        due.truncate(limit);
+        let k = &self.keys;
+        let mut freed = Vec::new();
+        for (_, field) in due {
+            let keys = [k.delayed_slices(), k.slice_refs()];
+            let field = &field;
+            let got = self
+                .txn(&keys, |mut tx| async move {
+                    let blob: Option<Vec<u8>> = tx
+                        .cmd(redis::cmd("HGET").arg(k.delayed_slices()).arg(field))
+                        .await?;
+                    // Freed meanwhile by another client.
+                    let Some(blob) = blob else {
+                        return Ok(Step::Done(Vec::new()));
+                    };
+                    let what = format!("of delSlices field {}", String::from_utf8_lossy(field));
+                    let uses: Vec<(u64, u32, i64)> = compact::decode_delayed(&what, &blob)?
+                        .into_iter()
+                        .map(|(id, size)| (id, size, 1))
+                        .collect();
+                    let mut w = Writes::new();
+                    w.hdel(k.delayed_slices(), field);
+                    let freed = self.drop_refs(&mut tx, &mut w, &uses).await?;
+                    Ok(w.commit(freed))
+                })
+                .await?;
+            freed.extend(got);
+        }
+        Ok(freed)
+    }
+
     async fn claim_job(&self, counter: &'static str, now: u64, every: u64) -> Result<bool> {
         let key = self.keys.counter(counter);
         self.txn(std::slice::from_ref(&key), |mut tx| {

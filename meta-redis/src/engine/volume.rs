@@ -22,8 +22,8 @@ impl Volume for RedisMeta {
                 let k = &self.keys;
                 let old: Option<Vec<u8>> = tx.cmd(redis::cmd("GET").arg(k.setting())).await?;
                 let mut w = Writes::new();
-                if let Some(old) = old {
-                    let old = Format::from_json(&String::from_utf8_lossy(&old))?;
+                if let Some(old) = &old {
+                    let old = Format::from_json(&String::from_utf8_lossy(old))?;
                     if !force {
                         return Err(MetaError::Exists);
                     }
@@ -33,23 +33,25 @@ impl Volume for RedisMeta {
                         ));
                     }
                     w.set(k.setting(), json.as_bytes());
-                    return Ok(w.commit(()));
                 }
                 let t = now();
-                let mut root = Attr::new(FileType::Directory, 0o777, 0, 0, t);
-                root.nlink = 2;
-                root.length = 4096;
-                root.parent = ROOT_INO;
-                w.set(k.setting(), json.as_bytes());
                 if format.trash_days > 0 {
-                    let mut trash = root.clone();
-                    trash.mode = 0o555;
+                    // Also when a forced format turns trash days on (JuiceFS does).
+                    let trash = meta_api::trash::root_attr(t);
                     w.p.cmd("SET")
                         .arg(k.inode(TRASH_INO))
                         .arg(meta_api::encoding::encode_attr(&trash))
                         .arg("NX")
                         .ignore();
                 }
+                if old.is_some() {
+                    return Ok(w.commit(()));
+                }
+                let mut root = Attr::new(FileType::Directory, 0o777, 0, 0, t);
+                root.nlink = 2;
+                root.length = 4096;
+                root.parent = ROOT_INO;
+                w.set(k.setting(), json.as_bytes());
                 w.set_attr(k, ROOT_INO, &root);
                 Ok(w.commit(()))
             }
