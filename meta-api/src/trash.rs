@@ -16,8 +16,9 @@
 //! JuiceFS.
 //!
 //! **What goes there** ([`takes`]): anything deleted outside the trash on a volume with
-//! trash days, unless the victim has the [`SKIP_TRASH`] flag (inherited from its parent
-//! directory at creation). Deleting inside the trash (only root may) deletes for real.
+//! trash days, unless the victim has the [`SKIP_TRASH`] flag or root deletes it with
+//! [`Context::skip_trash`]. Deleting an hour directory's entries (only root may) deletes
+//! them for real; the trash cleanup empties deleted directories with `skip_trash`.
 //!
 //! **Guards** (the blanket [`MetaEngine`](crate::MetaEngine) makes them before an engine is
 //! asked; see [`check_create`], [`check_unlink`], [`check_rename`]): nothing is created or
@@ -34,7 +35,7 @@
 //! **Restore** renames an entry back to the directory and name its trash name records
 //! ([`parse_entry_name`]) with [`RenameFlags::RESTORE`] and `RENAME_NOREPLACE`.
 
-use crate::{Attr, FileType, Format, Ino, MetaError, RenameFlags, Result, Timestamp};
+use crate::{Attr, Context, FileType, Format, Ino, MetaError, RenameFlags, Result, Timestamp};
 use crate::{MAX_NAME_LEN, ROOT_INO, TRASH_INO};
 
 pub use crate::name::TRASH_NAME;
@@ -61,10 +62,13 @@ pub fn is_deleted_dir(dir: &Attr) -> bool {
     dir.parent > TRASH_INO
 }
 
-/// Whether deleting `victim` from `parent` on a volume with settings `format` moves it
-/// into the trash instead of deleting it.
-pub fn takes(format: &Format, parent: Ino, victim: &Attr) -> bool {
-    format.trash_days > 0 && !is_trash(parent) && victim.flags & SKIP_TRASH == 0
+/// Whether deleting `victim` from `parent` by `ctx` on a volume with settings `format`
+/// moves it into the trash instead of deleting it.
+pub fn takes(format: &Format, ctx: &Context, parent: Ino, victim: &Attr) -> bool {
+    format.trash_days > 0
+        && !is_trash(parent)
+        && victim.flags & SKIP_TRASH == 0
+        && !(ctx.skip_trash && ctx.is_root())
 }
 
 /// The name of the hour directory for a deletion at `sec` (Unix seconds): UTC

@@ -350,6 +350,9 @@ pub struct Context {
     pub pid: u32,
     /// The file mode creation mask applied to new inodes.
     pub umask: u16,
+    /// Whether what this caller deletes bypasses the trash (JuiceFS's `skipCheckTrash`:
+    /// the trash cleanup, a remove with `--skip-trash`); honoured for root only.
+    pub skip_trash: bool,
 }
 
 impl Context {
@@ -366,7 +369,14 @@ impl Context {
             gids: Vec::new(),
             pid: 0,
             umask: 0,
+            skip_trash: false,
         }
+    }
+
+    /// The same caller, deleting past the trash (see [`Context::skip_trash`]).
+    pub fn skipping_trash(mut self) -> Context {
+        self.skip_trash = true;
+        self
     }
 
     /// Whether the caller is root.

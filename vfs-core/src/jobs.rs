@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::budget::BufferBudget;
 use crate::open_files::{OpenFile, OpenFiles};
+use crate::trash::{self, TrashCleanup};
 use crate::upkeep::finish_slices;
 use crate::{Result, VfsOptions};
 
@@ -24,6 +25,8 @@ const PURGE_BATCH: usize = 1000;
 const DELETE_PARALLELISM: usize = 16;
 /// Stale sessions are reaped every this many heartbeats.
 const REAP_EVERY: u32 = 5;
+/// How often a client asks to be elected for the hourly trash cleanup.
+const TRASH_ELECTION_EVERY: Duration = Duration::from_secs(60);
 
 /// What the jobs of a VFS run on.
 pub(crate) struct JobContext<'a> {
@@ -138,6 +141,16 @@ async fn purger(
             Ok(n) => tracing::info!(slices = n, "finished pending slices"),
             Err(e) => tracing::warn!(error = %e, "cleaning up pending slices failed"),
         }
+        match purger.clean_trash_if_elected().await {
+            Ok(None) => {}
+            Ok(Some(done)) => tracing::info!(
+                hours = done.hours,
+                entries = done.entries,
+                delayed_slices = done.delayed_slices,
+                "cleaned the trash"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cleaning the trash failed"),
+        }
     }
 }
 
@@ -149,6 +162,8 @@ pub(crate) struct Purger {
     store: Arc<dyn ChunkStore>,
     block_size: u32,
     hash_prefix: bool,
+    /// When this client last asked to be elected for the trash cleanup.
+    trash_asked: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Purger {
@@ -165,6 +180,7 @@ impl Purger {
             store,
             block_size,
             hash_prefix,
+            trash_asked: std::sync::Mutex::new(None),
         }
     }
 
@@ -212,6 +228,49 @@ impl Purger {
             DELETE_PARALLELISM,
         )
         .await
+    }
+
+    /// Cleans the trash at `now` (Unix seconds; see [`crate::trash`]): the hour directories
+    /// due, then the delayed slices due, whose objects nobody references any more are
+    /// deleted. `force` makes everything before `now` due.
+    pub(crate) async fn clean_trash(&self, now: i64, force: bool) -> Result<TrashCleanup> {
+        let days = self.meta.load().await?.trash_days;
+        let mut done = trash::clean_hours(&*self.meta, now, days, force).await?;
+        let before = if force {
+            // Everything made up to now, this second included.
+            now.saturating_add(1)
+        } else {
+            now.saturating_sub(i64::from(days) * 86_400)
+        };
+        let freed = trash::free_delayed(&*self.meta, before).await?;
+        done.delayed_slices = self.delete_slices(&freed).await;
+        Ok(done)
+    }
+
+    /// Cleans the trash if this client wins the election of the hourly cleanup
+    /// ([`meta_api::trash::CLEANUP_TRASH`], shared with juicefs clients); asks at most once
+    /// a minute. `None` when it was not this client's turn.
+    pub(crate) async fn clean_trash_if_elected(&self) -> Result<Option<TrashCleanup>> {
+        {
+            let mut asked = self.trash_asked.lock().unwrap_or_else(|p| p.into_inner());
+            if asked.is_some_and(|t| t.elapsed() < TRASH_ELECTION_EVERY) {
+                return Ok(None);
+            }
+            *asked = Some(std::time::Instant::now());
+        }
+        let now = Timestamp::now().sec;
+        let elected = self
+            .meta
+            .claim_job(
+                meta_api::trash::CLEANUP_TRASH,
+                now.max(0) as u64,
+                meta_api::trash::CLEANUP_TRASH_EVERY_SECS,
+            )
+            .await?;
+        if !elected {
+            return Ok(None);
+        }
+        self.clean_trash(now, false).await.map(Some)
     }
 
     /// Finishes the volume's pending slices if this client wins the election of the hourly

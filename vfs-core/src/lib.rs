@@ -11,7 +11,9 @@
 //!   writers wait when uploads fall behind.
 //! - **Reads** overlay a chunk's slices (newest write wins, holes read as zeros), check every
 //!   block's length against its key, and read ahead for sequential readers.
-//! - **Deleted files** are purged in the background: metadata first, objects after.
+//! - **Deleted files** are purged in the background: metadata first, objects after. On a
+//!   volume with trash days they first wait in JuiceFS's trash ([`trash`]), which is
+//!   cleaned hourly and restored from with [`Vfs::restore`].
 //! - **Volumes** are opened by metadata URL with [`VolumeBuilder`] (`sqlite3://…`), or
 //!   assembled from parts with [`Vfs::new`]; [`format_volume`] creates one.
 //!
@@ -69,6 +71,7 @@ mod reader;
 #[cfg(feature = "s3")]
 mod secret;
 mod store_stack;
+pub mod trash;
 pub mod upkeep;
 mod vfs;
 mod volume;

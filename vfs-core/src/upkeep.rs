@@ -117,6 +117,8 @@ pub struct GcReport {
     pub records: u64,
     /// With `compact`: chunk records replaced by compaction.
     pub compacted_records: u64,
+    /// With `delete`: what the trash cleanup did first.
+    pub trash: crate::trash::TrashCleanup,
     /// With `delete`: leaked objects deleted.
     pub deleted_leaked: Tally,
     /// With `delete`: pending slices finished (objects deleted, record dropped).
@@ -736,14 +738,14 @@ impl Upkeep<'_> {
 }
 
 /// A directory read a page of [`DIR_PAGE`] entries (with attributes) at a time.
-struct DirPages {
+pub(crate) struct DirPages {
     dir: Ino,
     after: Option<Vec<u8>>,
     done: bool,
 }
 
 impl DirPages {
-    fn new(dir: Ino) -> DirPages {
+    pub(crate) fn new(dir: Ino) -> DirPages {
         DirPages {
             dir,
             after: None,
@@ -752,7 +754,7 @@ impl DirPages {
     }
 
     /// The next page, `None` after the last.
-    async fn next(&mut self, meta: &dyn MetaEngine) -> Result<Option<Vec<DirEntry>>> {
+    pub(crate) async fn next(&mut self, meta: &dyn MetaEngine) -> Result<Option<Vec<DirEntry>>> {
         if self.done {
             return Ok(None);
         }

@@ -26,6 +26,7 @@ use crate::jobs::{self, JobContext, Purger};
 use crate::open_files::OpenFiles;
 use crate::reader::ChunkReader;
 use crate::store_stack::StoreStack;
+use crate::trash::{RestoreReport, TrashCleanup};
 use crate::upkeep::{
     FileInfo, FsckOptions, FsckReport, GcOptions, GcReport, Progress, TreeSummary, Upkeep,
 };
@@ -327,7 +328,38 @@ impl Vfs {
     /// [`crate::upkeep`].
     pub async fn gc(&self, opts: &GcOptions, progress: &Progress) -> Result<GcReport> {
         self.check_open()?;
-        self.upkeep().gc(opts, progress).await
+        let trash = if opts.delete {
+            self.inner
+                .purger
+                .clean_trash(meta_api::Timestamp::now().sec, false)
+                .await?
+        } else {
+            TrashCleanup::default()
+        };
+        let mut report = self.upkeep().gc(opts, progress).await?;
+        report.trash = trash;
+        Ok(report)
+    }
+
+    /// Cleans the trash now (what the hourly job does on one client, see
+    /// [`crate::trash`]): empties and removes the hour directories older than the volume's
+    /// trash days plus two hours, and frees the delayed slices older than its trash days.
+    /// `force` cleans every hour directory and delayed slice made before now. The files
+    /// deleted this way are purged by the purge job (or [`Vfs::purge_deleted`]).
+    pub async fn clean_trash(&self, force: bool) -> Result<TrashCleanup> {
+        self.check_open()?;
+        let now = meta_api::Timestamp::now().sec;
+        self.inner.purger.clean_trash(now, force).await
+    }
+
+    /// Restores the entries of the trash's hour directory `hour` (`YYYY-MM-DD-HH`, what
+    /// `tessera restore` runs): with `put_back` every entry goes back where it was deleted
+    /// from, without it only the entries whose directory was deleted in the same hour
+    /// (rebuilding the deleted trees inside the trash). Names taken meanwhile are kept and
+    /// counted as conflicts. See [`crate::trash`].
+    pub async fn restore(&self, hour: &[u8], put_back: bool) -> Result<RestoreReport> {
+        self.check_open()?;
+        crate::trash::restore(&*self.inner.meta, hour, put_back).await
     }
 
     /// Checks the volume (what `tessera fsck` runs): `start` is the inode and path of the

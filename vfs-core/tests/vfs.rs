@@ -48,5 +48,7 @@ mod faults;
 mod model;
 #[path = "vfs/namespace.rs"]
 mod namespace;
+#[path = "vfs/trash.rs"]
+mod trash;
 #[path = "vfs/upkeep.rs"]
 mod upkeep;

@@ -238,9 +238,10 @@ impl State {
     }
 
     /// Whether deleting `victim` from `parent` moves it into the trash.
-    fn to_trash(&self, parent: Ino, victim: &Attr) -> bool {
+    fn to_trash(&self, ctx: &Context, parent: Ino, victim: &Attr) -> bool {
         let days = self.format.as_ref().map_or(0, |f| f.trash_days);
-        days > 0 && parent < TRASH_INO && victim.flags & trash::SKIP_TRASH == 0
+        let skips = ctx.skip_trash && ctx.uid == 0;
+        days > 0 && parent < TRASH_INO && victim.flags & trash::SKIP_TRASH == 0 && !skips
     }
 
     /// The hour directory of the trash for a deletion at `t`, made when missing.
@@ -891,7 +892,7 @@ impl MetaEngine for ModelEngine {
         let t = now();
         st.node_mut(parent)?.entries.remove(name);
         st.touch(parent, t);
-        if st.to_trash(parent, &victim) {
+        if st.to_trash(ctx, parent, &victim) {
             st.move_to_trash(parent, name, ino, t)?;
         } else {
             st.drop_link(ino, t);
@@ -918,7 +919,7 @@ impl MetaEngine for ModelEngine {
         }
         refuse_if(frozen(&pattr) || frozen(&victim.attr))?;
         let t = now();
-        let to_trash = st.to_trash(parent, &victim.attr);
+        let to_trash = st.to_trash(ctx, parent, &victim.attr);
         st.node_mut(parent)?.entries.remove(name);
         if parent < TRASH_INO {
             st.add_nlink(parent, -1);
@@ -1045,7 +1046,7 @@ impl MetaEngine for ModelEngine {
                 .entries
                 .insert(new_name.to_vec(), src);
             if let (Some(d), Some(da)) = (dst, &da) {
-                if st.to_trash(new_parent, da) {
+                if st.to_trash(ctx, new_parent, da) {
                     st.move_to_trash(new_parent, new_name, d, t)?;
                     if da.is_dir() {
                         st.add_nlink(new_parent, -1);

@@ -286,7 +286,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                 put_attr(&tx, keys, parent, &pattr);
                 // An entry whose inode is gone (a corrupt volume) just loses its name.
                 let Some(attr) = attr else { return Ok(()) };
-                match bin::fate(&tx, keys, fmt, (parent, name), ino, &attr, now).await? {
+                match bin::fate(&tx, keys, (fmt, ctx), (parent, name), ino, &attr, now).await? {
                     Some((hour, tname)) => {
                         bin::put(&tx, keys, (hour, &tname), parent, ino, attr, now);
                         Ok(())
@@ -329,7 +329,9 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                 tx.clear(&keys.entry(parent, name));
                 put_attr(&tx, keys, parent, &pattr);
                 let fate = match &attr {
-                    Some(a) => bin::fate(&tx, keys, fmt, (parent, name), ino, a, now).await?,
+                    Some(a) => {
+                        bin::fate(&tx, keys, (fmt, ctx), (parent, name), ino, a, now).await?
+                    }
                     None => None,
                 };
                 match (fate, attr) {
@@ -548,7 +550,7 @@ async fn rename_txn<T: KvTxn>(
             if dtyp == FileType::Directory {
                 dattr.nlink = dattr.nlink.saturating_sub(1);
             }
-            match bin::fate(tx, keys, fmt, (pdst, ndst), dino, &ta, now).await? {
+            match bin::fate(tx, keys, (fmt, ctx), (pdst, ndst), dino, &ta, now).await? {
                 Some((hour, tname)) => {
                     if dtyp == FileType::Directory {
                         drop_dir_keys(tx, keys, dino);

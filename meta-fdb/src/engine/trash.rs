@@ -5,7 +5,7 @@
 use meta_api::encoding::encode_entry;
 use meta_api::space::align4k;
 use meta_api::trash;
-use meta_api::{Attr, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
+use meta_api::{Attr, Context, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
 
 use super::{add_usage, get_attr, get_entry, incr, put_attr};
 use crate::keys::Keys;
@@ -38,13 +38,13 @@ async fn hour_dir<T: KvTxn>(tx: &T, keys: &Keys, now: Timestamp) -> Result<Ino> 
 pub(crate) async fn fate<T: KvTxn>(
     tx: &T,
     keys: &Keys,
-    fmt: &Format,
+    (fmt, ctx): (&Format, &Context),
     (parent, name): (Ino, &[u8]),
     ino: Ino,
     victim: &Attr,
     now: Timestamp,
 ) -> Result<Option<(Ino, Vec<u8>)>> {
-    if !trash::takes(fmt, parent, victim) {
+    if !trash::takes(fmt, ctx, parent, victim) {
         return Ok(None);
     }
     let hour = hour_dir(tx, keys, now).await?;

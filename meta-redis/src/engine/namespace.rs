@@ -383,7 +383,7 @@ impl Namespace for RedisMeta {
             );
             self.write_dir_stats(&mut tx, &mut w, &st).await?;
             if let Some(mut a) = iattr {
-                let fate = self.fate(&mut tx, &mut w, fmt, parent, name, ino, &a, t);
+                let fate = self.fate(&mut tx, &mut w, (fmt, ctx), parent, name, ino, &a, t);
                 if let Fate::Trash {
                     hour,
                     name: tn,
@@ -455,7 +455,7 @@ impl Namespace for RedisMeta {
                 self.write_dir_stats(&mut tx, &mut w, &st).await?;
             }
             if let Some(a) = iattr {
-                let fate = self.fate(&mut tx, &mut w, fmt, parent, name, ino, &a, t);
+                let fate = self.fate(&mut tx, &mut w, (fmt, ctx), parent, name, ino, &a, t);
                 match fate.await? {
                     Fate::Trash {
                         hour,
@@ -600,7 +600,7 @@ impl Namespace for RedisMeta {
                 w.hdel(k.entries(ps), name);
                 w.hset(k.entries(pd), new_name, &encode_entry(typ, ino));
                 if let (Some((dtyp, dino)), Some(mut ta)) = (dentry, tattr.take()) {
-                    let fate = self.fate(&mut tx, &mut w, fmt, pd, new_name, dino, &ta, t);
+                    let fate = self.fate(&mut tx, &mut w, (fmt, ctx), pd, new_name, dino, &ta, t);
                     if let Fate::Trash {
                         hour,
                         name: tn,

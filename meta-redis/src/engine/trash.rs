@@ -6,7 +6,7 @@
 use meta_api::encoding::encode_entry;
 use meta_api::space::align4k;
 use meta_api::trash;
-use meta_api::{Attr, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
+use meta_api::{Attr, Context, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
 
 use super::{entry_usage, DirStats, RedisMeta, Writes};
 use crate::txn::Tx;
@@ -57,14 +57,14 @@ impl RedisMeta {
         &self,
         tx: &mut Tx,
         w: &mut Writes,
-        fmt: &Format,
+        (fmt, ctx): (&Format, &Context),
         parent: Ino,
         name: &[u8],
         ino: Ino,
         victim: &Attr,
         now: Timestamp,
     ) -> Result<Fate> {
-        if !trash::takes(fmt, parent, victim) {
+        if !trash::takes(fmt, ctx, parent, victim) {
             return Ok(Fate::Delete);
         }
         let (hour, new) = self.hour_dir(tx, w, now).await?;

@@ -890,7 +890,7 @@ impl Namespace for SqliteMeta {
                     };
                     let (len, space) = entry_usage(&v);
                     if let Fate::Trash(hour, tname) =
-                        bin::fate(c, fmt, parent, name, ino, &v, now).await?
+                        bin::fate(c, (fmt, ctx), parent, name, ino, &v, now).await?
                     {
                         remove_entry(c, parent, name, now).await?;
                         dir_stat(c, fmt, parent, -len, -space, -1).await?;
@@ -933,7 +933,7 @@ impl Namespace for SqliteMeta {
                         return Err(MetaError::NotEmpty);
                     }
                     let fate = match &victim {
-                        Some(v) => bin::fate(c, fmt, parent, name, ino, v, now).await?,
+                        Some(v) => bin::fate(c, (fmt, ctx), parent, name, ino, v, now).await?,
                         None => Fate::Delete,
                     };
                     delete_edge(c, parent, name).await?;
@@ -1044,7 +1044,9 @@ impl Namespace for SqliteMeta {
                                 return Err(MetaError::NotEmpty);
                             }
                             let fate = match &dattr {
-                                Some(d) => bin::fate(c, fmt, dp, dname, dino, d, now).await?,
+                                Some(d) => {
+                                    bin::fate(c, (fmt, ctx), dp, dname, dino, d, now).await?
+                                }
                                 None => Fate::Delete,
                             };
                             delete_edge(c, dp, dname).await?;

@@ -3,7 +3,7 @@
 //! it.
 
 use meta_api::trash;
-use meta_api::{Attr, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
+use meta_api::{Attr, Context, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
 use sqlx::{Row, SqliteConnection};
 
 use crate::engine::namespace::{get_edge, insert_edge};
@@ -50,14 +50,14 @@ pub(crate) enum Fate {
 /// directory if it goes to the trash.
 pub(crate) async fn fate(
     c: &mut SqliteConnection,
-    fmt: &Format,
+    (fmt, ctx): (&Format, &Context),
     parent: Ino,
     name: &[u8],
     ino: Ino,
     victim: &Attr,
     now: Timestamp,
 ) -> Result<Fate> {
-    if !trash::takes(fmt, parent, victim) {
+    if !trash::takes(fmt, ctx, parent, victim) {
         return Ok(Fate::Delete);
     }
     let hour = hour_dir(c, now).await?;

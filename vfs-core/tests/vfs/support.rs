@@ -66,14 +66,32 @@ impl Volume {
         Volume::with_store(engine, mem.clone(), mem).await
     }
 
+    /// A new volume keeping one trash day, as `juicefs format` makes by default.
+    pub async fn with_trash(engine: Engine) -> Volume {
+        let mem = Arc::new(MemStore::new());
+        let mut format = test_format();
+        format.trash_days = 1;
+        Volume::with_format(engine, format, mem.clone(), mem).await
+    }
+
     /// A new volume whose clients use `store` (which keeps its objects in `mem`).
     pub async fn with_store(
         engine: Engine,
         mem: Arc<MemStore>,
         store: Arc<dyn ChunkStore>,
     ) -> Volume {
+        Volume::with_format(engine, test_format(), mem, store).await
+    }
+
+    /// A new volume with settings `format` whose clients use `store` (which keeps its
+    /// objects in `mem`).
+    pub async fn with_format(
+        engine: Engine,
+        format: Format,
+        mem: Arc<MemStore>,
+        store: Arc<dyn ChunkStore>,
+    ) -> Volume {
         static VOLUMES: AtomicUsize = AtomicUsize::new(0);
-        let format = test_format();
         let holder = match engine {
             Engine::Model => {
                 let m = ModelEngine::unformatted();

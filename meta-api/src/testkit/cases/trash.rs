@@ -314,6 +314,17 @@ pub(super) async fn skip_trash_flag_deletes_for_real(fx: &Fixture<'_>) -> Result
     e.unlink(&root(), ROOT_INO, b"f").await?;
     assert_err!(e.getattr(f).await, MetaError::NotFound);
     assert_eq!(e.deleted_files(10).await?.len(), 1);
+    // Root may ask for it per call; anyone else's request is ignored.
+    let g = file(e, ROOT_INO, "g").await?;
+    e.unlink(&root().skipping_trash(), ROOT_INO, b"g").await?;
+    assert_err!(e.getattr(g).await, MetaError::NotFound);
+    let d = owned_dir(e, "d", ALICE, 0o755).await?;
+    let sub = e.mkdir(&user(ALICE), d, b"sub", 0o755).await?.ino;
+    e.rmdir(&user(ALICE).skipping_trash(), d, b"sub").await?;
+    assert_eq!(
+        in_trash(e, &entry_name(d, sub, b"sub")).await?.map(|x| x.1),
+        Some(sub)
+    );
     Ok(())
 }
 
