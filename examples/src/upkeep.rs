@@ -1,4 +1,5 @@
-//! The upkeep commands of `tessera` (`compact`, `gc`, `fsck`, `info PATH`, `summary`):
+//! The upkeep commands of `tessera` (`compact`, `gc`, `fsck`, `info PATH`, `summary`,
+//! `restore`):
 //! progress on stderr, a readable report or (`--json`) one JSON object on stdout. The work
 //! is [`vfs_core::upkeep`]'s; this only resolves paths and prints.
 
@@ -131,6 +132,12 @@ pub async fn gc(fs: &FileSystem, opts: &GcOptions, json: bool) -> io::Result<()>
         println!("{:<26} {:>10}", "records compacted", r.compacted_records);
     }
     if opts.delete {
+        println!("{:<26} {:>10}", "trash hours cleaned", r.trash.hours);
+        println!("{:<26} {:>10}", "trash entries deleted", r.trash.entries);
+        println!(
+            "{:<26} {:>10}",
+            "delayed slices freed", r.trash.delayed_slices
+        );
         show("leaked objects deleted", r.deleted_leaked);
         println!(
             "{:<26} {:>10}",
@@ -158,7 +165,52 @@ fn gc_json(r: &GcReport) -> Value {
         "deleted_leaked": tally(r.deleted_leaked),
         "finished_slices": r.finished_slices,
         "purged_files": r.purged_files,
+        "trash": {
+            "hours": r.trash.hours,
+            "entries": r.trash.entries,
+            "delayed_slices": r.trash.delayed_slices,
+        },
     })
+}
+
+/// `tessera restore`: restores each hour directory of the trash in turn; fails if any
+/// hour cannot be read (the others are still restored).
+pub async fn restore(
+    fs: &FileSystem,
+    hours: &[String],
+    put_back: bool,
+    json: bool,
+) -> io::Result<()> {
+    let mut first_err = None;
+    for hour in hours {
+        match fs.vfs().restore(hour.as_bytes(), put_back).await {
+            Ok(r) if json => print_json(&json!({
+                "hour": hour,
+                "restored": r.restored,
+                "conflicts": r.conflicts,
+                "need_put_back": r.need_put_back,
+                "failed": r.failed,
+            }))?,
+            Ok(r) => {
+                println!(
+                    "{hour}: {} restored, {} conflicts, {} failed{}",
+                    r.restored,
+                    r.conflicts,
+                    r.failed,
+                    if r.need_put_back > 0 {
+                        format!(", {} need --put-back", r.need_put_back)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Err(e) => {
+                eprintln!("tessera: restore {hour}: {e}");
+                first_err.get_or_insert(io::Error::from(e));
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 /// `tessera fsck`: returns whether the volume (or tree) is clean.

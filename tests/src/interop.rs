@@ -459,3 +459,125 @@ pub async fn gc_under_load_keeps_every_byte(jfs: &Juicefs, url: &str) {
     }
     jfs.fsck(url);
 }
+
+/// Every regular file below local `root` (any depth) and its bytes, sorted by the bytes.
+fn file_contents(root: &Path) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = walk(root)
+        .into_iter()
+        .map(|rel| root.join(rel))
+        .filter(|p| p.is_file())
+        .map(|p| std::fs::read(&p).unwrap_or_else(|e| panic!("{p:?}: {e}")))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The names of the trash's hour directories, as this library lists them.
+async fn trash_hours(fs: &FileSystem) -> Vec<String> {
+    fs.vfs()
+        .meta()
+        .readdir(
+            &meta_api::Context::root(),
+            meta_api::TRASH_INO,
+            None,
+            100,
+            false,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .collect()
+}
+
+/// The trash both ways on a volume juicefs formats with one trash day: what this library
+/// deletes (unlink, `remove_dir_all`, rename over a file) juicefs shows under `.trash` and
+/// `juicefs restore --put-back` brings back byte-identical; what juicefs deletes (`juicefs
+/// sync --delete-dst`) `Vfs::restore` brings back; `juicefs fsck` is clean after each.
+pub async fn trash_interoperates(jfs: &Juicefs, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    jfs.format_file_volume(
+        url,
+        "trash-interop",
+        &dir.path().join("bucket"),
+        &["--trash-days", "1"],
+    );
+    let (a, b, old, new, keep) = (
+        pattern(11, 300_000),
+        pattern(12, 5 * MIB + 3),
+        pattern(13, 1000),
+        pattern(14, 2000),
+        pattern(15, 10),
+    );
+    let fs = open_fs(url).await;
+    fs.create_dir_all("/d/e").await.unwrap();
+    fs.write("/d/a", &a).await.unwrap();
+    fs.write("/d/e/b", &b).await.unwrap();
+    fs.write("/over", &old).await.unwrap();
+    fs.write("/new", &new).await.unwrap();
+    fs.write("/keep", &keep).await.unwrap();
+    fs.rename("/new", "/over").await.unwrap();
+    fs.remove_dir_all("/d").await.unwrap();
+    let hours = trash_hours(&fs).await;
+    fs.close().await.unwrap();
+    assert_eq!(hours.len(), 1, "one hour directory: {hours:?}");
+    let hour = &hours[0];
+
+    // juicefs's view of the trash: the three files with their bytes, flat in the hour.
+    let seen = dir.path().join("trash");
+    std::fs::create_dir_all(&seen).unwrap();
+    jfs.sync(
+        url,
+        "jfs://VOL/.trash/",
+        &format!("{}/", seen.display()),
+        &[],
+    );
+    let mut want = vec![a.clone(), b.clone(), old.clone()];
+    want.sort();
+    assert!(
+        file_contents(&seen) == want,
+        "juicefs sees the deleted files in .trash"
+    );
+    let dump = jfs.dump(url);
+    let entries = &dump["Trash"]["entries"][hour.as_str()]["entries"];
+    assert_eq!(
+        entries.as_object().map(|o| o.len()),
+        Some(5),
+        "three files and two directories in {hour}: {entries}"
+    );
+    jfs.fsck(url);
+
+    // juicefs puts it back; /over is taken by the new file, so the old one stays.
+    jfs.run(&["restore", url, hour, "--put-back"], &[]);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    jfs.sync(url, "jfs://VOL/", &format!("{}/", out.display()), &[]);
+    let read = |p: &str| std::fs::read(out.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert!(read("d/a") == a, "d/a restored by juicefs");
+    assert!(read("d/e/b") == b, "d/e/b restored by juicefs");
+    assert!(read("over") == new && read("keep") == keep);
+    jfs.fsck(url);
+
+    // juicefs deletes d/a (into the trash); this library restores it.
+    std::fs::remove_file(out.join("d/a")).unwrap();
+    jfs.sync(
+        url,
+        &format!("{}/", out.display()),
+        "jfs://VOL/",
+        &["--delete-dst"],
+    );
+    let fs = open_fs(url).await;
+    assert!(!fs.exists("/d/a").await, "juicefs deleted it");
+    let hour = trash_hours(&fs).await.pop().expect("an hour directory");
+    let through_path = fs.metadata(format!("/.trash/{hour}")).await.unwrap();
+    assert!(
+        through_path.is_dir(),
+        "/.trash resolves through the path API"
+    );
+    let r = fs.vfs().restore(hour.as_bytes(), true).await.unwrap();
+    assert_eq!((r.restored, r.conflicts, r.failed), (1, 1, 0), "{r:?}");
+    assert!(fs.read("/d/a").await.unwrap() == a, "d/a restored by us");
+    assert!(fs.read("/over").await.unwrap() == new);
+    fs.close().await.unwrap();
+    jfs.fsck(url);
+}

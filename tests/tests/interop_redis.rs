@@ -5,7 +5,8 @@
 use std::process::Command;
 
 use tessera_tests::interop::{
-    compaction_and_gc_interoperate, juicefs_writes_vfs_reads, vfs_writes_juicefs_reads, MIB,
+    compaction_and_gc_interoperate, juicefs_writes_vfs_reads, trash_interoperates,
+    vfs_writes_juicefs_reads, MIB,
 };
 use tessera_tests::{service, Juicefs};
 
@@ -45,4 +46,13 @@ async fn compaction_and_gc_interoperate_on_redis() {
     };
     let url = fresh_db(&base, 203);
     compaction_and_gc_interoperate(&jfs, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trash_interoperates_on_redis() {
+    let (Some(jfs), Some(base)) = (Juicefs::from_env(), service("REDIS_URL")) else {
+        return;
+    };
+    let url = fresh_db(&base, 204);
+    trash_interoperates(&jfs, &url).await;
 }

@@ -119,9 +119,9 @@ enum Command {
         /// Compression of blocks: none, lz4 or zstd
         #[arg(long, default_value = "none")]
         compress: String,
-        /// Days deleted files stay in the trash for juicefs clients (0 disables the trash;
-        /// this library deletes at once whatever the setting)
-        #[arg(long, default_value_t = 0)]
+        /// Days deleted files stay in the trash before they are deleted for real (0
+        /// deletes at once); juicefs's default
+        #[arg(long, default_value_t = 1)]
         trash_days: u32,
         /// Enable POSIX ACLs (stored and enforced as juicefs --enable-acl does)
         #[arg(long)]
@@ -175,6 +175,22 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         threads: usize,
         /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put files deleted into the trash back: each HOUR is a directory of /.trash
+    /// (YYYY-MM-DD-HH, UTC). Without --put-back only the deleted trees are rebuilt inside
+    /// the trash; with it everything goes back where it was deleted from
+    Restore {
+        /// Metadata URL
+        meta_url: String,
+        /// Hour directories of the trash
+        #[arg(required = true)]
+        hours: Vec<String>,
+        /// Move the entries back into their original directories
+        #[arg(long)]
+        put_back: bool,
+        /// One JSON object per hour on stdout
         #[arg(long)]
         json: bool,
     },
@@ -457,6 +473,17 @@ async fn run(command: Command) -> io::Result<()> {
             } else {
                 Err(io::Error::other("the volume has problems (see above)"))
             }
+        }
+        Command::Restore {
+            meta_url,
+            hours,
+            put_back,
+            json,
+        } => {
+            with_volume(&meta_url, |fs| async move {
+                upkeep::restore(&fs, &hours, put_back, json).await
+            })
+            .await
         }
         Command::Summary {
             meta_url,
