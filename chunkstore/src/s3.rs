@@ -63,6 +63,9 @@ pub struct S3Options {
     pub checksums: bool,
     /// How the server orders listings, and so how the store lists.
     pub list_order: ListOrder,
+    /// The storage class of every object written (`x-amz-storage-class`, JuiceFS's
+    /// `--storage-class`); empty for the bucket's default.
+    pub storage_class: String,
 }
 
 /// How a server orders `ListObjectsV2` results.
@@ -129,6 +132,7 @@ impl S3Options {
             max_in_flight: 64,
             prefix: String::new(),
             checksums: true,
+            storage_class: String::new(),
             list_order: ListOrder::Server,
         }
     }
@@ -223,6 +227,12 @@ impl S3Options {
     /// Sets the key prefix.
     pub fn prefix(mut self, prefix: impl Into<String>) -> S3Options {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`S3Options::storage_class`].
+    pub fn storage_class(mut self, class: impl Into<String>) -> S3Options {
+        self.storage_class = class.into();
         self
     }
 
@@ -323,6 +333,7 @@ pub struct S3Store {
     endpoint: Option<String>,
     checksums: bool,
     list_order: ListOrder,
+    storage_class: Option<aws_sdk_s3::types::StorageClass>,
     timeout: Duration,
     slots: Arc<Semaphore>,
 }
@@ -387,6 +398,8 @@ impl S3Store {
             endpoint: opts.endpoint,
             checksums: opts.checksums,
             list_order: opts.list_order,
+            storage_class: (!opts.storage_class.is_empty())
+                .then(|| aws_sdk_s3::types::StorageClass::from(opts.storage_class.as_str())),
             timeout: opts.request_timeout,
             slots: Arc::new(Semaphore::new(
                 opts.max_in_flight.clamp(1, Semaphore::MAX_PERMITS),
@@ -808,7 +821,8 @@ impl ChunkStore for S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(full)
-            .content_length(len);
+            .content_length(len)
+            .set_storage_class(self.storage_class.clone());
         if self.checksums {
             let crc = crc32c::crc32c(&data);
             req = req

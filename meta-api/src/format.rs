@@ -4,6 +4,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::{MetaError, Result};
 
+/// The newest metadata layout version (`MetaVersion`) this library reads and writes:
+/// JuiceFS 1.x's.
+pub const MAX_META_VERSION: u32 = 1;
+
+/// The JuiceFS release whose volumes this library is compatible with: a volume whose
+/// `MinClientVersion` is newer uses something this library does not know.
+pub const JUICEFS_COMPAT: (u32, u32, u32) = (1, 4, 2);
+
+/// `major.minor.patch` of a JuiceFS version string (`1.1.0-A`, `1.2.0`, `1.3`): the
+/// suffix after `-` or `+` is ignored; `None` when it is not a version.
+pub fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
+    let core = v.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().unwrap_or(Some(0))?;
+    let patch = parts.next().unwrap_or(Some(0))?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((major, minor, patch))
+}
+
 /// The settings of a volume, stored by every engine under the name `format`/`setting`
 /// as the same JSON JuiceFS writes. Unknown fields are kept so that a round trip through
 /// this client never drops what a newer client wrote.
@@ -136,8 +158,38 @@ impl Format {
         // JuiceFS 1.4 writes `EncryptAlgo` on every volume; only a key means encryption.
         if !self.encrypt_key.is_empty() {
             return Err(MetaError::UnsupportedVolume(
-                "the volume is encrypted; encryption is not implemented".into(),
+                "the volume is encrypted (EncryptKey); encryption is not implemented".into(),
             ));
+        }
+        if self.shards > 1 {
+            return Err(MetaError::UnsupportedVolume(format!(
+                "the volume's objects are spread over {} buckets (Shards); sharded storage \
+                 is not implemented",
+                self.shards
+            )));
+        }
+        if self.meta_version > MAX_META_VERSION {
+            return Err(MetaError::UnsupportedVolume(format!(
+                "metadata version {} (MetaVersion) is newer than the {MAX_META_VERSION} this \
+                 library knows",
+                self.meta_version
+            )));
+        }
+        if !self.min_client_version.is_empty() {
+            let Some(min) = parse_version(&self.min_client_version) else {
+                return Err(MetaError::UnsupportedVolume(format!(
+                    "MinClientVersion {:?} is not a version",
+                    self.min_client_version
+                )));
+            };
+            if min > JUICEFS_COMPAT {
+                let (a, b, c) = JUICEFS_COMPAT;
+                return Err(MetaError::UnsupportedVolume(format!(
+                    "the volume needs clients of JuiceFS {} or newer (MinClientVersion); this \
+                     library is compatible with JuiceFS {a}.{b}.{c}",
+                    self.min_client_version
+                )));
+            }
         }
         if self.block_size == 0 || self.block_size > 64 * 1024 {
             return Err(MetaError::UnsupportedVolume(format!(
@@ -157,6 +209,42 @@ impl Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsupported_settings_are_refused_by_name() {
+        let ok = Format::new("v", "u", "file", "/tmp/b/");
+        ok.check_supported().unwrap();
+        let refused = |f: Format, what: &str| match f.check_supported() {
+            Err(MetaError::UnsupportedVolume(m)) => assert!(m.contains(what), "{m}"),
+            other => panic!("{what}: {other:?}"),
+        };
+        let mut f = ok.clone();
+        f.shards = 4;
+        refused(f, "Shards");
+        let mut f = ok.clone();
+        f.meta_version = 2;
+        refused(f, "MetaVersion");
+        let mut f = ok.clone();
+        f.min_client_version = "1.5.0-A".into();
+        refused(f, "MinClientVersion");
+        let mut f = ok.clone();
+        f.min_client_version = "one".into();
+        refused(f, "MinClientVersion");
+        let mut f = ok.clone();
+        f.encrypt_key = "k".into();
+        refused(f, "EncryptKey");
+        for v in ["1.1.0-A", "1.2.0", "1.4.2", "1.3"] {
+            let mut f = ok.clone();
+            f.min_client_version = v.into();
+            f.shards = 1;
+            f.meta_version = 1;
+            f.check_supported().unwrap();
+        }
+        assert_eq!(parse_version("1.1.0-A"), Some((1, 1, 0)));
+        assert_eq!(parse_version("2"), Some((2, 0, 0)));
+        assert_eq!(parse_version("1.x"), None);
+        assert_eq!(parse_version(""), None);
+    }
 
     #[test]
     fn parses_juicefs_json_and_keeps_unknown_fields() {

@@ -55,7 +55,7 @@ pub mod testkit;
 
 pub use engine::{DeletedFile, MetaEngine};
 pub use error::{BoxError, MetaError, Result};
-pub use format::Format;
+pub use format::{parse_version, Format, JUICEFS_COMPAT, MAX_META_VERSION};
 pub use locks::{LockOwner, LockType, PlockRequest};
 pub use openfiles::OpenFiles;
 pub use space::{Limits, Usage};

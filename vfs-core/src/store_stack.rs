@@ -137,6 +137,7 @@ fn s3_store(format: &Format) -> Result<chunkstore::S3Store> {
     if !session_token.is_empty() {
         opts = opts.session_token(&session_token);
     }
+    opts = opts.storage_class(&format.storage_class);
     Ok(chunkstore::S3Store::new(opts)?)
 }
 
