@@ -19,6 +19,7 @@ mod locks;
 mod namespace;
 mod purge;
 mod session;
+mod stats;
 mod trash;
 mod upkeep;
 mod volume;

@@ -360,8 +360,11 @@ async fn directory_statistics_follow_entries() {
         m.unlink(&ctx, e.ino, n).await.unwrap();
     }
     assert_eq!(stats(&mut r, e.ino).await, vec![Some(0), Some(0), Some(0)]);
-    // The root's statistics do not exist until JuiceFS computes them: never half-made.
-    assert_eq!(stats(&mut r, ROOT_INO).await, vec![None, None, None]);
+    // The root's statistics are made empty with the volume and kept like any other's.
+    assert_eq!(
+        stats(&mut r, ROOT_INO).await,
+        vec![Some(0), Some(8192), Some(2)]
+    );
     m.rmdir(&ctx, ROOT_INO, b"d").await.unwrap();
     assert_eq!(stats(&mut r, d.ino).await, vec![None, None, None]);
 }

@@ -307,6 +307,7 @@ pub(super) fn all() -> Vec<Case> {
         upkeep::claim_job_elects_once_per_interval,
         upkeep::sync_dir_stat_counts_direct_entries,
         upkeep::dir_stats_off_computes_but_stores_nothing,
+        upkeep::dir_stats_stay_exact_through_every_change,
         upkeep::recount_usage_of_a_consistent_volume_changes_nothing,
         trash::trash_is_found_only_with_trash_days,
         trash::unlink_moves_the_file_into_the_hour_directory,

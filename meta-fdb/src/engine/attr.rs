@@ -10,6 +10,7 @@ use meta_api::{
 
 use super::acl::{access as acl_access, rule_of, save_rule};
 use super::data::not_regular;
+use super::stats::{self, StatDelta};
 use super::{add_usage, append_slices, must_attr, put_attr, TkvMeta};
 use crate::keys::Keys;
 use crate::kv::{KvStore, KvTxn};
@@ -94,6 +95,7 @@ impl<K: KvStore> TkvMeta<K> {
             Some(_) => self.usage_limits().await?,
             None => None,
         };
+        let on = set.size.is_some() && self.settings().await?.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -115,6 +117,9 @@ impl<K: KvStore> TkvMeta<K> {
                     let delta = truncate_chunks(&tx, keys, ino, cur.length, size).await?;
                     Limits::check(limits.as_ref(), delta, 0)?;
                     add_usage(&tx, keys, delta, 0);
+                    let mut d = StatDelta::default();
+                    stats::resize(&tx, keys, &mut d, (ino, &cur), cur.length, size).await?;
+                    d.apply(&tx, keys, on).await?;
                     attr.length = size;
                     // Like ftruncate(2), even to the same length; an explicit mtime wins.
                     attr.ctime = now;

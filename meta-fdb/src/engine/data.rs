@@ -15,6 +15,7 @@ use meta_api::{
 };
 
 use super::acl::access as acl_access;
+use super::stats::{self, StatDelta};
 use super::{add_usage, append_slices, drop_refs, get_slices, must_attr, put_attr, TkvMeta};
 use crate::keys::be_u32;
 use crate::kv::{key_after, KvStore, KvTxn};
@@ -54,6 +55,7 @@ impl<K: KvStore> Data for TkvMeta<K> {
     ) -> Result<usize> {
         let end = u64::from(indx) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
         let limits = self.usage_limits().await?;
+        let on = self.settings().await?.dir_stats;
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -73,6 +75,9 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 if end > attr.length {
                     delta = align4k(end) - align4k(attr.length);
                     Limits::check(limits.as_ref(), delta, 0)?;
+                    let mut d = StatDelta::default();
+                    stats::resize(&tx, keys, &mut d, (ino, &attr), attr.length, end).await?;
+                    d.apply(&tx, keys, on).await?;
                     attr.length = end;
                 }
                 attr.mtime = mtime;
@@ -99,6 +104,7 @@ impl<K: KvStore> Data for TkvMeta<K> {
         let keep = mode.contains(FallocMode::KEEP_SIZE);
         let end = off + len;
         let limits = self.usage_limits().await?;
+        let on = self.settings().await?.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -114,6 +120,9 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 if end > old && !keep {
                     delta = align4k(end) - align4k(old);
                     Limits::check(limits.as_ref(), delta, 0)?;
+                    let mut d = StatDelta::default();
+                    stats::resize(&tx, keys, &mut d, (ino, &attr), old, end).await?;
+                    d.apply(&tx, keys, on).await?;
                     attr.length = end;
                 }
                 attr.mtime = now;
@@ -159,6 +168,7 @@ impl<K: KvStore> Data for TkvMeta<K> {
         len: u64,
     ) -> Result<u64> {
         let limits = self.usage_limits().await?;
+        let on = self.settings().await?.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -189,6 +199,9 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 if new_end > dattr.length {
                     delta = align4k(new_end) - align4k(dattr.length);
                     Limits::check(limits.as_ref(), delta, 0)?;
+                    let mut d = StatDelta::default();
+                    stats::resize(&tx, keys, &mut d, (dst, &dattr), dattr.length, new_end).await?;
+                    d.apply(&tx, keys, on).await?;
                     dattr.length = new_end;
                 }
 

@@ -15,6 +15,7 @@ use meta_api::{
 
 use super::acl::{access as acl_access, check_rule, rule_of, save_rule};
 use super::session::live_openers;
+use super::stats::StatDelta;
 use super::trash as bin;
 use super::{add_usage, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta};
 use crate::keys::{pack_int64, Keys};
@@ -172,6 +173,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
     ) -> Result<Entry> {
         let ino = self.next_inode().await?;
         let limits = self.usage_limits().await?;
+        let on = self.settings().await?.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -214,12 +216,17 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                     _ => {}
                 }
                 add_usage(&tx, keys, align4k(0), 1);
+                StatDelta::default()
+                    .entry(parent, &attr, 1)
+                    .apply(&tx, keys, on)
+                    .await?;
                 Ok(Entry { ino, attr })
             })
             .await
     }
 
     async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
+        let on = self.settings().await?.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -254,6 +261,10 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                     tx.atomic_add(&keys.parent(ino, old_parent), 1);
                 }
                 tx.atomic_add(&keys.parent(ino, parent), 1);
+                StatDelta::default()
+                    .entry(parent, &attr, 1)
+                    .apply(&tx, keys, on)
+                    .await?;
                 Ok(Entry { ino, attr })
             })
             .await
@@ -286,13 +297,15 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                 put_attr(&tx, keys, parent, &pattr);
                 // An entry whose inode is gone (a corrupt volume) just loses its name.
                 let Some(attr) = attr else { return Ok(()) };
+                let mut d = StatDelta::default();
+                d.entry(parent, &attr, -1);
                 match bin::fate(&tx, keys, (fmt, ctx), (parent, name), ino, &attr, now).await? {
                     Some((hour, tname)) => {
-                        bin::put(&tx, keys, (hour, &tname), parent, ino, attr, now);
-                        Ok(())
+                        bin::put(&tx, keys, &mut d, (hour, &tname), parent, ino, attr, now);
                     }
-                    None => drop_link(&tx, keys, ino, attr, parent, now).await,
+                    None => drop_link(&tx, keys, ino, attr, parent, now).await?,
                 }
+                d.apply(&tx, keys, fmt.dir_stats).await
             })
             .await
     }
@@ -334,14 +347,18 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                     }
                     None => None,
                 };
+                let mut d = StatDelta::default();
+                if trash::keeps_stats(parent) {
+                    d.add(parent, FileType::Directory, 0, -1);
+                }
                 match (fate, attr) {
                     (Some((hour, tname)), Some(a)) => {
                         drop_dir_keys(&tx, keys, ino);
-                        bin::put(&tx, keys, (hour, &tname), parent, ino, a, now);
+                        bin::put(&tx, keys, &mut d, (hour, &tname), parent, ino, a, now);
                     }
                     _ => drop_dir(&tx, keys, ino),
                 }
-                Ok(())
+                d.apply(&tx, keys, fmt.dir_stats).await
             })
             .await
     }
@@ -503,10 +520,15 @@ async fn rename_txn<T: KvTxn>(
     }
     flags::check_rename(&sattr, &iattr, &dattr, target.as_ref().map(|(_, _, ta)| ta))?;
 
+    let mut d = StatDelta::default();
+    if psrc != pdst {
+        d.entry(psrc, &iattr, -1).entry(pdst, &iattr, 1);
+    }
     let mut tattr: Option<(FileType, Ino, Attr)> = None;
     if let Some((dtyp, dino, mut ta)) = target {
         ta.ctime = now;
         if exchange && psrc != pdst {
+            d.entry(pdst, &ta, -1).entry(psrc, &ta, 1);
             if dtyp == FileType::Directory {
                 ta.parent = psrc;
                 dattr.nlink = dattr.nlink.saturating_sub(1);
@@ -550,12 +572,13 @@ async fn rename_txn<T: KvTxn>(
             if dtyp == FileType::Directory {
                 dattr.nlink = dattr.nlink.saturating_sub(1);
             }
+            d.entry(pdst, &ta, -1);
             match bin::fate(tx, keys, (fmt, ctx), (pdst, ndst), dino, &ta, now).await? {
                 Some((hour, tname)) => {
                     if dtyp == FileType::Directory {
                         drop_dir_keys(tx, keys, dino);
                     }
-                    bin::put(tx, keys, (hour, &tname), pdst, dino, ta, now);
+                    bin::put(tx, keys, &mut d, (hour, &tname), pdst, dino, ta, now);
                 }
                 None if dtyp == FileType::Directory => drop_dir(tx, keys, dino),
                 None => drop_link(tx, keys, dino, ta, pdst, now).await?,
@@ -576,5 +599,5 @@ async fn rename_txn<T: KvTxn>(
         put_attr(tx, keys, psrc, &sattr);
         put_attr(tx, keys, pdst, &dattr);
     }
-    Ok(())
+    d.apply(tx, keys, fmt.dir_stats).await
 }

@@ -7,6 +7,7 @@ use meta_api::space::align4k;
 use meta_api::trash;
 use meta_api::{Attr, Context, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
 
+use super::stats::{self, StatDelta};
 use super::{add_usage, get_attr, get_entry, incr, put_attr};
 use crate::keys::Keys;
 use crate::kv::KvTxn;
@@ -24,6 +25,7 @@ async fn hour_dir<T: KvTxn>(tx: &T, keys: &Keys, now: Timestamp) -> Result<Ino> 
     let next = incr(tx, &keys.counter(trash::NEXT_TRASH), 1).await?;
     let ino = trash::hour_ino(u64::try_from(next).unwrap_or(0))?;
     put_attr(tx, keys, ino, &trash::hour_attr(now));
+    tx.set(&keys.dir_stat(ino), &stats::encode(&Default::default()));
     tx.set(
         &keys.entry(TRASH_INO, name.as_bytes()),
         &encode_entry(FileType::Directory, ino),
@@ -57,10 +59,13 @@ pub(crate) async fn fate<T: KvTxn>(
 
 /// Puts `ino` (attributes `victim`, its entry in `parent` already gone) into the trash as
 /// `tname` in `hour`: link count unchanged, parent the hour directory unless it is a
-/// hard-linked file (whose parent counts move instead), ctime `now`.
+/// hard-linked file (whose parent counts move instead), ctime `now`; the hour directory's
+/// statistics grow (in `d`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn put<T: KvTxn>(
     tx: &T,
     keys: &Keys,
+    d: &mut StatDelta,
     (hour, tname): (Ino, &[u8]),
     parent: Ino,
     ino: Ino,
@@ -75,5 +80,6 @@ pub(crate) fn put<T: KvTxn>(
         tx.atomic_add(&keys.parent(ino, hour), 1);
         tx.atomic_add(&keys.parent(ino, parent), -1);
     }
+    d.entry(hour, &victim, 1);
     put_attr(tx, keys, ino, &victim);
 }

@@ -25,30 +25,6 @@ use crate::kv::{key_after, pack_counter, parse_counter, KeyValue, KvStore, KvTxn
 /// reads at most ~25 MB, in well under 5 s.
 const PAGE: usize = 256;
 
-/// A `U{ino}` value: big-endian length, space and inodes.
-fn decode_dir_stat(ino: Ino, v: &[u8]) -> Result<DirStat> {
-    let n = |at| be_u64(v, at).map(|x| x as i64);
-    match (v.len(), n(0), n(8), n(16)) {
-        (24, Some(length), Some(space), Some(inodes)) => Ok(DirStat {
-            length,
-            space,
-            inodes,
-        }),
-        _ => Err(MetaError::Corrupt(format!(
-            "statistics of directory {ino} hold {} bytes, not 24",
-            v.len()
-        ))),
-    }
-}
-
-fn encode_dir_stat(s: &DirStat) -> [u8; 24] {
-    let mut b = [0u8; 24];
-    b[..8].copy_from_slice(&s.length.to_be_bytes());
-    b[8..16].copy_from_slice(&s.space.to_be_bytes());
-    b[16..].copy_from_slice(&s.inodes.to_be_bytes());
-    b
-}
-
 /// The slice of a `K{id}{size}` key (prefix stripped).
 fn slice_of_ref_key(k: &[u8]) -> Result<(u64, u32)> {
     match (k.len(), be_u64(k, 1), be_u32(k, 9)) {
@@ -241,7 +217,7 @@ impl<K: KvStore> Upkeep for TkvMeta<K> {
                 }
                 tx.get(&keys.dir_stat(ino))
                     .await?
-                    .map(|v| decode_dir_stat(ino, &v))
+                    .map(|v| super::stats::decode(ino, &v))
                     .transpose()
             })
             .await
@@ -295,7 +271,7 @@ impl<K: KvStore> Upkeep for TkvMeta<K> {
             }
         }
         if keep {
-            let v = encode_dir_stat(&stat);
+            let v = super::stats::encode(&stat);
             let v = &v;
             self.kv
                 .txn(|tx| async move {

@@ -81,6 +81,8 @@ impl<K: KvStore> Volume for TkvMeta<K> {
                     None => {
                         format.check_supported()?;
                         put_attr(&tx, keys, ROOT_INO, &volume_dir(0o777, now));
+                        // JuiceFS creates empty directory statistics with every directory.
+                        tx.set(&keys.dir_stat(ROOT_INO), &[0u8; 24]);
                         // JuiceFS starts the counters so that the first batch hands out
                         // inode 2 and slice id 1.
                         tx.atomic_add(&keys.counter(NEXT_INODE), 2);

@@ -276,3 +276,83 @@ pub(super) async fn recount_usage_of_a_consistent_volume_changes_nothing(
     assert_eq!(r.after.inodes, 7);
     Ok(())
 }
+
+/// Asserts that the stored statistics of every directory in `dirs` equal a recount of its
+/// entries (`what` names the change just made).
+async fn stats_exact(e: &dyn MetaEngine, dirs: &[crate::Ino], what: &str) -> Result<()> {
+    for &d in dirs {
+        let stored = e.dir_stat(d).await?;
+        let counted = e.sync_dir_stat(d).await?;
+        assert_eq!(stored, Some(counted), "directory {d} after {what}");
+    }
+    Ok(())
+}
+
+pub(super) async fn dir_stats_stay_exact_through_every_change(fx: &Fixture<'_>) -> Result<()> {
+    let mut fmt = fx.a.load().await?;
+    fmt.dir_stats = true;
+    fmt.trash_days = 1;
+    fx.a.init(&fmt, true).await?;
+    let e = &*fx.client().await?;
+    let ctx = root();
+    let a = dir(e, ROOT_INO, "a").await?;
+    let b = dir(e, ROOT_INO, "b").await?;
+    let all = [ROOT_INO, a, b];
+    stats_exact(e, &all, "mkdir").await?;
+    let f = file(e, a, "f").await?;
+    write(e, f, 0, 0, 5000).await?;
+    e.symlink(&ctx, a, b"l", b"target").await?;
+    stats_exact(e, &all, "create, write, symlink").await?;
+    e.link(&ctx, f, b, b"f2").await?;
+    write(e, f, 1, 0, 100).await?;
+    stats_exact(e, &all, "link and a write to a hard-linked file").await?;
+    e.truncate(&ctx, f, 10).await?;
+    e.fallocate(&ctx, f, crate::FallocMode(0), 0, 9000).await?;
+    stats_exact(e, &all, "truncate, fallocate").await?;
+    let g = file(e, b, "g").await?;
+    e.copy_file_range(&ctx, f, 0, g, 100, 5000).await?;
+    e.setattr(&ctx, g, &crate::SetAttr::new().size(70_000))
+        .await?;
+    stats_exact(e, &all, "copy_file_range, setattr size").await?;
+    e.rename(&ctx, a, b"l", b, b"l", crate::RenameFlags::empty())
+        .await?;
+    e.rename(
+        &ctx,
+        b,
+        b"g",
+        a,
+        b"l",
+        crate::RenameFlags(crate::RenameFlags::NOREPLACE),
+    )
+    .await
+    .ok();
+    e.rename(
+        &ctx,
+        ROOT_INO,
+        b"a",
+        b,
+        b"l",
+        crate::RenameFlags(crate::RenameFlags::EXCHANGE),
+    )
+    .await?;
+    stats_exact(e, &all, "renames and an exchange").await?;
+    let h = file(e, b, "h").await?;
+    write(e, h, 0, 0, 300).await?;
+    e.rename(&ctx, b, b"h", b, b"g", crate::RenameFlags::empty())
+        .await?;
+    e.unlink(&ctx, b, b"f2").await?;
+    let s = dir(e, b, "s").await?;
+    e.rmdir(&ctx, b, b"s").await?;
+    e.unlink(&root().skipping_trash(), b, b"g").await?;
+    let mut touched = all.to_vec();
+    touched.extend(
+        e.readdir(&ctx, crate::TRASH_INO, None, 10, false)
+            .await?
+            .iter()
+            .map(|h| h.ino),
+    );
+    assert!(touched.len() > all.len(), "deletions went to the trash");
+    stats_exact(e, &touched, "rename over, unlink, rmdir into the trash").await?;
+    let _ = s;
+    Ok(())
+}
