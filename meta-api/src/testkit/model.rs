@@ -247,9 +247,9 @@ impl State {
     /// The hour directory of the trash for a deletion at `t`, made when missing.
     fn trash_hour(&mut self, t: Timestamp) -> Result<Ino> {
         let name = trash::hour_name(t.sec).into_bytes();
-        if !self.nodes.contains_key(&TRASH_INO) {
-            self.nodes.insert(TRASH_INO, Node::new(trash_root(t)));
-        }
+        self.nodes
+            .entry(TRASH_INO)
+            .or_insert_with(|| Node::new(trash_root(t)));
         if let Some(ino) = self.child(TRASH_INO, &name) {
             return Ok(ino);
         }
@@ -642,8 +642,10 @@ impl MetaEngine for ModelEngine {
                     "a forced format must keep the volume's name and UUID",
                 ));
             }
-            if format.trash_days > 0 && !st.nodes.contains_key(&TRASH_INO) {
-                st.nodes.insert(TRASH_INO, Node::new(trash_root(now())));
+            if format.trash_days > 0 {
+                st.nodes
+                    .entry(TRASH_INO)
+                    .or_insert_with(|| Node::new(trash_root(now())));
             }
             st.format = Some(format.clone());
             return Ok(());
