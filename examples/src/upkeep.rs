@@ -173,15 +173,15 @@ fn gc_json(r: &GcReport) -> Value {
     })
 }
 
-/// `tessera restore`: restores each hour directory of the trash in turn; fails if any
-/// hour cannot be read (the others are still restored).
+/// `tessera restore`: restores each hour directory of the trash in turn; fails (one line
+/// naming each) if any hour cannot be read, after restoring the others.
 pub async fn restore(
     fs: &FileSystem,
     hours: &[String],
     put_back: bool,
     json: bool,
 ) -> io::Result<()> {
-    let mut first_err = None;
+    let mut failures: Vec<(io::ErrorKind, String)> = Vec::new();
     for hour in hours {
         match fs.vfs().restore(hour.as_bytes(), put_back).await {
             Ok(r) if json => print_json(&json!({
@@ -205,12 +205,18 @@ pub async fn restore(
                 );
             }
             Err(e) => {
-                eprintln!("tessera: restore {hour}: {e}");
-                first_err.get_or_insert(io::Error::from(e));
+                let e = io::Error::from(e);
+                failures.push((e.kind(), format!("restore {hour}: {e}")));
             }
         }
     }
-    first_err.map_or(Ok(()), Err)
+    match failures.first() {
+        None => Ok(()),
+        Some(&(kind, _)) => {
+            let all: Vec<String> = failures.into_iter().map(|(_, m)| m).collect();
+            Err(io::Error::new(kind, all.join("; ")))
+        }
+    }
 }
 
 /// `tessera fsck`: returns whether the volume (or tree) is clean.

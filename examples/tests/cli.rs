@@ -286,3 +286,40 @@ fn errors_are_one_line_with_status_1() {
     ]);
     assert!(err.contains("compression"), "{err}");
 }
+
+#[test]
+fn rm_keeps_files_in_the_trash_and_restore_puts_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite3://{}/meta.db", dir.path().display());
+    let bucket = format!("{}/blocks/", dir.path().display());
+    // The default is juicefs's: one trash day.
+    let out = ok(&["format", &url, "trashvol", "--bucket", &bucket]);
+    assert!(out.contains("trash 1 days"), "{out}");
+    let src = dir.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"kept in the trash").unwrap();
+    ok(&["put", "-q", &url, src.to_str().unwrap(), "/"]);
+    ok(&["rm", "-r", &url, "/src/d"]);
+    assert_eq!(ok(&["ls", &url, "/src"]), "");
+    let hours = ok(&["ls", &url, "/.trash"]);
+    let hour = hours.trim();
+    assert_eq!(hour.len(), 13, "one hour directory: {hours:?}");
+    assert_eq!(
+        ok(&["ls", &url, &format!("/.trash/{hour}")])
+            .lines()
+            .count(),
+        2
+    );
+    // Without --put-back the tree is rebuilt inside the trash; then it goes back.
+    let out = ok(&["restore", &url, hour]);
+    assert!(
+        out.contains("1 restored") && out.contains("1 need --put-back"),
+        "{out}"
+    );
+    let out = ok(&["restore", &url, hour, "--put-back"]);
+    assert!(out.contains("1 restored, 0 conflicts, 0 failed"), "{out}");
+    assert_eq!(ok(&["cat", &url, "/src/d/f"]), "kept in the trash");
+    let err = fails(&["restore", &url, "not-an-hour"]);
+    assert!(err.contains("hour"), "{err}");
+    fails(&["mkdir", &url, "/.trash/x"]);
+}
