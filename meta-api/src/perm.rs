@@ -113,6 +113,7 @@ pub fn new_inode_with_acl(
                 gid,
                 access_rule: None,
                 default_acl: 0,
+                flags: parent.flags & crate::trash::SKIP_TRASH,
             };
         }
     };
@@ -133,6 +134,7 @@ pub fn new_inode_with_acl(
         } else {
             0
         },
+        flags: parent.flags & crate::trash::SKIP_TRASH,
     }
 }
 
@@ -147,6 +149,8 @@ pub struct NewInode {
     pub access_rule: Option<Rule>,
     /// Its default ACL id (a new directory inherits its parent's).
     pub default_acl: u32,
+    /// Its inode flags: the parent's [`crate::trash::SKIP_TRASH`], as JuiceFS inherits it.
+    pub flags: u8,
 }
 
 /// The group of a new inode and the setgid bit of its mode, from a setgid `parent`.

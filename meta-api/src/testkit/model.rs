@@ -316,6 +316,7 @@ impl State {
         let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
         attr.parent = parent;
         attr.default_acl = new.default_acl;
+        attr.flags = pattr.flags & trash::SKIP_TRASH;
         if let Some(rule) = new.access_rule {
             attr.access_acl = self.save_rule(rule);
         }

@@ -191,6 +191,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                 let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
                 attr.parent = parent;
                 attr.default_acl = new.default_acl;
+                attr.flags = new.flags;
                 if let Some(rule) = &new.access_rule {
                     attr.access_acl = save_rule(&tx, keys, cache, rule).await?;
                 }

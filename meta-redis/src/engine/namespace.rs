@@ -242,6 +242,7 @@ impl Namespace for RedisMeta {
             let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
             attr.parent = parent;
             attr.default_acl = new.default_acl;
+            attr.flags = new.flags;
             let mut w = Writes::new();
             if let Some(rule) = &new.access_rule {
                 attr.access_acl = self.save_rule(&mut tx, &mut w, rule).await?;

@@ -59,7 +59,7 @@ macro_rules! create_sql {
             "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?, ?, ?, ?); ",
             "INSERT INTO jfs_node (inode, type, flags, mode, uid, gid, atime, mtime, ctime, ",
             "atimensec, mtimensec, ctimensec, nlink, length, rdev, parent, access_acl_id, ",
-            "default_acl_id, tier_id) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ",
+            "default_acl_id, tier_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ",
             "?, ?, 0); ",
             "UPDATE jfs_node SET mtime = ?, ctime = ?, mtimensec = ?, ctimensec = ?, ",
             "nlink = nlink + ? WHERE inode = ?; ",
@@ -723,6 +723,7 @@ impl Namespace for SqliteMeta {
                     let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
                     attr.parent = parent;
                     attr.default_acl = new.default_acl;
+                    attr.flags = new.flags;
                     if let Some(rule) = &new.access_rule {
                         attr.access_acl = self.save_rule(c, rule).await?;
                     }
@@ -749,6 +750,7 @@ impl Namespace for SqliteMeta {
                         .bind(typ as u8 as i64)
                         .bind(ino as i64)
                         .bind(typ as u8 as i64)
+                        .bind(i64::from(attr.flags))
                         .bind(i64::from(attr.mode))
                         .bind(i64::from(attr.uid))
                         .bind(i64::from(attr.gid))

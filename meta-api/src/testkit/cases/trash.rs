@@ -314,6 +314,14 @@ pub(super) async fn skip_trash_flag_deletes_for_real(fx: &Fixture<'_>) -> Result
     e.unlink(&root(), ROOT_INO, b"f").await?;
     assert_err!(e.getattr(f).await, MetaError::NotFound);
     assert_eq!(e.deleted_files(10).await?.len(), 1);
+    // New inodes inherit the flag from their directory (chattr +s on a directory).
+    let keep = dir(e, ROOT_INO, "nokeep").await?;
+    e.setattr(&root(), keep, &SetAttr::new().flags(SKIP_TRASH))
+        .await?;
+    let inner = file(e, keep, "x").await?;
+    assert_eq!(e.getattr(inner).await?.flags & SKIP_TRASH, SKIP_TRASH);
+    e.unlink(&root(), keep, b"x").await?;
+    assert_err!(e.getattr(inner).await, MetaError::NotFound);
     // Root may ask for it per call; anyone else's request is ignored.
     let g = file(e, ROOT_INO, "g").await?;
     e.unlink(&root().skipping_trash(), ROOT_INO, b"g").await?;
