@@ -40,6 +40,37 @@ fn opt_number(what: &str, v: Option<Vec<u8>>) -> Result<Option<i64>> {
 }
 
 impl RedisMeta {
+    /// Calls `f` with every field and value of hash `key`, read a page at a time with
+    /// `HSCAN` (each field once, though a scan may return one twice).
+    async fn each_field(
+        &self,
+        key: String,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<()> + Send,
+    ) -> Result<()> {
+        let mut seen = HashSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, flat): (u64, Vec<Vec<u8>>) = self
+                .read(
+                    redis::cmd("HSCAN")
+                        .arg(&key)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(PAGE),
+                )
+                .await?;
+            for pair in flat.chunks_exact(2) {
+                if seen.insert(pair[0].clone()) {
+                    f(&pair[0], &pair[1])?;
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
     /// Every `sliceRef` field at `<= -1`, in pages, stopping once `limit` are found.
     async fn scan_pending(&self, limit: usize) -> Result<Vec<(u64, u32)>> {
         let mut out = Vec::new();
@@ -158,31 +189,12 @@ impl Upkeep for RedisMeta {
             cursor = next;
         }
         // Delayed slices: `delSlices` fields `{id}_{secs}` → 12-byte records.
-        let mut seen_delayed = HashSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, flat): (u64, Vec<Vec<u8>>) = self
-                .read(
-                    redis::cmd("HSCAN")
-                        .arg(self.keys.delayed_slices())
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(PAGE),
-                )
-                .await?;
-            for pair in flat.chunks_exact(2) {
-                if !seen_delayed.insert(pair[0].clone()) {
-                    continue;
-                }
-                let what = format!("of delSlices field {}", String::from_utf8_lossy(&pair[0]));
-                out.delayed
-                    .extend(compact::decode_delayed(&what, &pair[1])?);
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        self.each_field(self.keys.delayed_slices(), |field, blob| {
+            let what = format!("of delSlices field {}", String::from_utf8_lossy(field));
+            out.delayed.extend(compact::decode_delayed(&what, blob)?);
+            Ok(())
+        })
+        .await?;
         out.pending = self.scan_pending(usize::MAX).await?;
         Ok(out)
     }
@@ -190,34 +202,18 @@ impl Upkeep for RedisMeta {
     async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
         // `delSlices` fields `{id}_{secs}` made before `before`, oldest first.
         let mut due: Vec<(i64, Vec<u8>)> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, flat): (u64, Vec<Vec<u8>>) = self
-                .read(
-                    redis::cmd("HSCAN")
-                        .arg(self.keys.delayed_slices())
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(PAGE),
-                )
-                .await?;
-            for pair in flat.chunks_exact(2) {
-                let secs = std::str::from_utf8(&pair[0])
-                    .ok()
-                    .and_then(|f| f.rsplit_once('_'))
-                    .and_then(|(_, t)| t.parse::<i64>().ok());
-                // A field of another form is not one JuiceFS or this library wrote.
-                let Some(secs) = secs else { continue };
-                if secs < before && seen.insert(pair[0].clone()) {
-                    due.push((secs, pair[0].clone()));
-                }
+        self.each_field(self.keys.delayed_slices(), |field, _| {
+            let secs = std::str::from_utf8(field)
+                .ok()
+                .and_then(|f| f.rsplit_once('_'))
+                .and_then(|(_, t)| t.parse::<i64>().ok());
+            // A field of another form is not one JuiceFS or this library wrote.
+            if let Some(secs) = secs.filter(|&t| t < before) {
+                due.push((secs, field.to_vec()));
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+            Ok(())
+        })
+        .await?;
         due.sort_unstable();
         due.truncate(limit);
         let k = &self.keys;

@@ -291,3 +291,25 @@ impl ChunkStore for FaultyStore {
         self.inner.head(key).await
     }
 }
+
+/// Writes `n` bytes of `pattern(seed)` to a new file `name` and closes it.
+pub async fn file_with(vfs: &Vfs, parent: Ino, name: &str, seed: u8, n: usize) -> Ino {
+    let (e, fh) = vfs
+        .create(&root(), parent, name.as_bytes(), 0o644, libc::O_RDWR)
+        .await
+        .unwrap();
+    vfs.write(&root(), fh, 0, bytes::Bytes::from(pattern(seed, 0, n)))
+        .await
+        .unwrap();
+    vfs.release(&root(), fh).await.unwrap();
+    e.ino
+}
+
+/// Everything file `ino` holds, read through a new handle.
+pub async fn contents(vfs: &Vfs, ino: Ino) -> Vec<u8> {
+    let fh = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
+    let n = vfs.getattr(&root(), ino).await.unwrap().length;
+    let data = read_all(vfs, fh, 0, n).await;
+    vfs.release(&root(), fh).await.unwrap();
+    data
+}

@@ -2,30 +2,10 @@
 //! that deletes them for real.
 
 use bytes::Bytes;
-use meta_api::{Ino, ROOT_INO, TRASH_INO};
+use meta_api::{ROOT_INO, TRASH_INO};
 use vfs_core::Vfs;
 
 use crate::support::*;
-
-async fn file_with(vfs: &Vfs, parent: Ino, name: &str, seed: u8, n: usize) -> Ino {
-    let (e, fh) = vfs
-        .create(&root(), parent, name.as_bytes(), 0o644, libc::O_RDWR)
-        .await
-        .unwrap();
-    vfs.write(&root(), fh, 0, Bytes::from(pattern(seed, 0, n)))
-        .await
-        .unwrap();
-    vfs.release(&root(), fh).await.unwrap();
-    e.ino
-}
-
-async fn contents(vfs: &Vfs, ino: Ino) -> Vec<u8> {
-    let fh = vfs.open(&root(), ino, libc::O_RDONLY).await.unwrap();
-    let n = vfs.getattr(&root(), ino).await.unwrap().length;
-    let data = read_all(vfs, fh, 0, n).await;
-    vfs.release(&root(), fh).await.unwrap();
-    data
-}
 
 /// The names of the trash's hour directories.
 async fn hours(vfs: &Vfs) -> Vec<Vec<u8>> {
