@@ -209,6 +209,35 @@ pub trait Upkeep: Send + Sync + 'static {
     async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>>;
 }
 
+/// Quota records (see [`crate::quota`]); their enforcement is part of each change.
+#[async_trait]
+pub trait Quotas: Send + Sync + 'static {
+    /// [`MetaEngine::set_quota`](crate::MetaEngine::set_quota).
+    async fn set_quota(
+        &self,
+        kind: crate::quota::QuotaKind,
+        key: u64,
+        limits: (i64, i64),
+        used: Option<(i64, i64)>,
+    ) -> Result<()>;
+    /// [`MetaEngine::get_quota`](crate::MetaEngine::get_quota).
+    async fn get_quota(
+        &self,
+        kind: crate::quota::QuotaKind,
+        key: u64,
+    ) -> Result<Option<crate::quota::Quota>>;
+    /// [`MetaEngine::list_quotas`](crate::MetaEngine::list_quotas).
+    async fn list_quotas(
+        &self,
+        kind: crate::quota::QuotaKind,
+    ) -> Result<Vec<(u64, crate::quota::Quota)>>;
+    /// [`MetaEngine::delete_quota`](crate::MetaEngine::delete_quota).
+    async fn delete_quota(&self, kind: crate::quota::QuotaKind, key: u64) -> Result<bool>;
+    /// The nearest directory quota over directory `ino` (itself or an ancestor), for
+    /// `statfs` inside it.
+    async fn quota_over(&self, ino: Ino) -> Result<Option<crate::quota::Quota>>;
+}
+
 /// Extended attributes (the `system.posix_acl_*` names included: an engine stores ACLs).
 #[async_trait]
 pub trait Xattrs: Send + Sync + 'static {

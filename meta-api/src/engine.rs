@@ -386,6 +386,42 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// the slices that have no reference left: they are pending, and the caller deletes
     /// their objects, then [`MetaEngine::forget_slice`]s them.
     async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>>;
+
+    // ----- quotas (see [`crate::quota`]) -----
+
+    /// Sets the limits `(max space, max inodes)` of quota `key` of `kind` (≤ 0: none),
+    /// creating it when missing; `used` also overwrites its usage (a new directory
+    /// quota's is its subtree's, computed by the caller; `quota check --repair`).
+    /// A directory quota needs the volume's `DirStats` (`NotSupported` otherwise) and an
+    /// existing directory.
+    async fn set_quota(
+        &self,
+        kind: crate::quota::QuotaKind,
+        key: u64,
+        limits: (i64, i64),
+        used: Option<(i64, i64)>,
+    ) -> Result<()>;
+
+    /// Quota `key` of `kind`, if there is one.
+    async fn get_quota(
+        &self,
+        kind: crate::quota::QuotaKind,
+        key: u64,
+    ) -> Result<Option<crate::quota::Quota>>;
+
+    /// Every quota of `kind`, by key.
+    async fn list_quotas(
+        &self,
+        kind: crate::quota::QuotaKind,
+    ) -> Result<Vec<(u64, crate::quota::Quota)>>;
+
+    /// Removes quota `key` of `kind` (a user's or group's keeps its usage, with no limit,
+    /// as JuiceFS); returns whether there was one.
+    async fn delete_quota(&self, kind: crate::quota::QuotaKind, key: u64) -> Result<bool>;
+
+    /// `statfs` seen from directory `ino`: inside a directory quota (its own or an
+    /// ancestor's), the quota's limits and usage where it sets them, as JuiceFS reports.
+    async fn statfs_at(&self, ino: Ino) -> Result<StatFs>;
 }
 
 /// Every engine's [`MetaEngine`]: the engine's storage ([`crate::backend`]) plus the rules
@@ -402,6 +438,7 @@ where
         + crate::backend::Data
         + crate::backend::Purge
         + crate::backend::Upkeep
+        + crate::backend::Quotas
         + crate::backend::Xattrs
         + crate::backend::Locks,
 {
@@ -764,6 +801,64 @@ where
             return Ok(Vec::new());
         }
         crate::backend::Upkeep::free_delayed_slices(self, before, limit).await
+    }
+
+    async fn set_quota(
+        &self,
+        kind: crate::quota::QuotaKind,
+        key: u64,
+        limits: (i64, i64),
+        used: Option<(i64, i64)>,
+    ) -> Result<()> {
+        if kind == crate::quota::QuotaKind::Dir {
+            let format = crate::backend::Volume::settings(self).await?;
+            if !format.dir_stats {
+                return Err(crate::MetaError::NotSupported(
+                    "directory quotas need the volume's directory statistics (DirStats)",
+                ));
+            }
+            if !crate::backend::Attrs::getattr(self, key).await?.is_dir() {
+                return Err(crate::MetaError::NotDir);
+            }
+            if crate::trash::is_trash(key) {
+                return Err(crate::MetaError::NotPermitted);
+            }
+        }
+        if used.is_some_and(|(s, i)| s < 0 || i < 0) {
+            return Err(crate::MetaError::InvalidArgument("negative quota usage"));
+        }
+        crate::backend::Quotas::set_quota(self, kind, key, limits, used).await
+    }
+
+    async fn get_quota(
+        &self,
+        kind: crate::quota::QuotaKind,
+        key: u64,
+    ) -> Result<Option<crate::quota::Quota>> {
+        crate::backend::Quotas::get_quota(self, kind, key).await
+    }
+
+    async fn list_quotas(
+        &self,
+        kind: crate::quota::QuotaKind,
+    ) -> Result<Vec<(u64, crate::quota::Quota)>> {
+        crate::backend::Quotas::list_quotas(self, kind).await
+    }
+
+    async fn delete_quota(&self, kind: crate::quota::QuotaKind, key: u64) -> Result<bool> {
+        crate::backend::Quotas::delete_quota(self, kind, key).await
+    }
+
+    async fn statfs_at(&self, ino: Ino) -> Result<StatFs> {
+        let fs = MetaEngine::statfs(self).await?;
+        let format = crate::backend::Volume::settings(self).await?;
+        if !format.dir_stats {
+            return Ok(fs);
+        }
+        Ok(match crate::backend::Quotas::quota_over(self, ino).await? {
+            Some(q) => crate::quota::statfs_within(fs, &q),
+            None => fs,
+        })
     }
 }
 

@@ -44,6 +44,7 @@ pub mod name;
 mod openfiles;
 pub mod overlay;
 pub mod perm;
+pub mod quota;
 pub mod space;
 pub mod trash;
 mod types;

@@ -17,6 +17,7 @@ mod locks;
 pub(crate) mod namespace;
 pub(crate) mod node;
 mod purge;
+pub(crate) mod quota;
 pub(crate) mod session;
 pub(crate) mod sustain;
 mod trash;

@@ -36,6 +36,12 @@ impl Attrs for SqliteMeta {
                     if let Some(r) = &new_rule {
                         attr.access_acl = self.save_rule(c, r).await?;
                     }
+                    if (attr.uid, attr.gid) != (cur.uid, cur.gid) {
+                        let usage = (meta_api::space::entry_usage(cur.typ, cur.length).1, 1);
+                        let mut qt = crate::engine::quota::SqlQuotas(&mut *c);
+                        let (old, new) = ((cur.uid, cur.gid), (attr.uid, attr.gid));
+                        meta_api::quota::move_owner(&mut qt, fmt, usage, old, new).await?;
+                    }
                     let mut resized = crate::engine::data::Resized::default();
                     if let Some(size) = set.size {
                         let check = self.check_rule(c, ctx, Some(&cur)).await?;

@@ -11,9 +11,9 @@ use meta_api::{
 use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{
-    add_usage, align4k, check_capacity, drop_refs, file_dir_stat, must_node, split_time,
-    update_node,
+    add_usage, align4k, drop_refs, file_dir_stat, must_node, split_time, update_node,
 };
+use crate::engine::quota;
 use crate::txn::db_err;
 use crate::SqliteMeta;
 use async_trait::async_trait;
@@ -22,6 +22,7 @@ use meta_api::backend::Data;
 use meta_api::compact;
 use meta_api::copy;
 use meta_api::flags;
+use meta_api::quota::Charge;
 use meta_api::SLICE_BYTES;
 
 /// One round trip of a write, with anonymous parameters bound in textual order (inode,
@@ -116,7 +117,11 @@ pub(crate) async fn resize(
     }
     let old = attr.length;
     let space = align4k(length) - align4k(old);
-    check_capacity(c, fmt, space, 0).await?;
+    if space != 0 {
+        let dirs = quota::file_dirs(c, ino, attr.parent).await?;
+        let owner = Some((attr.uid, attr.gid));
+        quota::charge(c, fmt, Charge::new(space, 0, owner, dirs), true).await?;
+    }
     if length < old {
         punch(c, ino, length, old).await?;
     }
@@ -203,7 +208,11 @@ impl Data for SqliteMeta {
                     } else {
                         0
                     };
-                    check_capacity(c, fmt, space, 0).await?;
+                    if space != 0 {
+                        let dirs = quota::file_dirs(c, ino, attr.parent).await?;
+                        let owner = Some((attr.uid, attr.gid));
+                        quota::charge(c, fmt, Charge::new(space, 0, owner, dirs), true).await?;
+                    }
                     attr.length = old.max(end);
                     let (t, tn) = split_time(mtime);
                     let appended = sqlx::query(WRITE_SLICE)
@@ -431,7 +440,11 @@ impl Data for SqliteMeta {
                     } else {
                         0
                     };
-                    check_capacity(c, fmt, space, 0).await?;
+                    if space != 0 {
+                        let dirs = quota::file_dirs(c, dst, dattr.parent).await?;
+                        let owner = Some((dattr.uid, dattr.gid));
+                        quota::charge(c, fmt, Charge::new(space, 0, owner, dirs), true).await?;
+                    }
                     for (indx, (buf, has_data)) in per_chunk {
                         append_records(c, dst, u64::from(indx), &buf, has_data).await?;
                     }

@@ -18,14 +18,15 @@ use meta_api::{
 use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{
-    add_usage, align4k, attr_from_row, check_capacity, delete_node, dir_stat, get_node, has_node,
-    must_node, split_time, sync_dir_stats_sql, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS,
-    SELECT_NODE,
+    add_usage, align4k, attr_from_row, delete_node, dir_stat, get_node, has_node, must_node,
+    split_time, sync_dir_stats_sql, update_node, NODE_COLS, NODE_COLS_N, NODE_NCOLS, SELECT_NODE,
 };
+use crate::engine::quota;
 use crate::engine::sustain;
 use crate::engine::trash::{self as bin, Fate};
 use crate::txn::{db_err, is_unique_violation};
 use crate::SqliteMeta;
+use meta_api::quota::Charge;
 
 /// Longest chain of parents followed when checking that a directory is not moved below itself.
 const MAX_DEPTH: usize = 100_000;
@@ -507,6 +508,30 @@ async fn drop_dir_rows(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
     Ok(())
 }
 
+/// Moves the usage of `ino` (attributes `attr`) from the directory quotas over `from` to
+/// those over `to` when a rename moves it: a directory without a quota of its own cannot
+/// move between different quotas (`EXDEV`, see [`meta_api::quota::dir_move_usage`]).
+async fn move_quota(
+    c: &mut SqliteConnection,
+    fmt: &Format,
+    (ino, attr): (Ino, &Attr),
+    from: Ino,
+    to: Ino,
+) -> Result<()> {
+    if from == to || !fmt.dir_stats {
+        return Ok(());
+    }
+    let mut qt = quota::SqlQuotas(&mut *c);
+    let (space, inodes) = if attr.is_dir() {
+        meta_api::quota::dir_move_usage(&mut qt, fmt, ino, from, to)
+            .await?
+            .ok_or(MetaError::CrossDevice)?
+    } else {
+        (entry_usage(attr).1, 1)
+    };
+    meta_api::quota::move_usage(&mut qt, fmt, from, to, space, inodes).await
+}
+
 /// The two directories of a rename, each with its access ACL when the checks need one.
 type RenameParents = (Attr, Option<Arc<Rule>>, Attr, Option<Arc<Rule>>);
 
@@ -736,7 +761,9 @@ impl Namespace for SqliteMeta {
                         _ => {}
                     }
                     attr.rdev = rdev;
-                    check_capacity(c, fmt, align4k(0), 1).await?;
+                    let owner = Some((ctx.uid, attr.gid));
+                    let ch = Charge::new(align4k(0), 1, owner, vec![parent]);
+                    quota::charge(c, fmt, ch, true).await?;
                     let sql = CREATE[usize::from(fmt.dir_stats)][match typ {
                         FileType::Symlink => 1,
                         FileType::Directory => 2,
@@ -835,6 +862,8 @@ impl Namespace for SqliteMeta {
                     if attr.nlink == u32::MAX {
                         return Err(MetaError::TooManyLinks);
                     }
+                    let (_, space) = entry_usage(&attr);
+                    quota::charge(c, fmt, Charge::new(space, 1, None, vec![parent]), false).await?;
                     insert_edge(c, parent, name, ino, attr.typ).await?;
                     attr.nlink += 1;
                     attr.parent = 0;
@@ -891,9 +920,14 @@ impl Namespace for SqliteMeta {
                         return remove_entry(c, parent, name, now).await;
                     };
                     let (len, space) = entry_usage(&v);
-                    if let Fate::Trash(hour, tname) =
-                        bin::fate(c, (fmt, ctx), parent, name, ino, &v, now).await?
-                    {
+                    // The directories lose the entry; the owner loses the inode with its
+                    // last link, unless the trash keeps it.
+                    let fate = bin::fate(c, (fmt, ctx), parent, name, ino, &v, now).await?;
+                    let owner =
+                        (matches!(fate, Fate::Delete) && v.nlink <= 1).then_some((v.uid, v.gid));
+                    let ch = Charge::new(-space, -1, owner, vec![parent]);
+                    quota::charge(c, fmt, ch, false).await?;
+                    if let Fate::Trash(hour, tname) = fate {
                         remove_entry(c, parent, name, now).await?;
                         dir_stat(c, fmt, parent, -len, -space, -1).await?;
                         return bin::put(c, fmt, hour, &tname, ino, v, now).await;
@@ -938,6 +972,15 @@ impl Namespace for SqliteMeta {
                         Some(v) => bin::fate(c, (fmt, ctx), parent, name, ino, v, now).await?,
                         None => Fate::Delete,
                     };
+                    let owner = match (&fate, &victim) {
+                        // Hour directories are no one's usage.
+                        (Fate::Delete, Some(v)) if parent != meta_api::TRASH_INO => {
+                            Some((v.uid, v.gid))
+                        }
+                        _ => None,
+                    };
+                    let ch = Charge::new(-align4k(0), -1, owner, vec![parent]);
+                    quota::charge(c, fmt, ch, false).await?;
                     delete_edge(c, parent, name).await?;
                     if trash::counts_links(parent) {
                         dir.nlink = dir.nlink.saturating_sub(1);
@@ -1032,6 +1075,8 @@ impl Namespace for SqliteMeta {
                         Some((dino, dtyp)) if flags.exchange() => {
                             let dattr = dattr.ok_or(MetaError::NotFound)?;
                             debug_assert_eq!(dattr.typ, dtyp);
+                            move_quota(c, fmt, (sino, &rename.sattr), sp, dp).await?;
+                            move_quota(c, fmt, (dino, &dattr), dp, sp).await?;
                             rename.exchange(c, fmt, dino, dattr).await?;
                         }
                         Some((dino, dtyp)) => {
@@ -1051,6 +1096,16 @@ impl Namespace for SqliteMeta {
                                 }
                                 None => Fate::Delete,
                             };
+                            if let Some(d) = &dattr {
+                                // The victim's entry leaves first, then the source arrives.
+                                let gone =
+                                    matches!(fate, Fate::Delete) && (d.is_dir() || d.nlink <= 1);
+                                let owner = gone.then_some((d.uid, d.gid));
+                                let (_, space) = entry_usage(d);
+                                let ch = Charge::new(-space, -1, owner, vec![dp]);
+                                quota::charge(c, fmt, ch, false).await?;
+                            }
+                            move_quota(c, fmt, (sino, &rename.sattr), sp, dp).await?;
                             delete_edge(c, dp, dname).await?;
                             if dtyp == FileType::Directory {
                                 rename.dst_nlink -= 1;
@@ -1079,7 +1134,10 @@ impl Namespace for SqliteMeta {
                             }
                             rename.move_source(c, fmt).await?;
                         }
-                        None => rename.move_source(c, fmt).await?,
+                        None => {
+                            move_quota(c, fmt, (sino, &rename.sattr), sp, dp).await?;
+                            rename.move_source(c, fmt).await?
+                        }
                     }
                     rename.finish(c).await
                 })
