@@ -22,6 +22,7 @@ mod lookup;
 mod names;
 mod open;
 mod perms;
+mod quota;
 mod readdir;
 mod remove;
 mod rename;
@@ -318,6 +319,12 @@ pub(super) fn all() -> Vec<Case> {
         trash::restore_puts_entries_back,
         trash::skip_trash_flag_deletes_for_real,
         trash::delayed_slices_are_freed_after_their_days,
+        quota::a_directory_quota_refuses_the_entry_past_its_limit,
+        quota::a_space_quota_counts_4k_blocks_of_every_length_change,
+        quota::renames_move_usage_between_quotas,
+        quota::user_and_group_quotas_follow_owners,
+        quota::the_trash_frees_directory_usage_and_keeps_the_owners,
+        quota::quotas_are_set_listed_and_refused_precisely,
     ]
 }
 

@@ -17,6 +17,7 @@ use super::{Harness, TestVolume};
 use crate::acl::AclType;
 use crate::locks::LockWait;
 use crate::name::{validate_name, validate_symlink_target};
+use crate::quota::{self, Quota, QuotaKind};
 use crate::space::Usage;
 use crate::trash;
 use crate::upkeep::{DirStat, Recount, SliceListing};
@@ -101,6 +102,8 @@ struct State {
     delayed: Vec<(i64, Vec<(u64, u32)>)>,
     /// The trash's counter: the last hour directory is `TRASH_INO + next_trash`.
     next_trash: u64,
+    /// Quotas by kind and key.
+    quotas: BTreeMap<(QuotaKind, u64), Quota>,
     /// The job-election counters (Unix seconds of the last run).
     counters: BTreeMap<&'static str, u64>,
     /// BSD locks of each inode.
@@ -283,6 +286,172 @@ impl State {
         Ok(())
     }
 
+    /// The directories with a quota over the entries of `dir` (none inside the trash).
+    fn quota_dirs(&self, dir: Ino) -> Vec<Ino> {
+        let mut out = Vec::new();
+        let mut cur = dir;
+        for _ in 0..=self.nodes.len() {
+            if cur >= TRASH_INO {
+                return Vec::new();
+            }
+            if self.quotas.contains_key(&(QuotaKind::Dir, cur)) {
+                out.push(cur);
+            }
+            match self.nodes.get(&cur) {
+                Some(n) if cur != ROOT_INO && n.attr.parent != 0 => cur = n.attr.parent,
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// The directories naming file `ino`.
+    fn file_dirs(&self, ino: Ino) -> Vec<Ino> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.entries.values().any(|&i| i == ino))
+            .map(|(&d, _)| d)
+            .collect()
+    }
+
+    /// Checks (`EDQUOT`: owner first, then directories) and charges `space` and `inodes`
+    /// for `owner` and the quotas over `dirs`.
+    fn charge(
+        &mut self,
+        (space, inodes): (i64, i64),
+        owner: Option<(u32, u32)>,
+        dirs: &[Ino],
+    ) -> Result<()> {
+        let Some(fmt) = self.format.clone() else {
+            return Ok(());
+        };
+        let mut keys = Vec::new();
+        if let (Some((uid, gid)), true) = (owner, quota::user_group_quota(&fmt)) {
+            keys.push((QuotaKind::User, u64::from(uid)));
+            keys.push((QuotaKind::Group, u64::from(gid)));
+        }
+        if fmt.dir_stats {
+            let mut seen = BTreeSet::new();
+            for &d in dirs {
+                for q in self.quota_dirs(d) {
+                    if seen.insert(q) {
+                        keys.push((QuotaKind::Dir, q));
+                    }
+                }
+            }
+        }
+        for k in &keys {
+            let q = self.quotas.get(k).copied().unwrap_or(Quota::UNLIMITED);
+            if q.exceeded_by(space, inodes) {
+                return Err(MetaError::QuotaExceeded);
+            }
+        }
+        for k in keys {
+            self.quotas
+                .entry(k)
+                .or_insert(Quota::UNLIMITED)
+                .add(space, inodes);
+        }
+        Ok(())
+    }
+
+    /// Moves the usage of inode `a` to owner `new` (`EDQUOT` if the new user's or group's
+    /// quota would be exceeded).
+    fn move_owner(&mut self, a: &Attr, new: (u32, u32)) -> Result<()> {
+        let Some(fmt) = self.format.clone() else {
+            return Ok(());
+        };
+        if !quota::user_group_quota(&fmt) {
+            return Ok(());
+        }
+        let space = space_of(a);
+        let mut moves = Vec::new();
+        for (kind, from, to) in [
+            (QuotaKind::User, a.uid, new.0),
+            (QuotaKind::Group, a.gid, new.1),
+        ] {
+            if from == to {
+                continue;
+            }
+            let (from, to) = (u64::from(from), u64::from(to));
+            let q = self
+                .quotas
+                .get(&(kind, to))
+                .copied()
+                .unwrap_or(Quota::UNLIMITED);
+            if q.exceeded_by(space, 1) {
+                return Err(MetaError::QuotaExceeded);
+            }
+            moves.push((kind, from, to));
+        }
+        for (kind, from, to) in moves {
+            self.quotas
+                .entry((kind, from))
+                .or_insert(Quota::UNLIMITED)
+                .add(-space, -1);
+            self.quotas
+                .entry((kind, to))
+                .or_insert(Quota::UNLIMITED)
+                .add(space, 1);
+        }
+        Ok(())
+    }
+
+    /// Moves the usage `(space, inodes)` of an entry from the quotas over directory `from`
+    /// to those over `to`, the ones over both keeping theirs (`EDQUOT` if a quota only
+    /// over `to` would be exceeded).
+    fn move_quota(&mut self, from: Ino, to: Ino, (space, inodes): (i64, i64)) -> Result<()> {
+        if from == to || !self.format.as_ref().is_some_and(|f| f.dir_stats) {
+            return Ok(());
+        }
+        let src = self.quota_dirs(from);
+        let dst = self.quota_dirs(to);
+        for d in dst.iter().filter(|d| !src.contains(d)) {
+            if self.quotas[&(QuotaKind::Dir, *d)].exceeded_by(space, inodes) {
+                return Err(MetaError::QuotaExceeded);
+            }
+        }
+        for d in src.iter().filter(|d| !dst.contains(d)) {
+            if let Some(q) = self.quotas.get_mut(&(QuotaKind::Dir, *d)) {
+                q.add(-space, -inodes);
+            }
+        }
+        for d in dst.iter().filter(|d| !src.contains(d)) {
+            if let Some(q) = self.quotas.get_mut(&(QuotaKind::Dir, *d)) {
+                q.add(space, inodes);
+            }
+        }
+        Ok(())
+    }
+
+    /// What an entry `ino` moved by a rename takes from one set of directory quotas to
+    /// another: a directory's usage is known only from its own quota (`EXDEV` otherwise,
+    /// when the two sets differ).
+    fn moved_usage(&self, ino: Ino, a: &Attr, from: Ino, to: Ino) -> Result<(i64, i64)> {
+        if !a.is_dir() {
+            return Ok((space_of(a), 1));
+        }
+        if let Some(q) = self.quotas.get(&(QuotaKind::Dir, ino)) {
+            return Ok((q.used_space + 4096, q.used_inodes + 1));
+        }
+        if self.quota_dirs(from) == self.quota_dirs(to) {
+            Ok((0, 0))
+        } else {
+            Err(MetaError::CrossDevice)
+        }
+    }
+
+    /// Charges file `ino` growing or shrinking to `new` bytes.
+    fn charge_length(&mut self, ino: Ino, new: u64) -> Result<()> {
+        let a = self.attr(ino)?;
+        let space = align4k(new) as i64 - align4k(a.length) as i64;
+        if space == 0 {
+            return Ok(());
+        }
+        let dirs = self.file_dirs(ino);
+        self.charge((space, 0), Some((a.uid, a.gid)), &dirs)
+    }
+
     fn new_ino(&mut self) -> Ino {
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -313,6 +482,7 @@ impl State {
         refuse_if(immutable(&pattr))?;
         let t = now();
         let new = perm::new_inode(ctx, &pattr, self.default_rule(&pattr), typ, mode);
+        self.charge((4096, 1), Some((ctx.uid, new.gid)), &[parent])?;
         let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
         attr.parent = parent;
         attr.default_acl = new.default_acl;
@@ -367,6 +537,7 @@ impl State {
 
     /// Sets a regular file's length; a shrink turns the cut-off range into holes.
     fn set_length(&mut self, ino: Ino, length: u64, t: Timestamp) -> Result<()> {
+        self.charge_length(ino, length)?;
         let old = self.node(ino)?.attr.length;
         if length < old {
             self.punch(ino, length, old)?;
@@ -486,6 +657,15 @@ impl State {
             used_inodes: inodes,
             avail_inodes,
         }
+    }
+}
+
+/// The space an entry takes in quotas and statistics.
+fn space_of(a: &Attr) -> i64 {
+    if a.typ == FileType::Regular {
+        align4k(a.length) as i64
+    } else {
+        4096
     }
 }
 
@@ -794,6 +974,14 @@ impl MetaEngine for ModelEngine {
         }
         if let Some(size) = set.size {
             st.check_truncate(ctx, ino, size)?;
+        }
+        if (a.uid, a.gid) != (cur.uid, cur.gid) {
+            st.move_owner(&cur, (a.uid, a.gid))?;
+            let n = st.node_mut(ino)?;
+            n.attr.uid = a.uid;
+            n.attr.gid = a.gid;
+        }
+        if let Some(size) = set.size {
             st.set_length(ino, size, t)?;
             a.length = size;
             a.ctime = t;
@@ -867,6 +1055,7 @@ impl MetaEngine for ModelEngine {
             return Err(MetaError::Exists);
         }
         refuse_if(immutable(&pattr) || frozen(&a))?;
+        st.charge((space_of(&a), 1), None, &[parent])?;
         let t = now();
         st.node_mut(parent)?.entries.insert(name.to_vec(), ino);
         st.touch(parent, t);
@@ -893,9 +1082,12 @@ impl MetaEngine for ModelEngine {
         }
         refuse_if(frozen(&pattr) || frozen(&victim))?;
         let t = now();
+        let to_trash = st.to_trash(ctx, parent, &victim);
+        let owner = (!to_trash && victim.nlink <= 1).then_some((victim.uid, victim.gid));
+        st.charge((-space_of(&victim), -1), owner, &[parent])?;
         st.node_mut(parent)?.entries.remove(name);
         st.touch(parent, t);
-        if st.to_trash(ctx, parent, &victim) {
+        if to_trash {
             st.move_to_trash(parent, name, ino, t)?;
         } else {
             st.drop_link(ino, t);
@@ -923,6 +1115,9 @@ impl MetaEngine for ModelEngine {
         refuse_if(frozen(&pattr) || frozen(&victim.attr))?;
         let t = now();
         let to_trash = st.to_trash(ctx, parent, &victim.attr);
+        let owner =
+            (!to_trash && parent != TRASH_INO).then_some((victim.attr.uid, victim.attr.gid));
+        st.charge((-4096, -1), owner, &[parent])?;
         st.node_mut(parent)?.entries.remove(name);
         if parent < TRASH_INO {
             st.add_nlink(parent, -1);
@@ -1011,6 +1206,12 @@ impl MetaEngine for ModelEngine {
             let (Some(d), Some(da)) = (dst, da) else {
                 return not_found();
             };
+            if parent != new_parent {
+                let su = st.moved_usage(src, &sa, parent, new_parent)?;
+                let du = st.moved_usage(d, &da, new_parent, parent)?;
+                st.move_quota(parent, new_parent, su)?;
+                st.move_quota(new_parent, parent, du)?;
+            }
             st.node_mut(parent)?.entries.insert(name.to_vec(), d);
             st.node_mut(new_parent)?
                 .entries
@@ -1044,6 +1245,15 @@ impl MetaEngine for ModelEngine {
                     return Err(MetaError::NotEmpty);
                 }
             }
+            let su = st.moved_usage(src, &sa, parent, new_parent)?;
+            if let (Some(_), Some(da)) = (dst, &da) {
+                // The victim's entry leaves first, then the source arrives.
+                let to_trash = st.to_trash(ctx, new_parent, da);
+                let last = da.is_dir() || da.nlink <= 1;
+                let owner = (!to_trash && last).then_some((da.uid, da.gid));
+                st.charge((-space_of(da), -1), owner, &[new_parent])?;
+            }
+            st.move_quota(parent, new_parent, su)?;
             st.node_mut(parent)?.entries.remove(name);
             st.node_mut(new_parent)?
                 .entries
@@ -1168,7 +1378,8 @@ impl MetaEngine for ModelEngine {
         if end > MAX_FILE_SIZE {
             return Err(MetaError::FileTooBig);
         }
-        st.regular(ino)?;
+        let old = st.regular(ino)?.attr.length;
+        st.charge_length(ino, old.max(end))?;
         st.add_slice(ino, index, slice)?;
         let n = st.node_mut(ino)?;
         n.attr.length = n.attr.length.max(end);
@@ -1277,6 +1488,9 @@ impl MetaEngine for ModelEngine {
         let a = st.regular(ino)?.attr.clone();
         st.access(ctx, &a, access::W)?;
         refuse_if(immutable(&a) || (a.flags & 2 != 0 && (punch || zero)))?;
+        if !keep && end > a.length {
+            st.charge_length(ino, end)?;
+        }
         if punch || zero {
             st.punch(ino, off, end)?;
         }
@@ -1318,6 +1532,8 @@ impl MetaEngine for ModelEngine {
             return Ok(0);
         }
         let n = len.min(sa.length - src_off);
+        let dlen = st.attr(dst)?.length;
+        st.charge_length(dst, dlen.max(dst_off + n))?;
         // The data pieces of the source range, placed at their destination offsets.
         let mut placed: Vec<(u64, Slice)> = Vec::new();
         let first = (src_off / CHUNK_SIZE) as u32;
@@ -1628,6 +1844,75 @@ impl MetaEngine for ModelEngine {
         }
         st.delayed = kept;
         Ok(freed)
+    }
+
+    async fn set_quota(
+        &self,
+        kind: QuotaKind,
+        key: u64,
+        (max_space, max_inodes): (i64, i64),
+        used: Option<(i64, i64)>,
+    ) -> Result<()> {
+        let mut st = self.ready()?;
+        if kind == QuotaKind::Dir {
+            if !st.format.as_ref().is_some_and(|f| f.dir_stats) {
+                return Err(MetaError::NotSupported("directory quotas need DirStats"));
+            }
+            st.dir(key)?;
+            refuse_if(key >= TRASH_INO)?;
+        }
+        if used.is_some_and(|(s, i)| s < 0 || i < 0) {
+            return Err(MetaError::InvalidArgument("negative quota usage"));
+        }
+        let q = st.quotas.entry((kind, key)).or_insert(Quota::UNLIMITED);
+        q.max_space = max_space;
+        q.max_inodes = max_inodes;
+        if let Some((space, inodes)) = used {
+            q.used_space = space;
+            q.used_inodes = inodes;
+        }
+        Ok(())
+    }
+
+    async fn get_quota(&self, kind: QuotaKind, key: u64) -> Result<Option<Quota>> {
+        Ok(self.ready()?.quotas.get(&(kind, key)).copied())
+    }
+
+    async fn list_quotas(&self, kind: QuotaKind) -> Result<Vec<(u64, Quota)>> {
+        Ok(self
+            .ready()?
+            .quotas
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|(&(_, key), &q)| (key, q))
+            .collect())
+    }
+
+    async fn delete_quota(&self, kind: QuotaKind, key: u64) -> Result<bool> {
+        let mut st = self.ready()?;
+        if kind == QuotaKind::Dir {
+            return Ok(st.quotas.remove(&(kind, key)).is_some());
+        }
+        Ok(match st.quotas.get_mut(&(kind, key)) {
+            Some(q) => {
+                q.max_space = -1;
+                q.max_inodes = -1;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn statfs_at(&self, ino: Ino) -> Result<StatFs> {
+        let st = self.ready()?;
+        let fs = st.statfs();
+        if !st.format.as_ref().is_some_and(|f| f.dir_stats) {
+            return Ok(fs);
+        }
+        Ok(match st.quota_dirs(ino).first() {
+            Some(d) => quota::statfs_within(fs, &st.quotas[&(QuotaKind::Dir, *d)]),
+            None => fs,
+        })
     }
 
     async fn recount_usage(&self) -> Result<Recount> {
