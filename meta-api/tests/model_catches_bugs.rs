@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use meta_api::quota::{Quota, QuotaKind};
 use meta_api::testkit::{run_all, run_model_test_seeded, Harness, ModelHarness, TestVolume};
 use meta_api::{
     Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType,
@@ -286,6 +287,27 @@ impl MetaEngine for Buggy {
     }
     async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
         self.inner.free_delayed_slices(before, limit).await
+    }
+    async fn set_quota(
+        &self,
+        kind: QuotaKind,
+        key: u64,
+        limits: (i64, i64),
+        used: Option<(i64, i64)>,
+    ) -> Result<()> {
+        self.inner.set_quota(kind, key, limits, used).await
+    }
+    async fn get_quota(&self, kind: QuotaKind, key: u64) -> Result<Option<Quota>> {
+        self.inner.get_quota(kind, key).await
+    }
+    async fn list_quotas(&self, kind: QuotaKind) -> Result<Vec<(u64, Quota)>> {
+        self.inner.list_quotas(kind).await
+    }
+    async fn delete_quota(&self, kind: QuotaKind, key: u64) -> Result<bool> {
+        self.inner.delete_quota(kind, key).await
+    }
+    async fn statfs_at(&self, ino: Ino) -> Result<StatFs> {
+        self.inner.statfs_at(ino).await
     }
 }
 

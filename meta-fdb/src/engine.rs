@@ -18,6 +18,7 @@ mod data;
 mod locks;
 mod namespace;
 mod purge;
+mod quota;
 mod session;
 mod stats;
 mod trash;

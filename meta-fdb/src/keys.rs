@@ -295,6 +295,22 @@ impl Keys {
         k
     }
 
+    /// `QU{uid}` (8 B BE, as JuiceFS's `fmtKey` of a `uint64`): a user's quota.
+    pub fn user_quota(&self, uid: u64) -> Vec<u8> {
+        let mut k = self.key(10);
+        k.extend_from_slice(b"QU");
+        k.extend_from_slice(&uid.to_be_bytes());
+        k
+    }
+
+    /// `QG{gid}` (8 B BE): a group's quota.
+    pub fn group_quota(&self, gid: u64) -> Vec<u8> {
+        let mut k = self.key(10);
+        k.extend_from_slice(b"QG");
+        k.extend_from_slice(&gid.to_be_bytes());
+        k
+    }
+
     /// `R{id}`: a POSIX ACL rule.
     pub fn acl(&self, id: u32) -> Vec<u8> {
         let mut k = self.key(5);

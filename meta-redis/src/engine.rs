@@ -7,6 +7,7 @@ mod data;
 mod locks;
 mod namespace;
 mod purge;
+mod quota;
 mod session;
 mod trash;
 mod upkeep;

@@ -4,9 +4,7 @@ use async_trait::async_trait;
 use meta_api::backend::Attrs;
 use meta_api::perm::apply_setattr_with;
 use meta_api::space::align4k;
-use meta_api::{
-    access, Attr, Context, FileType, Ino, Limits, Result, SetAttr, SetTime, Slice, CHUNK_SIZE,
-};
+use meta_api::{access, Attr, Context, FileType, Ino, Result, SetAttr, SetTime, Slice, CHUNK_SIZE};
 
 use super::acl::{access as acl_access, rule_of, save_rule};
 use super::data::not_regular;
@@ -95,7 +93,8 @@ impl<K: KvStore> TkvMeta<K> {
             Some(_) => self.usage_limits().await?,
             None => None,
         };
-        let on = set.size.is_some() && self.settings().await?.dir_stats;
+        let fmt = &self.settings().await?;
+        let on = set.size.is_some() && fmt.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -108,6 +107,12 @@ impl<K: KvStore> TkvMeta<K> {
                 if let Some(r) = &new_rule {
                     attr.access_acl = save_rule(&tx, keys, cache, r).await?;
                 }
+                if (attr.uid, attr.gid) != (cur.uid, cur.gid) {
+                    let usage = (meta_api::space::entry_usage(cur.typ, cur.length).1, 1);
+                    let mut qt = super::quota::KvQuotas { tx: &tx, keys };
+                    let (old, new) = ((cur.uid, cur.gid), (attr.uid, attr.gid));
+                    meta_api::quota::move_owner(&mut qt, fmt, usage, old, new).await?;
+                }
                 if let Some(size) = set.size {
                     if cur.typ != FileType::Regular {
                         return Err(not_regular(cur.typ));
@@ -115,7 +120,8 @@ impl<K: KvStore> TkvMeta<K> {
                     acl_access(&tx, keys, cache, ctx, &cur, access::W).await?;
                     meta_api::flags::check_truncate(&cur)?;
                     let delta = truncate_chunks(&tx, keys, ino, cur.length, size).await?;
-                    Limits::check(limits.as_ref(), delta, 0)?;
+                    let lim = limits.as_ref();
+                    super::quota::charge_resize(&tx, keys, fmt, (ino, &attr), delta, lim).await?;
                     add_usage(&tx, keys, delta, 0);
                     let mut d = StatDelta::default();
                     stats::resize(&tx, keys, &mut d, (ino, &cur), cur.length, size).await?;

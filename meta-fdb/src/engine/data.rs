@@ -10,11 +10,11 @@ use meta_api::copy;
 use meta_api::flags;
 use meta_api::space::align4k;
 use meta_api::{
-    access, Context, FallocMode, FileType, Ino, Limits, MetaError, Result, Slice, Timestamp,
-    CHUNK_SIZE,
+    access, Context, FallocMode, FileType, Ino, MetaError, Result, Slice, Timestamp, CHUNK_SIZE,
 };
 
 use super::acl::access as acl_access;
+use super::quota;
 use super::stats::{self, StatDelta};
 use super::{add_usage, append_slices, drop_refs, get_slices, must_attr, put_attr, TkvMeta};
 use crate::keys::be_u32;
@@ -55,7 +55,8 @@ impl<K: KvStore> Data for TkvMeta<K> {
     ) -> Result<usize> {
         let end = u64::from(indx) * CHUNK_SIZE + u64::from(slice.pos) + u64::from(slice.len);
         let limits = self.usage_limits().await?;
-        let on = self.settings().await?.dir_stats;
+        let fmt = &self.settings().await?;
+        let on = fmt.dir_stats;
         let keys = &self.keys;
         self.kv
             .txn(|tx| async move {
@@ -74,7 +75,8 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 let mut delta = 0;
                 if end > attr.length {
                     delta = align4k(end) - align4k(attr.length);
-                    Limits::check(limits.as_ref(), delta, 0)?;
+                    let lim = limits.as_ref();
+                    quota::charge_resize(&tx, keys, fmt, (ino, &attr), delta, lim).await?;
                     let mut d = StatDelta::default();
                     stats::resize(&tx, keys, &mut d, (ino, &attr), attr.length, end).await?;
                     d.apply(&tx, keys, on).await?;
@@ -104,7 +106,8 @@ impl<K: KvStore> Data for TkvMeta<K> {
         let keep = mode.contains(FallocMode::KEEP_SIZE);
         let end = off + len;
         let limits = self.usage_limits().await?;
-        let on = self.settings().await?.dir_stats;
+        let fmt = &self.settings().await?;
+        let on = fmt.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -119,7 +122,8 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 let mut delta = 0;
                 if end > old && !keep {
                     delta = align4k(end) - align4k(old);
-                    Limits::check(limits.as_ref(), delta, 0)?;
+                    let lim = limits.as_ref();
+                    quota::charge_resize(&tx, keys, fmt, (ino, &attr), delta, lim).await?;
                     let mut d = StatDelta::default();
                     stats::resize(&tx, keys, &mut d, (ino, &attr), old, end).await?;
                     d.apply(&tx, keys, on).await?;
@@ -168,7 +172,8 @@ impl<K: KvStore> Data for TkvMeta<K> {
         len: u64,
     ) -> Result<u64> {
         let limits = self.usage_limits().await?;
-        let on = self.settings().await?.dir_stats;
+        let fmt = &self.settings().await?;
+        let on = fmt.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -198,7 +203,8 @@ impl<K: KvStore> Data for TkvMeta<K> {
                 let mut delta = 0;
                 if new_end > dattr.length {
                     delta = align4k(new_end) - align4k(dattr.length);
-                    Limits::check(limits.as_ref(), delta, 0)?;
+                    let lim = limits.as_ref();
+                    quota::charge_resize(&tx, keys, fmt, (dst, &dattr), delta, lim).await?;
                     let mut d = StatDelta::default();
                     stats::resize(&tx, keys, &mut d, (dst, &dattr), dattr.length, new_end).await?;
                     d.apply(&tx, keys, on).await?;

@@ -9,17 +9,19 @@ use meta_api::name::validate_name;
 use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
 use meta_api::space::align4k;
 use meta_api::{
-    access, Attr, Context, DirEntry, Entry, FileType, Ino, Limits, MetaError, RenameFlags, Result,
+    access, Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Result,
     Timestamp, ROOT_INO,
 };
 
 use super::acl::{access as acl_access, check_rule, rule_of, save_rule};
+use super::quota;
 use super::session::live_openers;
 use super::stats::StatDelta;
 use super::trash as bin;
 use super::{add_usage, dir_attr, get_attr, get_entry, must_attr, put_attr, TkvMeta};
 use crate::keys::{pack_int64, Keys};
 use crate::kv::{key_after, KvStore, KvTxn};
+use meta_api::quota::Charge;
 use meta_api::trash;
 use meta_api::Format;
 
@@ -173,7 +175,8 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
     ) -> Result<Entry> {
         let ino = self.next_inode().await?;
         let limits = self.usage_limits().await?;
-        let on = self.settings().await?.dir_stats;
+        let fmt = &self.settings().await?;
+        let on = fmt.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -185,9 +188,10 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                 if get_entry(&tx, keys, parent, name).await?.is_some() {
                     return Err(MetaError::Exists);
                 }
-                Limits::check(limits.as_ref(), align4k(0), 1)?;
                 let default = rule_of(&tx, keys, cache, pattr.default_acl).await?;
                 let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
+                let ch = Charge::new(align4k(0), 1, Some((ctx.uid, new.gid)), vec![parent]);
+                quota::charge(&tx, keys, fmt, ch, limits.as_ref()).await?;
                 let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
                 attr.parent = parent;
                 attr.default_acl = new.default_acl;
@@ -227,7 +231,8 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
     }
 
     async fn link(&self, ctx: &Context, ino: Ino, parent: Ino, name: &[u8]) -> Result<Entry> {
-        let on = self.settings().await?.dir_stats;
+        let fmt = &self.settings().await?;
+        let on = fmt.dir_stats;
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
@@ -247,6 +252,15 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                     return Err(MetaError::Exists);
                 }
                 flags::check_link(&pattr, &attr)?;
+                let space = meta_api::space::entry_usage(attr.typ, attr.length).1;
+                quota::charge(
+                    &tx,
+                    keys,
+                    fmt,
+                    Charge::new(space, 1, None, vec![parent]),
+                    None,
+                )
+                .await?;
                 pattr.mtime = now;
                 pattr.ctime = now;
                 // A hard-linked inode has no single parent: JuiceFS sets it to 0 and counts
@@ -300,7 +314,13 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                 let Some(attr) = attr else { return Ok(()) };
                 let mut d = StatDelta::default();
                 d.entry(parent, &attr, -1);
-                match bin::fate(&tx, keys, (fmt, ctx), (parent, name), ino, &attr, now).await? {
+                let fate =
+                    bin::fate(&tx, keys, (fmt, ctx), (parent, name), ino, &attr, now).await?;
+                let owner = (fate.is_none() && attr.nlink <= 1).then_some((attr.uid, attr.gid));
+                let space = meta_api::space::entry_usage(attr.typ, attr.length).1;
+                let ch = Charge::new(-space, -1, owner, vec![parent]);
+                quota::charge(&tx, keys, fmt, ch, None).await?;
+                match fate {
                     Some((hour, tname)) => {
                         bin::put(&tx, keys, &mut d, (hour, &tname), parent, ino, attr, now);
                     }
@@ -348,6 +368,10 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
                     }
                     None => None,
                 };
+                let gone = fate.is_none() && parent != meta_api::TRASH_INO;
+                let owner = attr.as_ref().filter(|_| gone).map(|a| (a.uid, a.gid));
+                let ch = Charge::new(-align4k(0), -1, owner, vec![parent]);
+                quota::charge(&tx, keys, fmt, ch, None).await?;
                 let mut d = StatDelta::default();
                 if trash::keeps_stats(parent) {
                     d.add(parent, FileType::Directory, 0, -1);
@@ -559,6 +583,23 @@ async fn rename_txn<T: KvTxn>(
     iattr.ctime = now;
     let src_entry = encode_entry(typ, ino);
 
+    match &tattr {
+        Some((_, dino, ta)) if exchange => {
+            quota::move_quota(tx, keys, fmt, (ino, &iattr), psrc, pdst).await?;
+            quota::move_quota(tx, keys, fmt, (*dino, ta), pdst, psrc).await?;
+        }
+        Some((_, dino, ta)) => {
+            // The victim's entry leaves first, then the source arrives.
+            let fate = bin::fate(tx, keys, (fmt, ctx), (pdst, ndst), *dino, ta, now).await?;
+            let gone = fate.is_none() && (ta.is_dir() || ta.nlink <= 1);
+            let owner = gone.then_some((ta.uid, ta.gid));
+            let space = meta_api::space::entry_usage(ta.typ, ta.length).1;
+            let ch = Charge::new(-space, -1, owner, vec![pdst]);
+            quota::charge(tx, keys, fmt, ch, None).await?;
+            quota::move_quota(tx, keys, fmt, (ino, &iattr), psrc, pdst).await?;
+        }
+        None => quota::move_quota(tx, keys, fmt, (ino, &iattr), psrc, pdst).await?,
+    }
     match tattr {
         Some((dtyp, dino, ta)) if exchange => {
             tx.set(&keys.entry(psrc, nsrc), &encode_entry(dtyp, dino));

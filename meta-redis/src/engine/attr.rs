@@ -29,6 +29,17 @@ impl Attrs for RedisMeta {
             if let Some(r) = &new_rule {
                 new.access_acl = self.save_rule(&mut tx, &mut w, r).await?;
             }
+            if (new.uid, new.gid) != (cur.uid, cur.gid) {
+                let fmt = self.settings().await?;
+                let usage = (meta_api::space::entry_usage(cur.typ, cur.length).1, 1);
+                let mut qt = super::quota::RedisQuotas {
+                    meta: self,
+                    tx: &mut tx,
+                    w: &mut w,
+                };
+                let (old, to) = ((cur.uid, cur.gid), (new.uid, new.gid));
+                meta_api::quota::move_owner(&mut qt, &fmt, usage, old, to).await?;
+            }
             if let Some(size) = set.size {
                 match cur.typ {
                     FileType::Regular => {}
@@ -39,7 +50,8 @@ impl Attrs for RedisMeta {
                 flags::check_truncate(&cur)?;
                 if size != cur.length {
                     let delta = align4k(size) - align4k(cur.length);
-                    self.check_capacity(&mut tx, delta, 0).await?;
+                    self.charge_resize(&mut tx, &mut w, ino, &new, delta)
+                        .await?;
                     self.truncate_writes(&mut tx, &mut w, ino, cur.length, size)
                         .await?;
                     self.resize_stats(&mut tx, &mut w, ino, &cur, cur.length, size)
@@ -72,7 +84,8 @@ impl Attrs for RedisMeta {
             let delta = align4k(length) - align4k(attr.length);
             let mut w = Writes::new();
             if length != attr.length {
-                self.check_capacity(&mut tx, delta, 0).await?;
+                self.charge_resize(&mut tx, &mut w, ino, &attr, delta)
+                    .await?;
                 self.truncate_writes(&mut tx, &mut w, ino, attr.length, length)
                     .await?;
                 self.resize_stats(&mut tx, &mut w, ino, &attr, attr.length, length)

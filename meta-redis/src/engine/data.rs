@@ -222,7 +222,8 @@ impl Data for RedisMeta {
             let mut w = Writes::new();
             if new_len > attr.length {
                 delta = align4k(new_len) - align4k(attr.length);
-                self.check_capacity(&mut tx, delta, 0).await?;
+                self.charge_resize(&mut tx, &mut w, ino, &attr, delta)
+                    .await?;
                 self.resize_stats(&mut tx, &mut w, ino, &attr, attr.length, new_len)
                     .await?;
                 attr.length = new_len;
@@ -328,8 +329,9 @@ impl Data for RedisMeta {
                 length = end;
             }
             let delta = align4k(length) - align4k(old);
-            self.check_capacity(&mut tx, delta, 0).await?;
             let mut w = Writes::new();
+            self.charge_resize(&mut tx, &mut w, ino, &attr, delta)
+                .await?;
             self.resize_stats(&mut tx, &mut w, ino, &attr, old, length)
                 .await?;
             let t = now();
@@ -413,7 +415,8 @@ impl Data for RedisMeta {
             let mut w = Writes::new();
             if new_end > dattr.length {
                 delta = align4k(new_end) - align4k(dattr.length);
-                self.check_capacity(&mut tx, delta, 0).await?;
+                self.charge_resize(&mut tx, &mut w, dst, &dattr, delta)
+                    .await?;
                 self.resize_stats(&mut tx, &mut w, dst, &dattr, dattr.length, new_end)
                     .await?;
                 dattr.length = new_end;

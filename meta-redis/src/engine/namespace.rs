@@ -14,6 +14,7 @@ use meta_api::{
 use super::trash::Fate;
 use super::{entry_usage, need_dir, now, DirStats, RedisMeta, Writes};
 use crate::txn::{Step, Tx};
+use meta_api::quota::Charge;
 use meta_api::trash;
 
 /// Deepest directory chain walked when checking that a directory is not moved into
@@ -235,7 +236,6 @@ impl Namespace for RedisMeta {
                 return Err(MetaError::Exists);
             }
             flags::check_create(&pattr)?;
-            self.check_capacity(&mut tx, align4k(0), 1).await?;
             let t = now();
             let default = self.rule_of(pattr.default_acl).await?;
             let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
@@ -244,6 +244,8 @@ impl Namespace for RedisMeta {
             attr.default_acl = new.default_acl;
             attr.flags = new.flags;
             let mut w = Writes::new();
+            let ch = Charge::new(align4k(0), 1, Some((ctx.uid, new.gid)), vec![parent]);
+            self.charge(&mut tx, &mut w, ch, true).await?;
             if let Some(rule) = &new.access_rule {
                 attr.access_acl = self.save_rule(&mut tx, &mut w, rule).await?;
             }
@@ -325,13 +327,21 @@ impl Namespace for RedisMeta {
             }
             let t = now();
             let old_parent = iattr.parent;
+            let k = &self.keys;
+            let mut w = Writes::new();
+            let (_, space) = entry_usage(&iattr);
+            self.charge(
+                &mut tx,
+                &mut w,
+                Charge::new(space, 1, None, vec![parent]),
+                false,
+            )
+            .await?;
             iattr.parent = 0;
             iattr.nlink += 1;
             iattr.ctime = t;
             pattr.mtime = t;
             pattr.ctime = t;
-            let k = &self.keys;
-            let mut w = Writes::new();
             w.hset(k.entries(parent), name, &encode_entry(iattr.typ, ino))
                 .set_attr(k, parent, &pattr)
                 .set_attr(k, ino, &iattr);
@@ -385,11 +395,16 @@ impl Namespace for RedisMeta {
             self.write_dir_stats(&mut tx, &mut w, &st).await?;
             if let Some(mut a) = iattr {
                 let fate = self.fate(&mut tx, &mut w, (fmt, ctx), parent, name, ino, &a, t);
+                let fate = fate.await?;
+                let last = matches!(fate, Fate::Delete) && a.nlink <= 1;
+                let owner = last.then_some((a.uid, a.gid));
+                let ch = Charge::new(-entry_usage(&a).1, -1, owner, vec![parent]);
+                self.charge(&mut tx, &mut w, ch, false).await?;
                 if let Fate::Trash {
                     hour,
                     name: tn,
                     new,
-                } = fate.await?
+                } = fate
                 {
                     let to = (hour, tn.as_slice(), new);
                     self.put_in_trash(&mut tx, &mut w, to, parent, ino, a, t)
@@ -457,7 +472,12 @@ impl Namespace for RedisMeta {
             }
             if let Some(a) = iattr {
                 let fate = self.fate(&mut tx, &mut w, (fmt, ctx), parent, name, ino, &a, t);
-                match fate.await? {
+                let fate = fate.await?;
+                let gone = matches!(fate, Fate::Delete) && parent != meta_api::TRASH_INO;
+                let owner = gone.then_some((a.uid, a.gid));
+                let ch = Charge::new(-align4k(0), -1, owner, vec![parent]);
+                self.charge(&mut tx, &mut w, ch, false).await?;
+                match fate {
                     Fate::Trash {
                         hour,
                         name: tn,
@@ -580,6 +600,10 @@ impl Namespace for RedisMeta {
                 let Some(mut ta) = tattr.take() else {
                     return Err(MetaError::NotFound);
                 };
+                self.move_quota(&mut tx, &mut w, (ino, &iattr), ps, pd)
+                    .await?;
+                self.move_quota(&mut tx, &mut w, (dino, &ta), pd, ps)
+                    .await?;
                 w.hset(k.entries(ps), name, &encode_entry(dtyp, dino));
                 w.hset(k.entries(pd), new_name, &encode_entry(typ, ino));
                 if ps != pd {
@@ -602,11 +626,17 @@ impl Namespace for RedisMeta {
                 w.hset(k.entries(pd), new_name, &encode_entry(typ, ino));
                 if let (Some((dtyp, dino)), Some(mut ta)) = (dentry, tattr.take()) {
                     let fate = self.fate(&mut tx, &mut w, (fmt, ctx), pd, new_name, dino, &ta, t);
+                    let fate = fate.await?;
+                    // The victim's entry leaves first, then the source arrives.
+                    let gone = matches!(fate, Fate::Delete) && (ta.is_dir() || ta.nlink <= 1);
+                    let owner = gone.then_some((ta.uid, ta.gid));
+                    let ch = Charge::new(-entry_usage(&ta).1, -1, owner, vec![pd]);
+                    self.charge(&mut tx, &mut w, ch, false).await?;
                     if let Fate::Trash {
                         hour,
                         name: tn,
                         new,
-                    } = fate.await?
+                    } = fate
                     {
                         if dtyp == FileType::Directory {
                             d_links -= 1;
@@ -631,6 +661,8 @@ impl Namespace for RedisMeta {
                         }
                     }
                 }
+                self.move_quota(&mut tx, &mut w, (ino, &iattr), ps, pd)
+                    .await?;
                 if ps != pd {
                     move_parent(
                         &mut w,

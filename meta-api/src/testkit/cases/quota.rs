@@ -148,7 +148,10 @@ pub(super) async fn user_and_group_quotas_follow_owners(fx: &Fixture<'_>) -> Res
         MetaError::QuotaExceeded
     );
     assert_eq!(used(e, QuotaKind::User, ALICE.into()).await?, (3 * 4096, 3));
-    assert_eq!(used(e, QuotaKind::Group, ALICE.into()).await?, (3 * 4096, 3));
+    assert_eq!(
+        used(e, QuotaKind::Group, ALICE.into()).await?,
+        (3 * 4096, 3)
+    );
     // Others are tracked without a limit.
     let b = e
         .mknod(&user(BOB), pub_dir, b"b1", FileType::Regular, 0o644, 0)
