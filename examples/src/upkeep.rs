@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use meta_api::quota::{Quota, QuotaKind};
 use meta_api::ROOT_INO;
 use serde_json::{json, Value};
 use vfs_core::upkeep::{
@@ -366,4 +367,195 @@ pub async fn summary(fs: &FileSystem, path: &Path, json: bool) -> io::Result<()>
         human_bytes(s.space)
     );
     Ok(())
+}
+
+/// Whose quota a `tessera quota` command names.
+#[derive(Debug, Clone)]
+pub enum QuotaWho {
+    /// A directory, by volume path.
+    Path(String),
+    /// A user.
+    Uid(u32),
+    /// A group.
+    Gid(u32),
+}
+
+/// One `tessera quota` command.
+#[derive(Debug, Clone)]
+pub enum QuotaRequest {
+    /// `set`: limits in GiB and inodes; an omitted one keeps its value (0: none).
+    Set {
+        /// Whose.
+        who: QuotaWho,
+        /// Space limit in GiB.
+        capacity_gib: Option<u64>,
+        /// Inode limit.
+        inodes: Option<u64>,
+    },
+    /// `get`.
+    Get(QuotaWho),
+    /// `delete`.
+    Delete(QuotaWho),
+    /// `list` of one kind.
+    List(QuotaKind),
+    /// `check`: one quota, or every one of a kind; `repair` stores the counts.
+    Check {
+        /// One quota, or `None` for all of `kind`.
+        who: Option<QuotaWho>,
+        /// The kind checked when `who` is `None`.
+        kind: QuotaKind,
+        /// Store the counted usage where it disagrees.
+        repair: bool,
+    },
+}
+
+impl std::fmt::Display for QuotaWho {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuotaWho::Path(p) => write!(f, "{p}"),
+            QuotaWho::Uid(u) => write!(f, "uid {u}"),
+            QuotaWho::Gid(g) => write!(f, "gid {g}"),
+        }
+    }
+}
+
+async fn quota_key(fs: &FileSystem, who: &QuotaWho) -> io::Result<(QuotaKind, u64)> {
+    Ok(match who {
+        QuotaWho::Path(p) => (QuotaKind::Dir, ino_of(fs, Path::new(p)).await?),
+        QuotaWho::Uid(u) => (QuotaKind::User, u64::from(*u)),
+        QuotaWho::Gid(g) => (QuotaKind::Group, u64::from(*g)),
+    })
+}
+
+fn quota_json(kind: QuotaKind, key: u64, q: &Quota) -> Value {
+    json!({
+        "kind": match kind { QuotaKind::Dir => "dir", QuotaKind::User => "user", QuotaKind::Group => "group" },
+        "key": key,
+        "max_space": q.max_space,
+        "max_inodes": q.max_inodes,
+        "used_space": q.used_space,
+        "used_inodes": q.used_inodes,
+    })
+}
+
+fn show_quota(name: &str, q: &Quota) {
+    let limit = |v: i64, f: &dyn Fn(u64) -> String| {
+        if v > 0 {
+            f(v as u64)
+        } else {
+            "unlimited".to_string()
+        }
+    };
+    println!(
+        "{name}: space {} of {}, inodes {} of {}",
+        human_bytes(q.used_space.max(0) as u64),
+        limit(q.max_space, &|v| human_bytes(v)),
+        q.used_inodes,
+        limit(q.max_inodes, &|v| v.to_string()),
+    );
+}
+
+/// `tessera quota …`; returns false when a check found a disagreement left unrepaired.
+pub async fn quota(fs: &FileSystem, req: QuotaRequest, json: bool) -> io::Result<bool> {
+    let vfs = fs.vfs();
+    match req {
+        QuotaRequest::Set {
+            who,
+            capacity_gib,
+            inodes,
+        } => {
+            if capacity_gib.is_none() && inodes.is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "give --capacity or --inodes",
+                ));
+            }
+            let (kind, key) = quota_key(fs, &who).await?;
+            let cur = vfs.get_quota(kind, key).await?.unwrap_or(Quota::UNLIMITED);
+            let space = match capacity_gib {
+                Some(g) => i64::try_from(g.saturating_mul(1 << 30)).unwrap_or(i64::MAX),
+                None => cur.max_space,
+            };
+            let inodes = match inodes {
+                Some(n) => i64::try_from(n).unwrap_or(i64::MAX),
+                None => cur.max_inodes,
+            };
+            vfs.set_quota(kind, key, (space, inodes)).await?;
+            let q = vfs.get_quota(kind, key).await?.unwrap_or_default();
+            if json {
+                print_json(&quota_json(kind, key, &q))?;
+            } else {
+                show_quota(&who.to_string(), &q);
+            }
+        }
+        QuotaRequest::Get(who) => {
+            let (kind, key) = quota_key(fs, &who).await?;
+            let Some(q) = vfs.get_quota(kind, key).await? else {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "no such quota"));
+            };
+            if json {
+                print_json(&quota_json(kind, key, &q))?;
+            } else {
+                show_quota(&who.to_string(), &q);
+            }
+        }
+        QuotaRequest::Delete(who) => {
+            let (kind, key) = quota_key(fs, &who).await?;
+            if !vfs.delete_quota(kind, key).await? {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "no such quota"));
+            }
+        }
+        QuotaRequest::List(kind) => {
+            let all = vfs.list_quotas(kind).await?;
+            if json {
+                let v: Vec<Value> = all.iter().map(|(k, q)| quota_json(kind, *k, q)).collect();
+                print_json(&Value::Array(v))?;
+            } else {
+                for (k, q) in &all {
+                    show_quota(&format!("{kind:?} {k}"), q);
+                }
+            }
+        }
+        QuotaRequest::Check { who, kind, repair } => {
+            let (kind, key) = match &who {
+                Some(w) => {
+                    let (k, key) = quota_key(fs, w).await?;
+                    (k, Some(key))
+                }
+                None => (kind, None),
+            };
+            let checks = vfs.check_quotas(kind, key, repair).await?;
+            let mut clean = true;
+            let mut rows = Vec::new();
+            for c in &checks {
+                let ok = c.is_consistent();
+                clean &= ok || repair;
+                if json {
+                    let mut v = quota_json(c.kind, c.key, &c.stored);
+                    v["counted_space"] = json!(c.counted.0);
+                    v["counted_inodes"] = json!(c.counted.1);
+                    v["consistent"] = json!(ok);
+                    rows.push(v);
+                } else if ok {
+                    println!("{:?} {}: consistent", c.kind, c.key);
+                } else {
+                    println!(
+                        "{:?} {}: usage {} bytes / {} inodes recorded, {} / {} counted{}",
+                        c.kind,
+                        c.key,
+                        c.stored.used_space,
+                        c.stored.used_inodes,
+                        c.counted.0,
+                        c.counted.1,
+                        if repair { " (repaired)" } else { "" }
+                    );
+                }
+            }
+            if json {
+                print_json(&Value::Array(rows))?;
+            }
+            return Ok(clean);
+        }
+    }
+    Ok(true)
 }

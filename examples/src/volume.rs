@@ -170,6 +170,10 @@ impl FormatRequest {
         f.trash_days = self.trash_days;
         f.capacity = self.capacity;
         f.inodes = self.inodes;
+        // As `juicefs format`: directory statistics on (directory quotas need them), which
+        // juicefs clients older than 1.1 do not keep.
+        f.dir_stats = true;
+        f.min_client_version = "1.1.0-A".to_string();
         if self.enable_acl {
             f.enable_acl = true;
             // juicefs clients older than 1.2 do not know ACLs and must refuse the volume.

@@ -323,3 +323,25 @@ fn rm_keeps_files_in_the_trash_and_restore_puts_them_back() {
     assert!(err.contains("hour"), "{err}");
     fails(&["mkdir", &url, "/.trash/x"]);
 }
+
+#[test]
+fn quota_set_get_check_and_edquot() {
+    let vol = Vol::new();
+    ok(&["mkdir", &vol.url, "/q"]);
+    let out = ok(&["quota", "set", &vol.url, "--path", "/q", "--inodes", "2"]);
+    assert!(out.contains("/q: space 0 B of unlimited, inodes 0 of 2"), "{out}");
+    ok(&["mkdir", &vol.url, "/q/a", "/q/b"]);
+    let err = fails(&["mkdir", &vol.url, "/q/c"]);
+    assert!(err.contains("quota"), "{err}");
+    let out = ok(&["quota", "get", &vol.url, "--path", "/q", "--json"]);
+    assert!(out.contains("\"used_inodes\": 2"), "{out}");
+    assert!(ok(&["quota", "check", &vol.url]).contains("consistent"));
+    assert_eq!(ok(&["quota", "list", &vol.url]).lines().count(), 1);
+    ok(&["quota", "delete", &vol.url, "--path", "/q"]);
+    ok(&["mkdir", &vol.url, "/q/c"]);
+    fails(&["quota", "get", &vol.url, "--path", "/q"]);
+    fails(&["quota", "set", &vol.url, "--path", "/q"]);
+    let out = ok(&["quota", "set", &vol.url, "--uid", "0", "--capacity", "1"]);
+    assert!(out.contains("uid 0: space"), "{out}");
+    assert!(ok(&["quota", "check", &vol.url, "--users"]).contains("consistent"));
+}

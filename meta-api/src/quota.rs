@@ -357,3 +357,10 @@ pub fn statfs_within(mut fs: crate::StatFs, q: &Quota) -> crate::StatFs {
     }
     fs
 }
+
+/// Turns the volume's user and group quotas on (JuiceFS's `UserGroupQuota` setting) in
+/// `fmt`, to be stored with a forced `init`.
+pub fn set_user_group_quota(fmt: &mut Format, on: bool) {
+    fmt.extra
+        .insert("UserGroupQuota".into(), serde_json::Value::Bool(on));
+}

@@ -5,7 +5,7 @@
 
 use tessera_tests::interop::{
     compaction_and_gc_interoperate, gc_under_load_keeps_every_byte, juicefs_writes_vfs_reads,
-    trash_interoperates, vfs_writes_juicefs_reads, MIB,
+    quotas_interoperate, trash_interoperates, vfs_writes_juicefs_reads, MIB,
 };
 use tessera_tests::{sqlite_url, Juicefs};
 
@@ -76,4 +76,13 @@ async fn trash_interoperates_on_sqlite() {
     };
     let dir = tempfile::tempdir().unwrap();
     trash_interoperates(&jfs, &url(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_interoperate_on_sqlite() {
+    let Some(jfs) = Juicefs::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    quotas_interoperate(&jfs, &url(&dir)).await;
 }

@@ -66,6 +66,7 @@ mod jobs;
 mod open_files;
 mod options;
 mod path_api;
+pub mod quota;
 mod readahead;
 mod reader;
 #[cfg(feature = "s3")]

@@ -24,6 +24,7 @@ use crate::budget::BufferBudget;
 use crate::compactor::{CompactStats, Compactor};
 use crate::jobs::{self, JobContext, Purger};
 use crate::open_files::OpenFiles;
+use crate::quota::QuotaCheck;
 use crate::reader::ChunkReader;
 use crate::store_stack::StoreStack;
 use crate::trash::{RestoreReport, TrashCleanup};
@@ -32,6 +33,7 @@ use crate::upkeep::{
 };
 use crate::writer::SliceWriter;
 use crate::{Result, VfsError, VfsOptions};
+use meta_api::quota::{Quota, QuotaKind};
 
 pub use dirs::DirItem;
 use handles::Handles;
@@ -350,6 +352,45 @@ impl Vfs {
         self.check_open()?;
         let now = meta_api::Timestamp::now().sec;
         self.inner.purger.clean_trash(now, force).await
+    }
+
+    /// Sets the limits `(max space, max inodes)` (≤ 0: none) of quota `key` of `kind` (what
+    /// `tessera quota set` runs): a new directory quota starts with its subtree's usage,
+    /// the first user or group quota turns the volume's user and group quotas on and
+    /// counts every owner's usage. See [`crate::quota`].
+    pub async fn set_quota(&self, kind: QuotaKind, key: u64, limits: (i64, i64)) -> Result<()> {
+        self.check_open()?;
+        crate::quota::set(&*self.inner.meta, kind, key, limits).await
+    }
+
+    /// Quota `key` of `kind`, if there is one.
+    pub async fn get_quota(&self, kind: QuotaKind, key: u64) -> Result<Option<Quota>> {
+        self.check_open()?;
+        Ok(self.inner.meta.get_quota(kind, key).await?)
+    }
+
+    /// Every quota of `kind`, by key.
+    pub async fn list_quotas(&self, kind: QuotaKind) -> Result<Vec<(u64, Quota)>> {
+        self.check_open()?;
+        Ok(self.inner.meta.list_quotas(kind).await?)
+    }
+
+    /// Removes quota `key` of `kind`; returns whether there was one.
+    pub async fn delete_quota(&self, kind: QuotaKind, key: u64) -> Result<bool> {
+        self.check_open()?;
+        Ok(self.inner.meta.delete_quota(kind, key).await?)
+    }
+
+    /// Recounts the usage of the quotas of `kind` (all, or `key`) and reports each;
+    /// `repair` stores the counts that disagree (what `tessera quota check` runs).
+    pub async fn check_quotas(
+        &self,
+        kind: QuotaKind,
+        key: Option<u64>,
+        repair: bool,
+    ) -> Result<Vec<QuotaCheck>> {
+        self.check_open()?;
+        crate::quota::check(&*self.inner.meta, kind, key, repair).await
     }
 
     /// Restores the entries of the trash's hour directory `hour` (`YYYY-MM-DD-HH`, what

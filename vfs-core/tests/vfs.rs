@@ -48,6 +48,8 @@ mod faults;
 mod model;
 #[path = "vfs/namespace.rs"]
 mod namespace;
+#[path = "vfs/quota.rs"]
+mod quota;
 #[path = "vfs/trash.rs"]
 mod trash;
 #[path = "vfs/upkeep.rs"]

@@ -99,6 +99,152 @@ impl Cli {
     }
 }
 
+/// Which quota a `tessera quota` command is about.
+#[derive(clap::Args, Debug)]
+struct QuotaTarget {
+    /// Metadata URL
+    meta_url: String,
+    /// A directory's quota (volume path)
+    #[arg(long, conflicts_with_all = ["uid", "gid"])]
+    path: Option<String>,
+    /// A user's quota
+    #[arg(long, conflicts_with = "gid")]
+    uid: Option<u32>,
+    /// A group's quota
+    #[arg(long)]
+    gid: Option<u32>,
+    /// One JSON object on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum QuotaOp {
+    /// Set a quota's limits (a new directory quota starts with its tree's usage)
+    Set {
+        #[command(flatten)]
+        target: QuotaTarget,
+        /// Space limit in GiB (0: none)
+        #[arg(long)]
+        capacity: Option<u64>,
+        /// Inode limit (0: none)
+        #[arg(long)]
+        inodes: Option<u64>,
+    },
+    /// Show a quota
+    Get {
+        #[command(flatten)]
+        target: QuotaTarget,
+    },
+    /// Remove a quota (a user's or group's usage stays tracked)
+    Delete {
+        #[command(flatten)]
+        target: QuotaTarget,
+    },
+    /// List the quotas (directories by default, or --uid/--gid for users/groups)
+    List {
+        /// Metadata URL
+        meta_url: String,
+        /// User quotas instead of directory ones
+        #[arg(long)]
+        users: bool,
+        /// Group quotas instead of directory ones
+        #[arg(long, conflicts_with = "users")]
+        groups: bool,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recount quotas' usage (all directory quotas without --path/--uid/--gid); exit
+    /// status 1 when one disagrees (unless --repair stored the count)
+    Check {
+        #[command(flatten)]
+        target: QuotaTarget,
+        /// Store the counted usage where it disagrees
+        #[arg(long)]
+        repair: bool,
+        /// Check user (or with --groups group) quotas, all of them
+        #[arg(long)]
+        users: bool,
+        /// Check group quotas, all of them
+        #[arg(long, conflicts_with = "users")]
+        groups: bool,
+    },
+}
+
+impl QuotaTarget {
+    fn who(&self) -> io::Result<upkeep::QuotaWho> {
+        match (&self.path, self.uid, self.gid) {
+            (Some(p), None, None) => Ok(upkeep::QuotaWho::Path(p.clone())),
+            (None, Some(u), None) => Ok(upkeep::QuotaWho::Uid(u)),
+            (None, None, Some(g)) => Ok(upkeep::QuotaWho::Gid(g)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "give one of --path, --uid or --gid",
+            )),
+        }
+    }
+}
+
+impl QuotaOp {
+    /// The library request and whether the output is JSON.
+    fn request(&self) -> io::Result<(upkeep::QuotaRequest, bool)> {
+        use meta_api::quota::QuotaKind;
+        use upkeep::QuotaRequest as R;
+        Ok(match self {
+            QuotaOp::Set {
+                target,
+                capacity,
+                inodes,
+            } => (
+                R::Set {
+                    who: target.who()?,
+                    capacity_gib: *capacity,
+                    inodes: *inodes,
+                },
+                target.json,
+            ),
+            QuotaOp::Get { target } => (R::Get(target.who()?), target.json),
+            QuotaOp::Delete { target } => (R::Delete(target.who()?), target.json),
+            QuotaOp::List {
+                users,
+                groups,
+                json,
+                ..
+            } => {
+                let kind = match (users, groups) {
+                    (true, _) => QuotaKind::User,
+                    (_, true) => QuotaKind::Group,
+                    _ => QuotaKind::Dir,
+                };
+                (R::List(kind), *json)
+            }
+            QuotaOp::Check {
+                target,
+                repair,
+                users,
+                groups,
+            } => {
+                let any = target.path.is_some() || target.uid.is_some() || target.gid.is_some();
+                let kind = match (users, groups) {
+                    (true, _) => QuotaKind::User,
+                    (_, true) => QuotaKind::Group,
+                    _ => QuotaKind::Dir,
+                };
+                let who = if any { Some(target.who()?) } else { None };
+                (
+                    R::Check {
+                        who,
+                        kind,
+                        repair: *repair,
+                    },
+                    target.json,
+                )
+            }
+        })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Format a new volume
@@ -177,6 +323,11 @@ enum Command {
         /// One JSON object on stdout
         #[arg(long)]
         json: bool,
+    },
+    /// Manage directory, user and group quotas (as juicefs quota)
+    Quota {
+        #[command(subcommand)]
+        op: QuotaOp,
     },
     /// Put files deleted into the trash back: each HOUR is a directory of /.trash
     /// (YYYY-MM-DD-HH, UTC). Without --put-back only the deleted trees are rebuilt inside
@@ -473,6 +624,25 @@ async fn run(command: Command) -> io::Result<()> {
             } else {
                 Err(io::Error::other("the volume has problems (see above)"))
             }
+        }
+        Command::Quota { op } => {
+            let url = match &op {
+                QuotaOp::Set { target, .. }
+                | QuotaOp::Get { target }
+                | QuotaOp::Delete { target }
+                | QuotaOp::Check { target, .. } => target.meta_url.clone(),
+                QuotaOp::List { meta_url, .. } => meta_url.clone(),
+            };
+            let (req, json) = op.request()?;
+            let ok = with_volume(
+                &url,
+                |fs| async move { upkeep::quota(&fs, req, json).await },
+            )
+            .await?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Restore {
             meta_url,

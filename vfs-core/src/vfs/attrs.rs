@@ -143,10 +143,11 @@ impl Vfs {
         Ok(())
     }
 
-    /// Volume usage.
-    pub async fn statfs(&self, _ctx: &Context, _ino: Ino) -> Result<StatFs> {
+    /// Volume usage as seen from `ino`: inside a directory quota (its own or an
+    /// ancestor's), that quota's limits and usage where it sets them, as JuiceFS reports.
+    pub async fn statfs(&self, _ctx: &Context, ino: Ino) -> Result<StatFs> {
         self.check_open()?;
-        Ok(self.inner.meta.statfs().await?)
+        Ok(self.inner.meta.statfs_at(ino).await?)
     }
 
     /// The value of extended attribute `name` of `ino` (`ENODATA` if missing). Names are

@@ -1,0 +1,48 @@
+//! Quotas through the VFS: a new directory quota starts with its tree's usage, the first
+//! user quota counts every owner, and a check recounts and repairs.
+
+use meta_api::quota::QuotaKind;
+use meta_api::ROOT_INO;
+
+use crate::support::*;
+
+engine_tests! {
+    async fn a_new_quota_counts_the_tree_and_a_check_repairs_it(engine: Engine) {
+        let mut format = test_format();
+        format.dir_stats = true;
+        let mem = std::sync::Arc::new(chunkstore::MemStore::new());
+        let vol = Volume::with_format(engine, format, mem.clone(), mem).await;
+        let vfs = vol.client().await;
+        let d = vfs.mkdir(&root(), ROOT_INO, b"d", 0o755).await.unwrap().ino;
+        let sub = vfs.mkdir(&root(), d, b"sub", 0o755).await.unwrap().ino;
+        file_with(&vfs, sub, "f", 1, 10_000).await;
+        file_with(&vfs, d, "g", 2, 1).await;
+        vfs.set_quota(QuotaKind::Dir, d, (0, 100)).await.unwrap();
+        let q = vfs.get_quota(QuotaKind::Dir, d).await.unwrap().unwrap();
+        assert_eq!((q.used_space, q.used_inodes), (4096 + 12_288 + 4096, 3));
+        // Raising the limit keeps the usage.
+        vfs.set_quota(QuotaKind::Dir, d, (0, 200)).await.unwrap();
+        let checks = vfs.check_quotas(QuotaKind::Dir, None, false).await.unwrap();
+        assert!(checks.iter().all(|c| c.is_consistent()), "{checks:?}");
+        // A record made wrong by hand is found and repaired.
+        vol.meta()
+            .await
+            .set_quota(QuotaKind::Dir, d, (0, 200), Some((1, 1)))
+            .await
+            .unwrap();
+        let checks = vfs.check_quotas(QuotaKind::Dir, Some(d), true).await.unwrap();
+        assert!(!checks[0].is_consistent());
+        let checks = vfs.check_quotas(QuotaKind::Dir, Some(d), false).await.unwrap();
+        assert!(checks[0].is_consistent());
+        // statfs inside the quota shows its inode limit.
+        let fs = vfs.statfs(&root(), sub).await.unwrap();
+        assert_eq!((fs.used_inodes, fs.avail_inodes), (3, 197));
+        // The first user quota counts every owner.
+        vfs.set_quota(QuotaKind::User, 0, (0, 1000)).await.unwrap();
+        let checks = vfs.check_quotas(QuotaKind::User, None, false).await.unwrap();
+        assert!(checks.iter().all(|c| c.is_consistent()), "{checks:?}");
+        let q = vfs.get_quota(QuotaKind::User, 0).await.unwrap().unwrap();
+        assert_eq!(q.used_inodes, 4);
+        vfs.close().await.unwrap();
+    }
+}
