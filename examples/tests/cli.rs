@@ -329,7 +329,10 @@ fn quota_set_get_check_and_edquot() {
     let vol = Vol::new();
     ok(&["mkdir", &vol.url, "/q"]);
     let out = ok(&["quota", "set", &vol.url, "--path", "/q", "--inodes", "2"]);
-    assert!(out.contains("/q: space 0 B of unlimited, inodes 0 of 2"), "{out}");
+    assert!(
+        out.contains("/q: space 0 B of unlimited, inodes 0 of 2"),
+        "{out}"
+    );
     ok(&["mkdir", &vol.url, "/q/a", "/q/b"]);
     let err = fails(&["mkdir", &vol.url, "/q/c"]);
     assert!(err.contains("quota"), "{err}");

@@ -35,7 +35,7 @@ pub(super) async fn a_directory_quota_refuses_the_entry_past_its_limit(
     file(e, q, "a").await?;
     dir(e, q, "d").await?;
     e.symlink(&root(), q, b"l", b"a").await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (3 * 4096, 3));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (3 * 4096, 3));
     assert_err!(
         e.mknod(&root(), q, b"x", FileType::Regular, 0o644, 0).await,
         MetaError::QuotaExceeded
@@ -47,11 +47,11 @@ pub(super) async fn a_directory_quota_refuses_the_entry_past_its_limit(
         e.mkdir(&root(), d, b"deep", 0o755).await,
         MetaError::QuotaExceeded
     );
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (3 * 4096, 3));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (3 * 4096, 3));
     e.unlink(&root(), q, b"l").await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (2 * 4096, 2));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (2 * 4096, 2));
     file(e, d, "ok").await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (3 * 4096, 3));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (3 * 4096, 3));
     // Outside it nothing is limited.
     file(e, ROOT_INO, "free").await?;
     Ok(())
@@ -66,7 +66,7 @@ pub(super) async fn a_space_quota_counts_4k_blocks_of_every_length_change(
         .await?;
     let f = file(e, q, "f").await?;
     write(e, f, 0, 0, 3 * 4096).await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (3 * 4096, 1));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (3 * 4096, 1));
     assert_err!(
         write(e, f, 0, 0, 4 * 4096 + 1).await,
         MetaError::QuotaExceeded
@@ -82,12 +82,12 @@ pub(super) async fn a_space_quota_counts_4k_blocks_of_every_length_change(
         MetaError::QuotaExceeded
     );
     e.truncate(&root(), f, 4096).await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (4096, 1));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (4096, 1));
     let g = file(e, q, "g").await?;
     e.copy_file_range(&root(), f, 0, g, 0, 4096).await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (2 * 4096, 2));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (2 * 4096, 2));
     e.link(&root(), g, q, b"g2").await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (3 * 4096, 3));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (3 * 4096, 3));
     Ok(())
 }
 
@@ -101,8 +101,8 @@ pub(super) async fn renames_move_usage_between_quotas(fx: &Fixture<'_>) -> Resul
     write(e, f, 0, 0, 10_000).await?;
     e.rename(&root(), a, b"f", b, b"f", RenameFlags::empty())
         .await?;
-    assert_eq!(used(e, QuotaKind::Dir, a.into()).await?, (0, 0));
-    assert_eq!(used(e, QuotaKind::Dir, b.into()).await?, (12_288, 1));
+    assert_eq!(used(e, QuotaKind::Dir, a).await?, (0, 0));
+    assert_eq!(used(e, QuotaKind::Dir, b).await?, (12_288, 1));
     // A directory without a quota of its own cannot cross quotas: mv copies instead.
     dir(e, a, "sub").await?;
     assert_err!(
@@ -122,11 +122,11 @@ pub(super) async fn renames_move_usage_between_quotas(fx: &Fixture<'_>) -> Resul
     );
     e.rename(&root(), a, b"sub", ROOT_INO, b"sub", RenameFlags::empty())
         .await?;
-    assert_eq!(used(e, QuotaKind::Dir, a.into()).await?, (0, 0));
+    assert_eq!(used(e, QuotaKind::Dir, a).await?, (0, 0));
     // Renames inside one quota change nothing.
     e.rename(&root(), b, b"f", b, b"g", RenameFlags::empty())
         .await?;
-    assert_eq!(used(e, QuotaKind::Dir, b.into()).await?, (12_288, 1));
+    assert_eq!(used(e, QuotaKind::Dir, b).await?, (12_288, 1));
     Ok(())
 }
 
@@ -169,7 +169,7 @@ pub(super) async fn user_and_group_quotas_follow_owners(fx: &Fixture<'_>) -> Res
     assert_eq!(used(e, QuotaKind::User, ALICE.into()).await?, (3 * 4096, 3));
     // Deleting frees the owner's usage; removing the quota keeps it, unlimited.
     assert!(e.delete_quota(QuotaKind::User, ALICE.into()).await?);
-    let q = e.get_quota(QuotaKind::User, ALICE.into()).await?.unwrap();
+    let q = e.get_quota(QuotaKind::User, ALICE.into()).await?.expect("kept");
     assert_eq!((q.max_space, q.max_inodes, q.used_inodes), (-1, -1, 3));
     Ok(())
 }
@@ -188,7 +188,7 @@ pub(super) async fn the_trash_frees_directory_usage_and_keeps_the_owners(
     write(e, f, 0, 0, 100).await?;
     let before = used(e, QuotaKind::User, 0).await?;
     e.unlink(&root(), q, b"f").await?;
-    assert_eq!(used(e, QuotaKind::Dir, q.into()).await?, (0, 0));
+    assert_eq!(used(e, QuotaKind::Dir, q).await?, (0, 0));
     assert_eq!(
         used(e, QuotaKind::User, 0).await?,
         before,
