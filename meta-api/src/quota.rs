@@ -88,6 +88,8 @@ pub trait QuotaTxn: Send {
     async fn quota(&mut self, kind: QuotaKind, key: u64) -> Result<Option<Quota>>;
     /// Stores the quota `key` of `kind` (created when missing).
     async fn put_quota(&mut self, kind: QuotaKind, key: u64, q: &Quota) -> Result<()>;
+    /// Whether directory `ino` has no entries.
+    async fn is_empty_dir(&mut self, ino: Ino) -> Result<bool>;
 }
 
 /// Deepest directory chain walked up (a longer one means a cycle in corrupt metadata).
@@ -271,10 +273,10 @@ pub async fn move_usage(
 }
 
 /// What moving directory `dir` takes from the quotas over its old parent to those over
-/// its new one: its subtree's usage and its own entry, known when it has a quota itself.
-/// `None` when it has none but the quotas over `from` and `to` differ — the move is then
-/// refused with `EXDEV`, as Linux does for project quotas (XFS, ext4), so that `mv`
-/// copies instead — and `Some((0, 0))` when nothing has to move.
+/// its new one: its subtree's usage and its own entry, known when it has a quota itself or
+/// no entries. `None` when neither holds but the quotas over `from` and `to` differ — the
+/// move is then refused with `EXDEV`, as Linux does for project quotas (XFS, ext4), so
+/// that `mv` copies instead — and `Some((0, 0))` when nothing has to move.
 pub async fn dir_move_usage(
     txn: &mut dyn QuotaTxn,
     fmt: &Format,
@@ -301,7 +303,13 @@ pub async fn dir_move_usage(
         .into_iter()
         .map(|x| x.0)
         .collect();
-    Ok((src == dst).then_some((0, 0)))
+    if src == dst {
+        return Ok(Some((0, 0)));
+    }
+    if txn.is_empty_dir(dir).await? {
+        return Ok(Some((crate::space::align4k(0), 1)));
+    }
+    Ok(None)
 }
 
 /// Moves an inode's usage (`space`, `inodes`) from owner `old` to owner `new` (a chown):

@@ -192,9 +192,52 @@ pub(crate) async fn restore(
     }
     let flags = RenameFlags(RenameFlags::RESTORE | RenameFlags::NOREPLACE);
     let mut report = RestoreReport::default();
+    // The names tried already (restored ones are gone; conflicts and failures stay).
+    let mut tried: HashSet<Vec<u8>> = HashSet::new();
+    if put_back {
+        // Directories first, top down — each into a live directory while it is still
+        // empty, so that a directory quota over its destination knows its usage; then
+        // what they held goes into them.
+        loop {
+            let mut moved = 0;
+            let mut pages = DirPages::new(dir);
+            while let Some(page) = pages.next(meta).await? {
+                for e in page.iter().filter(|e| e.typ == FileType::Directory) {
+                    let Some((to, name)) = trash::parse_entry_name(&e.name) else {
+                        continue;
+                    };
+                    let live = meta
+                        .getattr(to)
+                        .await
+                        .is_ok_and(|a| !trash::is_deleted_dir(&a));
+                    if !live || tried.contains(&e.name) {
+                        continue;
+                    }
+                    tried.insert(e.name.clone());
+                    match meta.rename(&ctx, dir, &e.name, to, name, flags).await {
+                        Ok(()) => {
+                            report.restored += 1;
+                            moved += 1;
+                        }
+                        Err(MetaError::Exists) => report.conflicts += 1,
+                        Err(err) => {
+                            tracing::warn!(name = %String::from_utf8_lossy(&e.name), error = %err, "restoring a trash entry failed");
+                            report.failed += 1;
+                        }
+                    }
+                }
+            }
+            if moved == 0 {
+                break;
+            }
+        }
+    }
     let mut pages = DirPages::new(dir);
     while let Some(page) = pages.next(meta).await? {
         for e in page {
+            if tried.contains(&e.name) {
+                continue;
+            }
             let Some((to, name)) = trash::parse_entry_name(&e.name) else {
                 tracing::warn!(name = %String::from_utf8_lossy(&e.name), "not a trash entry");
                 report.failed += 1;

@@ -436,6 +436,8 @@ impl State {
         }
         if self.quota_dirs(from) == self.quota_dirs(to) {
             Ok((0, 0))
+        } else if self.node(ino)?.entries.is_empty() {
+            Ok((4096, 1))
         } else {
             Err(MetaError::CrossDevice)
         }

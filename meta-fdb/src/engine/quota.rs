@@ -82,6 +82,15 @@ impl<T: KvTxn> QuotaTxn for KvQuotas<'_, T> {
         self.tx.set(&key_of(self.keys, kind, key), &encode(q));
         Ok(())
     }
+
+    async fn is_empty_dir(&mut self, ino: Ino) -> Result<bool> {
+        let p = self.keys.entries(ino);
+        Ok(self
+            .tx
+            .scan(&p, &Keys::end_of(&p), 1, false)
+            .await?
+            .is_empty())
+    }
 }
 
 /// Checks and charges `ch` in `tx`, in JuiceFS's order: the owner's quotas, the volume's

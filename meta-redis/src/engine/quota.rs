@@ -104,6 +104,13 @@ impl QuotaTxn for RedisQuotas<'_> {
         decode(key, limits, space, inodes)
     }
 
+    async fn is_empty_dir(&mut self, ino: Ino) -> Result<bool> {
+        let key = self.meta.keys.entries(ino);
+        self.tx.watch(std::slice::from_ref(&key)).await?;
+        let n: u64 = self.tx.cmd(redis::cmd("HLEN").arg(key)).await?;
+        Ok(n == 0)
+    }
+
     async fn put_quota(&mut self, kind: QuotaKind, key: u64, q: &Quota) -> Result<()> {
         let [limits, space, inodes] = hashes(self.meta, kind);
         let field = key.to_string();

@@ -59,6 +59,15 @@ impl QuotaTxn for SqlQuotas<'_> {
         row.as_ref().map(quota_of).transpose()
     }
 
+    async fn is_empty_dir(&mut self, ino: Ino) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
+            .bind(ino as i64)
+            .fetch_optional(&mut *self.0)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_none())
+    }
+
     async fn put_quota(&mut self, kind: QuotaKind, key: u64, q: &Quota) -> Result<()> {
         let query = match kind {
             QuotaKind::Dir => sqlx::query(

@@ -45,4 +45,41 @@ engine_tests! {
         assert_eq!(q.used_inodes, 4);
         vfs.close().await.unwrap();
     }
+    async fn a_tree_deleted_under_a_quota_is_restored_under_it(engine: Engine) {
+        let mut format = test_format();
+        format.dir_stats = true;
+        format.trash_days = 1;
+        let mem = std::sync::Arc::new(chunkstore::MemStore::new());
+        let vol = Volume::with_format(engine, format, mem.clone(), mem).await;
+        let vfs = vol.client().await;
+        let q = vfs.mkdir(&root(), ROOT_INO, b"q", 0o755).await.unwrap().ino;
+        vfs.set_quota(QuotaKind::Dir, q, (0, 100)).await.unwrap();
+        let d = vfs.mkdir(&root(), q, b"d", 0o755).await.unwrap().ino;
+        let e = vfs.mkdir(&root(), d, b"e", 0o755).await.unwrap().ino;
+        file_with(&vfs, e, "f", 1, 5000).await;
+        file_with(&vfs, d, "g", 2, 10).await;
+        let full = vfs.get_quota(QuotaKind::Dir, q).await.unwrap().unwrap();
+        // rm -r q/d: every entry into the trash, the quota freed.
+        vfs.unlink(&root(), e, b"f").await.unwrap();
+        vfs.rmdir(&root(), d, b"e").await.unwrap();
+        vfs.unlink(&root(), d, b"g").await.unwrap();
+        vfs.rmdir(&root(), q, b"d").await.unwrap();
+        let empty = vfs.get_quota(QuotaKind::Dir, q).await.unwrap().unwrap();
+        assert_eq!((empty.used_space, empty.used_inodes), (0, 0));
+        let hour = vfs
+            .meta()
+            .readdir(&root(), meta_api::TRASH_INO, None, 10, false)
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+            .name;
+        let r = vfs.restore(&hour, true).await.unwrap();
+        assert_eq!((r.restored, r.failed, r.conflicts), (4, 0, 0), "{r:?}");
+        let back = vfs.get_quota(QuotaKind::Dir, q).await.unwrap().unwrap();
+        assert_eq!((back.used_space, back.used_inodes), (full.used_space, full.used_inodes));
+        let checks = vfs.check_quotas(QuotaKind::Dir, Some(q), false).await.unwrap();
+        assert!(checks[0].is_consistent(), "{checks:?}");
+        vfs.close().await.unwrap();
+    }
 }

@@ -103,16 +103,21 @@ pub(super) async fn renames_move_usage_between_quotas(fx: &Fixture<'_>) -> Resul
         .await?;
     assert_eq!(used(e, QuotaKind::Dir, a).await?, (0, 0));
     assert_eq!(used(e, QuotaKind::Dir, b).await?, (12_288, 1));
-    // A directory without a quota of its own cannot cross quotas: mv copies instead.
-    dir(e, a, "sub").await?;
+    // A directory with entries and no quota of its own cannot cross quotas (its usage is
+    // unknown): mv copies instead.
+    let sub = dir(e, a, "sub").await?;
+    file(e, sub, "x").await?;
     assert_err!(
         e.rename(&root(), a, b"sub", b, b"sub", RenameFlags::empty())
             .await,
         MetaError::CrossDevice
     );
+    // An empty one moves with its one entry.
+    dir(e, a, "empty").await?;
+    e.rename(&root(), a, b"empty", b, b"empty", RenameFlags::empty())
+        .await?;
+    assert_eq!(used(e, QuotaKind::Dir, b).await?, (12_288 + 4096, 2));
     // With its own quota, its usage moves with it; and b's limit counts it.
-    let sub = look(e, a, "sub").await?.ino;
-    file(e, sub, "x").await?;
     e.set_quota(QuotaKind::Dir, sub, (0, 0), Some((4096, 1)))
         .await?;
     assert_err!(
@@ -126,7 +131,7 @@ pub(super) async fn renames_move_usage_between_quotas(fx: &Fixture<'_>) -> Resul
     // Renames inside one quota change nothing.
     e.rename(&root(), b, b"f", b, b"g", RenameFlags::empty())
         .await?;
-    assert_eq!(used(e, QuotaKind::Dir, b).await?, (12_288, 1));
+    assert_eq!(used(e, QuotaKind::Dir, b).await?, (12_288 + 4096, 2));
     Ok(())
 }
 
@@ -169,7 +174,10 @@ pub(super) async fn user_and_group_quotas_follow_owners(fx: &Fixture<'_>) -> Res
     assert_eq!(used(e, QuotaKind::User, ALICE.into()).await?, (3 * 4096, 3));
     // Deleting frees the owner's usage; removing the quota keeps it, unlimited.
     assert!(e.delete_quota(QuotaKind::User, ALICE.into()).await?);
-    let q = e.get_quota(QuotaKind::User, ALICE.into()).await?.expect("kept");
+    let q = e
+        .get_quota(QuotaKind::User, ALICE.into())
+        .await?
+        .expect("kept");
     assert_eq!((q.max_space, q.max_inodes, q.used_inodes), (-1, -1, 3));
     Ok(())
 }
