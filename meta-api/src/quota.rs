@@ -372,3 +372,46 @@ pub fn set_user_group_quota(fmt: &mut Format, on: bool) {
     fmt.extra
         .insert("UserGroupQuota".into(), serde_json::Value::Bool(on));
 }
+
+/// Stores limits `(max space, max inodes)` for quota `key` of `kind` (created when
+/// missing, with no usage), and `used` as its usage when given: the body of every engine's
+/// `set_quota`, in the engine's transaction.
+pub async fn store_limits(
+    txn: &mut dyn QuotaTxn,
+    kind: QuotaKind,
+    key: u64,
+    (max_space, max_inodes): (i64, i64),
+    used: Option<(i64, i64)>,
+) -> Result<()> {
+    let mut q = txn.quota(kind, key).await?.unwrap_or(Quota::UNLIMITED);
+    q.max_space = max_space;
+    q.max_inodes = max_inodes;
+    if let Some((space, inodes)) = used {
+        q.used_space = space;
+        q.used_inodes = inodes;
+    }
+    txn.put_quota(kind, key, &q).await
+}
+
+/// Moves the usage of entry `ino` (attributes `attr`) from the directory quotas over
+/// `from` to those over `to` when a rename moves it: a file's own space and inode, a
+/// directory's as [`dir_move_usage`] knows it (`EXDEV` when it cannot).
+pub async fn move_entry(
+    txn: &mut dyn QuotaTxn,
+    fmt: &Format,
+    (ino, attr): (Ino, &crate::Attr),
+    from: Ino,
+    to: Ino,
+) -> Result<()> {
+    if from == to || !fmt.dir_stats {
+        return Ok(());
+    }
+    let (space, inodes) = if attr.is_dir() {
+        dir_move_usage(txn, fmt, ino, from, to)
+            .await?
+            .ok_or(MetaError::CrossDevice)?
+    } else {
+        (crate::space::entry_usage(attr.typ, attr.length).1, 1)
+    };
+    move_usage(txn, fmt, from, to, space, inodes).await
+}

@@ -4,7 +4,7 @@
 //! quota conflicts and retries: the checks are exact).
 
 use async_trait::async_trait;
-use meta_api::quota::{Charge, Quota, QuotaKind, QuotaTxn};
+use meta_api::quota::{store_limits, Charge, Quota, QuotaKind, QuotaTxn};
 use meta_api::{Attr, Format, Ino, Limits, MetaError, Result};
 
 use super::get_attr;
@@ -137,18 +137,8 @@ pub(crate) async fn move_quota<T: KvTxn>(
     from: Ino,
     to: Ino,
 ) -> Result<()> {
-    if from == to || !fmt.dir_stats {
-        return Ok(());
-    }
     let mut qt = KvQuotas { tx, keys };
-    let (space, inodes) = if a.is_dir() {
-        meta_api::quota::dir_move_usage(&mut qt, fmt, ino, from, to)
-            .await?
-            .ok_or(MetaError::CrossDevice)?
-    } else {
-        (meta_api::space::entry_usage(a.typ, a.length).1, 1)
-    };
-    meta_api::quota::move_usage(&mut qt, fmt, from, to, space, inodes).await
+    meta_api::quota::move_entry(&mut qt, fmt, (ino, a), from, to).await
 }
 
 #[async_trait]
@@ -164,14 +154,7 @@ impl<K: crate::kv::KvStore> meta_api::backend::Quotas for super::TkvMeta<K> {
         self.kv
             .txn(|tx| async move {
                 let mut qt = KvQuotas { tx: &tx, keys };
-                let mut q = qt.quota(kind, key).await?.unwrap_or(Quota::UNLIMITED);
-                q.max_space = max_space;
-                q.max_inodes = max_inodes;
-                if let Some((space, inodes)) = used {
-                    q.used_space = space;
-                    q.used_inodes = inodes;
-                }
-                qt.put_quota(kind, key, &q).await
+                store_limits(&mut qt, kind, key, (max_space, max_inodes), used).await
             })
             .await
     }

@@ -5,7 +5,7 @@
 //! are exact, at the price of serializing the changes one quota covers.
 
 use async_trait::async_trait;
-use meta_api::quota::{Charge, Quota, QuotaKind, QuotaTxn};
+use meta_api::quota::{store_limits, Charge, Quota, QuotaKind, QuotaTxn};
 use meta_api::{Attr, Ino, MetaError, Result};
 
 use super::{RedisMeta, Writes};
@@ -81,8 +81,9 @@ pub(crate) struct RedisQuotas<'a> {
 #[async_trait]
 impl QuotaTxn for RedisQuotas<'_> {
     async fn any_dir_quota(&mut self) -> Result<bool> {
+        // Not watched: a quota set meanwhile starts from a count of its tree anyway, and
+        // its own record is watched once read. One round trip on every change.
         let key = hashes(self.meta, QuotaKind::Dir)[0].clone();
-        self.tx.watch(std::slice::from_ref(&key)).await?;
         let n: u64 = self.tx.cmd(redis::cmd("HLEN").arg(key)).await?;
         Ok(n > 0)
     }
@@ -189,18 +190,8 @@ impl RedisMeta {
         to: Ino,
     ) -> Result<()> {
         let fmt = self.settings().await?;
-        if from == to || !fmt.dir_stats {
-            return Ok(());
-        }
         let mut qt = RedisQuotas { meta: self, tx, w };
-        let (space, inodes) = if a.is_dir() {
-            meta_api::quota::dir_move_usage(&mut qt, &fmt, ino, from, to)
-                .await?
-                .ok_or(MetaError::CrossDevice)?
-        } else {
-            (meta_api::space::entry_usage(a.typ, a.length).1, 1)
-        };
-        meta_api::quota::move_usage(&mut qt, &fmt, from, to, space, inodes).await
+        meta_api::quota::move_entry(&mut qt, &fmt, (ino, a), from, to).await
     }
 }
 
@@ -221,14 +212,7 @@ impl meta_api::backend::Quotas for RedisMeta {
                 tx: &mut tx,
                 w: &mut w,
             };
-            let mut q = qt.quota(kind, key).await?.unwrap_or(Quota::UNLIMITED);
-            q.max_space = max_space;
-            q.max_inodes = max_inodes;
-            if let Some((space, inodes)) = used {
-                q.used_space = space;
-                q.used_inodes = inodes;
-            }
-            qt.put_quota(kind, key, &q).await?;
+            store_limits(&mut qt, kind, key, (max_space, max_inodes), used).await?;
             Ok(w.commit(()))
         })
         .await

@@ -518,18 +518,8 @@ async fn move_quota(
     from: Ino,
     to: Ino,
 ) -> Result<()> {
-    if from == to || !fmt.dir_stats {
-        return Ok(());
-    }
     let mut qt = quota::SqlQuotas(&mut *c);
-    let (space, inodes) = if attr.is_dir() {
-        meta_api::quota::dir_move_usage(&mut qt, fmt, ino, from, to)
-            .await?
-            .ok_or(MetaError::CrossDevice)?
-    } else {
-        (entry_usage(attr).1, 1)
-    };
-    meta_api::quota::move_usage(&mut qt, fmt, from, to, space, inodes).await
+    meta_api::quota::move_entry(&mut qt, fmt, (ino, attr), from, to).await
 }
 
 /// The two directories of a rename, each with its access ACL when the checks need one.

@@ -2,7 +2,7 @@
 //! `jfs_user_group_quota` rows, read and written in the caller's transaction.
 
 use async_trait::async_trait;
-use meta_api::quota::{Charge, Quota, QuotaKind, QuotaTxn};
+use meta_api::quota::{store_limits, Charge, Quota, QuotaKind, QuotaTxn};
 use meta_api::{Ino, Result};
 use sqlx::{Row, SqliteConnection};
 
@@ -144,15 +144,8 @@ impl meta_api::backend::Quotas for crate::SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let mut qt = SqlQuotas(c);
-                    let mut q = qt.quota(kind, key).await?.unwrap_or(Quota::UNLIMITED);
-                    q.max_space = max_space;
-                    q.max_inodes = max_inodes;
-                    if let Some((space, inodes)) = used {
-                        q.used_space = space;
-                        q.used_inodes = inodes;
-                    }
-                    qt.put_quota(kind, key, &q).await
+                    let limits = (max_space, max_inodes);
+                    store_limits(&mut SqlQuotas(c), kind, key, limits, used).await
                 })
             })
             .await
