@@ -41,6 +41,12 @@ pub trait Volume: Send + Sync + 'static {
 
     /// The usage counters (`usedSpace`, `totalInodes`) as stored now.
     async fn usage(&self) -> Result<Usage>;
+
+    /// [`MetaEngine::sync`](crate::MetaEngine::sync). The default suits engines whose
+    /// every commit is durable when acknowledged.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Sessions and the open files they sustain.

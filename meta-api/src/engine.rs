@@ -339,6 +339,17 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// Volume usage.
     async fn statfs(&self) -> Result<StatFs>;
 
+    /// The durability barrier: once it returns, every operation this client completed
+    /// before the call survives power loss (an operation always survives a crash of the
+    /// process once it returns). `fsync` of a file or directory ends with it, and so does
+    /// everything that hands out slices whose objects the caller may delete
+    /// ([`purge_file`](MetaEngine::purge_file), [`pending_slices`](MetaEngine::pending_slices),
+    /// [`free_delayed_slices`](MetaEngine::free_delayed_slices),
+    /// [`compact_chunk`](MetaEngine::compact_chunk)): metadata is durable before deletion.
+    /// Free when nothing changed since the last barrier, and on engines whose every commit
+    /// is durable.
+    async fn sync(&self) -> Result<()>;
+
     /// Files waiting to be purged (unlinked, not open anywhere), at most `limit`.
     async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>>;
 
@@ -422,6 +433,18 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// `statfs` seen from directory `ino`: inside a directory quota (its own or an
     /// ancestor's), the quota's limits and usage where it sets them, as JuiceFS reports.
     async fn statfs_at(&self, ino: Ino) -> Result<StatFs>;
+}
+
+/// Hands out `freed` slices, whose objects the caller will delete, only once the commits
+/// that freed them are durable (metadata before deletion, on every engine).
+async fn durable_before_deletion<T: crate::backend::Volume + ?Sized>(
+    engine: &T,
+    freed: Vec<Slice>,
+) -> Result<Vec<Slice>> {
+    if !freed.is_empty() {
+        engine.sync().await?;
+    }
+    Ok(freed)
 }
 
 /// Every engine's [`MetaEngine`]: the engine's storage ([`crate::backend`]) plus the rules
@@ -629,7 +652,10 @@ where
         if id == 0 || plan.len == 0 || plan.skipped >= plan.origin.len() {
             return Err(crate::MetaError::InvalidArgument("not a compaction plan"));
         }
-        crate::backend::Data::compact_chunk(self, ino, index, plan, id).await
+        match crate::backend::Data::compact_chunk(self, ino, index, plan, id).await? {
+            Some(freed) => durable_before_deletion(self, freed).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn truncate(&self, ctx: &crate::Context, ino: Ino, length: u64) -> Result<Attr> {
@@ -745,6 +771,10 @@ where
         .await
     }
 
+    async fn sync(&self) -> Result<()> {
+        crate::backend::Volume::sync(self).await
+    }
+
     async fn statfs(&self) -> Result<StatFs> {
         let format = crate::backend::Volume::settings(self).await?;
         let usage = crate::backend::Volume::usage(self).await?;
@@ -756,14 +786,16 @@ where
     }
 
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        crate::backend::Purge::purge_file(self, ino).await
+        let freed = crate::backend::Purge::purge_file(self, ino).await?;
+        durable_before_deletion(self, freed).await
     }
 
     async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        crate::backend::Upkeep::pending_slices(self, limit).await
+        let pending = crate::backend::Upkeep::pending_slices(self, limit).await?;
+        durable_before_deletion(self, pending).await
     }
 
     async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
@@ -800,7 +832,8 @@ where
         if limit == 0 {
             return Ok(Vec::new());
         }
-        crate::backend::Upkeep::free_delayed_slices(self, before, limit).await
+        let freed = crate::backend::Upkeep::free_delayed_slices(self, before, limit).await?;
+        durable_before_deletion(self, freed).await
     }
 
     async fn set_quota(

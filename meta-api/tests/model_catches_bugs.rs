@@ -258,6 +258,9 @@ impl MetaEngine for Buggy {
     async fn statfs(&self) -> Result<StatFs> {
         self.inner.statfs().await
     }
+    async fn sync(&self) -> Result<()> {
+        self.inner.sync().await
+    }
     async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
         self.inner.deleted_files(limit).await
     }

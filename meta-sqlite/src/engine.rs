@@ -7,8 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use meta_api::{Format, Ino, MetaError, Result, SessionInfo, Timestamp};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::ConnectOptions;
+use rusqlite::{Connection, OpenFlags};
 
 mod acl;
 mod attr;
@@ -28,13 +27,15 @@ mod xattr;
 use meta_api::ids::IdPool;
 
 use crate::schema;
+use crate::sql::{Pool, SqliteConnection};
 use crate::txn::{db_err, Db};
 use sustain::ClientState;
 
-/// How long a connection waits for another process's write lock before SQLite reports busy.
+/// How long a reader waits for a lock held by another process (only WAL recovery and
+/// checkpoint bookkeeping take one) before SQLite reports busy. The writer never waits in
+/// SQLite: `BEGIN IMMEDIATE` reports busy at once and [`Db::txn`] retries it without
+/// blocking the thread.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Reader connections per client.
-const READERS: u32 = 4;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -83,7 +84,9 @@ pub(crate) fn parse_url(url: &str) -> Result<PathBuf> {
 
 impl SqliteMeta {
     /// Opens (creating the file if missing) the volume database at a `sqlite3://` URL, in WAL
-    /// mode with `synchronous=NORMAL`. The volume may still be unformatted.
+    /// mode with `synchronous=NORMAL`: commits are written at once and synced by the
+    /// durability barrier ([`MetaEngine::sync`](meta_api::MetaEngine::sync)). The volume may
+    /// still be unformatted.
     pub async fn open(url: &str) -> Result<SqliteMeta> {
         let path = parse_url(url)?;
         if path.is_dir() {
@@ -91,16 +94,21 @@ impl SqliteMeta {
                 "the sqlite3:// URL names a directory",
             ));
         }
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal);
-        let db = Self::connect(options).await?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let writer = open_conn(&path, flags, true, true)?;
         let location = std::fs::canonicalize(&path)
-            .unwrap_or(path)
+            .unwrap_or(path.clone())
             .to_string_lossy()
             .into_owned();
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let reader_path = path.clone();
+        let pool = Pool::new(Box::new(move || {
+            open_raw(&reader_path, flags, false, false)
+        }));
+        let db = Db::new(writer, pool, Some(PathBuf::from(wal)));
         Ok(Self::with_db(db, location))
     }
 
@@ -114,31 +122,16 @@ impl SqliteMeta {
                 "in-memory volume names are letters, digits, '-', '_' and '.'",
             ));
         }
-        let options = SqliteConnectOptions::new()
-            .filename(format!("file:{name}?mode=memory&cache=shared"))
-            .in_memory(true)
-            .shared_cache(true);
-        let db = Self::connect(options).await?;
+        let uri = PathBuf::from(format!("file:{name}?mode=memory&cache=shared"));
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_SHARED_CACHE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let writer = open_conn(&uri, flags, true, false)?;
+        let pool = Pool::new(Box::new(move || open_raw(&uri, flags, false, false)));
+        let db = Db::new(writer, pool, None);
         Ok(Self::with_db(db, format!("memory:{name}")))
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<Db> {
-        let options = options
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(false)
-            .statement_cache_capacity(STATEMENT_CACHE);
-        let writer = options.connect().await.map_err(db_err)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .min_connections(0)
-            // A local database needs no round trip to prove a connection is alive.
-            .test_before_acquire(false)
-            .connect_lazy_with(options.clone());
-        Ok(Db {
-            writer: tokio::sync::Mutex::new(writer),
-            pool,
-            options,
-        })
     }
 
     fn with_db(db: Db, location: String) -> SqliteMeta {
@@ -211,11 +204,45 @@ pub(crate) fn now_secs() -> i64 {
     Timestamp::now().sec
 }
 
+/// Opens one connection: `synchronous=NORMAL`, foreign keys off, a statement cache; the
+/// writer of a file database puts it in WAL mode and then never waits for locks in SQLite.
+fn open_conn(
+    path: &std::path::Path,
+    flags: OpenFlags,
+    writer: bool,
+    wal: bool,
+) -> Result<SqliteConnection> {
+    open_raw(path, flags, writer, wal)
+        .map(|conn| SqliteConnection { conn })
+        .map_err(db_err)
+}
+
+/// [`open_conn`] without the wrapping.
+fn open_raw(
+    path: &std::path::Path,
+    flags: OpenFlags,
+    writer: bool,
+    wal: bool,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if wal {
+        // Answers with the mode now in force; a database already in WAL mode stays in it.
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF")?;
+    if writer {
+        conn.busy_timeout(Duration::ZERO)?;
+    }
+    Ok(conn)
+}
+
 /// Adds `batch` to counter `name` in its own transaction and returns the counter's new value.
 async fn reserve(db: &Db, name: &'static str, batch: u64) -> Result<i64> {
     db.txn(|conn, _| {
         Box::pin(async move {
-            let row = sqlx::query(
+            let row = crate::sql::query(
                 "INSERT INTO jfs_counter (name, value) VALUES (?1, ?2) ON CONFLICT (name) \
                  DO UPDATE SET value = value + ?2 RETURNING value",
             )
@@ -224,7 +251,7 @@ async fn reserve(db: &Db, name: &'static str, batch: u64) -> Result<i64> {
             .fetch_one(&mut *conn)
             .await
             .map_err(db_err)?;
-            sqlx::Row::try_get::<i64, _>(&row, 0).map_err(db_err)
+            row.try_get::<i64, _>(0).map_err(db_err)
         })
     })
     .await
@@ -243,8 +270,6 @@ mod tests {
     /// write lock: the writer's `BEGIN IMMEDIATE` still completes after the future is gone.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_begin_does_not_keep_the_write_lock() {
-        use sqlx::Connection;
-
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         let url = format!("sqlite3://{}", path.display());
@@ -254,13 +279,8 @@ mod tests {
             .unwrap();
         let b = Arc::new(SqliteMeta::open(&url).await.unwrap());
         // A third connection holds the write lock, so that b's BEGIN waits in SQLite.
-        let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut holder)
-            .await
-            .unwrap();
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
         let waiting = {
             let b = b.clone();
             tokio::spawn(async move { b.mkdir(&Context::root(), ROOT_INO, b"b", 0o755).await })
@@ -268,8 +288,9 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(300)).await;
         waiting.abort();
         assert!(waiting.await.is_err_and(|e| e.is_cancelled()));
-        // b's BEGIN now succeeds on its worker thread, with nobody left to end it.
-        sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+        // Were b's BEGIN still pending somewhere, it would now succeed with nobody left
+        // to end it.
+        holder.execute_batch("ROLLBACK").unwrap();
         tokio::time::timeout(
             Duration::from_secs(4),
             a.mkdir(&Context::root(), ROOT_INO, b"a", 0o755),
@@ -284,8 +305,8 @@ mod tests {
 
     /// Dropping a write at whatever point it has reached (before, inside or after its
     /// `BEGIN IMMEDIATE`, mid-statement, mid-`COMMIT`) never leaves the writer connection
-    /// inside a transaction: sqlx awaits once more after a custom `BEGIN` is acknowledged,
-    /// and a future dropped there used to keep SQLite's write lock for good.
+    /// inside a transaction (an asynchronous driver that awaits after `BEGIN` once kept
+    /// SQLite's write lock for good when a future was dropped there).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_cancelled_anywhere_does_not_keep_the_write_lock() {
         let dir = tempfile::tempdir().unwrap();
@@ -317,5 +338,61 @@ mod tests {
             .unwrap_or_else(|_| panic!("round {round}: an orphan transaction holds the lock"))
             .unwrap();
         }
+    }
+
+    /// The durability contract on SQLite: commits are written at once but synced only by
+    /// the barrier, which an fsync passes, which everything handing out slices to delete
+    /// passes first, and which costs nothing when nothing was committed since.
+    #[tokio::test]
+    async fn only_fsync_and_deletion_sync_the_log() {
+        use meta_api::{FileType, Slice};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite3://{}", dir.path().join("meta.db").display());
+        let m = SqliteMeta::open(&url).await.unwrap();
+        m.init(&Format::new("vol", "uuid-1", "file", "/tmp/x/"), false)
+            .await
+            .unwrap();
+        m.new_session(&SessionInfo::default()).await.unwrap();
+        let root = Context::root();
+        for i in 0..50 {
+            m.mkdir(&root, ROOT_INO, format!("d{i}").as_bytes(), 0o755)
+                .await
+                .unwrap();
+        }
+        let f = m
+            .mknod(&root, ROOT_INO, b"f", FileType::Regular, 0o644, 0)
+            .await
+            .unwrap();
+        let id = m.new_slice_id().await.unwrap();
+        let slice = Slice {
+            pos: 0,
+            id,
+            size: 4096,
+            off: 0,
+            len: 4096,
+        };
+        m.write_slice(f.ino, 0, slice, Timestamp::now())
+            .await
+            .unwrap();
+        assert_eq!(m.db.syncs(), 0, "no commit so far was synced");
+        m.sync().await.unwrap();
+        assert_eq!(m.db.syncs(), 1);
+        m.sync().await.unwrap();
+        assert_eq!(m.db.syncs(), 1, "nothing committed since the last barrier");
+        m.unlink(&root, ROOT_INO, b"f").await.unwrap();
+        assert_eq!(m.db.syncs(), 1, "an unlink is not synced by itself");
+        let freed = m.purge_file(f.ino).await.unwrap();
+        assert_eq!(freed.len(), 1);
+        assert_eq!(
+            m.db.syncs(),
+            2,
+            "the purge is durable before its objects go"
+        );
+        let pending = m.pending_slices(10).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(m.db.syncs(), 2, "already durable");
+        assert!(m.forget_slice(id, 4096).await.unwrap());
+        m.close_session().await.unwrap();
     }
 }

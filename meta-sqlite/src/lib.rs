@@ -44,6 +44,7 @@
 
 mod engine;
 mod schema;
+mod sql;
 mod txn;
 
 pub use engine::SqliteMeta;

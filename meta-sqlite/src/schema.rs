@@ -1,7 +1,7 @@
 //! JuiceFS 1.4's SQL schema for SQLite, statement for statement, and the rows `format` writes.
 
+use crate::sql::SqliteConnection;
 use meta_api::{Attr, FileType, Format, MetaError, Result, Timestamp, ROOT_INO, TRASH_INO};
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{get_node, insert_node};
 use crate::txn::db_err;
@@ -54,7 +54,7 @@ const COUNTERS: &[(&str, i64)] = &[
 /// Creates every table and index that does not exist yet.
 pub(crate) async fn create_tables(conn: &mut SqliteConnection) -> Result<()> {
     for stmt in DDL {
-        sqlx::query(stmt)
+        crate::sql::query(stmt)
             .execute(&mut *conn)
             .await
             .map_err(db_err)?;
@@ -64,11 +64,12 @@ pub(crate) async fn create_tables(conn: &mut SqliteConnection) -> Result<()> {
 
 /// Whether the settings table exists (a fresh database has no tables at all).
 pub(crate) async fn has_settings_table(conn: &mut SqliteConnection) -> Result<bool> {
-    let row =
-        sqlx::query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
+    let row = crate::sql::query(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jfs_setting'",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
     Ok(row.is_some())
 }
 
@@ -77,7 +78,7 @@ pub(crate) async fn read_format(conn: &mut SqliteConnection) -> Result<Option<Fo
     if !has_settings_table(conn).await? {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT value FROM jfs_setting WHERE name = 'format'")
+    let row = crate::sql::query("SELECT value FROM jfs_setting WHERE name = 'format'")
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
@@ -108,7 +109,7 @@ pub(crate) async fn format_volume(
                     "a formatted volume keeps its name and UUID",
                 ));
             }
-            sqlx::query("UPDATE jfs_setting SET value = ? WHERE name = 'format'")
+            crate::sql::query("UPDATE jfs_setting SET value = ? WHERE name = 'format'")
                 .bind(&json)
                 .execute(&mut *conn)
                 .await
@@ -116,7 +117,7 @@ pub(crate) async fn format_volume(
         }
         None => {
             format.check_supported()?;
-            sqlx::query("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
+            crate::sql::query("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
                 .bind(&json)
                 .execute(&mut *conn)
                 .await
@@ -129,7 +130,7 @@ pub(crate) async fn format_volume(
                 insert_node(conn, ROOT_INO, &root).await?;
             }
             for (name, value) in COUNTERS {
-                sqlx::query("INSERT OR IGNORE INTO jfs_counter (name, value) VALUES (?, ?)")
+                crate::sql::query("INSERT OR IGNORE INTO jfs_counter (name, value) VALUES (?, ?)")
                     .bind(*name)
                     .bind(*value)
                     .execute(&mut *conn)

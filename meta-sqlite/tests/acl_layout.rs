@@ -11,7 +11,7 @@ mod support;
 
 use meta_api::acl::{AclEntry, Rule, XATTR_ACCESS, XATTR_DEFAULT};
 use meta_api::{Context, FileType, MetaEngine, ROOT_INO};
-use sqlx::{Row, SqliteConnection};
+use rusqlite::Connection;
 use support::{test_format, Volume};
 
 /// The `jfs_acl` row JuiceFS wrote: owner, group, mask, other, named users, named groups.
@@ -46,36 +46,38 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-async fn acl_rows(raw: &mut SqliteConnection) -> Vec<(i64, i64, i64, i64, i64, Vec<u8>, Vec<u8>)> {
-    sqlx::query(
+/// Every `jfs_acl` row, by id.
+type AclRow = (i64, i64, i64, i64, i64, Vec<u8>, Vec<u8>);
+
+fn acl_rows(raw: &Connection) -> Vec<AclRow> {
+    raw.prepare(
         "SELECT id, owner, `group`, mask, other, named_users, named_groups FROM jfs_acl \
          ORDER BY id",
     )
-    .fetch_all(&mut *raw)
-    .await
     .unwrap()
-    .iter()
-    .map(|r| {
-        (
-            r.get(0),
-            r.get(1),
-            r.get(2),
-            r.get(3),
-            r.get(4),
-            r.get(5),
-            r.get(6),
-        )
+    .query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
     })
-    .collect()
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
 }
 
-async fn node_acl(raw: &mut SqliteConnection, ino: u64) -> (i64, i64, i64) {
-    let r = sqlx::query("SELECT mode, access_acl_id, default_acl_id FROM jfs_node WHERE inode = ?")
-        .bind(ino as i64)
-        .fetch_one(&mut *raw)
-        .await
-        .unwrap();
-    (r.get(0), r.get(1), r.get(2))
+fn node_acl(raw: &Connection, ino: u64) -> (i64, i64, i64) {
+    raw.query_row(
+        "SELECT mode, access_acl_id, default_acl_id FROM jfs_node WHERE inode = ?",
+        rusqlite::params![ino as i64],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
 }
 
 fn acl_format() -> meta_api::Format {
@@ -101,13 +103,13 @@ async fn acls_are_stored_as_juicefs_stores_them() {
         hex(&a.getxattr(f, XATTR_ACCESS).await.unwrap()),
         JUICEFS_XATTR
     );
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     let (o, g, m, ot, u, gr) = JUICEFS_ROW;
     assert_eq!(
-        acl_rows(&mut raw).await,
+        acl_rows(&raw),
         vec![(1, o, g, m, ot, u.to_vec(), gr.to_vec())]
     );
-    assert_eq!(node_acl(&mut raw, f).await, (0o664, 1, 0));
+    assert_eq!(node_acl(&raw, f), (0o664, 1, 0));
 
     // A default ACL without named entries stores empty lists, as JuiceFS does.
     let d = a.mkdir(&ctx, ROOT_INO, b"d", 0o755).await.unwrap().ino;
@@ -122,25 +124,25 @@ async fn acls_are_stored_as_juicefs_stores_them() {
     a.setxattr(&ctx, d, XATTR_DEFAULT, &plain.to_xattr(), 0)
         .await
         .unwrap();
-    let rows = acl_rows(&mut raw).await;
+    let rows = acl_rows(&raw);
     assert_eq!(rows[1], (2, 7, 5, 7, 5, vec![], vec![]));
-    assert_eq!(node_acl(&mut raw, d).await, (0o755, 0, 2));
+    assert_eq!(node_acl(&raw, d), (0o755, 0, 2));
     // A new directory inside takes it as both ACLs; the same rule is one row.
     let sub = a.mkdir(&ctx, d, b"sub", 0o777).await.unwrap().ino;
-    assert_eq!(node_acl(&mut raw, sub).await, (0o775, 2, 2));
-    assert_eq!(acl_rows(&mut raw).await.len(), 2);
+    assert_eq!(node_acl(&raw, sub), (0o775, 2, 2));
+    assert_eq!(acl_rows(&raw).len(), 2);
     // chmod stores the changed rule under a new id and leaves the old row alone.
     a.setattr(&ctx, f, &meta_api::SetAttr::new().mode(0o640))
         .await
         .unwrap();
-    let rows = acl_rows(&mut raw).await;
+    let rows = acl_rows(&raw);
     assert_eq!(rows.len(), 3);
     assert_eq!(
         (rows[2].1, rows[2].2, rows[2].3, rows[2].4),
         (6, 4, 4, 0),
         "mask and other follow the mode"
     );
-    assert_eq!(node_acl(&mut raw, f).await, (0o640, 3, 0));
+    assert_eq!(node_acl(&raw, f), (0o640, 3, 0));
 }
 
 #[tokio::test]
@@ -159,26 +161,19 @@ async fn acls_juicefs_wrote_are_read_and_shared() {
         .unwrap()
         .ino;
     // The rows a juicefs client writes: the rule, then the inode pointing at it.
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     let (o, gr, m, ot, u, ng) = JUICEFS_ROW;
-    sqlx::query(
+    raw.execute(
         "INSERT INTO jfs_acl (owner, `group`, mask, other, named_users, named_groups) \
          VALUES (?, ?, ?, ?, ?, ?)",
+        rusqlite::params![o, gr, m, ot, u, ng],
     )
-    .bind(o)
-    .bind(gr)
-    .bind(m)
-    .bind(ot)
-    .bind(u)
-    .bind(ng)
-    .execute(&mut raw)
-    .await
     .unwrap();
-    sqlx::query("UPDATE jfs_node SET mode = 436, access_acl_id = 1 WHERE inode = ?")
-        .bind(f as i64)
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    raw.execute(
+        "UPDATE jfs_node SET mode = 436, access_acl_id = 1 WHERE inode = ?",
+        rusqlite::params![f as i64],
+    )
+    .unwrap();
     let b = v.client().await;
     assert_eq!(
         hex(&b.getxattr(f, XATTR_ACCESS).await.unwrap()),
@@ -197,6 +192,6 @@ async fn acls_juicefs_wrote_are_read_and_shared() {
     b.setxattr(&ctx, g, XATTR_ACCESS, &rule().to_xattr(), 0)
         .await
         .unwrap();
-    assert_eq!(node_acl(&mut raw, g).await, (0o664, 1, 0));
-    assert_eq!(acl_rows(&mut raw).await.len(), 1);
+    assert_eq!(node_acl(&raw, g), (0o664, 1, 0));
+    assert_eq!(acl_rows(&raw).len(), 1);
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use meta_api::{Context, FileType, MetaEngine, MetaError, Slice, Timestamp, ROOT_INO};
 use meta_sqlite::SqliteMeta;
-use sqlx::Connection;
 use support::{int, test_format, Volume};
 
 async fn file_with_data(m: &SqliteMeta, name: &[u8]) -> u64 {
@@ -130,13 +129,13 @@ async fn a_session_of_another_process_keeps_an_unlinked_file_until_it_is_reaped(
     let m = v.client().await;
     let f = file_with_data(&m, b"f").await;
     // A session this process knows nothing about, as another process would register it.
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     let far = Timestamp::now().sec + 30;
-    sqlx::query("INSERT INTO jfs_session2 (sid, expire, info) VALUES (999, ?, '{}')")
-        .bind(far)
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    raw.execute(
+        "INSERT INTO jfs_session2 (sid, expire, info) VALUES (999, ?, '{}')",
+        rusqlite::params![far],
+    )
+    .unwrap();
     m.unlink(&Context::root(), ROOT_INO, b"f").await.unwrap();
     assert!(!queued(&m, f).await, "the other process may have it open");
     assert_eq!(m.getattr(f).await.unwrap().nlink, 0);
@@ -162,24 +161,23 @@ async fn a_heartbeat_lets_go_of_files_this_client_does_not_have_open() {
     let closed = file_with_data(&m, b"closed").await;
     m.open(&root, open, libc::O_RDONLY).await.unwrap();
     // Another process unlinked both and assumed this session might hold them.
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     for (ino, name) in [(open, "open"), (closed, "closed")] {
-        sqlx::query("DELETE FROM jfs_edge WHERE parent = 1 AND name = CAST(? AS BLOB)")
-            .bind(name)
-            .execute(&mut raw)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE jfs_node SET nlink = 0 WHERE inode = ?")
-            .bind(ino as i64)
-            .execute(&mut raw)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO jfs_sustained (sid, inode) VALUES (?, ?)")
-            .bind(m.session_id() as i64)
-            .bind(ino as i64)
-            .execute(&mut raw)
-            .await
-            .unwrap();
+        raw.execute(
+            "DELETE FROM jfs_edge WHERE parent = 1 AND name = CAST(? AS BLOB)",
+            rusqlite::params![name],
+        )
+        .unwrap();
+        raw.execute(
+            "UPDATE jfs_node SET nlink = 0 WHERE inode = ?",
+            rusqlite::params![ino as i64],
+        )
+        .unwrap();
+        raw.execute(
+            "INSERT INTO jfs_sustained (sid, inode) VALUES (?, ?)",
+            rusqlite::params![m.session_id() as i64, ino as i64],
+        )
+        .unwrap();
     }
     m.heartbeat().await.unwrap();
     assert!(
@@ -244,12 +242,13 @@ async fn a_dropped_client_holds_nothing_open() {
 async fn writes_wait_for_another_connection_holding_the_database() {
     let v = Volume::formatted(&test_format()).await;
     let m = v.client().await;
-    let mut raw = v.raw().await;
-    let mut tx = raw.begin_with("BEGIN IMMEDIATE").await.unwrap();
-    sqlx::query("UPDATE jfs_counter SET value = value WHERE name = 'usedSpace'")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let raw = v.raw();
+    raw.execute_batch("BEGIN IMMEDIATE").unwrap();
+    raw.execute(
+        "UPDATE jfs_counter SET value = value WHERE name = 'usedSpace'",
+        [],
+    )
+    .unwrap();
     let hold = Duration::from_millis(300);
     let start = Instant::now();
     let writer = tokio::spawn(async move {
@@ -259,11 +258,11 @@ async fn writes_wait_for_another_connection_holding_the_database() {
         (m, Instant::now())
     });
     tokio::time::sleep(hold).await;
-    tx.commit().await.unwrap();
+    raw.execute_batch("COMMIT").unwrap();
     let (m, done) = writer.await.unwrap();
     assert!(done - start >= hold, "the mkdir waited for the lock");
     assert!(m.lookup(&Context::root(), ROOT_INO, b"late").await.is_ok());
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_edge").await, 1);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_edge"), 1);
 }
 
 #[tokio::test]

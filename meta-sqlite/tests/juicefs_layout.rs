@@ -12,7 +12,7 @@ use meta_api::{
     SLICE_ID_BATCH, TRASH_INO,
 };
 use meta_sqlite::SqliteMeta;
-use sqlx::Row;
+use rusqlite::Connection;
 use support::{int, test_format, Volume};
 
 /// `sqlite_master` of a volume formatted by juicefs 1.4.2 (type, name, sql).
@@ -58,15 +58,14 @@ const JUICEFS_SETTING: &str = "{\n\"Name\": \"jvol\",\n\"UUID\": \"65ff0312-76e9
 #[tokio::test]
 async fn init_creates_the_juicefs_schema() {
     let v = Volume::formatted(&test_format()).await;
-    let mut raw = v.raw().await;
-    let rows = sqlx::query("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
-        .fetch_all(&mut raw)
-        .await
+    let raw = v.raw();
+    let got: Vec<(String, String, Option<String>)> = raw
+        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
         .unwrap();
-    let got: Vec<(String, String, Option<String>)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
     let want: Vec<(String, String, Option<String>)> = JUICEFS_SCHEMA
         .iter()
         .map(|(t, n, s)| (t.to_string(), n.to_string(), s.map(str::to_string)))
@@ -75,22 +74,21 @@ async fn init_creates_the_juicefs_schema() {
     // Formatting again with force keeps the schema as it is.
     let m = SqliteMeta::open(&v.url).await.unwrap();
     m.init(&test_format(), true).await.unwrap();
-    assert_eq!(
-        int(&mut raw, "SELECT count(*) FROM sqlite_master").await,
-        33
-    );
+    assert_eq!(int(&raw, "SELECT count(*) FROM sqlite_master"), 33);
 }
 
 #[tokio::test]
 async fn init_writes_the_rows_juicefs_format_writes() {
     let before = Timestamp::now();
     let v = Volume::formatted(&test_format()).await;
-    let mut raw = v.raw().await;
-    let counters: Vec<(String, i64)> =
-        sqlx::query_as("SELECT name, value FROM jfs_counter ORDER BY name")
-            .fetch_all(&mut raw)
-            .await
-            .unwrap();
+    let raw = v.raw();
+    let counters: Vec<(String, i64)> = raw
+        .prepare("SELECT name, value FROM jfs_counter ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
     let mut want = vec![
         ("nextChunk".to_string(), 1),
         ("nextCleanupSlices".to_string(), 0),
@@ -101,19 +99,23 @@ async fn init_writes_the_rows_juicefs_format_writes() {
     ];
     want.sort();
     assert_eq!(counters, want);
-    let root = sqlx::query(
-        "SELECT inode, type, flags, mode, uid, gid, nlink, length, rdev, parent, access_acl_id, \
-         default_acl_id, tier_id, atime, atimensec FROM jfs_node",
-    )
-    .fetch_all(&mut raw)
-    .await
-    .unwrap();
+    let root: Vec<(Vec<i64>, i64, i64)> = raw
+        .prepare(
+            "SELECT inode, type, flags, mode, uid, gid, nlink, length, rdev, parent, \
+             access_acl_id, default_acl_id, tier_id, atime, atimensec FROM jfs_node",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            let cols = (0..13).map(|i| r.get(i)).collect::<rusqlite::Result<_>>()?;
+            Ok((cols, r.get(13)?, r.get(14)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
     assert_eq!(root.len(), 1, "only the root; no trash with trash days 0");
-    let r = &root[0];
-    let cols: Vec<i64> = (0..13).map(|i| r.get(i)).collect();
-    assert_eq!(cols, vec![1, 2, 0, 0o777, 0, 0, 2, 4096, 0, 1, 0, 0, 0]);
-    let atime_us: i64 = r.get(13);
-    let atime_ns: i64 = r.get(14);
+    let (cols, atime_us, atime_ns) = &root[0];
+    let (atime_us, atime_ns) = (*atime_us, *atime_ns);
+    assert_eq!(*cols, vec![1, 2, 0, 0o777, 0, 0, 2, 4096, 0, 1, 0, 0, 0]);
     assert!(
         atime_us / 1_000_000 >= before.sec - 1,
         "atime is in microseconds"
@@ -122,12 +124,15 @@ async fn init_writes_the_rows_juicefs_format_writes() {
         (0..1000).contains(&atime_ns),
         "atimensec keeps the nanoseconds left over"
     );
-    let json: String = sqlx::query_scalar("SELECT value FROM jfs_setting WHERE name = 'format'")
-        .fetch_one(&mut raw)
-        .await
+    let json: String = raw
+        .query_row(
+            "SELECT value FROM jfs_setting WHERE name = 'format'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(meta_api::Format::from_json(&json).unwrap(), test_format());
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_edge").await, 0);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_edge"), 0);
 }
 
 #[tokio::test]
@@ -135,13 +140,14 @@ async fn trash_directory_exists_when_the_trash_is_on() {
     let mut f = test_format();
     f.trash_days = 1;
     let v = Volume::formatted(&f).await;
-    let mut raw = v.raw().await;
-    let (mode, parent, nlink): (i64, i64, i64) =
-        sqlx::query_as("SELECT mode, parent, nlink FROM jfs_node WHERE inode = ?")
-            .bind(TRASH_INO as i64)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let raw = v.raw();
+    let (mode, parent, nlink): (i64, i64, i64) = raw
+        .query_row(
+            "SELECT mode, parent, nlink FROM jfs_node WHERE inode = ?",
+            rusqlite::params![TRASH_INO as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
     assert_eq!((mode, parent, nlink), (0o555, 1, 2));
     let m = v.client().await;
     let root = m.getattr(ROOT_INO).await.unwrap();
@@ -171,83 +177,83 @@ async fn entries_nodes_and_ids_are_stored_as_juicefs_does() {
     m.symlink(&root, d.ino, b"ln", b"target/path")
         .await
         .unwrap();
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             "SELECT value FROM jfs_counter WHERE name = 'nextInode'"
-        )
-        .await,
+        ),
         2 + INODE_BATCH as i64,
         "a batch of inodes is reserved; the counter holds the next unreserved one"
     );
-    let (typ, name_type, name): (i64, String, Vec<u8>) =
-        sqlx::query_as("SELECT type, typeof(name), name FROM jfs_edge WHERE inode = ?")
-            .bind(f.ino as i64)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let (typ, name_type, name): (i64, String, Vec<u8>) = raw
+        .query_row(
+            "SELECT type, typeof(name), name FROM jfs_edge WHERE inode = ?",
+            rusqlite::params![f.ino as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
     assert_eq!(
         (typ, name_type.as_str(), name.as_slice()),
         (1, "blob", &b"\xfffile"[..])
     );
-    let (mode, parent, nlink, length, mtime, mtimensec): (i64, i64, i64, i64, i64, i64) =
-        sqlx::query_as(
+    let (mode, parent, nlink, length, mtime, mtimensec): (i64, i64, i64, i64, i64, i64) = raw
+        .query_row(
             "SELECT mode, parent, nlink, length, mtime, mtimensec FROM jfs_node WHERE inode = ?",
+            rusqlite::params![f.ino as i64],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
-        .bind(f.ino as i64)
-        .fetch_one(&mut raw)
-        .await
         .unwrap();
     assert_eq!((mode, parent, nlink, length), (0o640, d.ino as i64, 1, 0));
     let t = f.attr.mtime;
     assert_eq!(mtime, t.sec * 1_000_000 + i64::from(t.nsec) / 1000);
     assert_eq!(mtimensec, i64::from(t.nsec % 1000));
-    let dir_nlink = int(&mut raw, "SELECT nlink FROM jfs_node WHERE inode = 2").await;
+    let dir_nlink = int(&raw, "SELECT nlink FROM jfs_node WHERE inode = 2");
     assert_eq!(dir_nlink, 2);
-    assert_eq!(
-        int(&mut raw, "SELECT nlink FROM jfs_node WHERE inode = 1").await,
-        3
-    );
-    let target: Vec<u8> = sqlx::query_scalar("SELECT target FROM jfs_symlink")
-        .fetch_one(&mut raw)
-        .await
+    assert_eq!(int(&raw, "SELECT nlink FROM jfs_node WHERE inode = 1"), 3);
+    let target: Vec<u8> = raw
+        .query_row("SELECT target FROM jfs_symlink", [], |r| r.get(0))
         .unwrap();
     assert_eq!(target, b"target/path");
     assert_eq!(
-        int(
-            &mut raw,
-            "SELECT count(*) FROM jfs_dir_stats WHERE inode = 2"
-        )
-        .await,
+        int(&raw, "SELECT count(*) FROM jfs_dir_stats WHERE inode = 2"),
         1,
         "JuiceFS gives every new directory a statistics row"
     );
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             "SELECT value FROM jfs_counter WHERE name = 'totalInodes'"
-        )
-        .await,
+        ),
         3
     );
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             "SELECT value FROM jfs_counter WHERE name = 'usedSpace'"
-        )
-        .await,
+        ),
         3 * 4096
     );
     // xattr names are TEXT, as the juicefs client writes them.
     m.setxattr(&root, f.ino, b"user.k", b"\x00v", XattrFlags::CREATE)
         .await
         .unwrap();
-    let (ty, value): (String, Vec<u8>) =
-        sqlx::query_as("SELECT typeof(name), value FROM jfs_xattr WHERE name = 'user.k'")
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let (ty, value): (String, Vec<u8>) = raw
+        .query_row(
+            "SELECT typeof(name), value FROM jfs_xattr WHERE name = 'user.k'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
     assert_eq!((ty.as_str(), value.as_slice()), ("text", &b"\x00v"[..]));
 }
 
@@ -286,31 +292,34 @@ async fn chunks_hold_concatenated_slice_records_and_slices_are_counted() {
     m.write_slice(f.ino, 3, b, Timestamp::new(1_000, 5))
         .await
         .unwrap();
-    let mut raw = v.raw().await;
-    let slices: Vec<u8> =
-        sqlx::query_scalar("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = 3")
-            .bind(f.ino as i64)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let raw = v.raw();
+    // Appending with `||` leaves TEXT, as in JuiceFS: read the bytes whatever the type.
+    let slices: Vec<u8> = raw
+        .query_row(
+            "SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = 3",
+            rusqlite::params![f.ino as i64],
+            |r| Ok(r.get_ref(0)?.as_bytes().unwrap().to_vec()),
+        )
+        .unwrap();
     let mut want = a.encode().to_vec();
     want.extend_from_slice(&b.encode());
     assert_eq!(
         slices, want,
         "24-byte big-endian records, appended in write order"
     );
-    let refs: Vec<(i64, i64, i64)> =
-        sqlx::query_as("SELECT chunkid, size, refs FROM jfs_chunk_ref ORDER BY chunkid")
-            .fetch_all(&mut raw)
-            .await
-            .unwrap();
+    let refs: Vec<(i64, i64, i64)> = raw
+        .prepare("SELECT chunkid, size, refs FROM jfs_chunk_ref ORDER BY chunkid")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
     assert_eq!(refs, vec![(1, 5000, 1), (2, 10, 1)]);
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             "SELECT value FROM jfs_counter WHERE name = 'nextChunk'"
-        )
-        .await,
+        ),
         1 + SLICE_ID_BATCH as i64
     );
     let length = 3 * meta_api::CHUNK_SIZE + 5000;
@@ -320,10 +329,9 @@ async fn chunks_hold_concatenated_slice_records_and_slices_are_counted() {
         Timestamp::new(1_000, 5)
     );
     let used = int(
-        &mut raw,
+        &raw,
         "SELECT value FROM jfs_counter WHERE name = 'usedSpace'",
-    )
-    .await;
+    );
     assert_eq!(used as u64, length.div_ceil(4096) * 4096);
 
     // A copy shares the slice: one more reference, no new id.
@@ -343,7 +351,7 @@ async fn chunks_hold_concatenated_slice_records_and_slices_are_counted() {
         .await
         .unwrap();
     assert_eq!(
-        int(&mut raw, "SELECT refs FROM jfs_chunk_ref WHERE chunkid = 1").await,
+        int(&raw, "SELECT refs FROM jfs_chunk_ref WHERE chunkid = 1"),
         2
     );
 }
@@ -352,19 +360,18 @@ async fn chunks_hold_concatenated_slice_records_and_slices_are_counted() {
 async fn sessions_and_the_deletion_queue_use_juicefs_rows() {
     let v = Volume::formatted(&test_format()).await;
     let m = v.client().await;
-    let mut raw = v.raw().await;
-    let (sid, expire, info): (i64, i64, Vec<u8>) =
-        sqlx::query_as("SELECT sid, expire, info FROM jfs_session2")
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let raw = v.raw();
+    let (sid, expire, info): (i64, i64, Vec<u8>) = raw
+        .query_row("SELECT sid, expire, info FROM jfs_session2", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
     assert_eq!(sid as u64, m.session_id());
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             "SELECT value FROM jfs_counter WHERE name = 'nextSession'"
-        )
-        .await,
+        ),
         sid
     );
     assert!(
@@ -391,12 +398,13 @@ async fn sessions_and_the_deletion_queue_use_juicefs_rows() {
         .await
         .unwrap();
     m.unlink(&root, ROOT_INO, b"gone").await.unwrap();
-    let (length, when): (i64, i64) =
-        sqlx::query_as("SELECT length, expire FROM jfs_delfile WHERE inode = ?")
-            .bind(gone.ino as i64)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
+    let (length, when): (i64, i64) = raw
+        .query_row(
+            "SELECT length, expire FROM jfs_delfile WHERE inode = ?",
+            rusqlite::params![gone.ino as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
     assert_eq!(length, 10);
     assert!(
         (when - Timestamp::now().sec).abs() <= 2,
@@ -404,10 +412,9 @@ async fn sessions_and_the_deletion_queue_use_juicefs_rows() {
     );
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             &format!("SELECT count(*) FROM jfs_node WHERE inode = {}", gone.ino)
-        )
-        .await,
+        ),
         0,
         "JuiceFS deletes the node at once; the chunks wait for the purge"
     );
@@ -415,27 +422,22 @@ async fn sessions_and_the_deletion_queue_use_juicefs_rows() {
         m.purge_file(gone.ino).await.unwrap(),
         vec![Slice { len: 10, ..s }]
     );
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_chunk").await, 0);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_chunk"), 0);
     assert_eq!(
-        int(
-            &mut raw,
-            "SELECT count(*) FROM jfs_chunk_ref WHERE refs > 0"
-        )
-        .await,
+        int(&raw, "SELECT count(*) FROM jfs_chunk_ref WHERE refs > 0"),
         0
     );
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             &format!("SELECT refs FROM jfs_chunk_ref WHERE chunkid = {}", s.id)
-        )
-        .await,
+        ),
         0,
         "JuiceFS keeps the freed slice's row at 0 references (pending) until its objects go"
     );
     assert!(m.forget_slice(s.id, s.size).await.unwrap());
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_chunk_ref").await, 0);
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_delfile").await, 0);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_chunk_ref"), 0);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_delfile"), 0);
 
     let held = m
         .mknod(&root, ROOT_INO, b"held", FileType::Regular, 0o644, 0)
@@ -443,35 +445,37 @@ async fn sessions_and_the_deletion_queue_use_juicefs_rows() {
         .unwrap();
     m.open(&root, held.ino, libc::O_RDONLY).await.unwrap();
     m.unlink(&root, ROOT_INO, b"held").await.unwrap();
-    let rows: Vec<(i64, i64)> = sqlx::query_as("SELECT sid, inode FROM jfs_sustained")
-        .fetch_all(&mut raw)
-        .await
+    let rows: Vec<(i64, i64)> = raw
+        .prepare("SELECT sid, inode FROM jfs_sustained")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
         .unwrap();
     assert_eq!(rows, vec![(sid, held.ino as i64)]);
     assert_eq!(
         int(
-            &mut raw,
+            &raw,
             &format!("SELECT nlink FROM jfs_node WHERE inode = {}", held.ino)
-        )
-        .await,
+        ),
         0
     );
     m.close(held.ino).await.unwrap();
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_sustained").await, 0);
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_delfile").await, 1);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_sustained"), 0);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_delfile"), 1);
     m.close_session().await.unwrap();
-    assert_eq!(int(&mut raw, "SELECT count(*) FROM jfs_session2").await, 0);
+    assert_eq!(int(&raw, "SELECT count(*) FROM jfs_session2"), 0);
 }
 
 #[tokio::test]
 async fn opens_a_volume_written_the_way_juicefs_writes_it() {
     let v = Volume::new();
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     for kind in ["table", "index"] {
         for (_, _, sql) in JUICEFS_SCHEMA.iter().filter(|(t, _, _)| *t == kind) {
             match sql {
                 Some(sql) if !sql.contains("sqlite_sequence") => {
-                    sqlx::query(sql).execute(&mut raw).await.unwrap();
+                    raw.execute(sql, []).unwrap();
                 }
                 _ => {}
             }
@@ -502,15 +506,14 @@ async fn opens_a_volume_written_the_way_juicefs_writes_it() {
         len: 11,
     };
     for s in stmts {
-        let q = sqlx::query(s);
-        let q = if s.contains("jfs_setting") {
-            q.bind(JUICEFS_SETTING)
+        if s.contains("jfs_setting") {
+            raw.execute(s, rusqlite::params![JUICEFS_SETTING])
         } else if s.contains("jfs_chunk (") {
-            q.bind(rec.encode().to_vec())
+            raw.execute(s, rusqlite::params![rec.encode().to_vec()])
         } else {
-            q
-        };
-        q.execute(&mut raw).await.unwrap();
+            raw.execute(s, [])
+        }
+        .unwrap();
     }
     let m = v.client().await;
     let f = m.load().await.unwrap();
@@ -546,15 +549,13 @@ async fn opens_a_volume_written_the_way_juicefs_writes_it() {
     assert_eq!(m.new_slice_id().await.unwrap(), 1001);
     assert!(m.session_id() > 3, "session ids continue too");
     // DirStats is on: the directory statistics JuiceFS keeps follow our changes.
-    sqlx::query("INSERT INTO jfs_dir_stats VALUES (1, 11, 8192, 2)")
-        .execute(&mut raw)
-        .await
+    raw.execute("INSERT INTO jfs_dir_stats VALUES (1, 11, 8192, 2)", [])
         .unwrap();
     let g = m
         .mknod(&root, ROOT_INO, b"g", FileType::Regular, 0o644, 0)
         .await
         .unwrap();
-    assert_eq!(root_stats(&mut raw).await, (11, 12288, 3));
+    assert_eq!(root_stats(&raw), (11, 12288, 3));
     let s = Slice {
         pos: 0,
         id: m.new_slice_id().await.unwrap(),
@@ -564,37 +565,52 @@ async fn opens_a_volume_written_the_way_juicefs_writes_it() {
     };
     m.write_slice(g.ino, 0, s, Timestamp::now()).await.unwrap();
     assert_eq!(
-        root_stats(&mut raw).await,
+        root_stats(&raw),
         (111, 12288, 3),
         "100 bytes fit the block charged already"
     );
     m.unlink(&root, ROOT_INO, b"hello").await.unwrap();
-    assert_eq!(root_stats(&mut raw).await, (100, 8192, 2));
+    assert_eq!(root_stats(&raw), (100, 8192, 2));
 }
 
 /// The JuiceFS directory statistics of the root: (data length, space, inodes).
-async fn root_stats(raw: &mut sqlx::SqliteConnection) -> (i64, i64, i64) {
-    sqlx::query_as("SELECT data_length, used_space, used_inodes FROM jfs_dir_stats WHERE inode = 1")
-        .fetch_one(raw)
-        .await
-        .unwrap()
+fn root_stats(raw: &Connection) -> (i64, i64, i64) {
+    raw.query_row(
+        "SELECT data_length, used_space, used_inodes FROM jfs_dir_stats WHERE inode = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
 }
 
 /// Every `jfs_dir_stats` row against a recount of its directory's entries, as JuiceFS's
 /// `calcDirStat` counts them; returns how many rows there are.
-async fn check_dir_stats(raw: &mut sqlx::SqliteConnection) -> usize {
-    let rows: Vec<(i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT s.inode, s.data_length, s.used_space, s.used_inodes, \
+fn check_dir_stats(raw: &Connection) -> usize {
+    let rows: Vec<(i64, i64, i64, i64, i64, i64, i64)> = raw
+        .prepare(
+            "SELECT s.inode, s.data_length, s.used_space, s.used_inodes, \
          (SELECT COALESCE(SUM(CASE WHEN n.type = 1 THEN n.length ELSE 0 END), 0) \
           FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = s.inode), \
          (SELECT COALESCE(SUM(CASE WHEN n.type = 1 AND n.length > 0 \
           THEN (n.length + 4095) / 4096 * 4096 ELSE 4096 END), 0) \
           FROM jfs_edge e JOIN jfs_node n ON n.inode = e.inode WHERE e.parent = s.inode), \
          (SELECT COUNT(*) FROM jfs_edge e WHERE e.parent = s.inode) FROM jfs_dir_stats s",
-    )
-    .fetch_all(raw)
-    .await
-    .unwrap();
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
     for (ino, len, space, inodes, want_len, want_space, want_inodes) in &rows {
         assert_eq!(
             (len, space, inodes),
@@ -611,14 +627,10 @@ async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
     f.dir_stats = true;
     let v = Volume::formatted(&f).await;
     let m = v.client().await;
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     let root = Context::root();
     let d = m.mkdir(&root, ROOT_INO, b"d", 0o755).await.unwrap();
-    assert_eq!(
-        check_dir_stats(&mut raw).await,
-        2,
-        "the root's row was computed"
-    );
+    assert_eq!(check_dir_stats(&raw), 2, "the root's row was computed");
     let file = m
         .mknod(&root, d.ino, b"f", FileType::Regular, 0o644, 0)
         .await
@@ -633,13 +645,13 @@ async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
     m.write_slice(file.ino, 0, s, Timestamp::now())
         .await
         .unwrap();
-    check_dir_stats(&mut raw).await;
+    check_dir_stats(&raw);
     m.truncate(&root, file.ino, 70_000).await.unwrap();
-    check_dir_stats(&mut raw).await;
+    check_dir_stats(&raw);
     m.fallocate(&root, file.ino, meta_api::FallocMode(0), 0, 100_000)
         .await
         .unwrap();
-    check_dir_stats(&mut raw).await;
+    check_dir_stats(&raw);
     let g = m
         .mknod(&root, ROOT_INO, b"g", FileType::Regular, 0o644, 0)
         .await
@@ -647,15 +659,12 @@ async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
     m.copy_file_range(&root, file.ino, 0, g.ino, 0, 9000)
         .await
         .unwrap();
-    check_dir_stats(&mut raw).await;
+    check_dir_stats(&raw);
     m.link(&root, g.ino, d.ino, b"g2").await.unwrap();
     m.symlink(&root, d.ino, b"ln", b"f").await.unwrap();
-    check_dir_stats(&mut raw).await;
+    check_dir_stats(&raw);
     // Lost rows are computed again at the next change.
-    sqlx::query("DELETE FROM jfs_dir_stats")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    raw.execute("DELETE FROM jfs_dir_stats", []).unwrap();
     m.rename(
         &root,
         d.ino,
@@ -666,7 +675,7 @@ async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
     )
     .await
     .unwrap();
-    assert_eq!(check_dir_stats(&mut raw).await, 2);
+    assert_eq!(check_dir_stats(&raw), 2);
     m.rename(
         &root,
         ROOT_INO,
@@ -677,7 +686,7 @@ async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
     )
     .await
     .unwrap();
-    check_dir_stats(&mut raw).await;
+    check_dir_stats(&raw);
     m.rename(
         &root,
         ROOT_INO,
@@ -688,7 +697,7 @@ async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
     )
     .await
     .unwrap();
-    check_dir_stats(&mut raw).await;
+    check_dir_stats(&raw);
     let sub = m.mkdir(&root, d.ino, b"sub", 0o755).await.unwrap();
     m.setattr(&root, g.ino, &meta_api::SetAttr::new().size(1))
         .await
@@ -696,5 +705,5 @@ async fn directory_statistics_stay_exact_when_the_volume_keeps_them() {
     m.unlink(&root, d.ino, b"ln").await.unwrap();
     m.rmdir(&root, d.ino, b"sub").await.unwrap();
     assert!(m.getattr(sub.ino).await.is_err());
-    assert_eq!(check_dir_stats(&mut raw).await, 2);
+    assert_eq!(check_dir_stats(&raw), 2);
 }

@@ -9,7 +9,7 @@
 mod support;
 
 use meta_api::{Context, LockType, MetaEngine, MetaError, PlockRequest, ROOT_INO};
-use sqlx::{Row, SqliteConnection};
+use rusqlite::Connection;
 use support::{test_format, Volume};
 
 /// The `records` of the juicefs mount's POSIX locks: `W` 10..=19 and `R` 100..=EOF of
@@ -21,27 +21,27 @@ const JUICEFS_RECORDS: [u8; 48] = [
 ];
 
 /// `(sid, owner, ltype)` of every `jfs_flock` row of `ino`.
-async fn flock_rows(raw: &mut SqliteConnection, ino: u64) -> Vec<(i64, i64, i64)> {
-    sqlx::query("SELECT sid, owner, ltype FROM jfs_flock WHERE inode = ? ORDER BY sid, owner")
-        .bind(ino as i64)
-        .fetch_all(&mut *raw)
-        .await
+fn flock_rows(raw: &Connection, ino: u64) -> Vec<(i64, i64, i64)> {
+    raw.prepare("SELECT sid, owner, ltype FROM jfs_flock WHERE inode = ? ORDER BY sid, owner")
         .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
+        .query_map(rusqlite::params![ino as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
 }
 
 /// `(sid, owner, records)` of every `jfs_plock` row of `ino`.
-async fn plock_rows(raw: &mut SqliteConnection, ino: u64) -> Vec<(i64, i64, Vec<u8>)> {
-    sqlx::query("SELECT sid, owner, records FROM jfs_plock WHERE inode = ? ORDER BY sid, owner")
-        .bind(ino as i64)
-        .fetch_all(&mut *raw)
-        .await
+fn plock_rows(raw: &Connection, ino: u64) -> Vec<(i64, i64, Vec<u8>)> {
+    raw.prepare("SELECT sid, owner, records FROM jfs_plock WHERE inode = ? ORDER BY sid, owner")
         .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect()
+        .query_map(rusqlite::params![ino as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -69,14 +69,11 @@ async fn locks_are_stored_as_juicefs_stores_them() {
         .await
         .unwrap();
 
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     // The owner is the i64 with the same bits; the type the byte 'W'.
+    assert_eq!(flock_rows(&raw, f), vec![(sid, -1, i64::from(b'W'))]);
     assert_eq!(
-        flock_rows(&mut raw, f).await,
-        vec![(sid, -1, i64::from(b'W'))]
-    );
-    assert_eq!(
-        plock_rows(&mut raw, f).await,
+        plock_rows(&raw, f),
         vec![(sid, 7, JUICEFS_RECORDS.to_vec())]
     );
 
@@ -87,8 +84,8 @@ async fn locks_are_stored_as_juicefs_stores_them() {
     a.setlk(&ctx, f, 7, false, LockType::Unlock, 0, u64::MAX, 0)
         .await
         .unwrap();
-    assert!(flock_rows(&mut raw, f).await.is_empty());
-    assert!(plock_rows(&mut raw, f).await.is_empty());
+    assert!(flock_rows(&raw, f).is_empty());
+    assert!(plock_rows(&raw, f).is_empty());
 }
 
 #[tokio::test]
@@ -101,22 +98,17 @@ async fn locks_written_by_juicefs_are_honoured() {
         .await
         .unwrap()
         .ino;
-    let mut raw = v.raw().await;
+    let raw = v.raw();
     // A juicefs client of session 999 holds a shared BSD lock and two POSIX ranges.
-    sqlx::query(
+    raw.execute(
         "INSERT INTO jfs_flock (inode, sid, owner, ltype) VALUES (?, 999, 5209190571182447507, 82)",
+        rusqlite::params![f as i64],
     )
-    .bind(f as i64)
-    .execute(&mut raw)
-    .await
     .unwrap();
-    sqlx::query(
+    raw.execute(
         "INSERT INTO jfs_plock (inode, sid, owner, records) VALUES (?, 999, 7720569820150361443, ?)",
+        rusqlite::params![f as i64, JUICEFS_RECORDS.as_slice()],
     )
-    .bind(f as i64)
-    .bind(JUICEFS_RECORDS.as_slice())
-    .execute(&mut raw)
-    .await
     .unwrap();
 
     assert!(matches!(
@@ -141,9 +133,6 @@ async fn locks_written_by_juicefs_are_honoured() {
 
     // Closing A's session takes A's rows and leaves the juicefs client's.
     a.close_session().await.unwrap();
-    assert_eq!(
-        flock_rows(&mut raw, f).await,
-        vec![(999, 5209190571182447507, 82)]
-    );
-    assert_eq!(plock_rows(&mut raw, f).await.len(), 1);
+    assert_eq!(flock_rows(&raw, f), vec![(999, 5209190571182447507, 82)]);
+    assert_eq!(plock_rows(&raw, f).len(), 1);
 }

@@ -498,6 +498,11 @@ impl Vfs {
                 first = r.map_err(VfsError::from);
             }
         }
+        // A clean close leaves every change durable, as if each file had been fsynced.
+        let r = self.inner.meta.sync().await;
+        if first.is_ok() {
+            first = r.map_err(VfsError::from);
+        }
         first
     }
 }

@@ -1717,6 +1717,10 @@ impl MetaEngine for ModelEngine {
         Ok(self.ready()?.statfs())
     }
 
+    async fn sync(&self) -> Result<()> {
+        self.ready().map(drop)
+    }
+
     async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
         let st = self.ready()?;
         Ok(st

@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
+use crate::sql::SqliteConnection;
 use meta_api::acl::{self, decode_entries, encode_entries, AclType, Rule};
 use meta_api::perm::check_access_with;
 use meta_api::{Attr, Context, Ino, MetaError, Result, Timestamp, MAX_XATTR_VALUE_LEN};
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{must_node, split_time};
 use crate::txn::db_err;
@@ -24,7 +24,7 @@ impl SqliteMeta {
         if let Some(rule) = self.acls.get(id) {
             return Ok(rule);
         }
-        let row = sqlx::query(
+        let row = crate::sql::query(
             "SELECT owner, `group`, mask, other, named_users, named_groups FROM jfs_acl \
              WHERE id = ?",
         )
@@ -109,7 +109,7 @@ impl SqliteMeta {
     pub(crate) async fn save_rule(&self, c: &mut SqliteConnection, rule: &Rule) -> Result<u32> {
         let users = encode_entries(&rule.named_users);
         let groups = encode_entries(&rule.named_groups);
-        let found = sqlx::query(
+        let found = crate::sql::query(
             "SELECT id FROM jfs_acl WHERE owner = ? AND `group` = ? AND mask = ? AND other = ? \
              AND IFNULL(named_users, x'') = ? AND IFNULL(named_groups, x'') = ? \
              ORDER BY id LIMIT 1",
@@ -125,7 +125,7 @@ impl SqliteMeta {
         .map_err(db_err)?;
         let id: i64 = match found {
             Some(row) => row.try_get(0).map_err(db_err)?,
-            None => sqlx::query(
+            None => crate::sql::query(
                 "INSERT INTO jfs_acl (owner, `group`, mask, other, named_users, named_groups) \
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
@@ -199,7 +199,7 @@ impl SqliteMeta {
 /// Writes the columns setting an ACL changes: mode, ctime and both ACL ids.
 pub(crate) async fn write_acl_columns(c: &mut SqliteConnection, ino: Ino, a: &Attr) -> Result<()> {
     let (ct, ctn) = split_time(a.ctime);
-    sqlx::query(
+    crate::sql::query(
         "UPDATE jfs_node SET mode = ?, ctime = ?, ctimensec = ?, access_acl_id = ?, \
          default_acl_id = ? WHERE inode = ?",
     )

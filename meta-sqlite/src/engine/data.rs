@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::sql::SqliteConnection;
 use meta_api::perm::check_access_with;
 use meta_api::{
     access, Attr, Context, FallocMode, FileType, Format, Ino, MetaError, Result, Slice, Timestamp,
     CHUNK_SIZE, MAX_FILE_SIZE,
 };
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{
     add_usage, align4k, drop_refs, file_dir_stat, must_node, split_time, update_node,
@@ -54,7 +54,7 @@ async fn append_records(
     } else {
         "UPDATE jfs_chunk SET slices = slices || ?3 WHERE inode = ?1 AND indx = ?2"
     };
-    sqlx::query(sql)
+    crate::sql::query(sql)
         .bind(ino as i64)
         .bind(indx as i64)
         .bind(buf)
@@ -87,7 +87,7 @@ async fn punch(c: &mut SqliteConnection, ino: Ino, off: u64, end: u64) -> Result
         full_to -= 1;
     }
     if full_from <= full_to {
-        sqlx::query(
+        crate::sql::query(
             "UPDATE jfs_chunk SET slices = slices || ? WHERE inode = ? AND indx BETWEEN ? AND ?",
         )
         .bind(&Slice::hole(0, CHUNK_SIZE as u32).encode()[..])
@@ -167,7 +167,7 @@ fn check_regular(attr: &Attr) -> Result<()> {
 impl Data for SqliteMeta {
     async fn read_chunk(&self, ino: Ino, index: u32) -> Result<Vec<Slice>> {
         self.fmt().await?;
-        let row = sqlx::query(
+        let row = crate::sql::query(
             "SELECT n.type, c.slices FROM jfs_node n LEFT JOIN jfs_chunk c \
              ON c.inode = n.inode AND c.indx = ?1 WHERE n.inode = ?2",
         )
@@ -215,7 +215,7 @@ impl Data for SqliteMeta {
                     }
                     attr.length = old.max(end);
                     let (t, tn) = split_time(mtime);
-                    let appended = sqlx::query(WRITE_SLICE)
+                    let appended = crate::sql::query(WRITE_SLICE)
                         .bind(ino as i64)
                         .bind(i64::from(index))
                         .bind(&rec[..])
@@ -271,7 +271,7 @@ impl Data for SqliteMeta {
                     let attr = must_node(c, ino).await?;
                     check_regular(&attr)?;
                     let buf: Option<Vec<u8>> =
-                        sqlx::query("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?")
+                        crate::sql::query("SELECT slices FROM jfs_chunk WHERE inode = ? AND indx = ?")
                             .bind(ino as i64)
                             .bind(i64::from(index))
                             .fetch_optional(&mut *c)
@@ -284,14 +284,14 @@ impl Data for SqliteMeta {
                     let Some(records) = compact::apply(&cur, plan, id) else {
                         return Ok(None);
                     };
-                    sqlx::query("UPDATE jfs_chunk SET slices = ? WHERE inode = ? AND indx = ?")
+                    crate::sql::query("UPDATE jfs_chunk SET slices = ? WHERE inode = ? AND indx = ?")
                         .bind(Slice::encode_all(&records))
                         .bind(ino as i64)
                         .bind(i64::from(index))
                         .execute(&mut *c)
                         .await
                         .map_err(db_err)?;
-                    sqlx::query("INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?, ?, 1)")
+                    crate::sql::query("INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?, ?, 1)")
                         .bind(id as i64)
                         .bind(i64::from(plan.len))
                         .execute(&mut *c)
@@ -300,7 +300,7 @@ impl Data for SqliteMeta {
                     if trash {
                         let delayed = compact::encode_delayed(plan.replaced());
                         if !delayed.is_empty() {
-                            sqlx::query(
+                            crate::sql::query(
                                 "INSERT INTO jfs_delslices (chunkid, deleted, slices) VALUES (?, ?, ?)",
                             )
                             .bind(id as i64)
@@ -394,7 +394,7 @@ impl Data for SqliteMeta {
                     let size = len.min(sattr.length - src_off);
                     let dend = dst_off + size;
                     let mut chunks = BTreeMap::new();
-                    let rows = sqlx::query(
+                    let rows = crate::sql::query(
                         "SELECT indx, slices FROM jfs_chunk WHERE inode = ? AND indx BETWEEN ? AND ?",
                     )
                     .bind(src as i64)
@@ -410,7 +410,7 @@ impl Data for SqliteMeta {
                         chunks.insert(indx, Slice::decode_chunk(src, indx, &buf)?);
                     }
                     let (dfirst, dlast) = copy::chunk_span(dst_off, size);
-                    let dst_chunks: BTreeSet<u32> = sqlx::query(
+                    let dst_chunks: BTreeSet<u32> = crate::sql::query(
                         "SELECT indx FROM jfs_chunk WHERE inode = ? AND indx BETWEEN ? AND ?",
                     )
                     .bind(dst as i64)
@@ -450,7 +450,7 @@ impl Data for SqliteMeta {
                     }
                     for (id, (slice_size, n)) in refs {
                         // A slice nobody tracked yet (no row) already had one user: the source.
-                        sqlx::query(
+                        crate::sql::query(
                             "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?1, ?2, ?3 + 1) \
                              ON CONFLICT (chunkid) DO UPDATE SET refs = refs + ?3",
                         )

@@ -7,20 +7,20 @@
 //! (`sustain::end_session`). Each attempt is one transaction; a blocking request sleeps
 //! between attempts with nothing held.
 
+use crate::sql::SqliteConnection;
 use async_trait::async_trait;
 use meta_api::backend::Locks;
 use meta_api::locks::{
     decode_records, encode_records, find_conflict, flock_outcome, setlk_outcome, PlockRecord,
 };
 use meta_api::{Ino, LockOwner, LockType, MetaError, PlockRequest, Result};
-use sqlx::{Row, SqliteConnection};
 
 use crate::txn::db_err;
 use crate::SqliteMeta;
 
 /// `NotFound` unless inode `ino` exists.
 async fn need_inode(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
-    let found = sqlx::query("SELECT 1 FROM jfs_node WHERE inode = ?")
+    let found = crate::sql::query("SELECT 1 FROM jfs_node WHERE inode = ?")
         .bind(ino as i64)
         .fetch_optional(&mut *c)
         .await
@@ -29,7 +29,7 @@ async fn need_inode(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
 }
 
 /// The session and owner columns of a lock row.
-fn owner_of(r: &sqlx::sqlite::SqliteRow) -> Result<LockOwner> {
+fn owner_of(r: &crate::sql::Row) -> Result<LockOwner> {
     let sid: i64 = r.try_get(0).map_err(db_err)?;
     let owner: i64 = r.try_get(1).map_err(db_err)?;
     Ok(LockOwner::new(sid as u64, owner as u64))
@@ -37,7 +37,7 @@ fn owner_of(r: &sqlx::sqlite::SqliteRow) -> Result<LockOwner> {
 
 /// Every BSD lock of `ino`.
 async fn flocks_of(c: &mut SqliteConnection, ino: Ino) -> Result<Vec<(LockOwner, LockType)>> {
-    let rows = sqlx::query("SELECT sid, owner, ltype FROM jfs_flock WHERE inode = ?")
+    let rows = crate::sql::query("SELECT sid, owner, ltype FROM jfs_flock WHERE inode = ?")
         .bind(ino as i64)
         .fetch_all(&mut *c)
         .await
@@ -59,7 +59,7 @@ async fn plocks_of(
     c: &mut SqliteConnection,
     ino: Ino,
 ) -> Result<Vec<(LockOwner, Vec<PlockRecord>)>> {
-    let rows = sqlx::query("SELECT sid, owner, records FROM jfs_plock WHERE inode = ?")
+    let rows = crate::sql::query("SELECT sid, owner, records FROM jfs_plock WHERE inode = ?")
         .bind(ino as i64)
         .fetch_all(&mut *c)
         .await
@@ -74,14 +74,15 @@ async fn plocks_of(
 
 /// The POSIX lock value `me` stores on `ino`, if any.
 async fn my_plock(c: &mut SqliteConnection, ino: Ino, me: LockOwner) -> Result<Option<Vec<u8>>> {
-    let row =
-        sqlx::query("SELECT records FROM jfs_plock WHERE inode = ? AND sid = ? AND owner = ?")
-            .bind(ino as i64)
-            .bind(me.sid as i64)
-            .bind(me.owner as i64)
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(db_err)?;
+    let row = crate::sql::query(
+        "SELECT records FROM jfs_plock WHERE inode = ? AND sid = ? AND owner = ?",
+    )
+    .bind(ino as i64)
+    .bind(me.sid as i64)
+    .bind(me.owner as i64)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
     row.map(|r| r.try_get(0).map_err(db_err)).transpose()
 }
 
@@ -101,7 +102,7 @@ impl Locks for SqliteMeta {
                 .db
                 .txn(|c, _| {
                     Box::pin(async move {
-                        sqlx::query(
+                        crate::sql::query(
                             "DELETE FROM jfs_flock WHERE inode = ? AND sid = ? AND owner = ?",
                         )
                         .bind(ino as i64)
@@ -124,7 +125,7 @@ impl Locks for SqliteMeta {
                         return Ok(());
                     };
                     let code = t.flock_byte().unwrap_or(b'R');
-                    sqlx::query(
+                    crate::sql::query(
                         "INSERT INTO jfs_flock (inode, sid, owner, ltype) VALUES (?, ?, ?, ?) \
                          ON CONFLICT (inode, sid, owner) DO UPDATE SET ltype = excluded.ltype",
                     )
@@ -173,14 +174,14 @@ impl Locks for SqliteMeta {
                     let q = match (&old, new.is_empty()) {
                         (None, true) => return Ok(()),
                         (Some(old), false) if *old == new => return Ok(()),
-                        (Some(_), true) => sqlx::query(
+                        (Some(_), true) => crate::sql::query(
                             "DELETE FROM jfs_plock WHERE inode = ? AND sid = ? AND owner = ?",
                         ),
-                        (Some(_), false) => sqlx::query(
+                        (Some(_), false) => crate::sql::query(
                             "UPDATE jfs_plock SET records = ?4 \
                              WHERE inode = ?1 AND sid = ?2 AND owner = ?3",
                         ),
-                        (None, false) => sqlx::query(
+                        (None, false) => crate::sql::query(
                             "INSERT INTO jfs_plock (inode, sid, owner, records) \
                              VALUES (?1, ?2, ?3, ?4)",
                         ),

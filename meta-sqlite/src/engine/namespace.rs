@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use std::sync::Arc;
 
+use crate::sql::SqliteConnection;
 use meta_api::acl::Rule;
 use meta_api::name::validate_name;
 use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
@@ -15,7 +16,6 @@ use meta_api::{
     access, Attr, Context, DirEntry, Entry, FileType, Format, Ino, MetaError, RenameFlags, Result,
     Timestamp, ROOT_INO,
 };
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{
     add_usage, align4k, attr_from_row, delete_node, dir_stat, get_node, has_node, must_node,
@@ -48,9 +48,8 @@ static ENTRY: LazyLock<String> = LazyLock::new(|| {
 /// Column of [`ENTRY`] where the child's node columns start.
 const CHILD_AT: usize = NODE_NCOLS + 2;
 
-// Statements run as one round trip use anonymous `?` parameters bound in textual order:
-// sqlx numbers anonymous parameters across the statements of one query, and numbered ones
-// (`?3`) with gaps in a statement would shift that numbering.
+// Statements run as one query use anonymous `?` parameters bound in textual order across
+// the statements (see `crate::sql`).
 
 /// One round trip of a create: the entry, the node, the parent's times and link count and
 /// the usage counters; a symlink or directory adds one statement.
@@ -225,7 +224,7 @@ pub(crate) async fn get_edge(
     parent: Ino,
     name: &[u8],
 ) -> Result<Option<(Ino, FileType)>> {
-    let row = sqlx::query("SELECT inode, type FROM jfs_edge WHERE parent = ? AND name = ?")
+    let row = crate::sql::query("SELECT inode, type FROM jfs_edge WHERE parent = ? AND name = ?")
         .bind(parent as i64)
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -248,7 +247,7 @@ pub(crate) async fn insert_edge(
     ino: Ino,
     typ: FileType,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?, ?, ?, ?)")
+    crate::sql::query("INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?, ?, ?, ?)")
         .bind(parent as i64)
         .bind(name)
         .bind(ino as i64)
@@ -266,7 +265,7 @@ pub(crate) async fn insert_edge(
 }
 
 async fn delete_edge(conn: &mut SqliteConnection, parent: Ino, name: &[u8]) -> Result<()> {
-    sqlx::query("DELETE FROM jfs_edge WHERE parent = ? AND name = ?")
+    crate::sql::query("DELETE FROM jfs_edge WHERE parent = ? AND name = ?")
         .bind(parent as i64)
         .bind(name)
         .execute(&mut *conn)
@@ -283,7 +282,7 @@ async fn remove_entry(
     now: Timestamp,
 ) -> Result<()> {
     let (t, tn) = split_time(now);
-    sqlx::query(REMOVE_ENTRY)
+    crate::sql::query(REMOVE_ENTRY)
         .bind(dir as i64)
         .bind(name)
         .bind(t)
@@ -298,7 +297,7 @@ async fn remove_entry(
 }
 
 async fn dir_is_empty(conn: &mut SqliteConnection, dir: Ino) -> Result<bool> {
-    let row = sqlx::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
+    let row = crate::sql::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
         .bind(dir as i64)
         .fetch_optional(&mut *conn)
         .await
@@ -397,7 +396,7 @@ impl SqliteMeta {
 
     /// Node `ino` read outside any write transaction.
     pub(crate) async fn read_node(&self, ino: Ino) -> Result<Option<Attr>> {
-        let row = sqlx::query(SELECT_NODE)
+        let row = crate::sql::query(SELECT_NODE)
             .bind(ino as i64)
             .fetch_optional(&self.db.pool)
             .await
@@ -440,7 +439,7 @@ impl SqliteMeta {
         } else {
             DROP_INODE[with_entry]
         };
-        let mut q = sqlx::query(sql);
+        let mut q = crate::sql::query(sql);
         if let Some((parent, name)) = entry {
             q = q
                 .bind(parent as i64)
@@ -498,7 +497,7 @@ async fn remove_dir_node(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
 /// Deletes the statistics and the quota of a directory that is removed or moved into the
 /// trash (JuiceFS drops both then).
 async fn drop_dir_rows(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "DELETE FROM jfs_dir_stats WHERE inode = ?1; DELETE FROM jfs_dir_quota WHERE inode = ?1",
     )
     .bind(ino as i64)
@@ -581,7 +580,7 @@ impl Rename<'_> {
 
     /// Moves the source entry to the destination name (whose old entry is already gone).
     async fn move_source(&mut self, c: &mut SqliteConnection, fmt: &Format) -> Result<()> {
-        sqlx::query("UPDATE jfs_edge SET parent = ?, name = ? WHERE parent = ? AND name = ?")
+        crate::sql::query("UPDATE jfs_edge SET parent = ?, name = ? WHERE parent = ? AND name = ?")
             .bind(self.dp as i64)
             .bind(self.dname)
             .bind(self.sp as i64)
@@ -618,7 +617,7 @@ impl Rename<'_> {
             (dino, dattr.typ, self.sp, self.sname),
             (self.sino, self.sattr.typ, self.dp, self.dname),
         ] {
-            sqlx::query(set)
+            crate::sql::query(set)
                 .bind(ino as i64)
                 .bind(typ as u8 as i64)
                 .bind(parent as i64)
@@ -669,7 +668,7 @@ impl Namespace for SqliteMeta {
     async fn lookup(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<Entry> {
         self.fmt().await?;
         if name == b"." || name == b".." {
-            let row = sqlx::query(&DOTS)
+            let row = crate::sql::query(&DOTS)
                 .bind(parent as i64)
                 .fetch_optional(&self.db.pool)
                 .await
@@ -693,7 +692,7 @@ impl Namespace for SqliteMeta {
             return Ok(Entry { ino, attr });
         }
         validate_name(name)?;
-        let row = sqlx::query(&ENTRY)
+        let row = crate::sql::query(&ENTRY)
             .bind(name)
             .bind(parent as i64)
             .fetch_optional(&self.db.pool)
@@ -760,7 +759,7 @@ impl Namespace for SqliteMeta {
                         _ => 0,
                     }];
                     let (t, tn) = split_time(now);
-                    let q = sqlx::query(sql)
+                    let q = crate::sql::query(sql)
                         .bind(parent as i64)
                         .bind(name)
                         .bind(ino as i64)
@@ -814,7 +813,7 @@ impl Namespace for SqliteMeta {
 
     async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         self.fmt().await?;
-        let row = sqlx::query(
+        let row = crate::sql::query(
             "SELECT n.type, s.target FROM jfs_node n LEFT JOIN jfs_symlink s \
              ON s.inode = n.inode WHERE n.inode = ?",
         )
@@ -877,7 +876,7 @@ impl Namespace for SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let row = sqlx::query(&UNLINK_ENTRY)
+                    let row = crate::sql::query(&UNLINK_ENTRY)
                         .bind(name)
                         .bind(parent as i64)
                         .bind(now.sec)
@@ -1146,7 +1145,7 @@ impl Namespace for SqliteMeta {
         self.fmt().await?;
         let sql = &READDIR[usize::from(plus) * 2 + usize::from(after.is_some())];
         // At least one row comes back, so that a missing directory shows even for limit 0.
-        let rows = sqlx::query(sql)
+        let rows = crate::sql::query(sql)
             .bind(ino as i64)
             .bind(after.unwrap_or_default())
             .bind(i64::try_from(limit.max(1)).unwrap_or(i64::MAX))

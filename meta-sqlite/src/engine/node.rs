@@ -1,10 +1,10 @@
 //! Rows of `jfs_node` and friends: how JuiceFS's SQL schema stores attributes, and the small
 //! statements every operation shares (read/insert/update a node, counters, directory stats).
 
+use crate::sql::Row as SqliteRow;
+use crate::sql::SqliteConnection;
 use meta_api::{Attr, FileType, Format, Ino, MetaError, Result, Timestamp};
 use meta_api::{Limits, Slice, Usage};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
 
 use crate::txn::db_err;
 
@@ -90,7 +90,7 @@ pub(crate) fn has_node(row: &SqliteRow, at: usize) -> Result<bool> {
 
 /// Reads node `ino` inside a transaction.
 pub(crate) async fn get_node(conn: &mut SqliteConnection, ino: Ino) -> Result<Option<Attr>> {
-    let row = sqlx::query(SELECT_NODE)
+    let row = crate::sql::query(SELECT_NODE)
         .bind(ino as i64)
         .fetch_optional(&mut *conn)
         .await
@@ -114,7 +114,7 @@ pub(crate) async fn insert_node(conn: &mut SqliteConnection, ino: Ino, a: &Attr)
     let (at, atn) = split_time(a.atime);
     let (mt, mtn) = split_time(a.mtime);
     let (ct, ctn) = split_time(a.ctime);
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO jfs_node (inode, type, flags, mode, uid, gid, atime, mtime, ctime, \
          atimensec, mtimensec, ctimensec, nlink, length, rdev, parent, access_acl_id, \
          default_acl_id, tier_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0)",
@@ -148,7 +148,7 @@ pub(crate) async fn update_node(conn: &mut SqliteConnection, ino: Ino, a: &Attr)
     let (at, atn) = split_time(a.atime);
     let (mt, mtn) = split_time(a.mtime);
     let (ct, ctn) = split_time(a.ctime);
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE jfs_node SET flags = ?, mode = ?, uid = ?, gid = ?, atime = ?, mtime = ?, \
          ctime = ?, atimensec = ?, mtimensec = ?, ctimensec = ?, nlink = ?, length = ?, \
          rdev = ?, parent = ? WHERE inode = ?",
@@ -179,7 +179,7 @@ pub(crate) async fn update_node(conn: &mut SqliteConnection, ino: Ino, a: &Attr)
 
 /// Deletes node `ino` and what hangs off it besides chunks (symlink target, xattrs).
 pub(crate) async fn delete_node(conn: &mut SqliteConnection, ino: Ino) -> Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "DELETE FROM jfs_node WHERE inode = ?1; DELETE FROM jfs_symlink WHERE inode = ?1; \
          DELETE FROM jfs_xattr WHERE inode = ?1",
     )
@@ -195,7 +195,7 @@ pub(crate) async fn add_usage(conn: &mut SqliteConnection, space: i64, inodes: i
     if space == 0 && inodes == 0 {
         return Ok(());
     }
-    sqlx::query(
+    crate::sql::query(
         "UPDATE jfs_counter SET value = value + CASE name WHEN 'usedSpace' THEN ?1 ELSE ?2 END \
          WHERE name IN ('usedSpace', 'totalInodes')",
     )
@@ -240,7 +240,7 @@ pub(crate) async fn drop_refs(
 ) -> Result<Vec<Slice>> {
     let mut freed = Vec::new();
     for &(id, size, n) in uses {
-        let left = sqlx::query(
+        let left = crate::sql::query(
             "UPDATE jfs_chunk_ref SET refs = refs - ? WHERE chunkid = ? RETURNING refs",
         )
         .bind(n)
@@ -259,7 +259,7 @@ pub(crate) async fn drop_refs(
 
 /// The `usedSpace` and `totalInodes` counters.
 pub(crate) async fn usage(conn: &mut SqliteConnection) -> Result<(i64, i64)> {
-    let rows = sqlx::query(
+    let rows = crate::sql::query(
         "SELECT name, value FROM jfs_counter WHERE name IN ('usedSpace', 'totalInodes')",
     )
     .fetch_all(&mut *conn)
@@ -310,7 +310,7 @@ pub(crate) async fn dir_stat(
     if !fmt.dir_stats || (length == 0 && space == 0 && inodes == 0) {
         return Ok(());
     }
-    let done = sqlx::query(
+    let done = crate::sql::query(
         "UPDATE jfs_dir_stats SET data_length = data_length + ?, used_space = used_space + ?, \
          used_inodes = used_inodes + ? WHERE inode = ?",
     )
@@ -322,7 +322,7 @@ pub(crate) async fn dir_stat(
     .await
     .map_err(db_err)?;
     if done.rows_affected() == 0 {
-        let mut q = sqlx::query(sync_dir_stats_sql!());
+        let mut q = crate::sql::query(sync_dir_stats_sql!());
         for _ in 0..5 {
             q = q.bind(dir as i64);
         }
@@ -346,7 +346,7 @@ pub(crate) async fn file_dir_stat(
     if parent != 0 {
         return dir_stat(conn, fmt, parent, length, space, 0).await;
     }
-    sqlx::query(
+    crate::sql::query(
         "UPDATE jfs_dir_stats SET data_length = data_length + ?, used_space = used_space + ? \
          WHERE inode IN (SELECT DISTINCT parent FROM jfs_edge WHERE inode = ?)",
     )

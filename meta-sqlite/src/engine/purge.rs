@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use meta_api::backend::Purge;
 
 use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
-use sqlx::Row;
 
 use crate::engine::node::{delete_node, drop_refs, get_node};
 use crate::txn::db_err;
@@ -14,11 +13,12 @@ use crate::SqliteMeta;
 impl Purge for SqliteMeta {
     async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>> {
         self.fmt().await?;
-        let rows = sqlx::query("SELECT inode, length FROM jfs_delfile ORDER BY inode LIMIT ?")
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.db.pool)
-            .await
-            .map_err(db_err)?;
+        let rows =
+            crate::sql::query("SELECT inode, length FROM jfs_delfile ORDER BY inode LIMIT ?")
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.db.pool)
+                .await
+                .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 Ok(DeletedFile {
@@ -34,7 +34,7 @@ impl Purge for SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let queued = sqlx::query("SELECT 1 FROM jfs_delfile WHERE inode = ?")
+                    let queued = crate::sql::query("SELECT 1 FROM jfs_delfile WHERE inode = ?")
                         .bind(ino as i64)
                         .fetch_optional(&mut *c)
                         .await
@@ -48,14 +48,14 @@ impl Purge for SqliteMeta {
                     }
                     if node.is_some_and(|a| a.nlink > 0) {
                         // A live inode is never purged; drop the stale queue entry.
-                        sqlx::query("DELETE FROM jfs_delfile WHERE inode = ?")
+                        crate::sql::query("DELETE FROM jfs_delfile WHERE inode = ?")
                             .bind(ino as i64)
                             .execute(&mut *c)
                             .await
                             .map_err(db_err)?;
                         return Err(MetaError::InvalidArgument("the file is not deleted"));
                     }
-                    let rows = sqlx::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ?")
+                    let rows = crate::sql::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ?")
                         .bind(ino as i64)
                         .fetch_all(&mut *c)
                         .await
@@ -68,7 +68,7 @@ impl Purge for SqliteMeta {
                         records.extend(Slice::decode_chunk(ino, indx, &buf)?);
                     }
                     let free = drop_refs(c, &Slice::references(&records)).await?;
-                    sqlx::query(
+                    crate::sql::query(
                         "DELETE FROM jfs_chunk WHERE inode = ?1; DELETE FROM jfs_delfile WHERE inode = ?1",
                     )
                     .bind(ino as i64)

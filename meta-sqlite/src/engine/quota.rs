@@ -1,17 +1,17 @@
 //! Quotas in SQLite ([`meta_api::quota`] has the rules): JuiceFS's `jfs_dir_quota` and
 //! `jfs_user_group_quota` rows, read and written in the caller's transaction.
 
+use crate::sql::SqliteConnection;
 use async_trait::async_trait;
 use meta_api::quota::{store_limits, Charge, Quota, QuotaKind, QuotaTxn};
 use meta_api::{Ino, Result};
-use sqlx::{Row, SqliteConnection};
 
 use crate::txn::db_err;
 
 /// The quota records seen through one transaction's connection.
 pub(crate) struct SqlQuotas<'a>(pub(crate) &'a mut SqliteConnection);
 
-fn quota_of(r: &sqlx::sqlite::SqliteRow) -> Result<Quota> {
+fn quota_of(r: &crate::sql::Row) -> Result<Quota> {
     let get = |i: usize| r.try_get::<i64, _>(i).map_err(db_err);
     Ok(Quota {
         max_space: get(0)?,
@@ -24,7 +24,7 @@ fn quota_of(r: &sqlx::sqlite::SqliteRow) -> Result<Quota> {
 #[async_trait]
 impl QuotaTxn for SqlQuotas<'_> {
     async fn any_dir_quota(&mut self) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM jfs_dir_quota LIMIT 1")
+        let row = crate::sql::query("SELECT 1 FROM jfs_dir_quota LIMIT 1")
             .fetch_optional(&mut *self.0)
             .await
             .map_err(db_err)?;
@@ -32,7 +32,7 @@ impl QuotaTxn for SqlQuotas<'_> {
     }
 
     async fn dir_parent(&mut self, ino: Ino) -> Result<Option<Ino>> {
-        let row = sqlx::query("SELECT parent FROM jfs_node WHERE inode = ?")
+        let row = crate::sql::query("SELECT parent FROM jfs_node WHERE inode = ?")
             .bind(ino as i64)
             .fetch_optional(&mut *self.0)
             .await
@@ -43,12 +43,12 @@ impl QuotaTxn for SqlQuotas<'_> {
 
     async fn quota(&mut self, kind: QuotaKind, key: u64) -> Result<Option<Quota>> {
         let q = match kind {
-            QuotaKind::Dir => sqlx::query(
+            QuotaKind::Dir => crate::sql::query(
                 "SELECT max_space, max_inodes, used_space, used_inodes FROM jfs_dir_quota \
                  WHERE inode = ?",
             )
             .bind(key as i64),
-            _ => sqlx::query(
+            _ => crate::sql::query(
                 "SELECT max_space, max_inodes, used_space, used_inodes \
                  FROM jfs_user_group_quota WHERE qtype = ? AND qkey = ?",
             )
@@ -60,7 +60,7 @@ impl QuotaTxn for SqlQuotas<'_> {
     }
 
     async fn is_empty_dir(&mut self, ino: Ino) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
+        let row = crate::sql::query("SELECT 1 FROM jfs_edge WHERE parent = ? LIMIT 1")
             .bind(ino as i64)
             .fetch_optional(&mut *self.0)
             .await
@@ -70,13 +70,13 @@ impl QuotaTxn for SqlQuotas<'_> {
 
     async fn put_quota(&mut self, kind: QuotaKind, key: u64, q: &Quota) -> Result<()> {
         let query = match kind {
-            QuotaKind::Dir => sqlx::query(
+            QuotaKind::Dir => crate::sql::query(
                 "INSERT INTO jfs_dir_quota (inode, max_space, max_inodes, used_space, \
                  used_inodes) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (inode) DO UPDATE SET \
                  max_space = ?2, max_inodes = ?3, used_space = ?4, used_inodes = ?5",
             )
             .bind(key as i64),
-            _ => sqlx::query(
+            _ => crate::sql::query(
                 "INSERT INTO jfs_user_group_quota (qtype, qkey, max_space, max_inodes, \
                  used_space, used_inodes) VALUES (?6, ?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (qtype, qkey) DO UPDATE SET max_space = ?2, max_inodes = ?3, \
@@ -104,7 +104,7 @@ pub(crate) async fn file_dirs(c: &mut SqliteConnection, ino: Ino, parent: Ino) -
     if parent != 0 {
         return Ok(vec![parent]);
     }
-    let rows = sqlx::query("SELECT DISTINCT parent FROM jfs_edge WHERE inode = ?")
+    let rows = crate::sql::query("SELECT DISTINCT parent FROM jfs_edge WHERE inode = ?")
         .bind(ino as i64)
         .fetch_all(&mut *c)
         .await
@@ -160,11 +160,11 @@ impl meta_api::backend::Quotas for crate::SqliteMeta {
     async fn list_quotas(&self, kind: QuotaKind) -> Result<Vec<(u64, Quota)>> {
         self.fmt().await?;
         let q = match kind {
-            QuotaKind::Dir => sqlx::query(
+            QuotaKind::Dir => crate::sql::query(
                 "SELECT max_space, max_inodes, used_space, used_inodes, inode FROM \
                  jfs_dir_quota ORDER BY inode",
             ),
-            _ => sqlx::query(
+            _ => crate::sql::query(
                 "SELECT max_space, max_inodes, used_space, used_inodes, qkey FROM \
                  jfs_user_group_quota WHERE qtype = ? ORDER BY qkey",
             )
@@ -185,10 +185,12 @@ impl meta_api::backend::Quotas for crate::SqliteMeta {
             .txn(|c, _| {
                 Box::pin(async move {
                     let done = match kind {
-                        QuotaKind::Dir => sqlx::query("DELETE FROM jfs_dir_quota WHERE inode = ?")
-                            .bind(key as i64),
+                        QuotaKind::Dir => {
+                            crate::sql::query("DELETE FROM jfs_dir_quota WHERE inode = ?")
+                                .bind(key as i64)
+                        }
                         // The usage stays, with no limit (JuiceFS).
-                        _ => sqlx::query(
+                        _ => crate::sql::query(
                             "UPDATE jfs_user_group_quota SET max_space = -1, max_inodes = -1 \
                              WHERE qtype = ? AND qkey = ?",
                         )

@@ -5,10 +5,10 @@ use meta_api::backend::Sessions;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::sql::SqliteConnection;
 use meta_api::{
     Attr, Context, Ino, MetaError, Result, Session, SessionInfo, Timestamp, SESSION_TTL_SECS,
 };
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::must_node;
 use crate::engine::now_secs;
@@ -18,7 +18,7 @@ use crate::SqliteMeta;
 
 /// Inserts (or refreshes) the row of session `sid`.
 async fn put_session(c: &mut SqliteConnection, sid: u64, expire: i64, info: &[u8]) -> Result<()> {
-    sqlx::query(
+    crate::sql::query(
         "INSERT INTO jfs_session2 (sid, expire, info) VALUES (?, ?, ?) \
          ON CONFLICT (sid) DO UPDATE SET expire = excluded.expire, info = excluded.info",
     )
@@ -74,7 +74,7 @@ impl Sessions for SqliteMeta {
             .db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let row = sqlx::query(
+                    let row = crate::sql::query(
                         "INSERT INTO jfs_counter (name, value) VALUES ('nextSession', 1) \
                          ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
                     )
@@ -108,12 +108,13 @@ impl Sessions for SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let done = sqlx::query("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
-                        .bind(now + SESSION_TTL_SECS)
-                        .bind(sid as i64)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
+                    let done =
+                        crate::sql::query("UPDATE jfs_session2 SET expire = ? WHERE sid = ?")
+                            .bind(now + SESSION_TTL_SECS)
+                            .bind(sid as i64)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
                     if done.rows_affected() == 0 {
                         put_session(c, sid, now + SESSION_TTL_SECS, json).await?;
                     }
@@ -146,7 +147,7 @@ impl Sessions for SqliteMeta {
 
     async fn list_sessions(&self) -> Result<Vec<Session>> {
         self.fmt().await?;
-        let rows = sqlx::query(
+        let rows = crate::sql::query(
             "SELECT s.sid, s.expire, s.info, t.inode FROM jfs_session2 s \
              LEFT JOIN jfs_sustained t ON t.sid = s.sid ORDER BY s.sid, t.inode",
         )
@@ -181,7 +182,7 @@ impl Sessions for SqliteMeta {
             .db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let rows = sqlx::query("SELECT sid FROM jfs_session2 WHERE expire < ?")
+                    let rows = crate::sql::query("SELECT sid FROM jfs_session2 WHERE expire < ?")
                         .bind(now.sec)
                         .fetch_all(&mut *c)
                         .await

@@ -35,8 +35,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock, Weak};
 
+use crate::sql::SqliteConnection;
 use meta_api::{Ino, OpenFiles, Result};
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{add_usage, align4k, get_node};
 use crate::txn::db_err;
@@ -130,7 +130,7 @@ pub(crate) async fn sessions(
     conn: &mut SqliteConnection,
     now: i64,
 ) -> Result<Vec<SessionLiveness>> {
-    let rows = sqlx::query("SELECT sid, expire >= ? FROM jfs_session2")
+    let rows = crate::sql::query("SELECT sid, expire >= ? FROM jfs_session2")
         .bind(now)
         .fetch_all(&mut *conn)
         .await
@@ -178,7 +178,7 @@ pub(crate) fn holders(
 /// Records that the sessions `sids` keep `ino` alive.
 pub(crate) async fn sustain(conn: &mut SqliteConnection, sids: &[u64], ino: Ino) -> Result<()> {
     for sid in sids {
-        sqlx::query("INSERT OR IGNORE INTO jfs_sustained (sid, inode) VALUES (?, ?)")
+        crate::sql::query("INSERT OR IGNORE INTO jfs_sustained (sid, inode) VALUES (?, ?)")
             .bind(*sid as i64)
             .bind(ino as i64)
             .execute(&mut *conn)
@@ -197,7 +197,7 @@ pub(crate) async fn queue_deletion(conn: &mut SqliteConnection, ino: Ino, now: i
     if attr.nlink > 0 {
         return Ok(());
     }
-    sqlx::query("INSERT OR IGNORE INTO jfs_delfile (inode, length, expire) VALUES (?, ?, ?)")
+    crate::sql::query("INSERT OR IGNORE INTO jfs_delfile (inode, length, expire) VALUES (?, ?, ?)")
         .bind(ino as i64)
         .bind(attr.length as i64)
         .bind(now)
@@ -216,7 +216,7 @@ pub(crate) async fn release(
     ino: Ino,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM jfs_sustained WHERE sid = ? AND inode = ?")
+    let done = crate::sql::query("DELETE FROM jfs_sustained WHERE sid = ? AND inode = ?")
         .bind(sid as i64)
         .bind(ino as i64)
         .execute(&mut *conn)
@@ -225,7 +225,7 @@ pub(crate) async fn release(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    let others = sqlx::query("SELECT 1 FROM jfs_sustained WHERE inode = ? LIMIT 1")
+    let others = crate::sql::query("SELECT 1 FROM jfs_sustained WHERE inode = ? LIMIT 1")
         .bind(ino as i64)
         .fetch_optional(&mut *conn)
         .await
@@ -238,7 +238,7 @@ pub(crate) async fn release(
 
 /// The inodes session `sid` sustains.
 pub(crate) async fn sustained_by(conn: &mut SqliteConnection, sid: u64) -> Result<Vec<Ino>> {
-    let rows = sqlx::query("SELECT inode FROM jfs_sustained WHERE sid = ? ORDER BY inode")
+    let rows = crate::sql::query("SELECT inode FROM jfs_sustained WHERE sid = ? ORDER BY inode")
         .bind(sid as i64)
         .fetch_all(&mut *conn)
         .await
@@ -253,7 +253,7 @@ pub(crate) async fn end_session(conn: &mut SqliteConnection, sid: u64, now: i64)
     for ino in sustained_by(conn, sid).await? {
         release(conn, sid, ino, now).await?;
     }
-    sqlx::query(
+    crate::sql::query(
         "DELETE FROM jfs_flock WHERE sid = ?1; DELETE FROM jfs_plock WHERE sid = ?1; \
          DELETE FROM jfs_session2 WHERE sid = ?1",
     )

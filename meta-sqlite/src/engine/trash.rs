@@ -2,9 +2,9 @@
 //! directory, found or made inside the deleting transaction, and the move of a victim into
 //! it.
 
+use crate::sql::SqliteConnection;
 use meta_api::trash;
 use meta_api::{Attr, Context, FileType, Format, Ino, Result, Timestamp, TRASH_INO};
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::namespace::{get_edge, insert_edge};
 use crate::engine::node::{add_usage, dir_stat, get_node, insert_node, update_node};
@@ -20,7 +20,7 @@ pub(crate) async fn hour_dir(c: &mut SqliteConnection, now: Timestamp) -> Result
     if get_node(c, TRASH_INO).await?.is_none() {
         insert_node(c, TRASH_INO, &trash::root_attr(now)).await?;
     }
-    let next = sqlx::query(
+    let next = crate::sql::query(
         "INSERT INTO jfs_counter (name, value) VALUES (?1, 1) \
          ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
     )

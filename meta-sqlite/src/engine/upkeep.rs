@@ -5,12 +5,11 @@
 //! `IDX_jfs_chunk_ref_refs`); jobs are elected on `jfs_counter` rows; dir stats are
 //! `jfs_dir_stats` rows.
 
+use crate::sql::SqliteConnection;
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use meta_api::backend::Upkeep;
 use meta_api::upkeep::{DirStat, Recount, SliceListing};
 use meta_api::{compact, Ino, MetaError, Result, Slice, Usage, TRASH_INO};
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{drop_refs, must_node, usage};
 use crate::txn::db_err;
@@ -34,7 +33,7 @@ const USAGE: &str = "SELECT COALESCE(SUM(CASE WHEN length > 0 \
      THEN (length + 4095) / 4096 * 4096 ELSE 4096 END), 0), COUNT(*) \
      FROM jfs_node WHERE inode NOT IN (1, ?)";
 
-fn get(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<i64> {
+fn get(row: &crate::sql::Row, i: usize) -> Result<i64> {
     row.try_get::<i64, _>(i).map_err(db_err)
 }
 
@@ -61,7 +60,7 @@ async fn must_dir(conn: &mut SqliteConnection, ino: Ino) -> Result<()> {
 impl Upkeep for SqliteMeta {
     async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {
         self.fmt().await?;
-        let rows = sqlx::query(
+        let rows = crate::sql::query(
             "SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0 ORDER BY chunkid LIMIT ?",
         )
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -78,7 +77,7 @@ impl Upkeep for SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let done = sqlx::query(
+                    let done = crate::sql::query(
                         "DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND size = ? AND refs <= 0",
                     )
                     .bind(id as i64)
@@ -97,9 +96,8 @@ impl Upkeep for SqliteMeta {
         // One read transaction (a WAL snapshot), rows streamed: memory follows the records.
         let mut tx = self.db.pool.begin().await.map_err(db_err)?;
         let mut out = SliceListing::default();
-        {
-            let mut rows = sqlx::query("SELECT inode, indx, slices FROM jfs_chunk").fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await.map_err(db_err)? {
+        crate::sql::query("SELECT inode, indx, slices FROM jfs_chunk")
+            .for_each(&mut *tx, |r| {
                 let ino = get(&r, 0)? as u64;
                 let indx = u32::try_from(get(&r, 1)?).map_err(|_| {
                     MetaError::Corrupt(format!("inode {ino} has a chunk index out of range"))
@@ -112,33 +110,36 @@ impl Upkeep for SqliteMeta {
                         .filter(|s| s.id != 0)
                         .map(|s| (ino, indx, s)),
                 );
-            }
-        }
-        {
-            let mut rows = sqlx::query("SELECT chunkid, slices FROM jfs_delslices").fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await.map_err(db_err)? {
+                Ok::<(), MetaError>(())
+            })
+            .await
+            .map_err(db_err)??;
+        crate::sql::query("SELECT chunkid, slices FROM jfs_delslices")
+            .for_each(&mut *tx, |r| {
                 let id = get(&r, 0)?;
                 let blob: Vec<u8> = r.try_get(1).map_err(db_err)?;
                 let what = format!("of jfs_delslices row {id}");
                 out.delayed.extend(compact::decode_delayed(&what, &blob)?);
-            }
-        }
-        {
-            let mut rows = sqlx::query(
-                "SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0 ORDER BY chunkid",
-            )
-            .fetch(&mut *tx);
-            while let Some(r) = rows.try_next().await.map_err(db_err)? {
-                out.pending.push(slice_key(get(&r, 0)?, get(&r, 1)?)?);
-            }
-        }
+                Ok::<(), MetaError>(())
+            })
+            .await
+            .map_err(db_err)??;
+        crate::sql::query(
+            "SELECT chunkid, size FROM jfs_chunk_ref WHERE refs <= 0 ORDER BY chunkid",
+        )
+        .for_each(&mut *tx, |r| {
+            out.pending.push(slice_key(get(&r, 0)?, get(&r, 1)?)?);
+            Ok::<(), MetaError>(())
+        })
+        .await
+        .map_err(db_err)??;
         tx.rollback().await.map_err(db_err)?;
         Ok(out)
     }
 
     async fn free_delayed_slices(&self, before: i64, limit: usize) -> Result<Vec<Slice>> {
         self.fmt().await?;
-        let rows = sqlx::query(
+        let rows = crate::sql::query(
             "SELECT chunkid FROM jfs_delslices WHERE deleted < ? ORDER BY deleted, chunkid LIMIT ?",
         )
         .bind(before)
@@ -153,7 +154,7 @@ impl Upkeep for SqliteMeta {
                 .db
                 .txn(|c, _| {
                     Box::pin(async move {
-                        let row = sqlx::query(
+                        let row = crate::sql::query(
                             "DELETE FROM jfs_delslices WHERE chunkid = ? RETURNING slices",
                         )
                         .bind(id)
@@ -184,7 +185,7 @@ impl Upkeep for SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let row = sqlx::query("SELECT value FROM jfs_counter WHERE name = ?")
+                    let row = crate::sql::query("SELECT value FROM jfs_counter WHERE name = ?")
                         .bind(counter)
                         .fetch_optional(&mut *c)
                         .await
@@ -193,7 +194,7 @@ impl Upkeep for SqliteMeta {
                     if i128::from(old) + i128::from(every) >= i128::from(now) {
                         return Ok(false);
                     }
-                    sqlx::query(
+                    crate::sql::query(
                         "INSERT INTO jfs_counter (name, value) VALUES (?1, ?2) \
                          ON CONFLICT (name) DO UPDATE SET value = ?2",
                     )
@@ -215,7 +216,7 @@ impl Upkeep for SqliteMeta {
         if !fmt.dir_stats {
             return Ok(None);
         }
-        let row = sqlx::query(
+        let row = crate::sql::query(
             "SELECT data_length, used_space, used_inodes FROM jfs_dir_stats WHERE inode = ?",
         )
         .bind(ino as i64)
@@ -239,7 +240,7 @@ impl Upkeep for SqliteMeta {
             .txn(|c, _| {
                 Box::pin(async move {
                     must_dir(c, ino).await?;
-                    let r = sqlx::query(DIR_STAT)
+                    let r = crate::sql::query(DIR_STAT)
                         .bind(ino as i64)
                         .fetch_one(&mut *c)
                         .await
@@ -250,7 +251,7 @@ impl Upkeep for SqliteMeta {
                         inodes: get(&r, 2)?,
                     };
                     if keep {
-                        sqlx::query(
+                        crate::sql::query(
                             "INSERT INTO jfs_dir_stats (inode, data_length, used_space, \
                              used_inodes) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (inode) DO UPDATE \
                              SET data_length = ?2, used_space = ?3, used_inodes = ?4",
@@ -276,7 +277,7 @@ impl Upkeep for SqliteMeta {
                 Box::pin(async move {
                     let (space, inodes) = usage(c).await?;
                     let before = Usage { space, inodes };
-                    let r = sqlx::query(USAGE)
+                    let r = crate::sql::query(USAGE)
                         .bind(TRASH_INO as i64)
                         .fetch_one(&mut *c)
                         .await
@@ -287,7 +288,7 @@ impl Upkeep for SqliteMeta {
                     };
                     for (name, value) in [("usedSpace", after.space), ("totalInodes", after.inodes)]
                     {
-                        sqlx::query(
+                        crate::sql::query(
                             "INSERT INTO jfs_counter (name, value) VALUES (?1, ?2) \
                              ON CONFLICT (name) DO UPDATE SET value = ?2",
                         )
@@ -342,7 +343,7 @@ mod tests {
         );
         {
             let mut conn = m.db.pool.acquire().await.unwrap();
-            sqlx::query(
+            crate::sql::query(
                 "UPDATE jfs_counter SET value = -77 WHERE name IN ('usedSpace', 'totalInodes')",
             )
             .execute(&mut *conn)

@@ -44,4 +44,9 @@ impl Volume for SqliteMeta {
         let (space, inodes) = usage(&mut conn).await?;
         Ok(Usage { space, inodes })
     }
+
+    /// Syncs the write-ahead log (commits are written at once but synced only here).
+    async fn sync(&self) -> Result<()> {
+        self.db.sync().await
+    }
 }

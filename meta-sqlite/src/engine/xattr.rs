@@ -4,11 +4,11 @@
 //! blobs and turned into TEXT with the same bytes by `CAST(? AS TEXT)`, which makes them
 //! compare equal to the names the juicefs client wrote.
 
+use crate::sql::SqliteConnection;
 use async_trait::async_trait;
 use meta_api::acl::{add_xattr_names, AclType};
 use meta_api::backend::Xattrs;
 use meta_api::{access, Context, Ino, MetaError, Result, Timestamp, XattrFlags};
-use sqlx::{Row, SqliteConnection};
 
 use crate::engine::node::{must_node, update_node};
 use crate::txn::db_err;
@@ -36,7 +36,7 @@ impl Xattrs for SqliteMeta {
         if let Some(typ) = AclType::from_xattr_name(name) {
             return self.get_acl_xattr(ino, typ).await;
         }
-        let row = sqlx::query(
+        let row = crate::sql::query(
             "SELECT x.value FROM jfs_node n LEFT JOIN jfs_xattr x \
              ON x.inode = n.inode AND x.name = CAST(?1 AS TEXT) WHERE n.inode = ?2",
         )
@@ -68,7 +68,7 @@ impl Xattrs for SqliteMeta {
             .txn(|c, _| {
                 Box::pin(async move {
                     touch_for_change(self, c, ctx, ino, now).await?;
-                    let exists = sqlx::query(
+                    let exists = crate::sql::query(
                         "SELECT 1 FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)",
                     )
                     .bind(ino as i64)
@@ -83,7 +83,7 @@ impl Xattrs for SqliteMeta {
                     if flags == XattrFlags::REPLACE && !exists {
                         return Err(MetaError::NoAttr);
                     }
-                    sqlx::query(
+                    crate::sql::query(
                         "INSERT INTO jfs_xattr (inode, name, value) VALUES (?, CAST(? AS TEXT), ?) \
                          ON CONFLICT (inode, name) DO UPDATE SET value = excluded.value",
                     )
@@ -101,7 +101,7 @@ impl Xattrs for SqliteMeta {
 
     async fn listxattr(&self, ino: Ino) -> Result<Vec<Vec<u8>>> {
         self.fmt().await?;
-        let rows = sqlx::query(
+        let rows = crate::sql::query(
             "SELECT x.name, n.access_acl_id, n.default_acl_id FROM jfs_node n \
              LEFT JOIN jfs_xattr x ON x.inode = n.inode WHERE n.inode = ? ORDER BY x.name",
         )
@@ -139,7 +139,7 @@ impl Xattrs for SqliteMeta {
             .txn(|c, _| {
                 Box::pin(async move {
                     touch_for_change(self, c, ctx, ino, now).await?;
-                    let done = sqlx::query(
+                    let done = crate::sql::query(
                         "DELETE FROM jfs_xattr WHERE inode = ? AND name = CAST(? AS TEXT)",
                     )
                     .bind(ino as i64)

@@ -6,7 +6,7 @@
 
 use meta_api::{Format, MetaEngine, SessionInfo};
 use meta_sqlite::SqliteMeta;
-use sqlx::{ConnectOptions, SqliteConnection};
+use rusqlite::Connection;
 
 /// A volume in a temporary directory.
 pub struct Volume {
@@ -49,14 +49,11 @@ impl Volume {
     }
 
     /// A raw connection to the database file.
-    pub async fn raw(&self) -> SqliteConnection {
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(self.dir.path().join("meta.db"))
-            .create_if_missing(true)
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .connect()
-            .await
-            .unwrap()
+    pub fn raw(&self) -> Connection {
+        let conn = Connection::open(self.dir.path().join("meta.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        conn
     }
 }
 
@@ -71,9 +68,6 @@ pub fn test_format() -> Format {
 }
 
 /// One integer column of the first row of `sql`.
-pub async fn int(c: &mut SqliteConnection, sql: &str) -> i64 {
-    sqlx::query_scalar::<_, i64>(sql)
-        .fetch_one(c)
-        .await
-        .unwrap()
+pub fn int(c: &Connection, sql: &str) -> i64 {
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
 }

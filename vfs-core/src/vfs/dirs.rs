@@ -297,9 +297,11 @@ impl Vfs {
     }
 
     /// Makes a directory's changes durable: every metadata operation is already a committed
-    /// transaction, so this only checks the handle.
+    /// transaction; this passes the engine's durability barrier so that they survive power
+    /// loss too ([`MetaEngine::sync`](meta_api::MetaEngine::sync)).
     pub async fn fsyncdir(&self, _ctx: &Context, dh: u64, _datasync: bool) -> Result<()> {
-        self.dir_handle(dh).map(|_| ())
+        self.dir_handle(dh)?;
+        Ok(self.inner.meta.sync().await?)
     }
 }
 

@@ -172,11 +172,14 @@ impl Vfs {
         self.flush_handle(&h).await
     }
 
-    /// Makes everything written to the file of `fh` durable: all blocks stored and all
-    /// slices committed (the engine's commit is durable, so `datasync` changes nothing).
+    /// Makes everything written to the file of `fh` durable: all blocks stored, all slices
+    /// committed, and then the engine's durability barrier passed
+    /// ([`MetaEngine::sync`](meta_api::MetaEngine::sync)), so that the file survives power
+    /// loss — with every other change this client made before (`datasync` is the same).
     pub async fn fsync(&self, _ctx: &Context, fh: u64, _datasync: bool) -> Result<()> {
         let h = self.file_handle(fh)?;
-        self.flush_handle(&h).await
+        self.flush_handle(&h).await?;
+        Ok(self.inner.meta.sync().await?)
     }
 
     /// Allocates (`mode` 0 or `FALLOC_FL_KEEP_SIZE`), punches (`FALLOC_FL_PUNCH_HOLE |
