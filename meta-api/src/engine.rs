@@ -109,6 +109,29 @@ pub trait MetaEngine: Send + Sync + 'static {
         rdev: u32,
     ) -> Result<Entry>;
 
+    /// Creates a regular file and opens it for this client (as [`open`](MetaEngine::open)
+    /// would, without an access check: the creator may open what it creates whatever the
+    /// mode says), so a later [`close`](MetaEngine::close) releases it. Engines record the
+    /// open in the creating transaction where they can.
+    async fn create(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<Entry> {
+        let e = self
+            .mknod(ctx, parent, name, FileType::Regular, mode, 0)
+            .await?;
+        let opener = crate::Context {
+            uid: 0,
+            gid: 0,
+            ..ctx.clone()
+        };
+        self.open(&opener, e.ino, libc::O_RDWR).await?;
+        Ok(e)
+    }
+
     /// Creates a directory.
     async fn mkdir(
         &self,
@@ -530,6 +553,18 @@ where
         crate::name::validate_name(name)?;
         crate::trash::check_create(parent, name)?;
         crate::backend::Namespace::mknod(self, ctx, parent, name, typ, mode, rdev, b"").await
+    }
+
+    async fn create(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<Entry> {
+        crate::name::validate_name(name)?;
+        crate::trash::check_create(parent, name)?;
+        crate::backend::Namespace::create(self, ctx, parent, name, mode).await
     }
 
     async fn mkdir(

@@ -36,6 +36,10 @@ use sustain::ClientState;
 /// SQLite: `BEGIN IMMEDIATE` reports busy at once and [`Db::txn`] retries it without
 /// blocking the thread.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pages of write-ahead log after which a commit checkpoints it into the database file
+/// (SQLite's default is 1,000): every checkpoint syncs the log and the file, and pages
+/// written many times between two checkpoints are copied once.
+const AUTOCHECKPOINT_PAGES: u32 = 1000;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -231,7 +235,10 @@ fn open_raw(
         // Answers with the mode now in force; a database already in WAL mode stays in it.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     }
-    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF")?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; \
+         PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}"
+    ))?;
     if writer {
         conn.busy_timeout(Duration::ZERO)?;
     }

@@ -171,6 +171,7 @@ impl Db {
     }
 
     /// How many durability barriers synced the log.
+    #[cfg(test)]
     pub(crate) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }

@@ -162,6 +162,10 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
             .await
     }
 
+    async fn create(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
+        meta_api::backend::create_then_open(self, ctx, parent, name, mode).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn mknod(
         &self,

@@ -214,6 +214,10 @@ impl Namespace for RedisMeta {
         Ok(Entry { ino, attr })
     }
 
+    async fn create(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
+        meta_api::backend::create_then_open(self, ctx, parent, name, mode).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn mknod(
         &self,

@@ -723,91 +723,12 @@ impl Namespace for SqliteMeta {
         rdev: u32,
         target: &[u8],
     ) -> Result<Entry> {
-        let fmt = self.fmt().await?;
-        let fmt = &*fmt;
-        let ino = self.next_inode().await?;
-        let now = Timestamp::now();
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let dir = get_node(c, parent).await?;
-                    let (dir, _) = self.writable_dir(c, ctx, dir, Change::Add).await?;
-                    let default = self.default_rule(c, &dir).await?;
-                    let new = new_inode_with_acl(ctx, &dir, default.as_deref(), typ, mode);
-                    let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
-                    attr.parent = parent;
-                    attr.default_acl = new.default_acl;
-                    attr.flags = new.flags;
-                    if let Some(rule) = &new.access_rule {
-                        attr.access_acl = self.save_rule(c, rule).await?;
-                    }
-                    match typ {
-                        FileType::Directory => {
-                            attr.nlink = 2;
-                            attr.length = 4096;
-                        }
-                        FileType::Symlink => attr.length = target.len() as u64,
-                        _ => {}
-                    }
-                    attr.rdev = rdev;
-                    let owner = Some((ctx.uid, attr.gid));
-                    let ch = Charge::new(align4k(0), 1, owner, vec![parent]);
-                    quota::charge(c, fmt, ch, true).await?;
-                    let sql = CREATE[usize::from(fmt.dir_stats)][match typ {
-                        FileType::Symlink => 1,
-                        FileType::Directory => 2,
-                        _ => 0,
-                    }];
-                    let (t, tn) = split_time(now);
-                    let q = crate::sql::query(sql)
-                        .bind(parent as i64)
-                        .bind(name)
-                        .bind(ino as i64)
-                        .bind(typ as u8 as i64)
-                        .bind(ino as i64)
-                        .bind(typ as u8 as i64)
-                        .bind(i64::from(attr.flags))
-                        .bind(i64::from(attr.mode))
-                        .bind(i64::from(attr.uid))
-                        .bind(i64::from(attr.gid))
-                        .bind(t)
-                        .bind(t)
-                        .bind(t)
-                        .bind(tn)
-                        .bind(tn)
-                        .bind(tn)
-                        .bind(i64::from(attr.nlink))
-                        .bind(attr.length as i64)
-                        .bind(i64::from(attr.rdev))
-                        .bind(parent as i64)
-                        .bind(i64::from(attr.access_acl))
-                        .bind(i64::from(attr.default_acl))
-                        .bind(t)
-                        .bind(t)
-                        .bind(tn)
-                        .bind(tn)
-                        .bind(i64::from(typ == FileType::Directory))
-                        .bind(parent as i64);
-                    let q = match typ {
-                        FileType::Symlink => q.bind(ino as i64).bind(target),
-                        FileType::Directory => q.bind(ino as i64),
-                        _ => q,
-                    };
-                    let q = if fmt.dir_stats {
-                        (0..6).fold(q, |q, _| q.bind(parent as i64))
-                    } else {
-                        q
-                    };
-                    q.execute(&mut *c).await.map_err(|e| {
-                        if is_unique_violation(&e) {
-                            MetaError::Exists
-                        } else {
-                            db_err(e)
-                        }
-                    })?;
-                    Ok(Entry { ino, attr })
-                })
-            })
+        self.make(ctx, parent, name, typ, mode, rdev, target, false)
+            .await
+    }
+
+    async fn create(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
+        self.make(ctx, parent, name, FileType::Regular, mode, 0, b"", true)
             .await
     }
 
@@ -1191,5 +1112,119 @@ impl Namespace for SqliteMeta {
             });
         }
         Ok(out)
+    }
+}
+
+impl SqliteMeta {
+    /// Creates an inode of any type; `open`: a regular file this client has open once the
+    /// transaction commits. The open is recorded before the commit, so that an unlinker in
+    /// this process that finds the new name also finds it open (see `sustain`); nothing
+    /// else needs checking for a file nobody could know before.
+    #[allow(clippy::too_many_arguments)]
+    async fn make(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+        open: bool,
+    ) -> Result<Entry> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
+        let ino = self.next_inode().await?;
+        let now = Timestamp::now();
+        if open {
+            self.client.open.open(ino);
+        }
+        let made = self
+            .db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let dir = get_node(c, parent).await?;
+                    let (dir, _) = self.writable_dir(c, ctx, dir, Change::Add).await?;
+                    let default = self.default_rule(c, &dir).await?;
+                    let new = new_inode_with_acl(ctx, &dir, default.as_deref(), typ, mode);
+                    let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
+                    attr.parent = parent;
+                    attr.default_acl = new.default_acl;
+                    attr.flags = new.flags;
+                    if let Some(rule) = &new.access_rule {
+                        attr.access_acl = self.save_rule(c, rule).await?;
+                    }
+                    match typ {
+                        FileType::Directory => {
+                            attr.nlink = 2;
+                            attr.length = 4096;
+                        }
+                        FileType::Symlink => attr.length = target.len() as u64,
+                        _ => {}
+                    }
+                    attr.rdev = rdev;
+                    let owner = Some((ctx.uid, attr.gid));
+                    let ch = Charge::new(align4k(0), 1, owner, vec![parent]);
+                    quota::charge(c, fmt, ch, true).await?;
+                    let sql = CREATE[usize::from(fmt.dir_stats)][match typ {
+                        FileType::Symlink => 1,
+                        FileType::Directory => 2,
+                        _ => 0,
+                    }];
+                    let (t, tn) = split_time(now);
+                    let q = crate::sql::query(sql)
+                        .bind(parent as i64)
+                        .bind(name)
+                        .bind(ino as i64)
+                        .bind(typ as u8 as i64)
+                        .bind(ino as i64)
+                        .bind(typ as u8 as i64)
+                        .bind(i64::from(attr.flags))
+                        .bind(i64::from(attr.mode))
+                        .bind(i64::from(attr.uid))
+                        .bind(i64::from(attr.gid))
+                        .bind(t)
+                        .bind(t)
+                        .bind(t)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(i64::from(attr.nlink))
+                        .bind(attr.length as i64)
+                        .bind(i64::from(attr.rdev))
+                        .bind(parent as i64)
+                        .bind(i64::from(attr.access_acl))
+                        .bind(i64::from(attr.default_acl))
+                        .bind(t)
+                        .bind(t)
+                        .bind(tn)
+                        .bind(tn)
+                        .bind(i64::from(typ == FileType::Directory))
+                        .bind(parent as i64);
+                    let q = match typ {
+                        FileType::Symlink => q.bind(ino as i64).bind(target),
+                        FileType::Directory => q.bind(ino as i64),
+                        _ => q,
+                    };
+                    let q = if fmt.dir_stats {
+                        (0..6).fold(q, |q, _| q.bind(parent as i64))
+                    } else {
+                        q
+                    };
+                    q.execute(&mut *c).await.map_err(|e| {
+                        if is_unique_violation(&e) {
+                            MetaError::Exists
+                        } else {
+                            db_err(e)
+                        }
+                    })?;
+                    Ok(Entry { ino, attr })
+                })
+            })
+            .await;
+        if made.is_err() && open {
+            self.client.close(ino);
+        }
+        made
     }
 }

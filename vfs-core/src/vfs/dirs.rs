@@ -3,7 +3,7 @@
 
 use meta_api::{Attr, Context, DirEntry, Entry, FileType, Ino, MetaError, RenameFlags, Timestamp};
 
-use super::handles::{as_opener, check_open_flags};
+use super::handles::check_open_flags;
 use super::Vfs;
 use crate::{Result, VfsError};
 
@@ -173,10 +173,11 @@ impl Vfs {
             return Err(VfsError::InvalidArgument("O_CREAT with O_DIRECTORY"));
         }
         self.check_handle_room()?;
+        // Made and opened in one step (one transaction where the engine can).
         let created = self
             .inner
             .meta
-            .mknod(ctx, parent, name, FileType::Regular, perm_bits(mode), 0)
+            .create(ctx, parent, name, perm_bits(mode))
             .await;
         let entry = match created {
             Ok(e) => e,
@@ -196,13 +197,8 @@ impl Vfs {
             Err(e) => return Err(e.into()),
         };
         let open_flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
-        let attr = self
-            .inner
-            .meta
-            .open(&as_opener(ctx), entry.ino, open_flags)
-            .await?;
         let fh = self
-            .finish_open(ctx, entry.ino, attr, access, open_flags)
+            .finish_open(ctx, entry.ino, entry.attr.clone(), access, open_flags)
             .await?;
         Ok((entry, fh))
     }
