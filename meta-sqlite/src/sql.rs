@@ -475,7 +475,7 @@ mod tests {
     fn several_statements_take_their_arguments_in_order() {
         let mut c = conn();
         let done = now(
-            query("INSERT INTO t VALUES (?, ?); INSERT INTO t VALUES (?, 'x;y')")
+            query("INSERT INTO t VALUES (?, ?); INSERT INTO t VALUES (?, 'x y')")
                 .bind(1i64)
                 .bind(&b"one"[..])
                 .bind(2i64)

@@ -22,6 +22,30 @@
 //!   [`Vfs`] for what `fsync` and `close` mean then, and [`open_store`] for the order of
 //!   the store layers.
 //!
+//! # Durability
+//!
+//! What a caller may rely on, with every engine:
+//!
+//! - **An operation is atomic** (one engine transaction), and **survives a crash of the
+//!   process once it returns**: it is committed, and nothing this process still holds in
+//!   memory is needed to replay it. Data written to a file is part of this only once it is
+//!   flushed (`fsync`, `flush`, the last `release`): until then it sits in the write buffer.
+//! - **It survives power loss (or a kernel crash) once an `fsync` of the file
+//!   ([`Vfs::fsync`]) or of a directory ([`Vfs::fsyncdir`]) returns** — for every operation
+//!   this client completed before, not only the file's: `fsync` ends with the engine's
+//!   durability barrier ([`MetaEngine::sync`](meta_api::MetaEngine::sync)). A clean
+//!   [`Vfs::close`] passes it too.
+//! - **Before any object is deleted on its behalf** (a purge, a compaction, the trash
+//!   cleanup, gc), the commit that let go of it is durable: the engine passes the barrier
+//!   before it hands out the slices to delete. A crash may leak objects (gc finds them); it
+//!   never brings back metadata that points at deleted ones.
+//!
+//! How each engine keeps it: SQLite writes each commit to its write-ahead log at once and
+//! syncs the log at the barrier (one `fdatasync`, free when nothing was committed since the
+//! last); the TKV engine's commits are durable when acknowledged; Redis's depend on the
+//! server's persistence (`appendonly yes` with `appendfsync always` for the contract as
+//! written; `everysec`, Redis's default for AOF, may lose the last second on power loss).
+//!
 //! Cargo features: `sqlite` (default) builds in the SQLite engine for `sqlite3://` URLs;
 //! `s3` (default) adds S3-compatible object storage (`s3` / `minio` volumes). Local
 //! directories (`file`) and memory (`mem`) are always available.
