@@ -27,12 +27,65 @@ pub struct DirItem {
     pub attr: Option<Attr>,
 }
 
-/// What a directory handle has listed so far.
+/// Entries a directory handle keeps behind the caller's position, for a caller going back
+/// (`seekdir`): ~1 MiB of names; beyond it a listing takes memory for a window, not for
+/// the whole directory.
+const KEEP_BEHIND: usize = 8192;
+
+/// What a directory handle has listed: a window that slides forward as the caller reads,
+/// keeping [`KEEP_BEHIND`] items behind its position.
 #[derive(Default)]
 pub(super) struct Listing {
     loaded: bool,
     done: bool,
+    /// Items before this index (0-based, `.` is 0) were read past and dropped.
+    base: usize,
     items: Vec<DirItem>,
+    /// The name of the last entry fetched from the engine: the next page starts after it.
+    last: Option<Vec<u8>>,
+}
+
+impl Listing {
+    /// A fresh listing of a directory `ino` whose parent is `parent`: `.` and `..`.
+    fn fresh(ino: Ino, parent: Ino) -> Listing {
+        let mut l = Listing {
+            loaded: true,
+            ..Listing::default()
+        };
+        for (name, ino) in [(&b"."[..], ino), (&b".."[..], parent)] {
+            l.push(name.to_vec(), ino, FileType::Directory, None);
+        }
+        l
+    }
+
+    /// Items listed so far, dropped ones included.
+    fn end(&self) -> usize {
+        self.base + self.items.len()
+    }
+
+    /// Drops the items more than [`KEEP_BEHIND`] before index `start`, which the caller
+    /// has read past.
+    fn forget_before(&mut self, start: usize) {
+        let past = start
+            .min(self.end())
+            .saturating_sub(KEEP_BEHIND)
+            .saturating_sub(self.base);
+        if past > 0 {
+            self.items.drain(..past);
+            self.base += past;
+        }
+    }
+
+    fn push(&mut self, name: Vec<u8>, ino: Ino, typ: FileType, attr: Option<Attr>) {
+        let offset = self.end() as u64 + 1;
+        self.items.push(DirItem {
+            offset,
+            name,
+            ino,
+            typ,
+            attr,
+        });
+    }
 }
 
 impl Vfs {
@@ -205,8 +258,12 @@ impl Vfs {
 
     /// Lists up to `limit` entries of the directory open as `dh`, starting at `offset`
     /// (0 for the beginning, then the `offset` of the last item returned). `.` and `..`
-    /// come first. Offsets stay valid for the handle's life: entries added or removed
-    /// meanwhile never make a later call skip or repeat one; offset 0 starts a fresh listing.
+    /// come first. Reading on from the last offset returned (or again from any offset of
+    /// the last call) never skips or repeats an entry, whatever is added or removed
+    /// meanwhile, and going back to an earlier offset repeats the same entries; offset 0
+    /// starts a fresh listing. The handle keeps the last 8,192 entries behind the caller's
+    /// position, so listing a directory of any size takes bounded memory; an offset further
+    /// back is found again by listing from the beginning (offsets of that new listing).
     /// `plus` fills in attributes. Listing is an access of the directory (see
     /// [`VfsOptions::atime_mode`](crate::VfsOptions::atime_mode)).
     pub async fn readdir(
@@ -219,29 +276,16 @@ impl Vfs {
     ) -> Result<Vec<DirItem>> {
         let d = self.dir_handle(dh)?;
         let mut l = d.listing.lock().await;
-        if offset == 0 || !l.loaded {
-            *l = Listing::default();
-            for (name, ino) in [(&b"."[..], d.ino), (&b".."[..], d.parent)] {
-                let offset = l.items.len() as u64 + 1;
-                l.items.push(DirItem {
-                    offset,
-                    name: name.to_vec(),
-                    ino,
-                    typ: FileType::Directory,
-                    attr: None,
-                });
-            }
-            l.loaded = true;
-        }
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        // Offset 0 starts afresh; so does going back before the window (a rewind to an
+        // offset already read past: it is found again by listing from the beginning).
+        if offset == 0 || !l.loaded || start < l.base {
+            *l = Listing::fresh(d.ino, d.parent);
+        }
         let want = start.saturating_add(limit);
-        while l.items.len() < want && !l.done {
-            let page_size = (want - l.items.len()).max(READDIR_PAGE);
-            let after = if l.items.len() > 2 {
-                l.items.last().map(|i| i.name.clone())
-            } else {
-                None
-            };
+        while l.end() < want && !l.done {
+            let page_size = (want - l.end()).max(READDIR_PAGE);
+            let after = l.last.clone();
             let page = self
                 .inner
                 .meta
@@ -250,6 +294,9 @@ impl Vfs {
             if page.len() < page_size {
                 l.done = true;
             }
+            if let Some(e) = page.last() {
+                l.last = Some(e.name.clone());
+            }
             for DirEntry {
                 name,
                 ino,
@@ -257,19 +304,14 @@ impl Vfs {
                 attr,
             } in page
             {
-                let offset = l.items.len() as u64 + 1;
-                l.items.push(DirItem {
-                    offset,
-                    name,
-                    ino,
-                    typ,
-                    attr,
-                });
+                l.push(name, ino, typ, attr);
             }
+            l.forget_before(start);
         }
-        let start = start.min(l.items.len());
-        let end = want.min(l.items.len());
-        let mut out = l.items[start..end].to_vec();
+        l.forget_before(start);
+        let end = want.min(l.end()) - l.base;
+        let from = start.min(l.end()) - l.base;
+        let mut out = l.items[from..end].to_vec();
         drop(l);
         if plus {
             for item in &mut out {

@@ -6,6 +6,45 @@ use meta_api::{FileType, ROOT_INO};
 use crate::support::*;
 
 engine_tests! {
+    async fn a_long_listing_reads_through_and_can_go_back_to_its_start(engine: Engine) {
+        let vol = Volume::new(engine).await;
+        let vfs = vol.client().await;
+        let dir = vfs.mkdir(&root(), ROOT_INO, b"d", 0o755).await.unwrap();
+        let n = 20_000;
+        for i in 0..n {
+            let name = format!("f{i:05}");
+            vfs.mknod(&root(), dir.ino, name.as_bytes(), libc::S_IFREG | 0o644, 0)
+                .await
+                .unwrap();
+        }
+        let dh = vfs.opendir(&root(), dir.ino).await.unwrap();
+        let (mut off, mut seen) = (0, 0usize);
+        loop {
+            let page = vfs.readdir(&root(), dh, off, 1000, false).await.unwrap();
+            let Some(last) = page.last() else { break };
+            for item in &page {
+                let want = match seen {
+                    0 => b".".to_vec(),
+                    1 => b"..".to_vec(),
+                    i => format!("f{:05}", i - 2).into_bytes(),
+                };
+                assert_eq!(item.name, want, "entry {seen}");
+                assert_eq!(item.offset, seen as u64 + 1);
+                seen += 1;
+            }
+            off = last.offset;
+        }
+        assert_eq!(seen, n + 2);
+        // Within the last entries kept, going back repeats them; further back (the
+        // window slid past it) the listing starts again and finds the same entries.
+        let near = vfs.readdir(&root(), dh, (n - 100) as u64, 1, false).await.unwrap();
+        assert_eq!(near[0].name, format!("f{:05}", n - 102).into_bytes());
+        let start = vfs.readdir(&root(), dh, 2, 2, false).await.unwrap();
+        assert_eq!(start[0].name, b"f00000");
+        assert_eq!(start[1].offset, 4);
+        vfs.releasedir(&root(), dh).await.unwrap();
+    }
+
     async fn readdir_offsets_are_stable_and_include_dot_entries(engine: Engine) {
         let vol = Volume::new(engine).await;
         let vfs = vol.client().await;
