@@ -288,22 +288,3 @@ pub trait Locks: Send + Sync + 'static {
     /// when another owner's lock conflicts. An `Unlock` never fails for a missing inode.
     async fn try_setlk(&self, ino: Ino, me: LockOwner, req: PlockRequest) -> Result<()>;
 }
-
-/// [`Namespace::create`] in two steps, for engines that persist opens in their own
-/// transaction: the file is made, then opened for this client without an access check.
-pub async fn create_then_open<E: Namespace + Sessions>(
-    engine: &E,
-    ctx: &Context,
-    parent: Ino,
-    name: &[u8],
-    mode: u16,
-) -> Result<Entry> {
-    let e = Namespace::mknod(engine, ctx, parent, name, FileType::Regular, mode, 0, b"").await?;
-    let opener = Context {
-        uid: 0,
-        gid: 0,
-        ..ctx.clone()
-    };
-    Sessions::open(engine, &opener, e.ino, libc::O_RDWR).await?;
-    Ok(e)
-}

@@ -163,7 +163,11 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
     }
 
     async fn create(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
-        meta_api::backend::create_then_open(self, ctx, parent, name, mode).await
+        let e = self
+            .make(ctx, parent, name, FileType::Regular, mode, 0, b"", true)
+            .await?;
+        self.open_files.open(e.ino);
+        Ok(e)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -177,60 +181,7 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
         rdev: u32,
         target: &[u8],
     ) -> Result<Entry> {
-        let ino = self.next_inode().await?;
-        let limits = self.usage_limits().await?;
-        let fmt = &self.settings().await?;
-        let on = fmt.dir_stats;
-        let now = self.now();
-        let (keys, cache) = (&self.keys, &self.acls);
-        self.kv
-            .txn(|tx| async move {
-                let mut pattr = dir_attr(&tx, keys, parent).await?;
-                trash::check_live_dir(&pattr)?;
-                acl_access(&tx, keys, cache, ctx, &pattr, access::W | access::X).await?;
-                flags::check_create(&pattr)?;
-                if get_entry(&tx, keys, parent, name).await?.is_some() {
-                    return Err(MetaError::Exists);
-                }
-                let default = rule_of(&tx, keys, cache, pattr.default_acl).await?;
-                let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
-                let ch = Charge::new(align4k(0), 1, Some((ctx.uid, new.gid)), vec![parent]);
-                quota::charge(&tx, keys, fmt, ch, limits.as_ref()).await?;
-                let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
-                attr.parent = parent;
-                attr.default_acl = new.default_acl;
-                attr.flags = new.flags;
-                if let Some(rule) = &new.access_rule {
-                    attr.access_acl = save_rule(&tx, keys, cache, rule).await?;
-                }
-                match typ {
-                    FileType::Directory => {
-                        attr.nlink = 2;
-                        attr.length = 4096;
-                        pattr.nlink += 1;
-                    }
-                    FileType::Symlink => attr.length = target.len() as u64,
-                    _ => {}
-                }
-                attr.rdev = rdev;
-                pattr.mtime = now;
-                pattr.ctime = now;
-                tx.set(&keys.entry(parent, name), &encode_entry(typ, ino));
-                put_attr(&tx, keys, parent, &pattr);
-                put_attr(&tx, keys, ino, &attr);
-                match typ {
-                    FileType::Symlink => tx.set(&keys.symlink(ino), target),
-                    // JuiceFS creates empty directory statistics with every directory.
-                    FileType::Directory => tx.set(&keys.dir_stat(ino), &[0u8; 24]),
-                    _ => {}
-                }
-                add_usage(&tx, keys, align4k(0), 1);
-                StatDelta::default()
-                    .entry(parent, &attr, 1)
-                    .apply(&tx, keys, on)
-                    .await?;
-                Ok(Entry { ino, attr })
-            })
+        self.make(ctx, parent, name, typ, mode, rdev, target, false)
             .await
     }
 
@@ -646,4 +597,86 @@ async fn rename_txn<T: KvTxn>(
         put_attr(tx, keys, pdst, &dattr);
     }
     d.apply(tx, keys, fmt.dir_stats).await
+}
+
+impl<K: KvStore> TkvMeta<K> {
+    /// Creates an inode of any type; `open`: a regular file whose open by this session is
+    /// recorded in the same transaction (the caller then counts it in its open table).
+    #[allow(clippy::too_many_arguments)]
+    async fn make(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+        open: bool,
+    ) -> Result<Entry> {
+        let sid = if open {
+            self.session_id().unwrap_or(0)
+        } else {
+            0
+        };
+        let ino = self.next_inode().await?;
+        let limits = self.usage_limits().await?;
+        let fmt = &self.settings().await?;
+        let on = fmt.dir_stats;
+        let now = self.now();
+        let (keys, cache) = (&self.keys, &self.acls);
+        self.kv
+            .txn(|tx| async move {
+                let mut pattr = dir_attr(&tx, keys, parent).await?;
+                trash::check_live_dir(&pattr)?;
+                acl_access(&tx, keys, cache, ctx, &pattr, access::W | access::X).await?;
+                flags::check_create(&pattr)?;
+                if get_entry(&tx, keys, parent, name).await?.is_some() {
+                    return Err(MetaError::Exists);
+                }
+                let default = rule_of(&tx, keys, cache, pattr.default_acl).await?;
+                let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
+                let ch = Charge::new(align4k(0), 1, Some((ctx.uid, new.gid)), vec![parent]);
+                quota::charge(&tx, keys, fmt, ch, limits.as_ref()).await?;
+                let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, now);
+                attr.parent = parent;
+                attr.default_acl = new.default_acl;
+                attr.flags = new.flags;
+                if let Some(rule) = &new.access_rule {
+                    attr.access_acl = save_rule(&tx, keys, cache, rule).await?;
+                }
+                match typ {
+                    FileType::Directory => {
+                        attr.nlink = 2;
+                        attr.length = 4096;
+                        pattr.nlink += 1;
+                    }
+                    FileType::Symlink => attr.length = target.len() as u64,
+                    _ => {}
+                }
+                attr.rdev = rdev;
+                pattr.mtime = now;
+                pattr.ctime = now;
+                tx.set(&keys.entry(parent, name), &encode_entry(typ, ino));
+                put_attr(&tx, keys, parent, &pattr);
+                put_attr(&tx, keys, ino, &attr);
+                match typ {
+                    FileType::Symlink => tx.set(&keys.symlink(ino), target),
+                    // JuiceFS creates empty directory statistics with every directory.
+                    FileType::Directory => tx.set(&keys.dir_stat(ino), &[0u8; 24]),
+                    _ => {}
+                }
+                if sid != 0 {
+                    tx.set(&keys.opener(ino, sid), &[1]);
+                    tx.set(&keys.opened(sid, ino), &[1]);
+                }
+                add_usage(&tx, keys, align4k(0), 1);
+                StatDelta::default()
+                    .entry(parent, &attr, 1)
+                    .apply(&tx, keys, on)
+                    .await?;
+                Ok(Entry { ino, attr })
+            })
+            .await
+    }
 }

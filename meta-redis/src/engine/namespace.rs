@@ -215,7 +215,8 @@ impl Namespace for RedisMeta {
     }
 
     async fn create(&self, ctx: &Context, parent: Ino, name: &[u8], mode: u16) -> Result<Entry> {
-        meta_api::backend::create_then_open(self, ctx, parent, name, mode).await
+        self.make(ctx, parent, name, FileType::Regular, mode, 0, b"", true)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -229,62 +230,8 @@ impl Namespace for RedisMeta {
         rdev: u32,
         target: &[u8],
     ) -> Result<Entry> {
-        let ino = self.new_inode().await?;
-        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
-        self.txn(&keys, |mut tx| async move {
-            let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
-            let mut pattr = need_dir(pattr)?;
-            trash::check_live_dir(&pattr)?;
-            self.access(ctx, &pattr, access::W | access::X).await?;
-            if entry.is_some() {
-                return Err(MetaError::Exists);
-            }
-            flags::check_create(&pattr)?;
-            let t = now();
-            let default = self.rule_of(pattr.default_acl).await?;
-            let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
-            let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
-            attr.parent = parent;
-            attr.default_acl = new.default_acl;
-            attr.flags = new.flags;
-            let mut w = Writes::new();
-            let ch = Charge::new(align4k(0), 1, Some((ctx.uid, new.gid)), vec![parent]);
-            self.charge(&mut tx, &mut w, ch, true).await?;
-            if let Some(rule) = &new.access_rule {
-                attr.access_acl = self.save_rule(&mut tx, &mut w, rule).await?;
-            }
-            match typ {
-                FileType::Directory => {
-                    attr.nlink = 2;
-                    attr.length = 4096;
-                    pattr.nlink += 1;
-                }
-                FileType::Symlink => attr.length = target.len() as u64,
-                FileType::BlockDevice | FileType::CharDevice => attr.rdev = rdev,
-                _ => {}
-            }
-            pattr.mtime = t;
-            pattr.ctime = t;
-            let k = &self.keys;
-            w.set_attr(k, ino, &attr).set_attr(k, parent, &pattr);
-            if typ == FileType::Symlink {
-                w.set(k.symlink(ino), target);
-            }
-            w.hset(k.entries(parent), name, &encode_entry(typ, ino));
-            if typ == FileType::Directory {
-                let field = ino.to_string();
-                for key in [k.dir_used_inodes(), k.dir_data_length(), k.dir_used_space()] {
-                    w.hset(key, field.as_bytes(), b"0");
-                }
-            }
-            w.incrby(k.used_space(), align4k(0))
-                .incrby(k.total_inodes(), 1);
-            let mut st = DirStats::default();
-            st.entry(parent, entry_usage(&attr), 1);
-            self.write_dir_stats(&mut tx, &mut w, &st).await?;
-            Ok(w.commit(Entry { ino, attr }))
-        })
-        .await
+        self.make(ctx, parent, name, typ, mode, rdev, target, false)
+            .await
     }
 
     async fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
@@ -750,5 +697,96 @@ impl Namespace for RedisMeta {
             out = kept;
         }
         Ok(out)
+    }
+}
+
+impl RedisMeta {
+    /// Creates an inode of any type; `open`: a regular file this session has open once the
+    /// transaction commits. The open is counted here before the commit and registered in
+    /// the same transaction, so an unlinker that finds the new name also finds the open.
+    #[allow(clippy::too_many_arguments)]
+    async fn make(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        typ: FileType,
+        mode: u16,
+        rdev: u32,
+        target: &[u8],
+        open: bool,
+    ) -> Result<Entry> {
+        let sid = if open {
+            self.sid.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            0
+        };
+        let ino = self.new_inode().await?;
+        if open {
+            self.open_files.open(ino);
+        }
+        let keys = [self.keys.inode(parent), self.keys.entries(parent)];
+        let made = self
+            .txn(&keys, |mut tx| async move {
+                let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
+                let mut pattr = need_dir(pattr)?;
+                trash::check_live_dir(&pattr)?;
+                self.access(ctx, &pattr, access::W | access::X).await?;
+                if entry.is_some() {
+                    return Err(MetaError::Exists);
+                }
+                flags::check_create(&pattr)?;
+                let t = now();
+                let default = self.rule_of(pattr.default_acl).await?;
+                let new = new_inode_with_acl(ctx, &pattr, default.as_deref(), typ, mode);
+                let mut attr = Attr::new(typ, new.mode, ctx.uid, new.gid, t);
+                attr.parent = parent;
+                attr.default_acl = new.default_acl;
+                attr.flags = new.flags;
+                let mut w = Writes::new();
+                let ch = Charge::new(align4k(0), 1, Some((ctx.uid, new.gid)), vec![parent]);
+                self.charge(&mut tx, &mut w, ch, true).await?;
+                if let Some(rule) = &new.access_rule {
+                    attr.access_acl = self.save_rule(&mut tx, &mut w, rule).await?;
+                }
+                match typ {
+                    FileType::Directory => {
+                        attr.nlink = 2;
+                        attr.length = 4096;
+                        pattr.nlink += 1;
+                    }
+                    FileType::Symlink => attr.length = target.len() as u64,
+                    FileType::BlockDevice | FileType::CharDevice => attr.rdev = rdev,
+                    _ => {}
+                }
+                pattr.mtime = t;
+                pattr.ctime = t;
+                let k = &self.keys;
+                w.set_attr(k, ino, &attr).set_attr(k, parent, &pattr);
+                if typ == FileType::Symlink {
+                    w.set(k.symlink(ino), target);
+                }
+                w.hset(k.entries(parent), name, &encode_entry(typ, ino));
+                if typ == FileType::Directory {
+                    let field = ino.to_string();
+                    for key in [k.dir_used_inodes(), k.dir_data_length(), k.dir_used_space()] {
+                        w.hset(key, field.as_bytes(), b"0");
+                    }
+                }
+                if sid > 0 {
+                    w.sadd(k.openers(ino), sid).sadd(k.opened(sid), ino);
+                }
+                w.incrby(k.used_space(), align4k(0))
+                    .incrby(k.total_inodes(), 1);
+                let mut st = DirStats::default();
+                st.entry(parent, entry_usage(&attr), 1);
+                self.write_dir_stats(&mut tx, &mut w, &st).await?;
+                Ok(w.commit(Entry { ino, attr }))
+            })
+            .await;
+        if made.is_err() && open {
+            self.open_files.close(ino);
+        }
+        made
     }
 }
