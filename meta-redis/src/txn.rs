@@ -58,9 +58,17 @@ pub(crate) struct Tx {
     /// Keys to `WATCH` that are not sent yet: they go in front of the next read, in the
     /// same round trip, or before the commit (shared with the runner for that).
     unwatched: Arc<Mutex<Vec<String>>>,
+    /// How many directory quotas the volume had at this transaction's first read of an
+    /// entry ([`Tx::attr_and_entry`] asks in the same round trip).
+    dir_quotas: Option<u64>,
 }
 
 impl Tx {
+    /// The number of directory quotas, when a read of this transaction fetched it.
+    pub(crate) fn dir_quotas_seen(&self) -> Option<u64> {
+        self.dir_quotas
+    }
+
     async fn run<T, Fut>(&self, fut: Fut) -> Result<T>
     where
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -137,7 +145,8 @@ impl Tx {
         }
     }
 
-    /// The attributes of `parent` and its entry `name`, in one round trip.
+    /// The attributes of `parent` and its entry `name`, in one round trip (which also
+    /// counts the directory quotas, see [`Tx::dir_quotas_seen`]).
     pub(crate) async fn attr_and_entry(
         &mut self,
         parent: Ino,
@@ -148,8 +157,13 @@ impl Tx {
             .arg(self.keys.inode(parent))
             .cmd("HGET")
             .arg(self.keys.entries(parent))
-            .arg(name);
-        let (a, e): (Option<Vec<u8>>, Option<Vec<u8>>) = self.pipe(&p).await?;
+            .arg(name)
+            // Whether the change has directory quotas to charge: asked here, it costs no
+            // round trip of its own (not watched, see `engine::quota`).
+            .cmd("HLEN")
+            .arg(self.keys.counter("dirQuota"));
+        let (a, e, q): (Option<Vec<u8>>, Option<Vec<u8>>, u64) = self.pipe(&p).await?;
+        self.dir_quotas = Some(q);
         Ok((
             a.map(|b| decode_attr(&b)).transpose()?,
             e.map(|b| decode_entry(&b)).transpose()?,
@@ -217,6 +231,7 @@ where
             op_timeout: timing.op_timeout,
             keys: keys.clone(),
             unwatched: unwatched.clone(),
+            dir_quotas: None,
         };
         let mut decided = f(tx).await;
         if decided.is_ok()
@@ -228,6 +243,7 @@ where
                 op_timeout: timing.op_timeout,
                 keys: keys.clone(),
                 unwatched,
+                dir_quotas: None,
             };
             if let Err(e) = rest.flush_watch().await {
                 decided = Err(e);

@@ -82,7 +82,11 @@ pub(crate) struct RedisQuotas<'a> {
 impl QuotaTxn for RedisQuotas<'_> {
     async fn any_dir_quota(&mut self) -> Result<bool> {
         // Not watched: a quota set meanwhile starts from a count of its tree anyway, and
-        // its own record is watched once read. One round trip on every change.
+        // its own record is watched once read. Usually fetched with the transaction's first
+        // read already; otherwise one round trip.
+        if let Some(n) = self.tx.dir_quotas_seen() {
+            return Ok(n > 0);
+        }
         let key = hashes(self.meta, QuotaKind::Dir)[0].clone();
         let n: u64 = self.tx.cmd(redis::cmd("HLEN").arg(key)).await?;
         Ok(n > 0)
