@@ -100,6 +100,8 @@ pub struct RedisMeta {
     stripes: Vec<tokio::sync::Mutex<()>>,
     /// Stored POSIX ACL rules by id (they never change).
     acls: meta_api::acl::AclCache,
+    /// Directories being listed page by page: the sorted entries read at the first page.
+    pub(crate) listings: crate::engine::namespace::Listings,
 }
 
 impl std::fmt::Debug for RedisMeta {
@@ -202,6 +204,7 @@ impl RedisMeta {
             format: RwLock::new(None),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             acls: meta_api::acl::AclCache::new(),
+            listings: Default::default(),
         })
     }
 

@@ -1,5 +1,8 @@
 //! Lookup, attributes, creation, links, removal, rename and listing.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use meta_api::backend::Namespace;
 use meta_api::encoding::{decode_attr, decode_entry, encode_entry};
@@ -661,20 +664,36 @@ impl Namespace for RedisMeta {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let flat: Vec<Vec<u8>> = self
-            .read(redis::cmd("HGETALL").arg(self.keys.entries(ino)))
-            .await?;
-        let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(flat.len() / 2);
-        let mut it = flat.into_iter();
-        while let (Some(name), Some(value)) = (it.next(), it.next()) {
-            if !name.is_empty() && after.is_none_or(|a| name.as_slice() > a) {
-                all.push((name, value));
+        // The first page reads the whole directory (a Redis hash has no order) and keeps it
+        // sorted for the pages after it; a later page continues in that snapshot, so a
+        // listing costs one read of the directory, not one per page. Entries added or
+        // removed meanwhile may or may not show (as POSIX allows for readdir).
+        let snapshot = match after.and_then(|_| self.listings.get(ino)) {
+            Some(s) => s,
+            None => {
+                let flat: Vec<Vec<u8>> = self
+                    .read(redis::cmd("HGETALL").arg(self.keys.entries(ino)))
+                    .await?;
+                let mut all: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(flat.len() / 2);
+                let mut it = flat.into_iter();
+                while let (Some(name), Some(value)) = (it.next(), it.next()) {
+                    if !name.is_empty() {
+                        all.push((name, value));
+                    }
+                }
+                all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                Arc::new(all)
             }
+        };
+        let from = after.map_or(0, |a| snapshot.partition_point(|(n, _)| n.as_slice() <= a));
+        let to = from.saturating_add(limit).min(snapshot.len());
+        if to < snapshot.len() {
+            self.listings.put(ino, snapshot.clone());
+        } else {
+            self.listings.done(ino);
         }
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        all.truncate(limit);
-        let mut out = Vec::with_capacity(all.len());
-        for (name, value) in all {
+        let mut out = Vec::with_capacity(to - from);
+        for (name, value) in snapshot[from..to].iter().cloned() {
             let (typ, ino) = decode_entry(&value)?;
             out.push(DirEntry {
                 name,
@@ -697,6 +716,48 @@ impl Namespace for RedisMeta {
             out = kept;
         }
         Ok(out)
+    }
+}
+
+/// A directory's sorted entries, as read for the first page of a listing.
+type Snapshot = Arc<Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// How long a listing's snapshot serves its later pages (a listing left unfinished for
+/// longer reads the directory again).
+const LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Snapshots of the directories this client is listing, at most [`Listings::MAX`].
+#[derive(Default)]
+pub(crate) struct Listings(std::sync::Mutex<HashMap<Ino, (std::time::Instant, Snapshot)>>);
+
+impl Listings {
+    /// Directories listed at once whose snapshots are kept.
+    const MAX: usize = 64;
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Ino, (std::time::Instant, Snapshot)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, ino: Ino) -> Option<Snapshot> {
+        let map = self.map();
+        map.get(&ino)
+            .filter(|(at, _)| at.elapsed() < LISTING_TTL)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn put(&self, ino: Ino, s: Snapshot) {
+        let mut map = self.map();
+        if map.len() >= Self::MAX && !map.contains_key(&ino) {
+            map.retain(|_, (at, _)| at.elapsed() < LISTING_TTL);
+            if map.len() >= Self::MAX {
+                return;
+            }
+        }
+        map.entry(ino).or_insert((std::time::Instant::now(), s));
+    }
+
+    fn done(&self, ino: Ino) {
+        self.map().remove(&ino);
     }
 }
 
