@@ -129,8 +129,8 @@ impl Db {
             let _queued = Queued::enter(&self.queued);
             self.writer.lock().await
         };
-        let epoch = match w.group {
-            Some(g) => g.epoch,
+        let (epoch, first) = match w.group {
+            Some(g) => (g.epoch, false),
             None => {
                 if !w.conn.conn.is_autocommit() {
                     // A transaction left open by a panic inside an earlier closure.
@@ -140,10 +140,18 @@ impl Db {
                 w.next_epoch += 1;
                 let epoch = w.next_epoch;
                 w.group = Some(Group { epoch, members: 0 });
-                epoch
+                (epoch, true)
             }
         };
-        let outcome = run_member(&mut w.conn, f);
+        // The first member needs no savepoint: on its error the transaction, which holds
+        // nothing else, is rolled back whole.
+        let outcome = run_member(&mut w.conn, f, !first);
+        if first && outcome.is_err() && w.conn.conn.is_autocommit() {
+            // The first member failed and its transaction is rolled back: nobody else
+            // was in it.
+            w.group = None;
+            return outcome;
+        }
         if w.conn.conn.is_autocommit() {
             // SQLite ended the whole transaction (a full disk, an I/O error): nobody's
             // changes in it were kept; the members waiting for it retry.
@@ -382,12 +390,15 @@ fn control(conn: &SqliteConnection, sql: &str) -> rusqlite::Result<()> {
     conn.conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-/// Runs one member's closure under its own savepoint: its error undoes only its changes.
-fn run_member<'a, T, F>(conn: &mut SqliteConnection, f: &mut F) -> Result<T>
+/// Runs one member's closure, under its own savepoint when others' changes precede it: its
+/// error undoes only its changes (without one, the whole transaction).
+fn run_member<'a, T, F>(conn: &mut SqliteConnection, f: &mut F, savepoint: bool) -> Result<T>
 where
     F: for<'c> FnMut(&'c mut SqliteConnection, Scope<'c, 'a>) -> BoxFuture<'c, Result<T>>,
 {
-    control(conn, "SAVEPOINT op").map_err(db_err)?;
+    if savepoint {
+        control(conn, "SAVEPOINT op").map_err(db_err)?;
+    }
     let outcome = match f(conn, PhantomData).now_or_never() {
         Some(r) => r,
         None => Err(MetaError::backend(
@@ -398,9 +409,11 @@ where
     if conn.conn.is_autocommit() {
         return outcome;
     }
-    let ended = match outcome {
-        Ok(_) => control(conn, "RELEASE op"),
-        Err(_) => conn.conn.execute_batch("ROLLBACK TO op; RELEASE op"),
+    let ended = match (&outcome, savepoint) {
+        (Ok(_), false) => Ok(()),
+        (Ok(_), true) => control(conn, "RELEASE op"),
+        (Err(_), true) => conn.conn.execute_batch("ROLLBACK TO op; RELEASE op"),
+        (Err(_), false) => control(conn, "ROLLBACK"),
     };
     match ended {
         Ok(()) => outcome,
