@@ -123,12 +123,7 @@ pub trait MetaEngine: Send + Sync + 'static {
         let e = self
             .mknod(ctx, parent, name, FileType::Regular, mode, 0)
             .await?;
-        let opener = crate::Context {
-            uid: 0,
-            gid: 0,
-            ..ctx.clone()
-        };
-        self.open(&opener, e.ino, libc::O_RDWR).await?;
+        self.open(&ctx.as_opener(), e.ino, libc::O_RDWR).await?;
         Ok(e)
     }
 

@@ -379,6 +379,17 @@ impl Context {
         self
     }
 
+    /// The caller as the opener of a file it already holds open (or has just created):
+    /// access was decided at open time, so operations on the handle (`ftruncate(2)`,
+    /// `fallocate(2)`, …) and the creator's own open are checked as root's.
+    pub fn as_opener(&self) -> Context {
+        Context {
+            uid: 0,
+            gid: 0,
+            ..self.clone()
+        }
+    }
+
     /// Whether the caller is root.
     pub fn is_root(&self) -> bool {
         self.uid == 0

@@ -106,14 +106,12 @@ impl SqliteMeta {
             .unwrap_or(path.clone())
             .to_string_lossy()
             .into_owned();
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
         let reader_path = path.clone();
         let pool = Pool::new(Box::new(move || {
             open_raw(&reader_path, flags, false, false)
         }));
         let checkpoints = open_raw(&path, flags, false, false).map_err(db_err)?;
-        let db = Db::new(writer, pool, Some(PathBuf::from(wal)), Some(checkpoints));
+        let db = Db::new(writer, pool, Some(path), Some(checkpoints));
         Ok(Self::with_db(db, location))
     }
 

@@ -48,8 +48,9 @@ pub(crate) struct Db {
     /// The outcome of each group commit, for the members waiting on it.
     outcomes: tokio::sync::watch::Sender<Outcomes>,
     pub(crate) pool: Pool,
-    /// The write-ahead log whose sync makes every commit so far durable (`None` in memory).
-    wal: Option<PathBuf>,
+    /// The database file (`None` in memory); syncing its write-ahead log (`{file}-wal`)
+    /// makes every commit so far durable.
+    file: Option<PathBuf>,
     /// Durability barriers passed, for tests and figures.
     syncs: AtomicU64,
     /// Serialises barriers, so that concurrent callers share the work of one.
@@ -66,7 +67,7 @@ impl Db {
     pub(crate) fn new(
         writer: SqliteConnection,
         pool: Pool,
-        wal: Option<PathBuf>,
+        file: Option<PathBuf>,
         checkpoints: Option<rusqlite::Connection>,
     ) -> Db {
         let commits = Arc::new(AtomicU64::new(0));
@@ -79,7 +80,7 @@ impl Db {
             queued: AtomicUsize::new(0),
             outcomes: tokio::sync::watch::Sender::new(Outcomes::default()),
             pool,
-            wal,
+            file,
             syncs: AtomicU64::new(0),
             barrier: tokio::sync::Mutex::new(0),
             _checkpointer: checkpoints.map(|c| Checkpointer::start(c, commits.clone())),
@@ -250,7 +251,7 @@ impl Db {
     /// into the database file were synced by the checkpoint, `synchronous=NORMAL`), off
     /// the calling thread; free when nothing was committed since the last barrier.
     pub(crate) async fn sync(&self) -> Result<()> {
-        let Some(wal) = self.wal.clone() else {
+        let Some(db_file) = self.file.clone() else {
             return Ok(());
         };
         let target = self.commits.load(Ordering::Acquire);
@@ -259,12 +260,8 @@ impl Db {
             return Ok(());
         }
         let upto = self.commits.load(Ordering::Acquire);
-        let db_file = wal.with_file_name(
-            wal.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix("-wal"))
-                .unwrap_or_default(),
-        );
+        let mut wal = db_file.clone().into_os_string();
+        wal.push("-wal");
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             // No log (never written, or removed by the last connection's close): the
             // database file holds every commit.

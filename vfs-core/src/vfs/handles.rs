@@ -305,16 +305,6 @@ pub(super) fn check_open_flags(flags: i32) -> Result<Access> {
     })
 }
 
-/// The context for operations on a file already opened by `ctx`: access was checked at
-/// open time, as `ftruncate(2)` and friends rely on.
-pub(super) fn as_opener(ctx: &Context) -> Context {
-    Context {
-        uid: 0,
-        gid: 0,
-        ..ctx.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use meta_api::{Attr, Context, FallocMode, MAX_FILE_SIZE};
 
 use super::attrs::has_exec_privs;
-use super::handles::{as_opener, FileHandle};
+use super::handles::FileHandle;
 use super::Vfs;
 use crate::open_files::OpenFile;
 use crate::{Result, VfsError};
@@ -23,7 +23,7 @@ impl Vfs {
         if length > MAX_FILE_SIZE {
             return Err(VfsError::FileTooBig);
         }
-        self.truncate_open(&as_opener(ctx), ctx, &h.file, length)
+        self.truncate_open(&ctx.as_opener(), ctx, &h.file, length)
             .await
     }
 
@@ -208,7 +208,7 @@ impl Vfs {
         w.flush().await?;
         self.inner
             .meta
-            .fallocate(&as_opener(ctx), h.ino, FallocMode(mode), off, len)
+            .fallocate(&ctx.as_opener(), h.ino, FallocMode(mode), off, len)
             .await?;
         of.state.invalidate_all();
         let attr = self.inner.meta.getattr(h.ino).await?;
@@ -269,7 +269,7 @@ impl Vfs {
         let n = self
             .inner
             .meta
-            .copy_file_range(&as_opener(ctx), hin.ino, off_in, hout.ino, off_out, len)
+            .copy_file_range(&ctx.as_opener(), hin.ino, off_in, hout.ino, off_out, len)
             .await?;
         of.state.invalidate_all();
         if n > 0 {
