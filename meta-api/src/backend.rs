@@ -192,6 +192,11 @@ pub trait Purge: Send + Sync + 'static {
     async fn deleted_files(&self, limit: usize) -> Result<Vec<DeletedFile>>;
     /// [`MetaEngine::purge_file`](crate::MetaEngine::purge_file).
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>>;
+    /// [`MetaEngine::purge_files`](crate::MetaEngine::purge_files). The default purges one
+    /// file per transaction; engines override it to purge many in one.
+    async fn purge_files(&self, files: &[DeletedFile]) -> Result<crate::Purged> {
+        crate::engine::purge_each(files, |ino| self.purge_file(ino)).await
+    }
 }
 
 /// Upkeep: the inventory for gc, pending slices, job election and recomputed statistics

@@ -17,6 +17,39 @@ pub struct DeletedFile {
     pub length: u64,
 }
 
+/// What [`MetaEngine::purge_files`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// The files purged by this call (files another client purged first are not in it).
+    pub files: Vec<Ino>,
+    /// The slices nobody references any more: the caller deletes their objects, then
+    /// forgets each ([`MetaEngine::forget_slice`]).
+    pub freed: Vec<Slice>,
+}
+
+/// The default [`MetaEngine::purge_files`] of engines that purge one file per transaction:
+/// `purge` (their `purge_file`) on each file; a file already gone is skipped.
+pub(crate) async fn purge_each<F, Fut>(files: &[DeletedFile], mut purge: F) -> Result<Purged>
+where
+    F: FnMut(Ino) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<Vec<Slice>>> + Send,
+{
+    let mut done = Purged::default();
+    for f in files {
+        match purge(f.ino).await {
+            Ok(freed) => {
+                done.files.push(f.ino);
+                done.freed.extend(freed);
+            }
+            Err(crate::MetaError::NotFound) => {}
+            // What this call already purged stays purged: its slices are pending, found by
+            // the cleanup of pending slices.
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// A transactional metadata engine: one client of one JuiceFS-compatible volume.
 ///
 /// Each value is one *client*: after [`MetaEngine::new_session`] it owns one session, and
@@ -376,6 +409,15 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// whose objects the caller must now delete (metadata before deletion), then
     /// [`forget_slice`](MetaEngine::forget_slice) each: until then they stay pending.
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>>;
+
+    /// Purges several deleted files (as [`deleted_files`](MetaEngine::deleted_files) listed
+    /// them) in as few transactions as the engine allows, each with the effect of
+    /// [`purge_file`](MetaEngine::purge_file); a file no longer queued (another client
+    /// purged it) is skipped. On an error the files of the failed transaction stay queued;
+    /// those of earlier transactions are purged and their slices pending.
+    async fn purge_files(&self, files: &[DeletedFile]) -> Result<Purged> {
+        purge_each(files, |ino| self.purge_file(ino)).await
+    }
 
     // ----- upkeep (see crate::upkeep) -----
 
@@ -818,6 +860,12 @@ where
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
         let freed = crate::backend::Purge::purge_file(self, ino).await?;
         durable_before_deletion(self, freed).await
+    }
+
+    async fn purge_files(&self, files: &[DeletedFile]) -> Result<Purged> {
+        let mut done = crate::backend::Purge::purge_files(self, files).await?;
+        done.freed = durable_before_deletion(self, done.freed).await?;
+        Ok(done)
     }
 
     async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>> {

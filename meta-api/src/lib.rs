@@ -54,7 +54,7 @@ pub mod xattr;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{DeletedFile, MetaEngine};
+pub use engine::{DeletedFile, MetaEngine, Purged};
 pub use error::{BoxError, MetaError, Result};
 pub use format::{parse_version, Format, JUICEFS_COMPAT, MAX_META_VERSION};
 pub use locks::{LockOwner, LockType, PlockRequest};

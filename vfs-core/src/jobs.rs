@@ -4,12 +4,13 @@
 //! stops them; the shutdown signal stops them at once.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chunkstore::{slice_blocks, ChunkStore};
 use futures::StreamExt;
-use meta_api::{upkeep, MetaEngine, MetaError, Slice, Timestamp};
+use meta_api::{upkeep, DeletedFile, MetaEngine, MetaError, Slice, Timestamp};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,10 @@ use crate::{Result, VfsOptions};
 
 /// Deleted files asked from the engine at a time.
 const PURGE_BATCH: usize = 1000;
+/// Deleted files handed to the engine at a time ([`MetaEngine::purge_files`]): what one
+/// purge transaction holds at most, and how far a purge goes between checks of
+/// [`Purger::stop`].
+const PURGE_GROUP: usize = 250;
 /// Object deletions running at the same time during a purge.
 const DELETE_PARALLELISM: usize = 16;
 /// Stale sessions are reaped every this many heartbeats.
@@ -118,9 +123,16 @@ async fn purger(
     now: Arc<Notify>,
     interval: Option<Duration>,
 ) {
+    // The first round runs at once: what earlier clients left queued is continued here.
+    let mut first = interval.is_some();
     loop {
+        let wait = match interval {
+            _ if first => Some(Duration::ZERO),
+            d => d,
+        };
+        first = false;
         let sleep = async {
-            match interval {
+            match wait {
                 Some(d) => tokio::time::sleep(d).await,
                 None => std::future::pending().await,
             }
@@ -164,6 +176,11 @@ pub(crate) struct Purger {
     hash_prefix: bool,
     /// When this client last asked to be elected for the trash cleanup.
     trash_asked: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Set when the VFS closes: a purge running stops after its current transaction.
+    stopping: AtomicBool,
+    /// Where this client starts in each listing of the queue, so that clients purging the
+    /// same queue mostly take different files.
+    spread: usize,
 }
 
 impl Purger {
@@ -181,35 +198,85 @@ impl Purger {
             block_size,
             hash_prefix,
             trash_asked: std::sync::Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            spread: {
+                use std::hash::{BuildHasher, Hasher};
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish() as usize
+            },
         }
     }
 
-    /// Purges the engine's deleted files and deletes the blocks nobody references any more.
-    /// Returns how many files were purged.
+    /// Makes a purge running stop after its current transaction and its objects (the VFS
+    /// is closing): the queue is durable in the engine, any client continues it.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Purges the engine's deleted files and deletes the blocks nobody references any more:
+    /// [`PURGE_GROUP`] files per engine call, the objects those freed deleted before the
+    /// next. Returns how many files were purged; stops early once [`Purger::stop`] is
+    /// called.
     pub(crate) async fn purge_deleted(&self) -> Result<usize> {
         let mut purged = 0;
-        loop {
-            let files = self.meta.deleted_files(PURGE_BATCH).await?;
+        while !self.stopped() {
+            let mut files = self.meta.deleted_files(PURGE_BATCH).await?;
             let listed = files.len();
+            if listed == 0 {
+                break;
+            }
+            files.rotate_left(self.spread % listed);
             let mut progress = 0;
-            for f in files {
-                match self.meta.purge_file(f.ino).await {
-                    Ok(slices) => {
-                        progress += 1;
-                        self.delete_slices(&slices).await;
-                    }
-                    // Another client purged it first.
-                    Err(MetaError::NotFound) => {}
-                    Err(e) => {
-                        tracing::warn!(ino = f.ino, error = %e, "purging a deleted file failed")
-                    }
+            for group in files.chunks(PURGE_GROUP) {
+                if self.stopped() {
+                    break;
                 }
+                let (n, freed) = self.purge_group(group).await;
+                progress += n;
+                self.delete_slices(&freed).await;
             }
             purged += progress;
             if listed < PURGE_BATCH || progress == 0 {
-                return Ok(purged);
+                break;
             }
         }
+        Ok(purged)
+    }
+
+    /// Purges `group` in as few transactions as the engine allows; when that fails, one
+    /// file at a time, so that one bad file holds up only itself. Returns how many files
+    /// were purged and the slices freed (each once).
+    async fn purge_group(&self, group: &[DeletedFile]) -> (usize, Vec<Slice>) {
+        let (n, mut freed) = match self.meta.purge_files(group).await {
+            Ok(done) => (done.files.len(), done.freed),
+            Err(e) => {
+                tracing::debug!(error = %e, "purging deleted files together failed; one at a time");
+                let mut n = 0;
+                let mut freed = Vec::new();
+                for f in group {
+                    match self.meta.purge_file(f.ino).await {
+                        Ok(slices) => {
+                            n += 1;
+                            freed.extend(slices);
+                        }
+                        // Another client purged it first.
+                        Err(MetaError::NotFound) => {}
+                        Err(e) => {
+                            tracing::warn!(ino = f.ino, error = %e, "purging a deleted file failed")
+                        }
+                    }
+                }
+                (n, freed)
+            }
+        };
+        freed.sort_unstable_by_key(|s| s.id);
+        freed.dedup_by_key(|s| s.id);
+        (n, freed)
     }
 
     /// Deletes every block of `slices` (no reference left), then forgets each slice whose

@@ -110,7 +110,7 @@ pub use path_api::{
     DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir,
 };
 pub use store_stack::open_store;
-pub use vfs::{DirItem, Vfs};
+pub use vfs::{DirItem, Vfs, JOBS_WAIT_ON_CLOSE};
 pub use volume::{connect_meta, format_volume, VolumeBuilder};
 
 /// The README's examples, compiled and run as doctests.

@@ -38,6 +38,10 @@ use meta_api::quota::{Quota, QuotaKind};
 pub use dirs::DirItem;
 use handles::Handles;
 
+/// How long [`Vfs::close`] waits for its background jobs (a purge finishing its current
+/// transaction's object deletes) before it stops them.
+pub const JOBS_WAIT_ON_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Everything the clones of a [`Vfs`] share.
 struct Inner {
     meta: Arc<dyn MetaEngine>,
@@ -444,7 +448,9 @@ impl Vfs {
     }
 
     /// Shuts the VFS down: writes back all buffered data, closes every handle, stops the
-    /// background jobs, in writeback mode waits (at most
+    /// background jobs (a purge of deleted files stops after its current transaction and
+    /// is waited for at most [`JOBS_WAIT_ON_CLOSE`]: the deletion queue is durable in the
+    /// engine, and the next client to open the volume continues it), in writeback mode waits (at most
     /// [`VfsOptions::upload_wait_on_close`]) for staged blocks to be uploaded, and ends the
     /// session. Returns the first failure; the VFS is closed either way and every later
     /// call fails with [`VfsError::Closed`]. The cache directories stay in use until the
@@ -454,6 +460,9 @@ impl Vfs {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        // A purge running stops after its current transaction: the queue stays in the
+        // engine for any client to continue.
+        self.inner.purger.stop();
         let mut first = self.flush_everything().await;
         let handles = std::mem::take(&mut *self.inner.handles());
         for (_, h) in handles.files {
@@ -467,9 +476,17 @@ impl Vfs {
         self.inner.shutdown.send_replace(true);
         let tasks =
             std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in tasks {
-            if let Err(e) = t.await {
-                tracing::debug!(error = %e, "a background job ended abnormally");
+        let deadline = tokio::time::Instant::now() + JOBS_WAIT_ON_CLOSE;
+        for mut t in tasks {
+            match tokio::time::timeout_at(deadline, &mut t).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "a background job ended abnormally"),
+                Err(_) => {
+                    // Only a purge's object deletes take this long; its slices stay
+                    // pending in the engine and the cleanup of pending slices finishes them.
+                    tracing::info!("a background job is still busy at close; stopping it");
+                    t.abort();
+                }
             }
         }
         if let Some(c) = self

@@ -261,6 +261,8 @@ pub(super) fn all() -> Vec<Case> {
         space::unlinked_file_is_queued_for_purge,
         space::purge_refuses_live_file,
         space::deleted_files_respects_limit,
+        space::purge_files_purges_many_at_once,
+        space::purge_files_by_two_clients_free_each_slice_once,
         locks::flock_shared_locks_coexist,
         locks::flock_exclusive_conflicts_across_clients,
         locks::flock_owners_of_one_session_conflict,

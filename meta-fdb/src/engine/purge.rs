@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use meta_api::backend::Purge;
-use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
+use meta_api::{DeletedFile, Ino, MetaError, Purged, Result, Slice};
 
 use super::{drop_refs, get_attr, TkvMeta};
 use crate::keys::{be_u64, le_u64, Keys};
@@ -46,28 +46,90 @@ impl<K: KvStore> Purge for TkvMeta<K> {
         let keys = &self.keys;
         let mut freed_all = Vec::new();
         loop {
-            let (freed, done) = self
+            let step = self
                 .kv
-                .txn(|tx| async move { purge_batch(&tx, keys, ino).await })
+                .txn(|tx| async move { purge_batch(&tx, keys, ino, PURGE_BATCH).await })
                 .await?;
-            freed_all.extend(freed);
-            if done {
+            let Some(step) = step else {
+                return match self
+                    .kv
+                    .txn(|tx| async move { get_attr(&tx, keys, ino).await })
+                    .await?
+                {
+                    Some(_) => Err(MetaError::InvalidArgument("the file is not deleted")),
+                    None => Err(MetaError::NotFound),
+                };
+            };
+            freed_all.extend(step.freed);
+            if step.done {
                 return Ok(freed_all);
             }
         }
     }
+
+    /// Purges files in transactions of up to `PURGE_BATCH` chunks in all: many small files
+    /// share one; a big file is finished in transactions of its own.
+    async fn purge_files(&self, files: &[DeletedFile]) -> Result<Purged> {
+        let keys = &self.keys;
+        let mut done = Purged::default();
+        let mut rest = files;
+        while !rest.is_empty() {
+            let (purged, freed, next) = self
+                .kv
+                .txn(|tx| async move {
+                    let (mut purged, mut freed) = (Vec::new(), Vec::new());
+                    let mut budget = PURGE_BATCH;
+                    let mut next = 0;
+                    for f in rest {
+                        let Some(step) = purge_batch(&tx, keys, f.ino, budget).await? else {
+                            next += 1;
+                            continue;
+                        };
+                        freed.extend(step.freed);
+                        budget = budget.saturating_sub(step.chunks.max(1));
+                        if !step.done {
+                            break;
+                        }
+                        purged.push(f.ino);
+                        next += 1;
+                        if budget == 0 {
+                            break;
+                        }
+                    }
+                    Ok((purged, freed, next))
+                })
+                .await?;
+            done.files.extend(purged);
+            done.freed.extend(freed);
+            rest = rest.get(next..).unwrap_or_default();
+        }
+        Ok(done)
+    }
 }
 
-/// One batch of a purge; returns the slices nobody references any more and whether the
-/// file is now gone.
-async fn purge_batch<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<(Vec<Slice>, bool)> {
+/// What one [`purge_batch`] did.
+struct Step {
+    /// The slices nobody references any more.
+    freed: Vec<Slice>,
+    /// Whether the file is now gone.
+    done: bool,
+    /// The chunks it dropped.
+    chunks: usize,
+}
+
+/// One batch of a purge of at most `budget` chunks (at least one); `None` when the file is
+/// not queued.
+async fn purge_batch<T: KvTxn>(
+    tx: &T,
+    keys: &Keys,
+    ino: Ino,
+    budget: usize,
+) -> Result<Option<Step>> {
+    let budget = budget.max(1);
     let dprefix = keys.delfiles_of(ino);
     let marker = tx.scan(&dprefix, &Keys::end_of(&dprefix), 1, false).await?;
     let Some((dkey, _)) = marker.into_iter().next() else {
-        return match get_attr(tx, keys, ino).await? {
-            Some(_) => Err(MetaError::InvalidArgument("the file is not deleted")),
-            None => Err(MetaError::NotFound),
-        };
+        return Ok(None);
     };
     if get_attr(tx, keys, ino).await?.is_some() {
         return Err(MetaError::Corrupt(format!(
@@ -76,7 +138,7 @@ async fn purge_batch<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<(Vec<Sli
     }
     let cprefix = keys.chunks(ino);
     let chunks = tx
-        .scan(&cprefix, &Keys::end_of(&cprefix), PURGE_BATCH, false)
+        .scan(&cprefix, &Keys::end_of(&cprefix), budget, false)
         .await?;
     let mut records = Vec::new();
     for (k, v) in &chunks {
@@ -85,9 +147,13 @@ async fn purge_batch<T: KvTxn>(tx: &T, keys: &Keys, ino: Ino) -> Result<(Vec<Sli
         tx.clear(k);
     }
     let freed = drop_refs(tx, keys, &Slice::references(&records)).await?;
-    let done = chunks.len() < PURGE_BATCH;
+    let done = chunks.len() < budget;
     if done {
         tx.clear(&dkey);
     }
-    Ok((freed, done))
+    Ok(Some(Step {
+        freed,
+        done,
+        chunks: chunks.len(),
+    }))
 }

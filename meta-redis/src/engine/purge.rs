@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use meta_api::backend::Purge;
-use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
+use meta_api::{DeletedFile, Ino, MetaError, Purged, Result, Slice};
 
 use super::data::{chunks_of, decode_records, DIRECT_CHUNKS};
 use super::{RedisMeta, Writes};
-use crate::keys::{parse_delfile_member, slice_ref_field};
+use crate::keys::{delfile_member, parse_delfile_member, slice_ref_field};
 use crate::txn::Tx;
 
 #[async_trait]
@@ -105,6 +105,138 @@ impl Purge for RedisMeta {
             }
         })
         .await
+    }
+    /// Purges files in transactions of many: one `WATCH` of their keys, their queue entries
+    /// and inodes read in one round trip, their chunks in another, their slices'
+    /// references in a third, one `MULTI`. A file with more than [`DIRECT_CHUNKS`] chunks is
+    /// purged alone ([`Purge::purge_file`] finds them).
+    async fn purge_files(&self, files: &[DeletedFile]) -> Result<Purged> {
+        let mut done = Purged::default();
+        if files.is_empty() {
+            return Ok(done);
+        }
+        let mut p = redis::pipe();
+        for f in files {
+            p.cmd("HGET").arg(self.keys.chunk_tail()).arg(f.ino);
+        }
+        let tails: Vec<Option<u64>> = self.read_pipe(&p).await?;
+        let mut batch: Vec<Planned> = Vec::new();
+        let mut chunk_keys = 0;
+        for (f, tail) in files.iter().zip(tails) {
+            let chunks = chunks_of(f.length).max(tail.map_or(0, |t| t + 1));
+            if chunks > DIRECT_CHUNKS {
+                match Purge::purge_file(self, f.ino).await {
+                    Ok(freed) => {
+                        done.files.push(f.ino);
+                        done.freed.extend(freed);
+                    }
+                    Err(MetaError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            if chunk_keys + chunks > BATCH_CHUNK_KEYS && !batch.is_empty() {
+                self.purge_planned(&batch, &mut done).await?;
+                batch.clear();
+                chunk_keys = 0;
+            }
+            chunk_keys += chunks;
+            batch.push(Planned {
+                ino: f.ino,
+                member: delfile_member(f.ino, f.length),
+                indexes: (0..chunks as u32).collect(),
+            });
+        }
+        if !batch.is_empty() {
+            self.purge_planned(&batch, &mut done).await?;
+        }
+        Ok(done)
+    }
+}
+
+/// A file of a batched purge: its queue member and the chunks it may have.
+struct Planned {
+    ino: Ino,
+    member: String,
+    indexes: Vec<u32>,
+}
+
+/// Chunk keys watched by one batched purge transaction at most.
+const BATCH_CHUNK_KEYS: u64 = 4096;
+
+impl RedisMeta {
+    /// One transaction of [`Purge::purge_files`]: purges the files of `batch` still queued.
+    async fn purge_planned(&self, batch: &[Planned], done: &mut Purged) -> Result<()> {
+        let k = &self.keys;
+        let mut keys = vec![k.delfiles(), k.slice_refs()];
+        for f in batch {
+            keys.push(k.inode(f.ino));
+            keys.extend(f.indexes.iter().map(|&i| k.chunk(f.ino, i)));
+        }
+        let (files, freed) = self
+            .txn(&keys, |mut tx| async move {
+                let mut p = redis::pipe();
+                for f in batch {
+                    p.cmd("ZSCORE").arg(k.delfiles()).arg(&f.member);
+                }
+                let scores: Vec<Option<f64>> = tx.pipe(&p).await?;
+                let queued: Vec<&Planned> = batch
+                    .iter()
+                    .zip(scores)
+                    .filter_map(|(f, s)| s.map(|_| f))
+                    .collect();
+                if queued.is_empty() {
+                    return Ok(crate::txn::Step::Done((Vec::new(), Vec::new())));
+                }
+                let inodes: Vec<String> = queued.iter().map(|f| k.inode(f.ino)).collect();
+                let attrs: Vec<Option<Vec<u8>>> = tx.cmd(redis::cmd("MGET").arg(&inodes)).await?;
+                for (f, a) in queued.iter().zip(&attrs) {
+                    let Some(a) = a else { continue };
+                    let a = meta_api::encoding::decode_attr(a)?;
+                    if a.nlink > 0 {
+                        return Err(MetaError::Corrupt(format!(
+                            "inode {} is queued for deletion but still has {} links",
+                            f.ino, a.nlink
+                        )));
+                    }
+                }
+                let mut p = redis::pipe();
+                for f in &queued {
+                    for &i in &f.indexes {
+                        p.cmd("LRANGE").arg(k.chunk(f.ino, i)).arg(0).arg(-1);
+                    }
+                }
+                let lists: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
+                let mut lists = lists.iter();
+                let mut records = Vec::new();
+                for f in &queued {
+                    for &i in &f.indexes {
+                        if let Some(list) = lists.next() {
+                            records.extend(decode_records(f.ino, i, list)?);
+                        }
+                    }
+                }
+                let mut w = Writes::new();
+                let freed = self
+                    .drop_refs(&mut tx, &mut w, &Slice::references(&records))
+                    .await?;
+                for f in &queued {
+                    for &i in &f.indexes {
+                        w.del(k.chunk(f.ino, i));
+                    }
+                    w.hdel(k.chunk_tail(), f.ino.to_string().as_bytes())
+                        .zrem(k.delfiles(), f.member.as_bytes())
+                        .del(k.inode(f.ino))
+                        .del(k.xattrs(f.ino))
+                        .del(k.openers(f.ino));
+                }
+                let files: Vec<Ino> = queued.iter().map(|f| f.ino).collect();
+                Ok(w.commit((files, freed)))
+            })
+            .await?;
+        done.files.extend(files);
+        done.freed.extend(freed);
+        Ok(())
     }
 }
 

@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use meta_api::backend::Purge;
 
-use meta_api::{DeletedFile, Ino, MetaError, Result, Slice};
+use meta_api::{DeletedFile, Ino, MetaError, Purged, Result, Slice};
 
 use crate::engine::node::{delete_node, drop_refs, get_node};
+use crate::sql::SqliteConnection;
 use crate::txn::db_err;
 use crate::SqliteMeta;
 
@@ -31,54 +32,81 @@ impl Purge for SqliteMeta {
 
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
         self.fmt().await?;
+        let purged = self
+            .db
+            .txn(|c, _| Box::pin(async move { purge_one(c, ino).await }))
+            .await?;
+        match purged {
+            Some(freed) => Ok(freed),
+            None => Err(match self.read_node(ino).await? {
+                Some(_) => MetaError::InvalidArgument("the file is not deleted"),
+                None => MetaError::NotFound,
+            }),
+        }
+    }
+
+    /// Every file in one transaction (SQLite runs the statements in place: a file without
+    /// chunks costs a few statements, the commit is shared).
+    async fn purge_files(&self, files: &[DeletedFile]) -> Result<Purged> {
+        self.fmt().await?;
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let queued = crate::sql::query("SELECT 1 FROM jfs_delfile WHERE inode = ?")
-                        .bind(ino as i64)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    let node = get_node(c, ino).await?;
-                    if queued.is_none() {
-                        return Err(match node {
-                            Some(_) => MetaError::InvalidArgument("the file is not deleted"),
-                            None => MetaError::NotFound,
-                        });
+                    let mut done = Purged::default();
+                    for f in files {
+                        if let Some(freed) = purge_one(c, f.ino).await? {
+                            done.files.push(f.ino);
+                            done.freed.extend(freed);
+                        }
                     }
-                    if node.is_some_and(|a| a.nlink > 0) {
-                        // A live inode is never purged; drop the stale queue entry.
-                        crate::sql::query("DELETE FROM jfs_delfile WHERE inode = ?")
-                            .bind(ino as i64)
-                            .execute(&mut *c)
-                            .await
-                            .map_err(db_err)?;
-                        return Err(MetaError::InvalidArgument("the file is not deleted"));
-                    }
-                    let rows = crate::sql::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ?")
-                        .bind(ino as i64)
-                        .fetch_all(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    let mut records = Vec::new();
-                    for r in rows {
-                        let indx: i64 = r.try_get(0).map_err(db_err)?;
-                        let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                        let indx = u32::try_from(indx).unwrap_or(u32::MAX);
-                        records.extend(Slice::decode_chunk(ino, indx, &buf)?);
-                    }
-                    let free = drop_refs(c, &Slice::references(&records)).await?;
-                    crate::sql::query(
-                        "DELETE FROM jfs_chunk WHERE inode = ?1; DELETE FROM jfs_delfile WHERE inode = ?1",
-                    )
-                    .bind(ino as i64)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    delete_node(c, ino).await?;
-                    Ok(free)
+                    Ok(done)
                 })
             })
             .await
     }
+}
+
+/// Purges deleted file `ino` inside the caller's transaction: drops its chunks (one
+/// reference from each of their slices), its queue entry and its node; returns the slices
+/// left with no reference. `None` when it is not queued; a queue entry of a live inode is
+/// dropped (a live inode is never purged) and is `None` too.
+async fn purge_one(c: &mut SqliteConnection, ino: Ino) -> Result<Option<Vec<Slice>>> {
+    let queued = crate::sql::query("SELECT 1 FROM jfs_delfile WHERE inode = ?")
+        .bind(ino as i64)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+    if queued.is_none() {
+        return Ok(None);
+    }
+    if get_node(c, ino).await?.is_some_and(|a| a.nlink > 0) {
+        crate::sql::query("DELETE FROM jfs_delfile WHERE inode = ?")
+            .bind(ino as i64)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        return Ok(None);
+    }
+    let rows = crate::sql::query("SELECT indx, slices FROM jfs_chunk WHERE inode = ?")
+        .bind(ino as i64)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?;
+    let mut records = Vec::new();
+    for r in rows {
+        let indx: i64 = r.try_get(0).map_err(db_err)?;
+        let buf: Vec<u8> = r.try_get(1).map_err(db_err)?;
+        let indx = u32::try_from(indx).unwrap_or(u32::MAX);
+        records.extend(Slice::decode_chunk(ino, indx, &buf)?);
+    }
+    let free = drop_refs(c, &Slice::references(&records)).await?;
+    crate::sql::query(
+        "DELETE FROM jfs_chunk WHERE inode = ?1; DELETE FROM jfs_delfile WHERE inode = ?1",
+    )
+    .bind(ino as i64)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    delete_node(c, ino).await?;
+    Ok(Some(free))
 }

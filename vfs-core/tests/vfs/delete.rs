@@ -1,6 +1,7 @@
 //! Deletion: data of open files survives unlink; purged files lose their objects.
 
 use bytes::Bytes;
+use futures::StreamExt;
 use meta_api::ROOT_INO;
 
 use crate::support::*;
@@ -93,5 +94,57 @@ engine_tests! {
         }
         assert_eq!(left, 0);
         vfs.close().await.unwrap();
+    }
+
+    async fn closing_never_waits_for_the_deletion_queue_and_the_next_open_continues_it(engine: Engine) {
+        const FILES: usize = 10_000;
+        let vol = Volume::new(engine).await;
+        let meta = vol.meta().await;
+        let dirs = 10;
+        for d in 0..dirs {
+            let dir = meta
+                .mkdir(&root(), ROOT_INO, format!("d{d}").as_bytes(), 0o755)
+                .await
+                .unwrap()
+                .ino;
+            futures::stream::iter(0..FILES / dirs)
+                .for_each_concurrent(8, |i| {
+                    let meta = &meta;
+                    async move {
+                        let name = format!("f{i}");
+                        meta.mknod(&root(), dir, name.as_bytes(), meta_api::FileType::Regular, 0o644, 0)
+                            .await
+                            .unwrap();
+                        meta.unlink(&root(), dir, name.as_bytes()).await.unwrap();
+                    }
+                })
+                .await;
+        }
+        assert_eq!(meta.deleted_files(usize::MAX).await.unwrap().len(), FILES);
+
+        // A client whose background purge starts at once is closed at once.
+        let hourly = test_options().purge_interval(Some(std::time::Duration::from_secs(3600)));
+        let vfs = vol.client_with(hourly.clone()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let started = std::time::Instant::now();
+        vfs.close().await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < vfs_core::JOBS_WAIT_ON_CLOSE + std::time::Duration::from_secs(1),
+            "close took {took:?}"
+        );
+
+        // The next client's first round continues the queue and empties it.
+        let next = vol.client_with(hourly).await;
+        let mut left = usize::MAX;
+        for _ in 0..600 {
+            left = meta.deleted_files(usize::MAX).await.unwrap().len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(left, 0, "the next open finishes the queue");
+        next.close().await.unwrap();
     }
 }
