@@ -369,6 +369,33 @@ pub async fn summary(fs: &FileSystem, path: &Path, json: bool) -> io::Result<()>
     Ok(())
 }
 
+/// `tessera rmr PATH`: removes the tree at `path` (or the file) inside the engine, with a
+/// spinner of the entries removed, then purges the deletion queue so that the objects are
+/// gone when it returns; prints what went.
+pub async fn rmr(fs: &FileSystem, path: &Path) -> io::Result<()> {
+    let progress = Arc::new(Progress::default());
+    let spinner = Spinner::start("entries removed", &progress, false);
+    let m = fs.symlink_metadata(path).await?;
+    let done = if m.is_dir() {
+        fs.remove_dir_all_with(path, &progress).await?
+    } else {
+        fs.remove_file(path).await?;
+        meta_api::tree::RemovedTree { files: 1, dirs: 0 }
+    };
+    drop(spinner);
+    // The objects go before the command returns: the deletion queue is purged (what other
+    // clients left in it too).
+    let purged = fs.vfs().purge_deleted().await?;
+    eprintln!(
+        "{}: removed {} files and {} directories; purged {} deleted files",
+        path.display(),
+        done.files,
+        done.dirs,
+        purged
+    );
+    Ok(())
+}
+
 /// Whose quota a `tessera quota` command names.
 #[derive(Debug, Clone)]
 pub enum QuotaWho {

@@ -348,3 +348,61 @@ fn quota_set_get_check_and_edquot() {
     assert!(out.contains("uid 0: space"), "{out}");
     assert!(ok(&["quota", "check", &vol.url, "--users"]).contains("consistent"));
 }
+
+#[test]
+fn rmr_removes_a_tree_and_its_objects() {
+    let vol = Vol::new();
+    let src = vol.path("src");
+    for d in ["t/a", "t/b/c"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for (i, f) in ["t/one", "t/a/two", "t/b/c/three"].iter().enumerate() {
+        fs::write(src.join(f), pattern(i as u64, 3000)).unwrap();
+    }
+    ok(&["put", "-q", &vol.url, src.join("t").to_str().unwrap(), "/t"]);
+    ok(&[
+        "put",
+        "-q",
+        &vol.url,
+        src.join("t/one").to_str().unwrap(),
+        "/keep",
+    ]);
+    let blocks = |vol: &Vol| {
+        walk_files(&vol.path("blocks"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("/chunks/"))
+            .count()
+    };
+    let before = blocks(&vol);
+    assert!(before >= 4, "{before} blocks");
+    let out = tessera(&["rmr", &vol.url, "/t"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("removed 3 files and 4 directories"), "{err}");
+    assert_eq!(ok(&["ls", &vol.url]), "keep\n");
+    assert_eq!(blocks(&vol), 1, "only the kept file's block is left");
+    let err = fails(&["rmr", &vol.url, "/t"]);
+    assert!(err.contains("/t"), "{err}");
+    // A file is removed too.
+    ok(&["rmr", &vol.url, "/keep"]);
+    assert_eq!(ok(&["ls", &vol.url]), "");
+    assert_eq!(blocks(&vol), 0);
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -101,6 +101,14 @@ pub trait Namespace: Send + Sync + 'static {
     async fn unlink(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()>;
     /// [`MetaEngine::rmdir`](crate::MetaEngine::rmdir).
     async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()>;
+    /// Unlinks every name of `names` (valid, not the trash's) from `parent` in one
+    /// transaction, each with [`unlink`](Namespace::unlink)'s checks and effect: all or
+    /// nothing. Any error (a name missing, refused, a directory) leaves everything as it
+    /// was; [`MetaEngine::unlink_many`](crate::MetaEngine::unlink_many) then goes one name
+    /// at a time. The default refuses, for engines without batches.
+    async fn unlink_batch(&self, _ctx: &Context, _parent: Ino, _names: &[Vec<u8>]) -> Result<()> {
+        Err(crate::MetaError::NotSupported("batched unlinks"))
+    }
     /// [`MetaEngine::rename`](crate::MetaEngine::rename); the flags are known ones and
     /// `new_name` is valid.
     async fn rename(

@@ -27,6 +27,24 @@ pub struct Purged {
     pub freed: Vec<Slice>,
 }
 
+/// [`MetaEngine::unlink_many`] one name per transaction.
+async fn unlink_each<E: MetaEngine + ?Sized>(
+    e: &E,
+    ctx: &crate::Context,
+    parent: Ino,
+    names: &[Vec<u8>],
+) -> Result<usize> {
+    let mut done = 0;
+    for n in names {
+        match e.unlink(ctx, parent, n).await {
+            Ok(()) => done += 1,
+            Err(crate::MetaError::NotFound) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(done)
+}
+
 /// The default [`MetaEngine::purge_files`] of engines that purge one file per transaction:
 /// `purge` (their `purge_file`) on each file; a file already gone is skipped.
 pub(crate) async fn purge_each<F, Fut>(files: &[DeletedFile], mut purge: F) -> Result<Purged>
@@ -191,6 +209,19 @@ pub trait MetaEngine: Send + Sync + 'static {
 
     /// Removes an empty directory.
     async fn rmdir(&self, ctx: &crate::Context, parent: Ino, name: &[u8]) -> Result<()>;
+
+    /// Unlinks the non-directory entries `names` of `parent`, each with
+    /// [`unlink`](MetaEngine::unlink)'s checks and effect, in as few transactions as the
+    /// engine allows. A name already gone is skipped. Returns how many were unlinked; on
+    /// the first other failure, the names before it are unlinked and the others are not.
+    async fn unlink_many(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        names: &[Vec<u8>],
+    ) -> Result<usize> {
+        unlink_each(self, ctx, parent, names).await
+    }
 
     /// Renames `parent/name` to `new_parent/new_name`, replacing a compatible target
     /// (file over file, directory over empty directory), honouring `RENAME_NOREPLACE`
@@ -657,6 +688,29 @@ where
         crate::name::validate_name(name)?;
         crate::trash::check_unlink(parent, name, ctx.is_root())?;
         crate::backend::Namespace::rmdir(self, ctx, parent, name).await
+    }
+
+    async fn unlink_many(
+        &self,
+        ctx: &crate::Context,
+        parent: Ino,
+        names: &[Vec<u8>],
+    ) -> Result<usize> {
+        let checked = names.iter().try_for_each(|n| {
+            crate::name::validate_name(n)?;
+            crate::trash::check_unlink(parent, n, ctx.is_root())
+        });
+        if names.len() > 1 && checked.is_ok() {
+            // All or nothing: any failure (a name gone, one refused) is sorted out below,
+            // one name at a time.
+            if crate::backend::Namespace::unlink_batch(self, ctx, parent, names)
+                .await
+                .is_ok()
+            {
+                return Ok(names.len());
+            }
+        }
+        unlink_each(self, ctx, parent, names).await
     }
 
     async fn rename(

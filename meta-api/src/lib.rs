@@ -47,6 +47,7 @@ pub mod perm;
 pub mod quota;
 pub mod space;
 pub mod trash;
+pub mod tree;
 mod types;
 pub mod upkeep;
 pub mod xattr;

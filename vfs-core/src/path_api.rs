@@ -21,8 +21,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use meta_api::{Context, FileType as Kind, Ino, MetaError, SetAttr, StatFs, ROOT_INO};
+use meta_api::{Context, FileType as Kind, MetaError, SetAttr, StatFs, ROOT_INO};
 
 pub use dir::{DirEntry, ReadDir};
 pub use file::{File, OpenOptions};
@@ -35,12 +34,6 @@ use crate::{Vfs, VfsError};
 /// Bytes moved per VFS call by whole-file helpers ([`FileSystem::read`],
 /// [`FileSystem::write`], the copy fallback).
 const IO_PIECE: usize = 8 << 20;
-
-/// Directory entries listed per page by [`FileSystem::remove_dir_all`].
-const REMOVE_PAGE: usize = 1024;
-
-/// Unlinks in flight at once in [`FileSystem::remove_dir_all`].
-const REMOVE_CONCURRENCY: usize = 16;
 
 /// Runs the closing of a dropped handle on the current tokio runtime; without one, the
 /// handle stays open until [`Vfs::close`].
@@ -308,56 +301,32 @@ impl FileSystem {
     }
 
     /// Removes a directory and everything in it. A symbolic link is removed itself, never
-    /// followed; a file is `ENOTDIR`. The tree is walked with an explicit stack (depth
-    /// costs no call-stack), files are unlinked a few at a time concurrently.
+    /// followed; a file is `ENOTDIR`. The tree is removed inside the engine, a page of
+    /// names per transaction where the engine batches them ([`Vfs::remove_tree`]); memory
+    /// follows the tree's depth, not its size.
     pub async fn remove_dir_all(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        self.remove_dir_all_with(path, &crate::upkeep::Progress::default())
+            .await
+            .map(|_| ())
+    }
+
+    /// [`FileSystem::remove_dir_all`] counting the entries removed in `progress`; returns
+    /// what was removed.
+    pub async fn remove_dir_all_with(
+        &self,
+        path: impl AsRef<Path>,
+        progress: &crate::upkeep::Progress,
+    ) -> io::Result<meta_api::tree::RemovedTree> {
         let w = self.walk(path.as_ref(), Last::Parent).await?;
         let (parent, name) = w.parent_and_name(no_entry_name())?;
         let top = self.vfs.lookup(&self.ctx, parent, name).await?;
-        match top.attr.typ {
-            Kind::Directory => {}
-            Kind::Symlink => return Ok(self.vfs.unlink(&self.ctx, parent, name).await?),
-            _ => return Err(meta_err(MetaError::NotDir)),
+        if !matches!(top.attr.typ, Kind::Directory | Kind::Symlink) {
+            return Err(meta_err(MetaError::NotDir));
         }
-        // Directories still to empty: (parent, name, inode), deepest last.
-        let mut stack: Vec<(Ino, Vec<u8>, Ino)> = vec![(parent, name.to_vec(), top.ino)];
-        while let Some((parent, name, ino)) = stack.last().cloned() {
-            let page = self.list_page(ino).await?;
-            if page.is_empty() {
-                ignore_not_found(self.vfs.rmdir(&self.ctx, parent, &name).await)?;
-                stack.pop();
-                continue;
-            }
-            let mut files = Vec::new();
-            for item in page {
-                if item.typ == Kind::Directory {
-                    stack.push((ino, item.name, item.ino));
-                } else {
-                    files.push(item.name);
-                }
-            }
-            let (vfs, ctx) = (&self.vfs, &*self.ctx);
-            futures::stream::iter(files)
-                .map(|n| async move { ignore_not_found(vfs.unlink(ctx, ino, &n).await) })
-                .buffer_unordered(REMOVE_CONCURRENCY)
-                .try_collect::<Vec<()>>()
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Up to [`REMOVE_PAGE`] entries of directory `ino`, without `.` and `..`.
-    async fn list_page(&self, ino: Ino) -> io::Result<Vec<crate::DirItem>> {
-        let dh = self.vfs.opendir(&self.ctx, ino).await?;
-        let page = self
+        Ok(self
             .vfs
-            .readdir(&self.ctx, dh, 0, REMOVE_PAGE + 2, false)
-            .await;
-        let closed = self.vfs.releasedir(&self.ctx, dh).await;
-        let mut page = page?;
-        closed?;
-        page.retain(|i| i.name != b"." && i.name != b"..");
-        Ok(page)
+            .remove_tree(&self.ctx, parent, name, progress)
+            .await?)
     }
 
     /// Copies the contents and permission bits of file `from` to `to` (created or
@@ -496,19 +465,6 @@ impl FileSystem {
         let e = self.walk(path, Last::Follow).await?.existing()?;
         self.vfs.setattr(&self.ctx, e.ino, &set).await?;
         Ok(())
-    }
-}
-
-/// `Ok` for a `NotFound` failure: what was to be removed is gone already.
-fn ignore_not_found(r: crate::Result<()>) -> io::Result<()> {
-    match r {
-        Err(e)
-            if e.as_meta()
-                .is_some_and(|m| matches!(m, MetaError::NotFound)) =>
-        {
-            Ok(())
-        }
-        other => Ok(other?),
     }
 }
 

@@ -443,6 +443,15 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Remove trees inside the engine, a page of entries per transaction (as `juicefs
+    /// rmr`), with the checks `rm -r` meets and the trash's rules
+    Rmr {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume paths
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Rename or move a file or directory
     Mv {
         /// Metadata URL
@@ -723,6 +732,15 @@ async fn run(command: Command) -> io::Result<()> {
             with_volume(&meta_url, |fs| async move {
                 for path in &paths {
                     remove(&fs, path, r).await.map_err(|e| at_path(path, e))?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        Command::Rmr { meta_url, paths } => {
+            with_volume(&meta_url, |fs| async move {
+                for path in &paths {
+                    upkeep::rmr(&fs, path).await.map_err(|e| at_path(path, e))?;
                 }
                 Ok(())
             })

@@ -246,42 +246,22 @@ impl<K: KvStore> Namespace for TkvMeta<K> {
         let now = self.now();
         let (keys, cache) = (&self.keys, &self.acls);
         self.kv
+            .txn(|tx| async move { unlink_in(&tx, (keys, cache), (fmt, ctx), parent, name, now).await })
+            .await
+    }
+
+    /// Every name in one transaction (reads see the transaction's own writes, as in
+    /// FoundationDB).
+    async fn unlink_batch(&self, ctx: &Context, parent: Ino, names: &[Vec<u8>]) -> Result<()> {
+        let fmt = &self.settings().await?;
+        let now = self.now();
+        let (keys, cache) = (&self.keys, &self.acls);
+        self.kv
             .txn(|tx| async move {
-                let mut pattr = dir_attr(&tx, keys, parent).await?;
-                let prule = check_rule(&tx, keys, cache, ctx, &pattr).await?;
-                check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
-                let (typ, ino) = get_entry(&tx, keys, parent, name)
-                    .await?
-                    .ok_or(MetaError::NotFound)?;
-                let attr = get_attr(&tx, keys, ino).await?;
-                if let Some(attr) = &attr {
-                    check_remove_with(ctx, &pattr, prule.as_deref(), attr)?;
+                for name in names {
+                    unlink_in(&tx, (keys, cache), (fmt, ctx), parent, name, now).await?;
                 }
-                if typ == FileType::Directory {
-                    return Err(MetaError::IsDir);
-                }
-                flags::check_remove(&pattr, attr.as_ref())?;
-                pattr.mtime = now;
-                pattr.ctime = now;
-                tx.clear(&keys.entry(parent, name));
-                put_attr(&tx, keys, parent, &pattr);
-                // An entry whose inode is gone (a corrupt volume) just loses its name.
-                let Some(attr) = attr else { return Ok(()) };
-                let mut d = StatDelta::default();
-                d.entry(parent, &attr, -1);
-                let fate =
-                    bin::fate(&tx, keys, (fmt, ctx), (parent, name), ino, &attr, now).await?;
-                let owner = (fate.is_none() && attr.nlink <= 1).then_some((attr.uid, attr.gid));
-                let space = meta_api::space::entry_usage(attr.typ, attr.length).1;
-                let ch = Charge::new(-space, -1, owner, vec![parent]);
-                quota::charge(&tx, keys, fmt, ch, None).await?;
-                match fate {
-                    Some((hour, tname)) => {
-                        bin::put(&tx, keys, &mut d, (hour, &tname), parent, ino, attr, now);
-                    }
-                    None => drop_link(&tx, keys, ino, attr, parent, now).await?,
-                }
-                d.apply(&tx, keys, fmt.dir_stats).await
+                Ok(())
             })
             .await
     }
@@ -679,4 +659,49 @@ impl<K: KvStore> TkvMeta<K> {
             })
             .await
     }
+}
+
+/// [`Namespace::unlink`] inside the caller's transaction.
+async fn unlink_in<T: KvTxn>(
+    tx: &T,
+    (keys, cache): (&Keys, &meta_api::acl::AclCache),
+    (fmt, ctx): (&Format, &Context),
+    parent: Ino,
+    name: &[u8],
+    now: Timestamp,
+) -> Result<()> {
+    let mut pattr = dir_attr(tx, keys, parent).await?;
+    let prule = check_rule(tx, keys, cache, ctx, &pattr).await?;
+    check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
+    let (typ, ino) = get_entry(tx, keys, parent, name)
+        .await?
+        .ok_or(MetaError::NotFound)?;
+    let attr = get_attr(tx, keys, ino).await?;
+    if let Some(attr) = &attr {
+        check_remove_with(ctx, &pattr, prule.as_deref(), attr)?;
+    }
+    if typ == FileType::Directory {
+        return Err(MetaError::IsDir);
+    }
+    flags::check_remove(&pattr, attr.as_ref())?;
+    pattr.mtime = now;
+    pattr.ctime = now;
+    tx.clear(&keys.entry(parent, name));
+    put_attr(tx, keys, parent, &pattr);
+    // An entry whose inode is gone (a corrupt volume) just loses its name.
+    let Some(attr) = attr else { return Ok(()) };
+    let mut d = StatDelta::default();
+    d.entry(parent, &attr, -1);
+    let fate = bin::fate(tx, keys, (fmt, ctx), (parent, name), ino, &attr, now).await?;
+    let owner = (fate.is_none() && attr.nlink <= 1).then_some((attr.uid, attr.gid));
+    let space = meta_api::space::entry_usage(attr.typ, attr.length).1;
+    let ch = Charge::new(-space, -1, owner, vec![parent]);
+    quota::charge(tx, keys, fmt, ch, None).await?;
+    match fate {
+        Some((hour, tname)) => {
+            bin::put(tx, keys, &mut d, (hour, &tname), parent, ino, attr, now);
+        }
+        None => drop_link(tx, keys, ino, attr, parent, now).await?,
+    }
+    d.apply(tx, keys, fmt.dir_stats).await
 }

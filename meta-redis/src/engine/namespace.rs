@@ -41,11 +41,22 @@ impl RedisMeta {
         ino: Ino,
         attr: &Attr,
     ) -> Result<()> {
+        let live = if attr.typ == FileType::Regular {
+            tx.watch(&[self.keys.openers(ino)]).await?;
+            self.live_openers(tx, ino).await?
+        } else {
+            Vec::new()
+        };
+        self.drop_inode_writes(w, ino, attr, &live);
+        Ok(())
+    }
+
+    /// The writes of [`RedisMeta::drop_inode`], given the live sessions `live` that have
+    /// regular file `ino` open.
+    pub(crate) fn drop_inode_writes(&self, w: &mut Writes, ino: Ino, attr: &Attr, live: &[u64]) {
         let k = &self.keys;
         match attr.typ {
             FileType::Regular => {
-                tx.watch(&[k.openers(ino)]).await?;
-                let live = self.live_openers(tx, ino).await?;
                 if live.is_empty() {
                     w.zadd(
                         k.delfiles(),
@@ -60,7 +71,7 @@ impl RedisMeta {
                     let mut a = attr.clone();
                     a.nlink = 0;
                     w.set_attr(k, ino, &a);
-                    for sid in live {
+                    for &sid in live {
                         w.sadd(k.sustained(sid), ino);
                     }
                 }
@@ -84,7 +95,6 @@ impl RedisMeta {
         if attr.parent == 0 {
             w.del(k.parents(ino));
         }
-        Ok(())
     }
 
     /// Queues the removal of a directory's statistics and quota, as when it is removed or
@@ -376,6 +386,92 @@ impl Namespace for RedisMeta {
                     self.drop_inode(&mut tx, &mut w, ino, &a).await?;
                 }
             }
+            Ok(w.commit(()))
+        })
+        .await
+    }
+
+    /// One `WATCH`/`MULTI` for the whole batch, its reads pipelined: the common case of
+    /// `rm -r` — a volume without trash, entries of one owner that are their inode's last
+    /// link and open nowhere. Anything else is refused (`NotSupported`) and unlinked one
+    /// name at a time by the caller.
+    async fn unlink_batch(&self, ctx: &Context, parent: Ino, names: &[Vec<u8>]) -> Result<()> {
+        let fmt = &self.settings().await?;
+        if fmt.trash_days > 0 {
+            return Err(MetaError::NotSupported("batched unlinks with a trash"));
+        }
+        let k = &self.keys;
+        let keys = [k.inode(parent), k.entries(parent)];
+        self.txn(&keys, |mut tx| async move {
+            let refused = || MetaError::NotSupported("this batch of unlinks");
+            let mut p = redis::pipe();
+            p.cmd("GET")
+                .arg(k.inode(parent))
+                .cmd("HMGET")
+                .arg(k.entries(parent));
+            for n in names {
+                p.arg(n.as_slice());
+            }
+            let (pattr, entries): (Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = tx.pipe(&p).await?;
+            let mut pattr = need_dir(pattr.map(|b| decode_attr(&b)).transpose()?)?;
+            let prule = self.check_rule(ctx, Some(&pattr)).await?;
+            check_access_with(ctx, &pattr, prule.as_deref(), access::W | access::X)?;
+            let mut inos = Vec::with_capacity(names.len());
+            for e in &entries {
+                let (typ, ino) = decode_entry(e.as_deref().ok_or(MetaError::NotFound)?)?;
+                if typ == FileType::Directory {
+                    return Err(MetaError::IsDir);
+                }
+                inos.push(ino);
+            }
+            let mut seen = std::collections::HashSet::with_capacity(inos.len());
+            if !inos.iter().all(|i| seen.insert(*i)) {
+                return Err(refused());
+            }
+            let watched: Vec<String> = inos
+                .iter()
+                .flat_map(|&i| [k.inode(i), k.openers(i)])
+                .collect();
+            tx.watch(&watched).await?;
+            let inode_keys: Vec<String> = inos.iter().map(|&i| k.inode(i)).collect();
+            let raw: Vec<Option<Vec<u8>>> = tx.cmd(redis::cmd("MGET").arg(&inode_keys)).await?;
+            let mut attrs = Vec::with_capacity(raw.len());
+            for r in raw {
+                attrs.push(decode_attr(r.as_deref().ok_or_else(refused)?)?);
+            }
+            let owner = attrs.first().map(|a| (a.uid, a.gid));
+            let mut p = redis::pipe();
+            for (a, &ino) in attrs.iter().zip(&inos) {
+                check_remove_with(ctx, &pattr, prule.as_deref(), a)?;
+                flags::check_remove(&pattr, Some(a))?;
+                if a.nlink > 1 || Some((a.uid, a.gid)) != owner {
+                    return Err(refused());
+                }
+                p.cmd("SCARD").arg(k.openers(ino));
+            }
+            let opened: Vec<u64> = tx.pipe(&p).await?;
+            if opened.iter().any(|&n| n > 0) {
+                return Err(refused());
+            }
+            let t = now();
+            pattr.mtime = t;
+            pattr.ctime = t;
+            let mut w = Writes::new();
+            w.set_attr(k, parent, &pattr);
+            let mut st = DirStats::default();
+            let mut space = 0;
+            for ((n, &ino), a) in names.iter().zip(&inos).zip(&mut attrs) {
+                w.hdel(k.entries(parent), n);
+                st.entry(parent, entry_usage(a), -1);
+                space += entry_usage(a).1;
+                a.nlink = 0;
+                a.ctime = t;
+                self.drop_inode_writes(&mut w, ino, a, &[]);
+            }
+            self.write_dir_stats(&mut tx, &mut w, &st).await?;
+            let count = i64::try_from(names.len()).unwrap_or(i64::MAX);
+            let ch = Charge::new(-space, -count, owner, vec![parent]);
+            self.charge(&mut tx, &mut w, ch, false).await?;
             Ok(w.commit(()))
         })
         .await

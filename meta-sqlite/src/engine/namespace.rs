@@ -380,6 +380,68 @@ fn writable_dir(
 }
 
 impl SqliteMeta {
+    /// [`Namespace::unlink`] inside the caller's transaction.
+    async fn unlink_in(
+        &self,
+        c: &mut SqliteConnection,
+        (fmt, ctx): (&Format, &Context),
+        parent: Ino,
+        name: &[u8],
+        now: Timestamp,
+    ) -> Result<()> {
+        let row = crate::sql::query(&UNLINK_ENTRY)
+            .bind(name)
+            .bind(parent as i64)
+            .bind(now.sec)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db_err)?
+            .ok_or(MetaError::NotFound)?;
+        let dir = Some(attr_from_row(&row, 0)?.1);
+        let (dir, rule) = self.writable_dir(c, ctx, dir, Change::Remove).await?;
+        let ino = row
+            .try_get::<Option<i64>, _>(NODE_NCOLS)
+            .map_err(db_err)?
+            .ok_or(MetaError::NotFound)? as u64;
+        let typ = file_type(row.try_get(NODE_NCOLS + 1).map_err(db_err)?)?;
+        let victim = if has_node(&row, CHILD_AT)? {
+            Some(attr_from_row(&row, CHILD_AT)?.1)
+        } else {
+            None
+        };
+        if let Some(v) = &victim {
+            check_remove_with(ctx, &dir, rule.as_deref(), v)?;
+        }
+        if typ == FileType::Directory {
+            return Err(MetaError::IsDir);
+        }
+        if let Some(v) = &victim {
+            check_victim_flags(v)?;
+        }
+        let Some(v) = victim else {
+            return remove_entry(c, parent, name, now).await;
+        };
+        let (len, space) = entry_usage(&v);
+        // The directories lose the entry; the owner loses the inode with its
+        // last link, unless the trash keeps it.
+        let fate = bin::fate(c, (fmt, ctx), parent, name, ino, &v, now).await?;
+        let owner = (matches!(fate, Fate::Delete) && v.nlink <= 1).then_some((v.uid, v.gid));
+        let ch = Charge::new(-space, -1, owner, vec![parent]);
+        quota::charge(c, fmt, ch, false).await?;
+        if let Fate::Trash(hour, tname) = fate {
+            remove_entry(c, parent, name, now).await?;
+            dir_stat(c, fmt, parent, -len, -space, -1).await?;
+            return bin::put(c, fmt, hour, &tname, ino, v, now).await;
+        }
+        let live: Option<String> = row.try_get(CHILD_AT + NODE_NCOLS).map_err(db_err)?;
+        let live = sustain::parse_sessions(live.as_deref());
+        self.drop_link(c, ino, v, now, Some((parent, name)), Some(live))
+            .await?;
+        dir_stat(c, fmt, parent, -len, -space, -1).await
+    }
+}
+
+impl SqliteMeta {
     /// [`writable_dir`] with the directory's access ACL, which is returned too (removals
     /// check it again with the sticky bit).
     async fn writable_dir(
@@ -795,59 +857,23 @@ impl Namespace for SqliteMeta {
         let fmt = &*fmt;
         let now = Timestamp::now();
         self.db
+            .txn(|c, _| Box::pin(self.unlink_in(c, (fmt, ctx), parent, name, now)))
+            .await
+    }
+
+    /// Every name in one transaction: each unlink is a few statements run in place, the
+    /// commit is shared.
+    async fn unlink_batch(&self, ctx: &Context, parent: Ino, names: &[Vec<u8>]) -> Result<()> {
+        let fmt = self.fmt().await?;
+        let fmt = &*fmt;
+        let now = Timestamp::now();
+        self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    let row = crate::sql::query(&UNLINK_ENTRY)
-                        .bind(name)
-                        .bind(parent as i64)
-                        .bind(now.sec)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(db_err)?
-                        .ok_or(MetaError::NotFound)?;
-                    let dir = Some(attr_from_row(&row, 0)?.1);
-                    let (dir, rule) = self.writable_dir(c, ctx, dir, Change::Remove).await?;
-                    let ino = row
-                        .try_get::<Option<i64>, _>(NODE_NCOLS)
-                        .map_err(db_err)?
-                        .ok_or(MetaError::NotFound)? as u64;
-                    let typ = file_type(row.try_get(NODE_NCOLS + 1).map_err(db_err)?)?;
-                    let victim = if has_node(&row, CHILD_AT)? {
-                        Some(attr_from_row(&row, CHILD_AT)?.1)
-                    } else {
-                        None
-                    };
-                    if let Some(v) = &victim {
-                        check_remove_with(ctx, &dir, rule.as_deref(), v)?;
+                    for name in names {
+                        self.unlink_in(c, (fmt, ctx), parent, name, now).await?;
                     }
-                    if typ == FileType::Directory {
-                        return Err(MetaError::IsDir);
-                    }
-                    if let Some(v) = &victim {
-                        check_victim_flags(v)?;
-                    }
-                    let Some(v) = victim else {
-                        return remove_entry(c, parent, name, now).await;
-                    };
-                    let (len, space) = entry_usage(&v);
-                    // The directories lose the entry; the owner loses the inode with its
-                    // last link, unless the trash keeps it.
-                    let fate = bin::fate(c, (fmt, ctx), parent, name, ino, &v, now).await?;
-                    let owner =
-                        (matches!(fate, Fate::Delete) && v.nlink <= 1).then_some((v.uid, v.gid));
-                    let ch = Charge::new(-space, -1, owner, vec![parent]);
-                    quota::charge(c, fmt, ch, false).await?;
-                    if let Fate::Trash(hour, tname) = fate {
-                        remove_entry(c, parent, name, now).await?;
-                        dir_stat(c, fmt, parent, -len, -space, -1).await?;
-                        return bin::put(c, fmt, hour, &tname, ino, v, now).await;
-                    }
-                    let live: Option<String> =
-                        row.try_get(CHILD_AT + NODE_NCOLS).map_err(db_err)?;
-                    let live = sustain::parse_sessions(live.as_deref());
-                    self.drop_link(c, ino, v, now, Some((parent, name)), Some(live))
-                        .await?;
-                    dir_stat(c, fmt, parent, -len, -space, -1).await
+                    Ok(())
                 })
             })
             .await

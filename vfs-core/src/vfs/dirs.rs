@@ -148,6 +148,27 @@ impl Vfs {
         Ok(())
     }
 
+    /// Removes entry `name` of `parent` and, if it is a directory, everything below it
+    /// (what `tessera rmr` runs), with the checks `rm -r` meets and the trash's rules, in
+    /// the engine's batches ([`meta_api::tree::remove_tree`]); `progress` counts the
+    /// entries removed. The purge job is woken to delete the objects of what was removed.
+    pub async fn remove_tree(
+        &self,
+        ctx: &Context,
+        parent: Ino,
+        name: &[u8],
+        progress: &crate::upkeep::Progress,
+    ) -> Result<meta_api::tree::RemovedTree> {
+        self.check_open()?;
+        let done =
+            meta_api::tree::remove_tree(&*self.inner.meta, ctx, parent, name, &progress.items)
+                .await;
+        if done.as_ref().map_or(true, |d| d.files > 0) {
+            self.request_purge();
+        }
+        Ok(done?)
+    }
+
     /// Removes an empty directory.
     pub async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_open()?;

@@ -1,0 +1,106 @@
+//! Removing a whole tree (`rm -r`, `juicefs rmr`) on any engine: the walk is written once
+//! here, the removals are the engine's batches ([`MetaEngine::unlink_many`]).
+//!
+//! Every entry is removed with the checks `rm -r` would meet — listing a directory needs
+//! read permission, removing from it write and search permission and the sticky bit's
+//! rule — and with the trash's rules ([`crate::trash`]): a volume with a trash moves what
+//! it removes there. Memory follows the depth of the tree, not its size: each directory
+//! being emptied holds one page of names and a cursor.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::{Context, FileType, Ino, MetaEngine, MetaError, Result};
+
+/// Entries listed, and handed to [`MetaEngine::unlink_many`], at a time.
+pub const REMOVE_PAGE: usize = 1000;
+
+/// What [`remove_tree`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemovedTree {
+    /// Entries that were not directories (files, links, special files).
+    pub files: u64,
+    /// Directories, the top one included.
+    pub dirs: u64,
+}
+
+/// A directory being emptied.
+struct Frame {
+    parent: Ino,
+    name: Vec<u8>,
+    ino: Ino,
+    /// The last name listed: the next page starts after it.
+    after: Option<Vec<u8>>,
+    /// Whether the listing went round once more from the start (entries added behind the
+    /// cursor meanwhile).
+    again: bool,
+}
+
+/// Removes entry `name` of `parent` and, if it is a directory, everything below it, as
+/// `ctx`. `progress` counts the entries removed as they go. The first failure stops the
+/// walk and is returned (what was removed before stays removed); an entry another client
+/// removed meanwhile is no failure.
+pub async fn remove_tree(
+    e: &dyn MetaEngine,
+    ctx: &Context,
+    parent: Ino,
+    name: &[u8],
+    progress: &AtomicU64,
+) -> Result<RemovedTree> {
+    let mut done = RemovedTree::default();
+    let top = e.lookup(ctx, parent, name).await?;
+    if top.attr.typ != FileType::Directory {
+        e.unlink(ctx, parent, name).await?;
+        progress.fetch_add(1, Ordering::Relaxed);
+        done.files = 1;
+        return Ok(done);
+    }
+    let mut stack = vec![Frame {
+        parent,
+        name: name.to_vec(),
+        ino: top.ino,
+        after: None,
+        again: false,
+    }];
+    while let Some(f) = stack.last_mut() {
+        let page = e
+            .readdir(ctx, f.ino, f.after.as_deref(), REMOVE_PAGE, false)
+            .await?;
+        let Some(last) = page.last() else {
+            if f.after.is_some() && !f.again {
+                f.after = None;
+                f.again = true;
+                continue;
+            }
+            let f = stack.pop().ok_or(MetaError::Corrupt("empty walk".into()))?;
+            match e.rmdir(ctx, f.parent, &f.name).await {
+                Ok(()) | Err(MetaError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+            done.dirs += 1;
+            progress.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        f.after = Some(last.name.clone());
+        let dir = f.ino;
+        let mut files = Vec::new();
+        for item in page {
+            if item.typ == FileType::Directory {
+                stack.push(Frame {
+                    parent: dir,
+                    name: item.name,
+                    ino: item.ino,
+                    after: None,
+                    again: false,
+                });
+            } else {
+                files.push(item.name);
+            }
+        }
+        if !files.is_empty() {
+            let n = e.unlink_many(ctx, dir, &files).await? as u64;
+            done.files += n;
+            progress.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    Ok(done)
+}
