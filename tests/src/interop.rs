@@ -680,3 +680,155 @@ pub async fn quotas_interoperate(jfs: &Juicefs, url: &str) {
     jfs.run(&["quota", "check", url, "--path", "/q"], &[]);
     jfs.fsck(url);
 }
+
+/// The block objects in a local-directory bucket.
+fn block_count(bucket: &Path) -> usize {
+    walk(bucket)
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/chunks/") && bucket.join(p).is_file())
+        .count()
+}
+
+/// The "N delfiles" count of `juicefs gc --delete`'s summary line (plain `juicefs gc` does
+/// not look at the deletion queue).
+fn juicefs_gc_delfiles(output: &str) -> u64 {
+    let line = output
+        .lines()
+        .find(|l| l.contains("scanned ") && l.contains(" delfiles"))
+        .unwrap_or_else(|| panic!("no summary line in juicefs gc output:\n{output}"));
+    let at = line.find(" delfiles").unwrap_or(0);
+    line[..at]
+        .rsplit([' ', ','])
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no delfiles count in {line:?}"))
+}
+
+/// The output of `juicefs args…`, stdout and stderr.
+fn juicefs_text(jfs: &Juicefs, args: &[&str]) -> String {
+    let out = jfs.run(args, &[]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The leaked objects `juicefs gc META` (no deletion) reports.
+fn juicefs_leaked(jfs: &Juicefs, url: &str) -> u64 {
+    juicefs_gc_counts(&juicefs_text(jfs, &["gc", url])).2
+}
+
+/// The files waiting in the volume's deletion queue, as this library reads it.
+async fn queued(url: &str) -> usize {
+    let meta = vfs_core::connect_meta(url).await.unwrap();
+    meta.deleted_files(usize::MAX).await.unwrap().len()
+}
+
+/// A tree of `files` small files (one block each) in `dirs` directories under `top`.
+async fn small_tree(fs: &FileSystem, top: &str, dirs: usize, files: usize) {
+    for d in 0..dirs {
+        fs.create_dir_all(format!("{top}/d{d}")).await.unwrap();
+    }
+    for i in 0..files {
+        let data = pattern(i as u64, 1000 + i);
+        fs.write(format!("{top}/d{}/f{i}", i % dirs), &data)
+            .await
+            .unwrap();
+    }
+}
+
+/// Deleting at scale across both clients on `url` (formatted here by juicefs, trash off):
+/// a tree this library removes (engine-side, then purged) leaves nothing `juicefs gc` or
+/// `juicefs fsck` complains about; a deletion queue this library leaves is purged by
+/// `juicefs gc --delete`; the queue `juicefs rmr` leaves on a juicefs mount (it deletes the
+/// data of some files at once and queues the rest) is purged by this library.
+pub async fn deletion_interoperates(jfs: &Juicefs, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    jfs.format_file_volume(url, "delete-interop", &bucket, &[]);
+
+    // Our rmr: nothing left for juicefs to find.
+    let fs = open_fs(url).await;
+    small_tree(&fs, "/ours", 4, 120).await;
+    fs.write("/keep", b"kept").await.unwrap();
+    assert_eq!(block_count(&bucket), 121);
+    let done = fs
+        .remove_dir_all_with("/ours", &Default::default())
+        .await
+        .unwrap();
+    assert_eq!((done.files, done.dirs), (120, 5));
+    fs.vfs().purge_deleted().await.unwrap();
+    fs.close().await.unwrap();
+    assert_eq!(block_count(&bucket), 1, "only /keep's block is left");
+    assert_eq!(queued(url).await, 0);
+    assert_eq!(
+        juicefs_leaked(jfs, url),
+        0,
+        "juicefs gc finds nothing leaked"
+    );
+    jfs.fsck(url);
+
+    // A queue we leave (removed through the engine, nothing purged) is purged by juicefs
+    // gc --delete.
+    let fs = open_fs(url).await;
+    small_tree(&fs, "/left", 2, 40).await;
+    fs.close().await.unwrap();
+    let meta = vfs_core::connect_meta(url).await.unwrap();
+    let progress = std::sync::atomic::AtomicU64::new(0);
+    let root = meta_api::Context::root();
+    meta_api::tree::remove_tree(&*meta, &root, meta_api::ROOT_INO, b"left", &progress)
+        .await
+        .unwrap();
+    drop(meta);
+    assert_eq!(block_count(&bucket), 41);
+    assert_eq!(queued(url).await, 40);
+    let text = juicefs_text(jfs, &["gc", "--delete", url]);
+    assert_eq!(
+        juicefs_gc_delfiles(&text),
+        40,
+        "juicefs sees our queue:\n{text}"
+    );
+    assert_eq!(block_count(&bucket), 1, "juicefs purged our queue");
+    assert_eq!(queued(url).await, 0);
+    jfs.fsck(url);
+
+    // The queue juicefs rmr leaves is purged by us.
+    let fs = open_fs(url).await;
+    small_tree(&fs, "/theirs", 3, 300).await;
+    fs.close().await.unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.to_string_lossy().into_owned();
+    let cache = dir.path().join("cache").to_string_lossy().into_owned();
+    jfs.run(
+        &[
+            "mount",
+            url,
+            &m,
+            "-d",
+            "--no-usage-report",
+            "--cache-dir",
+            &cache,
+        ],
+        &[],
+    );
+    let removed = jfs.try_run(&["rmr", &format!("{m}/theirs")], &[]);
+    jfs.run(&["umount", &m], &[]);
+    assert!(removed.status.success(), "juicefs rmr failed: {removed:?}");
+    let left = queued(url).await;
+    assert!(left > 0, "juicefs rmr leaves files queued");
+    assert_eq!(block_count(&bucket), 1 + left);
+    assert_eq!(juicefs_leaked(jfs, url), 0);
+    let vfs = VolumeBuilder::new(url)
+        .options(vfs_core::VfsOptions::default().purge_interval(None))
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(vfs.purge_deleted().await.unwrap(), left);
+    vfs.close().await.unwrap();
+    assert_eq!(block_count(&bucket), 1, "we purged juicefs's queue");
+    assert_eq!(queued(url).await, 0);
+    assert_eq!(juicefs_leaked(jfs, url), 0);
+    jfs.fsck(url);
+}

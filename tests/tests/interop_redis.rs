@@ -5,8 +5,8 @@
 use std::process::Command;
 
 use tessera_tests::interop::{
-    compaction_and_gc_interoperate, juicefs_writes_vfs_reads, quotas_interoperate,
-    trash_interoperates, vfs_writes_juicefs_reads, MIB,
+    compaction_and_gc_interoperate, deletion_interoperates, juicefs_writes_vfs_reads,
+    quotas_interoperate, trash_interoperates, vfs_writes_juicefs_reads, MIB,
 };
 use tessera_tests::{service, Juicefs};
 
@@ -64,4 +64,13 @@ async fn quotas_interoperate_on_redis() {
     };
     let url = fresh_db(&base, 205);
     quotas_interoperate(&jfs, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_interoperates_on_redis() {
+    let (Some(jfs), Some(base)) = (Juicefs::from_env(), service("REDIS_URL")) else {
+        return;
+    };
+    let url = fresh_db(&base, 206);
+    deletion_interoperates(&jfs, &url).await;
 }

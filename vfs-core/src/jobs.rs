@@ -178,6 +178,8 @@ pub(crate) struct Purger {
     trash_asked: std::sync::Mutex<Option<std::time::Instant>>,
     /// Set when the VFS closes: a purge running stops after its current transaction.
     stopping: AtomicBool,
+    /// Held by the purge running in this client.
+    running: tokio::sync::Mutex<()>,
     /// Where this client starts in each listing of the queue, so that clients purging the
     /// same queue mostly take different files.
     spread: usize,
@@ -199,6 +201,7 @@ impl Purger {
             hash_prefix,
             trash_asked: std::sync::Mutex::new(None),
             stopping: AtomicBool::new(false),
+            running: tokio::sync::Mutex::new(()),
             spread: {
                 use std::hash::{BuildHasher, Hasher};
                 std::collections::hash_map::RandomState::new()
@@ -223,6 +226,8 @@ impl Purger {
     /// next. Returns how many files were purged; stops early once [`Purger::stop`] is
     /// called.
     pub(crate) async fn purge_deleted(&self) -> Result<usize> {
+        // One purge at a time in a client: a second would only chase the first's files.
+        let _one = self.running.lock().await;
         let mut purged = 0;
         while !self.stopped() {
             let mut files = self.meta.deleted_files(PURGE_BATCH).await?;
@@ -231,16 +236,18 @@ impl Purger {
                 break;
             }
             files.rotate_left(self.spread % listed);
+            // Files that left the queue, by this client or another: none means the listed
+            // files cannot be purged now (they failed), so the round ends.
             let mut progress = 0;
             for group in files.chunks(PURGE_GROUP) {
                 if self.stopped() {
                     break;
                 }
-                let (n, freed) = self.purge_group(group).await;
-                progress += n;
+                let (n, gone, freed) = self.purge_group(group).await;
+                purged += n;
+                progress += n + gone;
                 self.delete_slices(&freed).await;
             }
-            purged += progress;
             if listed < PURGE_BATCH || progress == 0 {
                 break;
             }
@@ -250,10 +257,14 @@ impl Purger {
 
     /// Purges `group` in as few transactions as the engine allows; when that fails, one
     /// file at a time, so that one bad file holds up only itself. Returns how many files
-    /// were purged and the slices freed (each once).
-    async fn purge_group(&self, group: &[DeletedFile]) -> (usize, Vec<Slice>) {
+    /// were purged, how many another client purged first, and the slices freed (each once).
+    async fn purge_group(&self, group: &[DeletedFile]) -> (usize, usize, Vec<Slice>) {
+        let mut gone = 0;
         let (n, mut freed) = match self.meta.purge_files(group).await {
-            Ok(done) => (done.files.len(), done.freed),
+            Ok(done) => {
+                gone = group.len().saturating_sub(done.files.len());
+                (done.files.len(), done.freed)
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "purging deleted files together failed; one at a time");
                 let mut n = 0;
@@ -265,7 +276,7 @@ impl Purger {
                             freed.extend(slices);
                         }
                         // Another client purged it first.
-                        Err(MetaError::NotFound) => {}
+                        Err(MetaError::NotFound) => gone += 1,
                         Err(e) => {
                             tracing::warn!(ino = f.ino, error = %e, "purging a deleted file failed")
                         }
@@ -276,7 +287,7 @@ impl Purger {
         };
         freed.sort_unstable_by_key(|s| s.id);
         freed.dedup_by_key(|s| s.id);
-        (n, freed)
+        (n, gone, freed)
     }
 
     /// Deletes every block of `slices` (no reference left), then forgets each slice whose

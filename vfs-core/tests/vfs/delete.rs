@@ -147,4 +147,21 @@ engine_tests! {
         assert_eq!(left, 0, "the next open finishes the queue");
         next.close().await.unwrap();
     }
+
+    async fn purging_while_the_background_round_runs_still_empties_the_queue(engine: Engine) {
+        let vol = Volume::new(engine).await;
+        let meta = vol.meta().await;
+        for i in 0..3000 {
+            let name = format!("f{i}");
+            meta.mknod(&root(), ROOT_INO, name.as_bytes(), meta_api::FileType::Regular, 0o644, 0)
+                .await
+                .unwrap();
+            meta.unlink(&root(), ROOT_INO, name.as_bytes()).await.unwrap();
+        }
+        let hourly = test_options().purge_interval(Some(std::time::Duration::from_secs(3600)));
+        let vfs = vol.client_with(hourly).await;
+        vfs.purge_deleted().await.unwrap();
+        assert_eq!(meta.deleted_files(10).await.unwrap(), vec![]);
+        vfs.close().await.unwrap();
+    }
 }
