@@ -215,6 +215,15 @@ pub trait Upkeep: Send + Sync + 'static {
     async fn pending_slices(&self, limit: usize) -> Result<Vec<Slice>>;
     /// [`MetaEngine::forget_slice`](crate::MetaEngine::forget_slice); `id` is not 0.
     async fn forget_slice(&self, id: u64, size: u32) -> Result<bool>;
+    /// [`MetaEngine::forget_slices`](crate::MetaEngine::forget_slices); no id is 0. The
+    /// default forgets one slice per transaction.
+    async fn forget_slices(&self, slices: &[(u64, u32)]) -> Result<usize> {
+        let mut n = 0;
+        for &(id, size) in slices {
+            n += usize::from(self.forget_slice(id, size).await?);
+        }
+        Ok(n)
+    }
     /// [`MetaEngine::list_slices`](crate::MetaEngine::list_slices).
     async fn list_slices(&self) -> Result<SliceListing>;
     /// [`MetaEngine::claim_job`](crate::MetaEngine::claim_job); `counter` is one of

@@ -461,6 +461,17 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// slice is referenced again, or was already forgotten).
     async fn forget_slice(&self, id: u64, size: u32) -> Result<bool>;
 
+    /// [`forget_slice`](MetaEngine::forget_slice) of each slice of `slices` (`(id, size)`,
+    /// none 0) in as few transactions as the engine allows; returns how many were
+    /// forgotten.
+    async fn forget_slices(&self, slices: &[(u64, u32)]) -> Result<usize> {
+        let mut n = 0;
+        for &(id, size) in slices {
+            n += usize::from(self.forget_slice(id, size).await?);
+        }
+        Ok(n)
+    }
+
     /// Every slice the metadata references or still has to delete, for gc.
     async fn list_slices(&self) -> Result<crate::upkeep::SliceListing>;
 
@@ -935,6 +946,13 @@ where
             return Err(crate::MetaError::InvalidArgument("slice 0 is a hole"));
         }
         crate::backend::Upkeep::forget_slice(self, id, size).await
+    }
+
+    async fn forget_slices(&self, slices: &[(u64, u32)]) -> Result<usize> {
+        if slices.iter().any(|&(id, _)| id == 0) {
+            return Err(crate::MetaError::InvalidArgument("slice 0 is a hole"));
+        }
+        crate::backend::Upkeep::forget_slices(self, slices).await
     }
 
     async fn list_slices(&self) -> Result<crate::upkeep::SliceListing> {

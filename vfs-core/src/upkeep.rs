@@ -32,6 +32,8 @@ use crate::{Result, VfsError};
 
 /// Entries read from a directory at a time.
 const DIR_PAGE: usize = 1000;
+/// Slices whose objects are deleted forgotten per engine call.
+const FORGET_BATCH: usize = 1000;
 /// Objects listed from the store at a time.
 const LIST_PAGE: usize = 1000;
 /// Where block objects live under the volume's prefix.
@@ -784,7 +786,7 @@ fn join(parent: &str, name: &[u8]) -> String {
 }
 
 /// Deletes the objects of `slices` (no reference left) from `store`, `threads` slices at a
-/// time, then forgets in `meta` each slice whose objects are all gone (an object already
+/// time, then forgets in `meta` ([`FORGET_BATCH`] per call) each slice whose objects are all gone (an object already
 /// missing counts as gone); returns how many were forgotten. A slice with a failed delete
 /// stays pending for the next attempt.
 pub(crate) async fn finish_slices(
@@ -798,7 +800,7 @@ pub(crate) async fn finish_slices(
     // Owned items: borrowed ones tie the future to a higher-ranked lifetime that keeps it
     // from being `Send` in spawned jobs.
     let owned: Vec<Slice> = slices.iter().filter(|s| s.id != 0).copied().collect();
-    let done: Vec<bool> = futures::stream::iter(owned)
+    let deleted: Vec<Option<(u64, u32)>> = futures::stream::iter(owned)
         .map(|s| async move {
             for b in slice_blocks(s.id, s.size, block_size) {
                 let key = b.to_key(hash_prefix);
@@ -806,20 +808,24 @@ pub(crate) async fn finish_slices(
                     Ok(()) | Err(chunkstore::StoreError::NotFound(_)) => {}
                     Err(e) => {
                         tracing::warn!(%key, error = %e, "deleting a block failed; its slice stays pending");
-                        return false;
+                        return None;
                     }
                 }
             }
-            match meta.forget_slice(s.id, s.size).await {
-                Ok(forgotten) => forgotten,
-                Err(e) => {
-                    tracing::warn!(id = s.id, error = %e, "a pending slice could not be forgotten");
-                    false
-                }
-            }
+            Some((s.id, s.size))
         })
         .buffer_unordered(threads.max(1))
         .collect()
         .await;
-    done.into_iter().filter(|d| *d).count() as u64
+    let deleted: Vec<(u64, u32)> = deleted.into_iter().flatten().collect();
+    let mut forgotten = 0;
+    for batch in deleted.chunks(FORGET_BATCH) {
+        match meta.forget_slices(batch).await {
+            Ok(n) => forgotten += n as u64,
+            Err(e) => {
+                tracing::warn!(slices = batch.len(), error = %e, "pending slices could not be forgotten")
+            }
+        }
+    }
+    forgotten
 }

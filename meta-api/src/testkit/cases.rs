@@ -309,6 +309,7 @@ pub(super) fn all() -> Vec<Case> {
         acl::only_the_owner_sets_acls,
         acl::equal_acls_share_one_id,
         upkeep::purge_leaves_freed_slices_pending,
+        upkeep::forget_slices_forgets_only_pending_ones,
         upkeep::forgetting_a_referenced_slice_changes_nothing,
         upkeep::compaction_leaves_freed_slices_pending,
         upkeep::list_slices_covers_live_deleted_and_pending,

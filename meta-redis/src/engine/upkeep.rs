@@ -154,6 +154,40 @@ impl Upkeep for RedisMeta {
         .await
     }
 
+    /// One `WATCH`/`MULTI`: the fields read with one `HMGET`, the pending ones deleted.
+    async fn forget_slices(&self, slices: &[(u64, u32)]) -> Result<usize> {
+        if slices.is_empty() {
+            return Ok(0);
+        }
+        let key = self.keys.slice_refs();
+        let fields: Vec<String> = slices
+            .iter()
+            .map(|&(id, size)| slice_ref_field(id, size))
+            .collect();
+        self.txn(std::slice::from_ref(&key), |mut tx| {
+            let (key, fields) = (key.clone(), &fields);
+            async move {
+                let vs: Vec<Option<Vec<u8>>> =
+                    tx.cmd(redis::cmd("HMGET").arg(&key).arg(fields)).await?;
+                let mut w = Writes::new();
+                let mut n = 0;
+                for (field, v) in fields.iter().zip(vs) {
+                    if let Some(v) = opt_number(&format!("sliceRef field {field}"), v)? {
+                        if upkeep::is_pending_extra(v) {
+                            w.hdel(key.clone(), field.as_bytes());
+                            n += 1;
+                        }
+                    }
+                }
+                if n == 0 {
+                    return Ok(Step::Done(0));
+                }
+                Ok(w.commit(n))
+            }
+        })
+        .await
+    }
+
     async fn list_slices(&self) -> Result<SliceListing> {
         let mut out = SliceListing::default();
         // Chunks: `c{ino}_{indx}` keys, their lists read a page at a time.

@@ -91,6 +91,30 @@ impl Upkeep for SqliteMeta {
             .await
     }
 
+    /// All in one transaction.
+    async fn forget_slices(&self, slices: &[(u64, u32)]) -> Result<usize> {
+        self.fmt().await?;
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let mut n = 0;
+                    for &(id, size) in slices {
+                        let done = crate::sql::query(
+                            "DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND size = ? AND refs <= 0",
+                        )
+                        .bind(id as i64)
+                        .bind(i64::from(size))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                        n += usize::from(done.rows_affected() > 0);
+                    }
+                    Ok(n)
+                })
+            })
+            .await
+    }
+
     async fn list_slices(&self) -> Result<SliceListing> {
         self.fmt().await?;
         // One read transaction (a WAL snapshot), rows streamed: memory follows the records.
