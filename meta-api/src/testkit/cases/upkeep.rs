@@ -371,11 +371,18 @@ pub(super) async fn forget_slices_forgets_only_pending_ones(fx: &Fixture<'_>) ->
     let mut ask: Vec<(u64, u32)> = doomed.iter().map(|s| (s.id, s.size)).collect();
     ask.push((live.id, live.size));
     ask.push((doomed[0].id, doomed[0].size + 1));
-    assert_eq!(e.forget_slices(&ask).await?, 30, "the live and the wrong-size one stay");
+    assert_eq!(
+        e.forget_slices(&ask).await?,
+        30,
+        "the live and the wrong-size one stay"
+    );
     assert_eq!(pending(e).await?, vec![]);
     assert_eq!(e.read_chunk(g, 0).await?, vec![live]);
     assert_eq!(e.forget_slices(&ask).await?, 0, "already forgotten");
     assert_eq!(e.forget_slices(&[]).await?, 0);
-    assert!(e.forget_slices(&[(0, 10)]).await.is_err(), "slice 0 is a hole");
+    assert!(
+        e.forget_slices(&[(0, 10)]).await.is_err(),
+        "slice 0 is a hole"
+    );
     Ok(())
 }
