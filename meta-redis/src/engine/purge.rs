@@ -108,7 +108,7 @@ impl Purge for RedisMeta {
     }
     /// Purges files in transactions of many: one `WATCH` of their keys, their queue entries
     /// and inodes read in one round trip, their chunks in another, their slices'
-    /// references in a third, one `MULTI`. A file with more than [`DIRECT_CHUNKS`] chunks is
+    /// references in a third, one `MULTI`. A file with more than `DIRECT_CHUNKS` (4096) chunks is
     /// purged alone ([`Purge::purge_file`] finds them).
     async fn purge_files(&self, files: &[DeletedFile]) -> Result<Purged> {
         let mut done = Purged::default();
