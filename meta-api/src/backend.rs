@@ -193,6 +193,16 @@ pub trait Data: Send + Sync + 'static {
     ) -> Result<u64>;
 }
 
+/// What [`Purge::purge_file`] answers for a file that is not queued for deletion: the
+/// inode is live (`InvalidArgument`) or gone (`NotFound`, another client purged it).
+pub fn not_queued(live: bool) -> crate::MetaError {
+    if live {
+        crate::MetaError::InvalidArgument("the file is not deleted")
+    } else {
+        crate::MetaError::NotFound
+    }
+}
+
 /// The deletion queue.
 #[async_trait]
 pub trait Purge: Send + Sync + 'static {
@@ -218,11 +228,7 @@ pub trait Upkeep: Send + Sync + 'static {
     /// [`MetaEngine::forget_slices`](crate::MetaEngine::forget_slices); no id is 0. The
     /// default forgets one slice per transaction.
     async fn forget_slices(&self, slices: &[(u64, u32)]) -> Result<usize> {
-        let mut n = 0;
-        for &(id, size) in slices {
-            n += usize::from(self.forget_slice(id, size).await?);
-        }
-        Ok(n)
+        crate::engine::forget_each(slices, |id, size| self.forget_slice(id, size)).await
     }
     /// [`MetaEngine::list_slices`](crate::MetaEngine::list_slices).
     async fn list_slices(&self) -> Result<SliceListing>;

@@ -23,7 +23,7 @@ pub struct Purged {
     /// The files purged by this call (files another client purged first are not in it).
     pub files: Vec<Ino>,
     /// The slices nobody references any more: the caller deletes their objects, then
-    /// forgets each ([`MetaEngine::forget_slice`]).
+    /// forgets them ([`MetaEngine::forget_slices`]).
     pub freed: Vec<Slice>,
 }
 
@@ -43,6 +43,20 @@ async fn unlink_each<E: MetaEngine + ?Sized>(
         }
     }
     Ok(done)
+}
+
+/// The default [`MetaEngine::forget_slices`] of engines that forget one slice per
+/// transaction: `forget` (their `forget_slice`) on each slice.
+pub(crate) async fn forget_each<F, Fut>(slices: &[(u64, u32)], mut forget: F) -> Result<usize>
+where
+    F: FnMut(u64, u32) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<bool>> + Send,
+{
+    let mut n = 0;
+    for &(id, size) in slices {
+        n += usize::from(forget(id, size).await?);
+    }
+    Ok(n)
 }
 
 /// The default [`MetaEngine::purge_files`] of engines that purge one file per transaction:
@@ -465,11 +479,7 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// none 0) in as few transactions as the engine allows; returns how many were
     /// forgotten.
     async fn forget_slices(&self, slices: &[(u64, u32)]) -> Result<usize> {
-        let mut n = 0;
-        for &(id, size) in slices {
-            n += usize::from(self.forget_slice(id, size).await?);
-        }
-        Ok(n)
+        forget_each(slices, |id, size| self.forget_slice(id, size)).await
     }
 
     /// Every slice the metadata references or still has to delete, for gc.

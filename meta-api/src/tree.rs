@@ -61,7 +61,7 @@ pub async fn remove_tree(
         after: None,
         again: false,
     }];
-    while let Some(f) = stack.last_mut() {
+    while let Some(mut f) = stack.pop() {
         let page = e
             .readdir(ctx, f.ino, f.after.as_deref(), REMOVE_PAGE, false)
             .await?;
@@ -69,9 +69,9 @@ pub async fn remove_tree(
             if f.after.is_some() && !f.again {
                 f.after = None;
                 f.again = true;
+                stack.push(f);
                 continue;
             }
-            let f = stack.pop().ok_or(MetaError::Corrupt("empty walk".into()))?;
             match e.rmdir(ctx, f.parent, &f.name).await {
                 Ok(()) | Err(MetaError::NotFound) => {}
                 Err(err) => return Err(err),
@@ -82,6 +82,8 @@ pub async fn remove_tree(
         };
         f.after = Some(last.name.clone());
         let dir = f.ino;
+        // Back under its subdirectories: they are emptied first, then its next page.
+        stack.push(f);
         let mut files = Vec::new();
         for item in page {
             if item.typ == FileType::Directory {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chunkstore::{slice_blocks, ChunkStore};
 use futures::StreamExt;
-use meta_api::{upkeep, DeletedFile, MetaEngine, MetaError, Slice, Timestamp};
+use meta_api::{upkeep, DeletedFile, MetaEngine, Slice, Timestamp};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -124,13 +124,8 @@ async fn purger(
     interval: Option<Duration>,
 ) {
     // The first round runs at once: what earlier clients left queued is continued here.
-    let mut first = interval.is_some();
+    let mut wait = interval.map(|_| Duration::ZERO);
     loop {
-        let wait = match interval {
-            _ if first => Some(Duration::ZERO),
-            d => d,
-        };
-        first = false;
         let sleep = async {
             match wait {
                 Some(d) => tokio::time::sleep(d).await,
@@ -142,6 +137,7 @@ async fn purger(
             _ = sleep => {}
             _ = now.notified() => {}
         }
+        wait = interval;
         let Some(purger) = purger.upgrade() else {
             return;
         };
@@ -259,32 +255,27 @@ impl Purger {
     /// file at a time, so that one bad file holds up only itself. Returns how many files
     /// were purged, how many another client purged first, and the slices freed (each once).
     async fn purge_group(&self, group: &[DeletedFile]) -> (usize, usize, Vec<Slice>) {
-        let mut gone = 0;
-        let (n, mut freed) = match self.meta.purge_files(group).await {
-            Ok(done) => {
-                gone = group.len().saturating_sub(done.files.len());
-                (done.files.len(), done.freed)
-            }
+        let (mut n, mut gone, mut freed) = (0, 0, Vec::new());
+        let mut add = |files: &[DeletedFile], done: meta_api::Purged| {
+            n += done.files.len();
+            gone += files.len().saturating_sub(done.files.len());
+            freed.extend(done.freed);
+        };
+        match self.meta.purge_files(group).await {
+            Ok(done) => add(group, done),
             Err(e) => {
                 tracing::debug!(error = %e, "purging deleted files together failed; one at a time");
-                let mut n = 0;
-                let mut freed = Vec::new();
                 for f in group {
-                    match self.meta.purge_file(f.ino).await {
-                        Ok(slices) => {
-                            n += 1;
-                            freed.extend(slices);
-                        }
-                        // Another client purged it first.
-                        Err(MetaError::NotFound) => gone += 1,
+                    let one = std::slice::from_ref(f);
+                    match self.meta.purge_files(one).await {
+                        Ok(done) => add(one, done),
                         Err(e) => {
                             tracing::warn!(ino = f.ino, error = %e, "purging a deleted file failed")
                         }
                     }
                 }
-                (n, freed)
             }
-        };
+        }
         freed.sort_unstable_by_key(|s| s.id);
         freed.dedup_by_key(|s| s.id);
         (n, gone, freed)

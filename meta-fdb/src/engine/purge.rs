@@ -1,7 +1,7 @@
 //! The deletion queue: files waiting to be purged, and the purge itself.
 
 use async_trait::async_trait;
-use meta_api::backend::Purge;
+use meta_api::backend::{not_queued, Purge};
 use meta_api::{DeletedFile, Ino, MetaError, Purged, Result, Slice};
 
 use super::{drop_refs, get_attr, TkvMeta};
@@ -39,32 +39,20 @@ impl<K: KvStore> Purge for TkvMeta<K> {
             .await
     }
 
-    /// Purges a deleted file in batches of `PURGE_BATCH` chunks. Each batch drops its
-    /// chunks and their slice references in one transaction; the last also drops the
-    /// deleted-file record, so an interrupted purge is simply finished by the next one.
+    /// Purges a deleted file in batches of `PURGE_BATCH` chunks ([`Purge::purge_files`]):
+    /// each drops its chunks and their slice references in one transaction; the last also
+    /// drops the deleted-file record, so an interrupted purge is simply finished by the
+    /// next one.
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        let keys = &self.keys;
-        let mut freed_all = Vec::new();
-        loop {
-            let step = self
+        let done = self.purge_files(&[DeletedFile { ino, length: 0 }]).await?;
+        if done.files.is_empty() {
+            let keys = &self.keys;
+            let live = self
                 .kv
-                .txn(|tx| async move { purge_batch(&tx, keys, ino, PURGE_BATCH).await })
-                .await?;
-            let Some(step) = step else {
-                return match self
-                    .kv
-                    .txn(|tx| async move { get_attr(&tx, keys, ino).await })
-                    .await?
-                {
-                    Some(_) => Err(MetaError::InvalidArgument("the file is not deleted")),
-                    None => Err(MetaError::NotFound),
-                };
-            };
-            freed_all.extend(step.freed);
-            if step.done {
-                return Ok(freed_all);
-            }
+                .txn(|tx| async move { get_attr(&tx, keys, ino).await });
+            return Err(not_queued(live.await?.is_some()));
         }
+        Ok(done.freed)
     }
 
     /// Purges files in transactions of up to `PURGE_BATCH` chunks in all: many small files

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use meta_api::backend::Purge;
+use meta_api::backend::{not_queued, Purge};
 use meta_api::{DeletedFile, Ino, MetaError, Purged, Result, Slice};
 
 use super::data::{chunks_of, decode_records, DIRECT_CHUNKS};
@@ -36,80 +36,25 @@ impl Purge for RedisMeta {
 
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
         let Some((member, length)) = self.delfile_of(ino).await? else {
-            return Err(match self.get_attr(ino).await? {
-                Some(_) => MetaError::InvalidArgument("the file is not deleted"),
-                None => MetaError::NotFound,
-            });
+            return Err(not_queued(self.get_attr(ino).await?.is_some()));
         };
         let tail: Option<u64> = self
             .read(redis::cmd("HGET").arg(self.keys.chunk_tail()).arg(ino))
             .await?;
-        let chunks = chunks_of(length).max(tail.map_or(0, |t| t + 1));
-        // A small file's chunks are named directly; a long one's are found, so that a huge
-        // sparse file costs what it holds, not its length.
-        let indexes: Vec<u32> = if chunks <= DIRECT_CHUNKS {
-            (0..chunks as u32).collect()
-        } else {
-            self.existing_chunks(ino).await?
-        };
-        let chunk_keys: Vec<String> = indexes.iter().map(|&i| self.keys.chunk(ino, i)).collect();
-        let mut keys = vec![
-            self.keys.delfiles(),
-            self.keys.slice_refs(),
-            self.keys.inode(ino),
-        ];
-        keys.extend(chunk_keys.iter().cloned());
-        self.txn(&keys, |mut tx| {
-            let member = member.clone();
-            let chunk_keys = &chunk_keys;
-            let indexes = &indexes;
-            async move {
-                let k = &self.keys;
-                let score: Option<f64> = tx
-                    .cmd(redis::cmd("ZSCORE").arg(k.delfiles()).arg(&member))
-                    .await?;
-                if score.is_none() {
-                    return Err(MetaError::NotFound);
-                }
-                if let Some(a) = tx.attr(ino).await? {
-                    if a.nlink > 0 {
-                        return Err(MetaError::Corrupt(format!(
-                            "inode {ino} is queued for deletion but still has {} links",
-                            a.nlink
-                        )));
-                    }
-                }
-                let mut p = redis::pipe();
-                for key in chunk_keys {
-                    p.cmd("LRANGE").arg(key).arg(0).arg(-1);
-                }
-                let lists: Vec<Vec<Vec<u8>>> = tx.pipe(&p).await?;
-                let mut records = Vec::new();
-                for (i, list) in lists.iter().enumerate() {
-                    let indx = indexes.get(i).copied().unwrap_or(u32::MAX);
-                    records.extend(decode_records(ino, indx, list)?);
-                }
-                let mut w = Writes::new();
-                let freed = self
-                    .drop_refs(&mut tx, &mut w, &Slice::references(&records))
-                    .await?;
-                for key in chunk_keys {
-                    w.del(key.clone());
-                }
-                w.hdel(k.chunk_tail(), ino.to_string().as_bytes())
-                    .zrem(k.delfiles(), &member)
-                    .del(k.inode(ino))
-                    .del(k.xattrs(ino))
-                    .del(k.openers(ino));
-                Ok(w.commit(freed))
-            }
-        })
-        .await
+        let plan = self.plan_purge(ino, member, length, tail).await?;
+        let mut done = Purged::default();
+        self.purge_planned(std::slice::from_ref(&plan), &mut done)
+            .await?;
+        if done.files.is_empty() {
+            return Err(MetaError::NotFound);
+        }
+        Ok(done.freed)
     }
-    /// Purges files in transactions of many: one `WATCH` of their keys, their queue entries
-    /// and inodes read in one round trip, their chunks in another, their slices'
-    /// references in a third, one `MULTI`. A file with more than `DIRECT_CHUNKS` (4096) chunks is
-    /// purged alone ([`Purge::purge_file`] finds them).
+
+    /// Purges files in transactions of many: one `WATCH` of their keys, then a round trip
+    /// each for their queue entries, their inodes, their chunks and their slices'
+    /// references, and one `MULTI`. A file with more than `DIRECT_CHUNKS` (4096) chunks is
+    /// purged alone, its chunks found by a scan.
     async fn purge_files(&self, files: &[DeletedFile]) -> Result<Purged> {
         let mut done = Purged::default();
         if files.is_empty() {
@@ -123,16 +68,12 @@ impl Purge for RedisMeta {
         let mut batch: Vec<Planned> = Vec::new();
         let mut chunk_keys = 0;
         for (f, tail) in files.iter().zip(tails) {
-            let chunks = chunks_of(f.length).max(tail.map_or(0, |t| t + 1));
+            let chunks = chunk_count(f.length, tail);
             if chunks > DIRECT_CHUNKS {
-                match Purge::purge_file(self, f.ino).await {
-                    Ok(freed) => {
-                        done.files.push(f.ino);
-                        done.freed.extend(freed);
-                    }
-                    Err(MetaError::NotFound) => {}
-                    Err(e) => return Err(e),
-                }
+                let member = delfile_member(f.ino, f.length).into_bytes();
+                let plan = self.plan_purge(f.ino, member, f.length, tail).await?;
+                self.purge_planned(std::slice::from_ref(&plan), &mut done)
+                    .await?;
                 continue;
             }
             if chunk_keys + chunks > BATCH_CHUNK_KEYS && !batch.is_empty() {
@@ -143,7 +84,7 @@ impl Purge for RedisMeta {
             chunk_keys += chunks;
             batch.push(Planned {
                 ino: f.ino,
-                member: delfile_member(f.ino, f.length),
+                member: delfile_member(f.ino, f.length).into_bytes(),
                 indexes: (0..chunks as u32).collect(),
             });
         }
@@ -154,18 +95,46 @@ impl Purge for RedisMeta {
     }
 }
 
-/// A file of a batched purge: its queue member and the chunks it may have.
+/// A file of a purge: its queue member and the chunks it may have.
 struct Planned {
     ino: Ino,
-    member: String,
+    member: Vec<u8>,
     indexes: Vec<u32>,
+}
+
+/// The chunks a deleted file of `length` may have, given its `chunkTail` field.
+fn chunk_count(length: u64, tail: Option<u64>) -> u64 {
+    chunks_of(length).max(tail.map_or(0, |t| t + 1))
 }
 
 /// Chunk keys watched by one batched purge transaction at most.
 const BATCH_CHUNK_KEYS: u64 = 4096;
 
 impl RedisMeta {
-    /// One transaction of [`Purge::purge_files`]: purges the files of `batch` still queued.
+    /// What a purge of file `ino` (queued as `member`, `length` bytes, `chunkTail` field
+    /// `tail`) covers: a small file's chunks are named directly; a long one's are found, so
+    /// that a huge sparse file costs what it holds, not its length.
+    async fn plan_purge(
+        &self,
+        ino: Ino,
+        member: Vec<u8>,
+        length: u64,
+        tail: Option<u64>,
+    ) -> Result<Planned> {
+        let chunks = chunk_count(length, tail);
+        let indexes = if chunks <= DIRECT_CHUNKS {
+            (0..chunks as u32).collect()
+        } else {
+            self.existing_chunks(ino).await?
+        };
+        Ok(Planned {
+            ino,
+            member,
+            indexes,
+        })
+    }
+
+    /// One transaction of a purge: purges the files of `batch` still queued.
     async fn purge_planned(&self, batch: &[Planned], done: &mut Purged) -> Result<()> {
         let k = &self.keys;
         let mut keys = vec![k.delfiles(), k.slice_refs()];
@@ -225,7 +194,7 @@ impl RedisMeta {
                         w.del(k.chunk(f.ino, i));
                     }
                     w.hdel(k.chunk_tail(), f.ino.to_string().as_bytes())
-                        .zrem(k.delfiles(), f.member.as_bytes())
+                        .zrem(k.delfiles(), &f.member)
                         .del(k.inode(f.ino))
                         .del(k.xattrs(f.ino))
                         .del(k.openers(f.ino));

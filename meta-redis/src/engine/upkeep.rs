@@ -11,7 +11,7 @@
 //! JuiceFS's gc and fsck they are exact on a quiet volume; a change made meanwhile may or
 //! may not be seen.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use async_trait::async_trait;
 use meta_api::backend::Upkeep;
@@ -135,23 +135,7 @@ impl Upkeep for RedisMeta {
     }
 
     async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
-        let key = self.keys.slice_refs();
-        let field = slice_ref_field(id, size);
-        self.txn(std::slice::from_ref(&key), |mut tx| {
-            let (key, field) = (key.clone(), field.clone());
-            async move {
-                let v: Option<Vec<u8>> = tx.cmd(redis::cmd("HGET").arg(&key).arg(&field)).await?;
-                match opt_number(&format!("sliceRef field {field}"), v)? {
-                    Some(v) if upkeep::is_pending_extra(v) => {
-                        let mut w = Writes::new();
-                        w.hdel(key, field.as_bytes());
-                        Ok(w.commit(true))
-                    }
-                    _ => Ok(Step::Done(false)),
-                }
-            }
-        })
-        .await
+        Ok(self.forget_slices(&[(id, size)]).await? > 0)
     }
 
     /// One `WATCH`/`MULTI`: the fields read with one `HMGET`, the pending ones deleted.
@@ -160,9 +144,12 @@ impl Upkeep for RedisMeta {
             return Ok(0);
         }
         let key = self.keys.slice_refs();
+        // Each field once: a slice named twice is forgotten once.
         let fields: Vec<String> = slices
             .iter()
             .map(|&(id, size)| slice_ref_field(id, size))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         self.txn(std::slice::from_ref(&key), |mut tx| {
             let (key, fields) = (key.clone(), &fields);

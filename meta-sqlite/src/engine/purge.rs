@@ -1,9 +1,9 @@
 //! The deletion queue: files waiting to be purged, and the purge itself.
 
 use async_trait::async_trait;
-use meta_api::backend::Purge;
+use meta_api::backend::{not_queued, Purge};
 
-use meta_api::{DeletedFile, Ino, MetaError, Purged, Result, Slice};
+use meta_api::{DeletedFile, Ino, Purged, Result, Slice};
 
 use crate::engine::node::{delete_node, drop_refs, get_node};
 use crate::sql::SqliteConnection;
@@ -31,18 +31,11 @@ impl Purge for SqliteMeta {
     }
 
     async fn purge_file(&self, ino: Ino) -> Result<Vec<Slice>> {
-        self.fmt().await?;
-        let purged = self
-            .db
-            .txn(|c, _| Box::pin(async move { purge_one(c, ino).await }))
-            .await?;
-        match purged {
-            Some(freed) => Ok(freed),
-            None => Err(match self.read_node(ino).await? {
-                Some(_) => MetaError::InvalidArgument("the file is not deleted"),
-                None => MetaError::NotFound,
-            }),
+        let done = self.purge_files(&[DeletedFile { ino, length: 0 }]).await?;
+        if done.files.is_empty() {
+            return Err(not_queued(self.read_node(ino).await?.is_some()));
         }
+        Ok(done.freed)
     }
 
     /// Every file in one transaction (SQLite runs the statements in place: a file without

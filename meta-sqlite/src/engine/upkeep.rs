@@ -73,22 +73,7 @@ impl Upkeep for SqliteMeta {
     }
 
     async fn forget_slice(&self, id: u64, size: u32) -> Result<bool> {
-        self.fmt().await?;
-        self.db
-            .txn(|c, _| {
-                Box::pin(async move {
-                    let done = crate::sql::query(
-                        "DELETE FROM jfs_chunk_ref WHERE chunkid = ? AND size = ? AND refs <= 0",
-                    )
-                    .bind(id as i64)
-                    .bind(i64::from(size))
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
-            .await
+        Ok(self.forget_slices(&[(id, size)]).await? > 0)
     }
 
     /// All in one transaction.
