@@ -228,9 +228,12 @@ async fn transient_s3_faults_under_retry_lose_nothing() {
         }
         reader.close().await.unwrap();
     }
+    // The faults were exercised. The draw per call is seeded but the order of concurrent calls
+    // is not, so the counts vary from run to run (19 injected errors has been seen): the check
+    // asks for a few of each, far below the means, not for a share of the calls.
     let stats = faulty.stats();
     assert!(
-        stats.injected_errors > 20 && stats.lost_replies > 10,
+        stats.injected_errors >= 5 && stats.lost_replies >= 3,
         "{stats:?}"
     );
     let meta = vol.meta().await;
