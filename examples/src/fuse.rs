@@ -1,9 +1,14 @@
 //! A FUSE frontend for a volume: a thin adapter from [`fuser`] onto [`vfs_core::Vfs`].
 //!
-//! Every kernel request becomes one call of the matching `Vfs` method, run as a task on a
-//! tokio runtime that answers the kernel when the call completes: the FUSE thread only
-//! decodes requests and spawns, so a slow upload or a lock wait never holds up other
-//! requests. Errors answer with [`vfs_core::VfsError::errno`]. The adapter keeps no file
+//! Every kernel request becomes one call of the matching `Vfs` method. Requests that
+//! change no metadata and seldom wait (lookups, attributes, opens and closes, reads,
+//! listings, xattr reads, lock queries) are first polled once on the FUSE thread that
+//! decoded them, and answered at once when the call completes without waiting (an engine
+//! that runs in place, such as SQLite, or data in the block cache): a hand-over to another
+//! thread and back costs more than such a call. A call that would wait, and every change,
+//! runs as a task on a tokio runtime that answers the kernel when the call completes, so a
+//! slow upload or a lock wait never holds up other requests, and changes from several
+//! processes run at once. Errors answer with [`vfs_core::VfsError::errno`]. The adapter keeps no file
 //! system state: inode numbers are the volume's (root = 1), file and directory handles
 //! are the `Vfs`'s, directory offsets are the ones [`Vfs::readdir`] hands out, and file
 //! locks are the engine's ([`meta_api::MetaEngine::flock`], `setlk`, `getlk`), shared
@@ -19,11 +24,15 @@
 //! interrupting a request: `fuser` 0.18 does not pass `FUSE_INTERRUPT` on, so a process
 //! waiting for a blocking lock waits until it gets it.
 //!
-//! **Consistency between mounts.** The kernel caches names for [`FuseOptions::entry_ttl`]
-//! and attributes for [`FuseOptions::attr_ttl`]. With the default entry TTL of 0 every
-//! path lookup reaches the volume, which refreshes the attributes the kernel holds, and
-//! every `open` drops the kernel's page cache of the file: a file opened after another
-//! client closed it shows that client's data and length (close-to-open), as with NFS.
+//! **Consistency between mounts.** The kernel caches names of files for
+//! [`FuseOptions::entry_ttl`], names of directories for [`FuseOptions::dir_entry_ttl`] and
+//! attributes for [`FuseOptions::attr_ttl`]. With the default file entry TTL of 0 the last
+//! component of every path lookup reaches the volume, which refreshes the attributes the
+//! kernel holds, and every `open` drops the kernel's page cache of the file: a file opened
+//! after another client closed it shows that client's data and length (close-to-open), as
+//! with NFS, also when the other client replaced it by a rename. Directories are cached
+//! for 1 s by default, as juicefs does (`--dir-entry-cache`): a directory another client
+//! renamed or removed can still be walked through on this mount for up to that long.
 //!
 //! [`daemon`] runs a mount (foreground or background, clean unmount on SIGINT/SIGTERM);
 //! the `tessera mount` and `tessera umount` commands are built on it.
@@ -73,10 +82,14 @@ pub struct FuseOptions {
     /// How long the kernel may use attributes without asking again (default 1 s). A path
     /// lookup refreshes them anyway while [`FuseOptions::entry_ttl`] is 0.
     pub attr_ttl: Duration,
-    /// How long the kernel may use a looked-up name without asking again (default 0:
-    /// every path resolution reaches the volume, which keeps close-to-open consistency
-    /// between mounts exact).
+    /// How long the kernel may use a looked-up name of a file (any inode but a directory)
+    /// without asking again (default 0: every path resolution asks the volume for its
+    /// last component, which keeps close-to-open consistency between mounts exact).
     pub entry_ttl: Duration,
+    /// How long the kernel may use a looked-up name of a directory without asking again
+    /// (default 1 s, as juicefs's `--dir-entry-cache`): the components of a path above its
+    /// last are then resolved in the kernel.
+    pub dir_entry_ttl: Duration,
     /// Let other users than the mounting one use the mount (`-o allow_other`).
     pub allow_other: bool,
     /// Let root use the mount besides the mounting user (`-o allow_root`).
@@ -119,6 +132,7 @@ impl Default for FuseOptions {
         FuseOptions {
             attr_ttl: Duration::from_secs(1),
             entry_ttl: Duration::ZERO,
+            dir_entry_ttl: Duration::from_secs(1),
             allow_other: false,
             allow_root: false,
             read_only: false,
@@ -204,6 +218,7 @@ pub struct VfsFuse {
     rt: Handle,
     attr_ttl: Duration,
     entry_ttl: Duration,
+    dir_entry_ttl: Duration,
     locks: LockKind,
     /// Inodes on which POSIX locks were taken through this mount: only their closes need
     /// to release the closing process's locks, which saves a transaction on every other.
@@ -216,6 +231,7 @@ impl std::fmt::Debug for VfsFuse {
             .field("vfs", &self.vfs)
             .field("attr_ttl", &self.attr_ttl)
             .field("entry_ttl", &self.entry_ttl)
+            .field("dir_entry_ttl", &self.dir_entry_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -312,6 +328,7 @@ impl VfsFuse {
             rt,
             attr_ttl: opts.attr_ttl,
             entry_ttl: opts.entry_ttl,
+            dir_entry_ttl: opts.dir_entry_ttl,
             locks: opts.locks,
             posix_locked: Arc::default(),
         }
@@ -343,22 +360,71 @@ impl VfsFuse {
         });
     }
 
+    /// [`serve`](Self::serve) for a request that seldom waits: the call is polled once
+    /// here, on the FUSE thread, and answered at once if it is done; only a call that has
+    /// to wait is handed to the runtime (which polls it again with a real waker).
+    fn serve_now<R, T, F, K>(&self, op: &'static str, reply: R, call: F, ok: K)
+    where
+        R: ErrorReply,
+        T: Send + 'static,
+        F: Future<Output = vfs_core::Result<T>> + Send + 'static,
+        K: FnOnce(R, T) + Send + 'static,
+    {
+        let mut task = Box::pin(async move {
+            match call.await {
+                Ok(v) => ok(reply, v),
+                Err(e) => reply.fail(errno_of(op, &e)),
+            }
+        });
+        let _runtime = self.rt.enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if task.as_mut().poll(&mut cx).is_pending() {
+            self.rt.spawn(task);
+        }
+    }
+
     /// Answers an entry request (lookup, mknod, mkdir, symlink, link).
     fn entry_reply(&self) -> impl FnOnce(ReplyEntry, meta_api::Entry) + Send + 'static {
-        let (attr_ttl, entry_ttl) = (self.attr_ttl, self.entry_ttl);
+        let (attr_ttl, ttls) = (self.attr_ttl, self.entry_ttls());
         move |reply, e| {
             reply.entry_with_ttls(
                 &attr_ttl,
-                &entry_ttl,
+                &ttls.of(&e.attr),
                 &file_attr(e.ino, &e.attr),
                 Generation(0),
             )
         }
     }
 
+    /// How long the kernel keeps the names this mount answers with.
+    fn entry_ttls(&self) -> EntryTtls {
+        EntryTtls {
+            file: self.entry_ttl,
+            dir: self.dir_entry_ttl,
+        }
+    }
+
     fn attr_reply(&self, ino: Ino) -> impl FnOnce(ReplyAttr, Attr) + Send + 'static {
         let ttl = self.attr_ttl;
         move |reply, a| reply.attr(&ttl, &file_attr(ino, &a))
+    }
+}
+
+/// The kernel's lifetimes of names: of files and of directories.
+#[derive(Debug, Clone, Copy)]
+struct EntryTtls {
+    file: Duration,
+    dir: Duration,
+}
+
+impl EntryTtls {
+    /// The lifetime of a name of an inode with `attr`.
+    fn of(&self, attr: &Attr) -> Duration {
+        if attr.is_dir() {
+            self.dir
+        } else {
+            self.file
+        }
     }
 }
 
@@ -428,13 +494,13 @@ impl fuser::Filesystem for VfsFuse {
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (vfs, who, name) = (self.vfs.clone(), Caller::of(req), bytes_of(name));
         let call = async move { vfs.lookup(&who.context(0), parent.0, &name).await };
-        self.serve("lookup", reply, call, self.entry_reply());
+        self.serve_now("lookup", reply, call, self.entry_reply());
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.getattr(&who.context(0), ino.0).await };
-        self.serve("getattr", reply, call, self.attr_reply(ino.0));
+        self.serve_now("getattr", reply, call, self.attr_reply(ino.0));
     }
 
     fn setattr(
@@ -484,7 +550,7 @@ impl fuser::Filesystem for VfsFuse {
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.readlink(&who.context(0), ino.0).await };
-        self.serve("readlink", reply, call, |r, target| r.data(&target));
+        self.serve_now("readlink", reply, call, |r, target| r.data(&target));
     }
 
     fn mknod(
@@ -582,7 +648,7 @@ impl fuser::Filesystem for VfsFuse {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.open(&who.context(0), ino.0, open_flags(flags.0)).await };
         // No FOPEN_KEEP_CACHE: every open drops the kernel's cached pages (close-to-open).
-        self.serve("open", reply, call, |r, fh| {
+        self.serve_now("open", reply, call, |r, fh| {
             r.opened(FileHandle(fh), FopenFlags::empty())
         });
     }
@@ -600,7 +666,7 @@ impl fuser::Filesystem for VfsFuse {
     ) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.read(&who.context(0), fh.0, offset, size as usize).await };
-        self.serve("read", reply, call, |r, data| r.data(&data));
+        self.serve_now("read", reply, call, |r, data| r.data(&data));
     }
 
     fn write(
@@ -677,7 +743,7 @@ impl fuser::Filesystem for VfsFuse {
             let released = vfs.release(&ctx, fh.0).await;
             unlocked.and(released)
         };
-        self.serve("release", reply, call, |r, ()| r.ok());
+        self.serve_now("release", reply, call, |r, ()| r.ok());
     }
 
     fn fsync(
@@ -696,7 +762,7 @@ impl fuser::Filesystem for VfsFuse {
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.opendir(&who.context(0), ino.0).await };
-        self.serve("opendir", reply, call, |r, dh| {
+        self.serve_now("opendir", reply, call, |r, dh| {
             r.opened(FileHandle(dh), FopenFlags::empty())
         });
     }
@@ -714,7 +780,7 @@ impl fuser::Filesystem for VfsFuse {
             vfs.readdir(&who.context(0), fh.0, offset, READDIR_BATCH, false)
                 .await
         };
-        self.serve("readdir", reply, call, |mut r, items| {
+        self.serve_now("readdir", reply, call, |mut r, items| {
             for item in items {
                 // A full reply ends here; the kernel asks again from the last offset.
                 if r.add(
@@ -738,12 +804,12 @@ impl fuser::Filesystem for VfsFuse {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        let (vfs, who, ttl) = (self.vfs.clone(), Caller::of(req), self.entry_ttl);
+        let (vfs, who, ttls) = (self.vfs.clone(), Caller::of(req), self.entry_ttls());
         let call = async move {
             vfs.readdir(&who.context(0), fh.0, offset, READDIRPLUS_BATCH, true)
                 .await
         };
-        self.serve("readdirplus", reply, call, move |mut r, items| {
+        self.serve_now("readdirplus", reply, call, move |mut r, items| {
             for item in items {
                 // An entry removed since it was listed has no attributes: leave it out.
                 let Some(a) = &item.attr else { continue };
@@ -753,7 +819,7 @@ impl fuser::Filesystem for VfsFuse {
                     INodeNo(item.ino),
                     item.offset,
                     name,
-                    &ttl,
+                    &ttls.of(a),
                     &fa,
                     Generation(0),
                 ) {
@@ -774,7 +840,7 @@ impl fuser::Filesystem for VfsFuse {
     ) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.releasedir(&who.context(0), fh.0).await };
-        self.serve("releasedir", reply, call, |r, ()| r.ok());
+        self.serve_now("releasedir", reply, call, |r, ()| r.ok());
     }
 
     fn fsyncdir(
@@ -793,7 +859,7 @@ impl fuser::Filesystem for VfsFuse {
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.statfs(&who.context(0), ino.0).await };
-        self.serve("statfs", reply, call, |r, s| {
+        self.serve_now("statfs", reply, call, |r, s| {
             let free = s.avail_space / STATFS_BLOCK;
             r.statfs(
                 s.total_space / STATFS_BLOCK,
@@ -832,7 +898,7 @@ impl fuser::Filesystem for VfsFuse {
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let (vfs, who, name) = (self.vfs.clone(), Caller::of(req), bytes_of(name));
         let call = async move { vfs.getxattr(&who.context(0), ino.0, &name).await };
-        self.serve("getxattr", reply, call, move |r, v| {
+        self.serve_now("getxattr", reply, call, move |r, v| {
             xattr_reply(r, size, &v)
         });
     }
@@ -840,7 +906,7 @@ impl fuser::Filesystem for VfsFuse {
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.listxattr(&who.context(0), ino.0).await };
-        self.serve("listxattr", reply, call, move |r, names| {
+        self.serve_now("listxattr", reply, call, move |r, names| {
             // The kernel wants the names NUL-terminated, one after the other.
             let mut list = Vec::with_capacity(names.iter().map(|n| n.len() + 1).sum());
             for n in names {
@@ -860,7 +926,7 @@ impl fuser::Filesystem for VfsFuse {
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let (vfs, who) = (self.vfs.clone(), Caller::of(req));
         let call = async move { vfs.access(&who.context(0), ino.0, mask.bits()).await };
-        self.serve("access", reply, call, |r, ()| r.ok());
+        self.serve_now("access", reply, call, |r, ()| r.ok());
     }
 
     fn create(
@@ -914,7 +980,7 @@ impl fuser::Filesystem for VfsFuse {
                 .await?;
             Ok(lock)
         };
-        self.serve("getlk", reply, call, |r, l| {
+        self.serve_now("getlk", reply, call, |r, l| {
             // The kernel refuses ends past its OFFSET_MAX; the volume says u64::MAX.
             r.locked(l.start, l.end.min(OFFSET_MAX), l.ltype.to_libc(), l.pid)
         });

@@ -453,7 +453,9 @@ async fn volume_tree(fs: &FileSystem, root: &Path) -> Tree {
 fn trees_cross_between_the_mount_and_the_library() {
     require_fuse!();
     let vol = Volume::new();
-    let m = vol.mount("mnt", &[]);
+    // Directory names are not cached in the kernel here, so that the library's changes
+    // show at once (by default they show within a second: see the test after this one).
+    let m = vol.mount("mnt", &["--dir-entry-cache", "0"]);
     let client = vol.client();
 
     // Written in the mount, read through a second client of the library.
@@ -507,6 +509,41 @@ fn trees_cross_between_the_mount_and_the_library() {
     });
     let status = m.unmount();
     assert!(status.success(), "mount process: {status}");
+}
+
+#[test]
+fn directory_names_are_cached_for_at_most_the_dir_entry_ttl() {
+    require_fuse!();
+    let vol = Volume::new();
+    let m = vol.mount("mnt", &[]);
+    let client = vol.client();
+    block_on(async {
+        client.create_dir_all("/d/sub").await.unwrap();
+        client.write("/d/sub/f", b"x").await.unwrap();
+    });
+    assert_eq!(fs::read(m.p("d/sub/f")).unwrap(), b"x");
+    // Another client renames the directory and replaces the file's name: the file's name
+    // is never cached (the rename over it shows at once), the directory's for at most the
+    // default second.
+    block_on(async {
+        client.write("/d/sub/g", b"new").await.unwrap();
+        client.rename("/d/sub/g", "/d/sub/f").await.unwrap();
+    });
+    assert_eq!(fs::read(m.p("d/sub/f")).unwrap(), b"new");
+    block_on(async { client.rename("/d/sub", "/d/moved").await.unwrap() });
+    let start = Instant::now();
+    assert!(
+        wait_for(5, || !m.p("d/sub").exists()),
+        "the renamed directory still resolves"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(fs::read(m.p("d/moved/f")).unwrap(), b"new");
+    block_on(async { client.close().await.unwrap() });
+    assert!(m.unmount().success());
 }
 
 #[test]

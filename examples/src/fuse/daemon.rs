@@ -48,10 +48,13 @@ pub struct MountArgs {
     /// Seconds the kernel caches attributes
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     pub attr_cache: f64,
-    /// Seconds the kernel caches looked-up names (0 keeps close-to-open consistency
-    /// between clients exact)
+    /// Seconds the kernel caches looked-up names of files (0 keeps close-to-open
+    /// consistency between clients exact)
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub entry_cache: f64,
+    /// Seconds the kernel caches looked-up names of directories
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub dir_entry_cache: f64,
     /// Memory for written data not yet uploaded, in MiB
     #[arg(long, value_name = "MIB", default_value_t = 300)]
     pub buffer_size: usize,
@@ -87,6 +90,7 @@ impl MountArgs {
         let mut opts = FuseOptions {
             attr_ttl: seconds("--attr-cache", self.attr_cache)?,
             entry_ttl: seconds("--entry-cache", self.entry_cache)?,
+            dir_entry_ttl: seconds("--dir-entry-cache", self.dir_entry_cache)?,
             threads: self.fuse_threads.max(1),
             locks: if self.posix_locks {
                 LockKind::Posix
@@ -469,6 +473,7 @@ mod tests {
         assert_eq!(f.fsname.as_deref(), Some("vol1"));
         assert_eq!(f.attr_ttl, Duration::from_millis(500));
         assert_eq!(f.entry_ttl, Duration::ZERO);
+        assert_eq!(f.dir_entry_ttl, Duration::from_secs(1), "as juicefs");
         let v = a.vfs_options(VfsOptions::default().writeback(true));
         assert_eq!(v.buffer_size, 64 << 20);
         assert!(v.writeback, "the base options are kept");
