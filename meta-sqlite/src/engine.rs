@@ -42,6 +42,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const AUTOCHECKPOINT_PAGES: u32 = 16384;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
+/// The page size of a database this engine creates (SQLite's default is 4 KiB; a database
+/// that exists keeps its own, juicefs's among them). A create dirties about eight pages
+/// (the edge row, two edge indexes, the new node, the parent, the counters, the directory's
+/// statistics, `sqlite_sequence`), each written whole to the log at commit: with 1 KiB
+/// pages `tessera mdtest` creates about 1.5× as many files per second (30,500/s against
+/// 20,300/s on one thread, measured 2026-12-02), and a listing or lookup of a big directory
+/// costs one B-tree level more at most.
+const PAGE_SIZE: u32 = 1024;
 
 /// One client of a JuiceFS volume whose metadata lives in SQLite.
 ///
@@ -231,6 +239,9 @@ fn open_raw(
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.busy_timeout(BUSY_TIMEOUT)?;
     if wal {
+        // Takes effect only on a database not yet written: set before the switch to WAL,
+        // which writes the header.
+        conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
         // Answers with the mode now in force; a database already in WAL mode stays in it.
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
     }
@@ -270,6 +281,41 @@ mod tests {
     use meta_api::{Context, MetaEngine, ROOT_INO};
 
     use super::*;
+
+    /// A database the engine creates has its page size; one that exists (juicefs's, say)
+    /// keeps its own.
+    #[tokio::test]
+    async fn new_databases_get_small_pages_existing_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |p: &std::path::Path| -> u32 {
+            let c = rusqlite::Connection::open(p).unwrap();
+            c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+        };
+        let fresh = dir.path().join("fresh.db");
+        let a = SqliteMeta::open(&format!("sqlite3://{}", fresh.display()))
+            .await
+            .unwrap();
+        a.init(&Format::new("vol", "uuid-1", "file", "/tmp/x/"), false)
+            .await
+            .unwrap();
+        assert_eq!(page_size(&fresh), PAGE_SIZE);
+
+        let old = dir.path().join("old.db");
+        rusqlite::Connection::open(&old)
+            .unwrap()
+            .execute_batch("PRAGMA page_size = 4096; CREATE TABLE t (x); DROP TABLE t")
+            .unwrap();
+        let b = SqliteMeta::open(&format!("sqlite3://{}", old.display()))
+            .await
+            .unwrap();
+        b.init(&Format::new("vol", "uuid-2", "file", "/tmp/y/"), false)
+            .await
+            .unwrap();
+        b.mkdir(&Context::root(), ROOT_INO, b"d", 0o755)
+            .await
+            .unwrap();
+        assert_eq!(page_size(&old), 4096);
+    }
 
     /// A caller that drops an operation's future while it waits to begin its transaction
     /// (a FUSE interrupt, a timeout) must not leave an orphan transaction holding SQLite's
