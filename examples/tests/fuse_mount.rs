@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tessera_examples::volume::{self, FormatRequest};
-use vfs_core::{FileSystem, VfsOptions};
+use vfs_core::{FileSystem, MetaCacheOptions, VfsOptions};
 
 const TESSERA: &str = env!("CARGO_BIN_EXE_tessera");
 
@@ -107,9 +107,12 @@ impl Volume {
         self.dir.path().join(name)
     }
 
-    /// A library client of the volume (its own session).
+    /// A library client of the volume (its own session), caching no directory names, so
+    /// that renames in a mount show to it at once.
     fn client(&self) -> FileSystem {
-        block_on(volume::open(&self.url, VfsOptions::default())).unwrap()
+        let exact = MetaCacheOptions::default().dir_entry_ttl(Duration::ZERO);
+        let opts = VfsOptions::default().meta_cache(exact);
+        block_on(volume::open(&self.url, opts)).unwrap()
     }
 
     /// Mounts the volume on a new directory `name` with a foreground `tessera mount`.

@@ -8,7 +8,7 @@ use std::process::Command;
 use tessera_tests::interop::MIB;
 use tessera_tests::service;
 use tessera_tests::tree::pattern;
-use vfs_core::{FileSystem, VolumeBuilder};
+use vfs_core::{FileSystem, MetaCacheOptions, VfsOptions, VolumeBuilder};
 
 /// Runs the workload and returns what `statfs` reported after writing and after removing.
 async fn workload(url: &str) -> [meta_api::StatFs; 2] {
@@ -23,7 +23,16 @@ async fn workload(url: &str) -> [meta_api::StatFs; 2] {
     f.block_size = 256; // KiB: files below span several blocks
     VolumeBuilder::new(url).format(f).await.unwrap();
     let a = FileSystem::new(VolumeBuilder::new(url).open().await.unwrap());
-    let b = FileSystem::new(VolumeBuilder::new(url).open().await.unwrap());
+    // b caches no directory names, so that a's rename of a directory shows to it at once
+    // (by default within a second).
+    let exact = MetaCacheOptions::default().dir_entry_ttl(std::time::Duration::ZERO);
+    let b = FileSystem::new(
+        VolumeBuilder::new(url)
+            .options(VfsOptions::default().meta_cache(exact))
+            .open()
+            .await
+            .unwrap(),
+    );
 
     a.create_dir_all("/x/y").await.unwrap();
     for i in 0..20u64 {

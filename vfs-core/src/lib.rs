@@ -87,6 +87,7 @@ pub mod compactor;
 mod error;
 mod file_state;
 mod jobs;
+mod meta_cache;
 mod open_files;
 mod options;
 mod path_api;
@@ -105,6 +106,7 @@ mod writer;
 pub use ::cache::CacheMetrics;
 pub use compactor::CompactStats;
 pub use error::{Result, VfsError};
+pub use meta_cache::{MetaCacheOptions, MetaCacheStats};
 pub use options::{AtimeMode, VfsOptions};
 pub use path_api::{
     DirEntry, File, FileSystem, FileType, Metadata, OpenOptions, Permissions, ReadDir,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use cache::CacheOptions;
 use meta_api::SessionInfo;
 
+use crate::meta_cache::MetaCacheOptions;
 use crate::{Result, VfsError};
 
 /// Options of a [`Vfs`](crate::Vfs): memory budgets, concurrency and background-job timing.
@@ -84,6 +85,10 @@ pub struct VfsOptions {
     /// When reads and directory listings update access times (default
     /// [`AtimeMode::RelAtime`]).
     pub atime_mode: AtimeMode,
+    /// The in-process metadata cache: how long attributes and names are answered from
+    /// memory (default [`MetaCacheOptions::default`]: attributes and directory names 1 s,
+    /// file names never; see [`MetaCacheOptions`]).
+    pub meta_cache: MetaCacheOptions,
 }
 
 /// When reading a file or listing a directory updates its access time (`atime`), as
@@ -123,6 +128,7 @@ impl Default for VfsOptions {
             start_session: true,
             session_info: None,
             atime_mode: AtimeMode::default(),
+            meta_cache: MetaCacheOptions::default(),
         }
     }
 }
@@ -222,6 +228,11 @@ impl VfsOptions {
     /// Sets [`VfsOptions::atime_mode`].
     pub fn atime_mode(mut self, mode: AtimeMode) -> Self {
         self.atime_mode = mode;
+        self
+    }
+    /// Sets [`VfsOptions::meta_cache`].
+    pub fn meta_cache(mut self, opts: MetaCacheOptions) -> Self {
+        self.meta_cache = opts;
         self
     }
 

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::budget::BufferBudget;
 use crate::compactor::{CompactStats, Compactor};
 use crate::jobs::{self, JobContext, Purger};
+use crate::meta_cache::{CachedMeta, MetaCacheStats};
 use crate::open_files::OpenFiles;
 use crate::quota::QuotaCheck;
 use crate::reader::ChunkReader;
@@ -44,7 +45,9 @@ pub const JOBS_WAIT_ON_CLOSE: std::time::Duration = std::time::Duration::from_se
 
 /// Everything the clones of a [`Vfs`] share.
 struct Inner {
+    /// The engine behind this client's metadata cache ([`Inner::cached`], the same value).
     meta: Arc<dyn MetaEngine>,
+    cached: Arc<CachedMeta>,
     stores: StoreStack,
     format: Format,
     opts: VfsOptions,
@@ -88,6 +91,18 @@ impl Drop for Inner {
 /// after the last write, or when a slice fills its 64 MiB chunk. Reads through this `Vfs`
 /// always see its own writes. Opening a file sees everything other clients committed
 /// before (close-to-open consistency).
+///
+/// # Metadata cache
+///
+/// Attributes and names this client saw are answered from memory for a short while
+/// ([`VfsOptions::meta_cache`]: attributes and directory names 1 s, file names never, by
+/// default). This client's own changes update the cache as they commit; other clients'
+/// changes show once the entries expire, and at once on [`open`](Vfs::open), which always
+/// asks the engine. So a file opened after another client closed it shows that client's
+/// data and length (close-to-open), also when it was replaced by a rename, while a
+/// directory another client renamed can still be walked through by its old name for up to
+/// the directory TTL, as in juicefs's and NFS's clients. [`MetaCacheOptions::off`](crate::MetaCacheOptions::off) asks
+/// the engine every time.
 ///
 /// A `Vfs` is cheap to clone (all clones share one client). Call [`Vfs::close`] at the end:
 /// it writes back buffered data and ends the session. Dropping the last clone without
@@ -143,6 +158,8 @@ impl Vfs {
         opts: VfsOptions,
     ) -> Result<Vfs> {
         format.check_supported()?;
+        let cached = Arc::new(CachedMeta::new(meta, opts.meta_cache));
+        let meta: Arc<dyn MetaEngine> = cached.clone();
         let block_size = u32::try_from(format.block_bytes())
             .map_err(|_| VfsError::InvalidArgument("block size too large"))?;
         let block_nz = NonZeroU32::new(block_size)
@@ -192,6 +209,7 @@ impl Vfs {
             purge_now: Arc::new(Notify::new()),
             session_started: opts.start_session,
             meta,
+            cached,
             stores,
             format,
             opts,
@@ -236,6 +254,17 @@ impl Vfs {
     /// uploads, staged bytes…); `None` when the VFS runs without a cache.
     pub fn cache_metrics(&self) -> Option<CacheMetrics> {
         self.inner.stores.cache.as_ref().map(|c| c.metrics())
+    }
+
+    /// What the in-process metadata cache answered so far (zeros when it is off).
+    pub fn meta_cache_stats(&self) -> MetaCacheStats {
+        self.inner.cached.stats()
+    }
+
+    /// Forgets every attribute and name the metadata cache holds: the next calls ask the
+    /// engine (what a client does when it learns that others changed the volume).
+    pub fn invalidate_meta_cache(&self) {
+        self.inner.cached.invalidate_all();
     }
 
     /// Waits until every block staged for writeback before the call is uploaded to the

@@ -44,6 +44,8 @@ mod data;
 mod delete;
 #[path = "vfs/faults.rs"]
 mod faults;
+#[path = "vfs/meta_cache.rs"]
+mod meta_cache;
 #[path = "vfs/model.rs"]
 mod model;
 #[path = "vfs/namespace.rs"]

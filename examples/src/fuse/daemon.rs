@@ -16,7 +16,7 @@ use std::time::Duration;
 use rustix::mount::UnmountFlags;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
-use vfs_core::{Vfs, VfsOptions};
+use vfs_core::{MetaCacheOptions, Vfs, VfsOptions};
 
 use super::{log_line, FuseOptions, LockKind, VfsFuse};
 use crate::{at_path, volume};
@@ -108,7 +108,10 @@ impl MountArgs {
     /// The VFS options these arguments ask for, on top of `base` (which carries the disk
     /// cache settings).
     pub fn vfs_options(&self, base: VfsOptions) -> VfsOptions {
-        base.buffer_size(self.buffer_size.saturating_mul(1 << 20))
+        // The kernel caches names and attributes for as long as the mount options say; a
+        // second cache behind it would only make them older.
+        base.meta_cache(MetaCacheOptions::off())
+            .buffer_size(self.buffer_size.saturating_mul(1 << 20))
             .upload_concurrency(self.max_uploads.max(1))
             .readahead(self.readahead.saturating_mul(1 << 20))
             .block_cache_size(self.block_cache.saturating_mul(1 << 20))
