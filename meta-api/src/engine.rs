@@ -270,7 +270,10 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// Returns the current attributes (close-to-open: what other clients committed).
     async fn open(&self, ctx: &crate::Context, ino: Ino, flags: i32) -> Result<Attr>;
 
-    /// Records a close; the last close of an unlinked inode queues it for deletion.
+    /// Records a close; the last close of an unlinked inode queues it for deletion: at once
+    /// when this client removed its last name, otherwise by the time
+    /// [`sync`](MetaEngine::sync) returns at the latest (an engine may send closes in
+    /// batches; Redis does).
     async fn close(&self, ino: Ino) -> Result<()>;
 
     // ----- data -----
@@ -443,7 +446,7 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// [`free_delayed_slices`](MetaEngine::free_delayed_slices),
     /// [`compact_chunk`](MetaEngine::compact_chunk)): metadata is durable before deletion.
     /// Free when nothing changed since the last barrier, and on engines whose every commit
-    /// is durable.
+    /// is durable. Whatever the engine deferred (closes sent in batches) is sent first.
     async fn sync(&self) -> Result<()>;
 
     /// Files waiting to be purged (unlinked, not open anywhere), at most `limit`.

@@ -3,6 +3,7 @@
 
 mod acl;
 mod attr;
+mod closes;
 mod data;
 mod locks;
 mod namespace;
@@ -94,6 +95,8 @@ pub struct RedisMeta {
     sid: AtomicU64,
     session_info: RwLock<Option<SessionInfo>>,
     open_files: OpenFiles,
+    /// Last closes not yet sent (see `closes`).
+    closes: closes::Closes,
     inodes: meta_api::ids::IdPool,
     slice_ids: meta_api::ids::IdPool,
     format: RwLock<Option<Format>>,
@@ -199,6 +202,7 @@ impl RedisMeta {
             sid: AtomicU64::new(0),
             session_info: RwLock::new(None),
             open_files: OpenFiles::new(),
+            closes: closes::Closes::default(),
             inodes: meta_api::ids::IdPool::inodes(),
             slice_ids: meta_api::ids::IdPool::slices(),
             format: RwLock::new(None),
@@ -380,11 +384,32 @@ impl RedisMeta {
             return Ok(());
         }
         let k = &self.keys;
-        let mut p = redis::pipe();
-        for dir in merged.keys() {
-            p.cmd("HEXISTS").arg(k.dir_used_space()).arg(*dir);
+        // Presence a read of this transaction saw already costs no round trip.
+        let unknown: Vec<Ino> = merged
+            .keys()
+            .copied()
+            .filter(|d| tx.dir_stats_seen(*d).is_none())
+            .collect();
+        let mut asked = Vec::new();
+        if !unknown.is_empty() {
+            let mut p = redis::pipe();
+            for dir in &unknown {
+                p.cmd("HEXISTS").arg(k.dir_used_space()).arg(*dir);
+            }
+            asked = tx.pipe(&p).await?;
         }
-        let present: Vec<bool> = tx.pipe(&p).await?;
+        let present: Vec<bool> = merged
+            .keys()
+            .map(|d| {
+                tx.dir_stats_seen(*d).unwrap_or_else(|| {
+                    unknown
+                        .iter()
+                        .position(|u| u == d)
+                        .and_then(|i| asked.get(i).copied())
+                        .unwrap_or(false)
+                })
+            })
+            .collect();
         for ((dir, (l, s, n)), there) in merged.into_iter().zip(present) {
             if !there {
                 continue;

@@ -61,12 +61,23 @@ pub(crate) struct Tx {
     /// How many directory quotas the volume had at this transaction's first read of an
     /// entry ([`Tx::attr_and_entry`] asks in the same round trip).
     dir_quotas: Option<u64>,
+    /// Directories whose statistics were found present or not by a read of this
+    /// transaction ([`Tx::attr_and_entry`] asks for the parent's in the same round trip).
+    dir_stats: Vec<(Ino, bool)>,
 }
 
 impl Tx {
     /// The number of directory quotas, when a read of this transaction fetched it.
     pub(crate) fn dir_quotas_seen(&self) -> Option<u64> {
         self.dir_quotas
+    }
+
+    /// Whether directory `dir` has statistics, when a read of this transaction asked.
+    pub(crate) fn dir_stats_seen(&self, dir: Ino) -> Option<bool> {
+        self.dir_stats
+            .iter()
+            .find(|(d, _)| *d == dir)
+            .map(|(_, there)| *there)
     }
 
     async fn run<T, Fut>(&self, fut: Fut) -> Result<T>
@@ -161,9 +172,15 @@ impl Tx {
             // Whether the change has directory quotas to charge: asked here, it costs no
             // round trip of its own (not watched, see `engine::quota`).
             .cmd("HLEN")
-            .arg(self.keys.counter("dirQuota"));
-        let (a, e, q): (Option<Vec<u8>>, Option<Vec<u8>>, u64) = self.pipe(&p).await?;
+            .arg(self.keys.counter("dirQuota"))
+            // Whether the parent's statistics exist (for `write_dir_stats`; not watched
+            // there either).
+            .cmd("HEXISTS")
+            .arg(self.keys.dir_used_space())
+            .arg(parent);
+        let (a, e, q, st): (Option<Vec<u8>>, Option<Vec<u8>>, u64, bool) = self.pipe(&p).await?;
         self.dir_quotas = Some(q);
+        self.dir_stats.push((parent, st));
         Ok((
             a.map(|b| decode_attr(&b)).transpose()?,
             e.map(|b| decode_entry(&b)).transpose()?,
@@ -232,6 +249,7 @@ where
             keys: keys.clone(),
             unwatched: unwatched.clone(),
             dir_quotas: None,
+            dir_stats: Vec::new(),
         };
         let mut decided = f(tx).await;
         if decided.is_ok()
@@ -244,6 +262,7 @@ where
                 keys: keys.clone(),
                 unwatched,
                 dir_quotas: None,
+                dir_stats: Vec::new(),
             };
             if let Err(e) = rest.flush_watch().await {
                 decided = Err(e);

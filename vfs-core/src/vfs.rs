@@ -304,6 +304,16 @@ impl Vfs {
         self.flush_everything().await
     }
 
+    /// `syncfs(2)` for this client: writes back the buffered data of every open file, then
+    /// passes the engine's durability barrier ([`MetaEngine::sync`]), so that everything
+    /// this client did before survives power loss, and whatever the engine deferred (closes
+    /// sent in batches) is done.
+    pub async fn sync(&self) -> Result<()> {
+        self.check_open()?;
+        self.flush_everything().await?;
+        Ok(self.inner.meta.sync().await?)
+    }
+
     async fn flush_everything(&self) -> Result<()> {
         let mut first = Ok(());
         for of in self.inner.files.all() {

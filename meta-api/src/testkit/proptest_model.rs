@@ -1686,7 +1686,17 @@ impl World {
         Ok(())
     }
 
+    /// Passes both engine clients' barriers: closes an engine sends in batches are sent
+    /// by it ([`MetaEngine::close`]), and their effects can be compared.
+    async fn settle(&self) -> Result<(), String> {
+        for e in [&self.engine.a, &self.engine.b] {
+            e.sync().await.map_err(|e| format!("engine sync: {e:?}"))?;
+        }
+        Ok(())
+    }
+
     async fn cmp_sustained(&self) -> Result<(), String> {
+        self.settle().await?;
         let collect = |v: Vec<crate::Session>| {
             let mut s: Vec<Vec<u64>> = v
                 .into_iter()
@@ -1731,6 +1741,7 @@ impl World {
     }
 
     async fn cmp_purges(&self) -> Result<(), String> {
+        self.settle().await?;
         let md = self
             .model
             .a

@@ -74,6 +74,10 @@ impl RedisMeta {
                     for &sid in live {
                         w.sadd(k.sustained(sid), ino);
                     }
+                    // Its last close here releases it at once instead of in a batch.
+                    if live.contains(&self.sid.load(std::sync::atomic::Ordering::Relaxed)) {
+                        self.closes.unlinked_here(ino);
+                    }
                 }
             }
             FileType::Directory => {

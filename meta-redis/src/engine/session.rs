@@ -98,7 +98,14 @@ impl RedisMeta {
         let members: Vec<Vec<u8>> = tx
             .cmd(redis::cmd("SMEMBERS").arg(self.keys.openers(ino)))
             .await?;
-        let sids: Vec<u64> = members.iter().filter_map(|m| parse_id(m)).collect();
+        // This session counts only while the file is open here: a close not sent yet
+        // (see `closes`) leaves the registration behind it for a moment.
+        let own = self.sid.load(Ordering::Relaxed);
+        let sids: Vec<u64> = members
+            .iter()
+            .filter_map(|m| parse_id(m))
+            .filter(|&s| s != own || self.open_files.is_open(ino))
+            .collect();
         if sids.is_empty() {
             return Ok(sids);
         }
@@ -210,6 +217,10 @@ impl Sessions for RedisMeta {
         if sid == 0 {
             return Err(MetaError::BadHandle);
         }
+        // Closes queued by a client that then went quiet are sent at least this often.
+        if let Err(e) = self.flush_closes().await {
+            tracing::warn!(error = %e, "sending queued closes failed");
+        }
         let info = self
             .session_info
             .read()
@@ -236,6 +247,10 @@ impl Sessions for RedisMeta {
         let sid = self.sid.load(Ordering::Relaxed);
         if sid == 0 {
             return Ok(());
+        }
+        // The session's cleanup releases whatever this leaves registered.
+        if let Err(e) = self.flush_closes().await {
+            tracing::debug!(error = %e, "sending queued closes failed");
         }
         self.clean_session(sid).await?;
         self.sid.store(0, Ordering::Relaxed);
@@ -320,6 +335,8 @@ impl Sessions for RedisMeta {
     async fn open(&self, ctx: &Context, ino: Ino, flags: i32) -> Result<Attr> {
         let sid = self.sid.load(Ordering::Relaxed);
         self.open_files.open(ino);
+        // A close of it not sent yet must not unregister this open.
+        self.closes.reopen(ino).await;
         let checked = self.open_checked(ctx, ino, flags, sid).await;
         if checked.is_err() && self.open_files.close(ino) && sid > 0 {
             // Undo the registration; if this fails too the session's cleanup will.
@@ -333,29 +350,12 @@ impl Sessions for RedisMeta {
         if !self.open_files.close(ino) || sid == 0 {
             return Ok(());
         }
-        // One atomic round trip unregisters the open and shows whether the inode still has
-        // a name; only an unlinked one needs the full release. An unlink that commits
-        // after it no longer sees this session; one before it left nlink at 0.
-        let k = &self.keys;
-        let mut p = redis::pipe();
-        p.atomic()
-            .cmd("SREM")
-            .arg(k.openers(ino))
-            .arg(sid)
-            .ignore()
-            .cmd("SREM")
-            .arg(k.opened(sid))
-            .arg(ino)
-            .ignore()
-            .cmd("GET")
-            .arg(k.inode(ino));
-        let (raw,): (Option<Vec<u8>>,) = self.read_pipe(&p).await?;
-        let unlinked = match raw {
-            Some(b) => decode_attr(&b)?.nlink == 0,
-            None => true,
-        };
-        if unlinked {
-            self.release(ino, sid).await?;
+        // Unregistered with other closes in one round trip (see `closes`); a batch that
+        // fails is sent again with the next.
+        if self.closes.queue(ino, sid) {
+            if let Err(e) = self.flush_closes().await {
+                tracing::debug!(error = %e, "sending queued closes failed");
+            }
         }
         Ok(())
     }

@@ -12,6 +12,12 @@ impl Volume for RedisMeta {
         "redis"
     }
 
+    /// Commits are as durable as the server makes them (see the crate docs); what this
+    /// client deferred, its queued closes, is sent.
+    async fn sync(&self) -> Result<()> {
+        self.flush_closes().await
+    }
+
     async fn init(&self, format: &Format, force: bool) -> Result<()> {
         format.check_supported()?;
         let json = format.to_json();

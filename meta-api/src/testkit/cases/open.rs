@@ -107,6 +107,8 @@ pub(super) async fn unlinked_open_file_across_clients(fx: &Fixture<'_>) -> Resul
     );
     assert!(!is_deleted(&*b, f).await?);
     a.close(f).await?;
+    // B unlinked it: A's close may wait for a batch, sent by sync at the latest.
+    a.sync().await?;
     assert!(is_deleted(&*b, f).await?, "A's last close queues the file");
     assert_eq!(ids(&b.purge_file(f).await?), vec![s.id]);
     assert_err!(a.getattr(f).await, MetaError::NotFound);
