@@ -213,6 +213,7 @@ pub(super) fn all() -> Vec<Case> {
         open::open_missing_is_not_found,
         open::unlinked_open_file_stays_readable,
         open::unlinked_open_file_across_clients,
+        open::reopened_file_stays_protected_after_a_close,
         open::two_opens_need_two_closes,
         data::huge_sparse_file_is_cheap_to_delete,
         data::copying_a_huge_sparse_file_touches_only_existing_chunks,

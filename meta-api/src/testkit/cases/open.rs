@@ -115,6 +115,29 @@ pub(super) async fn unlinked_open_file_across_clients(fx: &Fixture<'_>) -> Resul
     Ok(())
 }
 
+/// A close followed by a new open of the same file (an engine may still be sending the
+/// close) leaves the file protected: another client's unlink sustains it until the new
+/// handle closes.
+pub(super) async fn reopened_file_stays_protected_after_a_close(fx: &Fixture<'_>) -> Result<()> {
+    let a = &*fx.a;
+    let b = fx.client().await?;
+    let f = file(a, ROOT_INO, "f").await?;
+    let s = write(a, f, 0, 0, 4096).await?;
+    for _ in 0..3 {
+        a.open(&root(), f, libc::O_RDONLY).await?;
+        a.close(f).await?;
+    }
+    a.open(&root(), f, libc::O_RDONLY).await?;
+    b.unlink(&root(), ROOT_INO, b"f").await?;
+    a.sync().await?;
+    assert!(!is_deleted(&*b, f).await?, "the open handle protects it");
+    assert_eq!(a.read_chunk(f, 0).await?, vec![s]);
+    a.close(f).await?;
+    a.sync().await?;
+    assert!(is_deleted(&*b, f).await?, "its last close queues it");
+    Ok(())
+}
+
 pub(super) async fn two_opens_need_two_closes(fx: &Fixture<'_>) -> Result<()> {
     let e = &*fx.a;
     let f = file(e, ROOT_INO, "f").await?;
