@@ -139,7 +139,62 @@ struct Cached {
 #[derive(Default)]
 struct State {
     attrs: HashMap<Ino, Cached>,
-    names: HashMap<(Ino, Box<[u8]>), Name>,
+    names: Names,
+}
+
+/// Names per directory, so that a lookup by `(parent, &[u8])` allocates nothing.
+#[derive(Default)]
+struct Names {
+    dirs: HashMap<Ino, HashMap<Box<[u8]>, Name>>,
+    len: usize,
+}
+
+impl Names {
+    fn get(&self, parent: Ino, name: &[u8]) -> Option<&Name> {
+        self.dirs.get(&parent)?.get(name)
+    }
+
+    fn insert(&mut self, parent: Ino, name: &[u8], n: Name) {
+        if self
+            .dirs
+            .entry(parent)
+            .or_default()
+            .insert(Box::from(name), n)
+            .is_none()
+        {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, parent: Ino, name: &[u8]) -> Option<Name> {
+        let names = self.dirs.get_mut(&parent)?;
+        let n = names.remove(name)?;
+        self.len -= 1;
+        if names.is_empty() {
+            self.dirs.remove(&parent);
+        }
+        Some(n)
+    }
+
+    fn clear(&mut self) {
+        self.dirs.clear();
+        self.len = 0;
+    }
+
+    /// As [`MetaCache::room`], for names.
+    fn room(&mut self, cap: usize, expired: impl Fn(&Name) -> bool) {
+        if self.len < cap {
+            return;
+        }
+        self.dirs.retain(|_, names| {
+            names.retain(|_, n| !expired(n));
+            !names.is_empty()
+        });
+        self.len = self.dirs.values().map(HashMap::len).sum();
+        if self.len >= cap - cap / 4 {
+            self.clear();
+        }
+    }
 }
 
 /// Counts of what the cache answered, for tests and metrics.
@@ -218,7 +273,7 @@ impl MetaCache {
     /// The entry `name` of `parent`, fresh, and the parent's attributes if they are.
     fn entry(&self, parent: Ino, name: &[u8]) -> Option<(Entry, Option<Attr>)> {
         let st = self.state();
-        let n = st.names.get(&(parent, Box::from(name)))?;
+        let n = st.names.get(parent, name)?;
         let ttl = if n.dir {
             self.opts.dir_entry_ttl
         } else {
@@ -286,11 +341,11 @@ impl MetaCache {
             .entry_ttl
             .max(self.opts.dir_entry_ttl)
             .max(self.opts.attr_ttl);
-        Self::room(&mut st.names, self.opts.capacity, |n| {
-            n.seen.elapsed() >= longest
-        });
+        st.names
+            .room(self.opts.capacity, |n| n.seen.elapsed() >= longest);
         st.names.insert(
-            (parent, Box::from(name)),
+            parent,
+            name,
             Name {
                 ino: e.ino,
                 dir: e.attr.is_dir(),
@@ -322,7 +377,7 @@ impl MetaCache {
         if clean {
             self.put_entry_locked(&mut st, parent, name, e, start);
         } else {
-            st.names.remove(&(parent, Box::from(name)));
+            st.names.remove(parent, name);
             st.attrs.remove(&e.ino);
         }
     }
@@ -352,7 +407,7 @@ impl MetaCache {
     /// Drops name `name` of `parent` and returns the inode it led to, if known.
     fn drop_name(&self, st: &mut State, parent: Ino, name: &[u8]) -> Option<Ino> {
         self.stamp(parent);
-        st.names.remove(&(parent, Box::from(name))).map(|n| n.ino)
+        st.names.remove(parent, name).map(|n| n.ino)
     }
 
     /// After entries `names` of `parent` were removed or moved away: drops the names and
@@ -507,27 +562,29 @@ impl MetaEngine for CachedMeta {
             return self.inner.lookup(ctx, parent, name).await;
         };
         if names::validate_name(name).is_ok() {
-            if let Some((_, dir)) = c.entry(parent, name) {
+            if let Some((e, dir)) = c.entry(parent, name) {
                 // The parent's attributes decide the search permission: fetched (and kept)
                 // when they are not cached, one engine call per directory and TTL instead
                 // of one per lookup.
-                let dir = match dir {
-                    Some(d) => Some(d),
+                let searchable = |d: &Attr| {
+                    acl::rule_for_check(d).is_none()
+                        && perm::check_access(ctx, d, access::X).is_ok()
+                };
+                let found = match dir {
+                    Some(d) => searchable(&d).then_some(e),
                     None => {
                         let start = c.begin();
                         let d = self.inner.getattr(parent).await.ok();
                         if let Some(d) = &d {
                             c.put_attr(parent, d, start);
                         }
-                        d
+                        // Read again: the entry may have gone while the parent was fetched.
+                        d.filter(|d| searchable(d))
+                            .and_then(|_| c.entry(parent, name))
+                            .map(|(e, _)| e)
                     }
                 };
-                let searchable = dir.is_some_and(|d| {
-                    acl::rule_for_check(&d).is_none()
-                        && perm::check_access(ctx, &d, access::X).is_ok()
-                });
-                // Read again: the entry may have gone while the parent was fetched.
-                if let (true, Some((e, _))) = (searchable, c.entry(parent, name)) {
+                if let Some(e) = found {
                     c.hit();
                     return Ok(e);
                 }
