@@ -97,6 +97,10 @@ pub struct RedisMeta {
     open_files: OpenFiles,
     /// Last closes not yet sent (see `closes`).
     closes: closes::Closes,
+    /// Directories' attributes as this client last committed them (see
+    /// [`crate::txn`]'s guessed transactions), at most [`GUESSES`].
+    guesses: std::sync::Mutex<std::collections::HashMap<Ino, txn::Guess>>,
+    guess_counts: txn::GuessCounts,
     inodes: meta_api::ids::IdPool,
     slice_ids: meta_api::ids::IdPool,
     format: RwLock<Option<Format>>,
@@ -203,6 +207,8 @@ impl RedisMeta {
             session_info: RwLock::new(None),
             open_files: OpenFiles::new(),
             closes: closes::Closes::default(),
+            guesses: Default::default(),
+            guess_counts: Default::default(),
             inodes: meta_api::ids::IdPool::inodes(),
             slice_ids: meta_api::ids::IdPool::slices(),
             format: RwLock::new(None),
@@ -228,9 +234,57 @@ impl RedisMeta {
         F: FnMut(Tx) -> Fut,
         Fut: std::future::Future<Output = Result<Step<T>>>,
     {
+        self.txn_guessed(watch, None, f).await
+    }
+
+    /// [`RedisMeta::txn`], run first on `guess` when there is one (see
+    /// [`crate::txn`]: one round trip when the guess holds).
+    pub(crate) async fn txn_guessed<T, F, Fut>(
+        &self,
+        watch: &[String],
+        guess: Option<txn::Guess>,
+        f: F,
+    ) -> Result<T>
+    where
+        F: FnMut(Tx) -> Fut,
+        Fut: std::future::Future<Output = Result<Step<T>>>,
+    {
         let stripe = watch.first().map(|k| stripe_of(k)).unwrap_or(0);
         let _local = self.stripes[stripe].lock().await;
-        txn::run(&self.conns, &self.keys, watch, f).await
+        let guess = guess.map(|g| (g, &self.guess_counts));
+        txn::run(&self.conns, &self.keys, watch, guess, f).await
+    }
+
+    /// Creates committed in one round trip on what this client knew of the parent (its
+    /// attributes as this client last wrote them, checked by a script on the server), and
+    /// those run again the ordinary way (`WATCH`, reads, `MULTI`) because it had changed.
+    pub fn guessed_creates(&self) -> (u64, u64) {
+        let c = &self.guess_counts;
+        (
+            c.held.load(Ordering::Relaxed),
+            c.missed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What this client last committed of directory `parent`, to guess from.
+    pub(crate) fn guess_of(&self, parent: Ino) -> Option<txn::Guess> {
+        lock_guesses(&self.guesses).get(&parent).cloned()
+    }
+
+    /// Keeps `g` to guess from (`None`: forgets what was kept of `parent`).
+    pub(crate) fn keep_guess(&self, parent: Ino, g: Option<txn::Guess>) {
+        let mut m = lock_guesses(&self.guesses);
+        match g {
+            Some(g) => {
+                if m.len() >= GUESSES && !m.contains_key(&parent) {
+                    m.clear();
+                }
+                m.insert(parent, g);
+            }
+            None => {
+                m.remove(&parent);
+            }
+        }
     }
 
     /// Reads through the shared connection (retried on connection failures).
@@ -384,34 +438,28 @@ impl RedisMeta {
             return Ok(());
         }
         let k = &self.keys;
-        // Presence a read of this transaction saw already costs no round trip.
-        let unknown: Vec<Ino> = merged
-            .keys()
-            .copied()
-            .filter(|d| tx.dir_stats_seen(*d).is_none())
-            .collect();
-        let mut asked = Vec::new();
+        // Presence a read of this transaction saw already costs no round trip; the rest is
+        // asked in one pipeline.
+        let mut present: std::collections::BTreeMap<Ino, bool> = Default::default();
+        let mut unknown = Vec::new();
+        for &dir in merged.keys() {
+            match tx.dir_stats_seen(dir) {
+                Some(there) => {
+                    present.insert(dir, there);
+                }
+                None => unknown.push(dir),
+            }
+        }
         if !unknown.is_empty() {
             let mut p = redis::pipe();
             for dir in &unknown {
                 p.cmd("HEXISTS").arg(k.dir_used_space()).arg(*dir);
             }
-            asked = tx.pipe(&p).await?;
+            let asked: Vec<bool> = tx.pipe(&p).await?;
+            present.extend(unknown.into_iter().zip(asked));
         }
-        let present: Vec<bool> = merged
-            .keys()
-            .map(|d| {
-                tx.dir_stats_seen(*d).unwrap_or_else(|| {
-                    unknown
-                        .iter()
-                        .position(|u| u == d)
-                        .and_then(|i| asked.get(i).copied())
-                        .unwrap_or(false)
-                })
-            })
-            .collect();
-        for ((dir, (l, s, n)), there) in merged.into_iter().zip(present) {
-            if !there {
+        for (dir, (l, s, n)) in merged {
+            if !present.get(&dir).copied().unwrap_or(false) {
                 continue;
             }
             let field = dir.to_string();
@@ -488,6 +536,16 @@ fn stripe_of(key: &str) -> usize {
         h = h.wrapping_mul(0x0100_0193);
     }
     (h as usize) % STRIPES
+}
+
+/// Directories whose attributes a client keeps to guess from.
+const GUESSES: usize = 4096;
+
+fn lock_guesses(
+    m: &std::sync::Mutex<std::collections::HashMap<Ino, txn::Guess>>,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<Ino, txn::Guess>> {
+    // Each entry is inserted or removed whole: a panic cannot leave one half-written.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The writes of one transaction, queued for `MULTI`/`EXEC`.

@@ -19,6 +19,19 @@
 //!   otherwise nothing ran and the transaction is re-run. If the server cannot be reached
 //!   before the retry window closes, the call fails with
 //!   [`TransportKind::OutcomeUnknown`](crate::TransportKind::OutcomeUnknown).
+//!
+//! # Guessed transactions (one round trip)
+//!
+//! A transaction may be run first on a [`Guess`]: the parent directory's attributes as
+//! this client last wrote them. Its reads are then answered from the guess without a
+//! round trip and recorded as assumptions (the attribute bytes, the entry absent, the
+//! number of directory quotas, whether the parent's statistics exist), and its writes
+//! are sent in one `EVAL` of [`CHECK_AND_APPLY`], which applies them (with the commit
+//! marker) only if every assumption still holds on the server. That is optimistic
+//! concurrency validated on what was read, as `WATCH` validates on what was watched;
+//! commit markers and fencing work as for `MULTI`. When the guess does not hold, or the
+//! closure needs any other read, or decides anything but a commit, the transaction is
+//! run again the ordinary way; nothing guessed is ever returned.
 
 use meta_api::backoff::Backoff;
 use std::future::Future;
@@ -64,6 +77,111 @@ pub(crate) struct Tx {
     /// Directories whose statistics were found present or not by a read of this
     /// transaction ([`Tx::attr_and_entry`] asks for the parent's in the same round trip).
     dir_stats: Vec<(Ino, bool)>,
+    /// In a guessed run: the guess and what was assumed from it.
+    guessed: Option<Arc<Mutex<Guessed>>>,
+}
+
+/// What a transaction may assume of directory `parent` before reading it: its attributes
+/// as this client last committed them, with the answers that came with them.
+#[derive(Clone, Debug)]
+pub(crate) struct Guess {
+    pub(crate) parent: Ino,
+    /// The encoded attributes, byte for byte.
+    pub(crate) attr: Vec<u8>,
+    /// The number of directory quotas.
+    pub(crate) dir_quotas: u64,
+    /// Whether the directory's statistics exist.
+    pub(crate) dir_stats: bool,
+}
+
+/// How guessed transactions fared, for tests and metrics.
+#[derive(Default, Debug)]
+pub(crate) struct GuessCounts {
+    /// Committed in one round trip on the guess.
+    pub(crate) held: std::sync::atomic::AtomicU64,
+    /// Run again the ordinary way (a failed assumption, or a read the guess could not
+    /// answer).
+    pub(crate) missed: std::sync::atomic::AtomicU64,
+}
+
+/// A guess in use and the reads answered from it.
+struct Guessed {
+    guess: Guess,
+    assumed: Vec<Assumed>,
+}
+
+/// One read answered from a guess, checked by [`CHECK_AND_APPLY`] before any write.
+enum Assumed {
+    /// `GET key` answers `value`.
+    Get(String, Vec<u8>),
+    /// `HGET key field` answers nil.
+    HAbsent(String, Vec<u8>),
+    /// `HLEN key` answers `n`.
+    HLen(String, u64),
+    /// `HEXISTS key field` answers `there`.
+    HExists(String, Vec<u8>, bool),
+}
+
+/// Checks the assumptions of a guessed transaction and applies its writes only if all
+/// hold. `ARGV`: the number of assumptions, each as a kind (`g`, `h`, `l`, `e`), its key,
+/// its field for `h` and `e`, and the expected answer (`h` expects nil); then the
+/// writes, each as its argument count and arguments. Answers 1 when applied, 0 when an
+/// assumption failed (nothing written).
+pub(crate) const CHECK_AND_APPLY: &str = r#"
+local a = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local kind, key = ARGV[a], ARGV[a + 1]
+  if kind == 'g' then
+    if redis.call('GET', key) ~= ARGV[a + 2] then return 0 end
+    a = a + 3
+  elseif kind == 'h' then
+    if redis.call('HGET', key, ARGV[a + 2]) ~= false then return 0 end
+    a = a + 3
+  elseif kind == 'l' then
+    if tostring(redis.call('HLEN', key)) ~= ARGV[a + 2] then return 0 end
+    a = a + 3
+  elseif kind == 'e' then
+    if tostring(redis.call('HEXISTS', key, ARGV[a + 2])) ~= ARGV[a + 3] then return 0 end
+    a = a + 4
+  else
+    return redis.error_reply('ERR tessera: bad assumption')
+  end
+end
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  redis.call(unpack(ARGV, a + 1, a + n))
+  a = a + n + 1
+end
+return 1
+"#;
+
+/// The `EVAL` of [`CHECK_AND_APPLY`] for `assumed` and the writes of `pipe`.
+fn check_and_apply(route: &str, assumed: &[Assumed], pipe: &redis::Pipeline) -> redis::Cmd {
+    let mut c = redis::cmd("EVAL");
+    // The first key routes the script (one slot per volume on a cluster).
+    c.arg(CHECK_AND_APPLY).arg(1).arg(route).arg(assumed.len());
+    for a in assumed {
+        match a {
+            Assumed::Get(k, v) => c.arg("g").arg(k).arg(v.as_slice()),
+            Assumed::HAbsent(k, f) => c.arg("h").arg(k).arg(f.as_slice()),
+            Assumed::HLen(k, n) => c.arg("l").arg(k).arg(*n),
+            Assumed::HExists(k, f, b) => c.arg("e").arg(k).arg(f.as_slice()).arg(u8::from(*b)),
+        };
+    }
+    for cmd in pipe.cmd_iter() {
+        let args: Vec<&[u8]> = cmd
+            .args_iter()
+            .filter_map(|a| match a {
+                redis::Arg::Simple(b) => Some(b),
+                redis::Arg::Cursor => None,
+            })
+            .collect();
+        c.arg(args.len());
+        for b in args {
+            c.arg(b);
+        }
+    }
+    c
 }
 
 impl Tx {
@@ -100,6 +218,14 @@ impl Tx {
         Ok(())
     }
 
+    /// A read that a guess cannot answer ends a guessed run (it is run again for real).
+    fn not_guessed(&self) -> Result<()> {
+        match self.guessed {
+            Some(_) => Err(MetaError::Conflict),
+            None => Ok(()),
+        }
+    }
+
     /// The pending `WATCH`, taken out of the shared list.
     fn take_watch(&self) -> Option<redis::Cmd> {
         let keys = std::mem::take(&mut *lock(&self.unwatched));
@@ -108,6 +234,7 @@ impl Tx {
 
     /// Sends one command (after any pending `WATCH`, in the same round trip).
     pub(crate) async fn cmd<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> Result<T> {
+        self.not_guessed()?;
         let mut c = self.conn.clone();
         match self.take_watch() {
             None => {
@@ -126,6 +253,7 @@ impl Tx {
     /// Sends a (non-atomic) pipeline of reads in one round trip (after any pending
     /// `WATCH`). The pipeline's commands must not be marked ignored.
     pub(crate) async fn pipe<T: FromRedisValue>(&mut self, p: &redis::Pipeline) -> Result<T> {
+        self.not_guessed()?;
         let mut c = self.conn.clone();
         match self.take_watch() {
             None => {
@@ -163,6 +291,24 @@ impl Tx {
         parent: Ino,
         name: &[u8],
     ) -> Result<(Option<Attr>, Option<(FileType, Ino)>)> {
+        if let Some(g) = &self.guessed {
+            let mut g = guessed_lock(g);
+            if g.guess.parent != parent {
+                return Err(MetaError::Conflict);
+            }
+            let guess = g.guess.clone();
+            let k = &self.keys;
+            let field = parent.to_string().into_bytes();
+            g.assumed = vec![
+                Assumed::Get(k.inode(parent), guess.attr.clone()),
+                Assumed::HAbsent(k.entries(parent), name.to_vec()),
+                Assumed::HLen(k.counter("dirQuota"), guess.dir_quotas),
+                Assumed::HExists(k.dir_used_space(), field, guess.dir_stats),
+            ];
+            self.dir_quotas = Some(guess.dir_quotas);
+            self.dir_stats.push((parent, guess.dir_stats));
+            return Ok((Some(decode_attr(&guess.attr)?), None));
+        }
         let mut p = redis::pipe();
         p.cmd("GET")
             .arg(self.keys.inode(parent))
@@ -222,6 +368,11 @@ fn lock(m: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn guessed_lock(m: &Mutex<Guessed>) -> std::sync::MutexGuard<'_, Guessed> {
+    // Replaced whole under the lock: a panic cannot leave it half-written.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs `f` as one atomic transaction watching `watch` (see the module docs for the
 /// retry rule). `f` gets a [`Tx`] to read through and may watch more keys before it
 /// decides.
@@ -229,6 +380,7 @@ pub(crate) async fn run<T, F, Fut>(
     conns: &Conns,
     keys: &Keys,
     watch: &[String],
+    guess: Option<(Guess, &GuessCounts)>,
     mut f: F,
 ) -> Result<T>
 where
@@ -240,9 +392,18 @@ where
     let mut conflicts = 0u32;
     let mut conflict_pauses = conflict_backoff();
     let mut failure_pauses = reconnect_backoff();
+    let counts = guess.as_ref().map(|(_, c)| *c);
+    let mut guess = guess.map(|(g, _)| g);
     loop {
         let mut lease = conns.lease().await?;
         let unwatched = Arc::new(Mutex::new(watch.to_vec()));
+        // The first run only may go on a guess.
+        let guessed = guess.take().map(|guess| {
+            Arc::new(Mutex::new(Guessed {
+                guess,
+                assumed: Vec::new(),
+            }))
+        });
         let tx = Tx {
             conn: lease.get().conn.clone(),
             op_timeout: timing.op_timeout,
@@ -250,8 +411,46 @@ where
             unwatched: unwatched.clone(),
             dir_quotas: None,
             dir_stats: Vec::new(),
+            guessed: guessed.clone(),
         };
         let mut decided = f(tx).await;
+        if let Some(g) = guessed {
+            let assumed = std::mem::take(&mut guessed_lock(&g).assumed);
+            // Nothing was sent on the lease's connection: it stays clean for the real run.
+            match decided {
+                Ok(Step::Commit(pipe, value)) if !assumed.is_empty() => {
+                    match commit(
+                        conns,
+                        keys,
+                        lease,
+                        Payload::Guessed(assumed, pipe),
+                        deadline,
+                    )
+                    .await
+                    {
+                        Ok(Committed::Applied) => {
+                            if let Some(c) = counts {
+                                c.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            return Ok(value);
+                        }
+                        // The guess did not hold: run for real at once.
+                        Ok(Committed::Conflict) => {}
+                        Ok(Committed::NotApplied(e)) => {
+                            if Instant::now() >= deadline {
+                                return Err(e);
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                _ => {}
+            }
+            if let Some(c) = counts {
+                c.missed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            continue;
+        }
         if decided.is_ok()
             || matches!(decided, Err(ref e) if !matches!(e, MetaError::Backend { .. }))
         {
@@ -263,19 +462,21 @@ where
                 unwatched,
                 dir_quotas: None,
                 dir_stats: Vec::new(),
+                guessed: None,
             };
             if let Err(e) = rest.flush_watch().await {
                 decided = Err(e);
             }
         }
         let outcome = match decided {
-            Ok(Step::Commit(pipe, value)) => match commit(conns, keys, lease, pipe, deadline).await
-            {
-                Ok(Committed::Applied) => return Ok(value),
-                Ok(Committed::Conflict) => Attempt::Conflict,
-                Ok(Committed::NotApplied(e)) => Attempt::Failed(e),
-                Err(e) => return Err(e),
-            },
+            Ok(Step::Commit(pipe, value)) => {
+                match commit(conns, keys, lease, Payload::Multi(pipe), deadline).await {
+                    Ok(Committed::Applied) => return Ok(value),
+                    Ok(Committed::Conflict) => Attempt::Conflict,
+                    Ok(Committed::NotApplied(e)) => Attempt::Failed(e),
+                    Err(e) => return Err(e),
+                }
+            }
             Ok(Step::Done(value)) => match validate(&mut lease, timing.op_timeout).await {
                 Ok(true) => return Ok(value),
                 Ok(false) => Attempt::Conflict,
@@ -355,11 +556,18 @@ async fn validate(lease: &mut crate::conn::Lease<'_>, op_timeout: Duration) -> R
 }
 
 /// Sends the writes with this connection's commit marker and works out what happened.
+/// The writes of a commit: under `MULTI` after `WATCH`, or checked against a guess's
+/// assumptions by [`CHECK_AND_APPLY`].
+enum Payload {
+    Multi(redis::Pipeline),
+    Guessed(Vec<Assumed>, redis::Pipeline),
+}
+
 async fn commit(
     conns: &Conns,
     keys: &Keys,
     mut lease: crate::conn::Lease<'_>,
-    mut pipe: redis::Pipeline,
+    payload: Payload,
     deadline: Instant,
 ) -> Result<Committed> {
     let op_timeout = conns.timing.op_timeout;
@@ -367,15 +575,37 @@ async fn commit(
     d.seq += 1;
     let seq = d.seq;
     let marker = keys.txn_marker(&d.token);
-    pipe.atomic()
-        .cmd("SET")
-        .arg(&marker)
-        .arg(seq)
-        .arg("PX")
-        .arg(MARKER_TTL_MS)
-        .ignore();
     let mut c = d.conn.clone();
-    let sent = tokio::time::timeout(op_timeout, pipe.query_async::<Value>(&mut c)).await;
+    let sent = match payload {
+        Payload::Multi(mut pipe) => {
+            pipe.atomic()
+                .cmd("SET")
+                .arg(&marker)
+                .arg(seq)
+                .arg("PX")
+                .arg(MARKER_TTL_MS)
+                .ignore();
+            tokio::time::timeout(op_timeout, pipe.query_async::<Value>(&mut c)).await
+        }
+        Payload::Guessed(assumed, mut pipe) => {
+            pipe.cmd("SET")
+                .arg(&marker)
+                .arg(seq)
+                .arg("PX")
+                .arg(MARKER_TTL_MS)
+                .ignore();
+            let route = match &assumed[0] {
+                Assumed::Get(k, _)
+                | Assumed::HAbsent(k, _)
+                | Assumed::HLen(k, _)
+                | Assumed::HExists(k, _, _) => k.clone(),
+            };
+            let cmd = check_and_apply(&route, &assumed, &pipe);
+            let r = tokio::time::timeout(op_timeout, cmd.query_async::<Value>(&mut c)).await;
+            // 0: an assumption failed and nothing was written, as a conflict under `WATCH`.
+            r.map(|v| v.map(|v| if v == Value::Int(0) { Value::Nil } else { v }))
+        }
+    };
     let failure = match sent {
         Ok(Ok(Value::Nil)) => return Ok(Committed::Conflict),
         Ok(Ok(_)) => return Ok(Committed::Applied),

@@ -404,3 +404,81 @@ async fn recount_usage_repairs_corrupted_counters() {
     let inodes: i64 = r.get(format!("{p}totalInodes")).await.unwrap();
     assert_eq!((space, inodes), (good.space, good.inodes));
 }
+
+/// A create in a directory this client just created in is one round trip on what it
+/// knows of the directory; whenever that is out of date (another client's create, a
+/// name written behind its back, a quota set meanwhile) the create runs the ordinary way
+/// and its answer and accounting are exactly those of an ordinary create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_guess_their_parent_and_fall_back_when_it_changed() {
+    let Some(url) = harness::redis_url("creates_guess_their_parent_and_fall_back_when_it_changed")
+    else {
+        return;
+    };
+    let (prefix, a) = volume(&url, "guess").await;
+    let b = RedisMeta::open_with(&url, RedisOptions::default().key_prefix(&prefix))
+        .await
+        .unwrap();
+    b.new_session(&harness::session_info()).await.unwrap();
+    let ctx = Context::root();
+    let d = a.mkdir(&ctx, ROOT_INO, b"d", 0o755).await.unwrap().ino;
+    for i in 0..10 {
+        let name = format!("f{i}");
+        a.create(&ctx, d, name.as_bytes(), 0o644).await.unwrap();
+    }
+    assert_eq!(
+        a.guessed_creates(),
+        (9, 0),
+        "all but the first on the guess"
+    );
+
+    // Another client's create changes the directory: the next guess fails.
+    b.create(&ctx, d, b"g", 0o644).await.unwrap();
+    a.create(&ctx, d, b"f10", 0o644).await.unwrap();
+    assert_eq!(a.guessed_creates(), (9, 1));
+    a.create(&ctx, d, b"f11", 0o644).await.unwrap();
+    assert_eq!(a.guessed_creates(), (10, 1));
+
+    // A name written without touching the directory's attributes: the guess that it is
+    // absent fails on the server, and the create answers EEXIST, writing nothing.
+    let mut r = raw(&url).await;
+    let entries = format!("{prefix}d{d}");
+    let planted = meta_api::encoding::encode_entry(FileType::Regular, 999_999);
+    let _: () = r.hset(&entries, "x", planted.as_slice()).await.unwrap();
+    let inodes_before: i64 = r.get(format!("{prefix}totalInodes")).await.unwrap();
+    let e = a.create(&ctx, d, b"x", 0o644).await;
+    assert!(matches!(e, Err(meta_api::MetaError::Exists)), "{e:?}");
+    assert_eq!(a.guessed_creates(), (10, 2));
+    let kept: Vec<u8> = r.hget(&entries, "x").await.unwrap();
+    assert_eq!(kept, planted, "the planted entry is untouched");
+    let inodes_after: i64 = r.get(format!("{prefix}totalInodes")).await.unwrap();
+    assert_eq!(
+        inodes_after, inodes_before,
+        "a refused create counts nothing"
+    );
+    let _: () = r.hdel(&entries, "x").await.unwrap();
+
+    // A quota set by another client meanwhile: the create is charged to it.
+    a.create(&ctx, d, b"f12", 0o644).await.unwrap();
+    let (held, missed) = a.guessed_creates();
+    b.set_quota(meta_api::quota::QuotaKind::Dir, d, (-1, -1), Some((0, 0)))
+        .await
+        .unwrap();
+    a.create(&ctx, d, b"f13", 0o644).await.unwrap();
+    assert_eq!(a.guessed_creates(), (held, missed + 1));
+    let q = b
+        .get_quota(meta_api::quota::QuotaKind::Dir, d)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.used_inodes, 1, "{q:?}");
+
+    // The directory as both clients see it: every name, the attributes of the last write.
+    let list = b.readdir(&ctx, d, None, 100, false).await.unwrap();
+    assert_eq!(list.len(), 15, "f0..f13 and g");
+    let via_a = a.getattr(d).await.unwrap();
+    let via_b = b.getattr(d).await.unwrap();
+    assert_eq!(via_a, via_b);
+    let st = b.dir_stat(d).await.unwrap().unwrap();
+    assert_eq!(st.inodes, 15, "{st:?}");
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use meta_api::backend::Namespace;
-use meta_api::encoding::{decode_attr, decode_entry, encode_entry};
+use meta_api::encoding::{decode_attr, decode_entry, encode_attr, encode_entry};
 use meta_api::flags;
 use meta_api::perm::{check_access_with, check_remove_with, new_inode_with_acl};
 use meta_api::space::align4k;
@@ -888,7 +888,7 @@ impl RedisMeta {
         }
         let keys = [self.keys.inode(parent), self.keys.entries(parent)];
         let made = self
-            .txn(&keys, |mut tx| async move {
+            .txn_guessed(&keys, self.guess_of(parent), |mut tx| async move {
                 let (pattr, entry) = tx.attr_and_entry(parent, name).await?;
                 let mut pattr = need_dir(pattr)?;
                 trash::check_live_dir(&pattr)?;
@@ -942,12 +942,31 @@ impl RedisMeta {
                 let mut st = DirStats::default();
                 st.entry(parent, entry_usage(&attr), 1);
                 self.write_dir_stats(&mut tx, &mut w, &st).await?;
-                Ok(w.commit(Entry { ino, attr }))
+                // What the next create in `parent` may guess.
+                let guess = match (tx.dir_quotas_seen(), tx.dir_stats_seen(parent)) {
+                    (Some(dir_quotas), Some(dir_stats)) => Some(crate::txn::Guess {
+                        parent,
+                        attr: encode_attr(&pattr),
+                        dir_quotas,
+                        dir_stats,
+                    }),
+                    _ => None,
+                };
+                Ok(w.commit((Entry { ino, attr }, guess)))
             })
             .await;
-        if made.is_err() && open {
-            self.open_files.close(ino);
+        match made {
+            Ok((e, guess)) => {
+                self.keep_guess(parent, guess);
+                Ok(e)
+            }
+            Err(e) => {
+                self.keep_guess(parent, None);
+                if open {
+                    self.open_files.close(ino);
+                }
+                Err(e)
+            }
         }
-        made
     }
 }
