@@ -23,9 +23,10 @@
 //! # Guessed transactions (one round trip)
 //!
 //! A transaction may be run first on a [`Guess`]: the parent directory's attributes as
-//! this client last wrote them. Its reads are then answered from the guess without a
-//! round trip and recorded as assumptions (the attribute bytes, the entry absent, the
-//! number of directory quotas, whether the parent's statistics exist), and its writes
+//! this client last wrote them. Its read of the parent and the name
+//! ([`Tx::attr_and_entry`]) is then answered from the guess without a round trip, which
+//! assumes the attribute bytes, the entry absent, the number of directory quotas and
+//! whether the parent's statistics exist; any other read ends the guessed run. Its writes
 //! are sent in one `EVAL` of [`CHECK_AND_APPLY`], which applies them (with the commit
 //! marker) only if every assumption still holds on the server. That is optimistic
 //! concurrency validated on what was read, as `WATCH` validates on what was watched;
@@ -104,49 +105,27 @@ pub(crate) struct GuessCounts {
     pub(crate) missed: std::sync::atomic::AtomicU64,
 }
 
-/// A guess in use and the reads answered from it.
+/// A guess in use, and the name whose absence was assumed once the guess answered the
+/// transaction's read.
 struct Guessed {
     guess: Guess,
-    assumed: Vec<Assumed>,
+    name: Option<Vec<u8>>,
 }
 
-/// One read answered from a guess, checked by [`CHECK_AND_APPLY`] before any write.
-enum Assumed {
-    /// `GET key` answers `value`.
-    Get(String, Vec<u8>),
-    /// `HGET key field` answers nil.
-    HAbsent(String, Vec<u8>),
-    /// `HLEN key` answers `n`.
-    HLen(String, u64),
-    /// `HEXISTS key field` answers `there`.
-    HExists(String, Vec<u8>, bool),
-}
-
-/// Checks the assumptions of a guessed transaction and applies its writes only if all
-/// hold. `ARGV`: the number of assumptions, each as a kind (`g`, `h`, `l`, `e`), its key,
-/// its field for `h` and `e`, and the expected answer (`h` expects nil); then the
+/// Checks what a guessed create assumed and applies its writes only if all of it holds:
+/// `KEYS` the parent's attribute key, its entries, the directory quota hash and the
+/// used-space statistics hash; `ARGV` the attribute bytes, the name (assumed absent), the
+/// number of quotas, the parent's field and whether it has statistics (0 or 1), then the
 /// writes, each as its argument count and arguments. Answers 1 when applied, 0 when an
 /// assumption failed (nothing written).
 pub(crate) const CHECK_AND_APPLY: &str = r#"
-local a = 2
-for _ = 1, tonumber(ARGV[1]) do
-  local kind, key = ARGV[a], ARGV[a + 1]
-  if kind == 'g' then
-    if redis.call('GET', key) ~= ARGV[a + 2] then return 0 end
-    a = a + 3
-  elseif kind == 'h' then
-    if redis.call('HGET', key, ARGV[a + 2]) ~= false then return 0 end
-    a = a + 3
-  elseif kind == 'l' then
-    if tostring(redis.call('HLEN', key)) ~= ARGV[a + 2] then return 0 end
-    a = a + 3
-  elseif kind == 'e' then
-    if tostring(redis.call('HEXISTS', key, ARGV[a + 2])) ~= ARGV[a + 3] then return 0 end
-    a = a + 4
-  else
-    return redis.error_reply('ERR tessera: bad assumption')
-  end
+if redis.call('GET', KEYS[1]) ~= ARGV[1]
+  or redis.call('HEXISTS', KEYS[2], ARGV[2]) ~= 0
+  or tostring(redis.call('HLEN', KEYS[3])) ~= ARGV[3]
+  or tostring(redis.call('HEXISTS', KEYS[4], ARGV[4])) ~= ARGV[5] then
+  return 0
 end
+local a = 6
 while a <= #ARGV do
   local n = tonumber(ARGV[a])
   redis.call(unpack(ARGV, a + 1, a + n))
@@ -155,19 +134,22 @@ end
 return 1
 "#;
 
-/// The `EVAL` of [`CHECK_AND_APPLY`] for `assumed` and the writes of `pipe`.
-fn check_and_apply(route: &str, assumed: &[Assumed], pipe: &redis::Pipeline) -> redis::Cmd {
+/// The `EVAL` of [`CHECK_AND_APPLY`] for a create of `name` on `guess` with the writes
+/// of `pipe`.
+fn check_and_apply(keys: &Keys, guess: &Guess, name: &[u8], pipe: &redis::Pipeline) -> redis::Cmd {
+    let p = guess.parent;
     let mut c = redis::cmd("EVAL");
-    // The first key routes the script (one slot per volume on a cluster).
-    c.arg(CHECK_AND_APPLY).arg(1).arg(route).arg(assumed.len());
-    for a in assumed {
-        match a {
-            Assumed::Get(k, v) => c.arg("g").arg(k).arg(v.as_slice()),
-            Assumed::HAbsent(k, f) => c.arg("h").arg(k).arg(f.as_slice()),
-            Assumed::HLen(k, n) => c.arg("l").arg(k).arg(*n),
-            Assumed::HExists(k, f, b) => c.arg("e").arg(k).arg(f.as_slice()).arg(u8::from(*b)),
-        };
-    }
+    c.arg(CHECK_AND_APPLY)
+        .arg(4)
+        .arg(keys.inode(p))
+        .arg(keys.entries(p))
+        .arg(keys.counter("dirQuota"))
+        .arg(keys.dir_used_space())
+        .arg(guess.attr.as_slice())
+        .arg(name)
+        .arg(guess.dir_quotas)
+        .arg(p)
+        .arg(u8::from(guess.dir_stats));
     for cmd in pipe.cmd_iter() {
         let args: Vec<&[u8]> = cmd
             .args_iter()
@@ -296,15 +278,8 @@ impl Tx {
             if g.guess.parent != parent {
                 return Err(MetaError::Conflict);
             }
-            let guess = g.guess.clone();
-            let k = &self.keys;
-            let field = parent.to_string().into_bytes();
-            g.assumed = vec![
-                Assumed::Get(k.inode(parent), guess.attr.clone()),
-                Assumed::HAbsent(k.entries(parent), name.to_vec()),
-                Assumed::HLen(k.counter("dirQuota"), guess.dir_quotas),
-                Assumed::HExists(k.dir_used_space(), field, guess.dir_stats),
-            ];
+            g.name = Some(name.to_vec());
+            let guess = &g.guess;
             self.dir_quotas = Some(guess.dir_quotas);
             self.dir_stats.push((parent, guess.dir_stats));
             return Ok((Some(decode_attr(&guess.attr)?), None));
@@ -392,16 +367,16 @@ where
     let mut conflicts = 0u32;
     let mut conflict_pauses = conflict_backoff();
     let mut failure_pauses = reconnect_backoff();
-    let counts = guess.as_ref().map(|(_, c)| *c);
-    let mut guess = guess.map(|(g, _)| g);
+    let (mut guess, counts) = guess.unzip();
     loop {
         let mut lease = conns.lease().await?;
         let unwatched = Arc::new(Mutex::new(watch.to_vec()));
         // The first run only may go on a guess.
-        let guessed = guess.take().map(|guess| {
+        let attempt = guess.take();
+        let guessed = attempt.as_ref().map(|g| {
             Arc::new(Mutex::new(Guessed {
-                guess,
-                assumed: Vec::new(),
+                guess: g.clone(),
+                name: None,
             }))
         });
         let tx = Tx {
@@ -414,37 +389,34 @@ where
             guessed: guessed.clone(),
         };
         let mut decided = f(tx).await;
-        if let Some(g) = guessed {
-            let assumed = std::mem::take(&mut guessed_lock(&g).assumed);
+        if let (Some(guess), Some(g)) = (attempt, guessed) {
+            let name = guessed_lock(&g).name.take();
             // Nothing was sent on the lease's connection: it stays clean for the real run.
-            match decided {
-                Ok(Step::Commit(pipe, value)) if !assumed.is_empty() => {
-                    match commit(
-                        conns,
-                        keys,
-                        lease,
-                        Payload::Guessed(assumed, pipe),
-                        deadline,
-                    )
-                    .await
-                    {
-                        Ok(Committed::Applied) => {
-                            if let Some(c) = counts {
-                                c.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            }
-                            return Ok(value);
+            if let (Ok(Step::Commit(pipe, value)), Some(name)) = (decided, name) {
+                match commit(
+                    conns,
+                    keys,
+                    lease,
+                    Payload::Guessed(guess, name, pipe),
+                    deadline,
+                )
+                .await
+                {
+                    Ok(Committed::Applied) => {
+                        if let Some(c) = counts {
+                            c.held.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
-                        // The guess did not hold: run for real at once.
-                        Ok(Committed::Conflict) => {}
-                        Ok(Committed::NotApplied(e)) => {
-                            if Instant::now() >= deadline {
-                                return Err(e);
-                            }
-                        }
-                        Err(e) => return Err(e),
+                        return Ok(value);
                     }
+                    // The guess did not hold: run for real at once.
+                    Ok(Committed::Conflict) => {}
+                    Ok(Committed::NotApplied(e)) => {
+                        if Instant::now() >= deadline {
+                            return Err(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
                 }
-                _ => {}
             }
             if let Some(c) = counts {
                 c.missed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -560,7 +532,8 @@ async fn validate(lease: &mut crate::conn::Lease<'_>, op_timeout: Duration) -> R
 /// assumptions by [`CHECK_AND_APPLY`].
 enum Payload {
     Multi(redis::Pipeline),
-    Guessed(Vec<Assumed>, redis::Pipeline),
+    /// A create of the name on the guess.
+    Guessed(Guess, Vec<u8>, redis::Pipeline),
 }
 
 async fn commit(
@@ -587,20 +560,14 @@ async fn commit(
                 .ignore();
             tokio::time::timeout(op_timeout, pipe.query_async::<Value>(&mut c)).await
         }
-        Payload::Guessed(assumed, mut pipe) => {
+        Payload::Guessed(guess, name, mut pipe) => {
             pipe.cmd("SET")
                 .arg(&marker)
                 .arg(seq)
                 .arg("PX")
                 .arg(MARKER_TTL_MS)
                 .ignore();
-            let route = match &assumed[0] {
-                Assumed::Get(k, _)
-                | Assumed::HAbsent(k, _)
-                | Assumed::HLen(k, _)
-                | Assumed::HExists(k, _, _) => k.clone(),
-            };
-            let cmd = check_and_apply(&route, &assumed, &pipe);
+            let cmd = check_and_apply(keys, &guess, &name, &pipe);
             let r = tokio::time::timeout(op_timeout, cmd.query_async::<Value>(&mut c)).await;
             // 0: an assumption failed and nothing was written, as a conflict under `WATCH`.
             r.map(|v| v.map(|v| if v == Value::Int(0) { Value::Nil } else { v }))

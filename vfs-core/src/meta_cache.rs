@@ -142,6 +142,12 @@ struct State {
     names: Names,
 }
 
+/// Whether `len` entries left after dropping the expired ones are still too many for a
+/// cache of `cap` (it then restarts empty rather than evict one by one).
+fn still_full(len: usize, cap: usize) -> bool {
+    len >= cap - cap / 4
+}
+
 /// Names per directory, so that a lookup by `(parent, &[u8])` allocates nothing.
 #[derive(Default)]
 struct Names {
@@ -191,7 +197,7 @@ impl Names {
             !names.is_empty()
         });
         self.len = self.dirs.values().map(HashMap::len).sum();
-        if self.len >= cap - cap / 4 {
+        if still_full(self.len, cap) {
             self.clear();
         }
     }
@@ -294,7 +300,7 @@ impl MetaCache {
             return;
         }
         map.retain(|_, v| !expired(v));
-        if map.len() >= cap - cap / 4 {
+        if still_full(map.len(), cap) {
             map.clear();
         }
     }

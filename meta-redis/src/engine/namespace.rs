@@ -923,7 +923,8 @@ impl RedisMeta {
                 pattr.mtime = t;
                 pattr.ctime = t;
                 let k = &self.keys;
-                w.set_attr(k, ino, &attr).set_attr(k, parent, &pattr);
+                let pbytes = encode_attr(&pattr);
+                w.set_attr(k, ino, &attr).set(k.inode(parent), &pbytes);
                 if typ == FileType::Symlink {
                     w.set(k.symlink(ino), target);
                 }
@@ -946,7 +947,7 @@ impl RedisMeta {
                 let guess = match (tx.dir_quotas_seen(), tx.dir_stats_seen(parent)) {
                     (Some(dir_quotas), Some(dir_stats)) => Some(crate::txn::Guess {
                         parent,
-                        attr: encode_attr(&pattr),
+                        attr: pbytes,
                         dir_quotas,
                         dir_stats,
                     }),
