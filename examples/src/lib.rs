@@ -10,6 +10,7 @@
 //! volume through FUSE with the adapter in [`fuse`].
 
 pub mod bench;
+pub mod dump;
 pub mod fuse;
 pub mod mdtest;
 pub mod transfer;

@@ -1,6 +1,6 @@
 //! What an engine implements: its storage, one trait per concern.
 //!
-//! An engine crate implements these nine traits — each in the module of the same concern
+//! An engine crate implements these ten traits — each in the module of the same concern
 //! (`engine/volume.rs`, `engine/session.rs`, `engine/namespace.rs`, `engine/attr.rs`,
 //! `engine/data.rs`, `engine/purge.rs`, `engine/upkeep.rs`, `engine/xattr.rs`,
 //! `engine/locks.rs` in every engine crate) — and gets [`MetaEngine`](crate::MetaEngine) from the blanket
@@ -315,4 +315,45 @@ pub trait Locks: Send + Sync + 'static {
     /// One attempt of an `F_SETLK` request by `me` (range already checked): `WouldBlock`
     /// when another owner's lock conflicts. An `Unlock` never fails for a missing inode.
     async fn try_setlk(&self, ino: Ino, me: LockOwner, req: PlockRequest) -> Result<()>;
+}
+
+/// Bulk moves of a whole volume: what [`crate::dump`] reads besides the tree, and what
+/// [`crate::dump::load`] writes. The defaults refuse, for engines without them.
+#[async_trait]
+pub trait Bulk: Send + Sync + 'static {
+    /// The counters as stored now, in the dump's convention (see
+    /// [`crate::dump::Counters`]).
+    async fn counters(&self) -> Result<crate::dump::Counters> {
+        Err(crate::MetaError::NotSupported("dump"))
+    }
+
+    /// Up to `limit` files queued for deletion with inode numbers above `after`, in inode
+    /// order.
+    async fn queued_deletions(
+        &self,
+        _after: Ino,
+        _limit: usize,
+    ) -> Result<Vec<crate::dump::QueuedDeletion>> {
+        Err(crate::MetaError::NotSupported("dump"))
+    }
+
+    /// Whether the engine holds no record at all: a load writes only into an empty engine.
+    async fn is_empty(&self) -> Result<bool> {
+        Err(crate::MetaError::NotSupported("load"))
+    }
+
+    /// Writes one batch of a load into an empty engine, in one or more transactions. The
+    /// records are new: an engine may insert without reading first. ACL rules are stored
+    /// as the engine stores them (identical rules share one id).
+    async fn load_batch(&self, _batch: &crate::dump::Batch) -> Result<()> {
+        Err(crate::MetaError::NotSupported("load"))
+    }
+
+    /// Ends a load after its last batch: sets the link counts of `links`, turns the
+    /// slice occurrences into reference records as the engine stores them, stores the
+    /// counters and the quotas, and writes the setting last (until then the engine does
+    /// not open as a volume).
+    async fn finish_load(&self, _end: &crate::dump::LoadEnd) -> Result<()> {
+        Err(crate::MetaError::NotSupported("load"))
+    }
 }

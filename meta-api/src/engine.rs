@@ -548,6 +548,38 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// `statfs` seen from directory `ino`: inside a directory quota (its own or an
     /// ancestor's), the quota's limits and usage where it sets them, as JuiceFS reports.
     async fn statfs_at(&self, ino: Ino) -> Result<StatFs>;
+
+    /// The counters as stored now, for a dump ([`crate::dump`]).
+    async fn counters(&self) -> Result<crate::dump::Counters> {
+        Err(crate::MetaError::NotSupported("dump"))
+    }
+
+    /// Up to `limit` files queued for deletion with inode numbers above `after`, in inode
+    /// order, for a dump.
+    async fn queued_deletions(
+        &self,
+        _after: Ino,
+        _limit: usize,
+    ) -> Result<Vec<crate::dump::QueuedDeletion>> {
+        Err(crate::MetaError::NotSupported("dump"))
+    }
+
+    /// Whether the engine holds no record at all (a load writes only into an empty one).
+    async fn is_empty(&self) -> Result<bool> {
+        Err(crate::MetaError::NotSupported("load"))
+    }
+
+    /// Writes one batch of a load ([`crate::backend::Bulk::load_batch`]); callers use
+    /// [`crate::dump::load`].
+    async fn load_batch(&self, _batch: &crate::dump::Batch) -> Result<()> {
+        Err(crate::MetaError::NotSupported("load"))
+    }
+
+    /// Ends a load ([`crate::backend::Bulk::finish_load`]); callers use
+    /// [`crate::dump::load`].
+    async fn finish_load(&self, _end: &crate::dump::LoadEnd) -> Result<()> {
+        Err(crate::MetaError::NotSupported("load"))
+    }
 }
 
 /// Hands out `freed` slices, whose objects the caller will delete, only once the commits
@@ -578,7 +610,8 @@ where
         + crate::backend::Upkeep
         + crate::backend::Quotas
         + crate::backend::Xattrs
-        + crate::backend::Locks,
+        + crate::backend::Locks
+        + crate::backend::Bulk,
 {
     fn name(&self) -> &'static str {
         crate::backend::Volume::name(self)
@@ -1055,6 +1088,30 @@ where
             Some(q) => crate::quota::statfs_within(fs, &q),
             None => fs,
         })
+    }
+
+    async fn counters(&self) -> Result<crate::dump::Counters> {
+        crate::backend::Bulk::counters(self).await
+    }
+
+    async fn queued_deletions(
+        &self,
+        after: Ino,
+        limit: usize,
+    ) -> Result<Vec<crate::dump::QueuedDeletion>> {
+        crate::backend::Bulk::queued_deletions(self, after, limit).await
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        crate::backend::Bulk::is_empty(self).await
+    }
+
+    async fn load_batch(&self, batch: &crate::dump::Batch) -> Result<()> {
+        crate::backend::Bulk::load_batch(self, batch).await
+    }
+
+    async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()> {
+        crate::backend::Bulk::finish_load(self, end).await
     }
 }
 

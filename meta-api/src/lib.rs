@@ -9,7 +9,7 @@
 //! JuiceFS's binary [`encoding`], the [`trash`]'s layout and guards, and the volume
 //! settings [`Format`].
 //!
-//! An engine implements only its storage: the nine traits of [`backend`] (one per
+//! An engine implements only its storage: the ten traits of [`backend`] (one per
 //! concern, each in the module of the same name in every engine crate), and gets
 //! [`MetaEngine`] from the blanket implementation here, which runs the shared checks first.
 //!
@@ -33,6 +33,7 @@ pub mod backend;
 pub mod backoff;
 pub mod compact;
 pub mod copy;
+pub mod dump;
 pub mod encoding;
 mod engine;
 mod error;

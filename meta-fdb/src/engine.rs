@@ -14,6 +14,7 @@ use crate::kv::{parse_counter, KvStore, KvTxn};
 
 mod acl;
 mod attr;
+mod bulk;
 mod data;
 mod locks;
 mod namespace;

@@ -26,6 +26,7 @@
 //! | `R{id}` | POSIX ACL rule `id` (big-endian `u32`), [`meta_api::acl::Rule::encode`]; ids counted by `CaclMaxId` |
 //! | `OI{ino}{sid}` | *this client's addition:* session `sid` has `ino` open |
 //! | `OS{sid}{ino}` | *this client's addition:* the same, indexed by session |
+//! | `OL{id}{size}` | *this client's addition:* occurrences of a slice counted by a load in progress (counter), turned into `K` keys when it ends |
 //!
 //! JuiceFS only knows a client's own open files, so an unlink by one client deletes a
 //! file another client still has open. The `O` keys record opens in the volume so that an
@@ -279,6 +280,16 @@ impl Keys {
         self.sid_key(b"OS", sid)
     }
 
+    /// `OL{id}{size}`: how often a load in progress met slice `id` (see
+    /// [`meta_api::backend::Bulk::finish_load`]).
+    pub fn load_occurrences(&self, id: u64, size: u32) -> Vec<u8> {
+        let mut k = self.key(14);
+        k.extend_from_slice(b"OL");
+        k.extend_from_slice(&id.to_be_bytes());
+        k.extend_from_slice(&size.to_be_bytes());
+        k
+    }
+
     /// `U{ino}`: directory statistics.
     pub fn dir_stat(&self, ino: Ino) -> Vec<u8> {
         let mut k = self.key(9);
@@ -429,6 +440,15 @@ mod tests {
         assert_eq!(
             k.opener(ino, 5),
             p(&[&b"OI"[..], &ino_le, b"\0\0\0\0\0\0\0\x05"].concat())
+        );
+        assert_eq!(
+            k.load_occurrences(0x1122, 0x3344),
+            p(&[
+                &b"OL"[..],
+                &[0, 0, 0, 0, 0, 0, 0x11, 0x22],
+                &[0, 0, 0x33, 0x44]
+            ]
+            .concat())
         );
         assert_eq!(
             k.opened(5, ino),

@@ -61,7 +61,9 @@
 //! Every operation is one transaction except the two that grow without bound: purging a
 //! deleted file (batches of [`PURGE_BATCH`] chunks) and cleaning up a session (batches of
 //! sustained inodes, open records and lock records). Each batch leaves the volume
-//! consistent and the next call resumes.
+//! consistent and the next call resumes. A bulk load (`meta_api::dump::load`) writes each
+//! batch in transactions of at most 2 000 keys and 2 MB, and turns its slice counts into
+//! reference keys a page per transaction; the volume's setting is written last.
 //!
 //! POSIX ACLs (volumes with `EnableACL`) live in `R{id}` keys counted by `CaclMaxId`, as
 //! JuiceFS keeps them, and are read and written as the `system.posix_acl_*` extended

@@ -3,6 +3,7 @@
 
 mod acl;
 mod attr;
+mod bulk;
 mod closes;
 mod data;
 mod locks;
@@ -563,6 +564,23 @@ impl Writes {
     }
     pub(crate) fn set_attr(&mut self, keys: &Keys, ino: Ino, attr: &Attr) -> &mut Self {
         self.set(keys.inode(ino), &encode_attr(attr))
+    }
+    /// Sets the statistics of directory `ino` in the three `dir…` hashes.
+    pub(crate) fn set_dir_stat(
+        &mut self,
+        keys: &Keys,
+        ino: Ino,
+        st: &meta_api::upkeep::DirStat,
+    ) -> &mut Self {
+        let field = ino.to_string();
+        for (key, v) in [
+            (keys.dir_data_length(), st.length),
+            (keys.dir_used_space(), st.space),
+            (keys.dir_used_inodes(), st.inodes),
+        ] {
+            self.hset(key, field.as_bytes(), v.to_string().as_bytes());
+        }
+        self
     }
     pub(crate) fn del(&mut self, key: String) -> &mut Self {
         self.p.cmd("DEL").arg(key).ignore();

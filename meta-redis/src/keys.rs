@@ -93,6 +93,20 @@ impl Keys {
         format!("{}txmark{token}", self.prefix)
     }
 
+    /// Whether `key` is a commit marker ([`Keys::txn_marker`]): a short-lived key of the
+    /// connection, not a record of the volume.
+    pub(crate) fn is_txn_marker(&self, key: &[u8]) -> bool {
+        key.strip_prefix(self.prefix.as_bytes())
+            .is_some_and(|k| k.starts_with(b"txmark"))
+    }
+
+    /// `loadSliceRefs`: `k{id}_{size}` → occurrences of the slice so far, while a load is
+    /// under way (this client's addition; turned into `sliceRef` fields and removed when
+    /// the load ends).
+    pub(crate) fn load_slice_refs(&self) -> String {
+        self.with("loadSliceRefs")
+    }
+
     /// `setting`: the volume's settings JSON.
     pub(crate) fn setting(&self) -> String {
         self.with("setting")
@@ -288,5 +302,8 @@ mod tests {
         assert_eq!(k.parse_inode("{2}i7x"), None);
         assert_eq!(k.counter("nextCleanupSlices"), "{2}nextCleanupSlices");
         assert_eq!(Keys::new("a*[b]").pattern("c*"), "a\\*\\[b\\]c*");
+        assert!(k.is_txn_marker(b"{2}txmark7"));
+        assert!(!k.is_txn_marker(b"txmark7") && !k.is_txn_marker(b"{2}i1"));
+        assert_eq!(k.load_slice_refs(), "{2}loadSliceRefs");
     }
 }

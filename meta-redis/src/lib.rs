@@ -26,8 +26,9 @@
 //! sessions that have a file open) and `opened{sid}` (its reverse) so that an unlink by
 //! *any* client sustains a file open in another one; `chunkTail` (inode → last chunk
 //! that may hold slices past the length after a shrink) so that purging a file releases
-//! every slice; and `txmark{token}`, one short-lived commit marker per connection (see
-//! below).
+//! every slice; `txmark{token}`, one short-lived commit marker per connection (see
+//! below); and `loadSliceRefs`, the slices' occurrences counted while a load of a dump is
+//! under way (turned into `sliceRef` fields and removed when it ends).
 //!
 //! Counters follow JuiceFS's Redis convention: they hold the last id used, ids are
 //! reserved in batches ([`meta_api::INODE_BATCH`], [`meta_api::SLICE_ID_BATCH`]) with one

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 
 mod acl;
 mod attr;
+mod bulk;
 pub(crate) mod data;
 mod locks;
 pub(crate) mod namespace;

@@ -1004,4 +1004,32 @@ impl MetaEngine for CachedMeta {
     async fn statfs_at(&self, ino: Ino) -> Result<StatFs> {
         self.inner.statfs_at(ino).await
     }
+
+    async fn counters(&self) -> Result<meta_api::dump::Counters> {
+        self.inner.counters().await
+    }
+
+    async fn queued_deletions(
+        &self,
+        after: Ino,
+        limit: usize,
+    ) -> Result<Vec<meta_api::dump::QueuedDeletion>> {
+        self.inner.queued_deletions(after, limit).await
+    }
+
+    async fn is_empty(&self) -> Result<bool> {
+        self.inner.is_empty().await
+    }
+
+    async fn load_batch(&self, batch: &meta_api::dump::Batch) -> Result<()> {
+        let r = self.inner.load_batch(batch).await;
+        self.invalidate_all();
+        r
+    }
+
+    async fn finish_load(&self, end: &meta_api::dump::LoadEnd) -> Result<()> {
+        let r = self.inner.finish_load(end).await;
+        self.invalidate_all();
+        r
+    }
 }

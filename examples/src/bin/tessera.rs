@@ -365,6 +365,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a volume's metadata in JuiceFS's JSON dump format (what `juicefs load` and
+    /// `tessera load` read), streamed: memory does not grow with the volume
+    Dump {
+        /// Metadata URL
+        meta_url: String,
+        /// Output file (gzip-compressed when it ends with .gz), or - for stdout
+        #[arg(default_value = "-")]
+        file: String,
+        /// Keep the object storage's secret key and session token (written as "removed"
+        /// otherwise)
+        #[arg(long)]
+        keep_secret_key: bool,
+        /// Leave the trash out
+        #[arg(long)]
+        skip_trash: bool,
+    },
+    /// Load a dump (ours or `juicefs dump`'s) into an empty metadata engine; link counts,
+    /// directory statistics, usage, quota usage and slice references are rebuilt from the
+    /// tree
+    Load {
+        /// Metadata URL of an empty engine
+        meta_url: String,
+        /// Dump file (gzip-compressed when it ends with .gz), or - for stdin
+        #[arg(default_value = "-")]
+        file: String,
+    },
     /// Size, files and directories of a tree
     Summary {
         /// Metadata URL
@@ -663,6 +689,27 @@ async fn run(command: Command) -> io::Result<()> {
                 upkeep::restore(&fs, &hours, put_back, json).await
             })
             .await
+        }
+        Command::Dump {
+            meta_url,
+            file,
+            keep_secret_key,
+            skip_trash,
+        } => {
+            let opts = meta_api::dump::DumpOptions::default()
+                .keep_secret_key(keep_secret_key)
+                .skip_trash(skip_trash);
+            let s = tessera_examples::dump::dump(&meta_url, &file, &opts).await?;
+            eprintln!("dumped {} entries ({})", s.entries, human_bytes(s.bytes));
+            Ok(())
+        }
+        Command::Load { meta_url, file } => {
+            let s = tessera_examples::dump::load(&meta_url, &file).await?;
+            eprintln!(
+                "loaded {} inodes, {} entries; next inode {}, next slice {}",
+                s.inodes, s.entries, s.counters.next_inode, s.counters.next_chunk
+            );
+            Ok(())
         }
         Command::Summary {
             meta_url,

@@ -8,6 +8,15 @@ use super::{drop_refs, get_attr, TkvMeta};
 use crate::keys::{be_u64, le_u64, Keys};
 use crate::kv::{KvStore, KvTxn};
 
+/// The inode and length of a `D{ino}{length}` key (prefix stripped: `D`, the inode
+/// little-endian, the length big-endian); `None` for any other key.
+pub(crate) fn delfile_of_key(k: &[u8]) -> Option<(Ino, u64)> {
+    if k.len() != 17 {
+        return None;
+    }
+    Some((le_u64(k, 1)?, be_u64(k, 9)?))
+}
+
 /// Chunks purged per transaction: keeps a purge of a huge file under FoundationDB's
 /// 5 s / 10 MB transaction limits.
 pub(crate) const PURGE_BATCH: usize = 256;
@@ -25,12 +34,7 @@ impl<K: KvStore> Purge for TkvMeta<K> {
             .txn(|tx| async move {
                 let mut out = Vec::new();
                 for (k, _) in tx.scan(begin, end, limit, false).await? {
-                    let k = keys.strip(&k);
-                    // `D` + inode (little-endian) + length (big-endian); skip anything else.
-                    if k.len() != 17 {
-                        continue;
-                    }
-                    if let (Some(ino), Some(length)) = (le_u64(k, 1), be_u64(k, 9)) {
+                    if let Some((ino, length)) = delfile_of_key(keys.strip(&k)) {
                         out.push(DeletedFile { ino, length });
                     }
                 }

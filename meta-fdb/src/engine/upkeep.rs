@@ -23,7 +23,7 @@ use crate::kv::{key_after, pack_counter, parse_counter, KeyValue, KvStore, KvTxn
 
 /// Keys read per transaction by the walks: a chunk value is at most 100 kB, so a page
 /// reads at most ~25 MB, in well under 5 s.
-const PAGE: usize = 256;
+pub(super) const PAGE: usize = 256;
 
 /// The slice of a `K{id}{size}` key (prefix stripped).
 fn slice_of_ref_key(k: &[u8]) -> Result<(u64, u32)> {
@@ -53,7 +53,7 @@ impl<K: KvStore> TkvMeta<K> {
     }
 
     /// Walks every key with `prefix`, a page per transaction, passing each page to `each`.
-    async fn walk(
+    pub(super) async fn walk(
         &self,
         prefix: &[u8],
         mut each: impl FnMut(&[KeyValue]) -> Result<bool>,

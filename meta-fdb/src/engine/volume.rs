@@ -10,7 +10,7 @@ use crate::kv::{KvStore, KvTxn};
 
 /// The settings JSON as JuiceFS writes it (`json.MarshalIndent(format, "", "")`: one
 /// field per line, no indentation).
-fn settings_json(format: &Format) -> Vec<u8> {
+pub(super) fn settings_json(format: &Format) -> Vec<u8> {
     use serde::Serialize;
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(

@@ -930,10 +930,7 @@ impl RedisMeta {
                 }
                 w.hset(k.entries(parent), name, &encode_entry(typ, ino));
                 if typ == FileType::Directory {
-                    let field = ino.to_string();
-                    for key in [k.dir_used_inodes(), k.dir_data_length(), k.dir_used_space()] {
-                        w.hset(key, field.as_bytes(), b"0");
-                    }
+                    w.set_dir_stat(k, ino, &Default::default());
                 }
                 if sid > 0 {
                     w.sadd(k.openers(ino), sid).sadd(k.opened(sid), ino);

@@ -110,14 +110,12 @@ impl RedisMeta {
         let usage = entry_usage(&victim);
         if new {
             if self.settings().await?.dir_stats {
-                let field = hour.to_string();
-                for (key, v) in [
-                    (k.dir_data_length(), usage.0),
-                    (k.dir_used_space(), usage.1),
-                    (k.dir_used_inodes(), 1),
-                ] {
-                    w.hset(key, field.as_bytes(), v.to_string().as_bytes());
-                }
+                let st = meta_api::upkeep::DirStat {
+                    length: usage.0,
+                    space: usage.1,
+                    inodes: 1,
+                };
+                w.set_dir_stat(k, hour, &st);
             }
             return Ok(());
         }

@@ -28,14 +28,14 @@ use crate::txn::Step;
 const PAGE: usize = 1000;
 
 /// A decimal number stored by Redis, `Corrupt` otherwise.
-fn number(what: &str, v: &[u8]) -> Result<i64> {
+pub(crate) fn number(what: &str, v: &[u8]) -> Result<i64> {
     std::str::from_utf8(v)
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| MetaError::Corrupt(format!("{what} is not a number")))
 }
 
-fn opt_number(what: &str, v: Option<Vec<u8>>) -> Result<Option<i64>> {
+pub(crate) fn opt_number(what: &str, v: Option<Vec<u8>>) -> Result<Option<i64>> {
     v.map(|b| number(what, &b)).transpose()
 }
 
@@ -346,14 +346,7 @@ impl Upkeep for RedisMeta {
                 return Ok(Step::Done(stat));
             }
             let mut w = Writes::new();
-            let field = ino.to_string();
-            for (key, v) in [
-                (k.dir_data_length(), stat.length),
-                (k.dir_used_space(), stat.space),
-                (k.dir_used_inodes(), stat.inodes),
-            ] {
-                w.hset(key, field.as_bytes(), v.to_string().as_bytes());
-            }
+            w.set_dir_stat(k, ino, &stat);
             Ok(w.commit(stat))
         })
         .await

@@ -60,10 +60,7 @@ impl Volume for RedisMeta {
                 w.set(k.setting(), json.as_bytes());
                 w.set_attr(k, ROOT_INO, &root);
                 // Empty statistics, as every new directory gets them.
-                let field = ROOT_INO.to_string();
-                for key in [k.dir_used_inodes(), k.dir_data_length(), k.dir_used_space()] {
-                    w.hset(key, field.as_bytes(), b"0");
-                }
+                w.set_dir_stat(k, ROOT_INO, &Default::default());
                 Ok(w.commit(()))
             }
         })

@@ -1,0 +1,165 @@
+//! Moving a whole volume's metadata out and in: JuiceFS's JSON dump format.
+//!
+//! [`dump`] walks a volume through [`MetaEngine`](crate::MetaEngine) and writes juicefs's layout (`Setting`,
+//! `Counters`, `Sustained`, `DelFiles`, the quotas, then `FSTree` and `Trash`, entry by
+//! entry), so `juicefs load` reads it; [`load`] reads a dump — ours or juicefs's — into an
+//! empty engine through [`backend::Bulk`](crate::backend::Bulk). Both stream: the memory
+//! they use is bounded by the tree's depth, a batch, and the number of hard-linked inodes
+//! and quotas, never by the number of inodes or of entries in a directory.
+//!
+//! **What a load rebuilds.** Like juicefs, a load takes the tree as the truth and
+//! recomputes what follows from it: link counts (a directory has 2 + its subdirectories;
+//! an inode met under several names has that many links and parent 0), directory
+//! statistics, the usage counters and quota usage, and slice reference counts (one per
+//! occurrence of a slice in a file's chunks). The id counters are the larger of the dumped
+//! and the recomputed ones, so no inode or slice id is ever handed out twice.
+//!
+//! **What a load leaves out.** The sessions and the files they kept open after an unlink
+//! (`Sustained`), and the files queued for deletion (`DelFiles`), are not part of the tree:
+//! their inodes are not in the dump, so their objects are left for gc to find as leaked.
+//!
+//! **Crashes.** A load writes the volume's setting last: a load cut short leaves an engine
+//! with records but no setting, which does not open as a volume and which a second load
+//! refuses ([`MetaError::Exists`](crate::MetaError::Exists)): empty it and load again. A
+//! dump of a volume in use is not a point-in-time snapshot: a file changed during the walk
+//! appears as it was when the walk reached it.
+
+mod json;
+mod loader;
+mod reader;
+mod writer;
+
+use crate::acl::Rule;
+use crate::quota::{Quota, QuotaKind};
+use crate::upkeep::DirStat;
+use crate::{Attr, FileType, Format, Ino, Slice};
+
+pub use loader::{load, LoadSummary};
+pub use writer::{dump, DumpOptions, DumpSummary};
+
+/// The counters a dump records (JuiceFS's `Counters` object). The id counters hold the
+/// next id to hand out, as JuiceFS's SQL engine stores them (Redis stores one less).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Bytes used (`usedSpace`).
+    pub used_space: i64,
+    /// Inodes used (`totalInodes`, dumped as `usedInodes`).
+    pub used_inodes: i64,
+    /// The next inode number (`nextInode`).
+    pub next_inode: i64,
+    /// The next slice id (`nextChunk`).
+    pub next_chunk: i64,
+    /// The next session id (`nextSession`).
+    pub next_session: i64,
+    /// The number of trash directories made so far (`nextTrash`).
+    pub next_trash: i64,
+}
+
+/// A file queued for deletion, as a dump records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedDeletion {
+    /// The inode.
+    pub ino: Ino,
+    /// Its length when it was deleted.
+    pub length: u64,
+    /// When it was queued (Unix seconds; JuiceFS calls it `expire`).
+    pub queued: i64,
+}
+
+/// An inode as a load writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// The inode number.
+    pub ino: Ino,
+    /// Its attributes: `nlink`, `parent` and `length` are final (a directory's length is
+    /// 4096, a symlink's its target's length); `access_acl` and `default_acl` are 0 — the
+    /// engine stores the rules below and sets the ids.
+    pub attr: Attr,
+    /// Its access ACL.
+    pub access_acl: Option<Rule>,
+    /// Its default ACL (directories).
+    pub default_acl: Option<Rule>,
+}
+
+/// A directory entry as a load writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    /// The directory.
+    pub parent: Ino,
+    /// The name (checked with [`crate::name::validate_name`]).
+    pub name: Vec<u8>,
+    /// The inode it names.
+    pub ino: Ino,
+    /// That inode's type.
+    pub typ: FileType,
+}
+
+/// One batch of records a load writes (see [`backend::Bulk::load_batch`](crate::backend::Bulk::load_batch)).
+/// A record's inode may come in a later batch than its edge or its chunks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Inodes.
+    pub nodes: Vec<Node>,
+    /// Directory entries.
+    pub edges: Vec<Edge>,
+    /// Chunk records: the file, the chunk index, its slices in write order.
+    pub chunks: Vec<(Ino, u32, Vec<Slice>)>,
+    /// Symlink targets.
+    pub symlinks: Vec<(Ino, Vec<u8>)>,
+    /// Extended attributes other than ACLs: inode, name, value.
+    pub xattrs: Vec<(Ino, Vec<u8>, Vec<u8>)>,
+    /// Directory statistics.
+    pub dir_stats: Vec<(Ino, DirStat)>,
+    /// One `(id, size)` per occurrence of a slice in a chunk record: each adds one
+    /// reference, and the first occurrence of a slice over the whole load makes it one.
+    pub slice_refs: Vec<(u64, u32)>,
+}
+
+impl Batch {
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+            + self.edges.len()
+            + self.chunks.len()
+            + self.symlinks.len()
+            + self.xattrs.len()
+            + self.dir_stats.len()
+            + self.slice_refs.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An inode with several names, as a load found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The inode.
+    pub ino: Ino,
+    /// Each directory holding names of it, with how many (the counts add up to `nlink`).
+    pub parents: Vec<(Ino, u32)>,
+}
+
+impl Link {
+    /// Its number of names: the sum of the counts.
+    pub fn nlink(&self) -> u32 {
+        self.parents.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// What ends a load (see [`backend::Bulk::finish_load`](crate::backend::Bulk::finish_load)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadEnd {
+    /// The volume's settings, written last.
+    pub format: Format,
+    /// The counters to store.
+    pub counters: Counters,
+    /// Inodes met under more than one name: their `nlink` becomes their number of names
+    /// and their `parent` 0, and engines that keep parent records for hard-linked inodes
+    /// (Redis `p{ino}`, TKV `A{ino}P{parent}`) write them from [`Link::parents`].
+    pub links: Vec<Link>,
+    /// Quotas, with their usage recomputed from the tree.
+    pub quotas: Vec<(QuotaKind, u64, Quota)>,
+}

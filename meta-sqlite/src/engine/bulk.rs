@@ -1,0 +1,291 @@
+//! Bulk moves of a whole volume (see [`meta_api::dump`]): the counters and the deletion
+//! queue a dump records, and a load into an empty database, JuiceFS's `LoadMeta` rows.
+//!
+//! A load writes each batch in one transaction with plain `INSERT`s. Slice references are
+//! counted in `jfs_chunk_ref` itself as the occurrences arrive (one row per slice, `refs` =
+//! its occurrences, which is JuiceFS's layout as it is), so nothing is left to convert at
+//! the end. The setting goes last, in a transaction of its own: until it exists the
+//! database does not open as a volume.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use meta_api::backend::Bulk;
+use meta_api::dump::{Batch, Counters, LoadEnd, QueuedDeletion};
+use meta_api::quota::QuotaTxn;
+use meta_api::{Ino, MetaError, Result};
+
+use crate::engine::namespace::insert_edge;
+use crate::engine::node::insert_node;
+use crate::engine::quota::SqlQuotas;
+use crate::schema;
+use crate::sql::SqliteConnection;
+use crate::txn::{db_err, is_unique_violation};
+use crate::SqliteMeta;
+
+/// The dump's counters by their `jfs_counter` names. The SQL engine stores the next id to
+/// hand out, as the dump does: no conversion either way.
+fn named(c: &mut Counters) -> [(&'static str, &mut i64); 6] {
+    [
+        ("usedSpace", &mut c.used_space),
+        ("totalInodes", &mut c.used_inodes),
+        ("nextInode", &mut c.next_inode),
+        ("nextChunk", &mut c.next_chunk),
+        ("nextSession", &mut c.next_session),
+        ("nextTrash", &mut c.next_trash),
+    ]
+}
+
+/// An inode a load record names, as its column value; 0 and numbers past `i64::MAX` (which
+/// SQLite would store negative) are refused.
+fn ino_col(ino: Ino) -> Result<i64> {
+    i64::try_from(ino)
+        .ok()
+        .filter(|&i| i > 0)
+        .ok_or(MetaError::InvalidArgument(
+            "a load record names inode 0 or one past 2^63",
+        ))
+}
+
+/// Makes the tables (a load may start on a database with none) and refuses a database
+/// that already holds a volume: a load never writes into one.
+async fn prepare(c: &mut SqliteConnection) -> Result<()> {
+    schema::create_tables(c).await?;
+    if schema::read_format(c).await?.is_some() {
+        return Err(MetaError::Exists);
+    }
+    Ok(())
+}
+
+/// Writes every record of `b`, in the caller's transaction.
+async fn write_batch(m: &SqliteMeta, c: &mut SqliteConnection, b: &Batch) -> Result<()> {
+    for n in &b.nodes {
+        ino_col(n.ino)?;
+        let mut attr = n.attr.clone();
+        if let Some(rule) = &n.access_acl {
+            attr.access_acl = m.save_rule(c, rule).await?;
+        }
+        if let Some(rule) = &n.default_acl {
+            attr.default_acl = m.save_rule(c, rule).await?;
+        }
+        insert_node(c, n.ino, &attr).await?;
+    }
+    for e in &b.edges {
+        ino_col(e.parent)?;
+        ino_col(e.ino)?;
+        insert_edge(c, e.parent, &e.name, e.ino, e.typ).await?;
+    }
+    for (ino, indx, slices) in &b.chunks {
+        crate::sql::query("INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?, ?, ?)")
+            .bind(ino_col(*ino)?)
+            .bind(i64::from(*indx))
+            .bind(meta_api::Slice::encode_all(slices))
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    for (ino, target) in &b.symlinks {
+        crate::sql::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
+            .bind(ino_col(*ino)?)
+            .bind(&target[..])
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    for (ino, name, value) in &b.xattrs {
+        crate::sql::query(
+            "INSERT INTO jfs_xattr (inode, name, value) VALUES (?, CAST(? AS TEXT), ?)",
+        )
+        .bind(ino_col(*ino)?)
+        .bind(&name[..])
+        .bind(&value[..])
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    for (ino, st) in &b.dir_stats {
+        crate::sql::query(
+            "INSERT INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(ino_col(*ino)?)
+        .bind(st.length)
+        .bind(st.space)
+        .bind(st.inodes)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    for &(id, size) in &b.slice_refs {
+        let id = i64::try_from(id)
+            .ok()
+            .filter(|&i| i > 0)
+            .ok_or(MetaError::InvalidArgument(
+                "a slice reference names id 0 (a hole) or one past 2^63",
+            ))?;
+        // The first occurrence makes the row with one reference, each further one adds one;
+        // an occurrence with another size changes nothing and is refused.
+        let done = crate::sql::query(
+            "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?1, ?2, 1) \
+             ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1 WHERE size = ?2",
+        )
+        .bind(id)
+        .bind(i64::from(size))
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::InvalidArgument(
+                "a slice id occurs with two different sizes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Everything of a load's end but the setting, in the caller's transaction.
+async fn write_end(c: &mut SqliteConnection, end: &LoadEnd) -> Result<()> {
+    for link in &end.links {
+        let done = crate::sql::query("UPDATE jfs_node SET nlink = ?, parent = 0 WHERE inode = ?")
+            .bind(i64::from(link.nlink()))
+            .bind(ino_col(link.ino)?)
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(MetaError::NotFound);
+        }
+    }
+    let mut counters = end.counters;
+    for (name, value) in named(&mut counters) {
+        crate::sql::query(
+            "INSERT INTO jfs_counter (name, value) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET value = ?2",
+        )
+        .bind(name)
+        .bind(*value)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    for &(kind, key, q) in &end.quotas {
+        SqlQuotas(&mut *c).put_quota(kind, key, &q).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Bulk for SqliteMeta {
+    async fn counters(&self) -> Result<Counters> {
+        self.fmt().await?;
+        let rows = crate::sql::query("SELECT name, value FROM jfs_counter")
+            .fetch_all(&self.db.pool)
+            .await
+            .map_err(db_err)?;
+        let mut out = Counters::default();
+        for r in rows {
+            let name: String = r.try_get(0).map_err(db_err)?;
+            if let Some((_, v)) = named(&mut out).into_iter().find(|(n, _)| *n == name) {
+                *v = r.try_get(1).map_err(db_err)?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn queued_deletions(&self, after: Ino, limit: usize) -> Result<Vec<QueuedDeletion>> {
+        self.fmt().await?;
+        let rows = crate::sql::query(
+            "SELECT inode, length, expire FROM jfs_delfile WHERE inode > ? ORDER BY inode \
+             LIMIT ?",
+        )
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.db.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let get = |i: usize| r.try_get::<i64, _>(i).map_err(db_err);
+                Ok(QueuedDeletion {
+                    ino: get(0)? as u64,
+                    length: get(1)? as u64,
+                    queued: get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Looks for a row in every `jfs_` table there is, in one snapshot (a database that
+    /// was only opened has no tables; one that `init` made has empty tables and rows).
+    async fn is_empty(&self) -> Result<bool> {
+        let mut tx = self.db.pool.begin().await.map_err(db_err)?;
+        let tables = crate::sql::query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'jfs\\_%' \
+             ESCAPE '\\'",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for t in tables {
+            let name: String = t.try_get(0).map_err(db_err)?;
+            let sql = format!("SELECT 1 FROM `{}` LIMIT 1", name.replace('`', "``"));
+            let row = crate::sql::query(&sql)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if row.is_some() {
+                return Ok(false);
+            }
+        }
+        tx.rollback().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    /// One transaction.
+    async fn load_batch(&self, batch: &Batch) -> Result<()> {
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    prepare(c).await?;
+                    write_batch(self, c, batch).await
+                })
+            })
+            .await
+    }
+
+    /// The links, counters and quotas in one transaction, then the setting in its own.
+    async fn finish_load(&self, end: &LoadEnd) -> Result<()> {
+        end.format.check_supported()?;
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    prepare(c).await?;
+                    write_end(c, end).await
+                })
+            })
+            .await?;
+        let json = end.format.to_json();
+        self.db
+            .txn(|c, _| {
+                let json = &json;
+                Box::pin(async move {
+                    crate::sql::query("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
+                        .bind(json)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                MetaError::Exists
+                            } else {
+                                db_err(e)
+                            }
+                        })?;
+                    Ok(())
+                })
+            })
+            .await?;
+        *self.format.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(end.format.clone()));
+        Ok(())
+    }
+}
