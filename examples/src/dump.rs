@@ -58,6 +58,14 @@ pub async fn dump(url: &str, out: &str, opts: &DumpOptions) -> io::Result<DumpSu
             .and_then(|f| f.sync_all())
             .and_then(|()| std::fs::rename(&tmp, out))
             .map_err(|e| at_path(out, e))?;
+        // The rename is durable once the directory holding it is synced.
+        let parent = Path::new(out)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| at_path(parent, e))?;
     }
     Ok(summary)
 }
