@@ -318,42 +318,35 @@ pub trait Locks: Send + Sync + 'static {
 }
 
 /// Bulk moves of a whole volume: what [`crate::dump`] reads besides the tree, and what
-/// [`crate::dump::load`] writes. The defaults refuse, for engines without them.
+/// [`crate::dump::load`] writes.
 #[async_trait]
 pub trait Bulk: Send + Sync + 'static {
     /// The counters as stored now, in the dump's convention (see
     /// [`crate::dump::Counters`]).
-    async fn counters(&self) -> Result<crate::dump::Counters> {
-        Err(crate::MetaError::NotSupported("dump"))
-    }
+    async fn counters(&self) -> Result<crate::dump::Counters>;
 
     /// Up to `limit` files queued for deletion with inode numbers above `after`, in inode
     /// order.
     async fn queued_deletions(
         &self,
-        _after: Ino,
-        _limit: usize,
-    ) -> Result<Vec<crate::dump::QueuedDeletion>> {
-        Err(crate::MetaError::NotSupported("dump"))
-    }
+        after: Ino,
+        limit: usize,
+    ) -> Result<Vec<crate::dump::QueuedDeletion>>;
 
     /// Whether the engine holds no record at all: a load writes only into an empty engine.
-    async fn is_empty(&self) -> Result<bool> {
-        Err(crate::MetaError::NotSupported("load"))
-    }
+    async fn is_empty(&self) -> Result<bool>;
 
     /// Writes one batch of a load into an empty engine, in one or more transactions. The
-    /// records are new: an engine may insert without reading first. ACL rules are stored
-    /// as the engine stores them (identical rules share one id).
-    async fn load_batch(&self, _batch: &crate::dump::Batch) -> Result<()> {
-        Err(crate::MetaError::NotSupported("load"))
-    }
+    /// records are new: an engine may insert without reading first. The batch has passed
+    /// [`Batch::check`](crate::dump::Batch::check) (no inode or slice 0, ids within
+    /// `i64`). ACL rules are stored as the engine stores them (identical rules share one
+    /// id).
+    async fn load_batch(&self, batch: &crate::dump::Batch) -> Result<()>;
 
-    /// Ends a load after its last batch: sets the link counts of `links`, turns the
-    /// slice occurrences into reference records as the engine stores them, stores the
-    /// counters and the quotas, and writes the setting last (until then the engine does
-    /// not open as a volume).
-    async fn finish_load(&self, _end: &crate::dump::LoadEnd) -> Result<()> {
-        Err(crate::MetaError::NotSupported("load"))
-    }
+    /// Ends a load after its last batch: sets the link counts of `links` (a link whose
+    /// inode was not loaded is [`Link::WITHOUT_NODE`](crate::dump::Link::WITHOUT_NODE)),
+    /// turns the slice occurrences into reference records as the engine stores them,
+    /// stores the counters and the quotas, and writes the setting last (until then the
+    /// engine does not open as a volume).
+    async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()>;
 }

@@ -131,6 +131,36 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Refuses a batch no engine may write, before any engine sees it: a record of inode
+    /// 0, a reference to slice 0 (a hole, which has no object), or an inode or slice id
+    /// past `i64::MAX` (JuiceFS keeps ids in signed 64-bit counters and SQL columns).
+    /// [`MetaEngine::load_batch`](crate::MetaEngine::load_batch) checks every batch.
+    pub fn check(&self) -> crate::Result<()> {
+        let ino = |i: Ino| i > 0 && i64::try_from(i).is_ok();
+        let inos = self
+            .nodes
+            .iter()
+            .map(|n| n.ino)
+            .chain(self.edges.iter().flat_map(|e| [e.parent, e.ino]))
+            .chain(self.chunks.iter().map(|c| c.0))
+            .chain(self.symlinks.iter().map(|s| s.0))
+            .chain(self.xattrs.iter().map(|x| x.0))
+            .chain(self.dir_stats.iter().map(|d| d.0));
+        for i in inos {
+            if !ino(i) {
+                return Err(crate::MetaError::InvalidArgument(
+                    "a load record names inode 0 or one past 2^63",
+                ));
+            }
+        }
+        if self.slice_refs.iter().any(|&(id, _)| !ino(id)) {
+            return Err(crate::MetaError::InvalidArgument(
+                "a slice reference names id 0 (a hole) or one past 2^63",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An inode with several names, as a load found it.
@@ -147,6 +177,12 @@ impl Link {
     pub fn nlink(&self) -> u32 {
         self.parents.iter().map(|(_, n)| n).sum()
     }
+
+    /// What every engine's [`finish_load`](crate::backend::Bulk::finish_load) answers for
+    /// a link whose inode no batch of the load wrote.
+    pub const WITHOUT_NODE: crate::MetaError = crate::MetaError::InvalidArgument(
+        "a hard link of the load names an inode the load did not write",
+    );
 }
 
 /// What ends a load (see [`backend::Bulk::finish_load`](crate::backend::Bulk::finish_load)).

@@ -1107,6 +1107,7 @@ where
     }
 
     async fn load_batch(&self, batch: &crate::dump::Batch) -> Result<()> {
+        batch.check()?;
         crate::backend::Bulk::load_batch(self, batch).await
     }
 

@@ -432,4 +432,25 @@ async fn a_batch_naming_inode_zero_is_refused() {
         Err(MetaError::InvalidArgument(_))
     ));
     assert!(m.is_empty().await.unwrap(), "nothing of a refused batch");
+    let hole = Batch {
+        slice_refs: vec![(0, 4096)],
+        ..Batch::default()
+    };
+    assert!(matches!(
+        m.load_batch(&hole).await,
+        Err(MetaError::InvalidArgument(_))
+    ));
+    assert!(m.is_empty().await.unwrap(), "nothing of a refused batch");
+
+    // A link to an inode the load never wrote: refused, and no setting written.
+    let mut end = load_end();
+    end.links = vec![Link {
+        ino: 77,
+        parents: vec![(ROOT_INO, 2)],
+    }];
+    assert!(matches!(
+        m.finish_load(&end).await,
+        Err(e) if e.to_string() == Link::WITHOUT_NODE.to_string()
+    ));
+    assert!(matches!(m.load().await, Err(MetaError::NotFormatted)));
 }

@@ -37,6 +37,16 @@ pub(crate) fn db_err(e: rusqlite::Error) -> MetaError {
     }
 }
 
+/// [`db_err`], but a row that breaks a unique key is `Exists` (a taken name, a setting
+/// already written).
+pub(crate) fn exists_or_db_err(e: rusqlite::Error) -> MetaError {
+    if is_unique_violation(&e) {
+        MetaError::Exists
+    } else {
+        db_err(e)
+    }
+}
+
 /// One volume's database: the writer connection (SQLite has one writer at a time, so
 /// writers of this client queue here instead of spinning on `SQLITE_BUSY`) and a pool of
 /// readers (WAL lets them run beside the writer). Statements run on the calling thread

@@ -199,16 +199,17 @@ impl<'a> Loader<'a> {
                 attr.typ
             )));
         }
+        // What a file counts in usage and statistics: only regular files have data.
+        let length = if attr.typ == FileType::Regular {
+            attr.length
+        } else {
+            0
+        };
         if let Some(name) = name {
             let p = self
                 .stack
                 .last_mut()
                 .ok_or_else(|| corrupt(format!("inode {ino} outside the tree")))?;
-            let length = if attr.typ == FileType::Regular {
-                attr.length
-            } else {
-                0
-            };
             p.stat.add_entry(attr.typ, length);
             let (_, space) = crate::space::entry_usage(attr.typ, length);
             p.below.0 = p.below.0.saturating_add(space);
@@ -237,7 +238,7 @@ impl<'a> Loader<'a> {
             }
         }
         attr.parent = parent;
-        self.account(ino, &dumped, &attr)?;
+        self.account(ino, &dumped, length)?;
         let node = Node {
             ino,
             attr,
@@ -307,13 +308,8 @@ impl<'a> Loader<'a> {
         self.summary.inodes += 1;
     }
 
-    /// Counts a newly met inode in the usage, the user and group quotas and the id counters.
-    fn account(&mut self, ino: Ino, dumped: &DumpedAttr, attr: &crate::Attr) -> Result<()> {
-        let length = if attr.typ == FileType::Regular {
-            attr.length
-        } else {
-            0
-        };
+    /// Counts a newly met inode (of data `length`) in the usage, the user and group quotas and the id counters.
+    fn account(&mut self, ino: Ino, dumped: &DumpedAttr, length: u64) -> Result<()> {
         self.usage.add_node(ino, length);
         if ino != ROOT_INO && ino != TRASH_INO {
             let space = crate::space::align4k(length);

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use meta_api::acl::Rule;
 use meta_api::backend::Bulk;
-use meta_api::dump::{Batch, Counters, LoadEnd, QueuedDeletion};
+use meta_api::dump::{Batch, Counters, Link, LoadEnd, QueuedDeletion};
 use meta_api::encoding::{encode_attr, encode_entry};
 use meta_api::quota::QuotaTxn;
 use meta_api::{Ino, MetaError, Result, Slice};
@@ -109,14 +109,6 @@ fn txn_len(puts: &[Put<'_>]) -> usize {
         }
     }
     puts.len()
-}
-
-/// `ino`, unless a batch names inode 0 in a record of kind `what`.
-fn real(ino: Ino, what: &'static str) -> Result<Ino> {
-    match ino {
-        0 => Err(MetaError::InvalidArgument(what)),
-        ino => Ok(ino),
-    }
 }
 
 /// The slice of an `OL{id}{size}` key (prefix stripped).
@@ -265,42 +257,30 @@ impl<K: KvStore> Bulk for TkvMeta<K> {
             let mut attr = n.attr.clone();
             attr.access_acl = self.rule_id(n.access_acl.as_ref()).await?;
             attr.default_acl = self.rule_id(n.default_acl.as_ref()).await?;
-            let key = keys.inode(real(n.ino, "a load batch has a node of inode 0")?);
-            puts.push(Put::Set(key, encode_attr(&attr).into()));
+            puts.push(Put::Set(keys.inode(n.ino), encode_attr(&attr).into()));
         }
         for e in &batch.edges {
-            real(e.ino, "a load batch has an entry naming inode 0")?;
-            let parent = real(e.parent, "a load batch has an entry in inode 0")?;
             let value = encode_entry(e.typ, e.ino).to_vec();
-            puts.push(Put::Set(keys.entry(parent, &e.name), value.into()));
+            puts.push(Put::Set(keys.entry(e.parent, &e.name), value.into()));
         }
         for (ino, indx, slices) in &batch.chunks {
-            let ino = real(*ino, "a load batch has a chunk of inode 0")?;
             // JuiceFS writes no record for a chunk without slices.
             if !slices.is_empty() {
                 let value = Slice::encode_all(slices);
-                puts.push(Put::Set(keys.chunk(ino, *indx), value.into()));
+                puts.push(Put::Set(keys.chunk(*ino, *indx), value.into()));
             }
         }
         for (ino, target) in &batch.symlinks {
-            let ino = real(*ino, "a load batch has a symlink target of inode 0")?;
-            puts.push(Put::Set(keys.symlink(ino), target.as_slice().into()));
+            puts.push(Put::Set(keys.symlink(*ino), target.as_slice().into()));
         }
         for (ino, name, value) in &batch.xattrs {
-            let ino = real(*ino, "a load batch has an extended attribute of inode 0")?;
-            puts.push(Put::Set(keys.xattr(ino, name), value.as_slice().into()));
+            puts.push(Put::Set(keys.xattr(*ino, name), value.as_slice().into()));
         }
         for (ino, st) in &batch.dir_stats {
-            let ino = real(*ino, "a load batch has statistics of inode 0")?;
             let value = stats::encode(st).to_vec();
-            puts.push(Put::Set(keys.dir_stat(ino), value.into()));
+            puts.push(Put::Set(keys.dir_stat(*ino), value.into()));
         }
         for &(id, size) in &batch.slice_refs {
-            if id == 0 {
-                return Err(MetaError::InvalidArgument(
-                    "a load batch counts a reference to slice 0 (a hole)",
-                ));
-            }
             puts.push(Put::Count(keys.load_occurrences(id, size)));
         }
         self.write_all(&puts).await
@@ -313,9 +293,7 @@ impl<K: KvStore> Bulk for TkvMeta<K> {
                 .txn(|tx| async move {
                     for link in links {
                         let (ino, nlink) = (link.ino, link.nlink());
-                        let mut attr = get_attr(&tx, keys, ino).await?.ok_or_else(|| {
-                            MetaError::Corrupt(format!("inode {ino} has {nlink} names but no node"))
-                        })?;
+                        let mut attr = get_attr(&tx, keys, ino).await?.ok_or(Link::WITHOUT_NODE)?;
                         if attr.is_dir() {
                             return Err(MetaError::Corrupt(format!(
                                 "directory {ino} has {nlink} names"

@@ -49,14 +49,6 @@ fn named<'a>(k: &Keys, c: &'a mut Counters) -> [(String, &'a mut i64, i64); 6] {
     ]
 }
 
-/// `ino` when a load record may name it (not 0).
-fn named_ino(ino: Ino) -> Result<Ino> {
-    match ino {
-        0 => Err(MetaError::InvalidArgument("a load record names inode 0")),
-        ino => Ok(ino),
-    }
-}
-
 /// The writes of a load, cut into transactions of bounded size.
 struct Txns {
     full: Vec<redis::Pipeline>,
@@ -148,9 +140,7 @@ impl RedisMeta {
                 let attrs = tx.attrs(inos).await?;
                 let mut w = Writes::new();
                 for (link, attr) in links.iter().zip(attrs) {
-                    let mut attr = attr.ok_or(MetaError::InvalidArgument(
-                        "a hard link of the load names an inode the load did not write",
-                    ))?;
+                    let mut attr = attr.ok_or(Link::WITHOUT_NODE)?;
                     attr.nlink = link.nlink();
                     attr.parent = 0;
                     w.set_attr(k, link.ino, &attr);
@@ -239,15 +229,7 @@ impl Bulk for RedisMeta {
         let mut found: BTreeMap<Ino, QueuedDeletion> = BTreeMap::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, flat): (u64, Vec<Vec<u8>>) = self
-                .read(
-                    redis::cmd("ZSCAN")
-                        .arg(self.keys.delfiles())
-                        .arg(cursor)
-                        .arg("COUNT")
-                        .arg(PAGE),
-                )
-                .await?;
+            let (next, flat) = self.delfiles_page(cursor, None).await?;
             for pair in flat.chunks_exact(2) {
                 // JuiceFS's legacy members name no length: not files a dump can record.
                 let Some((ino, length)) = parse_delfile_member(&pair[0]) else {
@@ -287,16 +269,7 @@ impl Bulk for RedisMeta {
         let pattern = self.keys.pattern("*");
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .read(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(PAGE),
-                )
-                .await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.scan_page(&pattern, cursor).await?;
             if keys.iter().any(|key| !self.keys.is_txn_marker(key)) {
                 return Ok(false);
             }
@@ -311,7 +284,7 @@ impl Bulk for RedisMeta {
         let k = &self.keys;
         let mut txns = Txns::new();
         for n in &batch.nodes {
-            let ino = named_ino(n.ino)?;
+            let ino = n.ino;
             let mut attr = n.attr.clone();
             if let Some(rule) = &n.access_acl {
                 attr.access_acl = self.acl_id(rule).await?;
@@ -323,16 +296,16 @@ impl Bulk for RedisMeta {
         }
         for e in &batch.edges {
             txns.next(e.name.len() + 16).hset(
-                k.entries(named_ino(e.parent)?),
+                k.entries(e.parent),
                 &e.name,
-                &encode_entry(e.typ, named_ino(e.ino)?),
+                &encode_entry(e.typ, e.ino),
             );
         }
         for (ino, indx, slices) in &batch.chunks {
             if slices.is_empty() {
                 continue;
             }
-            let key = k.chunk(named_ino(*ino)?, *indx);
+            let key = k.chunk(*ino, *indx);
             let p = &mut txns.next(slices.len() * SLICE_BYTES).p;
             p.cmd("RPUSH").arg(key);
             for s in slices {
@@ -341,22 +314,16 @@ impl Bulk for RedisMeta {
             p.ignore();
         }
         for (ino, target) in &batch.symlinks {
-            txns.next(target.len())
-                .set(k.symlink(named_ino(*ino)?), target);
+            txns.next(target.len()).set(k.symlink(*ino), target);
         }
         for (ino, name, value) in &batch.xattrs {
             txns.next(name.len() + value.len())
-                .hset(k.xattrs(named_ino(*ino)?), name, value);
+                .hset(k.xattrs(*ino), name, value);
         }
         for (ino, st) in &batch.dir_stats {
-            txns.next(64).set_dir_stat(k, named_ino(*ino)?, st);
+            txns.next(64).set_dir_stat(k, *ino, st);
         }
         for &(id, size) in &batch.slice_refs {
-            if id == 0 {
-                return Err(MetaError::InvalidArgument(
-                    "a slice reference names id 0 (a hole)",
-                ));
-            }
             txns.next(32)
                 .hincrby(k.load_slice_refs(), slice_ref_field(id, size).as_bytes(), 1);
         }

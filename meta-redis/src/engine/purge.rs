@@ -210,22 +210,27 @@ impl RedisMeta {
 }
 
 impl RedisMeta {
+    /// One `ZSCAN` page of `delfiles` (members matching `pattern`, if given): the next
+    /// cursor (0 at the end) and the members and scores, flat.
+    pub(super) async fn delfiles_page(
+        &self,
+        cursor: u64,
+        pattern: Option<&str>,
+    ) -> Result<(u64, Vec<Vec<u8>>)> {
+        let mut cmd = redis::cmd("ZSCAN");
+        cmd.arg(self.keys.delfiles()).arg(cursor);
+        if let Some(p) = pattern {
+            cmd.arg("MATCH").arg(p);
+        }
+        self.read(cmd.arg("COUNT").arg(1000)).await
+    }
+
     /// The `delfiles` member of `ino`, found with `ZSCAN`.
     async fn delfile_of(&self, ino: Ino) -> Result<Option<(Vec<u8>, u64)>> {
         let pattern = format!("{ino}:*");
         let mut cursor: u64 = 0;
         loop {
-            let (next, flat): (u64, Vec<Vec<u8>>) = self
-                .read(
-                    redis::cmd("ZSCAN")
-                        .arg(self.keys.delfiles())
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
+            let (next, flat) = self.delfiles_page(cursor, Some(&pattern)).await?;
             for m in flat.iter().step_by(2) {
                 if let Some((i, len)) = parse_delfile_member(m) {
                     if i == ino {

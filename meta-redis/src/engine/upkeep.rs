@@ -109,8 +109,12 @@ impl RedisMeta {
     }
 
     /// One `SCAN` page of the keys matching `pattern`: the next cursor (0 at the end)
-    /// and the keys.
-    async fn scan_page(&self, pattern: &str, cursor: u64) -> Result<(u64, Vec<String>)> {
+    /// and the keys (as `String`s, or as bytes where keys of other programs may show).
+    pub(super) async fn scan_page<K: redis::FromRedisValue>(
+        &self,
+        pattern: &str,
+        cursor: u64,
+    ) -> Result<(u64, Vec<K>)> {
         self.read(
             redis::cmd("SCAN")
                 .arg(cursor)
@@ -183,7 +187,7 @@ impl Upkeep for RedisMeta {
         let mut seen = HashSet::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys) = self.scan_page(&pattern, cursor).await?;
+            let (next, keys): (u64, Vec<String>) = self.scan_page(&pattern, cursor).await?;
             let chunks: Vec<(Ino, u32, String)> = keys
                 .into_iter()
                 .filter_map(|k| self.keys.parse_chunk(&k).map(|(i, x)| (i, x, k)))
@@ -363,7 +367,7 @@ impl Upkeep for RedisMeta {
         let mut seen = HashSet::new();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys) = self.scan_page(&pattern, cursor).await?;
+            let (next, keys): (u64, Vec<String>) = self.scan_page(&pattern, cursor).await?;
             let keys: Vec<String> = keys
                 .into_iter()
                 .filter(|key| self.keys.parse_inode(key).is_some_and(|i| seen.insert(i)))

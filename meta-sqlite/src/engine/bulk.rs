@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use meta_api::backend::Bulk;
-use meta_api::dump::{Batch, Counters, LoadEnd, QueuedDeletion};
+use meta_api::dump::{Batch, Counters, Link, LoadEnd, QueuedDeletion};
 use meta_api::quota::QuotaTxn;
 use meta_api::{Ino, MetaError, Result};
 
@@ -20,7 +20,7 @@ use crate::engine::node::insert_node;
 use crate::engine::quota::SqlQuotas;
 use crate::schema;
 use crate::sql::SqliteConnection;
-use crate::txn::{db_err, is_unique_violation};
+use crate::txn::{db_err, exists_or_db_err};
 use crate::SqliteMeta;
 
 /// The dump's counters by their `jfs_counter` names. The SQL engine stores the next id to
@@ -36,17 +36,6 @@ fn named(c: &mut Counters) -> [(&'static str, &mut i64); 6] {
     ]
 }
 
-/// An inode a load record names, as its column value; 0 and numbers past `i64::MAX` (which
-/// SQLite would store negative) are refused.
-fn ino_col(ino: Ino) -> Result<i64> {
-    i64::try_from(ino)
-        .ok()
-        .filter(|&i| i > 0)
-        .ok_or(MetaError::InvalidArgument(
-            "a load record names inode 0 or one past 2^63",
-        ))
-}
-
 /// Makes the tables (a load may start on a database with none) and refuses a database
 /// that already holds a volume: a load never writes into one.
 async fn prepare(c: &mut SqliteConnection) -> Result<()> {
@@ -60,7 +49,6 @@ async fn prepare(c: &mut SqliteConnection) -> Result<()> {
 /// Writes every record of `b`, in the caller's transaction.
 async fn write_batch(m: &SqliteMeta, c: &mut SqliteConnection, b: &Batch) -> Result<()> {
     for n in &b.nodes {
-        ino_col(n.ino)?;
         let mut attr = n.attr.clone();
         if let Some(rule) = &n.access_acl {
             attr.access_acl = m.save_rule(c, rule).await?;
@@ -71,13 +59,11 @@ async fn write_batch(m: &SqliteMeta, c: &mut SqliteConnection, b: &Batch) -> Res
         insert_node(c, n.ino, &attr).await?;
     }
     for e in &b.edges {
-        ino_col(e.parent)?;
-        ino_col(e.ino)?;
         insert_edge(c, e.parent, &e.name, e.ino, e.typ).await?;
     }
     for (ino, indx, slices) in &b.chunks {
         crate::sql::query("INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?, ?, ?)")
-            .bind(ino_col(*ino)?)
+            .bind(*ino as i64)
             .bind(i64::from(*indx))
             .bind(meta_api::Slice::encode_all(slices))
             .execute(&mut *c)
@@ -86,7 +72,7 @@ async fn write_batch(m: &SqliteMeta, c: &mut SqliteConnection, b: &Batch) -> Res
     }
     for (ino, target) in &b.symlinks {
         crate::sql::query("INSERT INTO jfs_symlink (inode, target) VALUES (?, ?)")
-            .bind(ino_col(*ino)?)
+            .bind(*ino as i64)
             .bind(&target[..])
             .execute(&mut *c)
             .await
@@ -96,7 +82,7 @@ async fn write_batch(m: &SqliteMeta, c: &mut SqliteConnection, b: &Batch) -> Res
         crate::sql::query(
             "INSERT INTO jfs_xattr (inode, name, value) VALUES (?, CAST(? AS TEXT), ?)",
         )
-        .bind(ino_col(*ino)?)
+        .bind(*ino as i64)
         .bind(&name[..])
         .bind(&value[..])
         .execute(&mut *c)
@@ -108,7 +94,7 @@ async fn write_batch(m: &SqliteMeta, c: &mut SqliteConnection, b: &Batch) -> Res
             "INSERT INTO jfs_dir_stats (inode, data_length, used_space, used_inodes) \
              VALUES (?, ?, ?, ?)",
         )
-        .bind(ino_col(*ino)?)
+        .bind(*ino as i64)
         .bind(st.length)
         .bind(st.space)
         .bind(st.inodes)
@@ -117,19 +103,13 @@ async fn write_batch(m: &SqliteMeta, c: &mut SqliteConnection, b: &Batch) -> Res
         .map_err(db_err)?;
     }
     for &(id, size) in &b.slice_refs {
-        let id = i64::try_from(id)
-            .ok()
-            .filter(|&i| i > 0)
-            .ok_or(MetaError::InvalidArgument(
-                "a slice reference names id 0 (a hole) or one past 2^63",
-            ))?;
         // The first occurrence makes the row with one reference, each further one adds one;
         // an occurrence with another size changes nothing and is refused.
         let done = crate::sql::query(
             "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?1, ?2, 1) \
              ON CONFLICT (chunkid) DO UPDATE SET refs = refs + 1 WHERE size = ?2",
         )
-        .bind(id)
+        .bind(id as i64)
         .bind(i64::from(size))
         .execute(&mut *c)
         .await
@@ -148,12 +128,12 @@ async fn write_end(c: &mut SqliteConnection, end: &LoadEnd) -> Result<()> {
     for link in &end.links {
         let done = crate::sql::query("UPDATE jfs_node SET nlink = ?, parent = 0 WHERE inode = ?")
             .bind(i64::from(link.nlink()))
-            .bind(ino_col(link.ino)?)
+            .bind(link.ino as i64)
             .execute(&mut *c)
             .await
             .map_err(db_err)?;
         if done.rows_affected() == 0 {
-            return Err(MetaError::NotFound);
+            return Err(Link::WITHOUT_NODE);
         }
     }
     let mut counters = end.counters;
@@ -273,13 +253,7 @@ impl Bulk for SqliteMeta {
                         .bind(json)
                         .execute(&mut *c)
                         .await
-                        .map_err(|e| {
-                            if is_unique_violation(&e) {
-                                MetaError::Exists
-                            } else {
-                                db_err(e)
-                            }
-                        })?;
+                        .map_err(exists_or_db_err)?;
                     Ok(())
                 })
             })

@@ -24,7 +24,7 @@ use crate::engine::node::{
 use crate::engine::quota;
 use crate::engine::sustain;
 use crate::engine::trash::{self as bin, Fate};
-use crate::txn::{db_err, is_unique_violation};
+use crate::txn::{db_err, exists_or_db_err};
 use crate::SqliteMeta;
 use meta_api::quota::Charge;
 
@@ -254,13 +254,7 @@ pub(crate) async fn insert_edge(
         .bind(typ as u8 as i64)
         .execute(&mut *conn)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                MetaError::Exists
-            } else {
-                db_err(e)
-            }
-        })?;
+        .map_err(exists_or_db_err)?;
     Ok(())
 }
 
@@ -1237,13 +1231,7 @@ impl SqliteMeta {
                     } else {
                         q
                     };
-                    q.execute(&mut *c).await.map_err(|e| {
-                        if is_unique_violation(&e) {
-                            MetaError::Exists
-                        } else {
-                            db_err(e)
-                        }
-                    })?;
+                    q.execute(&mut *c).await.map_err(exists_or_db_err)?;
                     Ok(Entry { ino, attr })
                 })
             })
