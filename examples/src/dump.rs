@@ -100,3 +100,92 @@ pub async fn load(url: &str, input: &str) -> io::Result<LoadSummary> {
         .await
         .map_err(|e| meta_err(url, e))
 }
+
+/// `tessera backup META`: backs the volume's metadata up into its bucket now (what mounts
+/// do every `--backup-meta`), printing the backup's key; with `list`, lists the backups.
+pub async fn backup(url: &str, list: bool, skip_trash: bool) -> io::Result<()> {
+    let opts = vfs_core::VfsOptions::default()
+        .backup_interval(None)
+        .backup_skip_trash(skip_trash);
+    let fs = volume::open(url, opts).await?;
+    let vfs = fs.vfs();
+    let result = if list {
+        vfs.list_backups().await.map(|all| {
+            for b in all {
+                println!("{}\t{}\t{}", b.key, b.size, b.time);
+            }
+        })
+    } else {
+        vfs.backup_meta().await.map(|r| {
+            println!("{}", r.backup.key);
+            eprintln!(
+                "backed up {} entries: {} ({} of JSON) in {:.2?}{}",
+                r.entries,
+                crate::human_bytes(r.backup.size),
+                crate::human_bytes(r.json_bytes),
+                r.took,
+                if r.removed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} old backups removed", r.removed.len())
+                }
+            );
+        })
+    };
+    let closed = fs.close().await;
+    result.map_err(|e| volume::volume_error(url, e))?;
+    closed
+}
+
+/// `tessera restore-volume STORAGE-URL --to META`: restores the volume from the newest (or
+/// the named) metadata backup in its bucket into the empty engine at `to` and opens it.
+/// Files whose objects are gone (deleted after the backup) are listed, and make the
+/// command fail after restoring.
+pub async fn restore_volume(
+    storage_url: &str,
+    to: &str,
+    opts: vfs_core::backup::RestoreOptions,
+) -> io::Result<()> {
+    let opts = opts.vfs(vfs_core::VfsOptions::default().backup_interval(None));
+    let restored = vfs_core::backup::restore_volume(storage_url, to, opts)
+        .await
+        .map_err(|e| match e.as_meta() {
+            Some(meta_api::MetaError::Exists) => io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{to}: the metadata engine is not empty (restore only into an empty one)"),
+            ),
+            _ => volume::volume_error(storage_url, e),
+        })?;
+    let format = restored.vfs.format().clone();
+    let closed = restored.vfs.close().await;
+    eprintln!(
+        "restored volume {} ({}) from {} ({} inodes, {} entries) into {to}",
+        format.name,
+        format.uuid,
+        restored.backup.key,
+        restored.loaded.inodes,
+        restored.loaded.entries
+    );
+    closed.map_err(|e| volume::volume_error(to, e))?;
+    if let Some(check) = restored.check {
+        if !check.broken.is_empty() {
+            for b in &check.broken {
+                eprintln!(
+                    "missing blocks: {} (inode {}, {} blocks)",
+                    b.path,
+                    b.ino,
+                    b.bad_blocks.len()
+                );
+            }
+            return Err(io::Error::other(format!(
+                "{} files reference objects deleted after the backup was taken",
+                check.broken.len()
+            )));
+        }
+        eprintln!(
+            "checked {} blocks of {} files: all present",
+            check.blocks, check.files
+        );
+    }
+    Ok(())
+}

@@ -22,7 +22,7 @@ pub fn sqlite_url(path: &Path) -> io::Result<String> {
 }
 
 /// A user-facing error about the volume at `url`.
-fn volume_error(url: &str, e: VfsError) -> io::Error {
+pub(crate) fn volume_error(url: &str, e: VfsError) -> io::Error {
     let kind = io::Error::from_raw_os_error(e.errno()).kind();
     let msg = match e.as_meta() {
         Some(MetaError::NotFormatted) => {

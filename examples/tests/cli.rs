@@ -406,3 +406,49 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn backup_then_restore_volume_from_the_bucket_alone() {
+    let vol = Vol::new();
+    let src = vol.path("src");
+    make_tree(&src);
+    ok(&["put", "-q", &vol.url, src.to_str().unwrap(), "/"]);
+    let key = ok(&["backup", &vol.url]);
+    let key = key.trim();
+    assert!(
+        key.starts_with("meta/dump-") && key.ends_with(".json.gz"),
+        "{key}"
+    );
+    assert!(vol.path("blocks/testvol").join(key).exists());
+    let list = ok(&["backup", "--list", &vol.url]);
+    assert!(list.starts_with(key), "{list}");
+
+    // The engine is lost; the bucket brings the volume back.
+    fs::remove_file(vol.path("meta.db")).unwrap();
+    let storage = vol.path("blocks/testvol");
+    let storage = storage.to_str().unwrap();
+    let new = format!("sqlite3://{}", vol.path("new.db").display());
+    let out = tessera(&["restore-volume", storage, "--to", &new]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("restored volume testvol") && err.contains("all present"),
+        "{err}"
+    );
+    let out_dir = vol.path("out");
+    fs::create_dir(&out_dir).unwrap();
+    ok(&["get", "-q", &new, "/src", out_dir.to_str().unwrap()]);
+    assert_same_tree(&src, &out_dir.join("src"));
+
+    // Into an engine that holds a volume, or from a place with no backups: refused.
+    let e = fails(&["restore-volume", storage, "--to", &new]);
+    assert!(e.contains("not empty"), "{e}");
+    let nowhere = vol.path("blocks/nothing");
+    let e = fails(&[
+        "restore-volume",
+        nowhere.to_str().unwrap(),
+        "--to",
+        &format!("sqlite3://{}", vol.path("other.db").display()),
+    ]);
+    assert!(e.contains("no metadata backup"), "{e}");
+}

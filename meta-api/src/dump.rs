@@ -34,7 +34,7 @@ use crate::quota::{Quota, QuotaKind};
 use crate::upkeep::DirStat;
 use crate::{Attr, FileType, Format, Ino, Slice};
 
-pub use loader::{load, LoadSummary};
+pub use loader::{load, load_edited, LoadSummary};
 pub use writer::{dump, DumpOptions, DumpSummary};
 
 /// The counters a dump records (JuiceFS's `Counters` object). The id counters hold the

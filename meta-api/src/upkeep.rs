@@ -21,12 +21,17 @@ pub const CLEANUP_SLICES: &str = "nextCleanupSlices";
 /// How often the pending-slice cleanup runs on a volume (JuiceFS: hourly).
 pub const CLEANUP_SLICES_EVERY_SECS: u64 = 3600;
 
+/// The counter that elects the metadata backup among this library's clients (JuiceFS
+/// elects it with the root's `lastBackup` attribute only, which is checked too).
+pub const BACKUP_META: &str = "lastBackupMeta";
+
 /// The counters [`MetaEngine::claim_job`](crate::MetaEngine::claim_job) may elect with.
 pub const JOB_COUNTERS: &[&str] = &[
     CLEANUP_SLICES,
     "lastCleanupFiles",
     "lastCleanupSessions",
     "lastCleanupTrash",
+    BACKUP_META,
 ];
 
 /// Every slice the metadata still references or still has to delete: what gc compares the

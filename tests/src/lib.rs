@@ -33,6 +33,23 @@ pub fn service(var: &str) -> Option<String> {
     }
 }
 
+/// Database `db` of the Redis server `REDIS_URL` names (see [`service`]).
+pub fn redis_db_url(db: u32) -> Option<String> {
+    let base = service("REDIS_URL")?;
+    Some(format!("{}/{db}", base.trim_end_matches('/')))
+}
+
+/// Empties the Redis database at `url` (`redis-cli FLUSHDB`); panics if that fails.
+pub fn flush_redis(url: &str) {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-u", url, "FLUSHDB"])
+        .output();
+    assert!(
+        out.is_ok_and(|o| o.status.success()),
+        "redis-cli FLUSHDB on {url}"
+    );
+}
+
 /// The real juicefs client, used as the interop oracle.
 #[derive(Debug, Clone)]
 pub struct Juicefs {

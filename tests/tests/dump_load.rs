@@ -11,7 +11,7 @@ use meta_api::quota::QuotaKind;
 use meta_api::{Context, FileType, Format, MetaError, ROOT_INO};
 use tessera_tests::interop::MIB;
 use tessera_tests::tree::pattern;
-use tessera_tests::{service, sqlite_url, Juicefs};
+use tessera_tests::{flush_redis, redis_db_url, sqlite_url, Juicefs};
 use vfs_core::upkeep::{FsckOptions, Progress};
 use vfs_core::{FileSystem, VolumeBuilder};
 
@@ -244,25 +244,12 @@ fn parse(text: &str) -> serde_json::Value {
     serde_json::Value::deserialize(&mut de).unwrap()
 }
 
-fn redis_url(db: u32) -> Option<String> {
-    let base = service("REDIS_URL")?;
-    Some(format!("{}/{db}", base.trim_end_matches('/')))
-}
-
-async fn flush_redis(url: &str) {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-u", url, "FLUSHDB"])
-        .output();
-    assert!(
-        out.is_ok_and(|o| o.status.success()),
-        "redis-cli FLUSHDB on {url}"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_volume_moves_between_engines_identical() {
-    let Some(redis) = redis_url(230) else { return };
-    flush_redis(&redis).await;
+    let Some(redis) = redis_db_url(230) else {
+        return;
+    };
+    flush_redis(&redis);
     let dir = tempfile::tempdir().unwrap();
     let bucket = format!("{}/bucket/", dir.path().display());
     let first = sqlite_url(&dir.path().join("first.db"));
@@ -284,7 +271,7 @@ async fn a_volume_moves_between_engines_identical() {
     for url in &chain[1..] {
         check_volume(url).await;
     }
-    flush_redis(&redis).await;
+    flush_redis(&redis);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,14 @@ pub enum VfsError {
     /// `EIO`: the VFS was closed; no further operations are accepted.
     #[error("the file system is closed")]
     Closed,
+    /// `ENOENT`: the bucket holds no metadata backup of the volume (or not the one asked
+    /// for).
+    #[error("no metadata backup: {0}")]
+    NoBackup(String),
+    /// `EINVAL`: the backup found does not belong where it was found (another volume's
+    /// name or UUID); nothing was restored.
+    #[error("the backup does not match its bucket: {0}")]
+    BackupMismatch(String),
     /// A local I/O error (creating the storage directory, …); errno from the OS.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -77,7 +85,10 @@ impl VfsError {
             VfsError::Store(_) => libc::EIO,
             VfsError::WriteBack(cause) => cause.errno(),
             VfsError::BadHandle => libc::EBADF,
-            VfsError::InvalidArgument(_) | VfsError::InvalidUrl { .. } => libc::EINVAL,
+            VfsError::InvalidArgument(_)
+            | VfsError::InvalidUrl { .. }
+            | VfsError::BackupMismatch(_) => libc::EINVAL,
+            VfsError::NoBackup(_) => libc::ENOENT,
             VfsError::FileTooBig => libc::EFBIG,
             VfsError::ValueTooLarge => libc::E2BIG,
             VfsError::TooManyOpenFiles => libc::EMFILE,

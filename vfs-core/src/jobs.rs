@@ -14,6 +14,7 @@ use meta_api::{upkeep, DeletedFile, MetaEngine, Slice, Timestamp};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::backup::Backups;
 use crate::budget::BufferBudget;
 use crate::open_files::{OpenFile, OpenFiles};
 use crate::trash::{self, TrashCleanup};
@@ -43,6 +44,8 @@ pub(crate) struct JobContext<'a> {
     pub(crate) purger: &'a Arc<Purger>,
     /// Wakes the purge job before its interval is over.
     pub(crate) purge_now: &'a Arc<Notify>,
+    /// What backs the metadata up into the bucket.
+    pub(crate) backups: &'a Arc<Backups>,
     /// The engine whose session the heartbeat extends.
     pub(crate) meta: &'a Arc<dyn MetaEngine>,
     /// Turns true when the VFS closes.
@@ -55,7 +58,7 @@ pub(crate) struct JobContext<'a> {
 pub(crate) fn start(ctx: JobContext<'_>) -> Vec<JoinHandle<()>> {
     let idle = ctx.opts.flush_idle;
     let tick = (idle / 2).clamp(Duration::from_millis(10), Duration::from_millis(250));
-    vec![
+    let mut jobs = vec![
         tokio::spawn(flusher(
             Arc::downgrade(ctx.files),
             ctx.shutdown.subscribe(),
@@ -74,7 +77,34 @@ pub(crate) fn start(ctx: JobContext<'_>) -> Vec<JoinHandle<()>> {
             ctx.shutdown.subscribe(),
             ctx.opts.heartbeat_interval.max(Duration::from_millis(10)),
         )),
-    ]
+    ];
+    if let Some(every) = ctx.opts.backup_interval {
+        jobs.push(tokio::spawn(backup(
+            Arc::downgrade(ctx.backups),
+            ctx.shutdown.subscribe(),
+            every,
+        )));
+    }
+    jobs
+}
+
+/// Backs the metadata up when this client is elected (see [`crate::backup`]); a backup
+/// running when the VFS closes is abandoned (the next one, by any client, replaces it).
+async fn backup(backups: Weak<Backups>, mut stop: watch::Receiver<bool>, every: Duration) {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(crate::backup::check_every(every)) => {}
+        }
+        let Some(backups) = backups.upgrade() else {
+            return;
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            // Outcomes are logged and counted by the backup itself.
+            _ = backups.run_if_due(every) => {}
+        }
+    }
 }
 
 async fn flusher(
@@ -656,7 +686,8 @@ mod tests {
         let budget = Arc::new(BufferBudget::new(1 << 20));
         let slices = SliceWriter::new(engine.clone(), store.clone(), BS, false, budget.clone(), 1);
         let files = Arc::new(OpenFiles::new(Arc::new(slices)));
-        let purger = Arc::new(Purger::new(engine.clone(), store, BS, false));
+        let purger = Arc::new(Purger::new(engine.clone(), store.clone(), BS, false));
+        let backups = Arc::new(Backups::new(engine.clone(), store, false));
         let (shutdown, _) = watch::channel(false);
         let opts = VfsOptions::default();
         let tasks = start(JobContext {
@@ -664,11 +695,12 @@ mod tests {
             budget: &budget,
             purger: &purger,
             purge_now: &Arc::new(Notify::new()),
+            backups: &backups,
             meta: &engine,
             shutdown: &shutdown,
             opts: &opts,
         });
-        assert_eq!(tasks.len(), 3);
+        assert_eq!(tasks.len(), 4);
         shutdown.send_replace(true);
         for t in tasks {
             t.await.unwrap();

@@ -82,6 +82,7 @@
 //! # }
 //! ```
 
+pub mod backup;
 mod budget;
 pub mod compactor;
 mod error;

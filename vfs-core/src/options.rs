@@ -89,6 +89,14 @@ pub struct VfsOptions {
     /// memory (default [`MetaCacheOptions::default`]: attributes and directory names 1 s,
     /// file names never; see [`MetaCacheOptions`]).
     pub meta_cache: MetaCacheOptions,
+    /// How often the volume's metadata is backed up into its bucket
+    /// (`meta/dump-YYYY-MM-DD-HHMMSS.json.gz`, see [`crate::backup`]); one client of the
+    /// volume is elected for each backup. `None` turns the job off in this client (default
+    /// one hour, JuiceFS's `--backup-meta`).
+    pub backup_interval: Option<Duration>,
+    /// Leave the trash out of the metadata backups (default false, JuiceFS's
+    /// `--backup-skip-trash`).
+    pub backup_skip_trash: bool,
 }
 
 /// When reading a file or listing a directory updates its access time (`atime`), as
@@ -129,11 +137,23 @@ impl Default for VfsOptions {
             session_info: None,
             atime_mode: AtimeMode::default(),
             meta_cache: MetaCacheOptions::default(),
+            backup_interval: Some(crate::backup::DEFAULT_INTERVAL),
+            backup_skip_trash: false,
         }
     }
 }
 
 impl VfsOptions {
+    /// Sets [`VfsOptions::backup_interval`] (`None`: no metadata backups from this client).
+    pub fn backup_interval(mut self, every: Option<Duration>) -> Self {
+        self.backup_interval = every;
+        self
+    }
+    /// Sets [`VfsOptions::backup_skip_trash`].
+    pub fn backup_skip_trash(mut self, skip: bool) -> Self {
+        self.backup_skip_trash = skip;
+        self
+    }
     /// Sets [`VfsOptions::buffer_size`].
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.buffer_size = bytes;

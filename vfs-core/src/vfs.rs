@@ -20,6 +20,7 @@ use meta_api::{FileType, Format, Ino, MetaEngine, MetaError};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::backup::{BackupInfo, BackupReport, Backups};
 use crate::budget::BufferBudget;
 use crate::compactor::{CompactStats, Compactor};
 use crate::jobs::{self, JobContext, Purger};
@@ -58,6 +59,7 @@ struct Inner {
     files: Arc<OpenFiles>,
     purger: Arc<Purger>,
     purge_now: Arc<Notify>,
+    pub(crate) backups: Arc<Backups>,
     handles: Mutex<Handles>,
     closed: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -199,6 +201,12 @@ impl Vfs {
         reader.set_compactor(compactor.clone());
         slices.set_compactor(compactor.clone());
         let purger = Purger::new(meta.clone(), stores.top.clone(), block_size, hash_prefix);
+        // Below the block cache: a backup is no block.
+        let backups = Arc::new(Backups::new(
+            meta.clone(),
+            stores.volume.clone(),
+            opts.backup_skip_trash,
+        ));
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {
             files: Arc::new(OpenFiles::new(Arc::new(slices))),
@@ -207,6 +215,7 @@ impl Vfs {
             block_size: block_nz,
             purger: Arc::new(purger),
             purge_now: Arc::new(Notify::new()),
+            backups,
             session_started: opts.start_session,
             meta,
             cached,
@@ -225,6 +234,7 @@ impl Vfs {
             budget: &inner.budget,
             purger: &inner.purger,
             purge_now: &inner.purge_now,
+            backups: &inner.backups,
             meta: &inner.meta,
             shutdown: &inner.shutdown,
             opts: &inner.opts,
@@ -384,6 +394,31 @@ impl Vfs {
         let mut report = self.upkeep().gc(opts, progress).await?;
         report.trash = trash;
         Ok(report)
+    }
+
+    /// Backs the metadata up into the bucket now (what the backup job does when elected,
+    /// see [`crate::backup`]), whatever the interval, then rotates the old backups.
+    pub async fn backup_meta(&self) -> Result<BackupReport> {
+        self.check_open()?;
+        self.inner.backups.run_now().await
+    }
+
+    /// Backs the metadata up if a backup is due at `interval` and this client wins the
+    /// election (the backup job's step, for a program that schedules backups itself with
+    /// [`VfsOptions::backup_interval`] off); `None` when none was due or another client
+    /// took it.
+    pub async fn backup_meta_if_due(
+        &self,
+        interval: std::time::Duration,
+    ) -> Result<Option<BackupReport>> {
+        self.check_open()?;
+        self.inner.backups.run_if_due(interval).await
+    }
+
+    /// The metadata backups in the volume's bucket, oldest first.
+    pub async fn list_backups(&self) -> Result<Vec<BackupInfo>> {
+        self.check_open()?;
+        self.inner.backups.list().await
     }
 
     /// Cleans the trash now (what the hourly job does on one client, see

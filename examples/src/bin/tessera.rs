@@ -67,7 +67,9 @@ static VFS_OPTIONS: OnceLock<VfsOptions> = OnceLock::new();
 impl Cli {
     /// The options the global cache flags describe.
     fn vfs_options(&self) -> VfsOptions {
+        // One-shot commands take no metadata backups; `tessera mount` asks for them.
         let mut opts = VfsOptions::default()
+            .backup_interval(None)
             .cache_size(self.cache_size.saturating_mul(1 << 20))
             .writeback(self.writeback);
         // One-pass commands stream: big buffers and caches would only raise their peak memory.
@@ -391,6 +393,46 @@ enum Command {
         #[arg(default_value = "-")]
         file: String,
     },
+    /// Back the volume's metadata up into its bucket now, as meta/dump-YYYY-MM-DD-HHMMSS.json.gz
+    /// (mounts do it every --backup-meta seconds), or list the backups there
+    ///
+    /// Example: tessera backup sqlite3:///var/lib/vol/meta.db
+    Backup {
+        /// Metadata URL
+        meta_url: String,
+        /// List the backups in the bucket instead (key, size, Unix time)
+        #[arg(long)]
+        list: bool,
+        /// Leave the trash out of the backup
+        #[arg(long)]
+        skip_trash: bool,
+    },
+    /// Restore a volume from the newest metadata backup in its bucket into an empty
+    /// metadata engine: all it needs is the bucket. Changes after that backup are lost
+    ///
+    /// Example: tessera restore-volume /var/lib/vol/blocks/myvol --to sqlite3:///tmp/new.db
+    RestoreVolume {
+        /// The volume's place in its bucket: the bucket URL, then /NAME
+        /// (/var/jfs/myvol, file:///var/jfs/myvol, s3://bucket/myvol,
+        /// http://127.0.0.1:9000/bucket/myvol)
+        storage_url: String,
+        /// Metadata URL of the empty engine to restore into
+        #[arg(long, value_name = "META-URL")]
+        to: String,
+        /// The backup to restore (dump-YYYY-MM-DD-HHMMSS.json.gz; default: the newest)
+        #[arg(long)]
+        backup: Option<String>,
+        /// Object store access key for the restored volume (default: the backup's)
+        #[arg(long)]
+        access_key: Option<String>,
+        /// Object store secret key (backups hold none; without it, credentials come from
+        /// the environment)
+        #[arg(long)]
+        secret_key: Option<String>,
+        /// Do not check that every block of the restored files is in the bucket
+        #[arg(long)]
+        no_check: bool,
+    },
     /// Size, files and directories of a tree
     Summary {
         /// Metadata URL
@@ -710,6 +752,25 @@ async fn run(command: Command) -> io::Result<()> {
                 s.inodes, s.entries, s.counters.next_inode, s.counters.next_chunk
             );
             Ok(())
+        }
+        Command::Backup {
+            meta_url,
+            list,
+            skip_trash,
+        } => tessera_examples::dump::backup(&meta_url, list, skip_trash).await,
+        Command::RestoreVolume {
+            storage_url,
+            to,
+            backup,
+            access_key,
+            secret_key,
+            no_check,
+        } => {
+            let mut opts = vfs_core::backup::RestoreOptions::default().check_objects(!no_check);
+            opts.backup = backup;
+            opts.access_key = access_key;
+            opts.secret_key = secret_key;
+            tessera_examples::dump::restore_volume(&storage_url, &to, opts).await
         }
         Command::Summary {
             meta_url,

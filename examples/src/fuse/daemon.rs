@@ -82,6 +82,13 @@ pub struct MountArgs {
     /// ~/.tessera/tessera.log otherwise)
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Back the metadata up into the bucket this often, on one client of the volume (0:
+    /// never from this mount)
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub backup_meta: u64,
+    /// Leave the trash out of the metadata backups
+    #[arg(long)]
+    pub backup_skip_trash: bool,
 }
 
 impl MountArgs {
@@ -116,6 +123,8 @@ impl MountArgs {
             .readahead(self.readahead.saturating_mul(1 << 20))
             .block_cache_size(self.block_cache.saturating_mul(1 << 20))
             .cache_free_ratio(self.free_space_ratio)
+            .backup_interval((self.backup_meta > 0).then(|| Duration::from_secs(self.backup_meta)))
+            .backup_skip_trash(self.backup_skip_trash)
     }
 
     /// The log file of a background mount.

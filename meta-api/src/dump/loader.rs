@@ -41,6 +41,18 @@ pub async fn load<R>(meta: &dyn MetaEngine, input: R) -> Result<LoadSummary>
 where
     R: std::io::Read + Send + 'static,
 {
+    load_edited(meta, input, |_| Ok(())).await
+}
+
+/// [`load`], with the dump's settings passed through `edit` before they are written (last,
+/// as always): a restore points the volume at the bucket it was found in, or sets
+/// credentials the dump left out. An error from `edit` ends the load like a corrupt dump:
+/// the engine is left without settings, so it does not open as a volume.
+pub async fn load_edited<R, E>(meta: &dyn MetaEngine, input: R, edit: E) -> Result<LoadSummary>
+where
+    R: std::io::Read + Send + 'static,
+    E: FnOnce(&mut Format) -> Result<()>,
+{
     if !meta.is_empty().await? {
         return Err(MetaError::Exists);
     }
@@ -65,7 +77,7 @@ where
         .map_err(|_| MetaError::Corrupt("dump: the parser panicked".into()))?;
     result?;
     parsed?;
-    loader.finish().await
+    loader.finish(edit).await
 }
 
 /// A directory whose children are being read.
@@ -358,11 +370,11 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<LoadSummary> {
+    async fn finish(mut self, edit: impl FnOnce(&mut Format) -> Result<()>) -> Result<LoadSummary> {
         if !self.stack.is_empty() {
             return Err(corrupt("the dump ends inside a directory".into()));
         }
-        let format = self
+        let mut format = self
             .format
             .take()
             .ok_or_else(|| corrupt("missing \"Setting\"".into()))?;
@@ -381,6 +393,7 @@ impl<'a> Loader<'a> {
                 default_acl: None,
             });
         }
+        edit(&mut format)?;
         self.flush().await?;
         let counters = Counters {
             used_space: self.usage.space,
