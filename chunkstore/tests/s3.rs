@@ -31,15 +31,10 @@ struct Server {
 /// The test server, or `None` (after a loud SKIP) when none is configured outside CI.
 fn server(test: &str) -> Option<Server> {
     let Ok(endpoint) = std::env::var("S3_ENDPOINT") else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "S3_ENDPOINT is not set but CI is: the S3 tests must run in CI. Start the \
-                 services (scripts/services.sh) and export S3_ENDPOINT, S3_BUCKET, \
-                 S3_ACCESS_KEY, S3_SECRET_KEY."
-            );
-        }
-        eprintln!("SKIP {test}: S3_ENDPOINT is not set (source /tmp/svc.env to run the S3 tests)");
-        return None;
+        return tessera_testenv::missing(&format!(
+            "{test}: S3_ENDPOINT is not set (start scripts/services.sh and export \
+             S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY)"
+        ));
     };
     let var = |k: &str, default: &str| std::env::var(k).unwrap_or_else(|_| default.to_string());
     Some(Server {

@@ -90,6 +90,8 @@ impl RedisOptions {
 /// Open it with [`RedisMeta::open`]; see the [crate docs](crate) for the schema and the
 /// rules it follows.
 pub struct RedisMeta {
+    /// What the server's configuration risks (see [`server_warnings`]).
+    server_warnings: Vec<String>,
     conns: Conns,
     keys: Keys,
     lookup_script: redis::Script,
@@ -199,8 +201,23 @@ impl RedisMeta {
                 "Redis Cluster (use a single server or Sentinel-managed primary)",
             ));
         }
+        let info: Option<String> = conns
+            .shared(|mut c| async move {
+                match redis::cmd("INFO").query_async::<String>(&mut c).await {
+                    Ok(s) => Ok(Some(s)),
+                    // A server that refuses INFO (ACLs) is not checked.
+                    Err(e) if e.kind() == redis::ErrorKind::ResponseError => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        let server_warnings = info.as_deref().map(server_warnings).unwrap_or_default();
+        for w in &server_warnings {
+            tracing::warn!(url = %crate::url::redact(url), "{w}");
+        }
         let keys = Keys::new(opts.key_prefix.as_deref().unwrap_or(""));
         Ok(RedisMeta {
+            server_warnings,
             conns,
             keys,
             lookup_script: redis::Script::new(LOOKUP_LUA),
@@ -217,6 +234,12 @@ impl RedisMeta {
             acls: meta_api::acl::AclCache::new(),
             listings: Default::default(),
         })
+    }
+
+    /// What the server's configuration risks for a volume, as found (and logged as
+    /// warnings) when this client connected: eviction of keys, no append-only file.
+    pub fn server_warnings(&self) -> &[String] {
+        &self.server_warnings
     }
 
     /// The prefix of every key of this volume.
@@ -654,5 +677,62 @@ mod tests {
         let a = stripe_of("d1");
         assert!(a < STRIPES);
         assert_eq!(a, stripe_of("d1"));
+    }
+}
+
+/// The risks a server's `INFO` shows for a volume (juicefs warns of the same): a
+/// `maxmemory-policy` other than `noeviction` lets Redis drop the volume's keys when memory
+/// runs short, which corrupts the volume; without the append-only file, operations
+/// acknowledged since the last snapshot are lost when Redis stops uncleanly. Servers on
+/// flash storage (`storage_provider:flash`) manage eviction themselves.
+pub fn server_warnings(info: &str) -> Vec<String> {
+    let field = |name: &str| {
+        info.lines()
+            .filter_map(|l| l.trim().split_once(':'))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.trim())
+    };
+    let mut out = Vec::new();
+    if let Some(policy) = field("maxmemory_policy") {
+        if policy != "noeviction" && field("storage_provider") != Some("flash") {
+            out.push(format!(
+                "maxmemory-policy is {policy:?}: Redis may evict this volume's keys when its \
+                 memory is full, which corrupts the volume; set maxmemory-policy noeviction"
+            ));
+        }
+    }
+    if field("aof_enabled") == Some("0") {
+        out.push(
+            "the append-only file is off: operations acknowledged since Redis's last snapshot \
+             are lost if it stops uncleanly; set appendonly yes (appendfsync everysec or always)"
+                .to_string(),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod server_config_tests {
+    use super::server_warnings;
+
+    #[test]
+    fn risky_settings_are_named() {
+        let ok = "# Memory\r\nmaxmemory_policy:noeviction\r\n# Persistence\r\naof_enabled:1\r\n";
+        assert!(server_warnings(ok).is_empty());
+        let lru = "maxmemory_policy:allkeys-lru\r\naof_enabled:1\r\n";
+        let w = server_warnings(lru);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("\"allkeys-lru\"") && w[0].contains("noeviction"),
+            "{w:?}"
+        );
+        let flash = "maxmemory_policy:allkeys-lru\r\nstorage_provider:flash\r\naof_enabled:1\r\n";
+        assert!(server_warnings(flash).is_empty());
+        let no_aof = "maxmemory_policy:noeviction\r\naof_enabled:0\r\n";
+        let w = server_warnings(no_aof);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("append-only"), "{w:?}");
+        // Fields a server does not report are not guessed at.
+        assert!(server_warnings("").is_empty());
     }
 }

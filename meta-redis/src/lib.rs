@@ -79,5 +79,5 @@ mod keys;
 mod txn;
 mod url;
 
-pub use engine::{RedisMeta, RedisOptions};
+pub use engine::{server_warnings, RedisMeta, RedisOptions};
 pub use error::{is_outcome_unknown, transport_kind, Transport, TransportKind};

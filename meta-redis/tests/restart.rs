@@ -115,11 +115,9 @@ fn server_bin() -> Option<String> {
     if ok {
         return Some(bin);
     }
-    if std::env::var_os("CI").is_some() {
-        panic!("restart test: no redis-server (set REDIS_SERVER_BIN or put redis-server on PATH)");
-    }
-    harness::skip("restart test: no redis-server (REDIS_SERVER_BIN / PATH)");
-    None
+    tessera_testenv::missing(
+        "restart test: no redis-server (set REDIS_SERVER_BIN or put redis-server on PATH)",
+    )
 }
 
 /// What a client was told about one operation.

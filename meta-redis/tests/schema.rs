@@ -277,9 +277,8 @@ async fn lost_commit_reply_is_resolved_exactly_once() {
 async fn tls_connects() {
     let url = match std::env::var("REDIS_TLS_URL") {
         Ok(u) if !u.is_empty() => u,
-        _ if std::env::var_os("CI").is_some() => panic!("tls_connects: REDIS_TLS_URL is not set"),
         _ => {
-            harness::skip("tls_connects: REDIS_TLS_URL is not set");
+            tessera_testenv::missing::<()>("tls_connects: REDIS_TLS_URL is not set");
             return;
         }
     };
@@ -481,4 +480,25 @@ async fn creates_guess_their_parent_and_fall_back_when_it_changed() {
     assert_eq!(via_a, via_b);
     let st = b.dir_stat(d).await.unwrap().unwrap();
     assert_eq!(st.inodes, 15, "{st:?}");
+}
+
+/// A client names the server's missing append-only file when it connects (the test server
+/// runs without one, scripts/services.sh), and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_aof_is_warned_about() {
+    let Some(url) = harness::redis_url("a_server_without_aof_is_warned_about") else {
+        return;
+    };
+    let mut c = raw(&url).await;
+    let aof: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let m = RedisMeta::open(&url).await.unwrap();
+    let w = m.server_warnings();
+    let off = aof.get(1).map(String::as_str) == Some("no");
+    assert_eq!(w.iter().any(|w| w.contains("append-only")), off, "{w:?}");
+    assert!(!w.iter().any(|w| w.contains("maxmemory")), "{w:?}");
 }

@@ -10,27 +10,12 @@ pub mod tree;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Whether we run under CI, where a missing service is a failure.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
+pub use tessera_testenv::{in_ci, missing};
 
 /// The value of environment variable `var` naming a service, or `None` (with a loud
 /// message) when it is unset outside CI. Panics under CI when it is unset.
 pub fn service(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            assert!(
-                !in_ci(),
-                "{var} is not set but CI is: run the tests through scripts/test-all.sh"
-            );
-            eprintln!(
-                "\n*** SKIP: {var} is not set; run scripts/test-all.sh to start the services ***\n"
-            );
-            None
-        }
-    }
+    tessera_testenv::env(var, "run scripts/test-all.sh to start the services")
 }
 
 /// Database `db` of the Redis server `REDIS_URL` names (see [`service`]).

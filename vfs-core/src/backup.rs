@@ -822,4 +822,107 @@ mod tests {
         }
         assert!(check_every(Duration::ZERO) >= MIN_CHECK.mul_f64(0.9));
     }
+
+    /// Records the gauges and counters set on this thread.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<std::collections::HashMap<String, f64>>);
+
+    struct Cell(Arc<Recorded>, String);
+
+    impl metrics::GaugeFn for Cell {
+        fn increment(&self, v: f64) {
+            *self.0 .0.lock().unwrap().entry(self.1.clone()).or_default() += v;
+        }
+        fn decrement(&self, v: f64) {
+            self.increment(-v);
+        }
+        fn set(&self, v: f64) {
+            self.0 .0.lock().unwrap().insert(self.1.clone(), v);
+        }
+    }
+
+    impl metrics::CounterFn for Cell {
+        fn increment(&self, v: u64) {
+            metrics::GaugeFn::increment(self, v as f64);
+        }
+        fn absolute(&self, v: u64) {
+            metrics::GaugeFn::set(self, v as f64);
+        }
+    }
+
+    struct Recorder(Arc<Recorded>);
+
+    impl metrics::Recorder for Recorder {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::from_arc(Arc::new(Cell(self.0.clone(), key.name().to_string())))
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::from_arc(Arc::new(Cell(self.0.clone(), key.name().to_string())))
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    /// Every backup sets the gauges; a failed one counts as a failure (on this
+    /// single-threaded runtime the backup runs on the thread whose recorder is set).
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_backup_sets_the_gauges_and_failures_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite3://{}/m.db", dir.path().display());
+        let meta = crate::connect_meta(&url).await.unwrap();
+        let f = Format::new("m", "00000000-0000-4000-8000-000000000000", "mem", "");
+        meta.init(&f, false).await.unwrap();
+        let store = Arc::new(chunkstore::Faulty::new(chunkstore::MemStore::new(), 1));
+        let backups = Backups::new(meta, store.clone(), false);
+        let seen = Arc::new(Recorded::default());
+        let rec = Recorder(seen.clone());
+        let _guard = metrics::set_default_local_recorder(&rec);
+        let now = OffsetDateTime::now_utc();
+        let r = backups.run(now).await.unwrap();
+        assert_eq!(backups.list().await.unwrap(), vec![r.backup.clone()]);
+        let get = |k: &str| seen.0.lock().unwrap().get(k).copied();
+        assert_eq!(
+            get("tessera_last_successful_backup"),
+            Some(now.unix_timestamp() as f64)
+        );
+        assert!(get("tessera_last_backup_duration_seconds").is_some());
+        assert_eq!(get("tessera_backup_failures_total"), None);
+        store.set_down(true);
+        assert!(backups.run(now + time::Duration::seconds(5)).await.is_err());
+        assert_eq!(get("tessera_backup_failures_total"), Some(1.0));
+        assert_eq!(
+            get("tessera_last_successful_backup"),
+            Some(now.unix_timestamp() as f64)
+        );
+    }
 }

@@ -11,30 +11,13 @@ use meta_api::testkit::{Harness, TestVolume};
 use meta_api::{Format, MetaEngine, Result, SessionInfo};
 use meta_redis::{RedisMeta, RedisOptions};
 
-/// The test server's URL from `REDIS_URL`. Without it the test fails under CI (`CI`
-/// set) and is skipped loudly elsewhere.
+/// The test server's URL from `REDIS_URL`. Without it the test fails under CI and is
+/// skipped loudly elsewhere ([`tessera_testenv`]'s rule).
 pub fn redis_url(test: &str) -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "{test}: REDIS_URL is not set; CI must start a redis-server and export REDIS_URL"
-            )
-        }
-        _ => {
-            skip(&format!(
-                "{test}: REDIS_URL is not set (e.g. redis://127.0.0.1:16390/)"
-            ));
-            None
-        }
-    }
-}
-
-/// Prints a SKIP notice straight to the process's stderr, past the test harness's
-/// output capture, so that a skipped test is visible in a normal run.
-pub fn skip(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n*** SKIP {why} ***\n");
+    tessera_testenv::env(
+        "REDIS_URL",
+        &format!("{test}: CI starts a redis-server, e.g. redis://127.0.0.1:16390/"),
+    )
 }
 
 /// A prefix no other test (nor an earlier run) uses.

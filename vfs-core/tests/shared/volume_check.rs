@@ -9,11 +9,6 @@ use chunkstore::{slice_blocks, ChunkStore, StoreError};
 use meta_api::{Context, FileType, Format, Ino, MetaEngine, CHUNK_SIZE, ROOT_INO};
 use vfs_core::Vfs;
 
-/// Whether we run under CI, where a missing service is a failure.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
 /// The S3 test server (`source /tmp/svc.env` or `scripts/services.sh`).
 #[derive(Debug, Clone)]
 pub struct S3Env {
@@ -40,18 +35,10 @@ impl S3Env {
                 access_key,
                 secret_key,
             }),
-            _ => {
-                assert!(
-                    !in_ci(),
-                    "S3_ENDPOINT/S3_BUCKET/S3_ACCESS_KEY/S3_SECRET_KEY are not set but CI is: \
-                     run the tests through scripts/test-all.sh"
-                );
-                eprintln!(
-                    "\n*** SKIP {test}: S3_ENDPOINT is not set (source /tmp/svc.env or run \
-                     scripts/test-all.sh) ***\n"
-                );
-                None
-            }
+            _ => tessera_testenv::missing(&format!(
+                "{test}: S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY and S3_SECRET_KEY are needed \
+                 (source /tmp/svc.env or run scripts/test-all.sh)"
+            )),
         }
     }
 
