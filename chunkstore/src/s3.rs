@@ -512,19 +512,32 @@ impl S3Store {
                 .find(|(k, _)| k.eq_ignore_ascii_case(JUICEFS_CRC_META))
                 .map(|(_, v)| v.clone())
         });
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| {
-                StoreError::transient(S3Error::with_source(
-                    "get",
-                    key,
-                    "reading the body failed",
-                    Box::new(e),
-                ))
-            })?
-            .into_bytes();
+        // What the body may hold: the range asked for, else the length the server
+        // declares. A body longer than that is cut off as it streams in, so memory follows
+        // the request, never what a server sends.
+        let cap = match (&range, len) {
+            (Some(_), Some(l)) => Some(l),
+            _ => out.content_length().and_then(|n| u64::try_from(n).ok()),
+        };
+        let mut stream = out.body;
+        let mut buf = bytes::BytesMut::new();
+        while let Some(piece) = stream.try_next().await.map_err(|e| {
+            StoreError::transient(S3Error::with_source(
+                "get",
+                key,
+                "reading the body failed",
+                Box::new(e),
+            ))
+        })? {
+            let room = cap.map_or(usize::MAX, |c| {
+                usize::try_from(c.saturating_sub(buf.len() as u64)).unwrap_or(usize::MAX)
+            });
+            buf.extend_from_slice(&piece[..piece.len().min(room)]);
+            if piece.len() > room {
+                break;
+            }
+        }
+        let body = buf.freeze();
 
         let (data, whole) = match (&range, content_range) {
             (None, _) => (body, true),

@@ -571,3 +571,41 @@ async fn store_without_credentials_or_env_is_invalid() {
     let r = S3Store::new(S3Options::new("b").endpoint("http://127.0.0.1:1"));
     assert!(matches!(r, Err(StoreError::Invalid(_))));
 }
+
+#[tokio::test]
+async fn a_body_longer_than_asked_is_cut_off_as_it_streams() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A server that answers every GET with the range asked for, then never stops sending:
+    // a client buffering whole bodies before checking them would wait (and grow) forever.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = vec![0u8; 8192];
+                let _ = c.read(&mut req).await;
+                let head = "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                if c.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
+                while c.write_all(piece.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    let store = S3Store::new(
+        S3Options::new("b")
+            .endpoint(format!("http://127.0.0.1:{port}"))
+            .path_style(true)
+            .credentials("ak", "sk")
+            .request_timeout(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), store.get_range("k", 0, Some(10)))
+        .await
+        .expect("the read ends once it has what it asked for")
+        .unwrap();
+    assert_eq!(&got[..], b"xxxxxxxxxx");
+    server.abort();
+}

@@ -267,14 +267,40 @@ impl Slice {
     }
 
     /// Decodes the value of chunk `index` of `ino`; `Corrupt` (naming both) when its
-    /// length is not a multiple of 24.
+    /// length is not a multiple of 24 or a record is impossible ([`Slice::checked`]).
     pub fn decode_chunk(ino: Ino, index: u32, raw: &[u8]) -> crate::Result<Vec<Slice>> {
-        Slice::decode_all(raw).ok_or_else(|| {
+        let records = Slice::decode_all(raw).ok_or_else(|| {
             crate::MetaError::Corrupt(format!(
                 "chunk {index} of inode {ino} holds {} bytes, not a multiple of 24",
                 raw.len()
             ))
-        })
+        })?;
+        records.into_iter().map(|s| s.checked(ino, index)).collect()
+    }
+
+    /// This record of chunk `index` of `ino` as read from an engine, or `Corrupt` when no
+    /// writer makes it: a range past the end of the chunk (`pos + len` over 64 MiB), or
+    /// (for data) past the end of its slice (`off + len` over `size`). Every engine's read
+    /// of chunk records goes through this, so a corrupt record is an error rather than
+    /// arithmetic that wraps.
+    pub fn checked(self, ino: Ino, index: u32) -> crate::Result<Slice> {
+        let end = u64::from(self.pos) + u64::from(self.len);
+        let bad = if end > CHUNK_SIZE {
+            Some(format!("ends at {end}, past the chunk"))
+        } else if self.id != 0 && u64::from(self.off) + u64::from(self.len) > u64::from(self.size) {
+            Some(format!(
+                "reads {}+{} of slice {} of {} bytes",
+                self.off, self.len, self.id, self.size
+            ))
+        } else {
+            None
+        };
+        match bad {
+            Some(why) => Err(crate::MetaError::Corrupt(format!(
+                "chunk {index} of inode {ino}: a record {why}"
+            ))),
+            None => Ok(self),
+        }
     }
 
     /// The references a run of records holds, by slice: `(id, size, records)` for every
@@ -665,4 +691,58 @@ pub struct Session {
     pub info: SessionInfo,
     /// Inodes this session keeps alive (open but unlinked).
     pub sustained: Vec<Ino>,
+}
+
+#[cfg(test)]
+mod slice_record_tests {
+    use super::*;
+
+    #[test]
+    fn records_past_their_chunk_or_slice_are_corrupt() {
+        let ok = Slice {
+            pos: (CHUNK_SIZE - 20) as u32,
+            id: 3,
+            size: 30,
+            off: 10,
+            len: 20,
+        };
+        assert_eq!(
+            Slice::decode_chunk(9, 2, &Slice::encode_all(&[ok])).unwrap(),
+            vec![ok]
+        );
+        let hole = Slice {
+            id: 0,
+            size: 0,
+            off: 0,
+            ..ok
+        };
+        assert!(hole.checked(9, 2).is_ok());
+        for bad in [
+            Slice {
+                pos: (CHUNK_SIZE - 19) as u32,
+                ..ok
+            },
+            Slice {
+                pos: u32::MAX,
+                len: 2,
+                ..ok
+            },
+            Slice { off: 11, ..ok },
+            Slice {
+                off: u32::MAX,
+                ..ok
+            },
+            Slice {
+                id: 0,
+                pos: u32::MAX,
+                ..ok
+            },
+        ] {
+            let e = Slice::decode_chunk(9, 2, &Slice::encode_all(&[ok, bad])).unwrap_err();
+            assert!(
+                matches!(&e, crate::MetaError::Corrupt(m) if m.starts_with("chunk 2 of inode 9")),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 }

@@ -553,3 +553,47 @@ async fn chunk_records_stop_at_foundationdbs_value_limit_until_compacted() {
         fits - meta_api::compact::MAX_COMPACT_SLICES + 2
     );
 }
+
+/// Chunk records no writer makes (past the end of the chunk, or of their slice) are
+/// `Corrupt` when read, not arithmetic that wraps.
+#[tokio::test]
+async fn impossible_chunk_records_are_corrupt() {
+    let vol = mem_volume().await.unwrap();
+    let m = vol.client().await.unwrap();
+    let f = m
+        .mknod(
+            &Context::root(),
+            ROOT_INO,
+            b"f",
+            FileType::Regular,
+            0o644,
+            0,
+        )
+        .await
+        .unwrap()
+        .ino;
+    let past_chunk = Slice {
+        pos: (CHUNK_SIZE - 10) as u32,
+        id: 7,
+        size: 20,
+        off: 0,
+        len: 20,
+    };
+    let past_slice = Slice {
+        pos: 0,
+        id: 8,
+        size: 20,
+        off: 15,
+        len: 10,
+    };
+    for (indx, bad) in [(0u32, past_chunk), (1, past_slice)] {
+        let t = m.kv().begin();
+        t.set(&m.keys().chunk(f, indx), &Slice::encode_all(&[bad]));
+        t.commit().unwrap();
+        let e = m.read_chunk(f, indx).await.unwrap_err();
+        assert!(
+            matches!(&e, MetaError::Corrupt(m) if m.contains(&format!("chunk {indx} of inode {f}"))),
+            "{e}"
+        );
+    }
+}

@@ -502,3 +502,51 @@ async fn a_server_without_aof_is_warned_about() {
     assert_eq!(w.iter().any(|w| w.contains("append-only")), off, "{w:?}");
     assert!(!w.iter().any(|w| w.contains("maxmemory")), "{w:?}");
 }
+
+/// Chunk records no writer makes (past the end of the chunk, or of their slice) are
+/// `Corrupt` when read, not arithmetic that wraps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_chunk_records_are_corrupt() {
+    let Some(url) = harness::redis_url("impossible_chunk_records_are_corrupt") else {
+        return;
+    };
+    let (prefix, m) = volume(&url, "corrupt-chunk").await;
+    let f = m
+        .mknod(
+            &Context::root(),
+            ROOT_INO,
+            b"f",
+            FileType::Regular,
+            0o644,
+            0,
+        )
+        .await
+        .unwrap()
+        .ino;
+    let past_chunk = Slice {
+        pos: (meta_api::CHUNK_SIZE - 10) as u32,
+        id: 7,
+        size: 20,
+        off: 0,
+        len: 20,
+    };
+    let past_slice = Slice {
+        pos: 0,
+        id: 8,
+        size: 20,
+        off: 15,
+        len: 10,
+    };
+    let mut c = raw(&url).await;
+    for (indx, bad) in [(0u32, past_chunk), (1, past_slice)] {
+        let _: () = c
+            .rpush(format!("{prefix}c{f}_{indx}"), Slice::encode_all(&[bad]))
+            .await
+            .unwrap();
+        let e = m.read_chunk(f, indx).await.unwrap_err();
+        assert!(
+            matches!(&e, meta_api::MetaError::Corrupt(m) if m.contains(&format!("chunk {indx} of inode {f}"))),
+            "{e}"
+        );
+    }
+}

@@ -172,7 +172,7 @@ pub(crate) fn decode_records(ino: Ino, indx: u32, records: &[Vec<u8>]) -> Result
                     r.len()
                 ))
             })?;
-            Ok(Slice::decode(b))
+            Slice::decode(b).checked(ino, indx)
         })
         .collect()
 }
