@@ -271,6 +271,9 @@ struct Lister<'a> {
     start_after: Option<&'a str>,
     want: usize,
     out: Vec<ObjectMeta>,
+    /// The directories (device, inode) the walk is inside: a symlink back to one of them
+    /// is a loop, and is not followed.
+    inside: Vec<(u64, u64)>,
 }
 
 impl Lister<'_> {
@@ -280,6 +283,25 @@ impl Lister<'_> {
     /// `/` appended to directory names yields the byte order of the full keys (`a-b` < `a/x`
     /// < `a0`), which a plain sort of names would not.
     fn walk(&mut self, dir: &Path, key_prefix: &str) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let id = match fs::metadata(dir) {
+            Ok(m) => (m.dev(), m.ino()),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        if self.inside.contains(&id) {
+            return Ok(());
+        }
+        self.inside.push(id);
+        let walked = self.walk_inside(dir, key_prefix);
+        self.inside.pop();
+        walked
+    }
+
+    /// [`Lister::walk`] of a directory that is not one of the walk's own ancestors.
+    fn walk_inside(&mut self, dir: &Path, key_prefix: &str) -> io::Result<()> {
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
@@ -379,7 +401,15 @@ fn list_dir(
         start_after,
         want: limit.saturating_add(1),
         out: Vec::new(),
+        inside: Vec::new(),
     };
+    if !base.is_empty() {
+        // The store's root is an ancestor of any listing: a link back to it is a loop too.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = fs::metadata(root) {
+            lister.inside.push((m.dev(), m.ino()));
+        }
+    }
     lister.walk(&root.join(base), base)?;
     let mut objects = lister.out;
     let truncated = objects.len() > limit;
@@ -473,13 +503,7 @@ mod tests {
         s.put("v/a", Bytes::from_static(b"x")).await.unwrap();
         fs::write(dir.path().join("v/.jfs.b.tmp.42"), b"partial").unwrap();
         fs::write(dir.path().join("v/.jfs.a.tmp.7"), b"partial").unwrap();
-        let keys: Vec<_> = s
-            .list_all("")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let keys = keys_under(&s, "").await;
         assert_eq!(keys, vec!["v/a"]);
         assert!(matches!(
             s.put("v/.jfs.c.tmp.1", Bytes::new()).await,
@@ -565,13 +589,29 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink(dir.path().join("k/a"), dir.path().join("k/b")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("k/c")).unwrap();
-        let keys: Vec<_> = s
-            .list_all("k/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let keys = keys_under(&s, "k/").await;
         assert_eq!(keys, vec!["k/a", "k/b"]);
+    }
+
+    async fn keys_under(s: &FsStore, prefix: &str) -> Vec<String> {
+        let all = s.list_all(prefix).await.unwrap();
+        all.into_iter().map(|o| o.key).collect()
+    }
+
+    #[tokio::test]
+    async fn a_symlink_loop_is_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path());
+        s.put("k/a", Bytes::from_static(b"1")).await.unwrap();
+        s.put("j/b", Bytes::from_static(b"2")).await.unwrap();
+        // k/up points back at k (a loop); k/j at a directory beside it (followed).
+        std::os::unix::fs::symlink(dir.path().join("k"), dir.path().join("k/up")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("j"), dir.path().join("k/j")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("j/root")).unwrap();
+        let keys = keys_under(&s, "").await;
+        assert_eq!(keys, vec!["j/b", "k/a", "k/j/b"]);
+        // From inside the loop as well.
+        let keys = keys_under(&s, "k/").await;
+        assert_eq!(keys, vec!["k/a", "k/j/b"]);
     }
 }

@@ -488,7 +488,9 @@ fn read_local(path: &Path, size_hint: u64, tx: mpsc::Sender<Bytes>) -> io::Resul
     }
 }
 
-/// Lists a volume tree, parents before children, without following links.
+/// Lists a volume tree, parents before children, without following links. A directory
+/// met twice (a hostile or corrupt volume whose entries loop back to an ancestor) is an
+/// error: the walk never goes round a cycle.
 async fn scan_vol(
     fs: &FileSystem,
     vol: &Path,
@@ -496,10 +498,22 @@ async fn scan_vol(
     top: Metadata,
 ) -> io::Result<Vec<Item>> {
     let mut out = Vec::new();
+    let mut dirs = std::collections::HashSet::new();
     let mut stack = vec![(vol.to_path_buf(), local.to_path_buf(), top)];
     while let Some((vol, local, meta)) = stack.pop() {
         let ft = meta.file_type();
         let kind = if ft.is_dir() {
+            if !dirs.insert(meta.ino()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: directory {} is met twice in this tree (the volume is corrupt: \
+                         a directory has two names)",
+                        vol.display(),
+                        meta.ino()
+                    ),
+                ));
+            }
             let mut rd = fs.read_dir_plus(&vol).await.map_err(|e| at_path(&vol, e))?;
             let mut children = Vec::new();
             while let Some(entry) = rd.next_entry().await.map_err(|e| at_path(&vol, e))? {

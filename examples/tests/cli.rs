@@ -452,3 +452,48 @@ fn backup_then_restore_volume_from_the_bucket_alone() {
     ]);
     assert!(e.contains("no metadata backup"), "{e}");
 }
+
+/// A volume written by something hostile (rows put straight into its database): an entry
+/// whose name climbs out of the destination, and a directory entry looping back to an
+/// ancestor. `tessera get` refuses both with one line and writes nothing outside its
+/// destination.
+#[test]
+fn get_refuses_hostile_names_and_directory_cycles() {
+    let vol = Vol::new();
+    ok(&["mkdir", "-p", &vol.url, "/a/b"]);
+    ok(&["mkdir", "-p", &vol.url, "/c"]);
+    let db = rusqlite::Connection::open(vol.path("meta.db")).unwrap();
+    let ino = |parent: i64, name: &str| -> i64 {
+        db.query_row(
+            "SELECT inode FROM jfs_edge WHERE parent = ?1 AND name = ?2",
+            rusqlite::params![parent, name.as_bytes()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let a = ino(1, "a");
+    let b = ino(a, "b");
+    let c = ino(1, "c");
+    // /a/b/up -> /a: a cycle.
+    db.execute(
+        "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?1, ?2, ?3, 2)",
+        rusqlite::params![b, &b"up"[..], a],
+    )
+    .unwrap();
+    // /c/../../escaped: a name no client can create.
+    db.execute(
+        "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?1, ?2, ?3, 2)",
+        rusqlite::params![c, &b"../../escaped"[..], b],
+    )
+    .unwrap();
+    drop(db);
+    let out = vol.path("out");
+    fs::create_dir(&out).unwrap();
+    let e = fails(&["get", "-q", &vol.url, "/a", out.to_str().unwrap()]);
+    assert!(e.contains("met twice"), "{e}");
+    let e = fails(&["get", "-q", &vol.url, "/c", out.to_str().unwrap()]);
+    assert!(e.contains("no client can create"), "{e}");
+    assert!(
+        !vol.path("escaped").exists() && !vol.dir.path().parent().unwrap().join("escaped").exists()
+    );
+}

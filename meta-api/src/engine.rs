@@ -795,7 +795,12 @@ where
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
-        crate::backend::Namespace::readdir(self, ctx, ino, after, limit, plus).await
+        let entries =
+            crate::backend::Namespace::readdir(self, ctx, ino, after, limit, plus).await?;
+        for e in &entries {
+            crate::name::check_stored_name(ino, &e.name)?;
+        }
+        Ok(entries)
     }
 
     async fn open(&self, ctx: &crate::Context, ino: Ino, flags: i32) -> Result<Attr> {

@@ -23,6 +23,19 @@ pub fn validate_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks a name read from an engine as an entry of directory `dir`: a name no client
+/// can create ([`validate_name`] refuses it: empty, `.`, `..`, a `/` or NUL, over 255
+/// bytes) is `Corrupt`, so that no caller joins it to a path — `x/../../etc` read from a
+/// hostile volume never reaches a local file system.
+pub fn check_stored_name(dir: crate::Ino, name: &[u8]) -> Result<()> {
+    validate_name(name).map_err(|_| {
+        MetaError::Corrupt(format!(
+            "directory {dir} holds an entry named {:?}, which no client can create",
+            String::from_utf8_lossy(&name[..name.len().min(300)])
+        ))
+    })
+}
+
 /// Checks a symlink target: not empty (`ENOENT` as Linux does), no NUL (`EINVAL`),
 /// at most 4096 bytes (`ENAMETOOLONG`).
 pub fn validate_symlink_target(target: &[u8]) -> Result<()> {

@@ -66,6 +66,7 @@ use async_trait::async_trait;
 use crate::{MetaEngine, MetaError, Result};
 
 mod cases;
+pub mod corrupt;
 pub mod model;
 pub mod proptest_model;
 pub mod regressions;

@@ -554,46 +554,30 @@ async fn chunk_records_stop_at_foundationdbs_value_limit_until_compacted() {
     );
 }
 
-/// Chunk records no writer makes (past the end of the chunk, or of their slice) are
-/// `Corrupt` when read, not arithmetic that wraps.
+/// Writes a volume's keys directly ([`meta_api::testkit::corrupt`]).
+struct Keys<'a>(&'a TkvMeta<MemKv>);
+
+#[async_trait::async_trait]
+impl meta_api::testkit::corrupt::Plant for Keys<'_> {
+    async fn entry(&self, dir: u64, name: &[u8], ino: u64, typ: FileType) {
+        let t = self.0.kv().begin();
+        t.set(&self.0.keys().entry(dir, name), &encode_entry(typ, ino));
+        t.commit().expect("commit");
+    }
+    async fn chunk(&self, ino: u64, indx: u32, records: &[Slice]) {
+        let t = self.0.kv().begin();
+        t.set(&self.0.keys().chunk(ino, indx), &Slice::encode_all(records));
+        t.commit().expect("commit");
+    }
+}
+
+/// Entry names no client can create and chunk records past their chunk or slice are
+/// `Corrupt` when read, never passed on.
 #[tokio::test]
-async fn impossible_chunk_records_are_corrupt() {
+async fn impossible_records_are_corrupt() {
+    use meta_api::testkit::corrupt;
     let vol = mem_volume().await.unwrap();
     let m = vol.client().await.unwrap();
-    let f = m
-        .mknod(
-            &Context::root(),
-            ROOT_INO,
-            b"f",
-            FileType::Regular,
-            0o644,
-            0,
-        )
-        .await
-        .unwrap()
-        .ino;
-    let past_chunk = Slice {
-        pos: (CHUNK_SIZE - 10) as u32,
-        id: 7,
-        size: 20,
-        off: 0,
-        len: 20,
-    };
-    let past_slice = Slice {
-        pos: 0,
-        id: 8,
-        size: 20,
-        off: 15,
-        len: 10,
-    };
-    for (indx, bad) in [(0u32, past_chunk), (1, past_slice)] {
-        let t = m.kv().begin();
-        t.set(&m.keys().chunk(f, indx), &Slice::encode_all(&[bad]));
-        t.commit().unwrap();
-        let e = m.read_chunk(f, indx).await.unwrap_err();
-        assert!(
-            matches!(&e, MetaError::Corrupt(m) if m.contains(&format!("chunk {indx} of inode {f}"))),
-            "{e}"
-        );
-    }
+    corrupt::impossible_names_are_corrupt(&*m, &Keys(&m), &corrupt::impossible_names()).await;
+    corrupt::impossible_chunk_records_are_corrupt(&*m, &Keys(&m)).await;
 }

@@ -503,50 +503,46 @@ async fn a_server_without_aof_is_warned_about() {
     assert!(!w.iter().any(|w| w.contains("maxmemory")), "{w:?}");
 }
 
-/// Chunk records no writer makes (past the end of the chunk, or of their slice) are
-/// `Corrupt` when read, not arithmetic that wraps.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn impossible_chunk_records_are_corrupt() {
-    let Some(url) = harness::redis_url("impossible_chunk_records_are_corrupt") else {
-        return;
-    };
-    let (prefix, m) = volume(&url, "corrupt-chunk").await;
-    let f = m
-        .mknod(
-            &Context::root(),
-            ROOT_INO,
-            b"f",
-            FileType::Regular,
-            0o644,
-            0,
-        )
-        .await
-        .unwrap()
-        .ino;
-    let past_chunk = Slice {
-        pos: (meta_api::CHUNK_SIZE - 10) as u32,
-        id: 7,
-        size: 20,
-        off: 0,
-        len: 20,
-    };
-    let past_slice = Slice {
-        pos: 0,
-        id: 8,
-        size: 20,
-        off: 15,
-        len: 10,
-    };
-    let mut c = raw(&url).await;
-    for (indx, bad) in [(0u32, past_chunk), (1, past_slice)] {
-        let _: () = c
-            .rpush(format!("{prefix}c{f}_{indx}"), Slice::encode_all(&[bad]))
+/// Writes a volume's keys directly ([`meta_api::testkit::corrupt`]).
+struct Keys {
+    prefix: String,
+    conn: redis::aio::MultiplexedConnection,
+}
+
+#[async_trait::async_trait]
+impl meta_api::testkit::corrupt::Plant for Keys {
+    async fn entry(&self, dir: u64, name: &[u8], ino: u64, typ: FileType) {
+        let value = meta_api::encoding::encode_entry(typ, ino);
+        let _: () = self
+            .conn
+            .clone()
+            .hset(format!("{}d{dir}", self.prefix), name, &value[..])
             .await
             .unwrap();
-        let e = m.read_chunk(f, indx).await.unwrap_err();
-        assert!(
-            matches!(&e, meta_api::MetaError::Corrupt(m) if m.contains(&format!("chunk {indx} of inode {f}"))),
-            "{e}"
-        );
     }
+    async fn chunk(&self, ino: u64, indx: u32, records: &[Slice]) {
+        let key = format!("{}c{ino}_{indx}", self.prefix);
+        let mut c = self.conn.clone();
+        let _: () = c.del(&key).await.unwrap();
+        for r in records {
+            let _: () = c.rpush(&key, r.encode().to_vec()).await.unwrap();
+        }
+    }
+}
+
+/// Entry names no client can create and chunk records past their chunk or slice are
+/// `Corrupt` when read, never passed on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_records_are_corrupt() {
+    use meta_api::testkit::corrupt;
+    let Some(url) = harness::redis_url("impossible_records_are_corrupt") else {
+        return;
+    };
+    let (prefix, m) = volume(&url, "hostile").await;
+    let keys = Keys {
+        prefix,
+        conn: raw(&url).await,
+    };
+    corrupt::impossible_names_are_corrupt(&m, &keys, &corrupt::impossible_names()).await;
+    corrupt::impossible_chunk_records_are_corrupt(&m, &keys).await;
 }

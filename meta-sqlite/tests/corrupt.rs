@@ -1,55 +1,51 @@
-//! Rows no writer makes are errors when read, never arithmetic that wraps: chunk records
-//! past the end of their chunk or of their slice.
+//! Rows no writer makes are errors when read, never passed on: entry names no client can
+//! create, chunk records past the end of their chunk or of their slice
+//! ([`meta_api::testkit::corrupt`], planted here as raw `jfs_` rows).
 
 #![allow(clippy::unwrap_used)] // Tests: a failure is the test's failure.
 
 #[path = "support/volume.rs"]
 mod support;
 
-use meta_api::{Context, FileType, MetaEngine, MetaError, Slice, CHUNK_SIZE, ROOT_INO};
+use async_trait::async_trait;
+use meta_api::testkit::corrupt::{self, Plant};
+use meta_api::{FileType, Ino, Slice};
 use support::{test_format, Volume};
+
+struct Rows<'a>(&'a Volume);
+
+#[async_trait]
+impl Plant for Rows<'_> {
+    async fn entry(&self, dir: Ino, name: &[u8], ino: Ino, typ: FileType) {
+        self.0
+            .raw()
+            .execute(
+                "INSERT INTO jfs_edge (parent, name, inode, type) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![dir as i64, name, ino as i64, typ as u8],
+            )
+            .unwrap();
+    }
+    async fn chunk(&self, ino: Ino, indx: u32, records: &[Slice]) {
+        self.0
+            .raw()
+            .execute(
+                "INSERT OR REPLACE INTO jfs_chunk (inode, indx, slices) VALUES (?1, ?2, ?3)",
+                rusqlite::params![ino as i64, indx, Slice::encode_all(records)],
+            )
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn impossible_names_are_corrupt() {
+    let v = Volume::formatted(&test_format()).await;
+    let m = v.client().await;
+    corrupt::impossible_names_are_corrupt(&m, &Rows(&v), &corrupt::impossible_names()).await;
+}
 
 #[tokio::test]
 async fn impossible_chunk_records_are_corrupt() {
     let v = Volume::formatted(&test_format()).await;
     let m = v.client().await;
-    let f = m
-        .mknod(
-            &Context::root(),
-            ROOT_INO,
-            b"f",
-            FileType::Regular,
-            0o644,
-            0,
-        )
-        .await
-        .unwrap()
-        .ino;
-    let past_chunk = Slice {
-        pos: (CHUNK_SIZE - 10) as u32,
-        id: 7,
-        size: 20,
-        off: 0,
-        len: 20,
-    };
-    let past_slice = Slice {
-        pos: 0,
-        id: 8,
-        size: 20,
-        off: 15,
-        len: 10,
-    };
-    for (indx, bad) in [(0u32, past_chunk), (1, past_slice)] {
-        v.raw()
-            .execute(
-                "INSERT INTO jfs_chunk (inode, indx, slices) VALUES (?1, ?2, ?3)",
-                rusqlite::params![f as i64, indx, Slice::encode_all(&[bad])],
-            )
-            .unwrap();
-        let e = m.read_chunk(f, indx).await.unwrap_err();
-        assert!(
-            matches!(&e, MetaError::Corrupt(m) if m.contains(&format!("chunk {indx} of inode {f}"))),
-            "{e}"
-        );
-    }
+    corrupt::impossible_chunk_records_are_corrupt(&m, &Rows(&v)).await;
 }

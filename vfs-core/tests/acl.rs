@@ -61,3 +61,60 @@ async fn named_user_acl_opens_a_private_directory() {
     assert_eq!(e.errno(), libc::EACCES);
     vfs.close().await.unwrap();
 }
+
+/// Reading extended attributes checks what Linux checks (the kernel does not for FUSE):
+/// `user.*` needs read permission, and an ACL grant counts; `trusted.*` exists only for
+/// root, in reads and listings; ACLs themselves are readable by anyone.
+#[tokio::test]
+async fn xattr_reads_check_permissions_as_linux_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite3://{}/meta.db", dir.path().display());
+    let bucket = format!("{}/blocks/", dir.path().display());
+    let mut format = Format::new("xattrvol", "xattr-uuid", "file", &bucket);
+    format.enable_acl = true;
+    VolumeBuilder::new(&url).format(format).await.unwrap();
+    let vfs = VolumeBuilder::new(&url).open().await.unwrap();
+    let root = Context::root();
+    let f = vfs
+        .mknod(&root, ROOT_INO, b"secret", libc::S_IFREG | 0o600, 0)
+        .await
+        .unwrap()
+        .ino;
+    for (name, value) in [(&b"user.note"[..], &b"u"[..]), (b"trusted.t", b"t")] {
+        vfs.setxattr(&root, f, name, value, 0).await.unwrap();
+    }
+    let alice = Context::new(1000, 1000);
+    let bob = Context::new(1001, 1001);
+    let e = vfs.getxattr(&bob, f, b"user.note").await.unwrap_err();
+    assert_eq!(e.errno(), libc::EACCES);
+    let e = vfs.getxattr(&bob, f, b"trusted.t").await.unwrap_err();
+    assert_eq!(e.errno(), libc::ENODATA);
+    assert_eq!(vfs.getxattr(&root, f, b"trusted.t").await.unwrap(), b"t");
+    let listed = vfs.listxattr(&bob, f).await.unwrap();
+    assert_eq!(listed, vec![b"user.note".to_vec()]);
+    assert_eq!(vfs.listxattr(&root, f).await.unwrap().len(), 2);
+    // An ACL granting alice read lets her read user.*; anyone reads the ACL itself.
+    let acl = wire(&[
+        (0x01, 6, u32::MAX),
+        (0x02, 4, 1000),
+        (0x04, 0, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ]);
+    vfs.setxattr(&root, f, b"system.posix_acl_access", &acl, 0)
+        .await
+        .unwrap();
+    assert_eq!(vfs.getxattr(&alice, f, b"user.note").await.unwrap(), b"u");
+    assert!(vfs
+        .getxattr(&bob, f, b"system.posix_acl_access")
+        .await
+        .is_ok());
+    assert_eq!(
+        vfs.getxattr(&bob, f, b"user.note")
+            .await
+            .unwrap_err()
+            .errno(),
+        libc::EACCES
+    );
+    vfs.close().await.unwrap();
+}

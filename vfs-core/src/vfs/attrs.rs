@@ -151,11 +151,25 @@ impl Vfs {
     }
 
     /// The value of extended attribute `name` of `ino` (`ENODATA` if missing). Names are
-    /// 1 to 255 bytes; others are `ERANGE`, as Linux's xattr calls answer.
-    pub async fn getxattr(&self, _ctx: &Context, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+    /// 1 to 255 bytes; others are `ERANGE`, as Linux's xattr calls answer. Reading checks
+    /// what Linux checks ([`meta_api::xattr::read_rule`]): `user.*` needs read permission
+    /// (and exists only on regular files and directories), `trusted.*` only for root.
+    pub async fn getxattr(&self, ctx: &Context, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        use meta_api::xattr::{read_rule, ReadRule};
         self.check_open()?;
         check_xattr_name(name)?;
-        Ok(self.inner.meta.getxattr(ino, name).await?)
+        let meta = &self.inner.meta;
+        if name.starts_with(b"user.") || name.starts_with(b"trusted.") {
+            let typ = meta.getattr(ino).await?.typ;
+            match read_rule(name, typ, ctx.is_root()) {
+                ReadRule::Hidden => return Err(MetaError::NoAttr.into()),
+                ReadRule::NeedsRead => {
+                    meta.check_access(ctx, ino, meta_api::access::R).await?;
+                }
+                ReadRule::Anyone => {}
+            }
+        }
+        Ok(meta.getxattr(ino, name).await?)
     }
 
     /// Sets extended attribute `name`; `flags` are `XATTR_CREATE` / `XATTR_REPLACE`.
@@ -180,10 +194,13 @@ impl Vfs {
             .await?)
     }
 
-    /// The names of the extended attributes of `ino`.
-    pub async fn listxattr(&self, _ctx: &Context, ino: Ino) -> Result<Vec<Vec<u8>>> {
+    /// The names of the extended attributes of `ino` the caller may see (`trusted.*` only
+    /// for root, as Linux lists them).
+    pub async fn listxattr(&self, ctx: &Context, ino: Ino) -> Result<Vec<Vec<u8>>> {
         self.check_open()?;
-        Ok(self.inner.meta.listxattr(ino).await?)
+        let mut names = self.inner.meta.listxattr(ino).await?;
+        names.retain(|n| meta_api::xattr::listed(n, ctx.is_root()));
+        Ok(names)
     }
 
     /// Removes extended attribute `name` (`ENODATA` if missing, `ERANGE` for a name that
