@@ -172,7 +172,8 @@ impl<S: ChunkStore> Cached<S> {
             let (dirs, bytes, ratio) = (opts.dirs.clone(), opts.disk_bytes, opts.free_space_ratio);
             let d = blocking(move || DiskCache::open(&dirs, bytes, ratio))
                 .await
-                .ok_or_else(|| StoreError::other("opening the disk cache panicked"))?;
+                .ok_or_else(|| StoreError::other("opening the disk cache panicked"))?
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
             Some(Arc::new(d))
         };
         let writeback = opts.writeback && disk.is_some();

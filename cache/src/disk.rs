@@ -6,11 +6,14 @@
 //! <dir>/raw/<key>              a cached block (its key's `/` are directories)
 //! <dir>/staging/<escaped key>  a writeback block not yet uploaded (`%` → `%25`, `/` → `%2F`)
 //! <dir>/tmp/                   files being written; emptied on open
+//! <dir>/.lock                  locked (flock) by the cache that has the directory open
 //! ```
 //!
 //! Every file is written under `tmp/` and renamed into place, so a reader sees a whole file
 //! or none; its contents are checked on every read (see `format`). A directory belongs to one
-//! process at a time.
+//! cache at a time: opening takes an exclusive `flock` on `.lock` (holding the owner's process
+//! id), so a second process — which would empty the first one's `tmp/` and race on staging —
+//! is refused with the owner's pid instead.
 
 mod format;
 mod space;
@@ -32,6 +35,10 @@ use crate::lru::Lru;
 const RAW: &str = "raw";
 const STAGING: &str = "staging";
 const TMP: &str = "tmp";
+const LOCK: &str = ".lock";
+/// How long opening waits for another cache on the same directory to let go (a cache of
+/// this process still closing), before refusing.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a directory that failed an I/O operation is left alone before it is tried again.
 const FAILED_BACKOFF: Duration = Duration::from_secs(30);
@@ -88,6 +95,8 @@ struct CacheDir {
     index: Mutex<Lru<()>>,
     failed_until: Mutex<Option<Instant>>,
     full_warned: AtomicBool,
+    /// The locked `.lock` file, held while the cache is open (closing it unlocks).
+    lock: Mutex<Option<fs::File>>,
 }
 
 /// Numbers temporary files; process-wide so that two caches opened on one directory in the
@@ -164,7 +173,49 @@ impl CacheDir {
             index: Mutex::new(Lru::default()),
             failed_until: Mutex::new(None),
             full_warned: AtomicBool::new(false),
+            lock: Mutex::new(None),
         }
+    }
+
+    /// Takes the directory for this cache: an exclusive `flock` on `.lock`, waited for up
+    /// to [`LOCK_WAIT`]; `Err` (naming the owner's pid) when another cache holds it.
+    fn take(&self) -> io::Result<()> {
+        use std::io::{Read, Seek, Write};
+        let path = self.root.join(LOCK);
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    let mut owner = String::new();
+                    let _ = f.read_to_string(&mut owner);
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "cache directory {} is in use by another cache (process {}): \
+                             give each process its own --cache-dir",
+                            self.root.display(),
+                            owner.trim()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        f.set_len(0)?;
+        f.rewind()?;
+        write!(f, "{}", std::process::id())?;
+        *self.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        Ok(())
     }
 
     // Index updates are single `Lru` calls, so a poisoned lock still guards a consistent map.
@@ -327,8 +378,9 @@ impl DiskCache {
     /// Opens (creating if needed) the cache directories `dirs`, sharing `capacity` bytes
     /// equally, each also keeping `free_space_ratio` of its filesystem free. Rebuilds each
     /// directory's index from a listing and empties its `tmp/`. A directory that cannot be
-    /// opened is bypassed (with a warning) and retried later; opening itself never fails.
-    pub fn open(dirs: &[PathBuf], capacity: u64, free_space_ratio: f64) -> DiskCache {
+    /// opened is bypassed (with a warning) and retried later; a directory another cache
+    /// holds (see the [module docs](self)) is an error, and nothing of it is touched.
+    pub fn open(dirs: &[PathBuf], capacity: u64, free_space_ratio: f64) -> io::Result<DiskCache> {
         let per_dir = capacity / (dirs.len().max(1) as u64);
         let cache = DiskCache {
             dirs: dirs
@@ -343,6 +395,14 @@ impl DiskCache {
             if let Err(e) = d.ensure_layout() {
                 d.fail("open", &e);
                 continue;
+            }
+            match d.take() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
+                Err(e) => {
+                    d.fail("lock", &e);
+                    continue;
+                }
             }
             d.clear_tmp();
             match d.rebuild(i, dirs.len()) {
@@ -360,7 +420,7 @@ impl DiskCache {
                 Err(e) => d.fail("scan", &e),
             }
         }
-        cache
+        Ok(cache)
     }
 
     fn pick(&self, key: &str) -> Option<(usize, &CacheDir)> {
@@ -764,7 +824,7 @@ mod tests {
     #[test]
     fn insert_get_remove() {
         let dir = tempfile::tempdir().unwrap();
-        let c = DiskCache::open(&[dir.path().to_path_buf()], UNLIMITED, 0.0);
+        let c = DiskCache::open(&[dir.path().to_path_buf()], UNLIMITED, 0.0).unwrap();
         let k = key(1, 5000);
         let data = bytes(5000, 1);
         assert!(c.get(&k).is_none());
@@ -786,7 +846,7 @@ mod tests {
     fn eviction_keeps_the_byte_limit() {
         let dir = tempfile::tempdir().unwrap();
         let one = format::file_len(1000);
-        let c = DiskCache::open(&[dir.path().to_path_buf()], 3 * one, 0.0);
+        let c = DiskCache::open(&[dir.path().to_path_buf()], 3 * one, 0.0).unwrap();
         for i in 0..10 {
             assert!(c.insert(&key(i, 1000), &bytes(1000, i as u8)));
             assert!(c.used_bytes() <= 3 * one);
@@ -805,7 +865,7 @@ mod tests {
     #[test]
     fn corrupt_truncated_and_vanished_files_are_misses() {
         let dir = tempfile::tempdir().unwrap();
-        let c = DiskCache::open(&[dir.path().to_path_buf()], UNLIMITED, 0.0);
+        let c = DiskCache::open(&[dir.path().to_path_buf()], UNLIMITED, 0.0).unwrap();
         let data = bytes(70_000, 3);
         let k = key(7, data.len());
         let path = c.path_of(&k).unwrap();
@@ -838,13 +898,13 @@ mod tests {
         let dirs = [dir.path().to_path_buf()];
         let one = format::file_len(1000);
         {
-            let c = DiskCache::open(&dirs, UNLIMITED, 0.0);
+            let c = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
             for i in 0..5 {
                 c.insert(&key(i, 1000), &bytes(1000, i as u8));
             }
         }
         // A truncated file, a file whose length disagrees with its key, and a stray temp.
-        let c = DiskCache::open(&dirs, UNLIMITED, 0.0);
+        let c = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
         let p3 = c.path_of(&key(3, 1000)).unwrap();
         let raw = fs::read(&p3).unwrap();
         fs::write(&p3, &raw[..100]).unwrap();
@@ -854,7 +914,7 @@ mod tests {
         fs::write(dir.path().join(TMP).join("junk"), b"x").unwrap();
         drop(c);
 
-        let c = DiskCache::open(&dirs, UNLIMITED, 0.0);
+        let c = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
         assert_eq!(c.len(), 4);
         assert_eq!(c.used_bytes(), 4 * one);
         for i in [0, 1, 2, 4] {
@@ -866,7 +926,7 @@ mod tests {
 
         // Reopening with a smaller capacity evicts down to it.
         drop(c);
-        let c = DiskCache::open(&dirs, 2 * one, 0.0);
+        let c = DiskCache::open(&dirs, 2 * one, 0.0).unwrap();
         assert_eq!(c.len(), 2);
     }
 
@@ -875,7 +935,7 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
-        let c = DiskCache::open(&dirs, UNLIMITED, 0.0);
+        let c = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
         for i in 0..40 {
             assert!(c.insert(&key(i, 100), &bytes(100, 0)));
         }
@@ -884,11 +944,11 @@ mod tests {
             .count();
         assert!(in_a > 5 && in_a < 35, "{in_a}");
         drop(c);
-        let c = DiskCache::open(&dirs, UNLIMITED, 0.0);
+        let c = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
         assert_eq!(c.len(), 40);
         // With one directory fewer, blocks that now hash elsewhere are dropped, not lost track of.
         drop(c);
-        let c = DiskCache::open(&dirs[..1], UNLIMITED, 0.0);
+        let c = DiskCache::open(&dirs[..1], UNLIMITED, 0.0).unwrap();
         assert_eq!(c.len(), in_a);
     }
 
@@ -896,7 +956,7 @@ mod tests {
     fn deleted_directory_is_recreated() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("cache");
-        let c = DiskCache::open(std::slice::from_ref(&root), UNLIMITED, 0.0);
+        let c = DiskCache::open(std::slice::from_ref(&root), UNLIMITED, 0.0).unwrap();
         c.insert(&key(1, 10), &bytes(10, 0));
         fs::remove_dir_all(&root).unwrap();
         assert!(c.get(&key(1, 10)).is_none());
@@ -905,10 +965,31 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_belongs_to_one_cache_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = [dir.path().to_path_buf()];
+        let first = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
+        first.insert(&key(1, 10), &bytes(10, 0));
+        fs::write(dir.path().join(TMP).join("in-flight"), b"x").unwrap();
+        let e = DiskCache::open(&dirs, UNLIMITED, 0.0).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("in use") && msg.contains(&std::process::id().to_string()),
+            "{msg}"
+        );
+        // The refused open touched nothing of the owner's.
+        assert!(dir.path().join(TMP).join("in-flight").exists());
+        drop(first);
+        let second = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
+        assert_eq!(second.get(&key(1, 10)).unwrap(), bytes(10, 0));
+    }
+
+    #[test]
     fn failing_directory_is_bypassed() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("cache");
-        let c = DiskCache::open(std::slice::from_ref(&root), UNLIMITED, 0.0);
+        let c = DiskCache::open(std::slice::from_ref(&root), UNLIMITED, 0.0).unwrap();
         c.insert(&key(1, 10), &bytes(10, 0));
         // The directory turns into a file: every operation under it fails.
         fs::remove_dir_all(&root).unwrap();
@@ -918,14 +999,14 @@ mod tests {
         assert!(!c.contains(&key(1, 10)));
         assert!(c.io_errors() >= 1);
         // Opening on such a path does not fail either.
-        let c2 = DiskCache::open(std::slice::from_ref(&root), UNLIMITED, 0.0);
+        let c2 = DiskCache::open(std::slice::from_ref(&root), UNLIMITED, 0.0).unwrap();
         assert!(!c2.insert(&key(3, 10), &bytes(10, 0)));
     }
 
     #[test]
     fn free_space_floor_stops_caching() {
         let dir = tempfile::tempdir().unwrap();
-        let c = DiskCache::open(&[dir.path().to_path_buf()], UNLIMITED, 1.0);
+        let c = DiskCache::open(&[dir.path().to_path_buf()], UNLIMITED, 1.0).unwrap();
         assert!(!c.insert(&key(1, 10), &bytes(10, 0)));
         assert!(c.is_empty());
         assert_eq!(fs::read_dir(dir.path().join(RAW)).unwrap().count(), 0);
@@ -935,7 +1016,7 @@ mod tests {
     fn staging_round_trip_and_adoption() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = [dir.path().to_path_buf()];
-        let c = DiskCache::open(&dirs, UNLIMITED, 0.0);
+        let c = DiskCache::open(&dirs, UNLIMITED, 0.0).unwrap();
         let k = format!("vol/{}", key(5, 3000));
         let data = bytes(3000, 9);
         let d = c.dir_for(&k).unwrap();

@@ -38,8 +38,9 @@ pub struct VfsOptions {
     pub block_cache_size: usize,
     /// Directories of the disk block cache, one per disk (default none: no disk cache).
     /// Each volume uses a subdirectory named by its UUID, as JuiceFS's `--cache-dir` does,
-    /// so one directory can serve several volumes; a volume's subdirectory must be used by
-    /// one process at a time.
+    /// so one directory can serve several volumes; a volume's subdirectory is locked by the
+    /// VFS that has it open, and a second one (another process) fails to open with an error
+    /// naming the owner's pid.
     pub cache_dirs: Vec<PathBuf>,
     /// Bytes of cached blocks on disk over all cache directories (default 100 GiB,
     /// JuiceFS's `--cache-size`); blocks staged for writeback are bounded separately by

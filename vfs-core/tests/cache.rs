@@ -230,6 +230,30 @@ async fn writeback_needs_a_cache_dir() {
     assert_eq!(err.errno(), libc::EINVAL, "{err}");
 }
 
+/// A cache directory serves one VFS at a time: a second (as another process would be) is
+/// refused with the owner's pid, and gets it once the first has closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_directory_serves_one_vfs_at_a_time() {
+    let vol = LocalVolume::new("cache-lock").await;
+    let cache = tempfile::tempdir().unwrap();
+    let open = || {
+        VolumeBuilder::new(&vol.url)
+            .cache_dir(cache.path())
+            .writeback(true)
+            .open()
+    };
+    let first = open().await.unwrap();
+    let err = open().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("in use") && msg.contains(&std::process::id().to_string()),
+        "{msg}"
+    );
+    first.close().await.unwrap();
+    drop(first);
+    open().await.unwrap().close().await.unwrap();
+}
+
 const CHILD_ENV: &str = "TESSERA_WRITEBACK_CRASH_CHILD";
 const ACKS_BEFORE_KILL: usize = 6;
 
