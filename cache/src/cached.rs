@@ -476,20 +476,25 @@ impl<S: ChunkStore> Core<S> {
         }
     }
 
-    /// Writeback: stages `data` durably and queues its upload. `Err(data)` hands the block
-    /// back when it cannot be staged (the caller uploads it synchronously).
-    async fn stage(&self, key: &str, data: Bytes) -> std::result::Result<(), Bytes> {
+    /// Writeback: stages `data` durably and queues its upload. `Err((data, full))` hands the
+    /// block back when it cannot be staged (the caller uploads it synchronously); `full` says
+    /// it waited [`CacheOptions::staging_wait`] for room in vain.
+    async fn stage(&self, key: &str, data: Bytes) -> std::result::Result<(), (Bytes, bool)> {
         let (Some(st), Some(disk), Some(tx)) = (&self.staging, &self.disk, &self.uploads) else {
-            return Err(data);
+            return Err((data, false));
         };
         if st.get(key).is_some() {
             // Blocks are immutable: the same key holds the same bytes.
             return Ok(());
         }
         let Some(dir) = disk.dir_for(key).filter(|_| disk.can_stage(key)) else {
-            return Err(data);
+            return Err((data, false));
         };
-        let room = st.reserve(data.len() as u64).await;
+        let Ok(room) =
+            tokio::time::timeout(self.opts.staging_wait, st.reserve(data.len() as u64)).await
+        else {
+            return Err((data, true));
+        };
         let (d, k, b) = (Arc::clone(disk), key.to_string(), data.clone());
         match blocking(move || d.stage(dir, &k, &b)).await {
             Some(Ok(())) => {
@@ -502,9 +507,9 @@ impl<S: ChunkStore> Core<S> {
             }
             Some(Err(e)) => {
                 tracing::debug!(key, error = %e, "cannot stage block; uploading it now");
-                Err(data)
+                Err((data, false))
             }
-            None => Err(data),
+            None => Err((data, false)),
         }
     }
 
@@ -615,18 +620,28 @@ impl<S: ChunkStore> ChunkStore for Cached<S> {
             // Not a block, or a block whose length contradicts its key: not ours to cache.
             return c.inner.put(key, data).await;
         }
-        let data = if c.staging.is_some() {
+        let (data, staging_full) = if c.staging.is_some() {
             match c.stage(key, data).await {
                 Ok(()) => return Ok(()),
-                Err(data) => {
+                Err((data, full)) => {
                     add(&c.counters.staging_bypassed, 1);
-                    data
+                    (data, full)
                 }
             }
         } else {
-            data
+            (data, false)
         };
-        c.inner.put(key, data.clone()).await?;
+        if let Err(e) = c.inner.put(key, data.clone()).await {
+            if !staging_full {
+                return Err(e);
+            }
+            let (_, used, _) = c.staging.as_ref().map_or((0, 0, 0), |s| s.gauges());
+            return Err(StoreError::other(format!(
+                "writeback staging is full ({used} bytes waiting for upload, limit {}) \
+                 and the store refused the block: {e}",
+                c.opts.staging_bytes
+            )));
+        }
         c.mem.insert(key, data.clone());
         c.fill_disk(key, data, None);
         Ok(())

@@ -26,6 +26,10 @@ pub struct CacheOptions {
     pub writeback: bool,
     /// Bytes of staged blocks waiting for upload; writers wait when it is reached.
     pub staging_bytes: u64,
+    /// How long a writer waits for room in a full staging area (default 30 s). After it,
+    /// the block is uploaded at once instead; if that fails too (the store is down), the
+    /// write fails with an error saying staging is full — never a wait without end.
+    pub staging_wait: std::time::Duration,
     /// Background uploads of staged blocks running at once.
     pub upload_concurrency: usize,
     /// Background prefetches (readahead) running at once; 0 disables prefetching.
@@ -41,6 +45,7 @@ impl Default for CacheOptions {
             free_space_ratio: 0.1,
             writeback: false,
             staging_bytes: 1 << 30,
+            staging_wait: std::time::Duration::from_secs(30),
             upload_concurrency: 20,
             prefetch_concurrency: 1,
         }
@@ -121,6 +126,12 @@ impl CacheOptionsBuilder {
     /// Turns writeback on or off.
     pub fn writeback(mut self, on: bool) -> Self {
         self.opts.writeback = on;
+        self
+    }
+
+    /// Sets [`CacheOptions::staging_wait`].
+    pub fn staging_wait(mut self, d: std::time::Duration) -> Self {
+        self.opts.staging_wait = d;
         self
     }
 

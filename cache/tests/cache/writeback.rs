@@ -372,3 +372,29 @@ async fn writes_go_straight_through_when_staging_is_impossible() {
     assert_eq!(c.metrics().staging_bypassed, 1);
     assert!(files_under(&dir2.path().join("staging")).is_empty());
 }
+
+/// With the store down and staging full, a write does not wait without end: after
+/// `staging_wait` it tries the store itself and fails, saying why.
+#[tokio::test]
+async fn a_full_staging_with_the_store_down_fails_writes_after_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = new_objects();
+    let store = Arc::new(TestStore::new(Arc::clone(&objects)).with_puts(PutMode::Fail));
+    let o = opts(0, &[dir.path()])
+        .writeback(true)
+        .staging_bytes(60_000)
+        .staging_wait(std::time::Duration::from_millis(200))
+        .upload_concurrency(1)
+        .build()
+        .unwrap();
+    let c = Cached::open(store, o).await.unwrap();
+    // The first block is staged (acknowledged); its upload keeps failing.
+    c.put(&key(1, 50_000), block(1, 50_000)).await.unwrap();
+    let started = std::time::Instant::now();
+    let e = c.put(&key(2, 50_000), block(2, 50_000)).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(e.to_string().contains("staging is full"), "{e}");
+    // The acknowledged block is still staged, and still readable.
+    assert_eq!(c.get(&key(1, 50_000)).await.unwrap(), block(1, 50_000));
+    assert_eq!(c.metrics().staged_blocks, 1);
+}
