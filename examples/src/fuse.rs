@@ -146,6 +146,25 @@ impl Default for FuseOptions {
 }
 
 impl FuseOptions {
+    /// The defaults juicefs mounts with, added to what `-o` asked for: a mount by root is
+    /// open to every user (`allow_other`; permissions still apply), and on a volume without
+    /// POSIX ACLs the kernel checks the mode bits too (`default_permissions`), unless
+    /// `non_default_permission` (juicefs's `--non-default-permission`).
+    pub fn with_mount_defaults(
+        mut self,
+        by_root: bool,
+        volume_acls: bool,
+        non_default_permission: bool,
+    ) -> FuseOptions {
+        if by_root {
+            self.allow_other = true;
+        }
+        if !volume_acls && !non_default_permission {
+            self.default_permissions = true;
+        }
+        self
+    }
+
     /// Applies one `-o` mount option (`allow_other`, `ro`, `fsname=x`, `noatime`, …).
     /// Unknown options are an `InvalidInput` error naming the option.
     pub fn apply_mount_option(&mut self, opt: &str) -> std::io::Result<()> {

@@ -1085,8 +1085,11 @@ fn as_nobody(groups: &str, cmd: &str) -> (bool, String) {
 #[test]
 fn permissions_apply_to_other_users() {
     require_fuse!();
-    if !rustix::process::geteuid().is_root() || !have_tool("setpriv") {
-        let _ = writeln!(std::io::stderr(), "SKIP permissions test: needs root");
+    if !rustix::process::geteuid().is_root() {
+        tessera_testenv::missing::<()>("permissions test: needs root");
+        return;
+    }
+    if !have_tool("setpriv") {
         return;
     }
     let vol = Volume::new();
@@ -1118,6 +1121,30 @@ fn permissions_apply_to_other_users() {
     assert!(ok, "{err}");
     let md = fs::metadata(m.p("open/mine")).unwrap();
     assert_eq!((md.uid(), md.gid()), (65534, 65534));
+    assert!(m.unmount().success());
+}
+
+/// A mount by root is open to other users without `-o allow_other`, as juicefs's is, and
+/// the mode bits still keep them out where they should.
+#[test]
+fn a_root_mount_is_open_to_other_users() {
+    require_fuse!();
+    if !rustix::process::geteuid().is_root() {
+        tessera_testenv::missing::<()>("root mount test: needs root");
+        return;
+    }
+    if !have_tool("setpriv") {
+        return;
+    }
+    let vol = Volume::new();
+    let m = vol.mount("mnt", &[]);
+    fs::write(m.p("readable"), b"r").unwrap();
+    fs::set_permissions(m.p("readable"), fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, err) = as_nobody("", &format!("cat '{}'", m.p("readable").display()));
+    assert!(ok, "{err}");
+    fs::set_permissions(m.p("readable"), fs::Permissions::from_mode(0o600)).unwrap();
+    let (ok, err) = as_nobody("", &format!("cat '{}'", m.p("readable").display()));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
     assert!(m.unmount().success());
 }
 

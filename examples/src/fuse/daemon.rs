@@ -89,6 +89,10 @@ pub struct MountArgs {
     /// Leave the trash out of the metadata backups
     #[arg(long)]
     pub backup_skip_trash: bool,
+    /// Do not ask the kernel to check permissions from the mode bits (by default it does on
+    /// volumes without POSIX ACLs, as juicefs mounts; the library checks them either way)
+    #[arg(long)]
+    pub non_default_permission: bool,
 }
 
 impl MountArgs {
@@ -202,6 +206,11 @@ pub async fn mount(args: MountArgs, base: VfsOptions) -> io::Result<()> {
     }
     let fs = volume::open(&args.meta_url, args.vfs_options(base)).await?;
     let vfs = fs.vfs().clone();
+    let fuse_opts = fuse_opts.with_mount_defaults(
+        rustix::process::geteuid().is_root(),
+        vfs.format().enable_acl,
+        args.non_default_permission,
+    );
     let served = serve(&vfs, &mountpoint, &fuse_opts, child_log.as_deref()).await;
     // Writes back everything still buffered and ends the session.
     let closed = vfs.close().await.map_err(io::Error::from);
@@ -492,6 +501,19 @@ mod tests {
         let cfg = f.config("vol");
         assert_eq!(cfg.acl, fuser::SessionACL::All);
         assert!(cfg.mount_options.contains(&fuser::MountOption::RO));
+    }
+
+    #[test]
+    fn root_mounts_get_juicefs_defaults() {
+        let plain = FuseOptions::default();
+        let root = plain.clone().with_mount_defaults(true, false, false);
+        assert!(root.allow_other && root.default_permissions);
+        let user_acl = plain.clone().with_mount_defaults(false, true, false);
+        assert!(!user_acl.allow_other && !user_acl.default_permissions);
+        let opted_out = plain.with_mount_defaults(true, false, true);
+        assert!(opted_out.allow_other && !opted_out.default_permissions);
+        let cli = Cli::try_parse_from(["t", "u", "/m", "--non-default-permission"]).unwrap();
+        assert!(cli.mount.non_default_permission);
     }
 
     #[test]
