@@ -1148,6 +1148,62 @@ fn a_root_mount_is_open_to_other_users() {
     assert!(m.unmount().success());
 }
 
+/// Through a root mount of a volume without ACLs: opening a FIFO needs its permission
+/// bits, and a sticky directory keeps other users from renaming away what is not theirs.
+#[test]
+fn fifo_and_sticky_rules_hold_through_a_mount() {
+    require_fuse!();
+    if !rustix::process::geteuid().is_root() {
+        tessera_testenv::missing::<()>("fifo/sticky test: needs root");
+        return;
+    }
+    if !have_tool("setpriv") {
+        return;
+    }
+    let vol = Volume::new();
+    let m = vol.mount("mnt", &[]);
+    let p = |rel: &str| m.p(rel).display().to_string();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        m.p("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    fs::set_permissions(m.p("fifo"), fs::Permissions::from_mode(0o600)).unwrap();
+    // Read-write opens of a FIFO do not wait for a peer.
+    let (ok, err) = as_nobody("", &format!("exec 3<> '{}'", p("fifo")));
+    assert!(!ok && err.contains("Permission denied"), "{err}");
+    fs::set_permissions(m.p("fifo"), fs::Permissions::from_mode(0o666)).unwrap();
+    let (ok, err) = as_nobody("", &format!("exec 3<> '{}'", p("fifo")));
+    assert!(ok, "{err}");
+
+    fs::create_dir(m.p("tmp")).unwrap();
+    fs::set_permissions(m.p("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::create_dir(m.p("out")).unwrap();
+    fs::set_permissions(m.p("out"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(m.p("tmp/roots"), b"r").unwrap();
+    fs::set_permissions(m.p("tmp/roots"), fs::Permissions::from_mode(0o666)).unwrap();
+    let (ok, err) = as_nobody(
+        "",
+        &format!("mv '{}' '{}'", p("tmp/roots"), p("out/stolen")),
+    );
+    assert!(!ok && err.contains("not permitted"), "{err}");
+    assert!(m.p("tmp/roots").exists());
+    let (ok, err) = as_nobody(
+        "",
+        &format!(
+            "echo m > '{}' && mv '{}' '{}'",
+            p("tmp/mine"),
+            p("tmp/mine"),
+            p("out/mine")
+        ),
+    );
+    assert!(ok, "{err}");
+    assert!(m.unmount().success());
+}
+
 /// The Linux `posix_acl_xattr` value granting `uid` read on top of mode 0o600.
 fn acl_granting_read(uid: u32) -> Vec<u8> {
     let mut v = 2u32.to_le_bytes().to_vec();
