@@ -379,7 +379,7 @@ impl DiskCache {
     /// equally, each also keeping `free_space_ratio` of its filesystem free. Rebuilds each
     /// directory's index from a listing and empties its `tmp/`. A directory that cannot be
     /// opened is bypassed (with a warning) and retried later; a directory another cache
-    /// holds (see the [module docs](self)) is an error, and nothing of it is touched.
+    /// holds (its `.lock` is taken) is an error, and nothing of it is touched.
     pub fn open(dirs: &[PathBuf], capacity: u64, free_space_ratio: f64) -> io::Result<DiskCache> {
         let per_dir = capacity / (dirs.len().max(1) as u64);
         let cache = DiskCache {
