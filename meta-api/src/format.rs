@@ -8,6 +8,10 @@ use crate::{MetaError, Result};
 /// JuiceFS 1.x's.
 pub const MAX_META_VERSION: u32 = 1;
 
+/// What a dump writes in place of the object store's secret key and session token when it
+/// leaves them out (JuiceFS's word): such settings hold no credentials to decrypt.
+pub const REMOVED_SECRET: &str = "removed";
+
 /// The JuiceFS release whose volumes this library is compatible with: a volume whose
 /// `MinClientVersion` is newer uses something this library does not know.
 pub const JUICEFS_COMPAT: (u32, u32, u32) = (1, 4, 2);

@@ -58,7 +58,7 @@ pub mod testkit;
 
 pub use engine::{DeletedFile, MetaEngine, Purged};
 pub use error::{BoxError, MetaError, Result};
-pub use format::{parse_version, Format, JUICEFS_COMPAT, MAX_META_VERSION};
+pub use format::{parse_version, Format, JUICEFS_COMPAT, MAX_META_VERSION, REMOVED_SECRET};
 pub use locks::{LockOwner, LockType, PlockRequest};
 pub use openfiles::OpenFiles;
 pub use space::{Limits, Usage};

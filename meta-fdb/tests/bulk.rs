@@ -443,14 +443,5 @@ async fn a_batch_naming_inode_zero_is_refused() {
     assert!(m.is_empty().await.unwrap(), "nothing of a refused batch");
 
     // A link to an inode the load never wrote: refused, and no setting written.
-    let mut end = load_end();
-    end.links = vec![Link {
-        ino: 77,
-        parents: vec![(ROOT_INO, 2)],
-    }];
-    assert!(matches!(
-        m.finish_load(&end).await,
-        Err(e) if e.to_string() == Link::WITHOUT_NODE.to_string()
-    ));
-    assert!(matches!(m.load().await, Err(MetaError::NotFormatted)));
+    meta_api::testkit::corrupt::a_link_without_its_node_is_refused(&m, load_end()).await;
 }

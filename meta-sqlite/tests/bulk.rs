@@ -394,14 +394,5 @@ async fn garbage_in_a_batch_is_refused_and_leaves_nothing() {
     assert!(m.is_empty().await.unwrap());
 
     m.load_batch(&first).await.unwrap();
-    let mut end = end();
-    end.links.push(Link {
-        ino: 77,
-        parents: vec![(ROOT_INO, 2)],
-    });
-    assert!(matches!(
-        m.finish_load(&end).await,
-        Err(e) if e.to_string() == Link::WITHOUT_NODE.to_string()
-    ));
-    assert!(matches!(m.load().await, Err(MetaError::NotFormatted)));
+    meta_api::testkit::corrupt::a_link_without_its_node_is_refused(&m, end()).await;
 }

@@ -10,8 +10,6 @@ pub mod tree;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use tessera_testenv::{in_ci, missing};
-
 /// The value of environment variable `var` naming a service, or `None` (with a loud
 /// message) when it is unset outside CI. Panics under CI when it is unset.
 pub fn service(var: &str) -> Option<String> {

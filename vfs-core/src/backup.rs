@@ -391,13 +391,9 @@ async fn list_backups(store: &dyn ChunkStore) -> Result<Vec<BackupInfo>> {
 /// How often a client checks whether a backup is due: a tenth of the interval, give or
 /// take a tenth of that, so that clients started together do not ask together.
 pub(crate) fn check_every(interval: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
     let base = (interval / CHECKS_PER_INTERVAL).max(MIN_CHECK);
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
     // 0.9 .. 1.1 of the base.
-    let f = 0.9 + (r % 2001) as f64 / 10_000.0;
+    let f = 0.9 + (crate::jobs::random_u64() % 2001) as f64 / 10_000.0;
     base.mul_f64(f)
 }
 
@@ -674,7 +670,7 @@ fn point_at(
     if at.storage == "file" {
         return Ok(());
     }
-    let removed = |v: &str| v == "removed";
+    let removed = |v: &str| v == meta_api::REMOVED_SECRET;
     if let Some(sk) = &opts.secret_key {
         if let Some(ak) = &opts.access_key {
             f.access_key.clone_from(ak);

@@ -228,12 +228,7 @@ impl Purger {
             trash_asked: std::sync::Mutex::new(None),
             stopping: AtomicBool::new(false),
             running: tokio::sync::Mutex::new(()),
-            spread: {
-                use std::hash::{BuildHasher, Hasher};
-                std::collections::hash_map::RandomState::new()
-                    .build_hasher()
-                    .finish() as usize
-            },
+            spread: random_u64() as usize,
         }
     }
 
@@ -398,6 +393,15 @@ impl Purger {
             }
         }
     }
+}
+
+/// A random number from a fresh hash seed (no RNG dependency): what spreads clients that
+/// start together over a queue or a schedule.
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
 }
 
 /// Deletes every block of `slices` (`block_size` blocks named with `hash_prefix`) from

@@ -36,7 +36,7 @@ pub(crate) fn plain_secrets(format: &Format) -> Result<(String, String)> {
         if sealed.is_empty() {
             return Ok(String::new());
         }
-        if sealed == "removed" {
+        if sealed == meta_api::REMOVED_SECRET {
             return Err(VfsError::UnsupportedStorage(format!(
                 "the volume's {what} was removed from its settings; set it again with \
                  `juicefs config`"

@@ -136,7 +136,7 @@ async fn header<W: Write>(meta: &dyn MetaEngine, w: &mut Out<W>, opts: &DumpOpti
     if !opts.keep_secret_key {
         for secret in [&mut format.secret_key, &mut format.session_token] {
             if !secret.is_empty() {
-                "removed".clone_into(secret);
+                crate::format::REMOVED_SECRET.clone_into(secret);
             }
         }
     }

@@ -104,3 +104,21 @@ pub async fn impossible_chunk_records_are_corrupt(m: &dyn MetaEngine, plant: &dy
         );
     }
 }
+
+/// A load whose end names a hard link to an inode the load never wrote (inode 77, twice
+/// in the root) is refused with [`crate::dump::Link::WITHOUT_NODE`], and no setting is
+/// written: the engine still does not open as a volume. `end` is a valid end otherwise
+/// (its links are replaced).
+pub async fn a_link_without_its_node_is_refused(m: &dyn MetaEngine, mut end: crate::dump::LoadEnd) {
+    use crate::dump::Link;
+    end.links = vec![Link {
+        ino: 77,
+        parents: vec![(ROOT_INO, 2)],
+    }];
+    let e = m
+        .finish_load(&end)
+        .await
+        .expect_err("a link to an inode the load never wrote");
+    assert_eq!(e.to_string(), Link::WITHOUT_NODE.to_string());
+    assert!(matches!(m.load().await, Err(MetaError::NotFormatted)));
+}

@@ -159,14 +159,29 @@ impl Vfs {
         self.check_open()?;
         check_xattr_name(name)?;
         let meta = &self.inner.meta;
-        if name.starts_with(b"user.") || name.starts_with(b"trusted.") {
-            let typ = meta.getattr(ino).await?.typ;
-            match read_rule(name, typ, ctx.is_root()) {
-                ReadRule::Hidden => return Err(MetaError::NoAttr.into()),
-                ReadRule::NeedsRead => {
-                    meta.check_access(ctx, ino, meta_api::access::R).await?;
+        let hidden = |typ| read_rule(name, typ, ctx.is_root()) == ReadRule::Hidden;
+        // The rule by name first (as for a regular file): the inode's type only matters
+        // when the name needs read permission (user.*).
+        match read_rule(name, FileType::Regular, ctx.is_root()) {
+            ReadRule::Hidden => return Err(MetaError::NoAttr.into()),
+            ReadRule::Anyone => {}
+            ReadRule::NeedsRead => {
+                // The check returns the attributes it read: one engine call gives the
+                // type too, which hides user.* on other inodes before any permission.
+                let typ = match meta.check_access(ctx, ino, meta_api::access::R).await {
+                    Ok(attr) => attr.typ,
+                    Err(MetaError::PermissionDenied) => {
+                        let typ = meta.getattr(ino).await?.typ;
+                        if !hidden(typ) {
+                            return Err(MetaError::PermissionDenied.into());
+                        }
+                        typ
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if hidden(typ) {
+                    return Err(MetaError::NoAttr.into());
                 }
-                ReadRule::Anyone => {}
             }
         }
         Ok(meta.getxattr(ino, name).await?)
