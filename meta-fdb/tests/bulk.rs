@@ -432,15 +432,7 @@ async fn a_batch_naming_inode_zero_is_refused() {
         Err(MetaError::InvalidArgument(_))
     ));
     assert!(m.is_empty().await.unwrap(), "nothing of a refused batch");
-    let hole = Batch {
-        slice_refs: vec![(0, 4096)],
-        ..Batch::default()
-    };
-    assert!(matches!(
-        m.load_batch(&hole).await,
-        Err(MetaError::InvalidArgument(_))
-    ));
-    assert!(m.is_empty().await.unwrap(), "nothing of a refused batch");
+    meta_api::testkit::corrupt::a_batch_with_slice_0_is_refused(&m).await;
 
     // A link to an inode the load never wrote: refused, and no setting written.
     meta_api::testkit::corrupt::a_link_without_its_node_is_refused(&m, load_end()).await;

@@ -417,16 +417,7 @@ async fn a_load_refuses_garbage() {
     let m = RedisMeta::open_with(&url, RedisOptions::default().key_prefix(&p))
         .await
         .unwrap();
-    let hole = Batch {
-        slice_refs: vec![(0, 100)],
-        ..Batch::default()
-    };
-    assert!(matches!(
-        m.load_batch(&hole).await,
-        Err(MetaError::InvalidArgument(_))
-    ));
-    // Nothing of a refused batch is written.
-    assert!(m.is_empty().await.unwrap());
+    meta_api::testkit::corrupt::a_batch_with_slice_0_is_refused(&m).await;
     let end = LoadEnd {
         format: format(&p),
         counters: counters(),

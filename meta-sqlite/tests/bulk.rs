@@ -371,14 +371,7 @@ async fn garbage_in_a_batch_is_refused_and_leaves_nothing() {
         m.load_batch(&two_sizes).await,
         Err(MetaError::InvalidArgument(_))
     ));
-    let hole = Batch {
-        slice_refs: vec![(0, 1000)],
-        ..Batch::default()
-    };
-    assert!(matches!(
-        m.load_batch(&hole).await,
-        Err(MetaError::InvalidArgument(_))
-    ));
+    meta_api::testkit::corrupt::a_batch_with_slice_0_is_refused(&m).await;
     let [first, _] = batches();
     let mut zero = first.clone();
     zero.edges

@@ -122,3 +122,18 @@ pub async fn a_link_without_its_node_is_refused(m: &dyn MetaEngine, mut end: cra
     assert_eq!(e.to_string(), Link::WITHOUT_NODE.to_string());
     assert!(matches!(m.load().await, Err(MetaError::NotFormatted)));
 }
+
+/// A load batch referencing slice 0 (a hole, never an object) is refused with
+/// `InvalidArgument`, and the engine, empty before, stays empty: nothing of it is written.
+pub async fn a_batch_with_slice_0_is_refused(m: &dyn MetaEngine) {
+    let hole = crate::dump::Batch {
+        slice_refs: vec![(0, 4096)],
+        ..crate::dump::Batch::default()
+    };
+    let e = m.load_batch(&hole).await.expect_err("slice 0 in a batch");
+    assert!(matches!(e, MetaError::InvalidArgument(_)), "{e}");
+    assert!(
+        m.is_empty().await.expect("is_empty"),
+        "nothing of a refused batch"
+    );
+}
