@@ -95,6 +95,18 @@ impl Closes {
         }
     }
 
+    /// Waits until no batch is on its way (one taken by a heartbeat or by another close
+    /// may still be releasing its files).
+    pub(crate) async fn settled(&self) {
+        loop {
+            let sent = self.sent.notified();
+            if self.state().in_flight.is_empty() {
+                return;
+            }
+            sent.await;
+        }
+    }
+
     /// Takes the queued closes out to be sent.
     fn take(&self) -> Vec<(Ino, u64)> {
         let mut st = self.state();
@@ -179,5 +191,36 @@ impl RedisMeta {
         }
         drop(guard);
         first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A barrier that finds the queue empty still waits for a batch another task took.
+    #[tokio::test]
+    async fn settled_waits_for_a_batch_in_flight() {
+        let closes = std::sync::Arc::new(Closes::default());
+        closes.queue(7, 1);
+        let batch = closes.take();
+        assert_eq!(batch, vec![(7, 1)]);
+        assert!(closes.take().is_empty());
+        let waiter = tokio::spawn({
+            let closes = closes.clone();
+            async move { closes.settled().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished(),
+            "returned while a batch was in flight"
+        );
+        closes.done(&batch, false);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("settled after the batch was done")
+            .unwrap();
+        // Nothing in flight: at once.
+        closes.settled().await;
     }
 }

@@ -13,9 +13,14 @@ impl Volume for RedisMeta {
     }
 
     /// Commits are as durable as the server makes them (see the crate docs); what this
-    /// client deferred, its queued closes, is sent.
+    /// client deferred, its queued closes, is sent, and a batch that another task of this
+    /// client (a close, the heartbeat) took before is waited for: its releases may still
+    /// be under way.
     async fn sync(&self) -> Result<()> {
-        self.flush_closes().await
+        self.closes.settled().await;
+        let sent = self.flush_closes().await;
+        self.closes.settled().await;
+        sent
     }
 
     async fn init(&self, format: &Format, force: bool) -> Result<()> {
