@@ -1,6 +1,6 @@
 //! What an engine implements: its storage, one trait per concern.
 //!
-//! An engine crate implements these ten traits — each in the module of the same concern
+//! An engine crate implements these traits — each in the module of the same concern
 //! (`engine/volume.rs`, `engine/session.rs`, `engine/namespace.rs`, `engine/attr.rs`,
 //! `engine/data.rs`, `engine/purge.rs`, `engine/upkeep.rs`, `engine/xattr.rs`,
 //! `engine/locks.rs` in every engine crate) — and gets [`MetaEngine`](crate::MetaEngine) from the blanket
@@ -349,4 +349,29 @@ pub trait Bulk: Send + Sync + 'static {
     /// stores the counters and the quotas, and writes the setting last (until then the
     /// engine does not open as a volume).
     async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()>;
+}
+
+/// Clones in metadata only: the steps [`crate::clone::clone_tree`] walks with (the module
+/// docs have the protocol).
+#[async_trait]
+pub trait Clones: Send + Sync + 'static {
+    /// [`MetaEngine::clone_node`](crate::MetaEngine::clone_node); the name passed the
+    /// name checks, a top step [`crate::clone::check_top`].
+    async fn clone_node(&self, ctx: &Context, step: &crate::clone::CloneNode<'_>) -> Result<Entry>;
+
+    /// [`MetaEngine::attach_dir`](crate::MetaEngine::attach_dir); the name passed
+    /// [`crate::clone::check_top`].
+    async fn attach_dir(
+        &self,
+        ctx: &Context,
+        to: (Ino, &[u8]),
+        ino: Ino,
+        usage: Usage,
+    ) -> Result<Entry>;
+
+    /// [`MetaEngine::detached_nodes`](crate::MetaEngine::detached_nodes).
+    async fn detached_nodes(&self) -> Result<Vec<(Ino, i64)>>;
+
+    /// [`MetaEngine::drop_detached`](crate::MetaEngine::drop_detached).
+    async fn drop_detached(&self, ino: Ino) -> Result<bool>;
 }

@@ -580,6 +580,54 @@ pub trait MetaEngine: Send + Sync + 'static {
     async fn finish_load(&self, _end: &crate::dump::LoadEnd) -> Result<()> {
         Err(crate::MetaError::NotSupported("load"))
     }
+
+    /// One step of a clone, in one transaction (callers use [`crate::clone::clone_tree`]):
+    /// reads node `step.src` (`NotFound` when it is gone; read permission, and search on a
+    /// directory, else `PermissionDenied`) and writes its clone as a new inode — attributes
+    /// by [`crate::clone::cloned_attr`], its xattrs, symlink target or chunks, each slice
+    /// one reference more — charged to its owner and the volume (`EDQUOT`, `ENOSPC`).
+    ///
+    /// A top step checks `step.parent` as a create does (`NotFound`, `NotDir`, write and
+    /// search permission, a deleted directory, `Exists`); a top directory is created
+    /// detached (parent 0, a detached-node record, no entry), anything else with its entry,
+    /// the parent's times and statistics and the directory quotas above it. A step below
+    /// adds the entry to `step.parent`, a directory of the clone, with its link count (for
+    /// a directory) and statistics. Returns the new inode and its attributes.
+    async fn clone_node(
+        &self,
+        _ctx: &crate::Context,
+        _step: &crate::clone::CloneNode<'_>,
+    ) -> Result<Entry> {
+        Err(crate::MetaError::NotSupported("clone"))
+    }
+
+    /// Attaches detached clone `ino` as entry `name` of `parent`, in one transaction: the
+    /// checks of a create on `parent` (`NotFound`, `NotDir`, permission, `Exists`), the
+    /// entry, the parent's link count, times and statistics, the clone's parent, and the
+    /// directory quotas above `parent` charged with `usage`, the whole tree's (`EDQUOT`);
+    /// the detached-node record goes. `NotFound` when `ino` is not detached.
+    async fn attach_dir(
+        &self,
+        _ctx: &crate::Context,
+        _to: (Ino, &[u8]),
+        _ino: Ino,
+        _usage: crate::space::Usage,
+    ) -> Result<Entry> {
+        Err(crate::MetaError::NotSupported("clone"))
+    }
+
+    /// The detached clones and when each was started (Unix seconds), in inode order.
+    async fn detached_nodes(&self) -> Result<Vec<(Ino, i64)>> {
+        Err(crate::MetaError::NotSupported("clone"))
+    }
+
+    /// Deletes detached clone `ino`, which must have no entries left (`NotEmpty`; callers
+    /// use [`crate::clone::remove_detached`]): its node, xattrs, statistics and record,
+    /// given back to the volume's and its owner's usage. Returns `false` when `ino` is not
+    /// a detached clone.
+    async fn drop_detached(&self, _ino: Ino) -> Result<bool> {
+        Err(crate::MetaError::NotSupported("clone"))
+    }
 }
 
 /// Hands out `freed` slices, whose objects the caller will delete, only once the commits
@@ -611,7 +659,8 @@ where
         + crate::backend::Quotas
         + crate::backend::Xattrs
         + crate::backend::Locks
-        + crate::backend::Bulk,
+        + crate::backend::Bulk
+        + crate::backend::Clones,
 {
     fn name(&self) -> &'static str {
         crate::backend::Volume::name(self)
@@ -1118,6 +1167,38 @@ where
 
     async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()> {
         crate::backend::Bulk::finish_load(self, end).await
+    }
+
+    async fn clone_node(
+        &self,
+        ctx: &crate::Context,
+        step: &crate::clone::CloneNode<'_>,
+    ) -> Result<Entry> {
+        if step.top {
+            crate::clone::check_top(step.src, step.parent, step.name)?;
+        } else {
+            crate::name::validate_name(step.name)?;
+        }
+        crate::backend::Clones::clone_node(self, ctx, step).await
+    }
+
+    async fn attach_dir(
+        &self,
+        ctx: &crate::Context,
+        (parent, name): (Ino, &[u8]),
+        ino: Ino,
+        usage: crate::space::Usage,
+    ) -> Result<Entry> {
+        crate::clone::check_top(ino, parent, name)?;
+        crate::backend::Clones::attach_dir(self, ctx, (parent, name), ino, usage).await
+    }
+
+    async fn detached_nodes(&self) -> Result<Vec<(Ino, i64)>> {
+        crate::backend::Clones::detached_nodes(self).await
+    }
+
+    async fn drop_detached(&self, ino: Ino) -> Result<bool> {
+        crate::backend::Clones::drop_detached(self, ino).await
     }
 }
 

@@ -4,8 +4,10 @@
 use crate::acl::{self, Rule};
 use crate::{access, Attr, Context, FileType, MetaError, Result, SetAttr, SetTime, Timestamp};
 
-const S_ISUID: u16 = 0o4000;
-const S_ISGID: u16 = 0o2000;
+/// The set-user-ID bit.
+pub const S_ISUID: u16 = 0o4000;
+/// The set-group-ID bit.
+pub const S_ISGID: u16 = 0o2000;
 const S_ISVTX: u16 = 0o1000;
 
 /// The permission triplet (`rwx` as 0..=7) that applies to `ctx` for `attr`.

@@ -46,21 +46,58 @@ pub async fn remove_tree(
     name: &[u8],
     progress: &AtomicU64,
 ) -> Result<RemovedTree> {
-    let mut done = RemovedTree::default();
     let top = e.lookup(ctx, parent, name).await?;
     if top.attr.typ != FileType::Directory {
         e.unlink(ctx, parent, name).await?;
         progress.fetch_add(1, Ordering::Relaxed);
-        done.files = 1;
-        return Ok(done);
+        return Ok(RemovedTree { files: 1, dirs: 0 });
     }
-    let mut stack = vec![Frame {
-        parent,
-        name: name.to_vec(),
-        ino: top.ino,
+    empty_frames(
+        e,
+        ctx,
+        Frame {
+            parent,
+            name: name.to_vec(),
+            ino: top.ino,
+            after: None,
+            again: false,
+        },
+        true,
+        progress,
+    )
+    .await
+}
+
+/// Removes everything below directory `ino`, which stays (empty), as `ctx`; as
+/// [`remove_tree`] otherwise. A directory with no entry (a detached clone) can be emptied.
+pub async fn empty_dir(
+    e: &dyn MetaEngine,
+    ctx: &Context,
+    ino: Ino,
+    progress: &AtomicU64,
+) -> Result<RemovedTree> {
+    let top = Frame {
+        parent: ino,
+        name: Vec::new(),
+        ino,
         after: None,
         again: false,
-    }];
+    };
+    empty_frames(e, ctx, top, false, progress).await
+}
+
+/// The walk of [`remove_tree`] and [`empty_dir`] from directory `top`, removed at the end
+/// when `remove_top`.
+async fn empty_frames(
+    e: &dyn MetaEngine,
+    ctx: &Context,
+    top: Frame,
+    remove_top: bool,
+    progress: &AtomicU64,
+) -> Result<RemovedTree> {
+    let mut done = RemovedTree::default();
+    let top_ino = top.ino;
+    let mut stack = vec![top];
     while let Some(mut f) = stack.pop() {
         let page = e
             .readdir(ctx, f.ino, f.after.as_deref(), REMOVE_PAGE, false)
@@ -70,6 +107,9 @@ pub async fn remove_tree(
                 f.after = None;
                 f.again = true;
                 stack.push(f);
+                continue;
+            }
+            if f.ino == top_ino && !remove_top {
                 continue;
             }
             match e.rmdir(ctx, f.parent, &f.name).await {

@@ -15,6 +15,7 @@ use crate::kv::{parse_counter, KvStore, KvTxn};
 mod acl;
 mod attr;
 mod bulk;
+mod clone;
 mod data;
 mod locks;
 mod namespace;

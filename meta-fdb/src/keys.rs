@@ -14,6 +14,7 @@
 //! | `A{ino}S` | symlink target |
 //! | `A{ino}X{name}` | extended attribute `name` |
 //! | `D{ino}{length}` | deleted file waiting to be purged; value: deletion time (big-endian `i64`) |
+//! | `N{ino}` | detached clone (a directory clone being built); value: when it was started (big-endian `i64` seconds) |
 //! | `F{ino}` | BSD locks of `ino`: 17-byte records `sid owner type` |
 //! | `P{ino}` | POSIX locks of `ino`: records `sid owner length data` |
 //! | `K{id}{size}` | extra references of slice `id` (counter; absent = one reference) |
@@ -184,6 +185,19 @@ impl Keys {
     /// `D`: the prefix of all deleted files.
     pub fn delfiles(&self) -> Vec<u8> {
         self.tag(b"D")
+    }
+
+    /// `N{ino}`: a detached clone; value: when it was started (`packInt64` seconds).
+    pub fn detached(&self, ino: Ino) -> Vec<u8> {
+        let mut k = self.key(9);
+        k.push(b'N');
+        k.extend_from_slice(&ino.to_le_bytes());
+        k
+    }
+
+    /// `N`: the prefix of all detached clones.
+    pub fn detached_all(&self) -> Vec<u8> {
+        self.tag(b"N")
     }
 
     /// `F{ino}`: the BSD (flock) locks of `ino`.

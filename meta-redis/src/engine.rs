@@ -4,6 +4,7 @@
 mod acl;
 mod attr;
 mod bulk;
+mod clone;
 mod closes;
 mod data;
 mod locks;

@@ -82,6 +82,11 @@ impl Keys {
         format!("{}opened{sid}", self.prefix)
     }
 
+    /// `detachedNodes`: ZSET of detached clones (inode → Unix seconds it was started).
+    pub(crate) fn detached_nodes(&self) -> String {
+        self.with("detachedNodes")
+    }
+
     /// `chunkTail`: inode → highest chunk index that may hold slices past the file's
     /// length after a shrink (this client's addition, so purging finds every chunk).
     pub(crate) fn chunk_tail(&self) -> String {

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 mod acl;
 mod attr;
 mod bulk;
+mod clone;
 pub(crate) mod data;
 mod locks;
 pub(crate) mod namespace;

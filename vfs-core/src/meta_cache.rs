@@ -1032,4 +1032,44 @@ impl MetaEngine for CachedMeta {
         self.invalidate_all();
         r
     }
+
+    async fn clone_node(
+        &self,
+        ctx: &Context,
+        step: &meta_api::clone::CloneNode<'_>,
+    ) -> Result<Entry> {
+        let start = self.begin();
+        let e = self.inner.clone_node(ctx, step).await?;
+        // A detached directory has no entry yet: its attach adds it.
+        if e.attr.parent != 0 {
+            self.added(step.parent, step.name, &e, start);
+        }
+        Ok(e)
+    }
+
+    async fn attach_dir(
+        &self,
+        ctx: &Context,
+        (parent, name): (Ino, &[u8]),
+        ino: Ino,
+        usage: meta_api::space::Usage,
+    ) -> Result<Entry> {
+        let start = self.begin();
+        let e = self
+            .inner
+            .attach_dir(ctx, (parent, name), ino, usage)
+            .await?;
+        self.added(parent, name, &e, start);
+        Ok(e)
+    }
+
+    async fn detached_nodes(&self) -> Result<Vec<(Ino, i64)>> {
+        self.inner.detached_nodes().await
+    }
+
+    async fn drop_detached(&self, ino: Ino) -> Result<bool> {
+        let r = self.inner.drop_detached(ino).await;
+        self.drop_attrs(&[ino]);
+        r
+    }
 }

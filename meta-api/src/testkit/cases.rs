@@ -13,6 +13,7 @@ use crate::{
 mod acl;
 mod attrs;
 mod clients;
+mod clone;
 mod compaction;
 mod create;
 mod data;
@@ -335,6 +336,11 @@ pub(super) fn all() -> Vec<Case> {
         quota::user_and_group_quotas_follow_owners,
         quota::the_trash_frees_directory_usage_and_keeps_the_owners,
         quota::quotas_are_set_listed_and_refused_precisely,
+        clone::a_tree_clone_shares_every_slice,
+        clone::a_file_clone_is_one_entry_with_the_callers_owner,
+        clone::clone_refusals_are_precise_and_change_nothing,
+        clone::a_clone_past_a_quota_leaves_nothing,
+        clone::a_crashed_clone_stays_detached_until_it_is_old,
     ]
 }
 

@@ -112,6 +112,8 @@ struct State {
     plocks: BTreeMap<Ino, locks::Plocks>,
     /// Stored POSIX ACL rules.
     acls: acl::AclTable,
+    /// Detached clones and when each was started.
+    detached: BTreeMap<Ino, i64>,
 }
 
 fn now() -> Timestamp {
@@ -583,15 +585,20 @@ impl State {
     fn add_slice(&mut self, ino: Ino, index: u32, s: Slice) -> Result<()> {
         self.node_mut(ino)?.chunks.entry(index).or_default().push(s);
         if s.id != 0 {
-            self.refs
-                .entry(s.id)
-                .or_insert(SliceRef {
-                    size: s.size,
-                    refs: 0,
-                })
-                .refs += 1;
+            self.add_ref(&s);
         }
         Ok(())
+    }
+
+    /// Counts one more reference to the object of slice `s`.
+    fn add_ref(&mut self, s: &Slice) {
+        self.refs
+            .entry(s.id)
+            .or_insert(SliceRef {
+                size: s.size,
+                refs: 0,
+            })
+            .refs += 1;
     }
 
     /// The truncate checks shared by `truncate` and `setattr` with a size.
@@ -1907,6 +1914,118 @@ impl MetaEngine for ModelEngine {
             }
             None => false,
         })
+    }
+
+    async fn clone_node(&self, ctx: &Context, step: &crate::clone::CloneNode<'_>) -> Result<Entry> {
+        let mut st = self.ready()?;
+        if step.top {
+            crate::clone::check_top(step.src, step.parent, step.name)?;
+        } else {
+            validate_name(step.name)?;
+        }
+        let src = st.node(step.src)?.clone();
+        st.access(ctx, &src.attr, crate::clone::source_mask(src.attr.typ))?;
+        let mut pattr = st.dir(step.parent)?.attr.clone();
+        if step.top {
+            if pattr.parent > TRASH_INO {
+                return not_found();
+            }
+            st.access(ctx, &pattr, access::W | access::X)?;
+            if st.child(step.parent, step.name).is_some() {
+                return Err(MetaError::Exists);
+            }
+            refuse_if(immutable(&pattr))?;
+        }
+        let detached = step.top && src.attr.typ == FileType::Directory;
+        let t = now();
+        let parent = if detached { 0 } else { step.parent };
+        let attr = crate::clone::cloned_attr(&src.attr, ctx, step.opts, parent, t);
+        let dirs: &[Ino] = if detached { &[] } else { &[step.parent] };
+        st.charge((space_of(&attr), 1), Some((attr.uid, attr.gid)), dirs)?;
+        let ino = st.new_ino();
+        let mut node = Node::new(attr.clone());
+        node.xattrs = src.xattrs;
+        node.target = src.target;
+        if attr.typ == FileType::Regular {
+            for (idx, slices) in &src.chunks {
+                for s in slices {
+                    if s.id != 0 {
+                        st.add_ref(s);
+                    }
+                }
+                node.chunks.insert(*idx, slices.clone());
+            }
+        }
+        st.nodes.insert(ino, node);
+        if detached {
+            st.detached.insert(ino, t.sec);
+        } else {
+            st.node_mut(step.parent)?
+                .entries
+                .insert(step.name.to_vec(), ino);
+            if attr.typ == FileType::Directory {
+                pattr.nlink += 1;
+            }
+            if step.top {
+                pattr.mtime = t;
+                pattr.ctime = t;
+            }
+            st.node_mut(step.parent)?.attr = pattr;
+        }
+        Ok(Entry { ino, attr })
+    }
+
+    async fn attach_dir(
+        &self,
+        ctx: &Context,
+        (parent, name): (Ino, &[u8]),
+        ino: Ino,
+        usage: Usage,
+    ) -> Result<Entry> {
+        let mut st = self.ready()?;
+        crate::clone::check_top(ino, parent, name)?;
+        let pattr = st.dir(parent)?.attr.clone();
+        if pattr.parent > TRASH_INO {
+            return not_found();
+        }
+        st.access(ctx, &pattr, access::W | access::X)?;
+        if st.child(parent, name).is_some() {
+            return Err(MetaError::Exists);
+        }
+        refuse_if(immutable(&pattr))?;
+        if !st.detached.contains_key(&ino) || !st.nodes.contains_key(&ino) {
+            return not_found();
+        }
+        st.charge((usage.space, usage.inodes), None, &[parent])?;
+        st.detached.remove(&ino);
+        let t = now();
+        st.node_mut(ino)?.attr.parent = parent;
+        st.node_mut(parent)?.entries.insert(name.to_vec(), ino);
+        st.add_nlink(parent, 1);
+        st.touch(parent, t);
+        st.entry(ino)
+    }
+
+    async fn detached_nodes(&self) -> Result<Vec<(Ino, i64)>> {
+        let st = self.ready()?;
+        Ok(st.detached.iter().map(|(&i, &t)| (i, t)).collect())
+    }
+
+    async fn drop_detached(&self, ino: Ino) -> Result<bool> {
+        let mut st = self.ready()?;
+        if !st.detached.contains_key(&ino) {
+            return Ok(false);
+        }
+        if st.nodes.get(&ino).is_some_and(|n| !n.entries.is_empty()) {
+            return Err(MetaError::NotEmpty);
+        }
+        st.detached.remove(&ino);
+        let Some(a) = st.nodes.get(&ino).map(|n| n.attr.clone()) else {
+            return Ok(true);
+        };
+        st.charge((-space_of(&a), -1), Some((a.uid, a.gid)), &[])?;
+        st.nodes.remove(&ino);
+        Ok(true)
     }
 
     async fn statfs_at(&self, ino: Ino) -> Result<StatFs> {

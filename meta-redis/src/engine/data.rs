@@ -116,7 +116,7 @@ impl RedisMeta {
 
     /// The chunk indexes of `ino` in `first..=last` worth reading: all of them for a short
     /// span, the ones that exist (found by `SCAN`) for a long one.
-    async fn chunks_in(&self, ino: Ino, (first, last): (u32, u32)) -> Result<Vec<u32>> {
+    pub(crate) async fn chunks_in(&self, ino: Ino, (first, last): (u32, u32)) -> Result<Vec<u32>> {
         if u64::from(last - first) < DIRECT_CHUNKS {
             return Ok((first..=last).collect());
         }

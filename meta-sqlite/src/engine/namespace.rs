@@ -438,7 +438,7 @@ impl SqliteMeta {
 impl SqliteMeta {
     /// [`writable_dir`] with the directory's access ACL, which is returned too (removals
     /// check it again with the sticky bit).
-    async fn writable_dir(
+    pub(crate) async fn writable_dir(
         &self,
         c: &mut SqliteConnection,
         ctx: &Context,
