@@ -129,6 +129,11 @@ pub async fn gc(fs: &FileSystem, opts: &GcOptions, json: bool) -> io::Result<()>
     show("delayed (trash) slices", r.delayed_slices);
     show("pending deleted files", r.pending_files);
     println!("{:<26} {:>10}", "slice records", r.records);
+    println!(
+        "{:<26} {:>10}",
+        "detached trees (old)",
+        format!("{} ({})", r.detached_trees, r.old_detached_trees)
+    );
     if opts.compact {
         println!("{:<26} {:>10}", "records compacted", r.compacted_records);
     }
@@ -144,8 +149,16 @@ pub async fn gc(fs: &FileSystem, opts: &GcOptions, json: bool) -> io::Result<()>
             "{:<26} {:>10}",
             "pending slices finished", r.finished_slices
         );
+        println!(
+            "{:<26} {:>10}",
+            "detached trees removed", r.removed_detached_trees
+        );
         println!("{:<26} {:>10}", "deleted files purged", r.purged_files);
-    } else if r.leaked.count > 0 || r.pending_slices.count > 0 || r.pending_files.count > 0 {
+    } else if r.leaked.count > 0
+        || r.pending_slices.count > 0
+        || r.pending_files.count > 0
+        || r.old_detached_trees > 0
+    {
         println!("run with --delete to delete the leaked objects and finish what is pending");
     }
     Ok(())
@@ -166,6 +179,9 @@ fn gc_json(r: &GcReport) -> Value {
         "deleted_leaked": tally(r.deleted_leaked),
         "finished_slices": r.finished_slices,
         "purged_files": r.purged_files,
+        "detached_trees": r.detached_trees,
+        "old_detached_trees": r.old_detached_trees,
+        "removed_detached_trees": r.removed_detached_trees,
         "trash": {
             "hours": r.trash.hours,
             "entries": r.trash.entries,
@@ -392,6 +408,25 @@ pub async fn rmr(fs: &FileSystem, path: &Path) -> io::Result<()> {
         done.files,
         done.dirs,
         purged
+    );
+    Ok(())
+}
+
+/// `tessera clone SRC DST`: clones in metadata only and says what it made.
+pub async fn clone(fs: &FileSystem, src: &Path, dst: &Path, preserve: bool) -> io::Result<()> {
+    let progress = Arc::new(Progress::default());
+    let spinner = Spinner::start("entries cloned", &progress, false);
+    let opts = meta_api::clone::CloneOptions::default().preserve(preserve);
+    let done = fs.clone_tree_with(src, dst, opts, &progress).await;
+    drop(spinner);
+    let done = done?;
+    eprintln!(
+        "{} -> {}: cloned {} files and {} directories ({}), no data copied",
+        src.display(),
+        dst.display(),
+        done.files,
+        done.dirs,
+        human_bytes(done.usage.space.max(0).unsigned_abs())
     );
     Ok(())
 }

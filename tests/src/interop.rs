@@ -832,3 +832,89 @@ pub async fn deletion_interoperates(jfs: &Juicefs, url: &str) {
     assert_eq!(juicefs_leaked(jfs, url), 0);
     jfs.fsck(url);
 }
+
+/// Every regular file under `top` in the volume and its bytes, by path below `top`.
+async fn volume_files(fs: &FileSystem, top: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![top.to_string()];
+    while let Some(d) = dirs.pop() {
+        let mut rd = fs.read_dir(&d).await.unwrap();
+        while let Some(e) = rd.next_entry().await.unwrap() {
+            let path = format!("{d}/{}", e.file_name().to_string_lossy());
+            match e.file_type().kind() {
+                meta_api::FileType::Directory => dirs.push(path),
+                meta_api::FileType::Regular => {
+                    let data = fs.read(&path).await.unwrap();
+                    out.push((path[top.len()..].to_string(), data));
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Clones across both clients on `url` (formatted here by juicefs, trash off): our clone
+/// shares every block (deleting the source deletes no object, `juicefs fsck` is clean,
+/// `juicefs gc` finds nothing leaked), `juicefs clone` on a mount of our clone reads back
+/// here byte for byte, and deleting every copy frees every block.
+pub async fn clone_interoperates(jfs: &Juicefs, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = dir.path().join("bucket");
+    jfs.format_file_volume(url, "clone-interop", &bucket, &[]);
+    let fs = open_fs(url).await;
+    small_tree(&fs, "/src", 3, 60).await;
+    fs.symlink("d0/f0", "/src/link").await.unwrap();
+    let want = volume_files(&fs, "/src").await;
+    let made = fs.clone_tree("/src", "/ours").await.unwrap();
+    assert_eq!((made.files, made.dirs), (61, 4));
+    assert_eq!(
+        fs.read_link("/ours/link").await.unwrap(),
+        Path::new("d0/f0")
+    );
+    assert_eq!(volume_files(&fs, "/ours").await, want);
+    fs.remove_dir_all("/src").await.unwrap();
+    fs.vfs().purge_deleted().await.unwrap();
+    fs.close().await.unwrap();
+    assert_eq!(block_count(&bucket), 60, "the clone keeps every block");
+    assert_eq!(juicefs_leaked(jfs, url), 0);
+    jfs.fsck(url);
+
+    // juicefs clones our clone; we read theirs.
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.to_string_lossy().into_owned();
+    let cache = dir.path().join("cache").to_string_lossy().into_owned();
+    let mount = [
+        "mount",
+        url,
+        &m,
+        "-d",
+        "--no-usage-report",
+        "--cache-dir",
+        &cache,
+    ];
+    jfs.run(&mount, &[]);
+    let cloned = jfs.try_run(
+        &["clone", &format!("{m}/ours"), &format!("{m}/theirs")],
+        &[],
+    );
+    jfs.run(&["umount", &m], &[]);
+    assert!(cloned.status.success(), "juicefs clone failed: {cloned:?}");
+    let fs = open_fs(url).await;
+    assert_eq!(volume_files(&fs, "/theirs").await, want);
+    fs.remove_dir_all("/ours").await.unwrap();
+    fs.vfs().purge_deleted().await.unwrap();
+    assert_eq!(
+        block_count(&bucket),
+        60,
+        "juicefs's clone keeps every block"
+    );
+    fs.remove_dir_all("/theirs").await.unwrap();
+    fs.vfs().purge_deleted().await.unwrap();
+    fs.close().await.unwrap();
+    assert_eq!(block_count(&bucket), 0, "the last copy freed every block");
+    assert_eq!(queued(url).await, 0);
+    jfs.fsck(url);
+}

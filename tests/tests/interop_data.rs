@@ -4,9 +4,9 @@
 //! uncompressed and with lz4 and zstd.
 
 use tessera_tests::interop::{
-    compaction_and_gc_interoperate, deletion_interoperates, gc_under_load_keeps_every_byte,
-    juicefs_writes_vfs_reads, quotas_interoperate, trash_interoperates, vfs_writes_juicefs_reads,
-    MIB,
+    clone_interoperates, compaction_and_gc_interoperate, deletion_interoperates,
+    gc_under_load_keeps_every_byte, juicefs_writes_vfs_reads, quotas_interoperate,
+    trash_interoperates, vfs_writes_juicefs_reads, MIB,
 };
 use tessera_tests::{sqlite_url, Juicefs};
 
@@ -95,4 +95,13 @@ async fn deletion_interoperates_on_sqlite() {
     };
     let dir = tempfile::tempdir().unwrap();
     deletion_interoperates(&jfs, &url(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_interoperates_on_sqlite() {
+    let Some(jfs) = Juicefs::from_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    clone_interoperates(&jfs, &url(&dir)).await;
 }

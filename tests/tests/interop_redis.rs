@@ -5,8 +5,9 @@
 use std::process::Command;
 
 use tessera_tests::interop::{
-    compaction_and_gc_interoperate, deletion_interoperates, juicefs_writes_vfs_reads,
-    quotas_interoperate, trash_interoperates, vfs_writes_juicefs_reads, MIB,
+    clone_interoperates, compaction_and_gc_interoperate, deletion_interoperates,
+    juicefs_writes_vfs_reads, quotas_interoperate, trash_interoperates, vfs_writes_juicefs_reads,
+    MIB,
 };
 use tessera_tests::{service, Juicefs};
 
@@ -73,4 +74,13 @@ async fn deletion_interoperates_on_redis() {
     };
     let url = fresh_db(&base, 206);
     deletion_interoperates(&jfs, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_interoperates_on_redis() {
+    let (Some(jfs), Some(base)) = (Juicefs::from_env(), service("REDIS_URL")) else {
+        return;
+    };
+    let url = fresh_db(&base, 232);
+    clone_interoperates(&jfs, &url).await;
 }

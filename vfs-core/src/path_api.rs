@@ -371,6 +371,42 @@ impl FileSystem {
         Ok(n)
     }
 
+    /// Clones `from` (a file, or a directory and everything in it) as `to` in metadata
+    /// only (`juicefs clone`): the clone shares the source's blocks, no data is copied,
+    /// and a directory appears whole or not at all ([`Vfs::clone_tree`]). The caller owns
+    /// the clone, with its umask and times of now; a symbolic link is cloned itself.
+    pub async fn clone_tree(
+        &self,
+        from: impl AsRef<Path>,
+        to: impl AsRef<Path>,
+    ) -> io::Result<meta_api::clone::Cloned> {
+        self.clone_tree_with(
+            from,
+            to,
+            meta_api::clone::CloneOptions::default(),
+            &crate::upkeep::Progress::default(),
+        )
+        .await
+    }
+
+    /// [`FileSystem::clone_tree`] with options (`preserve` keeps the mode, times and, for
+    /// root, the owner) and `progress` counting the entries cloned.
+    pub async fn clone_tree_with(
+        &self,
+        from: impl AsRef<Path>,
+        to: impl AsRef<Path>,
+        opts: meta_api::clone::CloneOptions,
+        progress: &crate::upkeep::Progress,
+    ) -> io::Result<meta_api::clone::Cloned> {
+        let src = self.walk(from.as_ref(), Last::NoFollow).await?.existing()?;
+        let w = self.walk(to.as_ref(), Last::Parent).await?;
+        let (parent, name) = w.parent_and_name(MetaError::Exists)?;
+        Ok(self
+            .vfs
+            .clone_tree(&self.ctx, src.ino, (parent, name), opts, progress)
+            .await?)
+    }
+
     /// Makes `link` another name of what `original` names (a symbolic link is linked
     /// itself, as `link(2)` on Linux does).
     pub async fn hard_link(

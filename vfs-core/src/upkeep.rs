@@ -5,7 +5,8 @@
 //!   everything the metadata references ([`MetaEngine::list_slices`]): an object of no
 //!   chunk record, delayed slice or pending slice is leaked — unless it is younger than
 //!   [`GcOptions::min_age`] (an upload whose slice is not committed yet is not a leak).
-//!   It reports; with [`GcOptions::delete`] it also deletes the leaked objects, purges the
+//!   It reports; with [`GcOptions::delete`] it also removes the detached trees of clones
+//!   older than a day ([`meta_api::clone`]), deletes the leaked objects, purges the
 //!   deleted files and finishes the pending slices.
 //! * [`Vfs::fsck`](crate::Vfs::fsck) checks that every block the files of a tree reference
 //!   exists with its length, the directories' link counts, parents and statistics, and with
@@ -127,6 +128,14 @@ pub struct GcReport {
     pub finished_slices: u64,
     /// With `delete`: deleted files purged.
     pub purged_files: u64,
+    /// Detached trees (clones being built, or left by a client that crashed while
+    /// cloning), by their inodes.
+    pub detached_trees: u64,
+    /// Detached trees older than [`meta_api::clone::DETACHED_MAX_AGE_SECS`].
+    pub old_detached_trees: u64,
+    /// With `delete`: old detached trees removed (before the purge of deleted files, which
+    /// then frees what they referenced alone).
+    pub removed_detached_trees: u64,
 }
 
 /// What [`Vfs::fsck`](crate::Vfs::fsck) checks and repairs.
@@ -278,7 +287,18 @@ impl Upkeep<'_> {
         if opts.compact {
             report.compacted_records = self.compact_all(threads).await?;
         }
+        let old = unix_now().saturating_sub(meta_api::clone::DETACHED_MAX_AGE_SECS);
+        for (_, started) in self.meta.detached_nodes().await? {
+            report.detached_trees += 1;
+            if started < old {
+                report.old_detached_trees += 1;
+            }
+        }
         if opts.delete {
+            if report.old_detached_trees > 0 {
+                let removed = meta_api::clone::remove_old_detached(&**self.meta, old).await?;
+                report.removed_detached_trees = removed as u64;
+            }
             report.purged_files = self.purge_deleted().await?;
         }
         for f in self.meta.deleted_files(usize::MAX).await? {

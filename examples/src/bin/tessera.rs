@@ -520,6 +520,19 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Clone a file or a directory tree in metadata only (as `juicefs clone`): the clone
+    /// shares the source's blocks, and a directory appears whole or not at all
+    Clone {
+        /// Metadata URL
+        meta_url: String,
+        /// Volume source
+        src: PathBuf,
+        /// Volume destination (must not exist)
+        dst: PathBuf,
+        /// Keep the source's mode, times and (as root) owner
+        #[arg(long)]
+        preserve: bool,
+    },
     /// Rename or move a file or directory
     Mv {
         /// Metadata URL
@@ -851,6 +864,19 @@ async fn run(command: Command) -> io::Result<()> {
                     upkeep::rmr(&fs, path).await.map_err(|e| at_path(path, e))?;
                 }
                 Ok(())
+            })
+            .await
+        }
+        Command::Clone {
+            meta_url,
+            src,
+            dst,
+            preserve,
+        } => {
+            with_volume(&meta_url, |fs| async move {
+                upkeep::clone(&fs, &src, &dst, preserve)
+                    .await
+                    .map_err(|e| at_path(&src, e))
             })
             .await
         }

@@ -169,6 +169,34 @@ impl Vfs {
         Ok(done?)
     }
 
+    /// Clones `src` (a file or a whole tree) as entry `name` of `parent` in metadata only
+    /// (what `tessera clone` runs): new inodes that share the source's slices, each slice
+    /// one reference more, no object copied; a directory is built detached and attached
+    /// at the end, so nothing of a clone that fails or whose client crashes is ever
+    /// visible ([`meta_api::clone`] has the protocol and the rules). What this client
+    /// wrote to open files is written back first, so the clone holds it. `progress`
+    /// counts the entries cloned.
+    pub async fn clone_tree(
+        &self,
+        ctx: &Context,
+        src: Ino,
+        (parent, name): (Ino, &[u8]),
+        opts: meta_api::clone::CloneOptions,
+        progress: &crate::upkeep::Progress,
+    ) -> Result<meta_api::clone::Cloned> {
+        self.check_open()?;
+        self.flush_everything().await?;
+        Ok(meta_api::clone::clone_tree(
+            &*self.inner.meta,
+            ctx,
+            src,
+            (parent, name),
+            opts,
+            &progress.items,
+        )
+        .await?)
+    }
+
     /// Removes an empty directory.
     pub async fn rmdir(&self, ctx: &Context, parent: Ino, name: &[u8]) -> Result<()> {
         self.check_open()?;

@@ -358,6 +358,33 @@ pub(super) async fn a_crashed_clone_stays_detached_until_it_is_old(fx: &Fixture<
         },
     )
     .await?;
+    // And a subdirectory with its file.
+    let sub = look(e, src, "sub").await?;
+    let sub2 = e
+        .clone_node(
+            &root(),
+            &CloneNode {
+                src: sub.ino,
+                parent: top.ino,
+                name: b"sub",
+                opts: o,
+                top: false,
+            },
+        )
+        .await?;
+    let g = look(e, sub.ino, "g").await?.ino;
+    e.clone_node(
+        &root(),
+        &CloneNode {
+            src: g,
+            parent: sub2.ino,
+            name: b"g",
+            opts: o,
+            top: false,
+        },
+    )
+    .await?;
+    assert_eq!(e.getattr(top.ino).await?.nlink, 3);
     assert_err!(look(e, ROOT_INO, "dst").await, MetaError::NotFound);
     assert_eq!(
         list_names(e, ROOT_INO, 100).await?,
@@ -371,7 +398,7 @@ pub(super) async fn a_crashed_clone_stays_detached_until_it_is_old(fx: &Fixture<
     assert!((detached[0].1 - now).abs() <= 2, "recorded when it started");
     assert_eq!(
         e.statfs().await?.used_inodes,
-        before.0.used_inodes + 2,
+        before.0.used_inodes + 4,
         "counted meanwhile"
     );
     // Young: kept (its client may still be cloning).
