@@ -389,6 +389,49 @@ fn rmr_removes_a_tree_and_its_objects() {
     assert_eq!(blocks(&vol), 0);
 }
 
+#[test]
+fn clone_shares_blocks_and_refuses_precisely() {
+    let vol = Vol::new();
+    let src = vol.path("src");
+    fs::create_dir_all(src.join("t/a")).unwrap();
+    for (i, f) in ["t/one", "t/a/two"].iter().enumerate() {
+        fs::write(src.join(f), pattern(i as u64, 3000)).unwrap();
+    }
+    ok(&["put", "-q", &vol.url, src.join("t").to_str().unwrap(), "/t"]);
+    let blocks = |vol: &Vol| {
+        walk_files(&vol.path("blocks"))
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("/chunks/"))
+            .count()
+    };
+    let before = blocks(&vol);
+    let out = tessera(&["clone", &vol.url, "/t", "/c"]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cloned 2 files and 2 directories"), "{err}");
+    assert_eq!(blocks(&vol), before, "no object copied");
+    let cat = tessera(&["cat", &vol.url, "/c/a/two"]);
+    assert!(cat.status.success(), "{cat:?}");
+    assert!(
+        cat.stdout == pattern(1, 3000),
+        "the clone reads as its source"
+    );
+    ok(&["clone", &vol.url, "/t/one", "/one", "--preserve"]);
+    // Refusals: one line, nothing made.
+    let err = fails(&["clone", &vol.url, "/t", "/c"]);
+    assert!(err.contains("exists"), "{err}");
+    let err = fails(&["clone", &vol.url, "/missing", "/m"]);
+    assert!(err.contains("/missing"), "{err}");
+    fails(&["clone", &vol.url, "/t", "/.trash"]);
+    assert_eq!(ok(&["ls", &vol.url]), "c\none\nt\n");
+    // Deleting the source frees nothing; deleting every copy frees everything.
+    ok(&["rmr", &vol.url, "/t"]);
+    assert_eq!(blocks(&vol), before);
+    ok(&["rmr", &vol.url, "/c"]);
+    ok(&["rmr", &vol.url, "/one"]);
+    assert_eq!(blocks(&vol), 0);
+}
+
 /// Every file below `dir`.
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
