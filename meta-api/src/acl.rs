@@ -633,6 +633,12 @@ impl AclCache {
         rule
     }
 
+    /// Forgets every rule (the store was wiped for a checkpoint restore, which reloads
+    /// the rules; ids are not reused, but the ids cached by content are gone).
+    pub fn clear(&self) {
+        *self.write() = CacheInner::default();
+    }
+
     /// Remembers that no rule is stored under `id`.
     pub fn insert_absent(&self, id: u32) {
         let mut c = self.write();

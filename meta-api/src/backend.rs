@@ -349,6 +349,12 @@ pub trait Bulk: Send + Sync + 'static {
     /// stores the counters and the quotas, and writes the setting last (until then the
     /// engine does not open as a volume).
     async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()>;
+
+    /// [`MetaEngine::hold_slices`](crate::MetaEngine::hold_slices).
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>>;
+
+    /// [`MetaEngine::wipe`](crate::MetaEngine::wipe).
+    async fn wipe(&self) -> Result<()>;
 }
 
 /// Clones in metadata only: the steps [`crate::clone::clone_tree`] walks with (the module

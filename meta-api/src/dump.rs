@@ -34,7 +34,7 @@ use crate::quota::{Quota, QuotaKind};
 use crate::upkeep::DirStat;
 use crate::{Attr, FileType, Format, Ino, Slice};
 
-pub use loader::{load, load_edited, LoadSummary};
+pub use loader::{load, load_edited, load_restoring, LoadSummary};
 pub use writer::{dump, DumpOptions, DumpSummary};
 
 /// The counters a dump records (JuiceFS's `Counters` object). The id counters hold the
@@ -198,4 +198,7 @@ pub struct LoadEnd {
     pub links: Vec<Link>,
     /// Quotas, with their usage recomputed from the tree.
     pub quotas: Vec<(QuotaKind, u64, Quota)>,
+    /// A checkpoint restore ([`crate::checkpoint`]): the engine was wiped, not empty, and
+    /// its setting (which holds the restore's marker) is overwritten instead of refused.
+    pub restoring: bool,
 }

@@ -581,6 +581,25 @@ pub trait MetaEngine: Send + Sync + 'static {
         Err(crate::MetaError::NotSupported("load"))
     }
 
+    /// Adds `delta` references (a checkpoint's hold, `+1`, or its release, `-1`) to each
+    /// slice `(id, size)` of `slices`, in one transaction (callers pass a page at a time).
+    /// A slice the engine has no reference record for is skipped (leaked or forgotten: it
+    /// is never counted back to life). Returns the slices a negative `delta` left with no
+    /// reference: pending, as a purge leaves them, their objects for the caller to delete
+    /// before [`MetaEngine::forget_slice`]. See [`crate::checkpoint`].
+    async fn hold_slices(&self, _slices: &[(u64, u32)], _delta: i64) -> Result<Vec<Slice>> {
+        Err(crate::MetaError::NotSupported("checkpoints"))
+    }
+
+    /// Deletes every record but the volume's setting and its counters (`nextInode`,
+    /// `nextChunk`, … keep their values, so no id is ever handed out twice): what a
+    /// checkpoint restore does before it loads the checkpoint (see [`crate::checkpoint`]).
+    /// Sessions go too. In as few transactions as the engine allows; a crash half-way
+    /// leaves a volume the restore's marker keeps closed until the restore is run again.
+    async fn wipe(&self) -> Result<()> {
+        Err(crate::MetaError::NotSupported("checkpoints"))
+    }
+
     /// One step of a clone, in one transaction (callers use [`crate::clone::clone_tree`]):
     /// reads node `step.src` (`NotFound` when it is gone; read permission, and search on a
     /// directory, else `PermissionDenied`) and writes its clone as a new inode — attributes
@@ -1167,6 +1186,17 @@ where
 
     async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()> {
         crate::backend::Bulk::finish_load(self, end).await
+    }
+
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
+        if slices.iter().any(|&(id, _)| id == 0) {
+            return Err(crate::MetaError::InvalidArgument("slice 0 is a hole"));
+        }
+        crate::backend::Bulk::hold_slices(self, slices, delta).await
+    }
+
+    async fn wipe(&self) -> Result<()> {
+        crate::backend::Bulk::wipe(self).await
     }
 
     async fn clone_node(

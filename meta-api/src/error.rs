@@ -77,6 +77,10 @@ pub enum MetaError {
     /// The volume has not been formatted.
     #[error("volume is not formatted")]
     NotFormatted,
+    /// The volume (or what the call needs) is in use: another client is connected, or a
+    /// checkpoint restore is under way.
+    #[error("device or resource busy: {0}")]
+    Busy(String),
     /// The volume uses a feature this client refuses (encryption, a newer version).
     #[error("unsupported volume: {0}")]
     UnsupportedVolume(String),
@@ -131,6 +135,7 @@ impl MetaError {
             WouldBlock => libc::EAGAIN,
             BadHandle => libc::EBADF,
             ReadOnly => libc::EROFS,
+            Busy(_) => libc::EBUSY,
             NotFormatted | UnsupportedVolume(_) | Corrupt(_) | Conflict | Backend { .. } => {
                 libc::EIO
             }

@@ -31,6 +31,7 @@ pub mod acl;
 pub mod args;
 pub mod backend;
 pub mod backoff;
+pub mod checkpoint;
 pub mod clone;
 pub mod compact;
 pub mod copy;

@@ -312,6 +312,34 @@ impl MetaEngine for Buggy {
     async fn statfs_at(&self, ino: Ino) -> Result<StatFs> {
         self.inner.statfs_at(ino).await
     }
+    async fn clone_node(
+        &self,
+        ctx: &Context,
+        step: &meta_api::clone::CloneNode<'_>,
+    ) -> Result<Entry> {
+        self.inner.clone_node(ctx, step).await
+    }
+    async fn attach_dir(
+        &self,
+        ctx: &Context,
+        to: (Ino, &[u8]),
+        ino: Ino,
+        usage: meta_api::space::Usage,
+    ) -> Result<Entry> {
+        self.inner.attach_dir(ctx, to, ino, usage).await
+    }
+    async fn detached_nodes(&self) -> Result<Vec<(Ino, i64)>> {
+        self.inner.detached_nodes().await
+    }
+    async fn drop_detached(&self, ino: Ino) -> Result<bool> {
+        self.inner.drop_detached(ino).await
+    }
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
+        self.inner.hold_slices(slices, delta).await
+    }
+    async fn wipe(&self) -> Result<()> {
+        self.inner.wipe().await
+    }
 }
 
 struct BuggyHarness {

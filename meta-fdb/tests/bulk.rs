@@ -215,6 +215,7 @@ fn quotas() -> Vec<(QuotaKind, u64, Quota)> {
 
 fn load_end() -> LoadEnd {
     LoadEnd {
+        restoring: false,
         format: volume_format(),
         counters: Counters {
             used_space: 1 << 20,
@@ -369,6 +370,7 @@ async fn slice_references_count_every_occurrence() {
     }
     m.load_batch(&batch).await.unwrap();
     let end = LoadEnd {
+        restoring: false,
         format: volume_format(),
         counters: Counters::default(),
         links: vec![],

@@ -269,6 +269,7 @@ async fn a_load_writes_juicefs_keys() {
 
     let f = format(&p);
     let end = LoadEnd {
+        restoring: false,
         format: f.clone(),
         counters: counters(),
         links: vec![Link {
@@ -419,6 +420,7 @@ async fn a_load_refuses_garbage() {
         .unwrap();
     meta_api::testkit::corrupt::a_batch_with_slice_0_is_refused(&m).await;
     let end = LoadEnd {
+        restoring: false,
         format: format(&p),
         counters: counters(),
         links: vec![],
@@ -469,6 +471,7 @@ async fn many_slice_references_are_counted_in_pages() {
     };
     m.load_batch(&batch).await.unwrap();
     let end = LoadEnd {
+        restoring: false,
         format: format(&p),
         counters: counters(),
         links: vec![],

@@ -198,6 +198,7 @@ const USER_QUOTA: Quota = Quota {
 
 fn end() -> LoadEnd {
     LoadEnd {
+        restoring: false,
         format: format(),
         counters: counters(),
         links: vec![Link {

@@ -1033,6 +1033,16 @@ impl MetaEngine for CachedMeta {
         r
     }
 
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
+        self.inner.hold_slices(slices, delta).await
+    }
+
+    async fn wipe(&self) -> Result<()> {
+        let r = self.inner.wipe().await;
+        self.invalidate_all();
+        r
+    }
+
     async fn clone_node(
         &self,
         ctx: &Context,

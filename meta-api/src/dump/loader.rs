@@ -56,6 +56,45 @@ where
     if !meta.is_empty().await? {
         return Err(MetaError::Exists);
     }
+    load_into(meta, input, edit, None).await
+}
+
+/// A checkpoint restore's load ([`crate::checkpoint`]) into `meta`, which
+/// [`MetaEngine::wipe`] emptied but for its setting and counters: the volume keeps
+/// `format` (the dump's setting is not used), and no counter goes below `floor`, the
+/// counters before the wipe, so no inode number or slice id is handed out twice.
+pub async fn load_restoring<R>(
+    meta: &dyn MetaEngine,
+    input: R,
+    format: Format,
+    floor: Counters,
+) -> Result<LoadSummary>
+where
+    R: std::io::Read + Send + 'static,
+{
+    load_into(
+        meta,
+        input,
+        move |f| {
+            *f = format;
+            Ok(())
+        },
+        Some(floor),
+    )
+    .await
+}
+
+/// The load itself: into an empty engine (`floor` `None`) or a wiped one.
+async fn load_into<R, E>(
+    meta: &dyn MetaEngine,
+    input: R,
+    edit: E,
+    floor: Option<Counters>,
+) -> Result<LoadSummary>
+where
+    R: std::io::Read + Send + 'static,
+    E: FnOnce(&mut Format) -> Result<()>,
+{
     let (tx, mut rx) = tokio::sync::mpsc::channel(EVENTS);
     let parser = std::thread::Builder::new()
         .name("dump-parser".into())
@@ -63,6 +102,7 @@ where
         .spawn(move || reader::parse(input, &tx))
         .map_err(|e| MetaError::backend(false, e))?;
     let mut loader = Loader::new(meta);
+    loader.floor = floor;
     let mut result = Ok(());
     while let Some(event) = rx.recv().await {
         if let Err(e) = loader.event(event).await {
@@ -104,6 +144,8 @@ struct Loader<'a> {
     stack: Vec<Open>,
     saw_trash: bool,
     summary: LoadSummary,
+    /// A restore's counters before the wipe: none of the new ones goes below them.
+    floor: Option<Counters>,
 }
 
 fn corrupt(msg: String) -> MetaError {
@@ -126,6 +168,7 @@ impl<'a> Loader<'a> {
             stack: Vec::new(),
             saw_trash: false,
             summary: LoadSummary::default(),
+            floor: None,
         }
     }
 
@@ -395,13 +438,14 @@ impl<'a> Loader<'a> {
         }
         edit(&mut format)?;
         self.flush().await?;
+        let floor = self.floor.unwrap_or_default();
         let counters = Counters {
             used_space: self.usage.space,
             used_inodes: self.usage.inodes,
-            next_inode: self.next_inode.max(dumped.next_inode),
-            next_chunk: self.next_chunk.max(dumped.next_chunk),
-            next_session: dumped.next_session,
-            next_trash: self.next_trash.max(dumped.next_trash),
+            next_inode: self.next_inode.max(dumped.next_inode).max(floor.next_inode),
+            next_chunk: self.next_chunk.max(dumped.next_chunk).max(floor.next_chunk),
+            next_session: dumped.next_session.max(floor.next_session),
+            next_trash: self.next_trash.max(dumped.next_trash).max(floor.next_trash),
         };
         let links = self
             .links
@@ -420,6 +464,7 @@ impl<'a> Loader<'a> {
                 counters,
                 links,
                 quotas,
+                restoring: self.floor.is_some(),
             })
             .await?;
         // A load that returned survives power loss.

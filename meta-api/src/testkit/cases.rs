@@ -12,6 +12,7 @@ use crate::{
 
 mod acl;
 mod attrs;
+mod checkpoint;
 mod clients;
 mod clone;
 mod compaction;
@@ -336,6 +337,9 @@ pub(super) fn all() -> Vec<Case> {
         quota::user_and_group_quotas_follow_owners,
         quota::the_trash_frees_directory_usage_and_keeps_the_owners,
         quota::quotas_are_set_listed_and_refused_precisely,
+        checkpoint::held_slices_outlive_their_files,
+        checkpoint::a_hold_never_brings_a_freed_slice_back,
+        checkpoint::a_wipe_keeps_the_setting_and_the_counters,
         clone::a_tree_clone_shares_every_slice,
         clone::a_file_clone_is_one_entry_with_the_callers_owner,
         clone::clone_refusals_are_precise_and_change_nothing,

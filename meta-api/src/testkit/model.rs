@@ -2028,6 +2028,48 @@ impl MetaEngine for ModelEngine {
         Ok(true)
     }
 
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
+        let mut st = self.ready()?;
+        if slices.iter().any(|&(id, _)| id == 0) {
+            return Err(MetaError::InvalidArgument("slice 0 is a hole"));
+        }
+        let mut freed = Vec::new();
+        for &(id, size) in slices {
+            let Some(r) = st.refs.get_mut(&id) else {
+                continue;
+            };
+            if delta >= 0 {
+                // A pending slice is never counted back.
+                if r.refs > 0 {
+                    r.refs = r
+                        .refs
+                        .saturating_add(u32::try_from(delta).unwrap_or(u32::MAX));
+                }
+            } else {
+                let n = u32::try_from(delta.unsigned_abs()).unwrap_or(u32::MAX);
+                r.refs = r.refs.saturating_sub(n);
+                if r.refs == 0 {
+                    freed.push(Slice::whole(id, size));
+                }
+            }
+        }
+        Ok(freed)
+    }
+
+    async fn wipe(&self) -> Result<()> {
+        let mut st = self.ready()?;
+        let kept = State {
+            format: st.format.take(),
+            next_ino: st.next_ino,
+            next_slice: st.next_slice,
+            next_sid: st.next_sid,
+            next_trash: st.next_trash,
+            ..State::default()
+        };
+        *st = kept;
+        Ok(())
+    }
+
     async fn statfs_at(&self, ino: Ino) -> Result<StatFs> {
         let st = self.ready()?;
         let fs = st.statfs();

@@ -335,7 +335,8 @@ impl<K: KvStore> Bulk for TkvMeta<K> {
                 // The same setting is this transaction's own, committed by an attempt
                 // whose outcome was unknown.
                 match tx.get(&keys.setting()).await? {
-                    Some(v) if v != *json => Err(MetaError::Exists),
+                    // A restore overwrites the setting its marker is in.
+                    Some(v) if v != *json && !end.restoring => Err(MetaError::Exists),
                     _ => {
                         tx.set(&keys.setting(), json);
                         Ok(())
@@ -344,6 +345,61 @@ impl<K: KvStore> Bulk for TkvMeta<K> {
             })
             .await?;
         self.cache_format(&end.format);
+        Ok(())
+    }
+
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
+        self.settings().await?;
+        let keys = &self.keys;
+        self.kv
+            .txn(|tx| async move {
+                if delta < 0 {
+                    let uses: Vec<(u64, u32, i64)> = slices
+                        .iter()
+                        .map(|&(id, size)| (id, size, -delta))
+                        .collect();
+                    return super::drop_refs(&tx, keys, &uses).await;
+                }
+                for &(id, size) in slices {
+                    let rkey = keys.slice_ref(id, size);
+                    let cur = parse_counter(tx.get(&rkey).await?.as_deref());
+                    // An absent key is one reference; a pending slice is never counted back.
+                    if !meta_api::upkeep::is_pending_extra(cur) {
+                        tx.set(&rkey, &pack_counter(cur + delta));
+                    }
+                }
+                Ok(Vec::new())
+            })
+            .await
+    }
+
+    /// Every key of the volume but the setting and the counters (`C…`), in three range
+    /// clears of one transaction.
+    async fn wipe(&self) -> Result<()> {
+        self.settings().await?;
+        let keys = &self.keys;
+        let (begin, end) = keys.volume_range();
+        let counters = keys.counter("");
+        let counters_end = crate::kv::prefix_end(&counters);
+        let setting = keys.setting();
+        let after_setting = crate::kv::key_after(&setting);
+        let (begin, end, counters, counters_end, setting, after_setting) = (
+            &begin,
+            &end,
+            &counters,
+            &counters_end,
+            &setting,
+            &after_setting,
+        );
+        self.kv
+            .txn(|tx| async move {
+                tx.clear_range(begin, counters);
+                tx.clear_range(counters_end, setting);
+                tx.clear_range(after_setting, end);
+                Ok(())
+            })
+            .await?;
+        self.acls.clear();
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use meta_api::backend::Bulk;
 use meta_api::dump::{Batch, Counters, Link, LoadEnd, QueuedDeletion};
 use meta_api::encoding::encode_entry;
 use meta_api::quota::QuotaTxn;
-use meta_api::{trash, Ino, MetaError, Result, SLICE_BYTES};
+use meta_api::{trash, Ino, MetaError, Result, Slice, SLICE_BYTES};
 
 use super::quota::RedisQuotas;
 use super::upkeep::{number, opt_number};
@@ -95,10 +95,8 @@ impl RedisMeta {
         let setting = self.keys.setting();
         tx.watch(std::slice::from_ref(&setting)).await?;
         let v: Option<Vec<u8>> = tx.cmd(redis::cmd("GET").arg(setting)).await?;
-        match v {
-            Some(_) => Err(MetaError::Exists),
-            None => Ok(()),
-        }
+        let json = v.map(|v| String::from_utf8_lossy(&v).into_owned());
+        meta_api::checkpoint::load_may_write(json.as_deref())
     }
 
     /// Commits `writes` in one transaction of a load.
@@ -371,6 +369,80 @@ impl Bulk for RedisMeta {
         w.set(k.setting(), json.as_bytes());
         self.commit_load(&w.p).await?;
         self.store_format_cache(&end.format);
+        Ok(())
+    }
+
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
+        self.settings().await?;
+        let k = &self.keys;
+        self.txn(&[k.slice_refs()], |mut tx| async move {
+            let mut w = Writes::new();
+            if delta < 0 {
+                let uses: Vec<(u64, u32, i64)> = slices
+                    .iter()
+                    .map(|&(id, size)| (id, size, -delta))
+                    .collect();
+                let freed = self.drop_refs(&mut tx, &mut w, &uses).await?;
+                return Ok(w.commit(freed));
+            }
+            let fields: Vec<String> = slices
+                .iter()
+                .map(|&(id, size)| slice_ref_field(id, size))
+                .collect();
+            if fields.is_empty() {
+                return Ok(w.commit(Vec::new()));
+            }
+            let refs: Vec<Option<i64>> = tx
+                .cmd(redis::cmd("HMGET").arg(k.slice_refs()).arg(&fields))
+                .await?;
+            for (field, cur) in fields.iter().zip(refs) {
+                // A missing field is one reference; a pending slice is never counted back.
+                let cur = cur.unwrap_or(0);
+                if !meta_api::upkeep::is_pending_extra(cur) {
+                    w.hset(
+                        k.slice_refs(),
+                        field.as_bytes(),
+                        (cur + delta).to_string().as_bytes(),
+                    );
+                }
+            }
+            Ok(w.commit(Vec::new()))
+        })
+        .await
+    }
+
+    /// Every key of the volume but the setting and the id and usage counters, deleted a
+    /// page at a time (the restore's marker keeps the volume closed meanwhile).
+    async fn wipe(&self) -> Result<()> {
+        self.settings().await?;
+        let k = &self.keys;
+        let keep: std::collections::HashSet<Vec<u8>> = [
+            k.setting(),
+            k.next_inode(),
+            k.next_chunk(),
+            k.next_session(),
+            k.counter(trash::NEXT_TRASH),
+            k.used_space(),
+            k.total_inodes(),
+            k.acl_max_id(),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+        let pattern = k.pattern("*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.scan_page(&pattern, cursor).await?;
+            let doomed: Vec<&Vec<u8>> = keys.iter().filter(|key| !keep.contains(*key)).collect();
+            if !doomed.is_empty() {
+                let _: i64 = self.read(redis::cmd("DEL").arg(doomed)).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        self.acls.clear();
         Ok(())
     }
 }

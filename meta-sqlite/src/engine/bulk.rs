@@ -13,10 +13,10 @@ use async_trait::async_trait;
 use meta_api::backend::Bulk;
 use meta_api::dump::{Batch, Counters, Link, LoadEnd, QueuedDeletion};
 use meta_api::quota::QuotaTxn;
-use meta_api::{Ino, MetaError, Result};
+use meta_api::{Ino, MetaError, Result, Slice};
 
 use crate::engine::namespace::insert_edge;
-use crate::engine::node::insert_node;
+use crate::engine::node::{drop_refs, insert_node};
 use crate::engine::quota::SqlQuotas;
 use crate::schema;
 use crate::sql::SqliteConnection;
@@ -37,13 +37,16 @@ fn named(c: &mut Counters) -> [(&'static str, &mut i64); 6] {
 }
 
 /// Makes the tables (a load may start on a database with none) and refuses a database
-/// that already holds a volume: a load never writes into one.
+/// that already holds a volume: a load never writes into one (but into one a checkpoint
+/// restore wiped, whose setting has the restore's marker).
 async fn prepare(c: &mut SqliteConnection) -> Result<()> {
     schema::create_tables(c).await?;
-    if schema::read_format(c).await?.is_some() {
-        return Err(MetaError::Exists);
-    }
-    Ok(())
+    let stored = crate::sql::query("SELECT value FROM jfs_setting WHERE name = 'format'")
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+    let json: Option<String> = stored.map(|r| r.try_get(0)).transpose().map_err(db_err)?;
+    meta_api::checkpoint::load_may_write(json.as_deref())
 }
 
 /// Writes every record of `b`, in the caller's transaction.
@@ -245,11 +248,20 @@ impl Bulk for SqliteMeta {
             })
             .await?;
         let json = end.format.to_json();
+        let restoring = end.restoring;
         self.db
             .txn(|c, _| {
                 let json = &json;
                 Box::pin(async move {
-                    crate::sql::query("INSERT INTO jfs_setting (name, value) VALUES ('format', ?)")
+                    // A restore overwrites the setting its marker is in; a load into an
+                    // empty engine never finds one (two loads racing: one fails here).
+                    let sql = if restoring {
+                        "INSERT INTO jfs_setting (name, value) VALUES ('format', ?) \
+                         ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                    } else {
+                        "INSERT INTO jfs_setting (name, value) VALUES ('format', ?)"
+                    };
+                    crate::sql::query(sql)
                         .bind(json)
                         .execute(&mut *c)
                         .await
@@ -260,6 +272,67 @@ impl Bulk for SqliteMeta {
             .await?;
         *self.format.write().unwrap_or_else(|p| p.into_inner()) =
             Some(Arc::new(end.format.clone()));
+        Ok(())
+    }
+
+    async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
+        self.fmt().await?;
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    if delta < 0 {
+                        let uses: Vec<(u64, u32, i64)> = slices
+                            .iter()
+                            .map(|&(id, size)| (id, size, -delta))
+                            .collect();
+                        return drop_refs(c, &uses).await;
+                    }
+                    for &(id, size) in slices {
+                        // A pending slice (no reference left) is never counted back.
+                        crate::sql::query(
+                            "UPDATE jfs_chunk_ref SET refs = refs + ? \
+                             WHERE chunkid = ? AND size = ? AND refs > 0",
+                        )
+                        .bind(delta)
+                        .bind(id as i64)
+                        .bind(i64::from(size))
+                        .execute(&mut *c)
+                        .await
+                        .map_err(db_err)?;
+                    }
+                    Ok(Vec::new())
+                })
+            })
+            .await
+    }
+
+    /// Every `jfs_` table but `jfs_setting` and `jfs_counter` emptied, in one transaction.
+    async fn wipe(&self) -> Result<()> {
+        self.fmt().await?;
+        self.db
+            .txn(|c, _| {
+                Box::pin(async move {
+                    let tables = crate::sql::query(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' \
+                         AND name LIKE 'jfs\\_%' ESCAPE '\\' \
+                         AND name NOT IN ('jfs_setting', 'jfs_counter')",
+                    )
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    for t in tables {
+                        let name: String = t.try_get(0).map_err(db_err)?;
+                        let sql = format!("DELETE FROM `{}`", name.replace('`', "``"));
+                        crate::sql::query(&sql)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.acls.clear();
         Ok(())
     }
 }
