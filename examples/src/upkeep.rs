@@ -131,6 +131,10 @@ pub async fn gc(fs: &FileSystem, opts: &GcOptions, json: bool) -> io::Result<()>
     println!("{:<26} {:>10}", "slice records", r.records);
     println!(
         "{:<26} {:>10}",
+        "checkpoint-only slices", r.checkpoint_slices
+    );
+    println!(
+        "{:<26} {:>10}",
         "detached trees (old)",
         format!("{} ({})", r.detached_trees, r.old_detached_trees)
     );
@@ -179,6 +183,7 @@ fn gc_json(r: &GcReport) -> Value {
         "deleted_leaked": tally(r.deleted_leaked),
         "finished_slices": r.finished_slices,
         "purged_files": r.purged_files,
+        "checkpoint_slices": r.checkpoint_slices,
         "detached_trees": r.detached_trees,
         "old_detached_trees": r.old_detached_trees,
         "removed_detached_trees": r.removed_detached_trees,
@@ -427,6 +432,79 @@ pub async fn clone(fs: &FileSystem, src: &Path, dst: &Path, preserve: bool) -> i
         done.files,
         done.dirs,
         human_bytes(done.usage.space.max(0).unsigned_abs())
+    );
+    Ok(())
+}
+
+/// `tessera checkpoint create`.
+pub async fn checkpoint_create(fs: &FileSystem, name: &str) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let c = fs.vfs().create_checkpoint(name).await?;
+    eprintln!(
+        "checkpoint {}: {} entries, {} slices held, {} in the bucket, in {:.2} s",
+        c.name,
+        c.entries,
+        c.slices,
+        human_bytes(c.size),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `tessera checkpoint list`.
+pub async fn checkpoint_list(fs: &FileSystem, json: bool) -> io::Result<()> {
+    let all = fs.vfs().list_checkpoints().await?;
+    if json {
+        let v: Vec<Value> = all
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "created": c.created,
+                    "entries": c.entries,
+                    "slices": c.slices,
+                    "size": c.size,
+                    "complete": c.complete,
+                })
+            })
+            .collect();
+        return print_json(&Value::Array(v));
+    }
+    for c in &all {
+        if c.complete {
+            let when = c.created;
+            println!(
+                "{}\t{when}\t{} entries\t{} slices\t{}",
+                c.name,
+                c.entries,
+                c.slices,
+                human_bytes(c.size)
+            );
+        } else {
+            println!(
+                "{}\tincomplete (a create or delete was cut short; delete it)",
+                c.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `tessera checkpoint delete`.
+pub async fn checkpoint_delete(fs: &FileSystem, name: &str) -> io::Result<()> {
+    let c = fs.vfs().delete_checkpoint(name).await?;
+    eprintln!("deleted checkpoint {}", c.name);
+    Ok(())
+}
+
+/// `tessera checkpoint restore`.
+pub async fn checkpoint_restore(meta_url: &str, name: &str) -> io::Result<()> {
+    let r = vfs_core::checkpoint::restore_checkpoint(meta_url, name).await?;
+    eprintln!(
+        "restored checkpoint {}: {} inodes in {:.2} s",
+        r.checkpoint.name,
+        r.loaded.inodes,
+        r.took.as_secs_f64()
     );
     Ok(())
 }

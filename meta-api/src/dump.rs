@@ -35,7 +35,7 @@ use crate::upkeep::DirStat;
 use crate::{Attr, FileType, Format, Ino, Slice};
 
 pub use loader::{load, load_edited, load_restoring, LoadSummary};
-pub use writer::{dump, DumpOptions, DumpSummary};
+pub use writer::{dump, dump_with_slices, DumpOptions, DumpSummary};
 
 /// The counters a dump records (JuiceFS's `Counters` object). The id counters hold the
 /// next id to hand out, as JuiceFS's SQL engine stores them (Redis stores one less).

@@ -84,6 +84,7 @@
 
 pub mod backup;
 mod budget;
+pub mod checkpoint;
 pub mod compactor;
 mod error;
 mod file_state;

@@ -128,6 +128,8 @@ pub struct GcReport {
     pub finished_slices: u64,
     /// With `delete`: deleted files purged.
     pub purged_files: u64,
+    /// Slices only checkpoints refer to (their objects are valid).
+    pub checkpoint_slices: u64,
     /// Detached trees (clones being built, or left by a client that crashed while
     /// cloning), by their inodes.
     pub detached_trees: u64,
@@ -314,6 +316,12 @@ impl Upkeep<'_> {
         for &(id, size) in &listing.delayed {
             report.delayed_slices.add(u64::from(size));
             live.insert(id, size);
+        }
+        // What only a checkpoint still refers to is no leak.
+        for (id, size) in crate::checkpoint::held_slices(&**self.volume).await? {
+            if live.insert(id, size).is_none() {
+                report.checkpoint_slices += 1;
+            }
         }
         let mut pending: HashMap<u64, u32> = HashMap::new();
         for &(id, size) in &listing.pending {

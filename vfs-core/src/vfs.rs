@@ -160,6 +160,7 @@ impl Vfs {
         opts: VfsOptions,
     ) -> Result<Vfs> {
         format.check_supported()?;
+        meta_api::checkpoint::check_not_restoring(&format)?;
         let cached = Arc::new(CachedMeta::new(meta, opts.meta_cache));
         let meta: Arc<dyn MetaEngine> = cached.clone();
         let block_size = u32::try_from(format.block_bytes())
@@ -300,7 +301,12 @@ impl Vfs {
         &self.inner.opts
     }
 
-    fn check_open(&self) -> Result<()> {
+    /// The volume's block store below the cache (where backups and checkpoints live).
+    pub(crate) fn volume_store(&self) -> &Arc<dyn ChunkStore> {
+        &self.inner.stores.volume
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             Err(VfsError::Closed)
         } else {
@@ -324,7 +330,7 @@ impl Vfs {
         Ok(self.inner.meta.sync().await?)
     }
 
-    async fn flush_everything(&self) -> Result<()> {
+    pub(crate) async fn flush_everything(&self) -> Result<()> {
         let mut first = Ok(());
         for of in self.inner.files.all() {
             let r = of.writer.lock().await.flush().await;
@@ -361,7 +367,7 @@ impl Vfs {
         self.inner.compactor.compact_file(ino, attr.length).await
     }
 
-    fn upkeep(&self) -> Upkeep<'_> {
+    pub(crate) fn upkeep(&self) -> Upkeep<'_> {
         let i = &*self.inner;
         let compression = i.format.compression.as_str();
         Upkeep {

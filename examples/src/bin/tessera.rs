@@ -121,6 +121,40 @@ struct QuotaTarget {
 }
 
 #[derive(Subcommand, Debug)]
+enum CheckpointOp {
+    /// Make a checkpoint named NAME
+    Create {
+        /// Metadata URL
+        meta_url: String,
+        /// 1 to 64 letters, digits, '.', '_' or '-'
+        name: String,
+    },
+    /// List the checkpoints
+    List {
+        /// Metadata URL
+        meta_url: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore the volume to checkpoint NAME in place (no other client may be connected;
+    /// run again if it was interrupted)
+    Restore {
+        /// Metadata URL
+        meta_url: String,
+        /// The checkpoint
+        name: String,
+    },
+    /// Delete checkpoint NAME and the objects only it kept
+    Delete {
+        /// Metadata URL
+        meta_url: String,
+        /// The checkpoint
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum QuotaOp {
     /// Set a quota's limits (a new directory quota starts with its tree's usage)
     Set {
@@ -325,6 +359,12 @@ enum Command {
         /// One JSON object on stdout
         #[arg(long)]
         json: bool,
+    },
+    /// Checkpoints of the whole volume, kept in its bucket: create and restore move
+    /// metadata only, and no object a checkpoint refers to is deleted while it exists
+    Checkpoint {
+        #[command(subcommand)]
+        op: CheckpointOp,
     },
     /// Manage directory, user and group quotas (as juicefs quota)
     Quota {
@@ -715,6 +755,29 @@ async fn run(command: Command) -> io::Result<()> {
                 Err(io::Error::other("the volume has problems (see above)"))
             }
         }
+        Command::Checkpoint { op } => match op {
+            CheckpointOp::Create { meta_url, name } => {
+                with_volume(&meta_url, |fs| async move {
+                    upkeep::checkpoint_create(&fs, &name).await
+                })
+                .await
+            }
+            CheckpointOp::List { meta_url, json } => {
+                with_volume(&meta_url, |fs| async move {
+                    upkeep::checkpoint_list(&fs, json).await
+                })
+                .await
+            }
+            CheckpointOp::Delete { meta_url, name } => {
+                with_volume(&meta_url, |fs| async move {
+                    upkeep::checkpoint_delete(&fs, &name).await
+                })
+                .await
+            }
+            CheckpointOp::Restore { meta_url, name } => {
+                upkeep::checkpoint_restore(&meta_url, &name).await
+            }
+        },
         Command::Quota { op } => {
             let url = match &op {
                 QuotaOp::Set { target, .. }

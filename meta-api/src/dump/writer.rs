@@ -1,5 +1,6 @@
 //! Writing a dump: the header, then the tree entry by entry, one directory page at a time.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use serde::Serialize;
@@ -62,6 +63,31 @@ pub async fn dump<W: Write>(
     out: W,
     opts: &DumpOptions,
 ) -> Result<DumpSummary> {
+    dump_into(meta, out, opts, &mut None).await
+}
+
+/// [`dump`], also returning every slice `(id, size)` the dump refers to, once each, in id
+/// order (what a checkpoint holds, [`crate::checkpoint`]). Memory follows the number of
+/// slices.
+pub async fn dump_with_slices<W: Write>(
+    meta: &dyn MetaEngine,
+    out: W,
+    opts: &DumpOptions,
+) -> Result<(DumpSummary, Vec<(u64, u32)>)> {
+    let mut seen = Some(BTreeSet::new());
+    let summary = dump_into(meta, out, opts, &mut seen).await?;
+    Ok((summary, seen.unwrap_or_default().into_iter().collect()))
+}
+
+/// Slices met so far, when asked for.
+type Seen = Option<BTreeSet<(u64, u32)>>;
+
+async fn dump_into<W: Write>(
+    meta: &dyn MetaEngine,
+    out: W,
+    opts: &DumpOptions,
+    seen: &mut Seen,
+) -> Result<DumpSummary> {
     let mut w = Out {
         w: std::io::BufWriter::with_capacity(64 << 10, out),
         bytes: 0,
@@ -70,12 +96,12 @@ pub async fn dump<W: Write>(
     header(meta, &mut w, opts).await?;
     let root = meta.getattr(ROOT_INO).await?;
     w.put(",\n  \"FSTree\": {")?;
-    tree(meta, &mut w, ROOT_INO, &root, &mut summary).await?;
+    tree(meta, &mut w, ROOT_INO, &root, &mut summary, seen).await?;
     if !opts.skip_trash {
         match meta.getattr(TRASH_INO).await {
             Ok(trash) => {
                 w.put(",\n  \"Trash\": {")?;
-                tree(meta, &mut w, TRASH_INO, &trash, &mut summary).await?;
+                tree(meta, &mut w, TRASH_INO, &trash, &mut summary, seen).await?;
             }
             Err(MetaError::NotFound) => {}
             Err(e) => return Err(e),
@@ -234,9 +260,10 @@ async fn tree<W: Write>(
     ino: Ino,
     attr: &Attr,
     summary: &mut DumpSummary,
+    seen: &mut Seen,
 ) -> Result<()> {
     let ctx = Context::root();
-    let Some(head) = entry_fields(meta, ino, attr, 2).await? else {
+    let Some(head) = entry_fields(meta, ino, attr, 2, seen).await? else {
         return Err(MetaError::NotFound);
     };
     w.put(&head)?;
@@ -278,7 +305,7 @@ async fn tree<W: Write>(
                 Err(e) => return Err(e),
             },
         };
-        let Some(fields) = entry_fields(meta, e.ino, &attr, depth + 1).await? else {
+        let Some(fields) = entry_fields(meta, e.ino, &attr, depth + 1, seen).await? else {
             continue;
         };
         let comma = if top.written { "," } else { "" };
@@ -321,14 +348,21 @@ async fn entry_fields(
     ino: Ino,
     attr: &Attr,
     depth: usize,
+    seen: &mut Seen,
 ) -> Result<Option<String>> {
-    match fields(meta, ino, attr, depth).await {
+    match fields(meta, ino, attr, depth, seen).await {
         Err(MetaError::NotFound) => Ok(None),
         r => r.map(Some),
     }
 }
 
-async fn fields(meta: &dyn MetaEngine, ino: Ino, attr: &Attr, depth: usize) -> Result<String> {
+async fn fields(
+    meta: &dyn MetaEngine,
+    ino: Ino,
+    attr: &Attr,
+    depth: usize,
+    seen: &mut Seen,
+) -> Result<String> {
     let p = indent(depth);
     let mut s = format!("\n{p}\"attr\": {}", to_json(&DumpedAttr::of(ino, attr))?);
     if attr.typ == FileType::Symlink {
@@ -386,6 +420,9 @@ async fn fields(meta: &dyn MetaEngine, ino: Ino, attr: &Attr, depth: usize) -> R
             let index = u32::try_from(index)
                 .map_err(|_| MetaError::Corrupt(format!("inode {ino}: length {}", attr.length)))?;
             let slices = meta.read_chunk(ino, index).await?;
+            if let Some(seen) = seen.as_mut() {
+                seen.extend(slices.iter().filter(|s| s.id != 0).map(|s| (s.id, s.size)));
+            }
             if !slices.is_empty() {
                 chunks.push(DumpedChunk {
                     index,
