@@ -9,14 +9,14 @@
 //! named by slice id, so the blocks a checkpoint needs are the blocks the volume had.
 //!
 //! - **No byte lost**: while a checkpoint exists, each slice it lists holds one reference
-//!   more ([`MetaEngine::hold_slices`]), in the same records purge, compaction and
+//!   more ([`MetaEngine::hold_slices`](crate::MetaEngine::hold_slices)), in the same records purge, compaction and
 //!   `copy_file_range` count in. A file deleted or rewritten after the checkpoint frees its
 //!   slices' references, never the checkpoint's, so no engine and no client (JuiceFS's
 //!   included) deletes those objects. Deleting the checkpoint gives its references back;
 //!   the slices left with none become pending and their objects are deleted as any freed
 //!   slice's. A slice the checkpoint lists must still be referenced by the volume once its
 //!   hold is taken — else the volume changed under the dump and the checkpoint is refused.
-//! - **Ids never reused**: a restore keeps the engine's counters ([`MetaEngine::wipe`]
+//! - **Ids never reused**: a restore keeps the engine's counters ([`MetaEngine::wipe`](crate::MetaEngine::wipe)
 //!   leaves them) and never lowers one ([`crate::dump::load_restoring`]), so an inode number
 //!   or slice id handed out before a restore is never handed out again; the block cache,
 //!   keyed by slice id, stays valid across restores.

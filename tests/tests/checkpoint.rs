@@ -90,7 +90,10 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     fs.vfs().purge_deleted().await.unwrap();
     let r = gc(&fs, true).await;
     assert_eq!(r.leaked.count, 0, "{r:?}");
-    assert!(r.checkpoint_slices >= 1, "the deleted file's slice is kept: {r:?}");
+    assert!(
+        r.checkpoint_slices >= 1,
+        "the deleted file's slice is kept: {r:?}"
+    );
     assert!(blocks(bucket) >= kept, "no block of the checkpoint went");
     our_fsck(&fs).await;
 
