@@ -5,122 +5,22 @@
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const DIRS: usize = 40;
-const PER_DIR: usize = 500;
+mod support;
 
-fn tessera(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .output()
-        .expect("run the tessera binary")
-}
+use support::{generated_dump, ok, tessera, url, wait_for, PER_DIR};
 
-fn ok(args: &[&str]) -> String {
-    let out = tessera(args);
-    assert!(
-        out.status.success(),
-        "tessera {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn url(dir: &Path, name: &str) -> String {
-    format!("sqlite3://{}", dir.join(name).display())
-}
-
-/// A dump of `DIRS` directories of `PER_DIR` one-slice files, made from an empty volume's
-/// dump (for its setting), so that loading it takes many batches.
-fn generated_dump(dir: &Path) -> String {
-    let empty = url(dir, "empty.db");
-    let bucket = format!("{}/blocks/", dir.display());
-    ok(&[
-        "format",
-        &empty,
-        "crashvol",
-        "--bucket",
-        &bucket,
-        "--trash-days",
-        "0",
-    ]);
-    let head_file = dir.join("empty.json");
-    ok(&["dump", &empty, head_file.to_str().unwrap()]);
-    let head: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&head_file).unwrap()).unwrap();
-    let t = 1_764_633_600u64;
-    let attr = |ino: usize, typ: &str, mode: u32, length: u64, nlink: usize| {
-        format!(
-            r#"{{"inode":{ino},"type":"{typ}","mode":{mode},"uid":0,"gid":0,"atime":{t},"mtime":{t},"ctime":{t},"nlink":{nlink},"length":{length}}}"#
-        )
-    };
-    let total = 1 + DIRS + DIRS * PER_DIR;
-    let mut s = String::new();
-    write!(s, "{{\n\"Setting\": {},\n", head["Setting"]).unwrap();
-    write!(
-        s,
-        r#""Counters": {{"usedSpace":0,"usedInodes":{},"nextInodes":{},"nextChunk":{},"nextSession":1,"nextTrash":0}},"#,
-        total - 1,
-        total + 1,
-        DIRS * PER_DIR + 1
-    )
-    .unwrap();
-    write!(
-        s,
-        "\n\"Sustained\": [],\n\"DelFiles\": [],\n\"FSTree\": {{\"attr\": {},\n\"entries\": {{",
-        attr(1, "directory", 511, 0, 2 + DIRS)
-    )
-    .unwrap();
-    let (mut ino, mut chunk) = (2, 1);
-    for d in 0..DIRS {
-        let sep = if d > 0 { "," } else { "" };
-        write!(
-            s,
-            "{sep}\n\"d{d}\": {{\"attr\": {},\n\"entries\": {{",
-            attr(ino, "directory", 493, 0, 2)
-        )
-        .unwrap();
-        ino += 1;
-        for f in 0..PER_DIR {
-            let sep = if f > 0 { "," } else { "" };
-            write!(
-                s,
-                r#"{sep}
-"f{f}": {{"attr": {}, "chunks": [{{"index":0,"slices":[{{"id":{chunk},"size":4096,"len":4096}}]}}]}}"#,
-                attr(ino, "regular", 420, 4096, 1)
-            )
-            .unwrap();
-            ino += 1;
-            chunk += 1;
-        }
-        s.push_str("\n}}");
-    }
-    s.push_str("\n}}\n}\n");
-    s
-}
-
-/// Waits until `cond` holds, for at most a minute.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "waited a minute for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+const DIRS: usize = support::DIRS;
 
 #[test]
 fn a_killed_load_leaves_no_volume_and_a_killed_dump_no_partial_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let text = generated_dump(dir);
+    let text = generated_dump(dir, true);
     let dump_file = dir.join("gen.json");
     std::fs::write(&dump_file, &text).unwrap();
 

@@ -103,7 +103,7 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     assert!(fs.try_exists("/new").await.unwrap());
     fs.close().await.unwrap();
     let err = restore_checkpoint(url, "nope").await.unwrap_err();
-    assert!(matches!(meta_err(&err), Some(MetaError::NotFound)), "{err}");
+    assert!(matches!(err, VfsError::NoCheckpoint(_)), "{err}");
     if let Some(j) = jfs {
         j.fsck(url);
     }
@@ -146,7 +146,7 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     let fs = open_fs(url).await;
     fs.vfs().delete_checkpoint("c1").await.unwrap();
     let err = fs.vfs().delete_checkpoint("c1").await.unwrap_err();
-    assert!(matches!(meta_err(&err), Some(MetaError::NotFound)), "{err}");
+    assert!(matches!(err, VfsError::NoCheckpoint(_)), "{err}");
     assert!(fs.read("/a").await.unwrap() == pattern(1, 300_000));
     let r = gc(&fs, true).await;
     assert_eq!(r.checkpoint_slices, 0, "{r:?}");

@@ -285,13 +285,13 @@ impl Vfs {
 
     /// Deletes checkpoint `name` (what `tessera checkpoint delete` runs): its holds are
     /// given back, and the objects of the slices nothing else refers to are deleted.
-    /// `NotFound` when there is no such checkpoint.
+    /// [`VfsError::NoCheckpoint`] when there is no such checkpoint.
     pub async fn delete_checkpoint(&self, name: &str) -> Result<CheckpointInfo> {
         self.check_open()?;
         rules::validate_name(name)?;
         let store = &**self.volume_store();
         let Some(found) = list(store).await?.into_iter().find(|c| c.name == name) else {
-            return Err(MetaError::NotFound.into());
+            return Err(VfsError::NoCheckpoint(name.to_string()));
         };
         if found.complete {
             // Gone from here on: a crash below keeps the holds (space, never data).
@@ -332,7 +332,7 @@ pub async fn restore_checkpoint(meta_url: &str, name: &str) -> Result<RestoredCh
     let store = crate::open_store(&format).await?;
     let all = list(&*store).await?;
     let Some(checkpoint) = all.iter().find(|c| c.name == name && c.complete).cloned() else {
-        return Err(MetaError::NotFound.into());
+        return Err(VfsError::NoCheckpoint(name.to_string()));
     };
     let body = store.get(&key(name, "meta.json.gz")).await?;
     refuse_live_sessions(&*meta).await?;

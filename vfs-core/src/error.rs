@@ -72,6 +72,9 @@ pub enum VfsError {
     /// name or UUID); nothing was restored.
     #[error("the backup does not match its bucket: {0}")]
     BackupMismatch(String),
+    /// `ENOENT`: the volume's bucket holds no (complete) checkpoint of that name.
+    #[error("no checkpoint {0:?} in the volume's bucket")]
+    NoCheckpoint(String),
     /// A local I/O error (creating the storage directory, …); errno from the OS.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -88,7 +91,7 @@ impl VfsError {
             VfsError::InvalidArgument(_)
             | VfsError::InvalidUrl { .. }
             | VfsError::BackupMismatch(_) => libc::EINVAL,
-            VfsError::NoBackup(_) => libc::ENOENT,
+            VfsError::NoBackup(_) | VfsError::NoCheckpoint(_) => libc::ENOENT,
             VfsError::FileTooBig => libc::EFBIG,
             VfsError::ValueTooLarge => libc::E2BIG,
             VfsError::TooManyOpenFiles => libc::EMFILE,
