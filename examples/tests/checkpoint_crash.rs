@@ -9,20 +9,7 @@ use std::process::{Command, Stdio};
 
 mod support;
 
-use support::{generated_dump, ok, tessera, url, wait_for, PER_DIR};
-
-/// Deterministic bytes.
-fn pattern(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use support::{generated_dump, ok, pattern, tessera, url, wait_for, PER_DIR};
 
 /// Runs the binary, which must fail with one line naming `what`.
 fn refused(args: &[&str], what: &str) {

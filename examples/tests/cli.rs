@@ -6,25 +6,11 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, UNIX_EPOCH};
 
-fn tessera(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .output()
-        .expect("run the tessera binary")
-}
+mod support;
 
-fn ok(args: &[&str]) -> String {
-    let out = tessera(args);
-    assert!(
-        out.status.success(),
-        "tessera {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
+use support::{ok, pattern, tessera};
 
 /// Runs a command that must fail with status 1 and a one-line message; returns it.
 fn fails(args: &[&str]) -> String {
@@ -69,19 +55,6 @@ impl Vol {
     fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
-}
-
-/// Deterministic bytes.
-fn pattern(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A local tree with nested directories, small files, a multi-piece file, a symlink,

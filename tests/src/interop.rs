@@ -18,6 +18,21 @@ pub async fn open_fs(url: &str) -> FileSystem {
     FileSystem::new(vfs)
 }
 
+/// Our fsck of the whole volume, which must be clean.
+pub async fn assert_fsck_clean(fs: &FileSystem) {
+    use vfs_core::upkeep::{FsckOptions, Progress};
+    let report = fs
+        .vfs()
+        .fsck(
+            &FsckOptions::default(),
+            (meta_api::ROOT_INO, "/".into()),
+            &Progress::default(),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
 /// Compares every entry under local `root` with the same path in the volume.
 pub async fn assert_same_tree(fs: &FileSystem, root: &Path) {
     let entries = walk(root);
@@ -226,7 +241,7 @@ fn age_objects(dir: &Path) {
 /// read back here; after our compaction and deletes `juicefs gc` finds no leaked object,
 /// and both gc report the same counts on the same volume (one stray object planted).
 pub async fn compaction_and_gc_interoperate(jfs: &Juicefs, url: &str) {
-    use vfs_core::upkeep::{FsckOptions, GcOptions, Progress};
+    use vfs_core::upkeep::{GcOptions, Progress};
 
     let dir = tempfile::tempdir().unwrap();
     let bucket = dir.path().join("bucket");
@@ -283,16 +298,7 @@ pub async fn compaction_and_gc_interoperate(jfs: &Juicefs, url: &str) {
         fs.read("/ours.log").await.unwrap() == want[0],
         "ours.log differs"
     );
-    let clean = fs
-        .vfs()
-        .fsck(
-            &FsckOptions::default(),
-            (meta_api::ROOT_INO, "/".into()),
-            &Progress::default(),
-        )
-        .await
-        .unwrap();
-    assert!(clean.is_clean(), "{clean:?}");
+    assert_fsck_clean(&fs).await;
 
     // Both gc, on the same volume with one stray object, agree.
     let volume_dir = bucket.join("compaction");

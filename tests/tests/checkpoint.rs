@@ -7,11 +7,11 @@
 use std::path::Path;
 
 use meta_api::{Format, MetaError};
-use tessera_tests::interop::open_fs;
+use tessera_tests::interop::{assert_fsck_clean, open_fs};
 use tessera_tests::tree::{pattern, walk};
 use tessera_tests::{service, sqlite_url, Juicefs};
 use vfs_core::checkpoint::restore_checkpoint;
-use vfs_core::upkeep::{FsckOptions, GcOptions, Progress};
+use vfs_core::upkeep::{GcOptions, Progress};
 use vfs_core::{FileSystem, VfsError, VolumeBuilder};
 
 fn blocks(bucket: &Path) -> usize {
@@ -26,19 +26,6 @@ fn meta_err(e: &VfsError) -> Option<&MetaError> {
         VfsError::Meta(m) => Some(m),
         _ => None,
     }
-}
-
-async fn our_fsck(fs: &FileSystem) {
-    let r = fs
-        .vfs()
-        .fsck(
-            &FsckOptions::default(),
-            (meta_api::ROOT_INO, "/".into()),
-            &Progress::default(),
-        )
-        .await
-        .unwrap();
-    assert!(r.is_clean(), "{r:?}");
 }
 
 async fn gc(fs: &FileSystem, delete: bool) -> vfs_core::upkeep::GcReport {
@@ -95,7 +82,7 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
         "the deleted file's slice is kept: {r:?}"
     );
     assert!(blocks(bucket) >= kept, "no block of the checkpoint went");
-    our_fsck(&fs).await;
+    assert_fsck_clean(&fs).await;
 
     // A restore with a client connected is refused and changes nothing.
     let err = restore_checkpoint(url, "c1").await.unwrap_err();
@@ -133,7 +120,7 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
         "an inode number was handed out twice"
     );
     assert!(fs.read("/after").await.unwrap() == pattern(5, 9_000));
-    our_fsck(&fs).await;
+    assert_fsck_clean(&fs).await;
     // The checkpoint is still there and still holds: a second restore would work.
     assert_eq!(fs.vfs().list_checkpoints().await.unwrap().len(), 1);
     fs.close().await.unwrap();
@@ -162,7 +149,7 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
         0,
         "every block freed with its last reference"
     );
-    our_fsck(&fs).await;
+    assert_fsck_clean(&fs).await;
     fs.close().await.unwrap();
     if let Some(j) = jfs {
         j.fsck(url);

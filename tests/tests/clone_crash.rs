@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_tests::interop::open_fs;
+use tessera_tests::interop::{assert_fsck_clean, open_fs};
 use tessera_tests::tree::pattern;
 use tessera_tests::{sqlite_url, Juicefs};
-use vfs_core::upkeep::{FsckOptions, GcOptions, Progress};
+use vfs_core::upkeep::{GcOptions, Progress};
 
 const DIRS: usize = 20;
 const PER_DIR: usize = 150;
@@ -100,17 +100,8 @@ fn age_detached(db: &std::path::Path, secs: i64) -> usize {
 /// Our fsck of the whole volume, which must be clean.
 async fn our_fsck(url: &str) {
     let fs = open_fs(url).await;
-    let report = fs
-        .vfs()
-        .fsck(
-            &FsckOptions::default(),
-            (meta_api::ROOT_INO, "/".into()),
-            &Progress::default(),
-        )
-        .await
-        .unwrap();
+    assert_fsck_clean(&fs).await;
     fs.close().await.unwrap();
-    assert!(report.is_clean(), "{report:?}");
 }
 
 /// Our gc, deleting when `delete`.

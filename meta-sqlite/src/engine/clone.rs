@@ -74,19 +74,7 @@ async fn copy_rows(c: &mut SqliteConnection, src: Ino, ino: Ino, typ: FileType) 
             .execute(&mut *c)
             .await
             .map_err(db_err)?;
-            for (id, (size, n)) in refs {
-                // A slice nobody tracked yet (no row) already had one user: the source.
-                crate::sql::query(
-                    "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?1, ?2, ?3 + 1) \
-                     ON CONFLICT (chunkid) DO UPDATE SET refs = refs + ?3",
-                )
-                .bind(id as i64)
-                .bind(i64::from(size))
-                .bind(n)
-                .execute(&mut *c)
-                .await
-                .map_err(db_err)?;
-            }
+            crate::engine::node::add_refs(c, refs).await?;
         }
         FileType::Directory => {
             crate::sql::query(

@@ -448,19 +448,7 @@ impl Data for SqliteMeta {
                     for (indx, (buf, has_data)) in per_chunk {
                         append_records(c, dst, u64::from(indx), &buf, has_data).await?;
                     }
-                    for (id, (slice_size, n)) in refs {
-                        // A slice nobody tracked yet (no row) already had one user: the source.
-                        crate::sql::query(
-                            "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?1, ?2, ?3 + 1) \
-                             ON CONFLICT (chunkid) DO UPDATE SET refs = refs + ?3",
-                        )
-                        .bind(id as i64)
-                        .bind(i64::from(slice_size))
-                        .bind(n)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(db_err)?;
-                    }
+                    crate::engine::node::add_refs(c, refs).await?;
                     dattr.length = old.max(dend);
                     dattr.mtime = now;
                     dattr.ctime = now;

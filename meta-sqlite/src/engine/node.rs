@@ -257,6 +257,28 @@ pub(crate) async fn drop_refs(
     Ok(freed)
 }
 
+/// Adds `n` references to each slice of `refs` (`id → (size, n)`), for a copy of records
+/// that refer to it (`copy_file_range`, clone). A slice nobody tracked yet (no row) had
+/// one user already: the source.
+pub(crate) async fn add_refs(
+    conn: &mut SqliteConnection,
+    refs: impl IntoIterator<Item = (u64, (u32, i64))>,
+) -> Result<()> {
+    for (id, (size, n)) in refs {
+        crate::sql::query(
+            "INSERT INTO jfs_chunk_ref (chunkid, size, refs) VALUES (?1, ?2, ?3 + 1) \
+             ON CONFLICT (chunkid) DO UPDATE SET refs = refs + ?3",
+        )
+        .bind(id as i64)
+        .bind(i64::from(size))
+        .bind(n)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 /// The `usedSpace` and `totalInodes` counters.
 pub(crate) async fn usage(conn: &mut SqliteConnection) -> Result<(i64, i64)> {
     let rows = crate::sql::query(
