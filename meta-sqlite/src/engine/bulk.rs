@@ -16,7 +16,7 @@ use meta_api::quota::QuotaTxn;
 use meta_api::{Ino, MetaError, Result, Slice};
 
 use crate::engine::namespace::insert_edge;
-use crate::engine::node::{drop_refs, insert_node};
+use crate::engine::node::insert_node;
 use crate::engine::quota::SqlQuotas;
 use crate::schema;
 use crate::sql::SqliteConnection;
@@ -275,32 +275,54 @@ impl Bulk for SqliteMeta {
         Ok(())
     }
 
+    /// One statement per call: the slice ids go in as a JSON array (`json_each`).
     async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
         self.fmt().await?;
+        let sizes: std::collections::HashMap<u64, u32> = slices.iter().copied().collect();
+        let ids = serde_json::to_string(&sizes.keys().collect::<Vec<_>>())
+            .map_err(|e| MetaError::backend(false, e))?;
+        let (ids, sizes) = (&ids, &sizes);
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
-                    if delta < 0 {
-                        let uses: Vec<(u64, u32, i64)> = slices
-                            .iter()
-                            .map(|&(id, size)| (id, size, -delta))
-                            .collect();
-                        return drop_refs(c, &uses).await;
-                    }
-                    for &(id, size) in slices {
+                    if delta >= 0 {
                         // A pending slice (no reference left) is never counted back.
                         crate::sql::query(
-                            "UPDATE jfs_chunk_ref SET refs = refs + ? \
-                             WHERE chunkid = ? AND size = ? AND refs > 0",
+                            "UPDATE jfs_chunk_ref SET refs = refs + ?1 \
+                             WHERE refs > 0 AND chunkid IN (SELECT value FROM json_each(?2))",
                         )
                         .bind(delta)
-                        .bind(id as i64)
-                        .bind(i64::from(size))
+                        .bind(ids.as_str())
                         .execute(&mut *c)
                         .await
                         .map_err(db_err)?;
+                        return Ok(Vec::new());
                     }
-                    Ok(Vec::new())
+                    let rows = crate::sql::query(
+                        "UPDATE jfs_chunk_ref SET refs = refs - ?1 \
+                         WHERE chunkid IN (SELECT value FROM json_each(?2)) \
+                         RETURNING chunkid, size, refs",
+                    )
+                    .bind(-delta)
+                    .bind(ids.as_str())
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                    let mut freed = Vec::new();
+                    for r in rows {
+                        let id = r.try_get::<i64, _>(0).map_err(db_err)? as u64;
+                        let size = r.try_get::<i64, _>(1).map_err(db_err)?;
+                        let refs = r.try_get::<i64, _>(2).map_err(db_err)?;
+                        let size = u32::try_from(size).map_err(|_| {
+                            MetaError::Corrupt(format!("jfs_chunk_ref {id}: size {size}"))
+                        })?;
+                        if refs <= 0 && sizes.get(&id) == Some(&size) {
+                            // The row stays at zero references (pending) until forget_slice.
+                            freed.push(Slice::whole(id, size));
+                        }
+                    }
+                    freed.sort_by_key(|s| s.id);
+                    Ok(freed)
                 })
             })
             .await
