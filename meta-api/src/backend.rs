@@ -350,6 +350,12 @@ pub trait Bulk: Send + Sync + 'static {
     /// engine does not open as a volume).
     async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()>;
 
+    /// [`MetaEngine::node_contents`](crate::MetaEngine::node_contents).
+    async fn node_contents(
+        &self,
+        nodes: &[(Ino, Attr)],
+    ) -> Result<Vec<Option<crate::dump::NodeContents>>>;
+
     /// [`MetaEngine::hold_slices`](crate::MetaEngine::hold_slices).
     async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>>;
 

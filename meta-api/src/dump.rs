@@ -1,6 +1,6 @@
 //! Moving a whole volume's metadata out and in: JuiceFS's JSON dump format.
 //!
-//! [`dump`] walks a volume through [`MetaEngine`](crate::MetaEngine) and writes juicefs's layout (`Setting`,
+//! [`dump`] walks a volume through [`MetaEngine`] and writes juicefs's layout (`Setting`,
 //! `Counters`, `Sustained`, `DelFiles`, the quotas, then `FSTree` and `Trash`, entry by
 //! entry), so `juicefs load` reads it; [`load`] reads a dump — ours or juicefs's — into an
 //! empty engine through [`backend::Bulk`](crate::backend::Bulk). Both stream: the memory
@@ -32,10 +32,68 @@ mod writer;
 use crate::acl::Rule;
 use crate::quota::{Quota, QuotaKind};
 use crate::upkeep::DirStat;
-use crate::{Attr, FileType, Format, Ino, Slice};
+use crate::{Attr, FileType, Format, Ino, MetaEngine, MetaError, Result, Slice};
 
 pub use loader::{load, load_edited, load_restoring, LoadSummary};
 pub use writer::{dump, dump_with_slices, DumpOptions, DumpSummary};
+
+/// What a dump writes of a node besides its attributes ([`MetaEngine::node_contents`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeContents {
+    /// Extended attributes but the ACLs (which the attributes name by id), by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The slice records of each chunk of a regular file with any, by index, up to its
+    /// length.
+    pub chunks: Vec<(u32, Vec<crate::Slice>)>,
+    /// A symbolic link's target.
+    pub symlink: Option<Vec<u8>>,
+}
+
+/// [`MetaEngine::node_contents`] a node at a time, through the engine's own reads: what an
+/// engine without batched reads answers.
+pub async fn node_contents_one_by_one(
+    meta: &dyn MetaEngine,
+    nodes: &[(Ino, Attr)],
+) -> Result<Vec<Option<NodeContents>>> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for (ino, attr) in nodes {
+        match one_node(meta, *ino, attr).await {
+            Ok(c) => out.push(Some(c)),
+            Err(MetaError::NotFound) => out.push(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+async fn one_node(meta: &dyn MetaEngine, ino: Ino, attr: &Attr) -> Result<NodeContents> {
+    let mut c = NodeContents::default();
+    if attr.typ == FileType::Symlink {
+        c.symlink = Some(meta.readlink(ino).await?);
+    }
+    for name in meta.listxattr(ino).await? {
+        if crate::acl::AclType::from_xattr_name(&name).is_some() {
+            continue;
+        }
+        match meta.getxattr(ino, &name).await {
+            Ok(v) => c.xattrs.push((name, v)),
+            // Removed between the listing and the read.
+            Err(MetaError::NoAttr) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if attr.typ == FileType::Regular {
+        for index in 0..attr.length.div_ceil(crate::CHUNK_SIZE) {
+            let index = u32::try_from(index)
+                .map_err(|_| MetaError::Corrupt(format!("inode {ino}: length {}", attr.length)))?;
+            let slices = meta.read_chunk(ino, index).await?;
+            if !slices.is_empty() {
+                c.chunks.push((index, slices));
+            }
+        }
+    }
+    Ok(c)
+}
 
 /// The counters a dump records (JuiceFS's `Counters` object). The id counters hold the
 /// next id to hand out, as JuiceFS's SQL engine stores them (Redis stores one less).

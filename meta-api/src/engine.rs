@@ -581,6 +581,18 @@ pub trait MetaEngine: Send + Sync + 'static {
         Err(crate::MetaError::NotSupported("load"))
     }
 
+    /// What a dump writes of each of `nodes` (a directory page, with their attributes)
+    /// besides the attributes, in order; `None` for a node gone meanwhile
+    /// ([`crate::dump::NodeContents`]). Engines answer a page in a few reads; this default
+    /// reads a node at a time ([`crate::dump::node_contents_one_by_one`]).
+    async fn node_contents(
+        &self,
+        nodes: &[(Ino, crate::Attr)],
+    ) -> Result<Vec<Option<crate::dump::NodeContents>>> {
+        let _ = nodes;
+        Err(crate::MetaError::NotSupported("node_contents"))
+    }
+
     /// Adds `delta` references (a checkpoint's hold, `+1`, or its release, `-1`) to each
     /// slice `(id, size)` of `slices`, in one transaction (callers pass a page at a time).
     /// A slice the engine has no reference record for is skipped (leaked or forgotten: it
@@ -1186,6 +1198,13 @@ where
 
     async fn finish_load(&self, end: &crate::dump::LoadEnd) -> Result<()> {
         crate::backend::Bulk::finish_load(self, end).await
+    }
+
+    async fn node_contents(
+        &self,
+        nodes: &[(Ino, crate::Attr)],
+    ) -> Result<Vec<Option<crate::dump::NodeContents>>> {
+        crate::backend::Bulk::node_contents(self, nodes).await
     }
 
     async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {

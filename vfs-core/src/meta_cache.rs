@@ -1033,6 +1033,13 @@ impl MetaEngine for CachedMeta {
         r
     }
 
+    async fn node_contents(
+        &self,
+        nodes: &[(Ino, Attr)],
+    ) -> Result<Vec<Option<meta_api::dump::NodeContents>>> {
+        self.inner.node_contents(nodes).await
+    }
+
     async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
         self.inner.hold_slices(slices, delta).await
     }

@@ -6,11 +6,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::json::{escape, DumpedAcl, DumpedAttr, DumpedChunk, DumpedSlice, DumpedXattr};
+use super::NodeContents;
 use crate::acl::{AclType, Rule};
 use crate::quota::QuotaKind;
 use crate::{
-    Attr, Context, DirEntry, FileType, Ino, MetaEngine, MetaError, Result, CHUNK_SIZE, ROOT_INO,
-    TRASH_INO,
+    Attr, Context, DirEntry, FileType, Ino, MetaEngine, MetaError, Result, ROOT_INO, TRASH_INO,
 };
 
 /// Entries asked of the engine per directory page.
@@ -244,9 +244,59 @@ struct Frame {
     ino: Ino,
     depth: usize,
     after: Option<Vec<u8>>,
-    page: std::vec::IntoIter<DirEntry>,
+    page: std::vec::IntoIter<Listed>,
     done: bool,
     written: bool,
+}
+
+/// An entry of a directory page with what the dump writes of it.
+struct Listed {
+    entry: DirEntry,
+    attr: Attr,
+    contents: NodeContents,
+}
+
+/// The attributes and contents of a page's entries, in a few engine reads
+/// ([`MetaEngine::node_contents`]); entries gone meanwhile are left out.
+async fn read_page(meta: &dyn MetaEngine, page: Vec<DirEntry>) -> Result<Vec<Listed>> {
+    let mut nodes = Vec::with_capacity(page.len());
+    let mut entries = Vec::with_capacity(page.len());
+    for mut e in page {
+        let attr = match e.attr.take() {
+            Some(a) => a,
+            None => match meta.getattr(e.ino).await {
+                Ok(a) => a,
+                Err(MetaError::NotFound) => continue,
+                Err(err) => return Err(err),
+            },
+        };
+        nodes.push((e.ino, attr));
+        entries.push(e);
+    }
+    let contents = contents_of(meta, &nodes).await?;
+    Ok(entries
+        .into_iter()
+        .zip(nodes)
+        .zip(contents)
+        .filter_map(|((entry, (_, attr)), c)| {
+            c.map(|contents| Listed {
+                entry,
+                attr,
+                contents,
+            })
+        })
+        .collect())
+}
+
+/// [`MetaEngine::node_contents`], a node at a time where the engine has no batched reads.
+async fn contents_of(
+    meta: &dyn MetaEngine,
+    nodes: &[(Ino, Attr)],
+) -> Result<Vec<Option<NodeContents>>> {
+    match meta.node_contents(nodes).await {
+        Err(MetaError::NotSupported(_)) => crate::dump::node_contents_one_by_one(meta, nodes).await,
+        r => r,
+    }
 }
 
 fn indent(depth: usize) -> String {
@@ -263,7 +313,10 @@ async fn tree<W: Write>(
     seen: &mut Seen,
 ) -> Result<()> {
     let ctx = Context::root();
-    let Some(head) = entry_fields(meta, ino, attr, 2, seen).await? else {
+    let Some(Some(contents)) = contents_of(meta, &[(ino, attr.clone())]).await?.pop() else {
+        return Err(MetaError::NotFound);
+    };
+    let Some(head) = entry_fields(meta, ino, attr, &contents, 2, seen).await? else {
         return Err(MetaError::NotFound);
     };
     w.put(&head)?;
@@ -286,26 +339,24 @@ async fn tree<W: Write>(
                 };
                 top.done = page.len() < PAGE;
                 top.after = page.last().map(|e| e.name.clone());
-                top.page = page.into_iter();
+                top.page = read_page(meta, page).await?.into_iter();
                 top.page.next()
             }
         };
-        let Some(e) = next else {
+        let Some(Listed {
+            entry: e,
+            attr,
+            contents,
+        }) = next
+        else {
             let d = top.depth;
             w.put(&format!("\n{}}}\n{}}}", indent(d + 1), indent(d)))?;
             stack.pop();
             continue;
         };
         let depth = top.depth + 2;
-        let attr = match e.attr {
-            Some(a) => a,
-            None => match meta.getattr(e.ino).await {
-                Ok(a) => a,
-                Err(MetaError::NotFound) => continue,
-                Err(e) => return Err(e),
-            },
-        };
-        let Some(fields) = entry_fields(meta, e.ino, &attr, depth + 1, seen).await? else {
+        let Some(fields) = entry_fields(meta, e.ino, &attr, &contents, depth + 1, seen).await?
+        else {
             continue;
         };
         let comma = if top.written { "," } else { "" };
@@ -347,10 +398,11 @@ async fn entry_fields(
     meta: &dyn MetaEngine,
     ino: Ino,
     attr: &Attr,
+    contents: &NodeContents,
     depth: usize,
     seen: &mut Seen,
 ) -> Result<Option<String>> {
-    match fields(meta, ino, attr, depth, seen).await {
+    match fields(meta, ino, attr, contents, depth, seen).await {
         Err(MetaError::NotFound) => Ok(None),
         r => r.map(Some),
     }
@@ -360,35 +412,30 @@ async fn fields(
     meta: &dyn MetaEngine,
     ino: Ino,
     attr: &Attr,
+    contents: &NodeContents,
     depth: usize,
     seen: &mut Seen,
 ) -> Result<String> {
     let p = indent(depth);
     let mut s = format!("\n{p}\"attr\": {}", to_json(&DumpedAttr::of(ino, attr))?);
     if attr.typ == FileType::Symlink {
-        let target = meta.readlink(ino).await?;
-        s.push_str(&format!(",\n{p}\"symlink\": \"{}\"", escape(&target)));
+        let target = contents
+            .symlink
+            .as_ref()
+            .ok_or_else(|| MetaError::Corrupt(format!("symlink {ino} has no target")))?;
+        s.push_str(&format!(",\n{p}\"symlink\": \"{}\"", escape(target)));
     }
     let mut xattrs = Vec::new();
-    for name in meta.listxattr(ino).await? {
-        if AclType::from_xattr_name(&name).is_some() {
-            continue;
-        }
-        let value = match meta.getxattr(ino, &name).await {
-            Ok(v) => v,
-            // Removed between the listing and the read.
-            Err(MetaError::NoAttr) => continue,
-            Err(e) => return Err(e),
-        };
+    for (name, value) in &contents.xattrs {
         // Names are written as JSON strings, as JuiceFS does; one that is not UTF-8 is
         // escaped (a load keeps it escaped).
-        let name = match String::from_utf8(name) {
+        let name = match String::from_utf8(name.clone()) {
             Ok(n) => n,
             Err(e) => escape(e.as_bytes()),
         };
         xattrs.push(DumpedXattr {
             name,
-            value: escape(&value),
+            value: escape(value),
         });
     }
     if !xattrs.is_empty() {
@@ -416,19 +463,14 @@ async fn fields(
     }
     if attr.typ == FileType::Regular {
         let mut chunks = Vec::new();
-        for index in 0..attr.length.div_ceil(CHUNK_SIZE) {
-            let index = u32::try_from(index)
-                .map_err(|_| MetaError::Corrupt(format!("inode {ino}: length {}", attr.length)))?;
-            let slices = meta.read_chunk(ino, index).await?;
+        for (index, slices) in &contents.chunks {
             if let Some(seen) = seen.as_mut() {
                 seen.extend(slices.iter().filter(|s| s.id != 0).map(|s| (s.id, s.size)));
             }
-            if !slices.is_empty() {
-                chunks.push(DumpedChunk {
-                    index,
-                    slices: slices.iter().map(DumpedSlice::of).collect(),
-                });
-            }
+            chunks.push(DumpedChunk {
+                index: *index,
+                slices: slices.iter().map(DumpedSlice::of).collect(),
+            });
         }
         match chunks.len() {
             0 => {}

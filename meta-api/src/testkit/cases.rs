@@ -340,6 +340,7 @@ pub(super) fn all() -> Vec<Case> {
         checkpoint::held_slices_outlive_their_files,
         checkpoint::a_hold_never_brings_a_freed_slice_back,
         checkpoint::a_wipe_keeps_the_setting_and_the_counters,
+        checkpoint::node_contents_match_node_by_node_reads,
         clone::a_tree_clone_shares_every_slice,
         clone::a_file_clone_is_one_entry_with_the_callers_owner,
         clone::clone_refusals_are_precise_and_change_nothing,

@@ -372,6 +372,14 @@ impl Bulk for RedisMeta {
         Ok(())
     }
 
+    /// A node at a time (batched reads are SQLite's so far).
+    async fn node_contents(
+        &self,
+        nodes: &[(Ino, meta_api::Attr)],
+    ) -> Result<Vec<Option<meta_api::dump::NodeContents>>> {
+        meta_api::dump::node_contents_one_by_one(self, nodes).await
+    }
+
     async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
         self.settings().await?;
         let k = &self.keys;

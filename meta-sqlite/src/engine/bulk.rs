@@ -275,6 +275,101 @@ impl Bulk for SqliteMeta {
         Ok(())
     }
 
+    /// Three statements in one read transaction for the whole page (xattrs, chunks,
+    /// symlink targets; the inodes go in as a JSON array), so that every node of the page
+    /// is read at one instant; nodes gone by then get `None`.
+    async fn node_contents(
+        &self,
+        nodes: &[(Ino, meta_api::Attr)],
+    ) -> Result<Vec<Option<meta_api::dump::NodeContents>>> {
+        use meta_api::dump::NodeContents;
+        use meta_api::{FileType, CHUNK_SIZE};
+        self.fmt().await?;
+        let inos: Vec<Ino> = nodes.iter().map(|(i, _)| *i).collect();
+        let ids = serde_json::to_string(&inos).map_err(|e| MetaError::backend(false, e))?;
+        let mut tx = self.db.pool.begin().await.map_err(db_err)?;
+        let present = crate::sql::query(
+            "SELECT inode FROM jfs_node WHERE inode IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut out: std::collections::HashMap<Ino, NodeContents> = Default::default();
+        for r in present {
+            out.insert(
+                r.try_get::<i64, _>(0).map_err(db_err)? as Ino,
+                NodeContents::default(),
+            );
+        }
+        let xattrs = crate::sql::query(
+            "SELECT inode, name, value FROM jfs_xattr \
+             WHERE inode IN (SELECT value FROM json_each(?1)) ORDER BY inode, name",
+        )
+        .bind(ids.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for r in xattrs {
+            let ino = r.try_get::<i64, _>(0).map_err(db_err)? as Ino;
+            let name: Vec<u8> = r.try_get(1).map_err(db_err)?;
+            let value: Vec<u8> = r.try_get(2).map_err(db_err)?;
+            // The ACLs are the attributes' (by id), never xattr rows JuiceFS would write.
+            if meta_api::acl::AclType::from_xattr_name(&name).is_some() {
+                continue;
+            }
+            if let Some(c) = out.get_mut(&ino) {
+                c.xattrs.push((name, value));
+            }
+        }
+        let chunks = crate::sql::query(
+            "SELECT inode, indx, slices FROM jfs_chunk \
+             WHERE inode IN (SELECT value FROM json_each(?1)) ORDER BY inode, indx",
+        )
+        .bind(ids.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let lengths: std::collections::HashMap<Ino, (FileType, u64)> =
+            nodes.iter().map(|(i, a)| (*i, (a.typ, a.length))).collect();
+        for r in chunks {
+            let ino = r.try_get::<i64, _>(0).map_err(db_err)? as Ino;
+            let indx = r.try_get::<i64, _>(1).map_err(db_err)?;
+            let buf: Vec<u8> = r.try_get(2).map_err(db_err)?;
+            let Some((FileType::Regular, length)) = lengths.get(&ino).copied() else {
+                continue;
+            };
+            let indx = u32::try_from(indx)
+                .map_err(|_| MetaError::Corrupt(format!("chunk {indx} of inode {ino}")))?;
+            // Only the chunks below the length, as a read sees them.
+            if u64::from(indx) >= length.div_ceil(CHUNK_SIZE) {
+                continue;
+            }
+            let slices = meta_api::Slice::decode_chunk(ino, indx, &buf)?;
+            if let (Some(c), false) = (out.get_mut(&ino), slices.is_empty()) {
+                c.chunks.push((indx, slices));
+            }
+        }
+        let links = crate::sql::query(
+            "SELECT inode, target FROM jfs_symlink \
+             WHERE inode IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for r in links {
+            let ino = r.try_get::<i64, _>(0).map_err(db_err)? as Ino;
+            let target: Vec<u8> = r.try_get(1).map_err(db_err)?;
+            if let Some(c) = out.get_mut(&ino) {
+                c.symlink = Some(target);
+            }
+        }
+        tx.rollback().await.map_err(db_err)?;
+        // A hard-linked inode may be in the page under several names.
+        Ok(nodes.iter().map(|(ino, _)| out.get(ino).cloned()).collect())
+    }
+
     /// One statement per call: the slice ids go in as a JSON array (`json_each`).
     async fn hold_slices(&self, slices: &[(u64, u32)], delta: i64) -> Result<Vec<Slice>> {
         self.fmt().await?;
