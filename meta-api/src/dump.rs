@@ -20,7 +20,7 @@
 //!
 //! **Crashes.** A load writes the volume's setting last: a load cut short leaves an engine
 //! with records but no setting, which does not open as a volume and which a second load
-//! refuses ([`MetaError::Exists`](crate::MetaError::Exists)): empty it and load again. A
+//! refuses ([`MetaError::Exists`]): empty it and load again. A
 //! dump of a volume in use is not a point-in-time snapshot: a file changed during the walk
 //! appears as it was when the walk reached it.
 
@@ -193,7 +193,7 @@ impl Batch {
     /// Refuses a batch no engine may write, before any engine sees it: a record of inode
     /// 0, a reference to slice 0 (a hole, which has no object), or an inode or slice id
     /// past `i64::MAX` (JuiceFS keeps ids in signed 64-bit counters and SQL columns).
-    /// [`MetaEngine::load_batch`](crate::MetaEngine::load_batch) checks every batch.
+    /// [`MetaEngine::load_batch`] checks every batch.
     pub fn check(&self) -> crate::Result<()> {
         let ino = |i: Ino| i > 0 && i64::try_from(i).is_ok();
         let inos = self
