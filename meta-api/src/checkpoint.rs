@@ -21,8 +21,8 @@
 //!   or slice id handed out before a restore is never handed out again; the block cache,
 //!   keyed by slice id, stays valid across restores.
 //! - **A restore is redone, never half-seen**: it first writes [`RESTORE_MARKER`] into the
-//!   volume's setting, then wipes the engine, loads the checkpoint, takes the holds of every
-//!   checkpoint again and clears the marker last. A client refuses to open a volume with
+//!   volume's setting, then wipes the engine, loads the checkpoint with the holds of every
+//!   checkpoint written beside its references, and clears the marker last. A client refuses to open a volume with
 //!   the marker ([`check_not_restoring`]); a restore killed half-way is run again from the
 //!   start. Engines accept a load into a wiped engine whose setting has the marker.
 //! - **Other clients are fenced**: a restore refuses to start while another client has a

@@ -34,7 +34,7 @@ use crate::quota::{Quota, QuotaKind};
 use crate::upkeep::DirStat;
 use crate::{Attr, FileType, Format, Ino, MetaEngine, MetaError, Result, Slice};
 
-pub use loader::{load, load_edited, load_restoring, LoadSummary};
+pub use loader::{load, load_edited, load_restoring, Holds, LoadSummary};
 pub use writer::{dump, dump_with_slices, DumpOptions, DumpSummary};
 
 /// What a dump writes of a node besides its attributes ([`MetaEngine::node_contents`]).

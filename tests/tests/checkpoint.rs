@@ -88,6 +88,8 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     let err = restore_checkpoint(url, "c1").await.unwrap_err();
     assert!(matches!(meta_err(&err), Some(MetaError::Busy(_))), "{err}");
     assert!(fs.try_exists("/new").await.unwrap());
+    // A second checkpoint, of the changed volume: it holds slices c1 does not.
+    fs.vfs().create_checkpoint("c2").await.unwrap();
     fs.close().await.unwrap();
     let err = restore_checkpoint(url, "nope").await.unwrap_err();
     assert!(matches!(err, VfsError::NoCheckpoint(_)), "{err}");
@@ -121,12 +123,43 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     );
     assert!(fs.read("/after").await.unwrap() == pattern(5, 9_000));
     assert_fsck_clean(&fs).await;
-    // The checkpoint is still there and still holds: a second restore would work.
-    assert_eq!(fs.vfs().list_checkpoints().await.unwrap().len(), 1);
+    // Both checkpoints are still there and still hold, c2's slices too though the
+    // restored volume does not refer to them: gc keeps them, and c2 restores.
+    assert_eq!(fs.vfs().list_checkpoints().await.unwrap().len(), 2);
+    let r = gc(&fs, true).await;
+    assert!(r.checkpoint_slices >= 2, "{r:?}");
     fs.close().await.unwrap();
     if let Some(j) = jfs {
         j.fsck(url);
     }
+    restore_checkpoint(url, "c2").await.unwrap();
+    let fs = open_fs(url).await;
+    assert!(
+        fs.read("/new").await.unwrap() == pattern(4, 5_000),
+        "/new differs"
+    );
+    assert!(
+        fs.read("/d/b").await.unwrap() == pattern(3, 10_000),
+        "/d/b differs"
+    );
+    assert!(!fs.try_exists("/a").await.unwrap());
+    assert!(!fs.try_exists("/after").await.unwrap());
+    assert_fsck_clean(&fs).await;
+    fs.close().await.unwrap();
+    if let Some(j) = jfs {
+        j.fsck(url);
+    }
+    // Back to c1; deleting c2 then frees what only c2 referred to.
+    restore_checkpoint(url, "c1").await.unwrap();
+    let fs = open_fs(url).await;
+    assert!(fs.read("/a").await.unwrap() == pattern(1, 300_000));
+    fs.vfs().delete_checkpoint("c2").await.unwrap();
+    assert_eq!(fs.vfs().list_checkpoints().await.unwrap().len(), 1);
+    // Left is the block of /after, which the restore of c2 dropped from the metadata.
+    let r = gc(&fs, false).await;
+    assert_eq!(r.leaked.count, 1, "{r:?}");
+    assert_fsck_clean(&fs).await;
+    fs.close().await.unwrap();
 
     // Deleting it frees only what nothing else refers to; gc removes what the restore
     // dropped from the metadata.
@@ -142,7 +175,6 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     assert_eq!(blocks(bucket) as u64, r.valid.count, "{r:?}");
     fs.remove_file("/a").await.unwrap();
     fs.remove_file("/d/b").await.unwrap();
-    fs.remove_file("/after").await.unwrap();
     fs.vfs().purge_deleted().await.unwrap();
     assert_eq!(
         blocks(bucket),

@@ -28,9 +28,11 @@
 //!   data).
 //! - **Restore** ([`restore_checkpoint`], with no client connected): refuses while another
 //!   client has a live session (`EBUSY`), marks the setting, wipes the engine, loads the
-//!   dump keeping the volume's setting and never lowering a counter, holds the slices of
-//!   every complete checkpoint again, and clears the mark. Killed at any step, the volume
-//!   refuses to open (`EBUSY`, naming the checkpoint) until the restore is run again.
+//!   dump keeping the volume's setting and never lowering a counter, with the holds of
+//!   every complete checkpoint written beside the dump's references (a slice only other
+//!   checkpoints refer to gets a record of its holds alone), and clears the mark. Killed
+//!   at any step, the volume refuses to open (`EBUSY`, naming the checkpoint) until the
+//!   restore is run again.
 //!   What the volume held that the checkpoint does not is dropped from the metadata; its
 //!   objects are left to `gc --delete`, which removes them as leaked.
 //! - **gc** ([`Vfs::gc`]) counts the objects of every checkpoint's slices as valid.
@@ -335,6 +337,15 @@ pub async fn restore_checkpoint(meta_url: &str, name: &str) -> Result<RestoredCh
         return Err(VfsError::NoCheckpoint(name.to_string()));
     };
     let body = store.get(&key(name, "meta.json.gz")).await?;
+    // Every complete checkpoint's holds, read before anything is changed.
+    let mut holds = meta_api::dump::Holds::new();
+    for c in all.iter().filter(|c| c.complete) {
+        if let Some(b) = get_opt(&*store, &key(&c.name, "slices")).await? {
+            for (id, size) in decode_slices(&c.name, &b)? {
+                holds.entry(id).or_insert((size, 0)).1 += 1;
+            }
+        }
+    }
     refuse_live_sessions(&*meta).await?;
     let with_marker = rules::with_marker(&format, name);
     meta.init(&with_marker, true).await?;
@@ -348,12 +359,7 @@ pub async fn restore_checkpoint(meta_url: &str, name: &str) -> Result<RestoredCh
     let floor = meta.counters().await?;
     meta.wipe().await?;
     let input = flate2::read::MultiGzDecoder::new(std::io::Cursor::new(body));
-    let loaded = meta_api::dump::load_restoring(&*meta, input, with_marker, floor).await?;
-    for c in all.iter().filter(|c| c.complete) {
-        if let Some(b) = get_opt(&*store, &key(&c.name, "slices")).await? {
-            hold(&*meta, &decode_slices(&c.name, &b)?).await?;
-        }
-    }
+    let loaded = meta_api::dump::load_restoring(&*meta, input, with_marker, floor, holds).await?;
     meta.init(&format, true).await?;
     meta.sync().await?;
     tracing::info!(

@@ -22,6 +22,9 @@ const EVENTS: usize = 1024;
 /// The parser's stack: it recurses once per level of the tree.
 const PARSER_STACK: usize = 256 << 20;
 
+/// Checkpoints' holds on slices, for [`load_restoring`]: slice id → size and holds.
+pub type Holds = HashMap<u64, (u32, u32)>;
+
 /// What [`load`] wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -63,11 +66,17 @@ where
 /// [`MetaEngine::wipe`] emptied but for its setting and counters: the volume keeps
 /// `format` (the dump's setting is not used), and no counter goes below `floor`, the
 /// counters before the wipe, so no inode number or slice id is handed out twice.
+///
+/// `holds` are the checkpoints' references (slice id → size and number of holds), written
+/// with the dump's own: a slice the dump refers to gets them on top of its references, one
+/// only checkpoints hold gets a record with them alone. A held size other than the dump's
+/// is refused as corrupt, as two sizes for one slice in a dump are.
 pub async fn load_restoring<R>(
     meta: &dyn MetaEngine,
     input: R,
     format: Format,
     floor: Counters,
+    holds: Holds,
 ) -> Result<LoadSummary>
 where
     R: std::io::Read + Send + 'static,
@@ -79,17 +88,18 @@ where
             *f = format;
             Ok(())
         },
-        Some(floor),
+        Some((floor, holds)),
     )
     .await
 }
 
-/// The load itself: into an empty engine (`floor` `None`) or a wiped one.
+/// The load itself: into an empty engine (`restoring` `None`) or a wiped one, with the
+/// counters before the wipe and the checkpoints' holds.
 async fn load_into<R, E>(
     meta: &dyn MetaEngine,
     input: R,
     edit: E,
-    floor: Option<Counters>,
+    restoring: Option<(Counters, Holds)>,
 ) -> Result<LoadSummary>
 where
     R: std::io::Read + Send + 'static,
@@ -102,7 +112,10 @@ where
         .spawn(move || reader::parse(input, &tx))
         .map_err(|e| MetaError::backend(false, e))?;
     let mut loader = Loader::new(meta);
-    loader.floor = floor;
+    if let Some((floor, holds)) = restoring {
+        loader.floor = Some(floor);
+        loader.holds = holds;
+    }
     let mut result = Ok(());
     while let Some(event) = rx.recv().await {
         if let Err(e) = loader.event(event).await {
@@ -146,6 +159,8 @@ struct Loader<'a> {
     summary: LoadSummary,
     /// A restore's counters before the wipe: none of the new ones goes below them.
     floor: Option<Counters>,
+    /// A restore's checkpoint holds not yet written.
+    holds: Holds,
 }
 
 fn corrupt(msg: String) -> MetaError {
@@ -169,6 +184,7 @@ impl<'a> Loader<'a> {
             saw_trash: false,
             summary: LoadSummary::default(),
             floor: None,
+            holds: HashMap::new(),
         }
     }
 
@@ -343,6 +359,11 @@ impl<'a> Loader<'a> {
                         }
                         if s.id != 0 {
                             self.batch.slice_refs.push((s.id, s.size));
+                            if let Some((size, n)) = self.holds.remove(&s.id) {
+                                self.batch
+                                    .slice_refs
+                                    .extend(std::iter::repeat_n((s.id, size), n as usize));
+                            }
                             self.next_chunk = self.next_chunk.max(to_i64(s.id)?.saturating_add(1));
                         }
                         slices.push(s);
@@ -437,6 +458,18 @@ impl<'a> Loader<'a> {
             });
         }
         edit(&mut format)?;
+        // The slices only checkpoints hold.
+        let mut held_only: Vec<_> = std::mem::take(&mut self.holds).into_iter().collect();
+        held_only.sort_unstable_by_key(|&(id, _)| id);
+        for (id, (size, n)) in held_only {
+            self.next_chunk = self.next_chunk.max(to_i64(id)?.saturating_add(1));
+            self.batch
+                .slice_refs
+                .extend(std::iter::repeat_n((id, size), n as usize));
+            if self.batch.len() >= BATCH {
+                self.flush().await?;
+            }
+        }
         self.flush().await?;
         let floor = self.floor.unwrap_or_default();
         let counters = Counters {
