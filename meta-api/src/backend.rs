@@ -55,7 +55,7 @@ pub trait Sessions: Send + Sync + 'static {
     /// [`MetaEngine::new_session`](crate::MetaEngine::new_session).
     async fn new_session(&self, info: &SessionInfo) -> Result<u64>;
     /// [`MetaEngine::heartbeat`](crate::MetaEngine::heartbeat).
-    async fn heartbeat(&self) -> Result<()>;
+    async fn heartbeat(&self) -> Result<crate::Heartbeat>;
     /// [`MetaEngine::close_session`](crate::MetaEngine::close_session).
     async fn close_session(&self) -> Result<()>;
     /// [`MetaEngine::list_sessions`](crate::MetaEngine::list_sessions).

@@ -26,7 +26,13 @@
 //!   the marker ([`check_not_restoring`]); a restore killed half-way is run again from the
 //!   start. Engines accept a load into a wiped engine whose setting has the marker.
 //! - **Other clients are fenced**: a restore refuses to start while another client has a
-//!   live session (`EBUSY`); the marker keeps new clients out while it runs.
+//!   live session (`EBUSY`); the marker keeps new clients out while it runs. A client
+//!   whose session had expired (it was stopped, or cut off) finds it gone at its next
+//!   heartbeat or lock ([`Heartbeat::Reregistered`](crate::Heartbeat::Reregistered),
+//!   [`MetaError::SessionLost`]): a VFS then fails every handle it had with `EIO` and drops
+//!   its metadata cache. Until then — at most one heartbeat interval after it runs again —
+//!   it may still read through its handles, and the block cache it reads from stays
+//!   valid because ids are never reused.
 
 use crate::{Format, MetaError, Result};
 

@@ -113,8 +113,12 @@ pub trait MetaEngine: Send + Sync + 'static {
     /// Returns the session id.
     async fn new_session(&self, info: &SessionInfo) -> Result<u64>;
 
-    /// Extends this client's session.
-    async fn heartbeat(&self) -> Result<()>;
+    /// Extends this client's session. When another client reaped it as stale meanwhile,
+    /// the session is registered again under the same id and
+    /// [`Heartbeat::Reregistered`](crate::Heartbeat::Reregistered) says so: what the reap released (open files kept
+    /// alive, locks) is not taken back, so the caller stops trusting handles and locks
+    /// from before (a VFS fails them with [`MetaError::SessionLost`](crate::MetaError::SessionLost)).
+    async fn heartbeat(&self) -> Result<crate::Heartbeat>;
 
     /// Ends this client's session: its sustained inodes are released (deleted if unlinked).
     async fn close_session(&self) -> Result<()>;
@@ -379,6 +383,11 @@ pub trait MetaEngine: Send + Sync + 'static {
     // with `FUSE_RELEASE_FLOCK_UNLOCK`), call `flock(.., Unlock, ..)` with its owner. The
     // engine checks no access mode either: `F_RDLCK` needs a handle open for reading and
     // `F_WRLCK` one open for writing (`EBADF` otherwise), which only the frontend knows.
+    //
+    // A lock (not an unlock) is refused with `SessionLost`, in the same transaction that
+    // would take it, when this client's session was reaped as stale: a lock of a session
+    // that no longer exists would never be reaped. The next heartbeat registers the
+    // session again ([`Heartbeat::Reregistered`](crate::Heartbeat::Reregistered)).
 
     /// BSD `flock` on `ino` for `owner` of this session: `Read` (shared), `Write`
     /// (exclusive) or `Unlock`. An owner may convert its own lock either way. A request
@@ -709,7 +718,7 @@ where
         crate::backend::Sessions::new_session(self, info).await
     }
 
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<crate::Heartbeat> {
         crate::backend::Sessions::heartbeat(self).await
     }
 

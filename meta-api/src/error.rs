@@ -77,6 +77,15 @@ pub enum MetaError {
     /// The volume has not been formatted.
     #[error("volume is not formatted")]
     NotFormatted,
+    /// This client's session was reaped as stale by another client (it was away longer
+    /// than the session's expiry, or the clocks disagree): what the session held — open
+    /// files kept alive, locks — was released. A lock request fails with it, and handles
+    /// opened before the client learned of it fail with it (`EIO`).
+    #[error(
+        "this client's session was reaped as stale by another client; its locks and \
+         open files were released (reopen the file)"
+    )]
+    SessionLost,
     /// The volume (or what the call needs) is in use: another client is connected, or a
     /// checkpoint restore is under way.
     #[error("device or resource busy: {0}")]
@@ -136,9 +145,12 @@ impl MetaError {
             BadHandle => libc::EBADF,
             ReadOnly => libc::EROFS,
             Busy(_) => libc::EBUSY,
-            NotFormatted | UnsupportedVolume(_) | Corrupt(_) | Conflict | Backend { .. } => {
-                libc::EIO
-            }
+            NotFormatted
+            | UnsupportedVolume(_)
+            | Corrupt(_)
+            | Conflict
+            | SessionLost
+            | Backend { .. } => libc::EIO,
         }
     }
 

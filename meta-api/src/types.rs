@@ -632,6 +632,17 @@ pub mod access {
     pub const X: u8 = 1;
 }
 
+/// What a [`heartbeat`](crate::MetaEngine::heartbeat) found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a reregistered session means earlier handles and locks are no longer protected"]
+pub enum Heartbeat {
+    /// The session was there and is extended.
+    Extended,
+    /// The session had been reaped as stale by another client; it is registered again
+    /// under the same id, holding nothing.
+    Reregistered,
+}
+
 /// A client session as stored in the engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct SessionInfo {

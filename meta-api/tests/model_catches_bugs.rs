@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use meta_api::quota::{Quota, QuotaKind};
 use meta_api::testkit::{run_all, run_model_test_seeded, Harness, ModelHarness, TestVolume};
 use meta_api::{
-    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino, LockType,
-    MetaEngine, PlockRequest, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs,
-    Timestamp,
+    Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Heartbeat, Ino,
+    LockType, MetaEngine, PlockRequest, RenameFlags, Result, Session, SessionInfo, SetAttr, Slice,
+    StatFs, Timestamp,
 };
 
 /// The planted bug.
@@ -46,7 +46,7 @@ impl MetaEngine for Buggy {
     async fn new_session(&self, info: &SessionInfo) -> Result<u64> {
         self.inner.new_session(info).await
     }
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<Heartbeat> {
         self.inner.heartbeat().await
     }
     async fn close_session(&self) -> Result<()> {

@@ -179,7 +179,7 @@ async fn a_heartbeat_lets_go_of_files_this_client_does_not_have_open() {
         )
         .unwrap();
     }
-    m.heartbeat().await.unwrap();
+    assert_eq!(m.heartbeat().await.unwrap(), meta_api::Heartbeat::Extended);
     assert!(
         queued(&m, closed).await,
         "not open here: released at the heartbeat"

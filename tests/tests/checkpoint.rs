@@ -1,7 +1,8 @@
 //! Checkpoints on every engine (SQLite and Redis formatted by juicefs, the TKV engine
 //! in-process): a checkpoint keeps every byte it refers to through deletes, overwrites,
 //! purges and gc; a restore in place brings the tree back byte for byte, stays writable,
-//! never hands out an id twice, and is refused while another client is connected; both
+//! never hands out an id twice, and is refused while another client is connected (a client
+//! whose session was reaped meanwhile is fenced when it comes back); both
 //! fsck are clean after it; deleting the checkpoint frees what only it kept.
 
 use std::path::Path;
@@ -90,6 +91,20 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     assert!(fs.try_exists("/new").await.unwrap());
     // A second checkpoint, of the changed volume: it holds slices c1 does not.
     fs.vfs().create_checkpoint("c2").await.unwrap();
+    // A client that went away with a file open: its session expires and is reaped, so the
+    // restore below runs under it. It is fenced when it comes back: its next heartbeat
+    // tells it, and its handle fails.
+    let away = open_fs(url).await;
+    let away_fh = away
+        .vfs()
+        .open(away.context(), new_ino, libc::O_RDONLY)
+        .await
+        .unwrap();
+    let tomorrow = meta_api::Timestamp::new(meta_api::Timestamp::now().sec + 86_400, 0);
+    assert_eq!(
+        fs.vfs().meta().reap_stale_sessions(tomorrow).await.unwrap(),
+        2
+    );
     fs.close().await.unwrap();
     let err = restore_checkpoint(url, "nope").await.unwrap_err();
     assert!(matches!(err, VfsError::NoCheckpoint(_)), "{err}");
@@ -100,6 +115,24 @@ async fn checkpoints_round_trip(url: &str, bucket: &Path, jfs: Option<&Juicefs>)
     // Restored in place: the tree as it was, byte for byte, and writable.
     let restored = restore_checkpoint(url, "c1").await.unwrap();
     assert_eq!(restored.checkpoint.name, "c1");
+    assert_eq!(
+        away.vfs().meta().heartbeat().await.unwrap(),
+        meta_api::Heartbeat::Reregistered
+    );
+    let err = away
+        .vfs()
+        .read(away.context(), away_fh, 0, 10)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(meta_err(&err), Some(MetaError::SessionLost)),
+        "{err}"
+    );
+    assert!(
+        !away.try_exists("/new").await.unwrap(),
+        "it sees the restored tree"
+    );
+    away.close().await.unwrap();
     let fs = open_fs(url).await;
     assert!(
         fs.read("/a").await.unwrap() == pattern(1, 300_000),

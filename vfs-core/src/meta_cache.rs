@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use meta_api::{
     access, acl, name as names, perm, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode,
-    FileType, Format, Ino, LockType, MetaEngine, PlockRequest, Purged, RenameFlags, Result,
-    Session, SessionInfo, SetAttr, Slice, StatFs, Timestamp,
+    FileType, Format, Heartbeat, Ino, LockType, MetaEngine, MetaError, PlockRequest, Purged,
+    RenameFlags, Result, Session, SessionInfo, SetAttr, Slice, StatFs, Timestamp,
 };
 
 /// How long cached metadata is used, and how much is kept.
@@ -460,6 +460,9 @@ impl MetaCache {
 pub(crate) struct CachedMeta {
     inner: Arc<dyn MetaEngine>,
     cache: Option<MetaCache>,
+    /// How many times a heartbeat found this client's session reaped (see
+    /// [`CachedMeta::sessions_lost`]).
+    sessions_lost: AtomicU64,
 }
 
 impl CachedMeta {
@@ -468,7 +471,26 @@ impl CachedMeta {
         CachedMeta {
             inner,
             cache: opts.enabled().then(|| MetaCache::new(opts)),
+            sessions_lost: AtomicU64::new(0),
         }
+    }
+
+    /// How many times this client's session was found reaped by another client and
+    /// registered again: a handle opened when the count was lower is no longer protected
+    /// (what its session kept alive and the locks it held were released).
+    pub(crate) fn sessions_lost(&self) -> u64 {
+        self.sessions_lost.load(Ordering::Acquire)
+    }
+
+    /// A lock refused because the session was reaped: the heartbeat that registers it
+    /// again runs at once, so that the loss shows everywhere, and the refusal stands.
+    async fn after_lock(&self, done: Result<()>) -> Result<()> {
+        if matches!(done, Err(MetaError::SessionLost)) {
+            if let Err(e) = self.heartbeat().await {
+                tracing::warn!(error = %e, "session heartbeat after a refused lock failed");
+            }
+        }
+        done
     }
 
     /// What the cache answered so far.
@@ -541,8 +563,18 @@ impl MetaEngine for CachedMeta {
         self.inner.new_session(info).await
     }
 
-    async fn heartbeat(&self) -> Result<()> {
-        self.inner.heartbeat().await
+    async fn heartbeat(&self) -> Result<Heartbeat> {
+        let beat = self.inner.heartbeat().await?;
+        if beat == Heartbeat::Reregistered {
+            tracing::error!(
+                "this client's session was reaped as stale by another client (it was away \
+                 longer than the session expiry, or the clocks disagree): registered again; \
+                 files open before fail with EIO and their locks are gone"
+            );
+            self.invalidate_all();
+            self.sessions_lost.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(beat)
     }
 
     async fn close_session(&self) -> Result<()> {
@@ -881,7 +913,8 @@ impl MetaEngine for CachedMeta {
         ltype: LockType,
         block: bool,
     ) -> Result<()> {
-        self.inner.flock(ctx, ino, owner, ltype, block).await
+        let done = self.inner.flock(ctx, ino, owner, ltype, block).await;
+        self.after_lock(done).await
     }
 
     async fn getlk(
@@ -906,9 +939,11 @@ impl MetaEngine for CachedMeta {
         end: u64,
         pid: u32,
     ) -> Result<()> {
-        self.inner
+        let done = self
+            .inner
             .setlk(ctx, ino, owner, block, ltype, start, end, pid)
-            .await
+            .await;
+        self.after_lock(done).await
     }
 
     async fn statfs(&self) -> Result<StatFs> {

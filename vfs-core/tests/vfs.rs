@@ -52,6 +52,8 @@ mod model;
 mod namespace;
 #[path = "vfs/quota.rs"]
 mod quota;
+#[path = "vfs/sessions.rs"]
+mod sessions;
 #[path = "vfs/trash.rs"]
 mod trash;
 #[path = "vfs/upkeep.rs"]

@@ -273,6 +273,7 @@ pub(super) fn all() -> Vec<Case> {
         space::purge_files_purges_many_at_once,
         space::purge_files_by_two_clients_free_each_slice_once,
         locks::flock_shared_locks_coexist,
+        locks::a_reaped_session_takes_no_lock_until_its_heartbeat,
         locks::flock_exclusive_conflicts_across_clients,
         locks::flock_owners_of_one_session_conflict,
         locks::flock_upgrade_and_downgrade,

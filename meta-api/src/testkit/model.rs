@@ -22,8 +22,8 @@ use crate::space::Usage;
 use crate::trash;
 use crate::upkeep::{DirStat, Recount, SliceListing};
 use crate::{
-    access, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Ino,
-    LockOwner, LockType, MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result,
+    access, Attr, Context, DeletedFile, DirEntry, Entry, FallocMode, FileType, Format, Heartbeat,
+    Ino, LockOwner, LockType, MetaEngine, MetaError, OpenFiles, PlockRequest, RenameFlags, Result,
     Session, SessionInfo, SetAttr, SetTime, Slice, StatFs, Timestamp, XattrFlags, CHUNK_SIZE,
     MAX_FILE_SIZE, MAX_XATTR_NAME_LEN, MAX_XATTR_VALUE_LEN, ROOT_INO, SESSION_TTL_SECS, TRASH_INO,
 };
@@ -790,6 +790,9 @@ impl ModelEngine {
             return Ok(());
         }
         let me = LockOwner::new(sid.ok_or(MetaError::BadHandle)?, owner);
+        if !st.sessions.contains_key(&me.sid) {
+            return Err(MetaError::SessionLost);
+        }
         st.node(ino)?;
         st.flocks.entry(ino).or_default().lock(me, ltype)
     }
@@ -804,6 +807,9 @@ impl ModelEngine {
             None => return Err(MetaError::BadHandle),
         };
         if req.ltype != LockType::Unlock {
+            if !st.sessions.contains_key(&me.sid) {
+                return Err(MetaError::SessionLost);
+            }
             st.node(ino)?;
         }
         let owners = st.plocks.entry(ino).or_default();
@@ -883,12 +889,24 @@ impl MetaEngine for ModelEngine {
         Ok(sid)
     }
 
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<Heartbeat> {
         let mut st = self.ready()?;
         let sid = (*self.sid_lock()).ok_or(MetaError::BadHandle)?;
-        let s = st.sessions.get_mut(&sid).ok_or(MetaError::BadHandle)?;
-        s.expire = now().sec + SESSION_TTL_SECS;
-        Ok(())
+        let expire = now().sec + SESSION_TTL_SECS;
+        if let Some(s) = st.sessions.get_mut(&sid) {
+            s.expire = expire;
+            return Ok(Heartbeat::Extended);
+        }
+        // Reaped: back under the same id, holding nothing (its opens were released).
+        st.sessions.insert(
+            sid,
+            SessionRec {
+                info: SessionInfo::default(),
+                expire,
+                open: BTreeSet::new(),
+            },
+        );
+        Ok(Heartbeat::Reregistered)
     }
 
     async fn close_session(&self) -> Result<()> {

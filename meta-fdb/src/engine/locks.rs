@@ -19,7 +19,7 @@ use meta_api::locks::{
 use meta_api::{Ino, LockOwner, LockType, MetaError, PlockRequest, Result};
 
 use super::{must_attr, TkvMeta};
-use crate::keys::{be_u32, be_u64};
+use crate::keys::{be_u32, be_u64, Keys};
 use crate::kv::{KvStore, KvTxn};
 
 /// Size of one `F` record.
@@ -92,6 +92,16 @@ fn put_or_clear<T: KvTxn>(tx: &T, key: &[u8], value: &[u8]) {
     }
 }
 
+/// `SessionLost` unless session `sid` has its key, read in the lock's transaction so that
+/// a reap before the commit conflicts with it (a lock of a reaped session would never be
+/// reaped).
+async fn need_session<T: KvTxn>(tx: &T, keys: &Keys, sid: u64) -> Result<()> {
+    match tx.get(&keys.session(sid)).await? {
+        Some(_) => Ok(()),
+        None => Err(MetaError::SessionLost),
+    }
+}
+
 #[async_trait]
 impl<K: KvStore> Locks for TkvMeta<K> {
     fn lock_session(&self) -> u64 {
@@ -106,6 +116,7 @@ impl<K: KvStore> Locks for TkvMeta<K> {
                 let key = keys.flock(ino);
                 let raw = tx.get(&key).await?;
                 if ltype != LockType::Unlock {
+                    need_session(&tx, keys, me.sid).await?;
                     must_attr(&tx, keys, ino).await?;
                 }
                 let mut locks = match &raw {
@@ -153,6 +164,7 @@ impl<K: KvStore> Locks for TkvMeta<K> {
                 let raw = tx.get(&key).await?;
                 let unlock = req.ltype == LockType::Unlock;
                 if !unlock {
+                    need_session(&tx, keys, me.sid).await?;
                     must_attr(&tx, keys, ino).await?;
                 }
                 let mut owners = decode_plocks(raw.as_deref().unwrap_or_default())?;

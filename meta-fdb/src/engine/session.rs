@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use meta_api::backend::Sessions;
 use meta_api::perm::check_open;
 use meta_api::{
-    Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
+    Attr, Context, FileType, Heartbeat, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
     SESSION_TTL_SECS,
 };
 
@@ -158,26 +158,32 @@ impl<K: KvStore> Sessions for TkvMeta<K> {
         Ok(sid)
     }
 
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<Heartbeat> {
         let sid = self.session_id().ok_or(MetaError::BadHandle)?;
         let expire = self.now().sec + SESSION_TTL_SECS;
         let keys = &self.keys;
-        self.kv
+        let beat = self
+            .kv
             .txn(|tx| async move {
+                let mut beat = Heartbeat::Extended;
+                if tx.get(&keys.session(sid)).await?.is_none() {
+                    // Reaped as stale while away: back under the same id with an empty
+                    // description, as JuiceFS does; what the session held was released by
+                    // the reaper, and the caller is told.
+                    beat = Heartbeat::Reregistered;
+                }
                 if tx.get(&keys.session_info(sid)).await?.is_none() {
-                    // Reaped as stale while away: carry on with an empty description, as
-                    // JuiceFS does (what the session held was released by the reaper).
                     let info = SessionInfo::default().to_json();
                     tx.set(&keys.session_info(sid), &info);
                 }
                 tx.set(&keys.session(sid), &pack_int64(expire));
-                Ok(())
+                Ok(beat)
             })
             .await?;
         // Pick up settings other clients changed (capacity, inode limit), as JuiceFS
         // reloads them with every heartbeat.
         match self.load_format().await {
-            Ok(_) | Err(MetaError::NotFormatted) => Ok(()),
+            Ok(_) | Err(MetaError::NotFormatted) => Ok(beat),
             Err(e) => Err(e),
         }
     }

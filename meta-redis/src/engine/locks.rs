@@ -93,6 +93,24 @@ impl RedisMeta {
     }
 
     /// `NotFound` unless inode `ino` exists (read inside the transaction).
+    /// `SessionLost` unless session `sid` is registered; the caller watches
+    /// [`session_infos`](crate::keys::Keys::session_infos), so a reap before the commit
+    /// aborts it (a lock of a reaped session would never be reaped).
+    async fn need_session(&self, tx: &mut Tx, sid: u64) -> Result<()> {
+        let known: bool = tx
+            .cmd(
+                redis::cmd("HEXISTS")
+                    .arg(self.keys.session_infos())
+                    .arg(sid),
+            )
+            .await?;
+        if known {
+            Ok(())
+        } else {
+            Err(MetaError::SessionLost)
+        }
+    }
+
     async fn need_inode(&self, tx: &mut Tx, ino: Ino) -> Result<()> {
         let exists: bool = tx
             .cmd(redis::cmd("EXISTS").arg(self.keys.inode(ino)))
@@ -161,8 +179,9 @@ impl Locks for RedisMeta {
         }
         let key = self.flock_key(ino);
         let key = key.as_str();
-        let watch = [key.to_string()];
+        let watch = [key.to_string(), self.keys.session_infos()];
         self.txn(&watch, |mut tx| async move {
+            self.need_session(&mut tx, me.sid).await?;
             self.need_inode(&mut tx, ino).await?;
             let h: BTreeMap<Vec<u8>, Vec<u8>> = tx.cmd(redis::cmd("HGETALL").arg(key)).await?;
             let held = parse_flocks(key, &h)?;
@@ -196,7 +215,12 @@ impl Locks for RedisMeta {
         let key = key.as_str();
         let field = owner_field(me);
         let field = field.as_str();
-        let watch = [key.to_string()];
+        // An unlock needs no session; a lock watches the sessions too (see need_session).
+        let watch = if req.ltype == LockType::Unlock {
+            vec![key.to_string()]
+        } else {
+            vec![key.to_string(), self.keys.session_infos()]
+        };
         self.txn(&watch, |mut tx| async move {
             let (old, new) = if req.ltype == LockType::Unlock {
                 // Only the owner's own field matters: an unlock conflicts with nobody.
@@ -207,6 +231,7 @@ impl Locks for RedisMeta {
                 let mine = decode_records(&old)?;
                 (Some(old), setlk_outcome([(me, mine.as_slice())], me, &req)?)
             } else {
+                self.need_session(&mut tx, me.sid).await?;
                 self.need_inode(&mut tx, ino).await?;
                 let mut h: BTreeMap<Vec<u8>, Vec<u8>> =
                     tx.cmd(redis::cmd("HGETALL").arg(key)).await?;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use meta_api::encoding::decode_attr;
 use meta_api::perm::open_mask;
 use meta_api::{
-    Attr, Context, FileType, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
+    Attr, Context, FileType, Heartbeat, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
     SESSION_TTL_SECS,
 };
 
@@ -24,7 +24,8 @@ fn parse_id(b: &[u8]) -> Option<u64> {
 }
 
 impl RedisMeta {
-    async fn register_session(&self, sid: u64, json: &str) -> Result<()> {
+    /// Returns whether the session's description was new (the session was not registered).
+    async fn register_session(&self, sid: u64, json: &str) -> Result<bool> {
         let expire = now().sec + SESSION_TTL_SECS;
         let mut p = redis::pipe();
         p.atomic()
@@ -36,9 +37,9 @@ impl RedisMeta {
             .cmd("HSET")
             .arg(self.keys.session_infos())
             .arg(sid)
-            .arg(json)
-            .ignore();
-        self.read_pipe::<()>(&p).await
+            .arg(json);
+        let (added,): (i64,) = self.read_pipe(&p).await?;
+        Ok(added > 0)
     }
 
     /// Releases everything session `sid` holds — its open and sustained inodes, its
@@ -212,7 +213,7 @@ impl Sessions for RedisMeta {
         Ok(sid)
     }
 
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<Heartbeat> {
         let sid = self.sid.load(Ordering::Relaxed);
         if sid == 0 {
             return Err(MetaError::BadHandle);
@@ -227,20 +228,13 @@ impl Sessions for RedisMeta {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .unwrap_or_default();
-        let known: bool = self
-            .read(
-                redis::cmd("HEXISTS")
-                    .arg(self.keys.session_infos())
-                    .arg(sid),
-            )
-            .await?;
-        if !known {
-            // Reaped as stale: its opens were released, so it cannot simply come back.
-            tracing::warn!(sid, "session was reaped as stale");
-            return Err(MetaError::BadHandle);
-        }
         let json = String::from_utf8_lossy(&info.to_json()).into_owned();
-        self.register_session(sid, &json).await
+        if !self.register_session(sid, &json).await? {
+            return Ok(Heartbeat::Extended);
+        }
+        // Reaped as stale: back under the same id (as JuiceFS does), holding nothing;
+        // what the reap released is not taken back, and the caller is told.
+        Ok(Heartbeat::Reregistered)
     }
 
     async fn close_session(&self) -> Result<()> {
@@ -321,12 +315,10 @@ impl Sessions for RedisMeta {
             )
             .await?;
         let mut n = 0;
+        // This client's own session too: its next heartbeat registers it again under the
+        // same id and says so (Heartbeat::Reregistered).
         for sid in stale.iter().filter_map(|m| parse_id(m)) {
             self.clean_session(sid).await?;
-            if sid == self.sid.load(Ordering::Relaxed) {
-                self.sid.store(0, Ordering::Relaxed);
-                self.open_files.clear();
-            }
             n += 1;
         }
         Ok(n)

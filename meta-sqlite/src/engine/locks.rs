@@ -19,6 +19,20 @@ use crate::txn::db_err;
 use crate::SqliteMeta;
 
 /// `NotFound` unless inode `ino` exists.
+/// `SessionLost` unless session `sid` has its row (a lock of a reaped session would never
+/// be reaped).
+async fn need_session(c: &mut SqliteConnection, sid: u64) -> Result<()> {
+    let row = crate::sql::query("SELECT 1 FROM jfs_session2 WHERE sid = ?")
+        .bind(sid as i64)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(_) => Ok(()),
+        None => Err(MetaError::SessionLost),
+    }
+}
+
 async fn need_inode(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
     let found = crate::sql::query("SELECT 1 FROM jfs_node WHERE inode = ?")
         .bind(ino as i64)
@@ -119,6 +133,7 @@ impl Locks for SqliteMeta {
         self.db
             .txn(|c, _| {
                 Box::pin(async move {
+                    need_session(c, me.sid).await?;
                     need_inode(c, ino).await?;
                     let held = flocks_of(c, ino).await?;
                     let Some(t) = flock_outcome(held, me, ltype)? else {
@@ -166,6 +181,7 @@ impl Locks for SqliteMeta {
                         let mine = decode_records(old)?;
                         setlk_outcome([(me, mine.as_slice())], me, &req)?
                     } else {
+                        need_session(c, me.sid).await?;
                         need_inode(c, ino).await?;
                         let held = plocks_of(c, ino).await?;
                         setlk_outcome(held.iter().map(|(o, r)| (*o, r.as_slice())), me, &req)?

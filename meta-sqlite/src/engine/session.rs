@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::sql::SqliteConnection;
 use meta_api::{
-    Attr, Context, Ino, MetaError, Result, Session, SessionInfo, Timestamp, SESSION_TTL_SECS,
+    Attr, Context, Heartbeat, Ino, MetaError, Result, Session, SessionInfo, Timestamp,
+    SESSION_TTL_SECS,
 };
 
 use crate::engine::node::must_node;
@@ -94,7 +95,7 @@ impl Sessions for SqliteMeta {
 
     /// Extends the session (recreating its row if a reaper took it meanwhile, as JuiceFS
     /// does) and lets go of sustained inodes this client does not have open.
-    async fn heartbeat(&self) -> Result<()> {
+    async fn heartbeat(&self) -> Result<Heartbeat> {
         self.fmt().await?;
         let sid = self.session_id();
         if sid == 0 {
@@ -105,7 +106,8 @@ impl Sessions for SqliteMeta {
         let json = &json;
         let now = now_secs();
         let client = &self.client;
-        self.db
+        let beat = self
+            .db
             .txn(|c, _| {
                 Box::pin(async move {
                     let done =
@@ -117,16 +119,23 @@ impl Sessions for SqliteMeta {
                             .map_err(db_err)?;
                     if done.rows_affected() == 0 {
                         put_session(c, sid, now + SESSION_TTL_SECS, json).await?;
+                        return Ok(Heartbeat::Reregistered);
                     }
                     for ino in sustain::sustained_by(c, sid).await? {
                         if !client.hold_if_open(ino) {
                             sustain::release(c, sid, ino, now).await?;
                         }
                     }
-                    Ok(())
+                    Ok(Heartbeat::Extended)
                 })
             })
-            .await
+            .await?;
+        if beat == Heartbeat::Reregistered {
+            // The reaper forgot this session; the files still open here are asked again
+            // by this process's unlinkers from now on.
+            sustain::register(&self.location, sid, Arc::downgrade(&self.client));
+        }
+        Ok(beat)
     }
 
     async fn close_session(&self) -> Result<()> {

@@ -64,6 +64,9 @@ pub(super) struct FileHandle {
     pub(super) privs_dropped: AtomicBool,
     /// The times to decide access-time updates on; `None` when reads never update it.
     pub(super) atime: Option<Mutex<SeenTimes>>,
+    /// [`CachedMeta::sessions_lost`](crate::meta_cache::CachedMeta::sessions_lost) when it
+    /// was opened: once the session is found reaped, the handle fails with `SessionLost`.
+    pub(super) session: u64,
 }
 
 /// An open directory handle.
@@ -108,12 +111,17 @@ impl Vfs {
     /// The file handle numbered `fh` (`EBADF` if there is none).
     pub(super) fn file_handle(&self, fh: u64) -> Result<Arc<FileHandle>> {
         self.check_open()?;
-        self.inner
+        let h = self
+            .inner
             .handles()
             .files
             .get(&fh)
             .cloned()
-            .ok_or(VfsError::BadHandle)
+            .ok_or(VfsError::BadHandle)?;
+        if h.session != self.inner.cached.sessions_lost() {
+            return Err(MetaError::SessionLost.into());
+        }
+        Ok(h)
     }
 
     /// The directory handle numbered `dh` (`EBADF` if there is none).
@@ -190,6 +198,7 @@ impl Vfs {
             self.close_quietly(ino).await;
             return Err(e);
         }
+        let session = self.inner.cached.sessions_lost();
         let noatime = flags & libc::O_NOATIME != 0;
         if noatime && !ctx.is_root() && ctx.uid != attr.uid {
             self.close_quietly(ino).await;
@@ -219,6 +228,7 @@ impl Vfs {
             mode: attr.mode,
             privs_dropped: AtomicBool::new(false),
             atime: self.atime_tracker(&attr, noatime),
+            session,
         });
         Ok(self.inner.handles().add_file(handle))
     }
@@ -241,7 +251,13 @@ impl Vfs {
             .files
             .remove(&fh)
             .ok_or(VfsError::BadHandle)?;
-        let flushed = self.flush_handle(&h).await;
+        // What a handle from before a session loss wrote is not written back here: the
+        // file it was opened on may be gone, or another file by now (a restore).
+        let flushed = if h.session == self.inner.cached.sessions_lost() {
+            self.flush_handle(&h).await
+        } else {
+            Err(MetaError::SessionLost.into())
+        };
         let closed = self.inner.meta.close(h.ino).await;
         self.inner.files.release(h.ino);
         flushed?;

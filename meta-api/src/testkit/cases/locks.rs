@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::{assert_err, dir, file, root, Fixture};
 use crate::{
-    Context, Ino, LockType, MetaEngine, MetaError, PlockRequest, Result, Timestamp, ROOT_INO,
+    Context, Heartbeat, Ino, LockType, MetaEngine, MetaError, PlockRequest, Result, Timestamp,
+    ROOT_INO,
 };
 
 const R: LockType = LockType::Read;
@@ -481,5 +482,41 @@ pub(super) async fn locks_need_a_session(fx: &Fixture<'_>) -> Result<()> {
         getlk(&*fx.a, f, 1, W, 0, EOF).await?,
         PlockRequest::unlocked()
     );
+    Ok(())
+}
+
+/// A client whose session was reaped takes no lock until its heartbeat brings the session
+/// back (a lock of a session that is gone would never be reaped), and the locks it takes
+/// then are reaped with it: none is left behind.
+pub(super) async fn a_reaped_session_takes_no_lock_until_its_heartbeat(
+    fx: &Fixture<'_>,
+) -> Result<()> {
+    let f = lock_file(fx).await?;
+    let b = fx.client().await?;
+    // Every expiry has passed by then: b reaps both sessions, its own too.
+    assert_eq!(b.reap_stale_sessions(tomorrow()).await?, 2);
+    assert_err!(flock(&*fx.a, f, 1, W).await, MetaError::SessionLost);
+    assert_err!(flock(&*fx.a, f, 1, R).await, MetaError::SessionLost);
+    assert_err!(setlk(&*fx.a, f, 1, W, 0, 9).await, MetaError::SessionLost);
+    // Unlocking never fails.
+    flock(&*fx.a, f, 1, U).await?;
+    setlk(&*fx.a, f, 1, U, 0, EOF).await?;
+    assert!(
+        fx.a.list_sessions().await?.is_empty(),
+        "a refused lock brings no session back"
+    );
+    assert_eq!(fx.a.heartbeat().await?, Heartbeat::Reregistered);
+    assert_eq!(fx.a.heartbeat().await?, Heartbeat::Extended);
+    assert_eq!(b.heartbeat().await?, Heartbeat::Reregistered);
+    assert_eq!(fx.a.list_sessions().await?.len(), 2);
+    flock(&*fx.a, f, 1, W).await?;
+    setlk(&*fx.a, f, 1, W, 0, 9).await?;
+    assert_err!(flock(&*b, f, 2, W).await, MetaError::WouldBlock);
+    assert_err!(setlk(&*b, f, 2, W, 0, 9).await, MetaError::WouldBlock);
+    // a goes quiet and is reaped: its locks go with it.
+    assert_eq!(b.reap_stale_sessions(tomorrow()).await?, 2);
+    assert_eq!(b.heartbeat().await?, Heartbeat::Reregistered);
+    flock(&*b, f, 2, W).await?;
+    setlk(&*b, f, 2, W, 0, 9).await?;
     Ok(())
 }

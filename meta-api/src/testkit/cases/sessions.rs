@@ -27,7 +27,7 @@ pub(super) async fn each_client_has_a_session(fx: &Fixture<'_>) -> Result<()> {
 
 pub(super) async fn heartbeat_extends_expiry(fx: &Fixture<'_>) -> Result<()> {
     let before = fx.a.list_sessions().await?;
-    fx.a.heartbeat().await?;
+    assert_eq!(fx.a.heartbeat().await?, crate::Heartbeat::Extended);
     let after = fx.a.list_sessions().await?;
     assert_eq!(before.len(), 1);
     assert_eq!(after.len(), 1);
