@@ -58,7 +58,7 @@ impl<K: KvStore> TkvMeta<K> {
     /// A client of the volume whose keys start with `prefix` in `kv`.
     pub fn new(kv: K, prefix: &[u8]) -> TkvMeta<K> {
         TkvMeta {
-            kv,
+            kv: kv.with_marker_prefix(prefix),
             keys: Keys::new(prefix),
             clock: Arc::new(Timestamp::now),
             sid: AtomicU64::new(0),

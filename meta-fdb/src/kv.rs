@@ -63,6 +63,12 @@ pub trait KvStore: Send + Sync + 'static {
     /// The URL scheme of the store (`tkv-mem`, `fdb`), also the engine's name.
     const SCHEME: &'static str;
 
+    /// This store with its commit markers ([`markers`]) under `prefix`, the volume's key
+    /// prefix (the engine sets it).
+    fn with_marker_prefix(self, prefix: &[u8]) -> Self
+    where
+        Self: Sized;
+
     /// Runs `f` in a transaction and commits its writes, running it again on a conflict
     /// (with randomised, growing pauses, at most [`MAX_ATTEMPTS`] times). An error from `f`
     /// aborts the transaction and is returned as it is.
@@ -71,6 +77,90 @@ pub trait KvStore: Send + Sync + 'static {
         T: Send,
         F: Fn(Self::Txn) -> Fut + Send + Sync,
         Fut: Future<Output = Result<T>> + Send;
+}
+
+/// Commit markers: what makes a transaction safe to run again after a commit whose
+/// outcome was unknown (FoundationDB's `commit_unknown_result`: the connection dropped
+/// after the commit was sent). Running the closure again blindly would apply a
+/// non-idempotent change twice — a create answering `EEXIST` to its own success, a
+/// reference counted twice.
+///
+/// Each [`KvStore::txn`] call draws a token; every attempt writes the marker
+/// `PREFIX txnMarker\0 SECONDS TOKEN` (seconds and token big-endian) whose value is the
+/// attempt's number, and keeps the closure's answer while its outcome is unknown. The
+/// attempt after an unknown outcome first reads the marker: present, that attempt
+/// committed and its answer is returned; absent, none did (the read makes a late commit
+/// conflict with this attempt), and the closure runs again. Markers are cleared in bulk,
+/// by a range clear of those older than [`markers::KEEP_SECS`] that rides along with a
+/// transaction at most once a minute.
+pub mod markers {
+    use meta_api::{MetaError, Result};
+
+    /// What every marker key has after the volume prefix.
+    pub const TAG: &[u8] = b"txnMarker\0";
+    /// How long a marker is kept: far longer than any transaction may run.
+    pub const KEEP_SECS: u64 = 600;
+    /// How often, at most, old markers are cleared.
+    pub const SWEEP_SECS: u64 = 60;
+
+    fn now_secs() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    /// The marker key of a new [`KvStore::txn`](super::KvStore::txn) call.
+    pub fn new_key(prefix: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(prefix.len() + TAG.len() + 24);
+        k.extend_from_slice(prefix);
+        k.extend_from_slice(TAG);
+        k.extend_from_slice(&now_secs().to_be_bytes());
+        k.extend_from_slice(&rand::random::<u128>().to_be_bytes());
+        k
+    }
+
+    /// The range of markers under `prefix` old enough to clear, when a sweep is due by
+    /// `last` (the time of the last sweep, updated here); `None` otherwise.
+    pub fn due_sweep(
+        prefix: &[u8],
+        last: &std::sync::atomic::AtomicU64,
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        use std::sync::atomic::Ordering;
+        let now = now_secs();
+        let before = last.load(Ordering::Relaxed);
+        if now < before.saturating_add(SWEEP_SECS)
+            || last
+                .compare_exchange(before, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        let mut begin = prefix.to_vec();
+        begin.extend_from_slice(TAG);
+        let mut end = begin.clone();
+        end.extend_from_slice(&now.saturating_sub(KEEP_SECS).to_be_bytes());
+        Some((begin, end))
+    }
+
+    /// The value of an attempt's marker.
+    pub fn value(attempt: u32) -> [u8; 4] {
+        attempt.to_le_bytes()
+    }
+
+    /// The answer of the attempt a marker found after an unknown outcome names, taken
+    /// from the answers kept of attempts whose outcome was unknown.
+    pub fn committed<T>(found: &[u8], kept: &mut Vec<(u32, T)>) -> Result<T> {
+        let attempt = <[u8; 4]>::try_from(found)
+            .map(u32::from_le_bytes)
+            .map_err(|_| MetaError::Corrupt(format!("commit marker value {found:?}")))?;
+        match kept.iter().position(|(a, _)| *a == attempt) {
+            Some(i) => Ok(kept.swap_remove(i).1),
+            None => Err(MetaError::Corrupt(format!(
+                "commit marker names attempt {attempt}, whose outcome was not unknown"
+            ))),
+        }
+    }
 }
 
 /// The smallest key greater than every key that starts with `prefix` (JuiceFS's

@@ -18,6 +18,12 @@
 //!   the prefix followed by the byte `0xFD`, so a volume written here is a volume the
 //!   `juicefs` client opens with the same URL, and the other way round.
 //!
+//! A transaction whose commit had an unknown outcome (FoundationDB's
+//! `commit_unknown_result`) is run again only after its commit marker says whether the
+//! earlier attempt landed ([`kv::markers`]), so no operation applies twice or answers
+//! `EEXIST` to its own create. The conformance suite runs a second time on a [`MemKv`]
+//! that makes every third commit's outcome unknown ([`MemKv::inject_unknown_commits`]).
+//!
 //! ```
 //! use meta_api::{Context, Format, MetaEngine, SessionInfo, ROOT_INO};
 //!

@@ -16,6 +16,7 @@
 //!   [`network_started_elsewhere`] first, and then owns stopping it.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use foundationdb::options::{DatabaseOption, MutationType, StreamingMode};
@@ -24,7 +25,7 @@ use foundationdb::{
 };
 use meta_api::{MetaError, Result};
 
-use super::{KeyValue, KvStore, KvTxn, MAX_ATTEMPTS};
+use super::{markers, KeyValue, KvStore, KvTxn, MAX_ATTEMPTS};
 
 /// Milliseconds after which a transaction, with all its retries, gives up.
 const TXN_TIMEOUT_MS: i32 = 60_000;
@@ -148,6 +149,10 @@ fn register_exit_hook() {
 #[derive(Clone)]
 pub struct FdbKv {
     db: Arc<Database>,
+    /// Where commit markers go ([`super::markers`]): the volume prefix.
+    marker_prefix: Arc<[u8]>,
+    /// When old commit markers were last cleared.
+    last_sweep: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FdbKv {
@@ -163,7 +168,11 @@ impl FdbKv {
             .map_err(fdb_err)?;
         db.set_option(DatabaseOption::TransactionRetryLimit(MAX_ATTEMPTS as i32))
             .map_err(fdb_err)?;
-        Ok(FdbKv { db: Arc::new(db) })
+        Ok(FdbKv {
+            db: Arc::new(db),
+            marker_prefix: Arc::from(&[][..]),
+            last_sweep: Arc::default(),
+        })
     }
 
     /// Clears every key in `begin..end` in one transaction (used by tests to reset a
@@ -288,6 +297,11 @@ impl KvStore for FdbKv {
     type Txn = FdbTxn;
     const SCHEME: &'static str = "fdb";
 
+    fn with_marker_prefix(mut self, prefix: &[u8]) -> Self {
+        self.marker_prefix = prefix.into();
+        self
+    }
+
     fn txn<T, F, Fut>(&self, f: F) -> impl Future<Output = Result<T>> + Send
     where
         T: Send,
@@ -295,14 +309,51 @@ impl KvStore for FdbKv {
         Fut: Future<Output = Result<T>> + Send,
     {
         let db = self.db.clone();
+        let prefix = self.marker_prefix.clone();
+        let last_sweep = self.last_sweep.clone();
         async move {
             let f = &f;
-            db.run(|trx, _maybe_committed| {
-                let fut = f(FdbTxn { trx });
-                async move { fut.await.map_err(to_binding) }
-            })
-            .await
-            .map_err(from_binding)
+            let marker = &markers::new_key(&prefix);
+            let (prefix, last_sweep) = (&prefix, &last_sweep);
+            // Each attempt's answer, by attempt number, until the one that committed is
+            // known (see `markers`).
+            let answers: &Mutex<Vec<(u32, T)>> = &Mutex::new(Vec::new());
+            let attempts = &AtomicU32::new(0);
+            let found = db
+                .run(|trx, maybe_committed| {
+                    let attempt = attempts.fetch_add(1, Ordering::Relaxed);
+                    let tx = FdbTxn { trx };
+                    async move {
+                        if bool::from(maybe_committed) {
+                            if let Some(v) = tx.get(marker).await.map_err(to_binding)? {
+                                return Ok(Some(v));
+                            }
+                        }
+                        let v = f(tx.clone()).await.map_err(to_binding)?;
+                        tx.set(marker, &markers::value(attempt));
+                        if let Some((b, e)) = markers::due_sweep(prefix, last_sweep) {
+                            tx.clear_range(&b, &e);
+                        }
+                        answers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((attempt, v));
+                        Ok(None)
+                    }
+                })
+                .await
+                .map_err(from_binding)?;
+            let mut answers =
+                std::mem::take(&mut *answers.lock().unwrap_or_else(|p| p.into_inner()));
+            match found {
+                // An earlier attempt committed although its outcome was unknown.
+                Some(v) => markers::committed(&v, &mut answers),
+                // The last attempt that got as far as committing did commit.
+                None => answers
+                    .pop()
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| MetaError::Corrupt("a committed attempt left no answer".into())),
+            }
         }
     }
 }

@@ -9,11 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use meta_api::{MetaError, Result};
 
-use super::{add_counter, conflict_backoff, KeyValue, KvStore, KvTxn, MAX_ATTEMPTS};
+use super::{add_counter, conflict_backoff, markers, KeyValue, KvStore, KvTxn, MAX_ATTEMPTS};
 
 /// An in-process ordered key-value store. Clones share the same data.
 ///
@@ -22,11 +23,31 @@ use super::{add_counter, conflict_backoff, KeyValue, KvStore, KvTxn, MAX_ATTEMPT
 #[derive(Clone, Default)]
 pub struct MemKv {
     shared: Arc<Shared>,
+    /// Where this handle's commit markers go ([`super::markers`]; written only while
+    /// unknown outcomes are injected).
+    marker_prefix: Option<Arc<[u8]>>,
 }
 
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Every this many commits ends with an unknown outcome (0: none), alternately
+    /// applied and not.
+    unknown_every: AtomicU64,
+    /// Commits through [`KvStore::txn`] so far, for the injection.
+    commits: AtomicU64,
+    /// Unknown outcomes injected so far.
+    unknowns: AtomicU64,
+    /// When old commit markers were last cleared.
+    last_sweep: AtomicU64,
+}
+
+/// How one commit through [`KvStore::txn`] ended.
+enum Commit {
+    Done,
+    Conflict,
+    /// The outcome is unknown (injected): the writes were applied or not.
+    Unknown,
 }
 
 #[derive(Default)]
@@ -76,6 +97,52 @@ impl MemKv {
     /// Drops the process-wide name `name`; clients that already hold the store keep it.
     pub fn forget(name: &str) {
         lock(registry()).remove(name);
+    }
+
+    /// Makes every `every`-th commit through [`KvStore::txn`] end with an unknown outcome
+    /// (0 stops it), alternately applied and not, as FoundationDB's
+    /// `commit_unknown_result` can be: for testing that a transaction run again after one
+    /// changes nothing twice. Every clone of the store is affected.
+    pub fn inject_unknown_commits(&self, every: u64) {
+        self.shared.unknown_every.store(every, Ordering::Relaxed);
+    }
+
+    /// How many unknown outcomes were injected so far.
+    pub fn unknown_commits(&self) -> u64 {
+        self.shared.unknowns.load(Ordering::Relaxed)
+    }
+
+    /// The marker key of a new transaction, when markers are written.
+    fn new_marker(&self) -> Option<Vec<u8>> {
+        let on = self.shared.unknown_every.load(Ordering::Relaxed) > 0;
+        match &self.marker_prefix {
+            Some(p) if on => Some(markers::new_key(p)),
+            _ => None,
+        }
+    }
+
+    /// Commits `tx` as [`KvStore::txn`] does, injecting an unknown outcome when asked to.
+    fn commit_txn(&self, tx: &MemTxn) -> Result<Commit> {
+        let every = self.shared.unknown_every.load(Ordering::Relaxed);
+        let n = self.shared.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if every > 0 && n.is_multiple_of(every) {
+            let k = self.shared.unknowns.fetch_add(1, Ordering::Relaxed);
+            if k.is_multiple_of(2) {
+                // Applied, but the answer was lost.
+                return match tx.commit() {
+                    Ok(()) => Ok(Commit::Unknown),
+                    Err(MetaError::Conflict) => Ok(Commit::Conflict),
+                    Err(e) => Err(e),
+                };
+            }
+            // Lost before it was applied.
+            return Ok(Commit::Unknown);
+        }
+        match tx.commit() {
+            Ok(()) => Ok(Commit::Done),
+            Err(MetaError::Conflict) => Ok(Commit::Conflict),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every committed pair, in key order (for tests and debugging).
@@ -502,6 +569,11 @@ impl KvStore for MemKv {
     type Txn = MemTxn;
     const SCHEME: &'static str = "tkv-mem";
 
+    fn with_marker_prefix(mut self, prefix: &[u8]) -> Self {
+        self.marker_prefix = Some(prefix.into());
+        self
+    }
+
     fn txn<T, F, Fut>(&self, f: F) -> impl Future<Output = Result<T>> + Send
     where
         T: Send,
@@ -510,15 +582,31 @@ impl KvStore for MemKv {
     {
         let store = self.clone();
         async move {
+            let marker = store.new_marker();
+            // The answers of attempts whose outcome was unknown (see `markers`).
+            let mut unknown: Vec<(u32, T)> = Vec::new();
             let mut pauses = conflict_backoff();
-            for _ in 0..MAX_ATTEMPTS {
+            for attempt in 0..MAX_ATTEMPTS {
                 let tx = store.begin();
+                if let (Some(m), false) = (&marker, unknown.is_empty()) {
+                    if let Some(found) = tx.get_now(m) {
+                        return markers::committed(&found, &mut unknown);
+                    }
+                }
                 match f(tx.clone()).await {
-                    Ok(v) => match tx.commit() {
-                        Ok(()) => return Ok(v),
-                        Err(MetaError::Conflict) => {}
-                        Err(e) => return Err(e),
-                    },
+                    Ok(v) => {
+                        if let (Some(m), Some(p)) = (&marker, &store.marker_prefix) {
+                            tx.set(m, &markers::value(attempt));
+                            if let Some((b, e)) = markers::due_sweep(p, &store.shared.last_sweep) {
+                                tx.clear_range(&b, &e);
+                            }
+                        }
+                        match store.commit_txn(&tx)? {
+                            Commit::Done => return Ok(v),
+                            Commit::Conflict => {}
+                            Commit::Unknown => unknown.push((attempt, v)),
+                        }
+                    }
                     // An error computed from reads that another commit has since changed
                     // may be an artefact of an inconsistent view: run again.
                     Err(e) => {
@@ -538,6 +626,46 @@ impl KvStore for MemKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Adds one to counter `pn` by reading and writing it (not idempotent); the new value.
+    async fn bump(kv: &MemKv) -> Result<i64> {
+        kv.txn(|tx| async move {
+            let n = super::super::parse_counter(tx.get(b"pn").await?.as_deref()) + 1;
+            tx.set(b"pn", &super::super::pack_counter(n));
+            Ok(n)
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_transaction_after_an_unknown_outcome_applies_once() {
+        let kv = MemKv::new().with_marker_prefix(b"p");
+        kv.inject_unknown_commits(1);
+        for i in 1..=6 {
+            assert_eq!(bump(&kv).await.unwrap(), i, "each call counts once");
+        }
+        assert!(kv.unknown_commits() >= 6, "{}", kv.unknown_commits());
+        let markers = kv
+            .entries()
+            .iter()
+            .filter(|(k, _)| k.starts_with(b"ptxnMarker"))
+            .count();
+        assert!(markers >= 1, "markers are written");
+        kv.inject_unknown_commits(0);
+        assert_eq!(bump(&kv).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn without_markers_an_unknown_outcome_would_count_twice() {
+        // The same store with no marker prefix retries blindly: what markers prevent.
+        let kv = MemKv::new();
+        kv.inject_unknown_commits(2);
+        let mut last = 0;
+        for _ in 0..4 {
+            last = bump(&kv).await.unwrap();
+        }
+        assert!(last > 4, "counted {last} for 4 calls");
+    }
 
     fn get(tx: &MemTxn, k: &[u8]) -> Option<Vec<u8>> {
         tx.get_now(k)

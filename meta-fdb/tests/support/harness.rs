@@ -61,6 +61,28 @@ impl Harness for MemHarness {
     }
 }
 
+/// [`MemHarness`] with every third commit ending with an unknown outcome (alternately
+/// applied and not), as FoundationDB's `commit_unknown_result`.
+pub struct UnknownCommitsHarness;
+
+/// Commits per injected unknown outcome.
+pub const UNKNOWN_EVERY: u64 = 3;
+
+#[async_trait]
+impl Harness for UnknownCommitsHarness {
+    async fn new_volume(&self) -> Result<Box<dyn TestVolume>> {
+        let v = mem_volume().await?;
+        v.kv.inject_unknown_commits(UNKNOWN_EVERY);
+        Ok(Box::new(v))
+    }
+
+    async fn unformatted_client(&self) -> Result<Arc<dyn MetaEngine>> {
+        let kv = MemKv::new();
+        kv.inject_unknown_commits(UNKNOWN_EVERY);
+        Ok(Arc::new(TkvMeta::new(kv, PREFIX)))
+    }
+}
+
 #[async_trait]
 impl TestVolume for MemVolume {
     async fn connect(&self) -> Result<Arc<dyn MetaEngine>> {
