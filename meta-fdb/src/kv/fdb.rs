@@ -16,7 +16,7 @@
 //!   [`network_started_elsewhere`] first, and then owns stopping it.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use foundationdb::options::{DatabaseOption, MutationType, StreamingMode};
@@ -226,6 +226,14 @@ fn from_binding(e: FdbBindingError) -> MetaError {
 #[derive(Clone)]
 pub struct FdbTxn {
     trx: RetryableTransaction,
+    /// Whether anything was written (a read-only transaction gets no commit marker).
+    wrote: Arc<AtomicBool>,
+}
+
+impl FdbTxn {
+    fn mark_written(&self) {
+        self.wrote.store(true, Ordering::Relaxed);
+    }
 }
 
 impl KvTxn for FdbTxn {
@@ -274,20 +282,24 @@ impl KvTxn for FdbTxn {
     }
 
     fn set(&self, key: &[u8], value: &[u8]) {
+        self.mark_written();
         self.trx.set(key, value);
     }
 
     fn clear(&self, key: &[u8]) {
+        self.mark_written();
         self.trx.clear(key);
     }
 
     fn clear_range(&self, begin: &[u8], end: &[u8]) {
         if begin < end {
+            self.mark_written();
             self.trx.clear_range(begin, end);
         }
     }
 
     fn atomic_add(&self, key: &[u8], delta: i64) {
+        self.mark_written();
         self.trx
             .atomic_op(key, &delta.to_le_bytes(), MutationType::Add);
     }
@@ -322,7 +334,10 @@ impl KvStore for FdbKv {
             let found = db
                 .run(|trx, maybe_committed| {
                     let attempt = attempts.fetch_add(1, Ordering::Relaxed);
-                    let tx = FdbTxn { trx };
+                    let tx = FdbTxn {
+                        trx,
+                        wrote: Arc::default(),
+                    };
                     async move {
                         if bool::from(maybe_committed) {
                             if let Some(v) = tx.get(marker).await.map_err(to_binding)? {
@@ -330,9 +345,12 @@ impl KvStore for FdbKv {
                             }
                         }
                         let v = f(tx.clone()).await.map_err(to_binding)?;
-                        tx.set(marker, &markers::value(attempt));
-                        if let Some((b, e)) = markers::due_sweep(prefix, last_sweep) {
-                            tx.clear_range(&b, &e);
+                        // A read-only transaction stays one (nothing to apply twice).
+                        if tx.wrote.load(Ordering::Relaxed) {
+                            tx.set(marker, &markers::value(attempt));
+                            if let Some((b, e)) = markers::due_sweep(prefix, last_sweep) {
+                                tx.clear_range(&b, &e);
+                            }
                         }
                         answers
                             .lock()

@@ -595,7 +595,12 @@ impl KvStore for MemKv {
                 }
                 match f(tx.clone()).await {
                     Ok(v) => {
-                        if let (Some(m), Some(p)) = (&marker, &store.marker_prefix) {
+                        // A read-only transaction stays one (nothing to apply twice).
+                        let wrote = {
+                            let buf = tx.buf();
+                            !buf.writes.is_empty() || !buf.cleared.is_empty()
+                        };
+                        if let (true, Some(m), Some(p)) = (wrote, &marker, &store.marker_prefix) {
                             tx.set(m, &markers::value(attempt));
                             if let Some((b, e)) = markers::due_sweep(p, &store.shared.last_sweep) {
                                 tx.clear_range(&b, &e);
