@@ -502,7 +502,8 @@ impl RedisMeta {
     }
 
     /// The directories holding names of file `ino`: its parent, or for a hard-linked
-    /// file (parent 0) the parents counted in `p{ino}`. Read only when stats are kept.
+    /// file (parent 0) the parents counted in `p{ino}`, once per name. Read only when stats
+    /// are kept.
     pub(crate) async fn file_dirs(&self, tx: &mut Tx, ino: Ino, a: &Attr) -> Result<Vec<Ino>> {
         if a.parent > 0 {
             return Ok(vec![a.parent]);
@@ -523,7 +524,8 @@ impl RedisMeta {
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok());
             if let (Some(p), Some(c)) = (parent, count) {
-                if c > 0 {
+                // Once per name (never more than its links): a change counts once per name.
+                for _ in 0..c.clamp(0, i64::from(a.nlink)) {
                     out.push(p);
                 }
             }

@@ -320,6 +320,7 @@ pub(super) fn all() -> Vec<Case> {
         upkeep::list_slices_shows_delayed_slices,
         upkeep::claim_job_elects_once_per_interval,
         upkeep::sync_dir_stat_counts_direct_entries,
+        upkeep::dir_stats_count_each_name_of_a_hard_linked_file,
         upkeep::dir_stats_off_computes_but_stores_nothing,
         upkeep::dir_stats_stay_exact_through_every_change,
         upkeep::recount_usage_of_a_consistent_volume_changes_nothing,

@@ -307,12 +307,14 @@ impl State {
         out
     }
 
-    /// The directories naming file `ino`.
+    /// The directories naming file `ino`, once per name.
     fn file_dirs(&self, ino: Ino) -> Vec<Ino> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.entries.values().any(|&i| i == ino))
-            .map(|(&d, _)| d)
+            .flat_map(|(&d, n)| {
+                let names = n.entries.values().filter(|&&i| i == ino).count();
+                std::iter::repeat_n(d, names)
+            })
             .collect()
     }
 

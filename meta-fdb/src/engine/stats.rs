@@ -89,7 +89,8 @@ impl StatDelta {
 }
 
 /// The directories that name file `ino` (attributes `attr`): its parent, or for a
-/// hard-linked file every directory whose link count for it is positive.
+/// hard-linked file every directory whose link count for it is positive, once per name
+/// there (a change of the file counts once for each of its names, as its links did).
 pub(crate) async fn file_dirs<T: KvTxn>(
     tx: &T,
     keys: &Keys,
@@ -106,7 +107,8 @@ pub(crate) async fn file_dirs<T: KvTxn>(
         let parent = le_u64(&k, prefix.len());
         let count = le_u64(&v, 0).map(|c| c as i64);
         if let (Some(p), Some(c)) = (parent, count) {
-            if c > 0 {
+            // Once per name (never more than its links): a change counts once per name.
+            for _ in 0..c.clamp(0, i64::from(attr.nlink)) {
                 out.push(p);
             }
         }

@@ -368,9 +368,13 @@ pub(crate) async fn file_dir_stat(
     if parent != 0 {
         return dir_stat(conn, fmt, parent, length, space, 0).await;
     }
+    // Once per name: a directory holding two names of the file counts it twice, as its
+    // entries add up.
     crate::sql::query(
-        "UPDATE jfs_dir_stats SET data_length = data_length + ?, used_space = used_space + ? \
-         WHERE inode IN (SELECT DISTINCT parent FROM jfs_edge WHERE inode = ?)",
+        "UPDATE jfs_dir_stats SET data_length = data_length + ?1 * n.names, \
+         used_space = used_space + ?2 * n.names \
+         FROM (SELECT parent, COUNT(*) AS names FROM jfs_edge WHERE inode = ?3 GROUP BY parent) \
+         AS n WHERE jfs_dir_stats.inode = n.parent",
     )
     .bind(length)
     .bind(space)

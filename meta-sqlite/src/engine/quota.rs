@@ -99,12 +99,13 @@ impl QuotaTxn for SqlQuotas<'_> {
 }
 
 /// The directories naming file `ino` whose parent field is `parent` (its parent, or for a
-/// hard-linked file every directory with an entry for it).
+/// hard-linked file every directory with an entry for it, once per entry: a change of the
+/// file counts once for each of its names, as its link counted it).
 pub(crate) async fn file_dirs(c: &mut SqliteConnection, ino: Ino, parent: Ino) -> Result<Vec<Ino>> {
     if parent != 0 {
         return Ok(vec![parent]);
     }
-    let rows = crate::sql::query("SELECT DISTINCT parent FROM jfs_edge WHERE inode = ?")
+    let rows = crate::sql::query("SELECT parent FROM jfs_edge WHERE inode = ?")
         .bind(ino as i64)
         .fetch_all(&mut *c)
         .await

@@ -386,3 +386,35 @@ pub(super) async fn forget_slices_forgets_only_pending_ones(fx: &Fixture<'_>) ->
     );
     Ok(())
 }
+
+/// A file with two names in one directory and a third in another: its writes and
+/// truncates count once per name, so each directory's statistics stay what its entries
+/// add up to.
+pub(super) async fn dir_stats_count_each_name_of_a_hard_linked_file(
+    fx: &Fixture<'_>,
+) -> Result<()> {
+    let mut fmt = fx.a.load().await?;
+    fmt.dir_stats = true;
+    fx.a.init(&fmt, true).await?;
+    let e = &*fx.client().await?;
+    let d = dir(e, ROOT_INO, "d").await?;
+    let other = dir(e, ROOT_INO, "other").await?;
+    let f = file(e, d, "a").await?;
+    write(e, f, 0, 0, 5000).await?;
+    e.link(&root(), f, d, b"b").await?;
+    e.link(&root(), f, other, b"c").await?;
+    write(e, f, 0, 5000, 20_000).await?;
+    e.truncate(&root(), f, 9000).await?;
+    write(e, f, 1, 0, 4096).await?;
+    for dir in [d, other] {
+        let kept = e.dir_stat(dir).await?;
+        let entries = e.sync_dir_stat(dir).await?;
+        assert_eq!(kept, Some(entries), "directory {dir}");
+    }
+    assert_eq!(
+        e.dir_stat(d).await?.map(|s| s.inodes),
+        Some(2),
+        "two names, two entries"
+    );
+    Ok(())
+}
