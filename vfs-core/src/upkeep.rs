@@ -66,7 +66,8 @@ pub struct GcOptions {
     /// Deletions (and compactions) running at once (`--threads`, at least 1).
     pub threads: usize,
     /// Objects younger than this are never leaked: their upload may be in flight (one hour,
-    /// as juicefs).
+    /// as juicefs). Ages are whole seconds counted from before the slices are read, and an
+    /// object exactly `min_age` old is still young; zero protects nothing.
     pub min_age: Duration,
 }
 
@@ -306,6 +307,9 @@ impl Upkeep<'_> {
         for f in self.meta.deleted_files(usize::MAX).await? {
             report.pending_files.add(f.length);
         }
+        // Taken before the slices are read: an object uploaded less than `min_age` before
+        // that read is young even if the listing of objects comes much later.
+        let now = unix_now();
         // Slice id -> size of everything referenced; pending slices apart.
         let listing = self.meta.list_slices().await?;
         let mut live: HashMap<u64, u32> = HashMap::with_capacity(listing.records.len());
@@ -328,7 +332,6 @@ impl Upkeep<'_> {
             report.pending_slices.add(u64::from(size));
             pending.insert(id, size);
         }
-        let now = unix_now();
         let min_age = i64::try_from(opts.min_age.as_secs()).unwrap_or(i64::MAX);
         let mut leaked = Vec::new();
         let mut after: Option<String> = None;
@@ -354,7 +357,12 @@ impl Upkeep<'_> {
                 match known {
                     Some(true) => report.valid.add(o.size),
                     Some(false) => report.pending_objects.add(o.size),
-                    None if o.mtime > 0 && now.saturating_sub(o.mtime) < min_age => {
+                    // Times are whole seconds: an object of the second `min_age` before is
+                    // still young (at least `min_age` of protection, never less).
+                    None if min_age > 0
+                        && o.mtime > 0
+                        && now.saturating_sub(o.mtime) <= min_age =>
+                    {
                         report.young.add(o.size)
                     }
                     None => {
