@@ -795,8 +795,9 @@ pub async fn deletion_interoperates(jfs: &Juicefs, url: &str) {
         40,
         "juicefs sees our queue:\n{text}"
     );
-    assert_eq!(block_count(&bucket), 1, "juicefs purged our queue");
-    assert_eq!(queued(url).await, 0);
+    // juicefs deletes a purged file's objects in the background and may exit before the
+    // last are gone (seen on a loaded machine): those are counted with the leftovers below.
+    assert_eq!(queued(url).await, 0, "juicefs purged our queue");
     jfs.fsck(url);
 
     // The queue juicefs rmr leaves is purged by us.
@@ -824,7 +825,12 @@ pub async fn deletion_interoperates(jfs: &Juicefs, url: &str) {
     assert!(removed.status.success(), "juicefs rmr failed: {removed:?}");
     let left = queued(url).await;
     assert!(left > 0, "juicefs rmr leaves files queued");
-    assert_eq!(block_count(&bucket), 1 + left);
+    // The mount deletes the objects of the files it purged itself in the background, and
+    // its umount can cut that short: those objects are left over (young, so its gc does
+    // not count them yet), with any the gc above left. The rest is ours to purge.
+    let cut_short = block_count(&bucket)
+        .checked_sub(1 + left)
+        .expect("every queued file still has its block");
     assert_eq!(juicefs_leaked(jfs, url), 0);
     let vfs = VolumeBuilder::new(url)
         .options(vfs_core::VfsOptions::default().purge_interval(None))
@@ -833,7 +839,11 @@ pub async fn deletion_interoperates(jfs: &Juicefs, url: &str) {
         .unwrap();
     assert_eq!(vfs.purge_deleted().await.unwrap(), left);
     vfs.close().await.unwrap();
-    assert_eq!(block_count(&bucket), 1, "we purged juicefs's queue");
+    assert_eq!(
+        block_count(&bucket),
+        1 + cut_short,
+        "we purged juicefs's queue"
+    );
     assert_eq!(queued(url).await, 0);
     assert_eq!(juicefs_leaked(jfs, url), 0);
     jfs.fsck(url);
