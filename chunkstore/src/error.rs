@@ -54,13 +54,38 @@ impl StoreError {
     }
 
     /// The errno a filesystem reports for this error: everything is `EIO` to a reader of
-    /// file data, except access problems.
+    /// file data, except access problems and a local store's full disk (`ENOSPC`, or
+    /// `EDQUOT` for a disk quota).
     pub fn errno(&self) -> i32 {
         match self {
             StoreError::Denied(_) => libc::EACCES,
             StoreError::Invalid(_) => libc::EINVAL,
-            _ => libc::EIO,
+            _ => self.space_errno().unwrap_or(libc::EIO),
         }
+    }
+
+    /// `ENOSPC` or `EDQUOT` when an I/O error behind this one says the disk or the disk
+    /// quota is full.
+    pub fn space_errno(&self) -> Option<i32> {
+        let (StoreError::Transient { source } | StoreError::Other { source }) = self else {
+            return None;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                match (io.raw_os_error(), io.kind()) {
+                    (Some(libc::ENOSPC), _) | (_, std::io::ErrorKind::StorageFull) => {
+                        return Some(libc::ENOSPC)
+                    }
+                    (Some(libc::EDQUOT), _) | (_, std::io::ErrorKind::QuotaExceeded) => {
+                        return Some(libc::EDQUOT)
+                    }
+                    _ => {}
+                }
+            }
+            cause = c.source();
+        }
+        None
     }
 }
 

@@ -85,7 +85,8 @@ impl VfsError {
     pub fn errno(&self) -> i32 {
         match self {
             VfsError::Meta(e) => e.errno(),
-            VfsError::Store(_) => libc::EIO,
+            // A full local disk says so; any other failure of the store is an I/O error.
+            VfsError::Store(e) => e.space_errno().unwrap_or(libc::EIO),
             VfsError::WriteBack(cause) => cause.errno(),
             VfsError::BadHandle => libc::EBADF,
             VfsError::InvalidArgument(_)
