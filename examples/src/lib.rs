@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod dump;
 pub mod fuse;
+pub mod logging;
 pub mod mdtest;
 pub mod transfer;
 pub mod upkeep;

@@ -513,3 +513,52 @@ fn get_refuses_hostile_names_and_directory_cycles() {
         !vol.path("escaped").exists() && !vol.dir.path().parent().unwrap().join("escaped").exists()
     );
 }
+
+#[test]
+fn logs_go_where_the_flags_say() {
+    let vol = Vol::new();
+    // A level it cannot read: status 2 and a line naming it.
+    let out = tessera(&["--log-level", "loud", "ls", &vol.url]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("tessera: ") && err.contains("loud"),
+        "{err}"
+    );
+    // The library's info lines, appended to a file; none on standard error.
+    let log = vol.dir.path().join("tessera.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    for name in ["c1", "c2"] {
+        let out = tessera(&[
+            "--log-level",
+            "info",
+            "--log",
+            &log_arg,
+            "checkpoint",
+            "create",
+            &vol.url,
+            name,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("made a checkpoint"),
+            "{out:?}"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("made a checkpoint").count(), 2, "{text}");
+    // RUST_LOG when there is no flag; warn by default, which hides info lines.
+    let run = |rust_log: Option<&str>, name: &str| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        c.args(["checkpoint", "create", &vol.url, name]);
+        match rust_log {
+            Some(v) => c.env("RUST_LOG", v),
+            None => c.env_remove("RUST_LOG"),
+        };
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(run(Some("info"), "c3").contains("made a checkpoint"));
+    assert!(!run(None, "c4").contains("made a checkpoint"));
+}

@@ -482,7 +482,9 @@ impl LockWait {
 /// engine's single `attempt` until it answers anything but `WouldBlock` (at once when not
 /// `block`), pausing with [`LockWait`] in between and holding no transaction. When
 /// `session()` stops returning `sid` (the client's session was closed while it waited)
-/// the wait ends with `BadHandle`: a lock taken now would outlive its session.
+/// the wait ends with `BadHandle`: a lock taken now would outlive its session (an attempt
+/// the engine refused with `SessionLost` because the close removed the session under it
+/// ends the same way; engines clear their session id before they remove its records).
 pub async fn wait_for_lock<S, F, Fut>(
     block: bool,
     sid: u64,
@@ -503,6 +505,7 @@ where
                     return Err(MetaError::BadHandle);
                 }
             }
+            Err(MetaError::SessionLost) if session() != sid => return Err(MetaError::BadHandle),
             other => return other,
         }
     }

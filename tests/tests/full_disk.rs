@@ -123,11 +123,11 @@ async fn a_full_metadata_disk_fails_changes_with_enospc_and_keeps_what_was_ackno
     let Some(jfs) = Juicefs::from_env() else {
         return;
     };
-    let Some(disk) = Tmpfs::mount(2) else {
+    let Some(disk) = Tmpfs::mount(4) else {
         return;
     };
     // Room to give back once the disk is full, so that the client can close.
-    std::fs::write(disk.path().join("ballast"), vec![0u8; 256 << 10]).unwrap();
+    std::fs::write(disk.path().join("ballast"), vec![0u8; 2 << 20]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&disk.path().join("meta.db"));
     jfs.format_file_volume(

@@ -26,6 +26,7 @@ fn line(i: usize) -> Vec<u8> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> io::Result<()> {
+    tessera_examples::logging::init_or_exit("append_bench");
     let args: Vec<String> = std::env::args().collect();
     let (Some(url), Some(bucket)) = (args.get(1), args.get(2)) else {
         eprintln!("usage: append_bench META_URL BUCKET_DIR [N]");

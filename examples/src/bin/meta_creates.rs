@@ -13,6 +13,7 @@ use meta_api::{Context, FileType, Format, MetaError, SessionInfo, ROOT_INO};
 
 #[tokio::main]
 async fn main() {
+    tessera_examples::logging::init_or_exit("meta_creates");
     let mut args = std::env::args().skip(1);
     let (Some(url), count) = (args.next(), args.next()) else {
         eprintln!("usage: meta_creates <META-URL> [FILES=10000]");

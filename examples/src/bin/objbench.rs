@@ -50,6 +50,7 @@ struct Args {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
+    tessera_examples::logging::init_or_exit("objbench");
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,7 @@ const DIRS: u64 = 16;
 
 #[tokio::main]
 async fn main() {
+    tessera_examples::logging::init_or_exit("purge_rate");
     let mut args = std::env::args().skip(1);
     let (Some(url), count) = (args.next(), args.next()) else {
         eprintln!("usage: purge_rate <META-URL> [FILES=100000]");

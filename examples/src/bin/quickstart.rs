@@ -26,6 +26,7 @@ const STREAM_BYTES: usize = 16 << 20;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
+    tessera_examples::logging::init_or_exit("quickstart");
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -57,6 +57,13 @@ struct Cli {
     /// the benchmarks, which read each block once; 64 otherwise]
     #[arg(long, global = true, value_name = "MIB")]
     read_cache: Option<usize>,
+    /// What the library logs: a level (error, warn, info, debug, trace) or target=level
+    /// pairs such as info,meta_sqlite=debug [default: RUST_LOG, else warn]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Append log lines to FILE instead of standard error
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -638,6 +645,10 @@ enum Command {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = tessera_examples::logging::init(cli.log_level.as_deref(), cli.log.as_deref()) {
+        eprintln!("tessera: {}", plain(&e));
+        return ExitCode::from(2);
+    }
     let _ = VFS_OPTIONS.set(cli.vfs_options());
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,

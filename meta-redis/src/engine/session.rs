@@ -246,8 +246,13 @@ impl Sessions for RedisMeta {
         if let Err(e) = self.flush_closes().await {
             tracing::debug!(error = %e, "sending queued closes failed");
         }
-        self.clean_session(sid).await?;
+        // Gone before its keys are: a lock waiting meanwhile ends with BadHandle.
         self.sid.store(0, Ordering::Relaxed);
+        if let Err(e) = self.clean_session(sid).await {
+            // Still registered: a later close can try again.
+            self.sid.store(sid, Ordering::Relaxed);
+            return Err(e);
+        }
         self.open_files.clear();
         Ok(())
     }

@@ -145,12 +145,19 @@ impl Sessions for SqliteMeta {
             return Ok(());
         }
         let now = now_secs();
-        self.db
+        // Gone before its rows are: a lock waiting meanwhile ends with BadHandle.
+        self.sid.store(0, Ordering::Release);
+        let ended = self
+            .db
             .txn(|c, _| Box::pin(async move { sustain::end_session(c, sid, now).await }))
-            .await?;
+            .await;
+        if let Err(e) = ended {
+            // Still registered: a later close can try again.
+            self.sid.store(sid, Ordering::Release);
+            return Err(e);
+        }
         sustain::unregister(&self.location, sid);
         self.client.clear();
-        self.sid.store(0, Ordering::Release);
         Ok(())
     }
 

@@ -195,19 +195,14 @@ pub(super) async fn blocking_wait_is_cancelled_by_dropping_it(fx: &Fixture<'_>) 
         let b = b.clone();
         parked(async move { b.setlk(&ctx(), f, 7, true, W, 10, 20, 0).await }).await
     };
-    eprintln!("DBG abort");
     waiting_flock.abort();
     waiting_plock.abort();
     assert!(waiting_flock.await.is_err_and(|e| e.is_cancelled()));
     assert!(waiting_plock.await.is_err_and(|e| e.is_cancelled()));
-    eprintln!("DBG step1");
     flock(&*fx.a, f, 1, U).await?;
-    eprintln!("DBG step2");
     setlk(&*fx.a, f, 1, U, 0, EOF).await?;
-    eprintln!("DBG step3");
     // The cancelled waits took nothing.
     flock(&*fx.a, f, 2, W).await?;
-    eprintln!("DBG step4");
     setlk(&*fx.a, f, 2, W, 0, EOF).await?;
     Ok(())
 }
