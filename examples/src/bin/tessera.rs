@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tessera_examples::bench::{self, BenchOptions};
 use tessera_examples::mdtest::{self, MdtestOptions};
 use tessera_examples::transfer::{self, TransferOptions};
@@ -66,6 +66,61 @@ struct Cli {
     log: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// An example for every command, shown at the end of its `--help` (the path of the
+/// command, then the example lines, each a whole command line the parser accepts).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("format", "tessera format sqlite3:///var/lib/vol/meta.db myvol --bucket /srv/blocks/ --trash-days 1"),
+    ("info", "tessera info sqlite3:///var/lib/vol/meta.db\n  tessera info sqlite3:///var/lib/vol/meta.db /docs/report.pdf --json"),
+    ("compact", "tessera compact sqlite3:///var/lib/vol/meta.db /logs"),
+    ("gc", "tessera gc sqlite3:///var/lib/vol/meta.db            # report only\n  tessera gc sqlite3:///var/lib/vol/meta.db --delete --compact"),
+    ("checkpoint create", "tessera checkpoint create sqlite3:///var/lib/vol/meta.db before-upgrade"),
+    ("checkpoint list", "tessera checkpoint list sqlite3:///var/lib/vol/meta.db --json"),
+    ("checkpoint restore", "tessera checkpoint restore sqlite3:///var/lib/vol/meta.db before-upgrade   # no client connected"),
+    ("checkpoint delete", "tessera checkpoint delete sqlite3:///var/lib/vol/meta.db before-upgrade"),
+    ("quota set", "tessera quota set sqlite3:///var/lib/vol/meta.db --path /projects/a --capacity 100 --inodes 100000\n  tessera quota set sqlite3:///var/lib/vol/meta.db --uid 1000 --capacity 20"),
+    ("quota get", "tessera quota get sqlite3:///var/lib/vol/meta.db --path /projects/a"),
+    ("quota delete", "tessera quota delete sqlite3:///var/lib/vol/meta.db --uid 1000"),
+    ("quota list", "tessera quota list sqlite3:///var/lib/vol/meta.db --users"),
+    ("quota check", "tessera quota check sqlite3:///var/lib/vol/meta.db --path /projects/a --repair"),
+    ("restore", "tessera restore sqlite3:///var/lib/vol/meta.db 2026-12-04-09 --put-back"),
+    ("fsck", "tessera fsck sqlite3:///var/lib/vol/meta.db\n  tessera fsck sqlite3:///var/lib/vol/meta.db /projects --repair"),
+    ("dump", "tessera dump sqlite3:///var/lib/vol/meta.db /backup/vol.json.gz"),
+    ("load", "tessera load redis://127.0.0.1:6379/1 /backup/vol.json.gz"),
+    ("backup", "tessera backup sqlite3:///var/lib/vol/meta.db\n  tessera backup sqlite3:///var/lib/vol/meta.db --list"),
+    ("restore-volume", "tessera restore-volume /srv/blocks/myvol --to sqlite3:///var/lib/vol/restored.db\n  tessera restore-volume s3://bucket.s3.amazonaws.com/myvol --to redis://127.0.0.1:6379/2"),
+    ("summary", "tessera summary sqlite3:///var/lib/vol/meta.db /projects"),
+    ("ls", "tessera ls sqlite3:///var/lib/vol/meta.db /docs -l"),
+    ("cat", "tessera cat sqlite3:///var/lib/vol/meta.db /docs/notes.txt"),
+    ("put", "tessera put sqlite3:///var/lib/vol/meta.db ./site /www"),
+    ("get", "tessera get sqlite3:///var/lib/vol/meta.db /www ./site-copy"),
+    ("mkdir", "tessera mkdir sqlite3:///var/lib/vol/meta.db -p /a/b/c"),
+    ("rm", "tessera rm sqlite3:///var/lib/vol/meta.db /tmp/old.log\n  tessera rm sqlite3:///var/lib/vol/meta.db -r /tmp/build"),
+    ("rmr", "tessera rmr sqlite3:///var/lib/vol/meta.db /scratch"),
+    ("clone", "tessera clone sqlite3:///var/lib/vol/meta.db /templates/app /projects/app2"),
+    ("mv", "tessera mv sqlite3:///var/lib/vol/meta.db /drafts/a.txt /final/a.txt"),
+    ("mount", "tessera mount sqlite3:///var/lib/vol/meta.db /mnt/vol -d\n  tessera --cache-dir /var/cache/tessera mount redis://127.0.0.1:6379/1 /mnt/vol -o allow_other"),
+    ("umount", "tessera umount /mnt/vol"),
+    ("mdtest", "tessera mdtest sqlite3:///var/lib/vol/meta.db /mdtest --threads 4 --dirs 10 --depth 2 --files 100"),
+    ("bench", "tessera bench /mnt/vol                                  # a mounted directory\n  tessera bench sqlite3:///var/lib/vol/meta.db /bench --big-file-size 1024"),
+];
+
+/// The command line, with [`EXAMPLES`] at the end of each command's help.
+fn command_with_examples() -> clap::Command {
+    let mut cmd = Cli::command();
+    for (path, example) in EXAMPLES {
+        let help = format!("Example:\n  {example}");
+        let mut names = path.split(' ');
+        let first = names.next().unwrap_or_default();
+        cmd = match names.next() {
+            None => cmd.mut_subcommand(first, |c| c.after_help(help)),
+            Some(second) => {
+                cmd.mut_subcommand(first, |c| c.mut_subcommand(second, |c| c.after_help(help)))
+            }
+        };
+    }
+    cmd
 }
 
 /// The volume options the global flags ask for, set once in `main`.
@@ -644,7 +699,10 @@ enum Command {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command_with_examples().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Err(e) = tessera_examples::logging::init(cli.log_level.as_deref(), cli.log.as_deref()) {
         eprintln!("tessera: {}", plain(&e));
         return ExitCode::from(2);
@@ -1265,6 +1323,54 @@ async fn remove(fs: &FileSystem, path: &Path, recursive: bool) -> io::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_command_has_an_example_that_parses() {
+        let cmd = command_with_examples();
+        let mut leaves = Vec::new();
+        for c in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+            let subs: Vec<_> = c
+                .get_subcommands()
+                .filter(|s| s.get_name() != "help")
+                .collect();
+            if subs.is_empty() {
+                leaves.push((c.get_name().to_string(), c.clone()));
+            }
+            for s in subs {
+                leaves.push((format!("{} {}", c.get_name(), s.get_name()), s.clone()));
+            }
+        }
+        assert!(leaves.len() > 30, "{} commands", leaves.len());
+        for (path, c) in &leaves {
+            let help = c
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(
+                help.starts_with("Example:"),
+                "tessera {path} has no example"
+            );
+        }
+        for (path, example) in EXAMPLES {
+            assert!(
+                leaves.iter().any(|(p, _)| p == path),
+                "an example for no command: {path}"
+            );
+            for line in example.split('\n') {
+                let words: Vec<&str> = line
+                    .split('#')
+                    .next()
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .collect();
+                let parsed = command_with_examples().try_get_matches_from(&words);
+                assert!(
+                    parsed.is_ok(),
+                    "the example {line:?} does not parse: {parsed:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn times_format_in_utc() {
