@@ -49,6 +49,29 @@ pub trait Volume: Send + Sync + 'static {
     }
 }
 
+/// The order every engine's [`Sessions::close_session`] keeps: the client's session id
+/// (`sid`, held in `cell`) is cleared first, so that a lock waiting meanwhile ends with
+/// `BadHandle` ([`crate::locks::wait_for_lock`]) instead of meeting a session half
+/// removed, then `remove` drops the session's records; when that fails the id is put
+/// back, so that a later close can try again.
+pub async fn end_session<F, Fut>(
+    cell: &std::sync::atomic::AtomicU64,
+    sid: u64,
+    remove: F,
+) -> Result<()>
+where
+    F: FnOnce(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    use std::sync::atomic::Ordering;
+    cell.store(0, Ordering::SeqCst);
+    let removed = remove(sid).await;
+    if removed.is_err() {
+        cell.store(sid, Ordering::SeqCst);
+    }
+    removed
+}
+
 /// Sessions and the open files they sustain.
 #[async_trait]
 pub trait Sessions: Send + Sync + 'static {

@@ -484,7 +484,8 @@ impl LockWait {
 /// `session()` stops returning `sid` (the client's session was closed while it waited)
 /// the wait ends with `BadHandle`: a lock taken now would outlive its session (an attempt
 /// the engine refused with `SessionLost` because the close removed the session under it
-/// ends the same way; engines clear their session id before they remove its records).
+/// ends the same way; engines clear their session id before they remove its records,
+/// [`crate::backend::end_session`]).
 pub async fn wait_for_lock<S, F, Fut>(
     block: bool,
     sid: u64,

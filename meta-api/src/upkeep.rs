@@ -76,6 +76,19 @@ pub fn is_pending_extra(extra: i64) -> bool {
     extra <= -1
 }
 
+/// The directories a change of a hard-linked file counts in — its statistics and quota
+/// usage — once per name, from the per-directory name counts an engine keeps (JuiceFS's
+/// parent counts: Redis's `p{ino}`, TKV's `P` keys). A count read from storage is
+/// bounded by the file's `nlink`, so it never drives more work than the file has links.
+pub fn dirs_per_name(parents: impl IntoIterator<Item = (Ino, i64)>, nlink: u32) -> Vec<Ino> {
+    let mut out = Vec::new();
+    for (dir, names) in parents {
+        let names = names.clamp(0, i64::from(nlink)) as usize;
+        out.extend(std::iter::repeat_n(dir, names));
+    }
+    out
+}
+
 /// The usage counters before and after [`MetaEngine::recount_usage`](crate::MetaEngine::recount_usage).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recount {

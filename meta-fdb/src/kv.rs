@@ -94,7 +94,7 @@ pub trait KvStore: Send + Sync + 'static {
 /// by a range clear of those older than [`markers::KEEP_SECS`] that rides along with a
 /// transaction at most once a minute.
 pub mod markers {
-    use meta_api::{MetaError, Result};
+    use meta_api::{MetaError, Result, Timestamp};
 
     /// What every marker key has after the volume prefix.
     pub const TAG: &[u8] = b"txnMarker\0";
@@ -104,10 +104,7 @@ pub mod markers {
     pub const SWEEP_SECS: u64 = 60;
 
     fn now_secs() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        Timestamp::now().sec.max(0).unsigned_abs()
     }
 
     /// The marker key of a new [`KvStore::txn`](super::KvStore::txn) call.

@@ -514,7 +514,7 @@ impl RedisMeta {
         let flat: Vec<Vec<u8>> = tx
             .cmd(redis::cmd("HGETALL").arg(self.keys.parents(ino)))
             .await?;
-        let mut out = Vec::new();
+        let mut counts = Vec::new();
         let mut it = flat.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let parent = std::str::from_utf8(&k)
@@ -524,13 +524,10 @@ impl RedisMeta {
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok());
             if let (Some(p), Some(c)) = (parent, count) {
-                // Once per name (never more than its links): a change counts once per name.
-                for _ in 0..c.clamp(0, i64::from(a.nlink)) {
-                    out.push(p);
-                }
+                counts.push((p, c));
             }
         }
-        Ok(out)
+        Ok(meta_api::upkeep::dirs_per_name(counts, a.nlink))
     }
 
     /// Queues the statistics change of file `ino` growing or shrinking from `old` to

@@ -131,6 +131,15 @@ async fn get_opt(store: &dyn ChunkStore, key: &str) -> Result<Option<Bytes>> {
     }
 }
 
+/// The slice list of checkpoint `name`, or `None` when it has none (a create cut short
+/// before it, or a delete after it).
+async fn slices_of(store: &dyn ChunkStore, name: &str) -> Result<Option<Vec<(u64, u32)>>> {
+    match get_opt(store, &key(name, "slices")).await? {
+        Some(b) => decode_slices(name, &b).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Deletes an object that may be gone already.
 async fn delete_opt(store: &dyn ChunkStore, key: &str) -> Result<()> {
     match store.delete(key).await {
@@ -177,8 +186,8 @@ pub async fn list(store: &dyn ChunkStore) -> Result<Vec<CheckpointInfo>> {
 pub(crate) async fn held_slices(store: &dyn ChunkStore) -> Result<HashMap<u64, u32>> {
     let mut held = HashMap::new();
     for c in list(store).await? {
-        if let Some(b) = get_opt(store, &key(&c.name, "slices")).await? {
-            held.extend(decode_slices(&c.name, &b)?);
+        if let Some(slices) = slices_of(store, &c.name).await? {
+            held.extend(slices);
         }
     }
     Ok(held)
@@ -298,8 +307,7 @@ impl Vfs {
         if found.complete {
             // Gone from here on: a crash below keeps the holds (space, never data).
             delete_opt(store, &key(name, "info.json")).await?;
-            if let Some(b) = get_opt(store, &key(name, "slices")).await? {
-                let slices = decode_slices(name, &b)?;
+            if let Some(slices) = slices_of(store, name).await? {
                 let freed = release(&**self.meta(), &slices).await?;
                 self.delete_freed(&freed).await?;
             }
@@ -340,8 +348,8 @@ pub async fn restore_checkpoint(meta_url: &str, name: &str) -> Result<RestoredCh
     // Every complete checkpoint's holds, read before anything is changed.
     let mut holds = meta_api::dump::Holds::new();
     for c in all.iter().filter(|c| c.complete) {
-        if let Some(b) = get_opt(&*store, &key(&c.name, "slices")).await? {
-            for (id, size) in decode_slices(&c.name, &b)? {
+        if let Some(slices) = slices_of(&*store, &c.name).await? {
+            for (id, size) in slices {
                 holds.entry(id).or_insert((size, 0)).1 += 1;
             }
         }

@@ -192,13 +192,7 @@ impl<K: KvStore> Sessions for TkvMeta<K> {
         let Some(sid) = self.session_id() else {
             return Ok(());
         };
-        // Gone before its keys are: a lock waiting meanwhile ends with BadHandle.
-        self.sid.store(0, Ordering::SeqCst);
-        if let Err(e) = self.clean_session(sid).await {
-            // Still registered: a later close can try again.
-            self.sid.store(sid, Ordering::SeqCst);
-            return Err(e);
-        }
+        meta_api::backend::end_session(&self.sid, sid, |sid| self.clean_session(sid)).await?;
         self.open_files.clear();
         Ok(())
     }

@@ -102,18 +102,12 @@ pub(crate) async fn file_dirs<T: KvTxn>(
     }
     let prefix = keys.parents(ino);
     let end = Keys::end_of(&prefix);
-    let mut out = Vec::new();
-    for (k, v) in tx.scan(&prefix, &end, usize::MAX, false).await? {
-        let parent = le_u64(&k, prefix.len());
-        let count = le_u64(&v, 0).map(|c| c as i64);
-        if let (Some(p), Some(c)) = (parent, count) {
-            // Once per name (never more than its links): a change counts once per name.
-            for _ in 0..c.clamp(0, i64::from(attr.nlink)) {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
+    let counts = tx
+        .scan(&prefix, &end, usize::MAX, false)
+        .await?
+        .into_iter()
+        .filter_map(|(k, v)| Some((le_u64(&k, prefix.len())?, le_u64(&v, 0)? as i64)));
+    Ok(meta_api::upkeep::dirs_per_name(counts, attr.nlink))
 }
 
 /// Queues in `d` the change of file `ino` growing or shrinking from `old` to `new` bytes,

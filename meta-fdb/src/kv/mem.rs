@@ -125,20 +125,14 @@ impl MemKv {
     fn commit_txn(&self, tx: &MemTxn) -> Result<Commit> {
         let every = self.shared.unknown_every.load(Ordering::Relaxed);
         let n = self.shared.commits.fetch_add(1, Ordering::Relaxed) + 1;
-        if every > 0 && n.is_multiple_of(every) {
-            let k = self.shared.unknowns.fetch_add(1, Ordering::Relaxed);
-            if k.is_multiple_of(2) {
-                // Applied, but the answer was lost.
-                return match tx.commit() {
-                    Ok(()) => Ok(Commit::Unknown),
-                    Err(MetaError::Conflict) => Ok(Commit::Conflict),
-                    Err(e) => Err(e),
-                };
-            }
-            // Lost before it was applied.
+        let unknown = every > 0 && n.is_multiple_of(every);
+        // Every other unknown outcome is lost before it is applied; the rest are applied
+        // and only their answer is lost.
+        if unknown && self.shared.unknowns.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
             return Ok(Commit::Unknown);
         }
         match tx.commit() {
+            Ok(()) if unknown => Ok(Commit::Unknown),
             Ok(()) => Ok(Commit::Done),
             Err(MetaError::Conflict) => Ok(Commit::Conflict),
             Err(e) => Err(e),

@@ -92,7 +92,6 @@ impl RedisMeta {
         format!("{}lockp{ino}", self.keys.prefix())
     }
 
-    /// `NotFound` unless inode `ino` exists (read inside the transaction).
     /// `SessionLost` unless session `sid` is registered; the caller watches
     /// [`session_infos`](crate::keys::Keys::session_infos), so a reap before the commit
     /// aborts it (a lock of a reaped session would never be reaped).
@@ -111,6 +110,7 @@ impl RedisMeta {
         }
     }
 
+    /// `NotFound` unless inode `ino` exists (read inside the transaction).
     async fn need_inode(&self, tx: &mut Tx, ino: Ino) -> Result<()> {
         let exists: bool = tx
             .cmd(redis::cmd("EXISTS").arg(self.keys.inode(ino)))

@@ -246,13 +246,7 @@ impl Sessions for RedisMeta {
         if let Err(e) = self.flush_closes().await {
             tracing::debug!(error = %e, "sending queued closes failed");
         }
-        // Gone before its keys are: a lock waiting meanwhile ends with BadHandle.
-        self.sid.store(0, Ordering::Relaxed);
-        if let Err(e) = self.clean_session(sid).await {
-            // Still registered: a later close can try again.
-            self.sid.store(sid, Ordering::Relaxed);
-            return Err(e);
-        }
+        meta_api::backend::end_session(&self.sid, sid, |sid| self.clean_session(sid)).await?;
         self.open_files.clear();
         Ok(())
     }

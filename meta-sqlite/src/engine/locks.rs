@@ -18,28 +18,33 @@ use meta_api::{Ino, LockOwner, LockType, MetaError, PlockRequest, Result};
 use crate::txn::db_err;
 use crate::SqliteMeta;
 
-/// `NotFound` unless inode `ino` exists.
+/// `missing` unless the one-parameter query `sql` (`SELECT 1 … WHERE key = ?`) finds a row
+/// for `id`.
+async fn need_row(c: &mut SqliteConnection, sql: &str, id: u64, missing: MetaError) -> Result<()> {
+    let found = crate::sql::query(sql)
+        .bind(id as i64)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+    found.map(|_| ()).ok_or(missing)
+}
+
 /// `SessionLost` unless session `sid` has its row (a lock of a reaped session would never
 /// be reaped).
 async fn need_session(c: &mut SqliteConnection, sid: u64) -> Result<()> {
-    let row = crate::sql::query("SELECT 1 FROM jfs_session2 WHERE sid = ?")
-        .bind(sid as i64)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(db_err)?;
-    match row {
-        Some(_) => Ok(()),
-        None => Err(MetaError::SessionLost),
-    }
+    let sql = "SELECT 1 FROM jfs_session2 WHERE sid = ?";
+    need_row(c, sql, sid, MetaError::SessionLost).await
 }
 
+/// `NotFound` unless inode `ino` exists.
 async fn need_inode(c: &mut SqliteConnection, ino: Ino) -> Result<()> {
-    let found = crate::sql::query("SELECT 1 FROM jfs_node WHERE inode = ?")
-        .bind(ino as i64)
-        .fetch_optional(&mut *c)
-        .await
-        .map_err(db_err)?;
-    found.map(|_| ()).ok_or(MetaError::NotFound)
+    need_row(
+        c,
+        "SELECT 1 FROM jfs_node WHERE inode = ?",
+        ino,
+        MetaError::NotFound,
+    )
+    .await
 }
 
 /// The session and owner columns of a lock row.

@@ -93,8 +93,9 @@ impl Sessions for SqliteMeta {
         Ok(sid)
     }
 
-    /// Extends the session (recreating its row if a reaper took it meanwhile, as JuiceFS
-    /// does) and lets go of sustained inodes this client does not have open.
+    /// Extends the session and lets go of sustained inodes this client does not have open;
+    /// when a reaper took the session meanwhile, its row comes back under the same id (as
+    /// JuiceFS does) and the answer is `Reregistered`.
     async fn heartbeat(&self) -> Result<Heartbeat> {
         self.fmt().await?;
         let sid = self.session_id();
@@ -145,17 +146,11 @@ impl Sessions for SqliteMeta {
             return Ok(());
         }
         let now = now_secs();
-        // Gone before its rows are: a lock waiting meanwhile ends with BadHandle.
-        self.sid.store(0, Ordering::Release);
-        let ended = self
-            .db
-            .txn(|c, _| Box::pin(async move { sustain::end_session(c, sid, now).await }))
-            .await;
-        if let Err(e) = ended {
-            // Still registered: a later close can try again.
-            self.sid.store(sid, Ordering::Release);
-            return Err(e);
-        }
+        meta_api::backend::end_session(&self.sid, sid, |sid| {
+            self.db
+                .txn(move |c, _| Box::pin(async move { sustain::end_session(c, sid, now).await }))
+        })
+        .await?;
         sustain::unregister(&self.location, sid);
         self.client.clear();
         Ok(())

@@ -7,6 +7,13 @@ use meta_api::{Heartbeat, LockType, MetaError, Timestamp, ROOT_INO};
 
 use crate::support::*;
 
+/// A non-blocking exclusive `flock` of `ino` by `owner` of `vfs`'s session.
+async fn lock(vfs: &vfs_core::Vfs, ino: meta_api::Ino, owner: u64) -> meta_api::Result<()> {
+    vfs.meta()
+        .flock(&root(), ino, owner, LockType::Write, false)
+        .await
+}
+
 /// A day from now, when every session has expired.
 fn tomorrow() -> Timestamp {
     Timestamp::new(Timestamp::now().sec + 86_400, 0)
@@ -27,11 +34,7 @@ engine_tests! {
         // a does not know yet: what it opens now is as unprotected as what it had...
         let unaware = a.open(&root(), f, libc::O_RDWR).await.unwrap();
         // ...and its first lock is refused, which tells it: both handles fail from then on.
-        let err = a
-            .meta()
-            .flock(&root(), g, 1, LockType::Write, false)
-            .await
-            .unwrap_err();
+        let err = lock(&a, g, 1).await.unwrap_err();
         assert!(matches!(err, MetaError::SessionLost), "{err}");
         for fh in [before, unaware] {
             let err = a.read(&root(), fh, 0, 10).await.unwrap_err();
@@ -54,24 +57,14 @@ engine_tests! {
         assert_eq!(read_all(&a, fresh, 0, n as u64).await, pattern(3, 0, n));
 
         // a's lock now is held against b...
-        a.meta()
-            .flock(&root(), g, 1, LockType::Write, false)
-            .await
-            .unwrap();
-        let err = b
-            .meta()
-            .flock(&root(), g, 2, LockType::Write, false)
-            .await
-            .unwrap_err();
+        lock(&a, g, 1).await.unwrap();
+        let err = lock(&b, g, 2).await.unwrap_err();
         assert!(matches!(err, MetaError::WouldBlock), "{err}");
         // ...and goes with a's session when a is reaped again: none is left behind, and
         // the unlinked file a kept is purged.
         assert_eq!(b.meta().reap_stale_sessions(tomorrow()).await.unwrap(), 2);
         assert_eq!(b.meta().heartbeat().await.unwrap(), Heartbeat::Reregistered);
-        b.meta()
-            .flock(&root(), g, 2, LockType::Write, false)
-            .await
-            .unwrap();
+        lock(&b, g, 2).await.unwrap();
         assert_eq!(b.purge_deleted().await.unwrap(), 1);
         // a's next heartbeat tells it; its handle on the purged file fails.
         assert_eq!(a.meta().heartbeat().await.unwrap(), Heartbeat::Reregistered);
